@@ -1,0 +1,246 @@
+"""The ``redline`` command line (design.md §6). The only place that configures logging and
+prints; every :class:`~redline.errors.RedlineInputError` becomes one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from redline.errors import RedlineError, RedlineInputError, ScanFault
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Remote-sensing supervision of ecological protection red-line zones.")
+alerts_app = typer.Typer(no_args_is_help=True, help="List and review alerts in the register.")
+stac_app = typer.Typer(no_args_is_help=True, help="The embedded STAC API.")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(stac_app, name="stac")
+
+out_console = Console()
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("distributed", "rasterio", "urllib3", "fiona", "pyogrio"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _summary(result) -> None:
+    a = result.alerts
+    table = Table(title=f"alerts of scan {result.scan_id}")
+    types = ["clearing", "construction", "mining", "fire", "water_loss", "other"]
+    table.add_column("zone")
+    table.add_column("name")
+    for t in types:
+        table.add_column(t, justify="right")
+    table.add_column("total", justify="right")
+    for row in result.zone_stats.itertuples():
+        table.add_row(row.zone_id, str(row.zone_name or ""), *[str(getattr(row, f"alerts_{t}")) for t in types], str(row.alerts_total))
+    out_console.print(table)
+    out_console.print(f"{len(a)} alert(s) from {result.n_items} scenes in {result.seconds:.0f} s")
+    out_console.print(f"register: {result.register}")
+    if result.map_html is not None:
+        out_console.print(f"map: {result.map_html.resolve()}")
+
+
+@app.command()
+def scan(
+    config: Path = typer.Argument(..., help="scan.yml"),
+    out: Path = typer.Option(Path("out"), "--out", help="output folder"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://host:8786 of an existing Dask scheduler"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run a scan: search, load, detect, register, assess, map."""
+    from redline.config import load_config
+    from redline.scan import run_scan
+
+    _setup_logging(verbose)
+    cfg = load_config(config)
+    text = config.read_text(encoding="utf-8")
+    _summary(run_scan(cfg, out, scheduler=scheduler, config_text=text))
+
+
+def _demo_scenes_dir(scenes: Optional[Path]) -> Path:
+    if scenes is not None:
+        return scenes
+    root = Path(os.environ.get("REDLINE_CACHE_DIR", Path.home() / ".cache" / "redline"))
+    return root / "demo-scenes"
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="output folder"),
+    scenes: Optional[Path] = typer.Option(None, "--scenes", help="where the bundled demo scenes are built and cached (default ~/.cache/redline/demo-scenes)"),
+    preset: str = typer.Option("demo", "--preset", help="demo | small"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Serve the bundled demo scenes on an embedded STAC API and scan them."""
+    from pipelines import serve_stac
+    from redline.config import load_config
+    from redline.demo import generate_demo
+    from redline.scan import run_scan
+
+    _setup_logging(verbose)
+    build = generate_demo(_demo_scenes_dir(scenes) / preset, preset=preset)
+    with serve_stac(build.root) as url:
+        out_console.print(f"embedded STAC API on {url} serving {build.n_scenes} scenes")
+        cfg = load_config(build.config, overrides={"stac": {"url": url}, "register": str((out / "register.gpkg").resolve())})
+        _summary(run_scan(cfg, out, config_text=build.config.read_text(encoding="utf-8")))
+
+
+@app.command()
+def validate(config: Path = typer.Argument(..., help="scan.yml")) -> None:
+    """Check the config, the zones and the STAC API; scan nothing."""
+    import aoi
+    from pipelines._search import open_client
+    from redline.config import load_config
+
+    cfg = load_config(config)
+    zones = aoi.read_zones(cfg.zones.path, id_field=cfg.zones.id_field, layer=cfg.zones.layer, name_field=cfg.zones.name_field,
+                           category_field=cfg.zones.category_field, admin_field=cfg.zones.admin_field, tier_field=cfg.zones.tier_field)
+    if cfg.admin_units is not None:
+        aoi.read_admin_units(cfg.admin_units.path, id_field=cfg.admin_units.id_field, layer=cfg.admin_units.layer, name_field=cfg.admin_units.name_field)
+    if cfg.stac.url:
+        open_client(cfg.stac.url)
+    out_console.print(f"{config}: ok ({len(zones)} zones, STAC {'reachable' if cfg.stac.url else 'not set'})")
+
+
+def _register_path(register: Optional[Path], out: Optional[Path]) -> Path:
+    if register is not None:
+        return register
+    return (out or Path("out")) / "register.gpkg"
+
+
+@alerts_app.command("list")
+def alerts_list(
+    register: Optional[Path] = typer.Option(None, "--register", help="register.gpkg (default OUT/register.gpkg)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="scan output folder holding register.gpkg"),
+    status: Optional[str] = typer.Option(None, "--status"),
+    zone: Optional[str] = typer.Option(None, "--zone"),
+    since: Optional[str] = typer.Option(None, "--since", help="first_detected on or after YYYY-MM-DD"),
+) -> None:
+    """List alerts in the register."""
+    from redline.register import Register
+
+    reg_path = _register_path(register, out)
+    if not reg_path.exists():
+        raise RedlineInputError(f"{reg_path}: no register there; give --register or --out of a finished scan")
+    a = Register(reg_path).alerts()
+    if status:
+        a = a[a["status"] == status]
+    if zone:
+        a = a[a["zone_id"] == zone]
+    if since:
+        a = a[a["first_detected"] >= since]
+    table = Table()
+    for c in ("alert_id", "zone_id", "disturbance_type", "first_detected", "area_m2", "confidence", "status"):
+        table.add_column(c)
+    for r in a.itertuples():
+        table.add_row(r.alert_id, r.zone_id, r.disturbance_type, r.first_detected, f"{r.area_m2:.0f}", r.confidence, r.status)
+    out_console.print(table)
+
+
+@alerts_app.command("review")
+def alerts_review(
+    alert_id: str = typer.Argument(...),
+    status: str = typer.Option(..., "--status"),
+    by: str = typer.Option(..., "--by"),
+    note: Optional[str] = typer.Option(None, "--note"),
+    register: Optional[Path] = typer.Option(None, "--register"),
+    out: Optional[Path] = typer.Option(None, "--out"),
+) -> None:
+    """Record a review decision (hash-chained history)."""
+    from redline.register import Register
+
+    reg_path = _register_path(register, out)
+    if not reg_path.exists():
+        raise RedlineInputError(f"{reg_path}: no register there; give --register or --out of a finished scan")
+    row = Register(reg_path).review(alert_id, to_status=status, by=by, note=note)
+    out_console.print(f"{alert_id}: {row['from_status']} → {row['to_status']} by {row['by']} ({row['time']})")
+
+
+@app.command("map")
+def map_cmd(out: Path = typer.Argument(..., help="a finished scan's output folder"), register: Optional[Path] = typer.Option(None, "--register")) -> None:
+    """Re-render the map from a finished scan and the register."""
+    import maps
+
+    reg = register or out / "register.gpkg"
+    path = maps.render_map(out, register=reg if reg.exists() else None)
+    out_console.print(f"map: {path.resolve()}")
+
+
+@app.command()
+def verify(out: Path = typer.Argument(..., help="a finished scan's output folder"), register: Optional[Path] = typer.Option(None, "--register")) -> None:
+    """Check the manifest's checksums and the register's review-history chain."""
+    import json
+
+    from redline.provenance import MANIFEST, verify_outputs
+    from redline.register import Register
+
+    if not (out / MANIFEST).exists():
+        raise RedlineInputError(f"{out}: no {MANIFEST}; give the output folder of a finished scan")
+    problems = verify_outputs(out)
+    reg = register or Path(json.loads((out / MANIFEST).read_text(encoding="utf-8"))["register"]["path"])
+    if reg.exists():
+        problems += Register(reg).verify_history()
+    for p in problems:
+        err_console.print(p)
+    if problems:
+        raise typer.Exit(1)
+    out_console.print(f"{out}: all outputs match the manifest; review history intact")
+
+
+@stac_app.command("serve")
+def stac_serve(folder: Path = typer.Argument(..., help="folder of STAC Items (items.json, collection.json)"), port: Optional[int] = typer.Option(None, "--port")) -> None:
+    """Serve a folder of STAC Items on 127.0.0.1 until Ctrl-C."""
+    import time
+
+    from pipelines import serve_stac
+
+    with serve_stac(folder, port=port) as url:
+        out_console.print(f"STAC API on {url} (Ctrl-C to stop)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning redline's errors into one line and an exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except RedlineInputError as exc:
+        err_console.print(f"error: {exc}", markup=False)
+        return 2
+    except ScanFault as exc:
+        err_console.print(f"scan finished with failures: {exc}", markup=False)
+        return 1
+    except RedlineError as exc:
+        err_console.print(f"error: {exc}", markup=False)
+        return 1
+    except typer.Exit as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return 2
+        if isinstance(exc, click.exceptions.Abort):
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""The scan configuration (``scan.yml``, design.md §4) as pydantic models.
+
+Every problem is reported as one :class:`~redline.errors.ConfigError` line naming the file,
+the key path and the value, and what to do. Relative paths are resolved against the folder of
+the config file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from redline.errors import ConfigError
+
+__all__ = [
+    "ScanConfig",
+    "StacConfig",
+    "ZonesConfig",
+    "AdminUnitsConfig",
+    "Window",
+    "DetectionConfig",
+    "DaskConfig",
+    "load_config",
+    "PROFILES",
+]
+
+#: Known STAC profiles (design.md §3). ``embedded`` is the loopback API of ``redline demo``.
+PROFILES = ("embedded", "earth-search", "planetary-computer", "landsat")
+
+_Strict = ConfigDict(extra="forbid", frozen=True)
+
+
+class StacConfig(BaseModel):
+    """Where scenes come from."""
+
+    model_config = _Strict
+    url: str | None = None
+    profile: Literal["embedded", "earth-search", "planetary-computer", "landsat"] | None = None
+    collections: list[str] = Field(default_factory=lambda: ["sentinel-2-c1-l2a"], min_length=1)
+    max_cloud_cover: float = Field(80.0, ge=0, le=100, description="scene-level filter, percent")
+
+
+class ZonesConfig(BaseModel):
+    """The red-line zones layer and its fields."""
+
+    model_config = _Strict
+    path: Path
+    layer: str | None = None
+    id_field: str
+    name_field: str | None = None
+    category_field: str | None = None
+    admin_field: str | None = None
+    tier_field: str | None = None
+
+
+class AdminUnitsConfig(BaseModel):
+    """The administrative units (counties) for per-unit assessment."""
+
+    model_config = _Strict
+    path: Path
+    layer: str | None = None
+    id_field: str
+    name_field: str | None = None
+
+
+class Window(BaseModel):
+    """A date window, both ends inclusive. ``end: today`` is resolved to the current date."""
+
+    model_config = _Strict
+    start: dt.date
+    end: dt.date
+
+    @field_validator("end", mode="before")
+    @classmethod
+    def _today(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "today":
+            return dt.date.today()
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Window":
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}; swap them")
+        return self
+
+
+class DetectionConfig(BaseModel):
+    """Knobs of the disturbance detector (defaults and their sources in :mod:`redline.detect`)."""
+
+    model_config = _Strict
+    min_area_m2: float = Field(5000.0, gt=0, description="minimum mapping unit of an alert, m²")
+    z_threshold: float = Field(3.0, gt=0, description="standardised residual beyond which an observation is anomalous")
+    consecutive: int = Field(2, ge=1, le=10, description="consecutive anomalous clear observations that confirm")
+    harmonics: int = Field(2, ge=1, le=3, description="annual harmonic terms (2: annual + semi-annual)")
+    trend: bool = Field(False, description="add a linear trend term to the baseline model")
+    indices: list[Literal["NDVI", "MNDWI", "NBR"]] = Field(default_factory=lambda: ["NDVI", "MNDWI"])
+    mask_dilation_m: float = Field(0.0, ge=0, le=500, description="grow the cloud/shadow mask by this distance, m")
+    scl_mask_classes: list[int] = Field(default_factory=lambda: [0, 1, 3, 8, 9, 10, 11])
+    min_baseline_obs: int = Field(12, ge=4, description="clear baseline observations a pixel needs to be monitored")
+
+
+class DaskConfig(BaseModel):
+    """Where the graph runs: a LocalCluster (``address: null``) or an existing scheduler."""
+
+    model_config = _Strict
+    address: str | None = None
+    workers: int = Field(2, ge=1)
+    threads_per_worker: int = Field(1, ge=1)
+
+
+class ScanConfig(BaseModel):
+    """A whole scan (design.md §4)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    stac: StacConfig = Field(default_factory=StacConfig)
+    zones: ZonesConfig
+    admin_units: AdminUnitsConfig | None = None
+    baseline: Window
+    monitor: Window
+    resolution: float = Field(10.0, gt=0, le=1000, description="analysis grid, metres")
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    register_path: Path | None = Field(None, alias="register", description="alert register GeoPackage")
+    dask: DaskConfig = Field(default_factory=DaskConfig)
+    tile_size_m: float = Field(20000.0, gt=0, description="processing tile edge, metres")
+
+    @model_validator(mode="after")
+    def _windows(self) -> "ScanConfig":
+        if self.monitor.start <= self.baseline.end:
+            raise ValueError(
+                f"monitor.start {self.monitor.start} must be after baseline.end {self.baseline.end}"
+            )
+        return self
+
+    def resolve_paths(self, base: Path) -> "ScanConfig":
+        """Return a copy with relative paths made absolute against ``base`` (the config folder)."""
+
+        def _abs(p: Path | None) -> Path | None:
+            if p is None:
+                return None
+            p = Path(p).expanduser()
+            return p if p.is_absolute() else (base / p).resolve()
+
+        update: dict[str, Any] = {"zones": self.zones.model_copy(update={"path": _abs(self.zones.path)})}
+        if self.admin_units is not None:
+            update["admin_units"] = self.admin_units.model_copy(update={"path": _abs(self.admin_units.path)})
+        if self.register_path is not None:
+            update["register_path"] = _abs(self.register_path)
+        return self.model_copy(update=update)
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
+
+
+def _one_line(path: Path, err: ValidationError, raw: dict[str, Any]) -> str:
+    e = err.errors()[0]
+    key = _key_path(e["loc"]) or "(top level)"
+    kind = e["type"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key '{key}'; remove it or check its spelling (see README, config reference)"
+    if kind == "missing":
+        return f"{path}: missing required key '{key}'; add it (see README, config reference)"
+    value = raw
+    for part in e["loc"]:
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and isinstance(part, int) and part < len(value):
+            value = value[part]
+        else:
+            value = e.get("input")
+            break
+    msg = e["msg"].removeprefix("Value error, ")
+    return f"{path}: {key} = {value!r}: {msg}"
+
+
+def load_config(path: Path | str, *, overrides: dict[str, Any] | None = None) -> ScanConfig:
+    """Read, validate and resolve a ``scan.yml``.
+
+    Parameters
+    ----------
+    path
+        The YAML file. Relative paths inside it are resolved against its folder.
+    overrides
+        Top-level keys merged over the file's content (one level deep for mappings), e.g.
+        ``{"stac": {"url": "http://127.0.0.1:8080"}}`` from the CLI.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file, the key and the value, and what to do.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.__class__.__name__}: {exc}); check permissions and encoding (UTF-8)") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}; fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys (name, stac, zones, baseline, monitor …), got {type(raw).__name__}")
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    try:
+        cfg = ScanConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_one_line(path, err, raw)) from None
+    return cfg.resolve_paths(path.parent.resolve())

@@ -1,0 +1,76 @@
+"""One exception hierarchy for redline, with the remedy in every message.
+
+This module is a leaf: it imports nothing from redline's packages, so ``aoi``,
+``indices``, ``pipelines`` and ``maps`` may raise these errors without an import cycle.
+The CLI turns a :class:`RedlineInputError` into one line on stderr and exit code 2,
+and a :class:`ScanFault` (some scenes or zones failed, the rest processed) into exit code 1.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RedlineError",
+    "RedlineInputError",
+    "ConfigError",
+    "ZonesError",
+    "StacError",
+    "RasterError",
+    "RegisterError",
+    "ScanFault",
+    "RedlineWarning",
+    "ZoneRepairedWarning",
+    "LocalHrefWarning",
+    "DoesNotConformWarning",
+]
+
+
+class RedlineError(Exception):
+    """Base class of every error redline raises on purpose."""
+
+
+class RedlineInputError(RedlineError):
+    """Bad input: the message names the file, key, field or value and what to do (exit 2)."""
+
+
+class ConfigError(RedlineInputError):
+    """The scan configuration is invalid."""
+
+
+class ZonesError(RedlineInputError):
+    """The zones or admin-unit layer cannot be used."""
+
+
+class StacError(RedlineInputError):
+    """The STAC API or its items cannot be used."""
+
+
+class RasterError(RedlineError):
+    """A raster asset cannot be read (the scene is skipped and reported)."""
+
+
+class RegisterError(RedlineInputError):
+    """The alert register cannot be opened or written."""
+
+
+class ScanFault(RedlineError):
+    """The scan ran, but some scenes or zones failed; they are listed (exit 1)."""
+
+    def __init__(self, failures: list[str]):
+        self.failures = list(failures)
+        super().__init__(f"{len(self.failures)} scene(s)/zone(s) failed: " + "; ".join(self.failures))
+
+
+class RedlineWarning(UserWarning):
+    """Base class of redline's warnings: degraded but running."""
+
+
+class ZoneRepairedWarning(RedlineWarning):
+    """An invalid zone geometry was repaired with shapely.make_valid."""
+
+
+class LocalHrefWarning(RedlineWarning):
+    """An asset href was a bare local path; it was read as a local file."""
+
+
+class DoesNotConformWarning(RedlineWarning):
+    """The STAC API does not conform to a class redline would use; it falls back on the client."""

@@ -1,0 +1,100 @@
+"""Provenance: the scan manifest (design.md §8) and its verification.
+
+``manifest.json`` records what produced the outputs — redline version and git commit, the
+config as given and resolved with its sha256, the STAC API and exact search parameters, every
+item used with its asset hrefs and the scaling applied, library versions, times — and the
+sha256 and size of every output file, so that ``redline verify OUT`` can prove that nothing
+was changed afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["sha256_file", "library_versions", "git_commit", "write_manifest", "verify_outputs", "MANIFEST"]
+
+MANIFEST = "manifest.json"
+_LIBS = ("redline", "rasterio", "numpy", "xarray", "dask", "distributed", "odc-stac", "odc-geo", "pystac",
+         "pystac-client", "spyndex", "exactextract", "geopandas", "pyogrio", "shapely", "pyproj", "folium", "rustac")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape the results, plus GDAL and Python."""
+    out = {}
+    for name in _LIBS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    import rasterio
+
+    out["GDAL"] = rasterio.__gdal_version__
+    out["python"] = platform.python_version()
+    return out
+
+
+def git_commit() -> str | None:
+    """The git commit of the redline source tree, if it runs from a checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        res = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if res.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+    return res.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _outputs(out_dir: Path) -> dict[str, dict[str, Any]]:
+    files = {}
+    for p in sorted(out_dir.rglob("*")):
+        if p.is_file() and p.name != MANIFEST and not p.name.endswith(".lock") and "lib" not in p.relative_to(out_dir).parts[:1]:
+            files[p.relative_to(out_dir).as_posix()] = {"sha256": sha256_file(p), "size": p.stat().st_size}
+    return files
+
+
+def write_manifest(out_dir: Path, record: dict[str, Any], *, exclude: tuple[str, ...] = ()) -> Path:
+    """Write ``OUT/manifest.json``: ``record`` plus checksums of every output file under OUT.
+
+    The register is not checksummed when it lives inside OUT (it changes with every review;
+    its history is hash-chained instead); pass its relative path in ``exclude``.
+    """
+    outputs = {k: v for k, v in _outputs(out_dir).items() if k not in exclude}
+    manifest = {**record, "outputs": outputs}
+    path = out_dir / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    return path
+
+
+def verify_outputs(out_dir: Path) -> list[str]:
+    """Recompute every checksum of the manifest; one message per changed, missing or extra file."""
+    manifest = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
+    recorded = manifest.get("outputs", {})
+    problems = []
+    for rel, meta in recorded.items():
+        p = out_dir / rel
+        if not p.exists():
+            problems.append(f"{rel}: missing (recorded in the manifest)")
+        elif sha256_file(p) != meta["sha256"]:
+            problems.append(f"{rel}: changed since the scan (sha256 differs from the manifest)")
+    excluded = set(manifest.get("not_checksummed", []))
+    for rel in _outputs(out_dir):
+        if rel not in recorded and rel not in excluded:
+            problems.append(f"{rel}: not in the manifest (added after the scan)")
+    return problems

@@ -1,0 +1,282 @@
+"""The alert register: a GeoPackage that outlives scans (design.md §5).
+
+Layers
+------
+``alerts``          one row per alert (:data:`redline.alerts.ALERT_COLUMNS`), polygons in EPSG:4326.
+``review_history``  append-only: ``seq, alert_id, time, by, from_status, to_status, note,
+                    prev_hash, row_hash``; ``row_hash`` is the sha256 of the row's canonical
+                    JSON including ``prev_hash`` (the previous row's ``row_hash``), so an edited,
+                    inserted or deleted row breaks the chain.
+``scans``           one row per scan run that wrote to the register.
+``meta``            ``key, value``: ``schema_version``.
+
+Writes are transactions: the new register is written next to the old one and swapped in with
+an atomic rename, under an exclusive lock (``<register>.lock``), so a scan killed half-way
+leaves the register as it was, and two scans never write at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pyogrio
+import shapely
+
+from redline.alerts import ALERT_COLUMNS
+from redline.errors import RegisterError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "TRANSITIONS",
+    "Register",
+    "MergeStats",
+    "merge_alerts",
+    "row_hash",
+]
+
+SCHEMA_VERSION = 1
+STATUSES = ("new", "under_review", "field_check", "confirmed", "dismissed")
+#: Allowed review transitions (卫星普查 → 无人机详查 → 地面核查: satellite → UAV → ground).
+TRANSITIONS = {
+    "new": ("under_review", "field_check", "dismissed"),
+    "under_review": ("field_check", "confirmed", "dismissed"),
+    "field_check": ("confirmed", "dismissed", "under_review"),
+    "confirmed": ("under_review",),
+    "dismissed": ("under_review",),
+}
+HISTORY_COLUMNS = ["seq", "alert_id", "time", "by", "from_status", "to_status", "note", "prev_hash", "row_hash"]
+GENESIS = "0" * 64
+
+
+def row_hash(row: dict) -> str:
+    """sha256 of a history row's canonical JSON (all columns but ``row_hash``)."""
+    body = {k: (None if pd.isna(row[k]) else row[k]) if not isinstance(row[k], (list, dict)) else row[k]
+            for k in HISTORY_COLUMNS if k != "row_hash"}
+    body["seq"] = int(body["seq"])
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class MergeStats:
+    new: int
+    updated: int
+    unchanged: int
+
+
+def _next_id(zone_id: str, first: str, taken: set[str]) -> str:
+    stem = f"{zone_id}-{first.replace('-', '')}"
+    n = 1
+    while f"{stem}-{n}" in taken:
+        n += 1
+    return f"{stem}-{n}"
+
+
+def merge_alerts(existing: gpd.GeoDataFrame, found: gpd.GeoDataFrame, scan_id: str) -> tuple[gpd.GeoDataFrame, MergeStats]:
+    """Merge a scan's alerts into the register's: same place ⇒ same alert.
+
+    A found alert that intersects an existing alert of the same zone updates it: geometry is
+    the union, area and centroid are recomputed by the caller's area function,
+    ``first_detected`` the earlier, ``last_observed`` the later, ``n_observations`` and
+    ``confidence`` the larger, and ``scan_ids`` gains this scan. Status and review history are
+    never touched. Other found alerts are added with a new stable id ``<zone>-<yyyymmdd>-<n>``.
+    """
+    reg = existing.copy()
+    taken = set(reg["alert_id"]) if not reg.empty else set()
+    stats = {"new": 0, "updated": 0, "unchanged": 0}
+    conf_rank = {"low": 0, "nominal": 1, "high": 2}
+    new_rows = []
+    for _, a in found.iterrows():
+        hit = reg[(reg["zone_id"] == a["zone_id"]) & reg.geometry.intersects(a.geometry)] if not reg.empty else reg
+        if hit.empty:
+            row = a.copy()
+            row["alert_id"] = _next_id(str(a["zone_id"]), a["first_detected"], taken)
+            taken.add(row["alert_id"])
+            new_rows.append(row)
+            stats["new"] += 1
+            continue
+        i = hit.index[0]
+        old = reg.loc[i].copy()
+        geom = shapely.union_all([reg.at[i, "geometry"], a.geometry])
+        scans = [s for s in str(old["scan_ids"] or "").split(",") if s]
+        if scan_id not in scans:
+            scans.append(scan_id)
+        update = {
+            "geometry": geom,
+            "first_detected": min(old["first_detected"], a["first_detected"]),
+            "last_observed": max(old["last_observed"], a["last_observed"]),
+            "n_observations": max(int(old["n_observations"]), int(a["n_observations"])),
+            "confidence": max(old["confidence"], a["confidence"], key=conf_rank.get),
+            "magnitude": max(float(old["magnitude"]), float(a["magnitude"])),
+            "scan_ids": ",".join(scans),
+        }
+        changed = any(
+            (not shapely.equals(old["geometry"], v)) if k == "geometry" else old[k] != v for k, v in update.items()
+        )
+        for k, v in update.items():
+            reg.at[i, k] = v
+        stats["updated" if changed else "unchanged"] += 1
+    if new_rows:
+        reg = pd.concat([reg, gpd.GeoDataFrame(new_rows, geometry="geometry", crs=found.crs or "EPSG:4326")], ignore_index=True)
+    reg = gpd.GeoDataFrame(reg, geometry="geometry", crs="EPSG:4326")
+    return reg, MergeStats(**stats)
+
+
+class Register:
+    """The alert register at ``path`` (a GeoPackage; created on first write)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    # -- reading -------------------------------------------------------------------------------
+    def _check_schema(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            layers = {name for name, _ in pyogrio.list_layers(self.path)}
+        except (pyogrio.errors.DataSourceError, OSError) as exc:
+            raise RegisterError(f"{self.path}: cannot open the register ({exc}); is it a redline register GeoPackage?") from None
+        if "meta" in layers:
+            meta = pyogrio.read_dataframe(self.path, layer="meta", read_geometry=False)
+            version = int(meta.loc[meta["key"] == "schema_version", "value"].iloc[0])
+            if version > SCHEMA_VERSION:
+                raise RegisterError(
+                    f"{self.path}: register schema version {version} is newer than this redline supports "
+                    f"({SCHEMA_VERSION}); upgrade redline"
+                )
+
+    def alerts(self) -> gpd.GeoDataFrame:
+        """All alerts (EPSG:4326); an empty frame with the contract's columns if none."""
+        self._check_schema()
+        if self.path.exists() and "alerts" in {n for n, _ in pyogrio.list_layers(self.path)}:
+            df = gpd.read_file(self.path, layer="alerts", engine="pyogrio")
+            if not df.empty:
+                return df[[*ALERT_COLUMNS, "geometry"]]
+        return gpd.GeoDataFrame({c: pd.Series(dtype="object") for c in ALERT_COLUMNS}, geometry=[], crs="EPSG:4326")
+
+    def _table(self, layer: str, columns: list[str]) -> pd.DataFrame:
+        if self.path.exists() and layer in {n for n, _ in pyogrio.list_layers(self.path)}:
+            df = pyogrio.read_dataframe(self.path, layer=layer, read_geometry=False)
+            if "fid" in df.columns:
+                df = df.drop(columns="fid")
+            return df
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+
+    def history(self) -> pd.DataFrame:
+        """The review history, ordered by ``seq``."""
+        h = self._table("review_history", HISTORY_COLUMNS)
+        return h.sort_values("seq").reset_index(drop=True) if not h.empty else h
+
+    def scans(self) -> pd.DataFrame:
+        return self._table("scans", ["scan_id", "name", "config_sha256", "started", "finished", "monitor_start", "monitor_end", "n_items", "new", "updated", "unchanged"])
+
+    # -- writing -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, timeout: float = 30.0) -> Iterator[None]:
+        """Exclusive writer lock; waits up to ``timeout`` seconds, then refuses with a clear error."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            fh = open(lock_path, "a+")
+        except OSError as exc:
+            raise RegisterError(f"{self.path}: cannot create the lock file {lock_path} ({exc.strerror}); check folder permissions") from None
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise RegisterError(
+                            f"{self.path}: the register is locked by another scan (waited {timeout:.0f} s); "
+                            "wait for it to finish or use another register"
+                        ) from None
+                    time.sleep(0.2)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+
+    def write(self, alerts: gpd.GeoDataFrame, history: pd.DataFrame, scans: pd.DataFrame) -> None:
+        """Write all layers to a temporary GeoPackage and swap it in atomically (call under :meth:`lock`)."""
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            raise RegisterError(f"{self.path}: the register is read-only; make it writable or set `register:` to another file")
+        tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.gpkg")
+        tmp.unlink(missing_ok=True)
+        try:
+            alerts = gpd.GeoDataFrame(alerts[[*ALERT_COLUMNS, "geometry"]], geometry="geometry", crs="EPSG:4326")
+            alerts = alerts.astype({"n_observations": "int64", "area_m2": "float64", "magnitude": "float64"}) if not alerts.empty else alerts
+            pyogrio.write_dataframe(alerts, tmp, layer="alerts", driver="GPKG", geometry_type="MultiPolygon" if alerts.empty else None, promote_to_multi=True)
+            for layer, df in (("review_history", history), ("scans", scans)):
+                if not df.empty:
+                    pyogrio.write_dataframe(df.reset_index(drop=True), tmp, layer=layer, driver="GPKG")
+            pyogrio.write_dataframe(pd.DataFrame({"key": ["schema_version"], "value": [str(SCHEMA_VERSION)]}), tmp, layer="meta", driver="GPKG")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise RegisterError(f"{self.path}: cannot write the register ({exc.strerror or exc}); check disk space and permissions") from None
+
+    # -- reviewing ------------------------------------------------------------------------------
+    def review(self, alert_id: str, *, to_status: str, by: str, note: str | None = None, when: dt.datetime | None = None) -> dict:
+        """Record a review decision: check the transition, append a hash-chained history row."""
+        if to_status not in STATUSES:
+            raise RegisterError(f"--status {to_status!r} is not a status; use one of {', '.join(STATUSES)}")
+        if not by or not by.strip():
+            raise RegisterError("--by is empty; give the reviewer's name")
+        with self.lock():
+            alerts = self.alerts()
+            hit = alerts.index[alerts["alert_id"] == alert_id]
+            if len(hit) == 0:
+                raise RegisterError(f"{self.path}: no alert '{alert_id}'; list them with `redline alerts list`")
+            i = hit[0]
+            current = alerts.at[i, "status"]
+            if to_status not in TRANSITIONS[current]:
+                allowed = ", ".join(TRANSITIONS[current]) or "none"
+                raise RegisterError(f"alert {alert_id}: cannot go from '{current}' to '{to_status}'; allowed: {allowed}")
+            history = self.history()
+            prev = history["row_hash"].iloc[-1] if not history.empty else GENESIS
+            row = {
+                "seq": int(history["seq"].max()) + 1 if not history.empty else 1,
+                "alert_id": alert_id,
+                "time": (when or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds"),
+                "by": by.strip(),
+                "from_status": current,
+                "to_status": to_status,
+                "note": note or "",
+                "prev_hash": prev,
+            }
+            row["row_hash"] = row_hash(row)
+            alerts.at[i, "status"] = to_status
+            history = pd.concat([history, pd.DataFrame([row])], ignore_index=True)
+            self.write(alerts, history, self.scans())
+            return row
+
+    def verify_history(self) -> list[str]:
+        """Walk the hash chain; return one message per broken link (empty when intact)."""
+        problems = []
+        prev = GENESIS
+        expected_seq = 1
+        for row in self.history().to_dict("records"):
+            if int(row["seq"]) != expected_seq:
+                problems.append(f"review_history: row seq {row['seq']} where {expected_seq} was expected (a row was inserted or deleted)")
+                expected_seq = int(row["seq"])
+            if row["prev_hash"] != prev:
+                problems.append(f"review_history: row seq {row['seq']} does not chain to the previous row (a row was inserted, deleted or edited)")
+            if row_hash(row) != row["row_hash"]:
+                problems.append(f"review_history: row seq {row['seq']} (alert {row['alert_id']}) was edited after it was written")
+            prev = row["row_hash"]
+            expected_seq += 1
+        return problems

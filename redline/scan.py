@@ -1,0 +1,294 @@
+"""The scan: search → lazy load → mask → indices → baseline + detection → alerts → register →
+assessment → outputs (design.md §2). Library code up to :func:`_compute` builds a Dask graph;
+:func:`_compute` is the one place that computes, and the writer functions below it write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pystac
+import rasterio
+import xarray as xr
+from odc.geo.geobox import GeoBox
+
+import aoi
+import indices
+import pipelines
+from redline import assess, provenance
+from redline.alerts import ALERT_COLUMNS, alerts_from_fields
+from redline.config import ScanConfig
+from redline.detect import FIELDS, detect, stack_indices
+from redline.errors import StacError
+from redline.register import Register, merge_alerts
+
+__all__ = ["ScanResult", "run_scan", "scan_id_for"]
+
+log = logging.getLogger(__name__)
+
+DETECTION_RASTERS = {
+    # output file stem: (field, dtype, nodata, description)
+    "disturbance_date": ("first_date", "int32", -1, "first anomalous observation, days since 1970-01-01"),
+    "magnitude": ("magnitude", "float32", np.nan, "index drop of the triggering index (index units)"),
+    "n_confirm": ("n_confirm", "int16", -1, "confirming anomalous observations"),
+    "n_clear_monitor": ("n_mon_clear", "int16", -1, "clear observations in the monitor window"),
+}
+
+
+@dataclass
+class ScanResult:
+    """What a scan produced (paths) and a summary for the CLI."""
+
+    scan_id: str
+    out_dir: Path
+    alerts: gpd.GeoDataFrame
+    zone_stats: pd.DataFrame
+    admin_stats: pd.DataFrame
+    n_items: int
+    register: Path
+    map_html: Path | None
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def scan_id_for(cfg: ScanConfig) -> str:
+    """Stable id of a scan: config name and monitor end date (re-running it is the same scan)."""
+    return f"{cfg.name}-{cfg.monitor.end:%Y%m%d}"
+
+
+def _analysis_geobox(zones_utm: gpd.GeoDataFrame, resolution: float) -> GeoBox:
+    w, s, e, n = zones_utm.total_bounds
+    pad = 2 * resolution
+    return GeoBox.from_bbox((w - pad, s - pad, e + pad, n + pad), crs=zones_utm.crs, resolution=resolution)
+
+
+def _graph(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox) -> tuple[xr.Dataset, xr.Dataset, list]:
+    """The lazy part: load, mask, indices, detection and the monitor true-colour composite."""
+    ds, scalings = pipelines.load_reflectance(items, geobox)
+    bands = list(pipelines._load.REFLECTANCE_BANDS)
+    clear = indices.clear_mask(ds["scl"], cfg.detection.scl_mask_classes)
+    clear = clear & ds[bands].to_array("band").notnull().all("band")
+    if cfg.detection.mask_dilation_m > 0:
+        clear = indices.dilate_mask(clear, cfg.detection.mask_dilation_m, cfg.resolution)
+    refl = ds[bands].where(clear)
+    idx = indices.compute_indices(refl, ["NDVI", "MNDWI", "NBR", "BI", "NDBI"])
+    stack = stack_indices(idx, refl)
+    det = detect(
+        stack,
+        baseline=(cfg.baseline.start, cfg.baseline.end),
+        monitor=(cfg.monitor.start, cfg.monitor.end),
+        indices=tuple(cfg.detection.indices),
+        z_threshold=cfg.detection.z_threshold,
+        consecutive=cfg.detection.consecutive,
+        harmonics=cfg.detection.harmonics,
+        trend=cfg.detection.trend,
+        min_baseline_obs=cfg.detection.min_baseline_obs,
+    )
+    mon = refl[["red", "green", "blue"]].sel(time=slice(str(cfg.monitor.start), str(cfg.monitor.end)))
+    composite = mon.chunk({"time": -1}).median("time", skipna=True)
+    return det, composite, scalings
+
+
+def _compute(det: xr.Dataset, composite: xr.Dataset) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The one eager step of a scan: compute the detection fields and the composite."""
+    det_np, comp_np = dask.compute(det, composite)
+    return ({k: det_np[k].values for k in FIELDS}, {k: comp_np[k].values for k in ("red", "green", "blue")})
+
+
+def _write_cog(path: Path, data: np.ndarray, geobox: GeoBox, *, nodata: float | int | None, description: str = "") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = data if data.ndim == 3 else data[None]
+    profile = dict(
+        driver="COG", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0], dtype=arr.dtype.name,
+        crs=str(geobox.crs), transform=geobox.transform, nodata=nodata, compress="deflate", blocksize=256,
+    )
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(arr)
+        if description:
+            dst.update_tags(description=description)
+
+
+def _true_colour(rgb: dict[str, np.ndarray]) -> np.ndarray:
+    """uint8 RGB of reflectance with one fixed stretch (0–0.3 reflectance → 1–255, gamma 1/1.6),
+    the same for every scan so colours compare across scans; 0 = no data."""
+    stack = np.stack([rgb["red"], rgb["green"], rgb["blue"]])
+    scaled = np.clip(stack / 0.3, 0, 1) ** (1 / 1.6)
+    out = (1 + scaled * 254).astype("uint8")
+    out[:, ~np.isfinite(stack).all(0)] = 0
+    return out
+
+
+def _write_rasters(out: Path, fields: dict[str, np.ndarray], rgb: dict[str, np.ndarray], geobox: GeoBox) -> dict[str, Path]:
+    rdir = out / "rasters"
+    paths: dict[str, Path] = {}
+    for stem, (fname, dtype, nodata, desc) in DETECTION_RASTERS.items():
+        data = fields[fname]
+        data = np.where(np.isfinite(data), data, nodata).astype(dtype)
+        _write_cog(rdir / f"{stem}.tif", data, geobox, nodata=nodata, description=desc)
+        paths[stem] = rdir / f"{stem}.tif"
+    fvc, soil, veg = assess.fvc(fields["ndvi_mon_gs"])
+    continuous = {
+        "ndvi_baseline": (fields["ndvi_base_gs"], "growing-season mean NDVI of the baseline window"),
+        "ndvi_monitor": (fields["ndvi_mon_gs"], "growing-season mean NDVI of the monitor window"),
+        "fvc_monitor": (fvc, f"fractional vegetation cover, NDVI soil {soil:.3f} / veg {veg:.3f}"),
+        "observed": ((np.nan_to_num(fields["n_mon_clear"]) >= 1).astype("float32"), "1 if seen clear at least once in the monitor window"),
+    }
+    for stem, (data, desc) in continuous.items():
+        _write_cog(rdir / f"{stem}.tif", data.astype("float32"), geobox, nodata=np.nan, description=desc)
+        paths[stem] = rdir / f"{stem}.tif"
+    _write_cog(rdir / "true_colour_monitor.tif", _true_colour(rgb), geobox, nodata=0, description="monitor-window median true colour")
+    paths["true_colour_monitor"] = rdir / "true_colour_monitor.tif"
+    return paths
+
+
+def _write_catalog(out: Path, scan_id: str, bbox: tuple[float, ...], geometry: dict, when: dt.datetime, files: list[Path]) -> Path:
+    """A STAC catalogue of the outputs: one Item for the scan with an asset per output file."""
+    cat = pystac.Catalog(id=scan_id, description=f"redline scan {scan_id}: alerts, statistics and rasters")
+    item = pystac.Item(id=scan_id, geometry=geometry, bbox=list(bbox), datetime=when, properties={"redline:scan_id": scan_id})
+    media = {".tif": pystac.MediaType.COG, ".geojson": pystac.MediaType.GEOJSON, ".csv": "text/csv", ".html": pystac.MediaType.HTML, ".gpkg": pystac.MediaType.GEOPACKAGE}
+    for f in files:
+        rel = f.relative_to(out).as_posix()
+        item.add_asset(rel.replace("/", "_").rsplit(".", 1)[0], pystac.Asset(href=rel, media_type=media.get(f.suffix), roles=["data"]))
+    cat.add_item(item)
+    cat.normalize_hrefs(str(out))
+    cat.make_all_asset_hrefs_relative()
+    cat.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    return out / "catalog.json"
+
+
+def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config_text: str | None = None) -> ScanResult:
+    """Run a whole scan and write its outputs (design.md §5) to ``out``.
+
+    Parameters
+    ----------
+    cfg
+        A validated, path-resolved :class:`ScanConfig` whose ``stac.url`` is set.
+    out
+        Output folder (created).
+    scheduler
+        Address of an existing Dask scheduler; overrides ``cfg.dask.address``.
+    config_text
+        The config file as given, recorded with its sha256 in the manifest.
+    """
+    t0 = time.monotonic()
+    started = dt.datetime.now(dt.timezone.utc)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not cfg.stac.url:
+        raise StacError("stac.url is not set; give the STAC API URL (or a profile) in the config")
+    scan_id = scan_id_for(cfg)
+
+    zones = aoi.read_zones(
+        cfg.zones.path, id_field=cfg.zones.id_field, layer=cfg.zones.layer, name_field=cfg.zones.name_field,
+        category_field=cfg.zones.category_field, admin_field=cfg.zones.admin_field, tier_field=cfg.zones.tier_field,
+    )
+    admin = None
+    if cfg.admin_units is not None:
+        admin = aoi.read_admin_units(cfg.admin_units.path, id_field=cfg.admin_units.id_field, layer=cfg.admin_units.layer, name_field=cfg.admin_units.name_field)
+    utm = aoi.utm_crs_for(zones)
+    zones_utm = zones.to_crs(utm)
+    geobox = _analysis_geobox(zones_utm, cfg.resolution)
+    bbox = aoi.zones_bbox_4326(zones)
+
+    search = pipelines.search_items(
+        cfg.stac.url, collections=cfg.stac.collections, bbox=bbox,
+        datetime=f"{cfg.baseline.start}/{cfg.monitor.end}", max_cloud_cover=cfg.stac.max_cloud_cover,
+    )
+    if not search.items:
+        raise StacError(
+            f"stac: the search on {cfg.stac.url} found no scenes for collections {cfg.stac.collections} between "
+            f"{cfg.baseline.start} and {cfg.monitor.end} over the zones; check the window, the zones and max_cloud_cover"
+        )
+    log.info("%d scenes found (%d before the cloud filter)", len(search.items), search.n_before_cloud_filter)
+
+    with pipelines.dask_client(scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker):
+        det, composite, scalings = _graph(cfg, search.items, geobox)
+        fields, rgb = _compute(det, composite)
+
+    raster_paths = _write_rasters(out, fields, rgb, geobox)
+    found = alerts_from_fields(
+        fields, geobox.transform, utm, zones_utm, min_area_m2=cfg.detection.min_area_m2,
+        consecutive=cfg.detection.consecutive, z_threshold=cfg.detection.z_threshold, scan_id=scan_id,
+    )
+
+    register = Register(cfg.register_path or out / "register.gpkg")
+    with register.lock():
+        merged, stats = merge_alerts(register.alerts(), found, scan_id)
+        # recompute area and centroid of merged geometries in the analysis CRS
+        m_utm = merged.to_crs(utm)
+        merged["area_m2"] = m_utm.geometry.area.round(1).values
+        cent = m_utm.geometry.centroid.to_crs(4326)
+        merged["centroid_lon"], merged["centroid_lat"] = cent.x.round(6).values, cent.y.round(6).values
+        scans = register.scans()
+        run = {
+            "scan_id": scan_id, "name": cfg.name, "config_sha256": hashlib.sha256((config_text or "").encode()).hexdigest(),
+            "started": started.isoformat(timespec="seconds"), "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "monitor_start": str(cfg.monitor.start), "monitor_end": str(cfg.monitor.end), "n_items": len(search.items),
+            "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged,
+        }
+        scans = pd.concat([scans, pd.DataFrame([run])], ignore_index=True)
+        register.write(merged, register.history(), scans)
+
+    mine = merged[merged["scan_ids"].fillna("").str.split(",").apply(lambda s: scan_id in s)].copy()
+    mine = mine.sort_values("alert_id").reset_index(drop=True)
+    (out / "alerts.geojson").write_text(mine.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
+
+    zone_stats = assess.zone_statistics(zones_utm, {k: raster_paths[k] for k in ("ndvi_baseline", "ndvi_monitor", "fvc_monitor", "observed")}, mine)
+    admin_utm = admin.to_crs(utm) if admin is not None else None
+    admin_stats = assess.admin_statistics(zone_stats, admin_utm)
+    zone_stats.to_csv(out / "zone_stats.csv", index=False, encoding="utf-8")
+    admin_stats.to_csv(out / "admin_stats.csv", index=False, encoding="utf-8")
+    zones_out = zones.to_crs(4326).merge(zone_stats.drop(columns=["zone_name", "category", "admin_id"]), on="zone_id")
+    (out / "zones.geojson").write_text(zones_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
+    if admin is not None:
+        admin_out = admin.to_crs(4326).merge(admin_stats.drop(columns=["admin_name"]), on="admin_id", how="left")
+        (out / "admin_units.geojson").write_text(admin_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
+
+    map_html = None
+    try:
+        import maps
+
+        map_html = maps.render_map(out, register=register.path)
+    except ImportError:  # maps is an optional renderer; the scan's data outputs stand alone
+        log.warning("maps package not available; map.html not rendered")
+
+    files = [p for p in sorted(out.rglob("*")) if p.is_file() and p.suffix in (".tif", ".geojson", ".csv", ".html")]
+    _write_catalog(out, scan_id, bbox, json.loads(gpd.GeoSeries([zones.to_crs(4326).union_all().envelope], crs=4326).to_json())["features"][0]["geometry"], started, files)
+
+    reg_rel = register.path.resolve().relative_to(out.resolve()).as_posix() if register.path.resolve().is_relative_to(out.resolve()) else None
+    record: dict[str, Any] = {
+        "redline_version": provenance.library_versions()["redline"],
+        "git_commit": provenance.git_commit(),
+        "scan_id": scan_id,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": {"as_given": config_text, "sha256": hashlib.sha256((config_text or "").encode()).hexdigest(), "resolved": json.loads(cfg.model_dump_json())},
+        "stac": {"url": search.url, "search": search.parameters, "client_side_cloud_filter": search.client_side_cloud_filter, "notes": search.notes},
+        "grid": {"crs": str(geobox.crs), "transform": list(geobox.transform)[:6], "shape": list(geobox.shape)},
+        "items": [
+            {"id": it.id, "collection": it.collection_id, "datetime": it.datetime.isoformat() if it.datetime else None,
+             "assets": {k: a.href for k, a in it.assets.items()},
+             "scaling": {s.band: {"scale": s.scale, "offset": s.offset, "nodata": s.nodata} for s in scalings if s.item_id == it.id}}
+            for it in search.items
+        ],
+        "register": {"path": str(register.path.resolve()), "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged},
+        "failures": [],
+        "libraries": provenance.library_versions(),
+        "not_checksummed": [reg_rel] if reg_rel else [],
+    }
+    provenance.write_manifest(out, record, exclude=(reg_rel,) if reg_rel else ())
+    return ScanResult(
+        scan_id=scan_id, out_dir=out, alerts=mine, zone_stats=zone_stats, admin_stats=admin_stats,
+        n_items=len(search.items), register=register.path, map_html=map_html, seconds=time.monotonic() - t0,
+    )

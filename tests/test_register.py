@@ -1,0 +1,103 @@
+"""The register: same place ⇒ same alert, reviews survive rescans, the history chain detects edits."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import geopandas as gpd
+import pytest
+import shapely
+
+from redline.alerts import ALERT_COLUMNS
+from redline.errors import RegisterError
+from redline.register import Register, merge_alerts
+
+
+def _alert(zone: str, x: float, first: str, last: str, n: int = 3, conf: str = "nominal", scan: str = "s1") -> dict:
+    return {
+        "alert_id": None, "zone_id": zone, "zone_name": "龙门山", "admin_id": "510182", "area_m2": 10000.0,
+        "centroid_lon": x, "centroid_lat": 30.7, "first_detected": first, "last_observed": last, "confidence": conf,
+        "disturbance_type": "clearing", "magnitude": 0.4, "n_observations": n, "status": "new", "scan_ids": scan,
+        "chip_before": None, "chip_after": None, "geometry": shapely.box(x, 30.7, x + 0.001, 30.701),
+    }
+
+
+def _gdf(rows: list[dict]) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326")[[*ALERT_COLUMNS, "geometry"]]
+
+
+@pytest.fixture
+def register(tmp_path):
+    reg = Register(tmp_path / "register.gpkg")
+    merged, _ = merge_alerts(reg.alerts(), _gdf([_alert("Z1", 103.9, "2023-05-01", "2023-06-01"), _alert("Z2", 104.0, "2023-07-01", "2023-07-21")]), "s1")
+    with reg.lock():
+        reg.write(merged, reg.history(), reg.scans())
+    return reg
+
+
+def test_new_alerts_get_stable_ids(register):
+    ids = sorted(register.alerts()["alert_id"])
+    assert ids == ["Z1-20230501-1", "Z2-20230701-1"]
+
+
+def test_same_place_updates_instead_of_duplicating(register):
+    later = _gdf([_alert("Z1", 103.9005, "2023-05-11", "2023-09-01", n=6, conf="high", scan="s2")])
+    merged, stats = merge_alerts(register.alerts(), later, "s2")
+    assert (stats.new, stats.updated) == (0, 1)
+    row = merged.set_index("alert_id").loc["Z1-20230501-1"]
+    assert row["last_observed"] == "2023-09-01" and row["first_detected"] == "2023-05-01"
+    assert row["confidence"] == "high" and row["scan_ids"] == "s1,s2"
+    assert len(merged) == 2
+
+
+def test_same_place_in_another_zone_is_another_alert(register):
+    merged, stats = merge_alerts(register.alerts(), _gdf([_alert("Z9", 103.9, "2023-05-01", "2023-06-01")]), "s2")
+    assert stats.new == 1 and len(merged) == 3
+
+
+def test_rerunning_the_same_scan_changes_nothing(register):
+    again = _gdf([_alert("Z1", 103.9, "2023-05-01", "2023-06-01"), _alert("Z2", 104.0, "2023-07-01", "2023-07-21")])
+    merged, stats = merge_alerts(register.alerts(), again, "s1")
+    assert (stats.new, stats.updated, stats.unchanged) == (0, 0, 2)
+
+
+def test_review_keeps_status_through_a_rescan(register):
+    register.review("Z1-20230501-1", to_status="under_review", by="王工", note="看起来像采伐")
+    merged, _ = merge_alerts(register.alerts(), _gdf([_alert("Z1", 103.9, "2023-05-01", "2023-10-01", scan="s2")]), "s2")
+    assert merged.set_index("alert_id").loc["Z1-20230501-1", "status"] == "under_review"
+
+
+def test_transition_not_allowed_is_a_clear_error(register):
+    with pytest.raises(RegisterError, match="cannot go from 'new' to 'confirmed'"):
+        register.review("Z1-20230501-1", to_status="confirmed", by="王工")
+
+
+def test_unknown_alert_is_a_clear_error(register):
+    with pytest.raises(RegisterError, match="no alert 'nope'"):
+        register.review("nope", to_status="under_review", by="x")
+
+
+def test_history_chain_detects_an_edited_row(register):
+    register.review("Z1-20230501-1", to_status="under_review", by="王工")
+    register.review("Z1-20230501-1", to_status="field_check", by="李工")
+    register.review("Z2-20230701-1", to_status="dismissed", by="李工", note="cloud")
+    assert register.verify_history() == []
+    with sqlite3.connect(register.path) as con:
+        con.execute("UPDATE review_history SET \"by\" = '张工' WHERE seq = 2")
+    problems = register.verify_history()
+    assert any("seq 2" in p and "edited" in p for p in problems)
+
+
+def test_history_chain_detects_a_deleted_row(register):
+    for status in ("under_review", "field_check", "confirmed"):
+        register.review("Z1-20230501-1", to_status=status, by="王工")
+    with sqlite3.connect(register.path) as con:
+        con.execute("DELETE FROM review_history WHERE seq = 2")
+    assert any("seq 3" in p for p in register.verify_history())
+
+
+def test_a_locked_register_refuses_after_the_timeout(register):
+    with register.lock():
+        with pytest.raises(RegisterError, match="locked by another scan"):
+            with Register(register.path).lock(timeout=0.5):
+                pass
