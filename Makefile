@@ -25,10 +25,20 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 demo: install
-	$(BIN)/redline demo --out $(DEMO_OUT)
+	$(BIN)/redline demo --out $(DEMO_OUT) --scenes .cache/demo-scenes
 
-test: install-test
+# Debian's chromium and its driver for the page tests in a real browser (no browser downloads),
+# and a CJK font so Chinese text renders; installed only when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && fc-list 2>/dev/null | grep -qi 'noto.*cjk' || \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver fonts-noto-cjk >/dev/null )
+
+test: install-test browser
 	$(BIN)/python -m pytest
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .cache
+
+accuracy: install
+	$(BIN)/python benchmarks/accuracy.py

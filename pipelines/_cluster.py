@@ -58,7 +58,7 @@ def dask_client(address: str | None = None, *, workers: int = 2, threads_per_wor
         threads_per_worker=threads_per_worker,
         processes=True,
         dashboard_address=None,
-        silence_logs=logging.WARNING,
+        silence_logs=logging.CRITICAL,
     ) as cluster, Client(cluster) as client:
         client.run(_set_gdal_env)
         yield client

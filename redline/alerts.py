@@ -10,7 +10,7 @@ clear observations after it). First rule that matches wins:
 
 1. ``water_loss``  pre MNDWI > 0 and post MNDWI < 0: the pixel stopped being water
    (MNDWI > 0 for open water, Xu 2006, doi:10.1080/01431160600589179).
-2. ``fire``        dNBR = pre NBR − post NBR ≥ 0.27 (lower bound of "moderate-low severity",
+2. ``fire``        dNBR = pre NBR − post NBR ≥ 0.10 (lower bound of "low severity",
    Key & Benson 2006, USGS RMRS-GTR-164-CD) and a dark surface after, ALB < 0.12 (char and
    ash are dark; bare soil and rock are not — tuned on the generated landscapes).
 3. ``mining``      very bright bare surface after, ALB ≥ 0.25 (exposed rock, spoil, tailings;
@@ -58,7 +58,7 @@ CONFIDENCE_LEVELS = ("low", "nominal", "high")
 
 #: Thresholds of the type rule (module docstring gives the sources).
 MNDWI_WATER = 0.0
-DNBR_FIRE = 0.27
+DNBR_FIRE = 0.10
 ALB_DARK = 0.12
 ALB_BRIGHT = 0.25
 NDBI_BUILT = 0.0
@@ -83,6 +83,7 @@ ALERT_COLUMNS = [
     "scan_ids",
     "chip_before",
     "chip_after",
+    "recheck",
 ]
 
 _EPOCH = dt.date(1970, 1, 1)
@@ -199,6 +200,7 @@ def alerts_from_fields(
                 "scan_ids": scan_id,
                 "chip_before": None,
                 "chip_after": None,
+                "recheck": 0,
                 "geometry": piece.geometry,
             }
         )

@@ -117,33 +117,112 @@ def _register_path(register: Optional[Path], out: Optional[Path]) -> Path:
     return (out or Path("out")) / "register.gpkg"
 
 
-@alerts_app.command("list")
-def alerts_list(
-    register: Optional[Path] = typer.Option(None, "--register", help="register.gpkg (default OUT/register.gpkg)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="scan output folder holding register.gpkg"),
-    status: Optional[str] = typer.Option(None, "--status"),
-    zone: Optional[str] = typer.Option(None, "--zone"),
-    since: Optional[str] = typer.Option(None, "--since", help="first_detected on or after YYYY-MM-DD"),
-) -> None:
-    """List alerts in the register."""
+def _open_register(register: Optional[Path], out: Optional[Path]):
     from redline.register import Register
 
     reg_path = _register_path(register, out)
     if not reg_path.exists():
         raise RedlineInputError(f"{reg_path}: no register there; give --register or --out of a finished scan")
-    a = Register(reg_path).alerts()
-    if status:
-        a = a[a["status"] == status]
-    if zone:
-        a = a[a["zone_id"] == zone]
-    if since:
-        a = a[a["first_detected"] >= since]
+    return Register(reg_path)
+
+
+_FILTERS = dict(
+    status=typer.Option(None, "--status", help="new | under_review | field_check | confirmed | dismissed"),
+    zone=typer.Option(None, "--zone", help="zone id"),
+    admin=typer.Option(None, "--admin", help="admin unit (county) code"),
+    dtype=typer.Option(None, "--type", help="clearing | construction | mining | fire | water_loss | other"),
+    confidence=typer.Option(None, "--confidence", help="low | nominal | high"),
+    since=typer.Option(None, "--since", help="first detected on or after YYYY-MM-DD"),
+    until=typer.Option(None, "--until", help="first detected on or before YYYY-MM-DD"),
+)
+
+
+@alerts_app.command("list")
+def alerts_list(
+    register: Optional[Path] = typer.Option(None, "--register", help="register.gpkg (default OUT/register.gpkg)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="scan output folder holding register.gpkg"),
+    status: Optional[str] = _FILTERS["status"],
+    zone: Optional[str] = _FILTERS["zone"],
+    admin: Optional[str] = _FILTERS["admin"],
+    dtype: Optional[str] = _FILTERS["dtype"],
+    confidence: Optional[str] = _FILTERS["confidence"],
+    since: Optional[str] = _FILTERS["since"],
+    until: Optional[str] = _FILTERS["until"],
+    fmt: str = typer.Option("table", "--format", help="table | geojson | csv"),
+) -> None:
+    """List alerts in the register, filtered."""
+    from redline.register import filter_alerts
+
+    a = filter_alerts(_open_register(register, out).alerts(), status=status, zone=zone, admin=admin, disturbance_type=dtype,
+                      confidence=confidence, since=since, until=until)
+    if fmt == "geojson":
+        sys.stdout.write(a.to_json(drop_id=True, ensure_ascii=False) + "\n")
+        return
+    if fmt == "csv":
+        sys.stdout.write(a.drop(columns="geometry").to_csv(index=False))
+        return
+    if fmt != "table":
+        raise RedlineInputError(f"--format {fmt!r} is not supported; use table, geojson or csv")
     table = Table()
-    for c in ("alert_id", "zone_id", "disturbance_type", "first_detected", "area_m2", "confidence", "status"):
+    for c in ("alert_id", "zone_id", "admin_id", "disturbance_type", "first_detected", "area_m2", "confidence", "status"):
         table.add_column(c)
     for r in a.itertuples():
-        table.add_row(r.alert_id, r.zone_id, r.disturbance_type, r.first_detected, f"{r.area_m2:.0f}", r.confidence, r.status)
+        flag = " (recheck)" if getattr(r, "recheck", 0) else ""
+        table.add_row(r.alert_id, r.zone_id, str(r.admin_id), r.disturbance_type, r.first_detected, f"{r.area_m2:.0f}", r.confidence, r.status + flag)
     out_console.print(table)
+    out_console.print(f"{len(a)} alert(s)")
+
+
+@alerts_app.command("show")
+def alerts_show(
+    alert_id: str = typer.Argument(...),
+    register: Optional[Path] = typer.Option(None, "--register"),
+    out: Optional[Path] = typer.Option(None, "--out"),
+) -> None:
+    """Show one alert and its review history."""
+    reg = _open_register(register, out)
+    a = reg.alerts()
+    hit = a[a["alert_id"] == alert_id]
+    if hit.empty:
+        raise RedlineInputError(f"{reg.path}: no alert '{alert_id}'; list them with `redline alerts list`")
+    row = hit.iloc[0]
+    for col in a.columns:
+        if col != "geometry":
+            out_console.print(f"{col:18s} {row[col]}", markup=False)
+    hist = reg.history()
+    hist = hist[hist["alert_id"] == alert_id] if not hist.empty else hist
+    out_console.print(f"history ({len(hist)} step(s)):")
+    for h in hist.itertuples():
+        out_console.print(f"  {h.time}  {h.by}: {h.from_status} → {h.to_status}  {h.note or ''}", markup=False)
+
+
+@alerts_app.command("export")
+def alerts_export(
+    dest: Path = typer.Option(..., "--to", help="file to write"),
+    fmt: str = typer.Option("geojson", "--format", help="gpx | kml | geojson | csv"),
+    lang: str = typer.Option("en", "--lang", help="en | zh (CSV headers and values)"),
+    register: Optional[Path] = typer.Option(None, "--register"),
+    out: Optional[Path] = typer.Option(None, "--out"),
+    status: Optional[str] = _FILTERS["status"],
+    zone: Optional[str] = _FILTERS["zone"],
+    admin: Optional[str] = _FILTERS["admin"],
+    dtype: Optional[str] = _FILTERS["dtype"],
+    confidence: Optional[str] = _FILTERS["confidence"],
+    since: Optional[str] = _FILTERS["since"],
+    until: Optional[str] = _FILTERS["until"],
+) -> None:
+    """Export alerts for field teams (GPX/KML waypoints and outlines, GeoJSON, ledger CSV)."""
+    from redline.export import FORMATS, export_alerts
+    from redline.register import filter_alerts
+
+    if fmt not in FORMATS:
+        raise RedlineInputError(f"--format {fmt!r} is not supported; use one of {', '.join(FORMATS)}")
+    if lang not in ("en", "zh"):
+        raise RedlineInputError(f"--lang {lang!r} is not supported; use en or zh")
+    a = filter_alerts(_open_register(register, out).alerts(), status=status, zone=zone, admin=admin, disturbance_type=dtype,
+                      confidence=confidence, since=since, until=until)
+    export_alerts(a, dest, fmt, lang=lang)
+    out_console.print(f"{len(a)} alert(s) → {dest}")
 
 
 @alerts_app.command("review")
@@ -156,12 +235,7 @@ def alerts_review(
     out: Optional[Path] = typer.Option(None, "--out"),
 ) -> None:
     """Record a review decision (hash-chained history)."""
-    from redline.register import Register
-
-    reg_path = _register_path(register, out)
-    if not reg_path.exists():
-        raise RedlineInputError(f"{reg_path}: no register there; give --register or --out of a finished scan")
-    row = Register(reg_path).review(alert_id, to_status=status, by=by, note=note)
+    row = _open_register(register, out).review(alert_id, to_status=status, by=by, note=note)
     out_console.print(f"{alert_id}: {row['from_status']} → {row['to_status']} by {row['by']} ({row['time']})")
 
 
@@ -215,7 +289,7 @@ def stac_serve(folder: Path = typer.Argument(..., help="folder of STAC Items (it
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning redline's errors into one line and an exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)  # click returns typer.Exit codes here
     except RedlineInputError as exc:
         err_console.print(f"error: {exc}", markup=False)
         return 2
@@ -239,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, click.exceptions.Abort):
             return 130
         raise
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -97,7 +97,7 @@ class DetectionConfig(BaseModel):
     consecutive: int = Field(2, ge=1, le=10, description="consecutive anomalous clear observations that confirm")
     harmonics: int = Field(2, ge=1, le=3, description="annual harmonic terms (2: annual + semi-annual)")
     trend: bool = Field(False, description="add a linear trend term to the baseline model")
-    indices: list[Literal["NDVI", "MNDWI", "NBR"]] = Field(default_factory=lambda: ["NDVI", "MNDWI"])
+    indices: list[Literal["NDVI", "MNDWI", "NBR"]] = Field(default_factory=lambda: ["NDVI", "MNDWI", "NBR"])
     mask_dilation_m: float = Field(0.0, ge=0, le=500, description="grow the cloud/shadow mask by this distance, m")
     scl_mask_classes: list[int] = Field(default_factory=lambda: [0, 1, 3, 8, 9, 10, 11])
     min_baseline_obs: int = Field(12, ge=4, description="clear baseline observations a pixel needs to be monitored")

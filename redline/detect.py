@@ -17,11 +17,18 @@ observation is *anomalous* when z < −``z_threshold`` **and** the drop ŷ − y
 in a row are anomalous (a single missed cloud edge or shadow never confirms; the GLAD and RADD
 alerts confirm with repeated observations in the same spirit: Hansen et al. 2016,
 doi:10.1088/1748-9326/11/3/034008; Reiche et al. 2021, doi:10.1088/1748-9326/abd0a8). The
-disturbance date is the date of the first anomalous observation of the confirming run.
+disturbance date is the date of the first anomalous observation of the confirming run. A
+confirmed anomaly is withdrawn when :data:`RECOVERY` clear observations in a row fall back on
+the baseline (snow or flooding pass; a clearing, a mine or a burn scar does not recover within
+weeks), and the search goes on.
 
 MNDWI drops are only considered on pixels that were water in the baseline (mean MNDWI > 0,
 Xu 2006, doi:10.1080/01431160600589179), so that water or wetland loss is caught while land
-pixels are judged on NDVI.
+pixels are judged on NDVI and NBR. NBR catches burns of senesced or sparse vegetation whose
+NDVI barely moves (Key & Benson 2006, USGS RMRS-GTR-164-CD); because NBR's SWIR band is 20 m,
+an NBR anomaly counts only where the 10 m NDVI also falls (by more than one σ and by
+:data:`NBR_NDVI_SUPPORT`), so patch outlines keep the 10 m detail (tuned on the generated
+landscapes, tune seed).
 
 Everything here is lazy: :func:`detect` builds a Dask graph with ``xarray.apply_ufunc``; the
 numeric kernel runs per spatial chunk when the scan's writer computes.
@@ -64,6 +71,21 @@ SIGMA_FLOOR = {"NDVI": 0.02, "MNDWI": 0.03, "NBR": 0.02, "BI": 0.02, "NDBI": 0.0
 #: et al. 1998, PE&RS 64(2)); MNDWI 0.2 (water → wet soil); NBR 0.1 is the "unburned/low"
 #: dNBR boundary of Key & Benson 2006 (USGS RMRS-GTR-164-CD).
 MIN_DROP = {"NDVI": 0.10, "MNDWI": 0.20, "NBR": 0.10}
+
+#: NDVI drop (index units) that must accompany an NBR anomaly (about 2σ of clear-sky NDVI noise
+#: of dense vegetation; tuned on the generated landscapes, tune seed 20230101).
+NBR_NDVI_SUPPORT = 0.03
+
+#: Half-width (days of year) of the seasonal support an anomaly needs: the baseline must have
+#: seen the pixel clear within this many days of the same day of year. A harmonic model fitted
+#: without winter looks extrapolates wildly into winter (seen on the real Slovenia series).
+SEASON_SUPPORT_DAYS = 45.0
+
+#: Normal clear observations in a row after which a confirmed anomaly is withdrawn as transient
+#: (snow, flooding, haze): three clear looks (≥ 30 days at a 10-day revisit) back on the seasonal
+#: baseline. In the spirit of the RADD/GLAD alerts, whose unconfirmed alerts expire (Reiche et
+#: al. 2021); tuned on the real Slovenia series (snow) and the generated landscapes.
+RECOVERY = 3
 
 #: Growing season for the NDVI composites of the assessment (April–October, the main
 #: vegetation period of subtropical Sichuan; HJ 1171-2021 uses the growing-season mean).
@@ -159,6 +181,7 @@ def _pixels(
     t: np.ndarray,
     days: np.ndarray,
     months: np.ndarray,
+    doys: np.ndarray,
     in_base: np.ndarray,
     in_mon: np.ndarray,
     det_vars: tuple[int, ...],
@@ -213,12 +236,26 @@ def _pixels(
         a = (z[:, v, :] < -z_threshold) & (drop[:, v, :] >= MIN_DROP[name])
         if name == "MNDWI":
             a &= (base_mean[:, v] > 0.0)[:, None]
+        if name == "NBR":
+            # NBR uses the 20 m SWIR band, whose footprint bleeds a pixel beyond a 10 m change:
+            # count it only where the 10 m NDVI also falls: by more than one σ and 0.03.
+            a &= (z[:, 0, :] < -1.0) & (drop[:, 0, :] >= NBR_NDVI_SUPPORT)
         anom |= a
     anom &= Wmk
+    # the seasonal model is trusted only where it was fitted: a clear baseline look within
+    # SEASON_SUPPORT_DAYS of the same day of year (no extrapolation into unseen seasons)
+    base_doy = np.where(Wk, doys[None, :], np.nan)  # (m, T)
+    for ti in np.flatnonzero(in_mon):
+        gap = np.abs(base_doy - doys[ti])
+        gap = np.minimum(gap, 365.25 - gap)
+        anom[:, ti] &= np.nanmin(np.where(np.isfinite(gap), gap, np.inf), axis=1) <= SEASON_SUPPORT_DAYS
 
-    # confirmation: `consecutive` anomalous clear observations in a row (unclear ones skipped)
+    # confirmation: `consecutive` anomalous clear observations in a row (unclear ones skipped);
+    # withdrawal: RECOVERY normal clear observations in a row after confirmation (snow, floods,
+    # a missed haze episode pass; a clearing, a mine or a burn scar does not recover in weeks).
     m = Yk.shape[0]
     run = np.zeros(m, dtype=np.int32)
+    normal_run = np.zeros(m, dtype=np.int32)
     run_start = np.full(m, -1, dtype=np.int64)
     first = np.full(m, -1, dtype=np.int64)
     for ti in np.flatnonzero(in_mon):
@@ -230,6 +267,12 @@ def _pixels(
         run = np.where(pending & c & a, run + 1, np.where(pending & c & ~a, 0, run))
         confirmed = pending & (run >= consecutive)
         first[confirmed] = run_start[confirmed]
+        held = ~pending
+        normal_run = np.where(held & c & ~a, normal_run + 1, np.where(held & c & a, 0, normal_run))
+        recovered = held & (normal_run >= RECOVERY)
+        first[recovered] = -1
+        run[recovered] = 0
+        normal_run[recovered] = 0
 
     dist = first >= 0
     res = out[ok]
@@ -271,7 +314,7 @@ def detect(
     *,
     baseline: tuple[np.datetime64 | str, np.datetime64 | str],
     monitor: tuple[np.datetime64 | str, np.datetime64 | str],
-    indices: tuple[str, ...] = ("NDVI", "MNDWI"),
+    indices: tuple[str, ...] = ("NDVI", "MNDWI", "NBR"),
     z_threshold: float = 3.0,
     consecutive: int = 2,
     harmonics: int = 2,
@@ -318,6 +361,7 @@ def detect(
             t=decimal_year(stack["time"].values),
             days=(times - _EPOCH).astype("float64"),
             months=pd.DatetimeIndex(stack["time"].values).month.values,
+            doys=pd.DatetimeIndex(stack["time"].values).day_of_year.values.astype("float64"),
             in_base=in_base,
             in_mon=in_mon,
             det_vars=tuple(STACK_VARS.index(i) for i in indices),

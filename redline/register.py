@@ -37,6 +37,7 @@ from redline.alerts import ALERT_COLUMNS
 from redline.errors import RegisterError
 
 __all__ = [
+    "filter_alerts",
     "SCHEMA_VERSION",
     "STATUSES",
     "TRANSITIONS",
@@ -121,6 +122,9 @@ def merge_alerts(existing: gpd.GeoDataFrame, found: gpd.GeoDataFrame, scan_id: s
             "magnitude": max(float(old["magnitude"]), float(a["magnitude"])),
             "scan_ids": ",".join(scans),
         }
+        # a dismissed alert whose patch keeps growing is flagged for a second look, not re-opened
+        if old["status"] == "dismissed" and shapely.area(geom) > 1.1 * shapely.area(old["geometry"]):
+            update["recheck"] = 1
         changed = any(
             (not shapely.equals(old["geometry"], v)) if k == "geometry" else old[k] != v for k, v in update.items()
         )
@@ -130,7 +134,31 @@ def merge_alerts(existing: gpd.GeoDataFrame, found: gpd.GeoDataFrame, scan_id: s
     if new_rows:
         reg = pd.concat([reg, gpd.GeoDataFrame(new_rows, geometry="geometry", crs=found.crs or "EPSG:4326")], ignore_index=True)
     reg = gpd.GeoDataFrame(reg, geometry="geometry", crs="EPSG:4326")
+    reg["recheck"] = reg["recheck"].fillna(0).astype(int) if "recheck" in reg else 0
     return reg, MergeStats(**stats)
+
+
+def filter_alerts(
+    alerts: gpd.GeoDataFrame,
+    *,
+    status: str | None = None,
+    zone: str | None = None,
+    admin: str | None = None,
+    disturbance_type: str | None = None,
+    confidence: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> gpd.GeoDataFrame:
+    """Alerts matching every given filter (dates compare ``first_detected``, ISO YYYY-MM-DD)."""
+    a = alerts
+    for col, value in (("status", status), ("zone_id", zone), ("admin_id", admin), ("disturbance_type", disturbance_type), ("confidence", confidence)):
+        if value is not None:
+            a = a[a[col] == value]
+    if since is not None:
+        a = a[a["first_detected"] >= since]
+    if until is not None:
+        a = a[a["first_detected"] <= until]
+    return a.sort_values("alert_id")
 
 
 class Register:
@@ -162,6 +190,8 @@ class Register:
         if self.path.exists() and "alerts" in {n for n, _ in pyogrio.list_layers(self.path)}:
             df = gpd.read_file(self.path, layer="alerts", engine="pyogrio")
             if not df.empty:
+                if "recheck" not in df:
+                    df["recheck"] = 0
                 return df[[*ALERT_COLUMNS, "geometry"]]
         return gpd.GeoDataFrame({c: pd.Series(dtype="object") for c in ALERT_COLUMNS}, geometry=[], crs="EPSG:4326")
 

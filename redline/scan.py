@@ -260,7 +260,7 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
         import maps
 
         map_html = maps.render_map(out, register=register.path)
-    except ImportError:  # maps is an optional renderer; the scan's data outputs stand alone
+    except (ImportError, AttributeError):  # maps is an optional renderer; the scan's data outputs stand alone
         log.warning("maps package not available; map.html not rendered")
 
     files = [p for p in sorted(out.rglob("*")) if p.is_file() and p.suffix in (".tif", ".geojson", ".csv", ".html")]

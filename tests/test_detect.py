@@ -74,7 +74,21 @@ def test_a_single_anomalous_observation_does_not_confirm():
     i = np.searchsorted(DATES, pd.Timestamp("2023-06-01"))
     ndvi[i, :] = 0.1  # a missed cloud edge on one date
     assert _run(_stack(ndvi))["disturbed"].sum() == 0
-    assert _run(_stack(ndvi), consecutive=1)["disturbed"].sum() == 4
+    ndvi[-1, :] = 0.1  # the last observation: with k = 1 it confirms (nothing after it to recover)
+    f = _run(_stack(ndvi), consecutive=1)
+    assert f["disturbed"].sum() == 4
+    assert (pd.to_datetime(f["first_date"], unit="D") == DATES[-1]).all()
+
+
+def test_a_transient_dip_that_recovers_is_withdrawn():
+    rng = np.random.default_rng(8)
+    ndvi = _seasonal(rng, 4)
+    i = np.searchsorted(DATES, pd.Timestamp("2023-02-01"))
+    ndvi[i : i + 3, :] = 0.05  # a month of snow
+    assert _run(_stack(ndvi))["disturbed"].sum() == 0
+    ndvi[i + 3 :, :2] = 0.1  # ... after which two pixels stay bare: a real clearing
+    f = _run(_stack(ndvi))
+    assert f["disturbed"].tolist() == [1, 1, 0, 0]
 
 
 def test_cloudy_dates_between_anomalies_do_not_break_the_run():

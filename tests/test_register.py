@@ -18,7 +18,7 @@ def _alert(zone: str, x: float, first: str, last: str, n: int = 3, conf: str = "
         "alert_id": None, "zone_id": zone, "zone_name": "龙门山", "admin_id": "510182", "area_m2": 10000.0,
         "centroid_lon": x, "centroid_lat": 30.7, "first_detected": first, "last_observed": last, "confidence": conf,
         "disturbance_type": "clearing", "magnitude": 0.4, "n_observations": n, "status": "new", "scan_ids": scan,
-        "chip_before": None, "chip_after": None, "geometry": shapely.box(x, 30.7, x + 0.001, 30.701),
+        "chip_before": None, "chip_after": None, "recheck": 0, "geometry": shapely.box(x, 30.7, x + 0.001, 30.701),
     }
 
 
@@ -101,3 +101,13 @@ def test_a_locked_register_refuses_after_the_timeout(register):
         with pytest.raises(RegisterError, match="locked by another scan"):
             with Register(register.path).lock(timeout=0.5):
                 pass
+
+
+def test_a_dismissed_alert_that_keeps_growing_is_flagged_not_reopened(register):
+    register.review("Z2-20230701-1", to_status="dismissed", by="李工", note="cloud shadow")
+    grown = _alert("Z2", 104.0, "2023-07-01", "2023-09-01", scan="s2")
+    grown["geometry"] = shapely.box(104.0, 30.7, 104.002, 30.702)  # four times the area
+    merged, _ = merge_alerts(register.alerts(), _gdf([grown]), "s2")
+    row = merged.set_index("alert_id").loc["Z2-20230701-1"]
+    assert row["status"] == "dismissed"
+    assert row["recheck"] == 1

@@ -1,0 +1,304 @@
+"""Write a demo build: COGs, STAC Items and Collection, zones, counties, truth, scan config.
+
+The build is written to a hidden temporary folder next to ``out_dir`` and renamed into place
+at the end, so a half-finished build is never taken for a whole one. Everything is drawn from
+``numpy.random.Generator`` streams keyed by ``(seed, purpose[, index])``, so the pixels do not
+depend on wall-clock time, hash order or the order in which scenes are rendered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+import shapely
+from pyproj import Transformer
+from scipy import ndimage
+
+from redline.demo import _events as E
+from redline.demo import _landscape as L
+from redline.demo import _scenes as SC
+from redline.demo import _spectra as S
+from redline.demo import _stac as ST
+
+#: Bump when the generated pixels, vectors or metadata change (invalidates cached builds).
+GENERATOR_VERSION = "4.0"
+MMU_M2 = 5000.0  # minimum mapping unit of the scan config, m²
+ZONES_CRS, TRUTH_CRS = "EPSG:4490", "EPSG:4326"  # CGCS2000 for the official layers
+
+# Random streams (second element of the seed-sequence key).
+_LANDSCAPE, _EVENTS, _CROPS, _SCENE = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A demo size. ``size`` is the grid edge in 10 m pixels; scenes every ``revisit_days``
+    from ``first`` to ``last``; baseline/monitor windows are ISO dates for the scan config."""
+
+    name: str
+    size: int
+    first: dt.date
+    last: dt.date
+    revisit_days: int
+    baseline: tuple[str, str]
+    monitor: tuple[str, str]
+    zones: tuple[str, ...]
+    events: tuple[E.EventRequest, ...]
+
+
+_ALL_ZONES = tuple(z.code for z in L.ZONES)
+_R = E.EventRequest
+
+# A 10-day step between scenes: each Sentinel-2 satellite repeats its ground track every
+# 10 days (the 5-day revisit needs both S2A and S2B). Keeping one pass per 10 days halves the
+# build and is the cadence a tile gets when one of the pair is unavailable. (The December 2021
+# failure sometimes quoted for this was Sentinel-1B's, not Sentinel-2B's: ESA, "Mission ends
+# for Copernicus Sentinel-1B satellite", 3 Aug 2022.)
+PRESETS: dict[str, Preset] = {
+    "demo": Preset(
+        "demo", 320, dt.date(2021, 1, 5), dt.date(2023, 12, 31), 10, ("2021-01-01", "2022-12-31"), ("2023-01-01", "2023-12-31"), _ALL_ZONES,
+        (
+            _R("clearing", 2, True, (8000, 60000)),
+            _R("construction", 2, True, (8000, 40000)),
+            _R("mining", 2, True, (10000, 45000), (3, 6)),
+            _R("fire", 2, True, (15000, 60000), (3, 9)),
+            _R("water_loss", 2, True, (8000, 30000), (4, 10)),
+            _R("clearing", 2, False, (8000, 40000)),  # outside every zone: must not alert
+            _R("clearing", 2, True, (2000, 3000)),  # in a zone but below the 5 000 m² unit
+        ),
+    ),
+    "small": Preset(
+        "small", 160, dt.date(2022, 1, 5), dt.date(2023, 12, 31), 10, ("2022-01-01", "2022-12-31"), ("2023-01-01", "2023-12-31"),
+        ("510181-HX-0001", "510182-HX-0003", "510182-HX-0004"),
+        (
+            _R("clearing", 1, True, (8000, 25000)),
+            _R("construction", 1, True, (8000, 20000)),
+            _R("mining", 1, True, (10000, 25000), (3, 6)),
+            _R("fire", 1, True, (10000, 25000), (3, 9)),
+            _R("water_loss", 1, True, (8000, 15000), (4, 10)),
+            _R("clearing", 1, False, (8000, 20000)),
+            _R("clearing", 1, True, (2000, 3000)),
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class DemoScenes:
+    """Paths of a finished demo build (all absolute) and its number of scenes."""
+
+    root: Path
+    items: Path  # items.json, a GeoJSON FeatureCollection of STAC Items
+    collection: Path  # collection.json
+    zones: Path  # zones.gpkg, layer hongxian, EPSG:4490
+    counties: Path  # counties.gpkg, layer xzq, EPSG:4490
+    truth: Path  # truth.gpkg, layer events, EPSG:4326
+    config: Path  # scan.yml
+    n_scenes: int
+
+
+def _paths(root: Path, n_scenes: int) -> DemoScenes:
+    return DemoScenes(root, root / "items.json", root / "collection.json", root / "zones.gpkg", root / "counties.gpkg",
+                      root / "truth.gpkg", root / "scan.yml", n_scenes)
+
+
+def _rng(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, *key]))
+
+
+def acquisitions(p: Preset) -> list[SC.Acquisition]:
+    """The scenes of a preset: every ``revisit_days``, alternating S2A on relative orbit 104
+    (full tile) and S2B on relative orbit 61 (tile clipped by the swath edge)."""
+    out = []
+    day, i = p.first, 0
+    while day <= p.last:
+        odd = i % 2 == 1
+        out.append(SC.Acquisition(i, day, "sentinel-2b" if odd else "sentinel-2a", 61 if odd else 104, clipped=odd))
+        day += dt.timedelta(days=p.revisit_days)
+        i += 1
+    return out
+
+
+# --- writers -----------------------------------------------------------------------------
+def write_cog(path: Path, data: np.ndarray, res: float) -> None:
+    """Write a single-band Cloud-Optimized GeoTIFF (EPSG:32648, nodata 0, deflate + predictor 2,
+    256 px tiles; no overviews: the images are at most 320 px across)."""
+    with rasterio.open(
+        path, "w", driver="COG", width=data.shape[1], height=data.shape[0], count=1, dtype=data.dtype.name,
+        crs=f"EPSG:{L.EPSG}", transform=L.grid_transform(data.shape[0], res), nodata=0,
+        compress="deflate", predictor=2, blocksize=256, overviews="NONE",
+    ) as dst:
+        dst.write(data, 1)
+
+
+def _footprint(n: int, clipped: bool) -> tuple[dict, list[float]]:
+    """Valid-data footprint (GeoJSON, EPSG:4326) and its bbox; clipped scenes lose the corner."""
+    size = n * L.RES
+    (u0, v0), (u1, v1) = SC.CORNER_LINE
+    uv = [(0, 0), (1, 0), (u0, v0), (u1, v1), (0, 1)] if clipped else [(0, 0), (1, 0), (1, 1), (0, 1)]
+    to_ll = Transformer.from_crs(L.EPSG, 4326, always_xy=True)
+    ring = [[round(c, 7) for c in to_ll.transform(*L.to_utm(u, v, size))] for u, v in uv]
+    lons, lats = [c[0] for c in ring], [c[1] for c in ring]
+    return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}, [min(lons), min(lats), max(lons), max(lats)]
+
+
+def _write_vectors(tmp: Path, land: L.Landscape, events: list[E.Event]) -> None:
+    """zones.gpkg, counties.gpkg (EPSG:4490) and truth.gpkg (EPSG:4326; areas in UTM m²)."""
+    specs = {z.code: z for z in L.ZONES}
+    codes = list(land.zones)
+    zones = gpd.GeoDataFrame(
+        {"HXBH": codes, "HXMC": [specs[c].name for c in codes], "STGN": [specs[c].function for c in codes], "XZQDM": [specs[c].county for c in codes]},
+        geometry=list(land.zones.values()), crs=L.EPSG,
+    )
+    zones.to_crs(ZONES_CRS).to_file(tmp / "zones.gpkg", layer="hongxian", driver="GPKG")
+    counties = gpd.GeoDataFrame(
+        {"XZQDM": [c for c, _, _ in L.COUNTIES], "XZQMC": [name for _, name, _ in L.COUNTIES]},
+        geometry=[land.counties[c] for c, _, _ in L.COUNTIES], crs=L.EPSG,
+    )
+    counties.to_crs(ZONES_CRS).to_file(tmp / "counties.gpkg", layer="xzq", driver="GPKG")
+    union = shapely.union_all(list(land.zones.values()))
+    rows = []
+    for e in events:
+        g = e.geometry
+        inside = g.intersection(union).area
+        overlap = {c: g.intersection(z).area for c, z in land.zones.items()}
+        best = max(overlap, key=overlap.get)
+        rows.append({
+            "event_id": e.event_id, "type": e.type, "start_date": e.start.isoformat(), "area_m2": round(g.area, 1),
+            "zone_id": best if overlap[best] > 0 else "", "in_zone": bool(inside >= 0.5 * g.area), "above_mmu": bool(inside >= MMU_M2),
+            "stage_dates": ";".join(d.isoformat() for d, _ in e.stages), "geometry": g,
+        })
+    truth = gpd.GeoDataFrame(rows, geometry="geometry", crs=L.EPSG)
+    truth.to_crs(TRUTH_CRS).to_file(tmp / "truth.gpkg", layer="events", driver="GPKG")
+
+
+def _write_config(tmp: Path, p: Preset) -> None:
+    text = f"""# Scan configuration of the generated demo build (preset {p.name}); paths are relative to
+# this file. stac.url is filled in by the caller when it starts the embedded STAC API.
+name: demo-{p.name}
+stac: {{url: null, profile: embedded, collections: [{ST.COLLECTION}], max_cloud_cover: 100}}
+zones: {{path: zones.gpkg, layer: hongxian, id_field: HXBH, name_field: HXMC, category_field: STGN, admin_field: XZQDM}}
+admin_units: {{path: counties.gpkg, layer: xzq, id_field: XZQDM, name_field: XZQMC}}
+baseline: {{start: "{p.baseline[0]}", end: "{p.baseline[1]}"}}
+monitor: {{start: "{p.monitor[0]}", end: "{p.monitor[1]}"}}
+resolution: 10
+detection: {{min_area_m2: {int(MMU_M2)}}}
+"""
+    (tmp / "scan.yml").write_text(text, encoding="utf-8")
+
+
+def _write_scene(tmp: Path, root: Path, r: SC.Rendered, acq: SC.Acquisition, n: int, centroid: tuple[float, float]) -> dict:
+    """Write one scene's COGs under ``tmp`` and return its Item (hrefs point into ``root``)."""
+    iid = ST.item_id(acq.platform, ST.sensing_time(acq.date, acq.relative_orbit))
+    folder = tmp / "cogs" / iid
+    folder.mkdir(parents=True)
+    data = {**{k: r.dn10[i] for i, k in enumerate(("blue", "green", "red", "nir"))}, "swir16": r.dn20[0], "swir22": r.dn20[1], "scl": r.scl}
+    for key, arr in data.items():
+        write_cog(folder / f"{key}.tif", arr, L.RES * n / arr.shape[0])
+    footprint, bbox = _footprint(n, acq.clipped)
+    item = ST.make_item(platform=acq.platform, relative_orbit=acq.relative_orbit, day=acq.date, scl=r.scl,
+                        files={k: folder / f"{k}.tif" for k in data}, n=n, footprint=footprint, bbox=bbox,
+                        centroid=centroid, version=GENERATOR_VERSION)
+    for key, asset in item["assets"].items():  # the build is renamed into place: point there
+        asset["href"] = (root / "cogs" / iid / f"{key}.tif").as_uri()
+    return item
+
+
+def _existing(root: Path, info: dict) -> DemoScenes | None:
+    """The build already in ``root`` if it was made with the same preset, seed and version."""
+    try:
+        build = json.loads((root / "BUILD.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if any(build.get(k) != v for k, v in info.items()) or not (root / "items.json").is_file():
+        return None
+    return _paths(root, int(build["n_scenes"]))
+
+
+def _generate(tmp: Path, root: Path, p: Preset, seed: int) -> int:
+    """Generate everything into ``tmp`` (hrefs point to ``root``); returns the number of scenes."""
+    n = p.size
+    land = L.build_landscape(_rng(seed, _LANDSCAPE), n, p.zones)
+    acqs = acquisitions(p)
+    monitor_year = int(p.monitor[0][:4])
+    corner = SC.nodata_corner(n)
+    forbidden = ndimage.binary_dilation(corner, iterations=4)  # no event within 40 m of the swath edge
+    events = E.place_events(_rng(seed, _EVENTS), land, p.events, [a.date for a in acqs if a.date.year == monitor_year], forbidden)
+    jitter = {y: S.crop_jitter(_rng(seed, _CROPS, y), land.rotation.size) for y in sorted({a.date.year for a in acqs})}
+    surface = SC.Surface(land, jitter, events)
+    centroid = Transformer.from_crs(L.EPSG, 4326, always_xy=True).transform(*L.to_utm(0.5, 0.5, n * L.RES))
+    items = []
+    for acq in acqs:
+        rendered = SC.render(_rng(seed, _SCENE, acq.index), acq, surface, corner)
+        items.append(_write_scene(tmp, root, rendered, acq, n, centroid))
+    text = json.dumps({"type": "FeatureCollection", "features": items}, ensure_ascii=False, indent=1)
+    (tmp / "items.json").write_text(text, encoding="utf-8")
+    _, grid_bbox = _footprint(n, False)
+    collection = ST.make_collection(grid_bbox, items[0]["properties"]["datetime"], items[-1]["properties"]["datetime"], p.name, seed, GENERATOR_VERSION)
+    (tmp / "collection.json").write_text(json.dumps(collection, ensure_ascii=False, indent=1), encoding="utf-8")
+    _write_vectors(tmp, land, events)
+    _write_config(tmp, p)
+    return len(items)
+
+
+def generate_demo(out_dir: Path | str, *, preset: str = "demo", seed: int = 20230101) -> DemoScenes:
+    """Write (or reuse) a deterministic demo build in ``out_dir``.
+
+    Sentinel-2 L2A-like scenes as COGs on a UTM 48N grid (EPSG:32648, 10 m pixels, upper-left
+    x = 400 000 m, y = 3 400 000 m): uint16 DN with reflectance = DN × 0.0001 − 0.1 (0–1) and
+    nodata 0 for blue/green/red/nir (10 m) and swir16/swir22 (20 m), plus the SCL (uint8, 20 m);
+    one STAC Item per date in Earth Search ``sentinel-2-c1-l2a`` conventions with absolute
+    ``file://`` hrefs (``items.json``, ``collection.json``); red-line zones and counties
+    (EPSG:4490), ground-truth disturbances (EPSG:4326, areas in m² measured in UTM), a scan
+    config and ``BUILD.json``. If ``out_dir`` already holds a build of the same preset, seed and
+    generator version it is returned as is.
+
+    Parameters
+    ----------
+    out_dir
+        Folder of the build: created, or replaced if it holds an older build. A non-empty
+        folder that is not a build is refused (FileExistsError).
+    preset
+        ``demo`` (320 px, 2021–2023, 110 scenes) or ``small`` (160 px, 2022–2023, 73 scenes).
+    seed
+        Seed of every random draw; the same seed gives the same pixels.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown demo preset {preset!r}; use one of: {', '.join(PRESETS)}")
+    p = PRESETS[preset]
+    root = Path(out_dir).expanduser().resolve()
+    info = {"preset": preset, "seed": int(seed), "generator_version": GENERATOR_VERSION}
+    found = _existing(root, info)
+    if found is not None:
+        return found
+    if root.exists() and any(root.iterdir()) and not (root / "BUILD.json").exists():
+        raise FileExistsError(f"{root}: folder exists and is not a demo build; give an empty or new folder")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.with_name(f".{root.name}.building-{os.getpid()}")
+    old = root.with_name(f".{root.name}.old-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    done = False
+    try:
+        n_scenes = _generate(tmp, root, p, int(seed))
+        sha = hashlib.sha256((tmp / "items.json").read_bytes()).hexdigest()
+        build = {**info, "n_scenes": n_scenes, "items_sha256": sha, "first": p.first.isoformat(), "last": p.last.isoformat(),
+                 "grid": {"epsg": L.EPSG, "x0": L.X0, "y0": L.Y0, "res_m": L.RES, "size_px": p.size}}
+        (tmp / "BUILD.json").write_text(json.dumps(build, indent=1), encoding="utf-8")
+        if root.exists():
+            os.replace(root, old)
+        os.replace(tmp, root)
+        done = True
+    finally:
+        if not done:
+            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return _paths(root, n_scenes)

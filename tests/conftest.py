@@ -1,0 +1,44 @@
+"""Shared fixtures: a small generated scene set served by the real embedded STAC API, and one
+real scan of it (session-scoped: built and scanned once for the whole suite)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+
+from pipelines import serve_stac
+from redline.config import load_config
+from redline.demo import generate_demo
+
+
+@pytest.fixture(scope="session")
+def small_scenes(tmp_path_factory):
+    """The `small` preset of the demo generator (160×160 px, 2022–2023, 10-day revisit)."""
+    return generate_demo(tmp_path_factory.mktemp("scenes") / "small", preset="small")
+
+
+@pytest.fixture(scope="session")
+def stac_url(small_scenes):
+    with serve_stac(small_scenes.root) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def small_config(small_scenes, stac_url):
+    return load_config(small_scenes.config, overrides={"stac": {"url": stac_url}})
+
+
+@pytest.fixture(scope="session")
+def small_scan(small_config, small_scenes, tmp_path_factory):
+    """One real scan of the small scene set through the embedded API on a LocalCluster."""
+    from redline.scan import run_scan
+
+    out = tmp_path_factory.mktemp("scan") / "out"
+    return run_scan(small_config, out, config_text=Path(small_scenes.config).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def truth(small_scenes):
+    return gpd.read_file(small_scenes.truth, layer="events")

@@ -1,0 +1,87 @@
+"""A real scan of generated scenes through the embedded STAC API: what it must find and not find."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+
+from redline.evaluate import score_alerts
+from redline.provenance import verify_outputs
+
+pytestmark = pytest.mark.slow
+
+
+def test_writes_the_contract_outputs(small_scan):
+    out = small_scan.out_dir
+    for name in ("alerts.geojson", "zone_stats.csv", "admin_stats.csv", "map.html", "manifest.json", "catalog.json", "register.gpkg"):
+        assert (out / name).exists(), name
+    for tif in ("disturbance_date", "magnitude", "ndvi_baseline", "ndvi_monitor", "fvc_monitor", "true_colour_monitor"):
+        assert (out / "rasters" / f"{tif}.tif").exists(), tif
+
+
+def test_finds_every_injected_disturbance_in_zones_above_the_unit(small_scan, truth):
+    score = score_alerts(small_scan.alerts, truth, metric_crs="EPSG:32648")
+    assert score.expected_events >= 5
+    assert score.missed_events == [], score
+    assert score.alerts_on_excluded_events == 0, score
+
+
+def test_no_alert_outside_zones_or_below_the_unit(small_scan, small_scenes, small_config):
+    alerts = gpd.read_file(small_scan.out_dir / "alerts.geojson").to_crs(32648)
+    zones = gpd.read_file(small_scenes.zones, layer="hongxian").to_crs(32648)
+    assert not alerts.empty
+    inside = alerts.geometry.buffer(-0.5).within(zones.union_all())
+    assert inside.all()
+    assert (alerts["area_m2"] >= small_config.detection.min_area_m2).all()
+    assert (alerts.geometry.area >= small_config.detection.min_area_m2 - 1).all()
+
+
+def test_alert_fields_follow_the_contract(small_scan):
+    a = small_scan.alerts
+    assert a["alert_id"].is_unique
+    assert set(a["confidence"]) <= {"low", "nominal", "high"}
+    assert set(a["disturbance_type"]) <= {"clearing", "construction", "mining", "fire", "water_loss", "other"}
+    assert (a["status"] == "new").all()
+    for r in a.itertuples():
+        assert r.alert_id.startswith(f"{r.zone_id}-{r.first_detected.replace('-', '')}-")
+        assert r.first_detected <= r.last_observed
+    assert a["first_detected"].min() >= "2023-01-01"
+
+
+def test_zone_and_county_tables(small_scan, small_scenes):
+    zs = pd.read_csv(small_scan.out_dir / "zone_stats.csv", dtype={"admin_id": str})
+    zones = gpd.read_file(small_scenes.zones, layer="hongxian")
+    assert sorted(zs["zone_id"]) == sorted(zones["HXBH"])
+    assert zs["alerts_total"].sum() == len(small_scan.alerts)
+    assert (zs["valid_obs_fraction"] > 0.9).all()
+    assert zs["ndvi_baseline"].between(-1, 1).all()
+    adm = pd.read_csv(small_scan.out_dir / "admin_stats.csv", dtype={"admin_id": str})
+    assert adm["alerts_total"].sum() == zs["alerts_total"].sum()
+    assert adm["zones_total"].sum() == len(zs)
+
+
+def test_manifest_records_items_and_checksums(small_scan, stac_url):
+    m = json.loads((small_scan.out_dir / "manifest.json").read_text())
+    assert m["stac"]["url"] == stac_url
+    assert len(m["items"]) == small_scan.n_items
+    assert all(v.startswith("file://") for it in m["items"] for v in it["assets"].values())
+    assert m["items"][0]["scaling"]["red"] == {"scale": 0.0001, "offset": -0.1, "nodata": 0}
+    assert "alerts.geojson" in m["outputs"]
+    assert verify_outputs(small_scan.out_dir) == []
+
+
+def test_verify_reports_a_changed_output(small_scan, tmp_path):
+    import shutil
+
+    copy = tmp_path / "out"
+    shutil.copytree(small_scan.out_dir, copy)
+    with open(copy / "zone_stats.csv", "a", encoding="utf-8") as fh:
+        fh.write("EDITED,,,,\n")
+    res = subprocess.run([sys.executable, "-m", "redline.cli", "verify", str(copy), "--register", str(copy / "register.gpkg")], capture_output=True, text=True)
+    assert res.returncode == 1
+    assert "zone_stats.csv: changed since the scan" in res.stderr
