@@ -33,17 +33,17 @@ def _setup_logging(verbose: bool) -> None:
 
 def _summary(result) -> None:
     a = result.alerts
-    table = Table(title=f"alerts of scan {result.scan_id}")
-    types = ["clearing", "construction", "mining", "fire", "water_loss", "other"]
-    table.add_column("zone")
-    table.add_column("name")
-    for t in types:
-        table.add_column(t, justify="right")
+    types = [("clearing", "clearing"), ("construction", "constr."), ("mining", "mining"), ("fire", "fire"), ("water_loss", "water"), ("other", "other")]
+    table = Table(title=f"alerts of scan {result.scan_id} per zone and type")
+    table.add_column("zone", no_wrap=True)
+    for _, head in types:
+        table.add_column(head, justify="right")
     table.add_column("total", justify="right")
+    table.add_column("seen", justify="right")
     for row in result.zone_stats.itertuples():
-        table.add_row(row.zone_id, str(row.zone_name or ""), *[str(getattr(row, f"alerts_{t}")) for t in types], str(row.alerts_total))
+        table.add_row(row.zone_id, *[str(getattr(row, f"alerts_{t}")) for t, _ in types], str(row.alerts_total), f"{row.valid_obs_fraction:.0%}")
     out_console.print(table)
-    out_console.print(f"{len(a)} alert(s) from {result.n_items} scenes in {result.seconds:.0f} s")
+    out_console.print(f"{len(a)} alert(s) from {result.n_items} scenes in {result.seconds:.0f} s; 'seen' = share of the zone observed clear in the monitor window")
     out_console.print(f"register: {result.register}")
     if result.map_html is not None:
         out_console.print(f"map: {result.map_html.resolve()}")

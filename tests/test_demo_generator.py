@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import re
 import time
@@ -48,6 +49,10 @@ def _reflectance(feature: dict, key: str, n: int) -> np.ndarray:
     return np.where(dn == 0, np.nan, dn * rb["scale"] + rb["offset"])
 
 
+def _p(feature: dict, key: str) -> float:
+    return feature["properties"][key]
+
+
 def _dilate(mask: np.ndarray, k: int) -> np.ndarray:
     return ndimage.binary_dilation(mask, iterations=k)
 
@@ -60,14 +65,14 @@ def test_same_seed_gives_identical_pixels_and_truth(small_scenes, tmp_path):
     assert seconds < 30, f"small preset took {seconds:.1f} s (target < 15 s)"
     a, b = _features(small_scenes), _features(again)
     assert [f["id"] for f in a] == [f["id"] for f in b]
-    assert [f["properties"]["eo:cloud_cover"] for f in a] == [f["properties"]["eo:cloud_cover"] for f in b]
+    assert [_p(f, "eo:cloud_cover") for f in a] == [_p(f, "eo:cloud_cover") for f in b]
     for i in (0, 1, 17, 40, len(a) - 1):  # clipped and full orbits, clear and cloudy dates
         for key in ASSETS:
             np.testing.assert_array_equal(_read(a[i], key), _read(b[i], key), err_msg=f"{a[i]['id']} {key}")
     ta = gpd.read_file(small_scenes.truth, layer="events")
     tb = gpd.read_file(again.truth, layer="events")
     assert ta.drop(columns="geometry").equals(tb.drop(columns="geometry"))
-    assert all(ga.equals_exact(gb, 1e-9) for ga, gb in zip(ta.geometry, tb.geometry))
+    assert all(ga.equals_exact(gb, 1e-9) for ga, gb in zip(ta.geometry, tb.geometry, strict=True))
 
 
 def test_another_seed_gives_another_landscape(small_scenes, tmp_path):
@@ -76,7 +81,7 @@ def test_another_seed_gives_another_landscape(small_scenes, tmp_path):
     assert not np.array_equal(_read(a[3], "nir"), _read(b[3], "nir"))
     ta = gpd.read_file(small_scenes.truth, layer="events")
     tb = gpd.read_file(other.truth, layer="events")
-    assert not all(ga.equals_exact(gb, 1e-6) for ga, gb in zip(ta.geometry, tb.geometry))
+    assert not all(ga.equals_exact(gb, 1e-6) for ga, gb in zip(ta.geometry, tb.geometry, strict=True))
     assert json.loads((other.root / "BUILD.json").read_text())["seed"] == 7
 
 
@@ -109,7 +114,7 @@ def test_items_follow_earth_search_sentinel_2_c1_l2a(small_scenes):
     assert small_scenes.n_scenes == len(feats) == 73  # 2022-01-05 … 2023-12-26, every 10 days
     days = [dt.date.fromisoformat(f["properties"]["datetime"][:10]) for f in feats]
     assert days[0] == dt.date(2022, 1, 5) and dt.date(2023, 12, 21) < days[-1] <= dt.date(2023, 12, 31)
-    assert {(b - a).days for a, b in zip(days, days[1:])} == {10}
+    assert {(b - a).days for a, b in itertools.pairwise(days)} == {10}
     grid_ll = gpd.GeoSeries([GRID_UTM], crs=32648).to_crs(4326).iloc[0].buffer(1e-6)
     for f in feats:
         item = pystac.Item.from_dict(f)
@@ -164,7 +169,7 @@ def test_odc_stac_reads_reflectance_with_the_declared_scale_and_offset(small_sce
     clear = np.isin(ds["scl"].values, (4, 5, 6))
     refl = {b: ds[b].values * rb["scale"] + rb["offset"] for b in ("red", "nir", "swir16")}
     for b, r in refl.items():
-        assert 0.0 <= np.nanmin(r[clear]) and np.nanmax(r[clear]) <= 1.0, b
+        assert np.nanmin(r[clear]) >= 0.0 and np.nanmax(r[clear]) <= 1.0, b
     ndvi = (refl["nir"] - refl["red"]) / (refl["nir"] + refl["red"])
     assert np.median(ndvi[ds["scl"].values == 4]) > 0.6
     assert np.median(refl["nir"][ds["scl"].values == 6]) < 0.08
@@ -172,7 +177,7 @@ def test_odc_stac_reads_reflectance_with_the_declared_scale_and_offset(small_sce
 
 # --- clouds, shadows, no-data -----------------------------------------------------------
 def test_scl_cloud_classes_coincide_with_bright_pixels(small_scenes):
-    feats = [f for f in _features(small_scenes) if 10 < f["properties"]["eo:cloud_cover"] < 90 and f["properties"]["s2:snow_ice_percentage"] == 0]
+    feats = [f for f in _features(small_scenes) if 10 < _p(f, "eo:cloud_cover") < 90 and _p(f, "s2:snow_ice_percentage") == 0]
     assert len(feats) >= 5
     for f in feats[:8]:
         scl = _read(f, "scl")
@@ -185,8 +190,10 @@ def test_scl_cloud_classes_coincide_with_bright_pixels(small_scenes):
 
 
 def test_shadows_are_dark_and_some_cloud_edges_escape_the_mask(small_scenes):
-    feats = [f for f in _features(small_scenes)
-             if f["properties"]["s2:cloud_shadow_percentage"] > 5 and f["properties"]["eo:cloud_cover"] < 70 and f["properties"]["s2:thin_cirrus_percentage"] == 0]
+    feats = [
+        f for f in _features(small_scenes)
+        if _p(f, "s2:cloud_shadow_percentage") > 5 and _p(f, "eo:cloud_cover") < 70 and _p(f, "s2:thin_cirrus_percentage") == 0
+    ]
     assert feats
     ring_dates = 0
     for f in feats:
@@ -252,7 +259,8 @@ def test_zones_and_counties(small_scenes):
     lake_zone = zu.set_index("HXBH").geometry["510182-HX-0003"]
     clear = next(f for f in _features(small_scenes) if f["properties"]["eo:cloud_cover"] < 2)
     water = _read(clear, "scl") == 6
-    shapes = [shapely.geometry.shape(s) for s, v in rasterio.features.shapes(water.astype("uint8"), mask=water, transform=L.grid_transform(80, 20.0))]
+    polys = rasterio.features.shapes(water.astype("uint8"), mask=water, transform=L.grid_transform(80, 20.0))
+    shapes = [shapely.geometry.shape(s) for s, _ in polys]
     assert lake_zone.contains(shapely.union_all(shapes).buffer(-25).representative_point())
 
 
@@ -289,7 +297,11 @@ def test_every_event_changes_the_spectra_as_its_type_says(small_scenes):
     feats = _features(small_scenes)
     n = 160
     truth = gpd.read_file(small_scenes.truth, layer="events").to_crs(32648)
-    masks = {e.event_id: rasterio.features.rasterize([e.geometry.buffer(-10)], out_shape=(n, n), transform=L.grid_transform(n)).astype(bool) for e in truth.itertuples()}
+    tr = L.grid_transform(n)
+    masks = {
+        e.event_id: rasterio.features.rasterize([e.geometry.buffer(-10)], out_shape=(n, n), transform=tr).astype(bool)
+        for e in truth.itertuples()
+    }
     series: dict[str, list[tuple[dt.date, dict[str, float]]]] = {k: [] for k in masks}
     for f in feats:
         scl = _read(f, "scl", (n, n))
@@ -369,7 +381,8 @@ def test_demo_preset_layout():
     assert len(land.zones) == 5 and 0.38 < cover < 0.52
     areas = sorted(g.area for g in land.zones.values())
     assert areas[-1] > 2.5 * areas[0]  # zones of different sizes
-    events = E.place_events(B._rng(20230101, B._EVENTS), land, p.events, [a.date for a in B.acquisitions(p) if a.date.year == 2023], SC.nodata_corner(p.size))
+    dates = [a.date for a in B.acquisitions(p) if a.date.year == 2023]
+    events = E.place_events(B._rng(20230101, B._EVENTS), land, p.events, dates, SC.nodata_corner(p.size))
     union = shapely.union_all(list(land.zones.values()))
     inside = [e for e in events if e.geometry.within(union)]
     for kind in E.TYPES:

@@ -72,3 +72,24 @@ def test_server_stops_on_exit_and_on_error(item_folder):
 def test_unreachable_api_is_one_clear_line():
     with pytest.raises(StacError, match="cannot open the STAC API"):
         search_items("http://127.0.0.1:9", collections=["x"], bbox=(0, 0, 1, 1), datetime="2023-01-01/2023-01-02")
+
+
+def test_cli_stac_serve_answers_and_stops_on_ctrl_c(item_folder):
+    import re
+    import signal
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "redline.cli", "stac", "serve", str(item_folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)
+        assert len(list(Client.open(url).search(collections=["sentinel-2-c1-l2a"], max_items=5).items())) == 5
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        time.sleep(0.5)
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(url + "/", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -10,7 +10,9 @@ from redline.demo import PRESETS, generate_demo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m redline.demo", description="Write a deterministic demo build of generated Sentinel-2 scenes.")
+    parser = argparse.ArgumentParser(
+        prog="python -m redline.demo", description="Write a deterministic demo build of generated Sentinel-2 scenes."
+    )
     parser.add_argument("out_dir", help="folder of the build (created; an older build there is replaced)")
     parser.add_argument("--preset", default="demo", choices=sorted(PRESETS), help="demo: 320 px, 2021-2023; small: 160 px, 2022-2023")
     parser.add_argument("--seed", type=int, default=20230101, help="random seed (default 20230101)")

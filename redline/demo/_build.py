@@ -30,7 +30,7 @@ from redline.demo import _spectra as S
 from redline.demo import _stac as ST
 
 #: Bump when the generated pixels, vectors or metadata change (invalidates cached builds).
-GENERATOR_VERSION = "4.0"
+GENERATOR_VERSION = "4.1"
 MMU_M2 = 5000.0  # minimum mapping unit of the scan config, m²
 ZONES_CRS, TRUTH_CRS = "EPSG:4490", "EPSG:4326"  # CGCS2000 for the official layers
 
@@ -155,7 +155,12 @@ def _write_vectors(tmp: Path, land: L.Landscape, events: list[E.Event]) -> None:
     specs = {z.code: z for z in L.ZONES}
     codes = list(land.zones)
     zones = gpd.GeoDataFrame(
-        {"HXBH": codes, "HXMC": [specs[c].name for c in codes], "STGN": [specs[c].function for c in codes], "XZQDM": [specs[c].county for c in codes]},
+        {
+            "HXBH": codes,
+            "HXMC": [specs[c].name for c in codes],
+            "STGN": [specs[c].function for c in codes],
+            "XZQDM": [specs[c].county for c in codes],
+        },
         geometry=list(land.zones.values()), crs=L.EPSG,
     )
     zones.to_crs(ZONES_CRS).to_file(tmp / "zones.gpkg", layer="hongxian", driver="GPKG")
@@ -242,7 +247,8 @@ def _generate(tmp: Path, root: Path, p: Preset, seed: int) -> int:
     text = json.dumps({"type": "FeatureCollection", "features": items}, ensure_ascii=False, indent=1)
     (tmp / "items.json").write_text(text, encoding="utf-8")
     _, grid_bbox = _footprint(n, False)
-    collection = ST.make_collection(grid_bbox, items[0]["properties"]["datetime"], items[-1]["properties"]["datetime"], p.name, seed, GENERATOR_VERSION)
+    first, last = items[0]["properties"]["datetime"], items[-1]["properties"]["datetime"]
+    collection = ST.make_collection(grid_bbox, first, last, p.name, seed, GENERATOR_VERSION)
     (tmp / "collection.json").write_text(json.dumps(collection, ensure_ascii=False, indent=1), encoding="utf-8")
     _write_vectors(tmp, land, events)
     _write_config(tmp, p)

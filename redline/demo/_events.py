@@ -165,7 +165,13 @@ class _Placer:
         raise RuntimeError(f"could not place a {req.type} event of {req.area_m2} m² after {MAX_TRIES} tries; try another seed")
 
 
-def place_events(rng: np.random.Generator, land: L.Landscape, requests: tuple[EventRequest, ...], monitor_dates: list[dt.date], forbidden: np.ndarray) -> list[Event]:
+def place_events(
+    rng: np.random.Generator,
+    land: L.Landscape,
+    requests: tuple[EventRequest, ...],
+    monitor_dates: list[dt.date],
+    forbidden: np.ndarray,
+) -> list[Event]:
     """Place the requested events; ids E01, E02, … in request order.
 
     ``monitor_dates`` are the acquisition dates of the monitor year; each event starts on one
@@ -185,7 +191,7 @@ def place_events(rng: np.random.Generator, land: L.Landscape, requests: tuple[Ev
                     if nxt:
                         steps.append(nxt[0])
                 geoms = _stage_geometries(rng, final, len(steps))
-                stages = tuple(zip(steps, geoms))
+                stages = tuple(zip(steps, geoms, strict=True))
             else:
                 stages = ((start, final),)
             events.append(Event(f"E{len(events) + 1:02d}", req.type, stages))

@@ -154,7 +154,7 @@ def naturalize(geom: shapely.Geometry, amp_m: float, key: str, spacing_m: float 
 def county_geometries(size_m: float) -> dict[str, shapely.Polygon]:
     """The two counties (UTM) split by :func:`county_boundary_u`, keyed by XZQDM."""
     v = np.linspace(-0.05, 1.05, 60)
-    line = [to_utm(float(u), float(vv), size_m) for u, vv in zip(county_boundary_u(v), v)]
+    line = [to_utm(float(u), float(vv), size_m) for u, vv in zip(county_boundary_u(v), v, strict=True)]
     x_w, x_e = X0 - 0.1 * size_m, X0 + 1.1 * size_m
     y_n, y_s = line[0][1], line[-1][1]
     sides = {
@@ -227,7 +227,8 @@ def coverage(geom: shapely.Geometry, n: int, res: float = RES, factor: int = 4) 
     estimated on a grid ``factor`` times finer."""
     if geom.is_empty:
         return np.zeros((n, n), dtype="float32")
-    fine = rasterio.features.rasterize([geom], out_shape=(n * factor, n * factor), transform=grid_transform(n * factor, res / factor), dtype="uint8")
+    m = n * factor
+    fine = rasterio.features.rasterize([geom], out_shape=(m, m), transform=grid_transform(m, res / factor), dtype="uint8")
     return fine.reshape(n, factor, n, factor).mean(axis=(1, 3), dtype="float32")
 
 
@@ -275,7 +276,9 @@ def _elevation(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, n: int) -
     return ((e - e.min()) / (e.max() - e.min())).astype("float32")
 
 
-def _cover(rng: np.random.Generator, n: int, size_m: float, elev: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, shapely.Geometry]:
+def _cover(
+    rng: np.random.Generator, n: int, size_m: float, elev: np.ndarray, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, shapely.Geometry]:
     """Land-cover class map (uint8, n × n) and the lake polygon (UTM)."""
     lc = np.full((n, n), EVERGREEN, dtype="uint8")
     # deciduous stands are commoner on lower slopes

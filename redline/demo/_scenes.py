@@ -180,7 +180,8 @@ def cloud_fraction(rng: np.random.Generator, month: int) -> float:
 class Atmosphere:
     """Per-pixel layers of one date on the 10 m grid (n × n, 0–1)."""
 
-    opacity: np.ndarray  # cloud opacity
+    opacity: np.ndarray  # cloud opacity (what the SCL labels)
+    missed: np.ndarray  # opacity of haze rings the SCL misses (0 elsewhere)
     top: np.ndarray  # cloud-top brightness (0.3–0.7)
     shadow: np.ndarray  # shadow strength
     shadow_depth: float  # darkening at full strength (0.5–0.7 → ×0.5–0.3)
@@ -223,10 +224,11 @@ def atmosphere(rng: np.random.Generator, n: int, day: dt.date, elevation: np.nda
     """Draw the atmosphere of ``day``; returns the layers and the drawn cloud fraction."""
     zeros = np.zeros((n, n), dtype="float32")
     cf = cloud_fraction(rng, day.month)
+    missed = zeros
     if cf > 0.0:
         opacity, top, shadow = _clouds(rng, n, cf)
         if rng.random() < 0.7:  # most cloudy dates: a contaminated ring the SCL misses
-            opacity = np.maximum(opacity, _missed_ring(rng, opacity))
+            missed = _missed_ring(rng, opacity)
     else:
         opacity, top, shadow = zeros, zeros + 0.5, zeros
     cirrus = zeros
@@ -240,7 +242,8 @@ def atmosphere(rng: np.random.Generator, n: int, day: dt.date, elevation: np.nda
         snow = np.clip((elevation - line) / 0.03, 0.0, 1.0).astype("float32")
     winter = day.month in (11, 12, 1, 2)
     atm = Atmosphere(
-        opacity=opacity, top=top, shadow=shadow, shadow_depth=float(rng.uniform(0.5, 0.7)), cirrus=cirrus, snow=snow,
+        opacity=opacity, missed=missed, top=top, shadow=shadow, shadow_depth=float(rng.uniform(0.5, 0.7)),
+        cirrus=cirrus, snow=snow,
         gain=float(rng.normal(1.0, 0.012)), haze=float(rng.uniform(0.0, 0.015 if winter else 0.008)),
     )
     return atm, cf
@@ -260,7 +263,7 @@ def observe(surface: np.ndarray, atm: Atmosphere) -> np.ndarray:
     refl = refl * atm.gain + atm.haze * _HAZE_SHAPE[:, None, None]
     c = atm.cirrus[None]
     refl = (1 - c) * refl + c * S.CIRRUS[:, None, None]
-    a = atm.opacity[None]
+    a = np.maximum(atm.opacity, atm.missed)[None]
     return (1 - a) * refl + a * (atm.top[None] * S.CLOUD_SHAPE[:, None, None])
 
 

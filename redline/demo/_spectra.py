@@ -168,7 +168,10 @@ def crop_state(doy: float, rotation: np.ndarray, jit: dict[str, np.ndarray]) -> 
         if not m.any():
             continue
         cal = {k: CALENDAR[name][k] + jit[k][m] for k in JITTER_KEYS}
-        seedling = 0.22 * (1 - logistic(doy, cal["harvest_w"], 5)) * (1 - logistic(doy, cal["green_up"], 12)) + 0.22 * logistic(doy, cal["sow_w"] + 15, 8)
+        seedling = (  # last autumn's seedlings until green-up, the next crop's after sowing
+            0.22 * (1 - logistic(doy, cal["harvest_w"], 5)) * (1 - logistic(doy, cal["green_up"], 12))
+            + 0.22 * logistic(doy, cal["sow_w"] + 15, 8)
+        )
         winter = 0.80 * logistic(doy, cal["green_up"], 12) * (1 - logistic(doy, cal["harvest_w"], 5))
         summer = 0.85 * logistic(doy, cal["sow_s"] + 12, 8) * (1 - logistic(doy, cal["harvest_s"], 6))
         summer = np.where(jit["fallow"][m], 0.30 * logistic(doy, cal["sow_s"], 15) * (1 - logistic(doy, 290, 15)), summer)

@@ -26,6 +26,13 @@ MGRS = {"utm_zone": 48, "latitude_band": "R", "grid_square": "VU"}
 TILE = f"{MGRS['utm_zone']}{MGRS['latitude_band']}{MGRS['grid_square']}"
 PROCESSING_BASELINE = "05.10"
 
+#: ``raster:bands`` of the reflectance and SCL assets (Earth Search; bits_per_sample 15 as asked).
+def _raster_bands(res: int, scl: bool = False) -> list[dict]:
+    if scl:
+        return [{"nodata": 0, "data_type": "uint8", "spatial_resolution": res}]
+    return [{"nodata": 0, "data_type": "uint16", "bits_per_sample": 15, "spatial_resolution": res, "scale": SCALE, "offset": OFFSET}]
+
+
 #: key: (band, gsd m, title, centre wavelength µm, FWHM µm) as in Earth Search.
 BAND_ASSETS = {
     "blue": ("B02", 10, "Blue - 10m", 0.49, 0.098),
@@ -85,13 +92,13 @@ def _asset(key: str, href: str, path: Path, n: int) -> dict:
     """One asset of an item; ``n`` is the 10 m grid edge in pixels."""
     if key == "scl":
         res = 20
-        body = {"title": "Scene classification map (SCL)", "raster:bands": [{"nodata": 0, "data_type": "uint8", "spatial_resolution": res}], "roles": ["data"]}
+        body = {"title": "Scene classification map (SCL)", "raster:bands": _raster_bands(res, scl=True), "roles": ["data"]}
     else:
         band, res, title, wl, fwhm = BAND_ASSETS[key]
         body = {
             "title": title,
             "eo:bands": [{"name": band, "common_name": key, "center_wavelength": wl, "full_width_half_max": fwhm}],
-            "raster:bands": [{"nodata": 0, "data_type": "uint16", "bits_per_sample": 15, "spatial_resolution": res, "scale": SCALE, "offset": OFFSET}],
+            "raster:bands": _raster_bands(res),
             "roles": ["data", "reflectance"],
         }
     m = int(n * L.RES / res)
@@ -131,7 +138,7 @@ def item_id(platform: str, sensed: dt.datetime) -> str:
 
 def sensing_time(day: dt.date, relative_orbit: int) -> dt.datetime:
     """UTC sensing time of the tile on ``day`` from ``relative_orbit``."""
-    return dt.datetime.combine(day, ORBITS[relative_orbit][0], tzinfo=dt.timezone.utc)
+    return dt.datetime.combine(day, ORBITS[relative_orbit][0], tzinfo=dt.UTC)
 
 
 def _iso(t: dt.datetime, millis: bool = False) -> str:
@@ -205,10 +212,10 @@ def make_collection(bbox: list[float], start: str, end: str, preset: str, seed: 
         item_assets[key] = {
             "type": COG_TYPE, "title": title, "gsd": res, "roles": ["data", "reflectance"],
             "eo:bands": [{"name": band, "common_name": key, "center_wavelength": wl, "full_width_half_max": fwhm}],
-            "raster:bands": [{"nodata": 0, "data_type": "uint16", "bits_per_sample": 15, "spatial_resolution": res, "scale": SCALE, "offset": OFFSET}],
+            "raster:bands": _raster_bands(res),
         }
     item_assets["scl"] = {"type": COG_TYPE, "title": "Scene classification map (SCL)", "gsd": 20, "roles": ["data"],
-                          "raster:bands": [{"nodata": 0, "data_type": "uint8", "spatial_resolution": 20}]}
+                          "raster:bands": _raster_bands(20, scl=True)}
     return {
         "type": "Collection",
         "stac_version": "1.0.0",
