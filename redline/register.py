@@ -245,7 +245,8 @@ class Register:
         if self.path.exists() and not os.access(self.path, os.W_OK):
             raise RegisterError(f"{self.path}: the register is read-only; make it writable or set `register:` to another file")
         tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.gpkg")
-        tmp.unlink(missing_ok=True)
+        for stale in self.path.parent.glob(f".{self.path.stem}.*.tmp.gpkg"):  # left by a killed writer
+            stale.unlink(missing_ok=True)
         try:
             alerts = gpd.GeoDataFrame(alerts[[*ALERT_COLUMNS, "geometry"]], geometry="geometry", crs="EPSG:4326")
             alerts = alerts.astype({"n_observations": "int64", "area_m2": "float64", "magnitude": "float64"}) if not alerts.empty else alerts

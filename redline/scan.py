@@ -237,7 +237,8 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
             "monitor_start": str(cfg.monitor.start), "monitor_end": str(cfg.monitor.end), "n_items": len(search.items),
             "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged,
         }
-        scans = pd.concat([scans, pd.DataFrame([run])], ignore_index=True)
+        # one row per scan id: re-running a scan replaces its row (the alerts are unchanged)
+        scans = pd.concat([scans[scans["scan_id"] != scan_id] if not scans.empty else scans, pd.DataFrame([run])], ignore_index=True)
         register.write(merged, register.history(), scans)
 
     mine = merged[merged["scan_ids"].fillna("").str.split(",").apply(lambda s: scan_id in s)].copy()

@@ -1,0 +1,71 @@
+"""The register through real scans: re-running changes nothing; kill -9 never corrupts it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from redline.register import Register
+from redline.scan import run_scan
+
+pytestmark = pytest.mark.slow
+
+
+def _alert_table(reg: Path):
+    a = Register(reg).alerts()
+    return a.drop(columns="geometry").sort_values("alert_id").reset_index(drop=True), a.geometry.area.round(12).tolist()
+
+
+def _config_file(tmp_path: Path, small_scenes, stac_url: str, register: Path) -> Path:
+    raw = yaml.safe_load(Path(small_scenes.config).read_text(encoding="utf-8"))
+    raw["stac"]["url"] = stac_url
+    raw["zones"]["path"] = str(small_scenes.zones)
+    raw["admin_units"]["path"] = str(small_scenes.counties)
+    raw["register"] = str(register)
+    path = tmp_path / "scan.yml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_rerunning_a_scan_changes_no_alert_and_keeps_reviews(small_scan, small_config, tmp_path):
+    reg = tmp_path / "register.gpkg"
+    reg.write_bytes(small_scan.register.read_bytes())
+    first = sorted(Register(reg).alerts()["alert_id"])
+    Register(reg).review(first[0], to_status="under_review", by="王工", note="先看影像")
+    before, before_areas = _alert_table(reg)
+    run_scan(small_config.model_copy(update={"register_path": reg}), tmp_path / "again")
+    after, after_areas = _alert_table(reg)
+    assert after.equals(before)
+    assert after_areas == before_areas
+    assert len(Register(reg).history()) == 1 and Register(reg).verify_history() == []
+    assert len(Register(reg).scans()) == 1
+
+
+@pytest.mark.parametrize("delay", [4.0, 9.0, 13.0])
+def test_kill_9_mid_scan_leaves_a_consistent_register(small_scan, small_scenes, stac_url, tmp_path, delay):
+    reg = tmp_path / "register.gpkg"
+    cfg = _config_file(tmp_path, small_scenes, stac_url, reg)
+    proc = subprocess.Popen([sys.executable, "-m", "redline.cli", "scan", str(cfg), "--out", str(tmp_path / "out")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(delay)
+    if proc.poll() is None:
+        import os
+
+        os.killpg(proc.pid, signal.SIGKILL)  # the scan and its Dask workers, with no chance to clean up
+    proc.wait()
+    if reg.exists():  # killed after the register write: it must be whole
+        table, _ = _alert_table(reg)
+        assert table["alert_id"].is_unique
+    res = subprocess.run([sys.executable, "-m", "redline.cli", "scan", str(cfg), "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    expected, expected_areas = _alert_table(small_scan.register)
+    got, got_areas = _alert_table(reg)
+    cols = ["alert_id", "zone_id", "first_detected", "last_observed", "disturbance_type", "area_m2", "status"]
+    assert got[cols].equals(expected[cols])
+    assert not list(tmp_path.glob(".register.*.tmp.gpkg"))
