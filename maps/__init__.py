@@ -1,8 +1,11 @@
-"""Maps for reviewers: an offline interactive map (folium + Leaflet from installed packages).
+"""Maps for reviewers: an offline interactive map of a finished scan (folium, with Leaflet and
+its companions copied from installed packages, never fetched from a CDN).
 
-``maps`` reads a finished scan's outputs and the register, never the pipeline's internals.
+``maps`` reads a finished scan's output folder and, optionally, the alert register; never the
+pipeline's internals.
 """
 
-from maps._map import STATUS_STYLE, TYPE_STYLE, esc, render_map
+from maps._map import render_map
+from maps._style import CATEGORY_STYLE, STATUS_STYLE, TYPE_STYLE, esc
 
-__all__ = ["render_map", "TYPE_STYLE", "STATUS_STYLE", "esc"]
+__all__ = ["render_map", "TYPE_STYLE", "STATUS_STYLE", "CATEGORY_STYLE", "esc"]

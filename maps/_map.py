@@ -2,177 +2,338 @@
 
 from __future__ import annotations
 
-import base64
-import html
-import io
+import datetime as dt
 import json
 import logging
-from pathlib import Path
+import math
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import quote
 
 import folium
 import geopandas as gpd
-import numpy as np
+import pandas as pd
 import pyogrio
-import rasterio
-from rasterio.warp import Resampling, calculate_default_transform, reproject, transform_bounds
+from folium.map import CustomPane
 
+from maps._composite import write_composite_png
 from maps._offline import copy_assets
+from maps._style import (
+    ADMIN_STYLE,
+    NOT_OBSERVED_DASH,
+    STATUS_STYLE,
+    TYPE_STYLE,
+    UNCATEGORISED,
+    StatusStyle,
+    category_colours,
+    esc,
+    legend_html,
+)
 
 log = logging.getLogger(__name__)
 
-#: alert fill colour by disturbance type, with bilingual legend labels
-TYPE_STYLE = {
-    "clearing": ("#e6550d", "clearing 林地砍伐/植被清除"),
-    "construction": ("#756bb1", "construction 建设占用"),
-    "mining": ("#8c6d31", "mining 采矿采石"),
-    "fire": ("#de2d26", "fire 火烧迹地"),
-    "water_loss": ("#3182bd", "water loss 水域/湿地减少"),
-    "other": ("#636363", "other 其他"),
-}
-#: alert outline by review status: (colour, weight, dash)
-STATUS_STYLE = {
-    "new": ("#ff0000", 3, None, "new 新发现"),
-    "under_review": ("#ff9900", 3, None, "under review 审核中"),
-    "field_check": ("#9900cc", 3, "6 3", "field check 实地核查"),
-    "confirmed": ("#000000", 3, None, "confirmed 已确认"),
-    "dismissed": ("#999999", 2, "2 4", "dismissed 已排除"),
-}
-ZONE_PALETTE = ("#31a354", "#74c476", "#006d2c", "#a1d99b", "#238b45", "#41ab5d", "#00441b")
+MAP_HTML = "map.html"
+COMPOSITE_TIF = "rasters/true_colour_monitor.tif"
+COMPOSITE_PNG = "map_composite.png"  # written next to the page
+#: LayerControl names
+ALERTS_NAME = "Alerts 预警图斑"
+ZONES_NAME = "Red-line zones 生态保护红线"
+ADMIN_NAME = "Counties 行政区"
+COMPOSITE_NAME = "Composite 合成影像"
+#: display simplification of zone and county outlines, in degrees (about 2 m); alerts are exact
+SIMPLIFY_DEG = 2e-5
+#: panes keep the drawing order fixed when layers are toggled: alerts over counties over zones over the image
+_PANES = {"composite": 250, "zones": 410, "admin": 420, "alerts": 430}
+_UNKNOWN_STATUS = StatusStyle("#333333", 2, None, "unknown")
+_ZONE_STATUS = {"not_observed": "not observed 未有效观测", "alerts": "alerts 有预警", "no_alert": "no alert 无预警"}
 
 
-def esc(value: object) -> str:
-    """Escape text from input files for HTML *and* for the JS template literals folium emits
-    (backtick and ``${`` would otherwise break out of them)."""
-    return html.escape("" if value is None else str(value), quote=True).replace("`", "&#96;").replace("$", "&#36;")
+def _pane(key: str) -> str:
+    return f"redline_{key}"
 
 
-def _read_alerts(out_dir: Path, register: Path | None) -> gpd.GeoDataFrame:
-    if register is not None and Path(register).exists() and "alerts" in {n for n, _ in pyogrio.list_layers(register)}:
-        return gpd.read_file(register, layer="alerts", engine="pyogrio").to_crs(4326)
+def _missing(value: object) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # arrays and other non-scalars
+        return False
+
+
+def _text(value: object) -> str:
+    """Display text of a field value: '–' when missing, ISO date for dates/timestamps."""
+    if _missing(value):
+        return "–"
+    if isinstance(value, (pd.Timestamp, dt.datetime)):
+        return value.date().isoformat() if (value.hour, value.minute, value.second) == (0, 0, 0) else value.isoformat(timespec="minutes")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _read_layer(path: Path, *, layer: str | None = None) -> gpd.GeoDataFrame:
+    """A vector layer in EPSG:4326 (GeoJSON without a CRS is taken as EPSG:4326, per RFC 7946);
+    features without geometry are dropped."""
+    df = gpd.read_file(path, layer=layer, engine="pyogrio")
+    df = df.set_crs(4326) if df.crs is None else df.to_crs(4326)
+    empty = df.geometry.isna() | df.geometry.is_empty
+    if empty.any():
+        log.warning("%s: %d feature(s) without geometry left off the map", path.name, int(empty.sum()))
+        df = df[~empty]
+    return df.reset_index(drop=True)
+
+
+def _read_alerts(out_dir: Path, register: Path | None, zone_ids: set[str]) -> gpd.GeoDataFrame:
+    """Alerts from the register's ``alerts`` layer (authoritative status) or ``alerts.geojson``.
+
+    The register may hold alerts of other areas; only those in this map's zones are kept.
+    """
+    if register is not None:
+        register = Path(register)
+        if not register.exists():
+            raise FileNotFoundError(f"register {register} does not exist")
+        if "alerts" not in {name for name, _ in pyogrio.list_layers(register)}:
+            raise ValueError(f"register {register} has no 'alerts' layer")
+        alerts = _read_layer(register, layer="alerts")
+        if zone_ids and "zone_id" in alerts and not alerts.empty:
+            keep = alerts["zone_id"].astype(str).isin(zone_ids)
+            if (~keep).any():
+                log.info("register %s: %d alert(s) outside this map's zones left off", register.name, int((~keep).sum()))
+            alerts = alerts[keep].reset_index(drop=True)
+        return alerts
     path = out_dir / "alerts.geojson"
-    if path.exists():
-        return gpd.read_file(path).to_crs(4326) if json.loads(path.read_text(encoding="utf-8")).get("features") else gpd.GeoDataFrame(geometry=[], crs=4326)
-    return gpd.GeoDataFrame(geometry=[], crs=4326)
+    if not path.exists():
+        log.warning("%s not found; the map shows no alerts", path)
+        return gpd.GeoDataFrame(geometry=[], crs=4326)
+    return _read_layer(path)
 
 
-def _composite_overlay(tif: Path) -> folium.raster_layers.ImageOverlay | None:
-    """Warp the uint8 RGB composite to Web Mercator (Leaflet's pixel space) and embed it as PNG."""
-    import matplotlib.image
-
-    with rasterio.open(tif) as src:
-        dst_crs = "EPSG:3857"
-        transform, width, height = calculate_default_transform(src.crs, dst_crs, src.width, src.height, *src.bounds)
-        data = np.zeros((src.count, height, width), dtype="uint8")
-        for b in range(src.count):
-            reproject(rasterio.band(src, b + 1), data[b], src_transform=src.transform, src_crs=src.crs,
-                      dst_transform=transform, dst_crs=dst_crs, resampling=Resampling.nearest, src_nodata=0, dst_nodata=0)
-        west, south, east, north = transform_bounds(dst_crs, "EPSG:4326", transform.c, transform.f + transform.e * height, transform.c + transform.a * width, transform.f)
-    rgba = np.dstack([data[0], data[1], data[2], np.where(data.any(0), 255, 0).astype("uint8")])
-    buf = io.BytesIO()
-    matplotlib.image.imsave(buf, rgba, format="png")
-    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-    return folium.raster_layers.ImageOverlay(image=url, bounds=[[south, west], [north, east]], name="Composite 合成影像 (monitor period)", opacity=1.0, interactive=False)
+def _latest_reviews(register: Path | None) -> dict[str, dict[str, Any]]:
+    """The latest ``review_history`` row (by ``seq``) per alert id, if the register has one."""
+    if register is None or "review_history" not in {n for n, _ in pyogrio.list_layers(register)}:
+        return {}
+    h = pyogrio.read_dataframe(register, layer="review_history", read_geometry=False)
+    if h.empty or "alert_id" not in h:
+        return {}
+    h = h.sort_values("seq") if "seq" in h else h
+    return {str(k): row for k, row in h.groupby("alert_id").tail(1).set_index("alert_id").to_dict("index").items()}
 
 
-def _img(out_dir: Path, rel: str, label: str) -> str:
-    return f'<figure style="display:inline-block;margin:2px"><img src="{esc(rel)}" width="150"><figcaption>{esc(label)}</figcaption></figure>' if (out_dir / rel).exists() else ""
+def _relative_file(out_dir: Path, rel: object) -> str | None:
+    """``rel`` if it names an existing file inside ``out_dir`` (as a POSIX relative path)."""
+    if _missing(rel) or not str(rel).strip():
+        return None
+    p = PurePosixPath(str(rel).replace("\\", "/"))
+    if p.is_absolute() or ".." in p.parts:
+        return None
+    return p.as_posix() if (out_dir / p).is_file() else None
 
 
-def _popup(a: dict, out_dir: Path) -> str:
-    area = float(a.get("area_m2") or 0)
-    rows = [
-        ("alert 预警编号", a.get("alert_id")),
-        ("zone 红线区", f"{a.get('zone_name') or ''} ({a.get('zone_id')})"),
-        ("type 类型", a.get("disturbance_type")),
-        ("first detected 首次发现", a.get("first_detected")),
-        ("last observed 最近观测", a.get("last_observed")),
-        ("area 面积", f"{area:,.0f} m² ({area / 1e4:.2f} ha)"),
-        ("confidence 置信度", a.get("confidence")),
-        ("status 状态", a.get("status")),
+def _img(rel: str, caption: str) -> str:
+    src = esc(quote(rel))
+    return (f'<figure style="display:inline-block;margin:2px 4px 0 0"><a href="{src}" target="_blank">'
+            f'<img src="{src}" width="160" alt="{esc(caption)}"></a><figcaption style="font-size:11px">{esc(caption)}</figcaption></figure>')
+
+
+def _popup_html(a: Mapping[str, Any], out_dir: Path, review: Mapping[str, Any] | None) -> str:
+    """An alert's popup: a table of its fields and any chips/figure found next to the page."""
+    area = a.get("area_m2")
+    area_txt = "–" if _missing(area) else f"{float(area):,.0f} m² ({float(area) / 1e4:,.2f} ha)"
+    lon, lat = a.get("centroid_lon"), a.get("centroid_lat")
+    rows: list[tuple[str, str]] = [
+        ("alert 预警编号", _text(a.get("alert_id"))),
+        ("zone 红线区", f"{_text(a.get('zone_name'))} ({_text(a.get('zone_id'))})"),
+        ("type 类型", _text(a.get("disturbance_type"))),
+        ("first detected 首次发现", _text(a.get("first_detected"))),
+        ("last observed 最近观测", _text(a.get("last_observed"))),
+        ("area 面积", area_txt),
+        ("confidence 置信度", _text(a.get("confidence"))),
+        ("status 状态", _text(a.get("status"))),
     ]
-    table = "".join(f"<tr><th style='text-align:left;padding-right:6px'>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
-    aid = str(a.get("alert_id"))
-    imgs = _img(out_dir, f"chips/{aid}_before.png", "before 变化前") + _img(out_dir, f"chips/{aid}_after.png", "after 变化后")
-    fig = _img(out_dir, f"figures/{aid}.png", "index time series 指数时序")
-    return f"<div class='redline-popup'><table>{table}</table>{imgs}{fig}</div>"
+    if not _missing(a.get("magnitude")):
+        rows.append(("magnitude 变化幅度", f"{float(a['magnitude']):.3f}"))
+    if not _missing(a.get("n_observations")):
+        rows.append(("observations 观测次数", _text(int(a["n_observations"]))))
+    if not (_missing(lon) or _missing(lat)):
+        rows.append(("centroid 中心点", f"{float(lon):.5f}, {float(lat):.5f}"))
+    if not _missing(a.get("admin_id")):
+        rows.append(("county 行政区", _text(a.get("admin_id"))))
+    if review:
+        rows.append(("last review 最近审核", f"{_text(review.get('time'))} · {_text(review.get('by'))}"))
+        if not _missing(review.get("note")):
+            rows.append(("note 备注", _text(review.get("note"))))
+    table = "".join(f"<tr><th style='text-align:left;padding-right:8px;white-space:nowrap'>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+
+    aid = _text(a.get("alert_id"))
+    images = []
+    for rel, caption in (
+        (_relative_file(out_dir, a.get("chip_before")) or _relative_file(out_dir, f"chips/{aid}_before.png"), "before 变化前"),
+        (_relative_file(out_dir, a.get("chip_after")) or _relative_file(out_dir, f"chips/{aid}_after.png"), "after 变化后"),
+        (_relative_file(out_dir, f"figures/{aid}.png"), "index time series 指数时序"),
+    ):
+        if rel:
+            images.append(_img(rel, caption))
+    return f"<div class='redline-popup' style='font-size:12px'><table>{table}</table>{''.join(images)}</div>"
 
 
-def _legend(categories: dict[str, str]) -> str:
-    items = "".join(f"<div><span style='display:inline-block;width:12px;height:12px;background:{c};margin-right:4px'></span>{esc(lbl)}</div>" for c, lbl in TYPE_STYLE.values())
-    status = "".join(
-        f"<div><span style='display:inline-block;width:12px;height:12px;border:{w}px {'dashed' if d else 'solid'} {c};margin-right:4px'></span>{esc(lbl)}</div>"
-        for c, w, d, lbl in STATUS_STYLE.values()
-    )
-    zones = "".join(f"<div><span style='display:inline-block;width:12px;height:12px;border:2px solid {col};margin-right:4px'></span>{esc(cat)}</div>" for cat, col in categories.items())
-    return (
-        "<div id='redline-legend' style='position:fixed;bottom:24px;left:12px;z-index:9999;background:white;padding:8px;"
-        "font:12px sans-serif;border:1px solid #999;border-radius:4px;max-height:60%;overflow:auto'>"
-        f"<b>Alert type 预警类型</b>{items}<b>Review status 核查状态</b>{status}<b>Red-line zones 生态保护红线</b>{zones}</div>"
-    )
+def _alert_style(a: Mapping[str, Any]) -> dict[str, Any]:
+    fill = TYPE_STYLE.get(str(a.get("disturbance_type")), TYPE_STYLE["other"]).colour
+    s = STATUS_STYLE.get(str(a.get("status")), _UNKNOWN_STATUS)
+    style: dict[str, Any] = {"color": s.colour, "weight": s.weight, "opacity": 1.0, "fillColor": fill, "fillOpacity": 0.55}
+    if s.dash:
+        style["dashArray"] = s.dash
+    return style
+
+
+def _zone_tooltip(z: Mapping[str, Any]) -> str:
+    lines = [f"<b>{esc(_text(z.get('zone_name')))}</b>", f"{esc(_text(z.get('zone_id')))} · {esc(_text(z.get('category')))}"]
+    if not _missing(z.get("area_km2")):
+        lines.append(f"area 面积 {float(z['area_km2']):,.2f} km²")
+    if not _missing(z.get("alerts_total")):
+        lines.append(f"alerts 预警 {int(z['alerts_total'])}")
+    if not _missing(z.get("valid_obs_fraction")):
+        lines.append(f"observed 有效观测 {100 * float(z['valid_obs_fraction']):.0f} %")
+    if not _missing(z.get("status")):
+        lines.append(esc(_ZONE_STATUS.get(str(z["status"]), str(z["status"]))))
+    return "<br>".join(lines)
+
+
+def _display_geometry(geom: Any, simplify: bool) -> dict[str, Any]:
+    if simplify:
+        simple = geom.simplify(SIMPLIFY_DEG, preserve_topology=True)
+        if not simple.is_empty:
+            geom = simple
+    return json.loads(json.dumps(geom.__geo_interface__))
+
+
+def _fit_bounds(*frames: gpd.GeoDataFrame | None, fallback: list[list[float]] | None) -> list[list[float]]:
+    """[[south, west], [north, east]] of the first non-empty frame, else ``fallback``, else China."""
+    for df in frames:
+        if df is not None and not df.empty:
+            w, s, e, n = (float(v) for v in df.total_bounds)
+            if all(math.isfinite(v) for v in (w, s, e, n)):
+                return [[s, w], [n, e]]
+    return fallback or [[18.0, 73.0], [54.0, 135.0]]
+
+
+def _finish_page(page: str, hook: str) -> str:
+    """``<meta charset="utf-8">`` first in ``<head>`` (replacing folium's http-equiv variant) and
+    the test hook in a ``<script>`` at the very end of the page."""
+    page = page.replace('<meta http-equiv="content-type" content="text/html; charset=UTF-8" />', "")
+    page = page.replace("<head>", '<head>\n<meta charset="utf-8">\n<title>redline map 生态保护红线监管</title>', 1)
+    cut = page.rfind("</html>")
+    return page[:cut] + f"<script>\n{hook}\n</script>\n" + page[cut:]
 
 
 def render_map(out_dir: Path, *, register: Path | None = None) -> Path:
-    """Write ``out_dir/map.html``: an offline interactive map of a finished scan.
+    """Write ``out_dir/map.html``, an interactive map of a finished scan that works offline.
 
-    Reads ``zones.geojson``, ``admin_units.geojson`` (optional), ``alerts.geojson`` — or the
-    register's ``alerts`` layer when ``register`` is given, so reviews show without rescanning —
-    and ``rasters/true_colour_monitor.tif`` (optional, uint8 RGB, any CRS) as the offline base.
-    Leaflet and jQuery are copied to ``out_dir/lib``; nothing is fetched from the network.
-    Every string from the inputs is escaped. Returns the page's path.
+    Reads from ``out_dir``:
+
+    * ``zones.geojson`` (required) — zone polygons, EPSG:4326, ``zone_id, zone_name, category,
+      admin_id`` (plus optional zone statistics ``area_km2, alerts_total, valid_obs_fraction,
+      status``, shown in the tooltip);
+    * ``alerts.geojson`` — alert polygons, EPSG:4326, ``alert_id, zone_id, zone_name, admin_id,
+      area_m2`` (m²), ``centroid_lon, centroid_lat`` (degrees), ``first_detected, last_observed``
+      (ISO dates), ``confidence, disturbance_type, magnitude, n_observations, status``; ignored
+      when ``register`` is given: then the register's ``alerts`` layer (same fields, statuses
+      authoritative) is used, limited to alerts in this map's zones, and its ``review_history``
+      gives each popup the latest review;
+    * ``admin_units.geojson`` (optional) — county polygons, EPSG:4326, ``admin_id, admin_name``;
+    * ``rasters/true_colour_monitor.tif`` (optional) — RGB composite (uint8, nodata 0, any CRS),
+      warped to EPSG:3857 and written next to the page as ``map_composite.png``, the offline base;
+    * ``chips/<alert_id>_before.png``, ``chips/<alert_id>_after.png``,
+      ``figures/<alert_id>.png`` (optional) — shown in the alert's popup.
+
+    Leaflet, jQuery, Bootstrap and Font Awesome are copied to ``out_dir/lib`` and linked
+    relatively; the page fetches nothing from the network. Every string from the inputs is
+    HTML-escaped. The page defines ``window.redlineMap = {map, alertLayer, zoneLayer, adminLayer,
+    compositeLayer}`` (Leaflet objects) for tests. Returns the page's path.
     """
     out_dir = Path(out_dir)
-    js, css = copy_assets(out_dir)
-    zones = gpd.read_file(out_dir / "zones.geojson").to_crs(4326)
-    m = folium.Map(tiles=None, control_scale=True, prefer_canvas=False)
-    m.default_js, m.default_css = js, css
-    tif = out_dir / "rasters" / "true_colour_monitor.tif"
-    if tif.exists():
-        overlay = _composite_overlay(tif)
-        if overlay is not None:
-            overlay.add_to(m)
-
+    zones_path = out_dir / "zones.geojson"
+    if not zones_path.exists():
+        raise FileNotFoundError(f"{zones_path} not found; render_map needs a finished scan's output folder")
+    zones = _read_layer(zones_path)
     admin_path = out_dir / "admin_units.geojson"
-    if admin_path.exists():
-        admin = gpd.read_file(admin_path).to_crs(4326)
-        fg_admin = folium.FeatureGroup(name="Counties 行政区", show=True).add_to(m)
-        for a in admin.itertuples():
-            gj = folium.GeoJson(a.geometry.__geo_interface__, style_function=lambda _f: {"color": "#444444", "weight": 2, "dashArray": "8 6", "fill": False})
-            folium.Tooltip(f"{esc(getattr(a, 'admin_name', ''))} ({esc(a.admin_id)})").add_to(gj)
-            gj.add_to(fg_admin)
+    admin = _read_layer(admin_path) if admin_path.exists() else None
+    zone_ids = {str(z) for z in zones["zone_id"]} if "zone_id" in zones else set()
+    alerts = _read_alerts(out_dir, register, zone_ids)
+    reviews = _latest_reviews(Path(register)) if register is not None else {}
+    assets = copy_assets(out_dir)
 
-    categories = {}
-    for cat in sorted({str(c) for c in zones.get("category", []) if c is not None}):
-        categories[cat] = ZONE_PALETTE[len(categories) % len(ZONE_PALETTE)]
-    fg_zones = folium.FeatureGroup(name="Red-line zones 生态保护红线", show=True).add_to(m)
-    for z in zones.itertuples():
-        col = categories.get(str(getattr(z, "category", None)), ZONE_PALETTE[0])
-        gj = folium.GeoJson(z.geometry.__geo_interface__, style_function=lambda _f, c=col: {"color": c, "weight": 2, "fillColor": c, "fillOpacity": 0.08})
-        extra = f"<br>status: {esc(z.status)}" if hasattr(z, "status") else ""
-        folium.Tooltip(f"<b>{esc(z.zone_name)}</b><br>{esc(z.zone_id)} · {esc(getattr(z, 'category', ''))}{extra}").add_to(gj)
+    m = folium.Map(tiles=None, control_scale=True)
+    m.default_js, m.default_css = list(assets.js), list(assets.css)  # per instance: the class keeps folium's CDN links
+    for key, z_index in _PANES.items():
+        CustomPane(_pane(key), z_index=z_index).add_to(m)
+
+    composite_layer = None
+    tif = out_dir / COMPOSITE_TIF
+    composite = write_composite_png(tif, out_dir / COMPOSITE_PNG) if tif.exists() else None
+    if composite is not None:
+        composite_layer = folium.raster_layers.ImageOverlay(
+            image="data:,", bounds=composite.bounds, name=COMPOSITE_NAME, opacity=1.0, interactive=False, pane=_pane("composite"),
+        )
+        composite_layer.url = quote(composite.png.name)  # relative link; folium would embed a file path it is given
+        composite_layer.add_to(m)
+    elif not tif.exists():
+        log.info("%s not found; the map has no base image (no network basemap is used)", tif)
+
+    categories = category_colours(zones["category"] if "category" in zones else [])
+    fg_zones = folium.FeatureGroup(name=ZONES_NAME, show=True).add_to(m)
+    has_uncategorised = has_not_observed = False
+    for z in zones.to_dict("records"):
+        cat = None if _missing(z.get("category")) else str(z["category"])
+        colour = categories.get(cat, UNCATEGORISED[0]) if cat else UNCATEGORISED[0]
+        has_uncategorised |= cat is None or cat not in categories
+        style: dict[str, Any] = {"color": colour, "weight": 2, "opacity": 0.9, "fillColor": colour, "fillOpacity": 0.1}
+        if str(z.get("status")) == "not_observed":
+            style["dashArray"] = NOT_OBSERVED_DASH
+            has_not_observed = True
+        gj = folium.GeoJson(_display_geometry(z["geometry"], True), style_function=lambda _f, s=style: s, pane=_pane("zones"))
+        folium.Tooltip(_zone_tooltip(z), sticky=True).add_to(gj)
         gj.add_to(fg_zones)
 
-    alerts = _read_alerts(out_dir, register)
-    fg_alerts = folium.FeatureGroup(name="Alerts 预警图斑", show=True).add_to(m)
+    fg_admin = None
+    if admin is not None:
+        fg_admin = folium.FeatureGroup(name=ADMIN_NAME, show=True).add_to(m)
+        for a in admin.to_dict("records"):
+            gj = folium.GeoJson(_display_geometry(a["geometry"], True), style_function=lambda _f: dict(ADMIN_STYLE), pane=_pane("admin"))
+            folium.Tooltip(f"{esc(_text(a.get('admin_name')))} ({esc(_text(a.get('admin_id')))})", sticky=True).add_to(gj)
+            gj.add_to(fg_admin)
+
+    fg_alerts = folium.FeatureGroup(name=ALERTS_NAME, show=True).add_to(m)
+    type_counts: Counter[str] = Counter()
+    status_counts: Counter[str] = Counter()
     for a in alerts.to_dict("records"):
-        fill = TYPE_STYLE.get(a.get("disturbance_type"), TYPE_STYLE["other"])[0]
-        line, weight, dash, _ = STATUS_STYLE.get(a.get("status"), STATUS_STYLE["new"])
-        style = {"color": line, "weight": weight, "dashArray": dash, "fillColor": fill, "fillOpacity": 0.6}
-        gj = folium.GeoJson(a["geometry"].__geo_interface__, style_function=lambda _f, s=style: s)
-        folium.Popup(_popup(a, out_dir), max_width=420).add_to(gj)
-        folium.Tooltip(f"{esc(a.get('alert_id'))} · {esc(a.get('disturbance_type'))} · {esc(a.get('status'))}").add_to(gj)
+        dtype = str(a.get("disturbance_type"))
+        type_counts[dtype if dtype in TYPE_STYLE else "other"] += 1
+        status_counts[str(a.get("status"))] += 1
+        if str(a.get("status")) not in STATUS_STYLE:
+            log.warning("alert %s: unknown status %r drawn with a plain outline", a.get("alert_id"), a.get("status"))
+        gj = folium.GeoJson(_display_geometry(a["geometry"], False), style_function=lambda _f, s=_alert_style(a): s, pane=_pane("alerts"))
+        review = reviews.get(str(a.get("alert_id")))
+        folium.Popup(_popup_html(a, out_dir, review), max_width=460).add_to(gj)
+        folium.Tooltip(f"{esc(_text(a.get('alert_id')))} · {esc(_text(a.get('disturbance_type')))} · {esc(_text(a.get('status')))}").add_to(gj)
         gj.add_to(fg_alerts)
 
     folium.LayerControl(collapsed=False).add_to(m)
-    w, s, e, n = zones.total_bounds
-    m.fit_bounds([[s, w], [n, e]])
+    m.fit_bounds(_fit_bounds(zones, alerts, fallback=composite.bounds if composite else None))
     root = m.get_root()
-    root.header.add_child(folium.Element('<meta charset="utf-8"><title>redline map</title>'))
-    root.html.add_child(folium.Element(_legend(categories)))
-    hook = (
-        "window.addEventListener('load', function () { window.redlineMap = {map: %s, alertLayer: %s, zoneLayer: %s}; });"
-        % (m.get_name(), fg_alerts.get_name(), fg_zones.get_name())
+    root.html.add_child(folium.Element(legend_html(
+        categories, type_counts=type_counts, status_counts=status_counts, has_admin=fg_admin is not None,
+        has_uncategorised=has_uncategorised, has_not_observed=has_not_observed,
+    )))
+    hook = "window.redlineMap = {map: %s, alertLayer: %s, zoneLayer: %s, adminLayer: %s, compositeLayer: %s};" % (
+        m.get_name(), fg_alerts.get_name(), fg_zones.get_name(),
+        fg_admin.get_name() if fg_admin is not None else "null",
+        composite_layer.get_name() if composite_layer is not None else "null",
     )
-    root.script.add_child(folium.Element(hook))
-    path = out_dir / "map.html"
-    m.save(str(path))
+    page = _finish_page(root.render(), hook)
+    path = out_dir / MAP_HTML
+    path.write_text(page, encoding="utf-8")
+    log.info("map: %s (%d alerts, %d zones)", path, len(alerts), len(zones))
     return path

@@ -244,8 +244,14 @@ def map_cmd(out: Path = typer.Argument(..., help="a finished scan's output folde
     """Re-render the map from a finished scan and the register."""
     import maps
 
+    from redline.provenance import MANIFEST, record_rerender
+
+    if not (out / "zones.geojson").exists():
+        raise RedlineInputError(f"{out}: no zones.geojson; give the output folder of a finished scan")
     reg = register or out / "register.gpkg"
     path = maps.render_map(out, register=reg if reg.exists() else None)
+    if (out / MANIFEST).exists():
+        record_rerender(out, [path, out / "map_composite.png"], f"redline map (register {reg})")
     out_console.print(f"map: {path.resolve()}")
 
 

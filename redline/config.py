@@ -93,7 +93,7 @@ class DetectionConfig(BaseModel):
 
     model_config = _Strict
     min_area_m2: float = Field(5000.0, gt=0, description="minimum mapping unit of an alert, m²")
-    z_threshold: float = Field(3.0, gt=0, description="standardised residual beyond which an observation is anomalous")
+    z_threshold: float = Field(4.0, gt=0, description="standardised residual beyond which an observation is anomalous (see redline.detect)")
     consecutive: int = Field(2, ge=1, le=10, description="consecutive anomalous clear observations that confirm")
     harmonics: int = Field(2, ge=1, le=3, description="annual harmonic terms (2: annual + semi-annual)")
     trend: bool = Field(False, description="add a linear trend term to the baseline model")

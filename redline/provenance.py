@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["sha256_file", "library_versions", "git_commit", "write_manifest", "verify_outputs", "MANIFEST"]
+__all__ = ["sha256_file", "library_versions", "git_commit", "write_manifest", "record_rerender", "verify_outputs", "MANIFEST"]
 
 MANIFEST = "manifest.json"
 _LIBS = ("redline", "rasterio", "numpy", "xarray", "dask", "distributed", "odc-stac", "odc-geo", "pystac",
@@ -80,6 +80,25 @@ def write_manifest(out_dir: Path, record: dict[str, Any], *, exclude: tuple[str,
     path = out_dir / MANIFEST
     path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     return path
+
+
+def record_rerender(out_dir: Path, files: list[Path], reason: str) -> None:
+    """Record in the manifest that ``files`` were rendered again (e.g. the map after a review):
+    their new checksums replace the old ones and a ``rerenders`` entry says when and why."""
+    import datetime as dt
+
+    path = out_dir / MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    rels = []
+    for f in files:
+        if f.exists():
+            rel = f.relative_to(out_dir).as_posix()
+            manifest.setdefault("outputs", {})[rel] = {"sha256": sha256_file(f), "size": f.stat().st_size}
+            rels.append(rel)
+    manifest.setdefault("rerenders", []).append(
+        {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "files": rels, "reason": reason, "redline_version": library_versions()["redline"]}
+    )
+    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
 
 
 def verify_outputs(out_dir: Path) -> list[str]:

@@ -123,9 +123,10 @@ def _true_colour(rgb: dict[str, np.ndarray]) -> np.ndarray:
     """uint8 RGB of reflectance with one fixed stretch (0–0.3 reflectance → 1–255, gamma 1/1.6),
     the same for every scan so colours compare across scans; 0 = no data."""
     stack = np.stack([rgb["red"], rgb["green"], rgb["blue"]])
-    scaled = np.clip(stack / 0.3, 0, 1) ** (1 / 1.6)
+    valid = np.isfinite(stack).all(0)
+    scaled = np.clip(np.nan_to_num(stack) / 0.3, 0, 1) ** (1 / 1.6)
     out = (1 + scaled * 254).astype("uint8")
-    out[:, ~np.isfinite(stack).all(0)] = 0
+    out[:, ~valid] = 0
     return out
 
 

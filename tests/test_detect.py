@@ -51,7 +51,7 @@ def test_decimal_year_of_mid_year():
 def test_stable_seasonal_pixels_do_not_alert():
     rng = np.random.default_rng(1)
     f = _run(_stack(_seasonal(rng, 200)))
-    assert f["disturbed"].sum() <= 1  # ≤ 0.5 % false positives at z = 3, k = 2
+    assert f["disturbed"].sum() <= 1  # ≤ 0.5 % false positives at the defaults (z = 4, k = 2)
 
 
 def test_clearing_is_detected_on_the_first_anomalous_date():

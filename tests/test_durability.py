@@ -69,3 +69,26 @@ def test_kill_9_mid_scan_leaves_a_consistent_register(small_scan, small_scenes, 
     cols = ["alert_id", "zone_id", "first_detected", "last_observed", "disturbance_type", "area_m2", "status"]
     assert got[cols].equals(expected[cols])
     assert not list(tmp_path.glob(".register.*.tmp.gpkg"))
+
+
+def test_a_later_scan_keeps_ids_and_reviews_and_adds_new_alerts(small_config, small_scan, tmp_path):
+    import datetime as dt
+
+    reg = tmp_path / "register.gpkg"
+    early = small_config.model_copy(update={
+        "register_path": reg,
+        "monitor": small_config.monitor.model_copy(update={"end": dt.date(2023, 6, 30)}),
+    })
+    first = run_scan(early, tmp_path / "june")
+    ids_june = sorted(first.alerts["alert_id"])
+    assert ids_june and first.scan_id.endswith("20230630")
+    Register(reg).review(ids_june[0], to_status="field_check", by="王工", note="无人机详查")
+    full = run_scan(small_config.model_copy(update={"register_path": reg}), tmp_path / "december")
+    alerts = Register(reg).alerts().set_index("alert_id")
+    assert set(ids_june) <= set(alerts.index)                       # ids stable
+    assert alerts.loc[ids_june[0], "status"] == "field_check"        # review kept
+    assert alerts.index.is_unique and len(alerts) == len(small_scan.alerts)  # nothing duplicated
+    assert len(alerts) > len(ids_june)                               # later events added
+    assert all("20231231" in s for s in alerts.loc[ids_june, "scan_ids"])
+    assert len(Register(reg).scans()) == 2 and Register(reg).verify_history() == []
+    assert full.alerts["alert_id"].is_unique

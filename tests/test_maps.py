@@ -1,77 +1,266 @@
-"""map.html from a small real output folder: offline assets, escaping, register-driven status."""
+"""map.html from a small real output folder: offline assets, escaping, layers, legend, popups,
+register-driven status. Real files (geopandas, rasterio, GeoPackage), no mocks."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
+import folium
 import geopandas as gpd
+import matplotlib.image
 import numpy as np
+import pandas as pd
+import pyogrio
 import pytest
 import rasterio
+import rasterio.warp
 import shapely
-from rasterio.transform import from_origin
+from rasterio.transform import Affine
 
-from maps import render_map
-from redline.alerts import ALERT_COLUMNS
+from maps import CATEGORY_STYLE, STATUS_STYLE, TYPE_STYLE, esc, render_map
+from maps._composite import write_composite_png
 
-CDN = re.compile(r"cdn\.jsdelivr|unpkg\.com|cdnjs\.|code\.jquery|maxcdn|googleapis|bootstrapcdn")
+CDN = re.compile(r"cdn\.jsdelivr|unpkg\.com|cdnjs|code\.jquery|maxcdn|googleapis|bootstrapcdn|netdna|fontawesome\.com|openstreetmap")
+X0, Y0 = 400_000, 3_400_000  # EPSG:32648 (UTM 48N), near 104.0° E, 30.7° N (Sichuan)
+SCRIPT_NAME = "<script>alert(1)</script>`${x}`\\u"
+ALERTS = [  # (disturbance_type, status, zone)
+    ("clearing", "new", "Z1"),
+    ("mining", "under_review", "Z1"),
+    ("fire", "confirmed", "Z2"),
+    ("water_loss", "dismissed", "Z3"),
+]
+
+
+def _alert_id(i: int) -> str:
+    return f"Z-2023060{i + 1}-{i + 1}"
 
 
 @pytest.fixture
-def out_dir(tmp_path):
-    x0, y0 = 400000, 3400000
+def out_dir(tmp_path: Path) -> Path:
+    """A scan output folder: 3 zones, 2 counties, 4 alerts, an RGB composite in EPSG:32648, chips."""
+    out = tmp_path / "out"
+    out.mkdir()
     zones = gpd.GeoDataFrame(
-        {"zone_id": ["Z1", "Z2"], "zone_name": ["龙门山水源涵养生态保护红线", "<script>alert(1)</script>`${x}`"], "category": ["水源涵养", "水土保持"], "admin_id": ["510182", "510181"]},
-        geometry=[shapely.box(x0, y0 - 1000, x0 + 1000, y0), shapely.box(x0 + 1200, y0 - 1000, x0 + 2000, y0)], crs=32648,
+        {
+            "zone_id": ["Z1", "Z2", "Z3"],
+            "zone_name": ["龙门山水源涵养生态保护红线", SCRIPT_NAME, "白鹿山水土保持生态保护红线"],
+            "category": ["水源涵养", "水土保持", "<b>custom</b>"],
+            "admin_id": ["510182", "510181", "510181"],
+            "status": ["alerts", "alerts", "not_observed"],
+        },
+        geometry=[shapely.box(X0, Y0 - 1000, X0 + 1000, Y0), shapely.box(X0 + 1200, Y0 - 1000, X0 + 1800, Y0),
+                  shapely.box(X0, Y0 - 1900, X0 + 1800, Y0 - 1200)],
+        crs=32648,
     ).to_crs(4326)
-    (tmp_path / "zones.geojson").write_text(zones.to_json(ensure_ascii=False), encoding="utf-8")
+    (out / "zones.geojson").write_text(zones.to_json(ensure_ascii=False, drop_id=True), encoding="utf-8")
+    admin = gpd.GeoDataFrame(
+        {"admin_id": ["510181", "510182"], "admin_name": ["都江堰市", "彭州市"]},
+        geometry=[shapely.box(X0 - 200, Y0 - 2000, X0 + 600, Y0 + 100), shapely.box(X0 + 600, Y0 - 2000, X0 + 2000, Y0 + 100)],
+        crs=32648,
+    ).to_crs(4326)
+    (out / "admin_units.geojson").write_text(admin.to_json(ensure_ascii=False, drop_id=True), encoding="utf-8")
+
     rows = []
-    for i, (t, s) in enumerate([("clearing", "new"), ("mining", "under_review"), ("fire", "confirmed"), ("water_loss", "dismissed")]):
-        geom = shapely.box(x0 + 100 + 200 * i, y0 - 300, x0 + 180 + 200 * i, y0 - 200)
-        rows.append({c: None for c in ALERT_COLUMNS} | {"alert_id": f"Z1-2023060{i + 1}-1", "zone_id": "Z1", "zone_name": "龙门山", "area_m2": 8000.0,
-                     "first_detected": "2023-06-01", "last_observed": "2023-07-01", "confidence": "high", "disturbance_type": t,
-                     "magnitude": 0.4, "n_observations": 4, "status": s, "scan_ids": "s1", "geometry": geom})
+    zone_x = {"Z1": X0 + 100, "Z2": X0 + 1300, "Z3": X0 + 800}
+    for i, (kind, status, zone) in enumerate(ALERTS):
+        x = zone_x[zone] + 150 * (i % 2)
+        y = Y0 - 1400 if zone == "Z3" else Y0 - 300
+        rows.append({
+            "alert_id": _alert_id(i), "zone_id": zone, "zone_name": zones.set_index("zone_id").at[zone, "zone_name"], "admin_id": "510182",
+            "area_m2": 8000.0, "centroid_lon": 104.0, "centroid_lat": 30.7, "first_detected": "2023-06-01", "last_observed": "2023-07-01",
+            "confidence": "high", "disturbance_type": kind, "magnitude": 0.4, "n_observations": 4, "status": status,
+            "geometry": shapely.box(x, y - 100, x + 80, y),
+        })
     alerts = gpd.GeoDataFrame(rows, geometry="geometry", crs=32648).to_crs(4326)
-    (tmp_path / "alerts.geojson").write_text(alerts.to_json(), encoding="utf-8")
-    (tmp_path / "rasters").mkdir()
+    (out / "alerts.geojson").write_text(alerts.to_json(ensure_ascii=False, drop_id=True), encoding="utf-8")
+
+    (out / "rasters").mkdir()
     rgb = np.random.default_rng(0).integers(1, 255, (3, 100, 200), dtype="uint8")
-    with rasterio.open(tmp_path / "rasters" / "true_colour_monitor.tif", "w", driver="GTiff", width=200, height=100, count=3, dtype="uint8",
-                       crs="EPSG:32648", transform=from_origin(x0, y0, 10, 10), nodata=0) as dst:
+    rgb[:, :, :20] = 0  # a no-data strip on the west edge
+    with rasterio.open(out / "rasters" / "true_colour_monitor.tif", "w", driver="GTiff", width=200, height=100, count=3, dtype="uint8",
+                       crs="EPSG:32648", transform=Affine(10, 0, X0 - 100, 0, -20, Y0 + 50), nodata=0) as dst:
         dst.write(rgb)
-    return tmp_path
+
+    (out / "chips").mkdir()
+    (out / "figures").mkdir()
+    chip = np.zeros((8, 8, 3), dtype="uint8")
+    for rel in (f"chips/{_alert_id(0)}_before.png", f"chips/{_alert_id(0)}_after.png", f"figures/{_alert_id(0)}.png"):
+        matplotlib.image.imsave(out / rel, chip)
+    return out
 
 
-def test_page_uses_local_assets_only(out_dir):
-    page = render_map(out_dir).read_text(encoding="utf-8")
+def _register(out: Path, status_of_first: str) -> Path:
+    """A register GeoPackage: the scan's alerts with the first one's status changed, an alert of
+    another area, and a review history with a note."""
+    alerts = gpd.read_file(out / "alerts.geojson")
+    alerts.loc[0, "status"] = status_of_first
+    far = alerts.iloc[[1]].copy()
+    far["alert_id"], far["zone_id"] = "FAR-1", "ELSEWHERE"
+    far["geometry"] = [shapely.box(110, 20, 110.001, 20.001)]
+    alerts = gpd.GeoDataFrame(pd.concat([alerts, far], ignore_index=True), crs=4326)
+    reg = out / "register.gpkg"
+    pyogrio.write_dataframe(alerts, reg, layer="alerts", driver="GPKG", promote_to_multi=True)
+    history = pd.DataFrame({"seq": [1], "alert_id": [_alert_id(0)], "time": ["2023-08-01T10:00:00+00:00"], "by": ["王工"],
+                            "from_status": ["new"], "to_status": [status_of_first], "note": ["<img src=x onerror=alert(2)> 已派员核查"]})
+    pyogrio.write_dataframe(history, reg, layer="review_history", driver="GPKG")
+    return reg
+
+
+def _alert_tooltips(page: str) -> set[str]:
+    return set(re.findall(r"<div>\s*(Z-\d{8}-\d · [a-z_]+ · [a-z_]+)\s*</div>", page))
+
+
+def test_page_loads_only_local_assets(out_dir):
+    path = render_map(out_dir)
+    assert path == out_dir / "map.html" and path.exists()
+    page = path.read_text(encoding="utf-8")
     assert not CDN.search(page)
-    assert not re.search(r"(src|href)=[\"']https?://", page)
-    for rel in ("lib/leaflet/leaflet.js", "lib/leaflet/leaflet.css", "lib/jquery.min.js"):
-        assert (out_dir / rel).exists()
-        assert rel in page
+    assert "http://" not in page and "https://" not in page  # nothing the browser could fetch
+    assert "awesome-markers" not in page and "AwesomeMarkers" not in page
+    links = re.findall(r"""<(?:script|link)[^>]+(?:src|href)=["']([^"']+)["']""", page)
+    assert len(links) == 6
+    for rel in links:
+        assert not rel.startswith(("/", "file:")) and (out_dir / rel).is_file(), rel
+    for rel in ("lib/leaflet/leaflet.js", "lib/leaflet/leaflet.css", "lib/jquery/jquery.min.js", "lib/bootstrap/css/bootstrap.min.css",
+                "lib/fontawesome/css/all.min.css"):
+        assert rel in links
+    assert (out_dir / "lib/leaflet/images/layers.png").is_file()
+    assert (out_dir / "lib/fontawesome/webfonts/fa-solid-900.woff2").is_file()  # all.min.css refers to ../webfonts/
+    assert "1.9.3" in (out_dir / "lib/leaflet/leaflet.js").read_text(encoding="utf-8")[:300]
+    # the base layer is a PNG next to the page, not a tile server
+    assert 'L.imageOverlay(\n                "map_composite.png"' in page
+    assert "L.tileLayer" not in page
+
+
+def test_folium_class_defaults_are_untouched(out_dir):
+    before_js, before_css = list(folium.Map.default_js), list(folium.Map.default_css)
+    render_map(out_dir)
+    assert folium.Map.default_js == before_js and folium.Map.default_css == before_css
+
+
+def test_utf8_and_chinese_text(out_dir):
+    raw = render_map(out_dir).read_bytes()
+    assert re.search(rb"<head>\s*<meta charset=\"utf-8\">", raw)
+    page = raw.decode("utf-8")
+    assert "龙门山水源涵养生态保护红线" in page and "都江堰市" in page and "\\u9f99" not in page
 
 
 def test_input_text_is_escaped(out_dir):
     page = render_map(out_dir).read_text(encoding="utf-8")
-    assert "<script>alert(1)</script>" not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "${x}" not in page  # would be evaluated inside folium's JS template literals
-    assert "龙门山水源涵养生态保护红线" in page
+    assert "<script>alert(1)" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # shown as text in the zone tooltip and the popups
+    assert esc(SCRIPT_NAME) in page
+    assert "${x}" not in page and "`${" not in page  # would be evaluated inside folium's JS template literals
+    assert "\\u`" not in page  # a raw backslash would start an escape in a template literal
+    assert "<b>custom</b>" not in page and "&lt;b&gt;custom&lt;/b&gt;" in page  # category, in tooltip and legend
+    scripts = re.findall(r"<script>(.*?)</script>", page, flags=re.S)
+    assert all("alert(1)" not in s.replace("&lt;script&gt;alert(1)", "") for s in scripts)
 
 
-def test_popups_and_legend(out_dir):
+def test_layers_hook_and_bounds(out_dir):
     page = render_map(out_dir).read_text(encoding="utf-8")
-    for i in range(1, 5):
-        assert f"Z1-2023060{i}-1" in page
-    for label in ("clearing", "construction", "mining", "fire", "water loss", "dismissed"):
+    for name in ("Alerts 预警图斑", "Red-line zones 生态保护红线", "Counties 行政区", "Composite 合成影像"):
+        assert json.dumps(name)[1:-1] in page or name in page
+    assert "L.control.layers" in page
+    last_script = re.findall(r"<script>(.*?)</script>", page, flags=re.S)[-1]
+    hook = re.search(r"window\.redlineMap = \{map: (\w+), alertLayer: (\w+), zoneLayer: (\w+), adminLayer: (\w+), compositeLayer: (\w+)\};", last_script)
+    assert hook, last_script
+    for var in hook.groups():
+        assert f"var {var} = " in page
+    assert page.rstrip().endswith("</script>\n</html>")
+    # each alert / zone / county is one child layer of its group (what alertLayer.getLayers() counts)
+    assert page.count(f".addTo({hook.group(2)});") == 4
+    assert page.count(f".addTo({hook.group(3)});") == 3
+    assert page.count(f".addTo({hook.group(4)});") == 2
+    # fitted to the zones: south-west and north-east corners in degrees
+    zones = gpd.read_file(out_dir / "zones.geojson")
+    w, s, e, n = zones.total_bounds
+    fit = re.search(r"\.fitBounds\(\s*\[\[([\d.]+), ([\d.]+)\], \[([\d.]+), ([\d.]+)\]\]", page)
+    assert fit and np.allclose([float(v) for v in fit.groups()], [s, w, n, e])
+
+
+def test_composite_png_is_web_mercator_with_transparent_nodata(out_dir):
+    page = render_map(out_dir).read_text(encoding="utf-8")
+    png = matplotlib.image.imread(out_dir / "map_composite.png")
+    assert png.shape[2] == 4 and png[..., 3].min() == 0 and png[..., 3].max() == 1
+    assert png[png.shape[0] // 2, 0, 3] == 0  # the west no-data strip
+    bounds = json.loads(re.search(r'"map_composite.png",\s*(\[\[.*?\]\])', page, flags=re.S).group(1))
+    with rasterio.open(out_dir / "rasters/true_colour_monitor.tif") as src:
+        w, s, e, n = rasterio.warp.transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    (south, west), (north, east) = bounds
+    assert np.allclose([south, west, north, east], [s, w, n, e], atol=2e-4)  # same footprint, ~20 m
+
+
+def test_large_composite_is_averaged_down(out_dir, tmp_path):
+    tif = out_dir / "rasters/true_colour_monitor.tif"
+    full = write_composite_png(tif, tmp_path / "full.png")
+    small = write_composite_png(tif, tmp_path / "small.png", max_side_px=50)
+    assert max(small.shape) == 50 and max(full.shape) > 50
+    assert np.allclose(small.bounds, full.bounds, atol=1e-4)  # same footprint, coarser pixels
+    assert matplotlib.image.imread(tmp_path / "small.png").shape[:2] == small.shape
+
+
+def test_popups_show_alert_fields_and_chips(out_dir):
+    page = render_map(out_dir).read_text(encoding="utf-8")
+    for i, (kind, status, zone) in enumerate(ALERTS):
+        assert f"{_alert_id(i)} · {kind} · {status}" in page
+    assert "龙门山水源涵养生态保护红线 (Z1)" in page
+    assert "8,000 m² (0.80 ha)" in page
+    for label in ("first detected 首次发现", "last observed 最近观测", "confidence 置信度", "status 状态", "2023-06-01", "2023-07-01"):
         assert label in page
-    assert "data:image/png;base64," in page  # the offline base composite
+    for rel in (f"chips/{_alert_id(0)}_before.png", f"chips/{_alert_id(0)}_after.png", f"figures/{_alert_id(0)}.png"):
+        assert f'<img src="{rel}"' in page
+    assert f"chips/{_alert_id(1)}_before.png" not in page  # only images that exist
+
+
+def test_legend_lists_types_statuses_and_categories(out_dir):
+    page = render_map(out_dir).read_text(encoding="utf-8")
+    legend = re.search(r"<div id='redline-legend'.*?</details></div>", page, flags=re.S).group(0)
+    for key, style in TYPE_STYLE.items():
+        assert f"data-type='{key}'" in legend and esc(style.label) in legend
+    for key, style in STATUS_STYLE.items():
+        assert f"data-status='{key}'" in legend and esc(style.label) in legend
+    assert "clearing 林地砍伐" in legend and "(1)" in legend and "construction 建设占用 (0)" in legend
+    assert f"水源涵养 {CATEGORY_STYLE['水源涵养'][1]}" in legend and CATEGORY_STYLE["水源涵养"][0] in legend
+    assert "not observed" in legend and "county border" in legend
+
+
+def test_styles_follow_type_and_status(out_dir):
+    page = render_map(out_dir).read_text(encoding="utf-8")
+    styles = [json.loads(s) for s in re.findall(r"return (\{.*?\});", page)]
+    alert_styles = {(s["fillColor"], s["color"], s["weight"], s.get("dashArray")) for s in styles if s.get("fillOpacity") == 0.55}
+    assert alert_styles == {(TYPE_STYLE[k].colour, STATUS_STYLE[st].colour, STATUS_STYLE[st].weight, STATUS_STYLE[st].dash) for k, st, _ in ALERTS}
+    assert STATUS_STYLE["dismissed"].dash and not STATUS_STYLE["new"].dash and STATUS_STYLE["new"].weight > STATUS_STYLE["under_review"].weight
+    zone_colours = {s["color"] for s in styles if s.get("fillOpacity") == 0.1}
+    assert CATEGORY_STYLE["水源涵养"][0] in zone_colours and CATEGORY_STYLE["水土保持"][0] in zone_colours and len(zone_colours) == 3
+    assert any(s.get("dashArray") == "8 6" and s.get("fill") is False for s in styles)  # county borders, dashed
 
 
 def test_register_status_drives_the_map(out_dir):
-    alerts = gpd.read_file(out_dir / "alerts.geojson")
-    alerts.loc[0, "status"] = "field_check"
-    alerts.to_file(out_dir / "register.gpkg", layer="alerts", driver="GPKG")
     without = render_map(out_dir).read_text(encoding="utf-8")
-    with_reg = render_map(out_dir, register=out_dir / "register.gpkg").read_text(encoding="utf-8")
-    assert "Z1-20230601-1 · clearing · new" in without
-    assert "Z1-20230601-1 · clearing · field_check" in with_reg
+    reg = _register(out_dir, "field_check")
+    with_reg = render_map(out_dir, register=reg).read_text(encoding="utf-8")
+    assert f"{_alert_id(0)} · clearing · new" in without
+    assert _alert_tooltips(with_reg) == {f"{_alert_id(0)} · clearing · field_check"} | (_alert_tooltips(without) - {f"{_alert_id(0)} · clearing · new"})
+    assert "FAR-1" not in with_reg  # the register's alerts of other areas stay off this map
+    assert "王工" in with_reg and "已派员核查" in with_reg  # latest review in the popup
+    assert "<img src=x" not in with_reg and "&lt;img src=x onerror=alert(2)&gt;" in with_reg
+    assert "field check 实地核查 (1)" in with_reg and "new 新发现 (0)" in with_reg
+
+
+def test_missing_register_is_an_error(out_dir):
+    with pytest.raises(FileNotFoundError):
+        render_map(out_dir, register=out_dir / "nope.gpkg")
+
+
+def test_empty_alerts_and_no_optional_inputs(out_dir):
+    (out_dir / "alerts.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": []}), encoding="utf-8")
+    (out_dir / "admin_units.geojson").unlink()
+    (out_dir / "rasters" / "true_colour_monitor.tif").unlink()
+    page = render_map(out_dir).read_text(encoding="utf-8")
+    assert _alert_tooltips(page) == set()
+    assert re.search(r"alertLayer: \w+, zoneLayer: \w+, adminLayer: null, compositeLayer: null\};", page)
+    assert "Counties 行政区" not in page and "L.imageOverlay" not in page
+    assert "clearing 林地砍伐/植被清除 (0)" in page

@@ -85,3 +85,21 @@ def test_verify_reports_a_changed_output(small_scan, tmp_path):
     res = subprocess.run([sys.executable, "-m", "redline.cli", "verify", str(copy), "--register", str(copy / "register.gpkg")], capture_output=True, text=True)
     assert res.returncode == 1
     assert "zone_stats.csv: changed since the scan" in res.stderr
+
+
+def test_map_rerender_after_a_review_shows_it_and_keeps_verify_clean(small_scan, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(small_scan.out_dir, out)
+    reg = out / "register.gpkg"
+    aid = sorted(small_scan.alerts["alert_id"])[0]
+    run = lambda *a: subprocess.run([sys.executable, "-m", "redline.cli", *a], capture_output=True, text=True)  # noqa: E731
+    assert run("alerts", "review", aid, "--status", "field_check", "--by", "王工", "--register", str(reg)).returncode == 0
+    res = run("map", str(out), "--register", str(reg))
+    assert res.returncode == 0, res.stderr
+    page = (out / "map.html").read_text(encoding="utf-8")
+    assert "field_check" in page
+    res = run("verify", str(out), "--register", str(reg))
+    assert res.returncode == 0, res.stderr
+    assert json.loads((out / "manifest.json").read_text())["rerenders"][0]["files"][0] == "map.html"

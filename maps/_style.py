@@ -1,0 +1,136 @@
+"""Fixed styles (alert type fill, review-status outline, zone category colour), the legend, and
+escaping of text from input files."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
+
+
+class TypeStyle(NamedTuple):
+    """Fill of an alert polygon by ``disturbance_type``."""
+
+    colour: str
+    label: str  # bilingual legend label, English first
+
+
+class StatusStyle(NamedTuple):
+    """Outline of an alert polygon by review ``status``; ``weight`` in CSS pixels, ``dash`` a
+    Leaflet/SVG ``dashArray`` (None: solid)."""
+
+    colour: str
+    weight: int
+    dash: str | None
+    label: str
+
+
+#: alert fill colour by disturbance type (stable order = legend order)
+TYPE_STYLE: dict[str, TypeStyle] = {
+    "clearing": TypeStyle("#ffd92f", "clearing 林地砍伐/植被清除"),
+    "construction": TypeStyle("#e7298a", "construction 建设占用"),
+    "mining": TypeStyle("#a6761d", "mining 采矿采石"),
+    "fire": TypeStyle("#d95f02", "fire 火烧迹地"),
+    "water_loss": TypeStyle("#1f78b4", "water loss 水域减少"),
+    "other": TypeStyle("#9e9e9e", "other 其他"),
+}
+#: alert outline by review status (stable order = the review workflow)
+STATUS_STYLE: dict[str, StatusStyle] = {
+    "new": StatusStyle("#ff0000", 4, None, "new 新发现"),
+    "under_review": StatusStyle("#ff9900", 3, None, "under review 审核中"),
+    "field_check": StatusStyle("#7b3294", 3, None, "field check 实地核查"),
+    "confirmed": StatusStyle("#000000", 3, None, "confirmed 已确认"),
+    "dismissed": StatusStyle("#808080", 2, "4 4", "dismissed 已排除"),
+}
+#: zone colour by ``category`` for the categories of the national red-line guidelines
+#: (ecological function, then ecological sensitivity); English labels for the legend
+CATEGORY_STYLE: dict[str, tuple[str, str]] = {
+    "水源涵养": ("#0570b0", "water conservation"),
+    "生物多样性维护": ("#238b45", "biodiversity"),
+    "水土保持": ("#b8860b", "soil & water conservation"),
+    "防风固沙": ("#bf812d", "windbreak & sand fixation"),
+    "海岸生态稳定": ("#01665e", "coastal stability"),
+    "水土流失": ("#7570b3", "soil erosion"),
+    "土地沙化": ("#e6ab02", "desertification"),
+    "石漠化": ("#666666", "rocky desertification"),
+    "盐渍化": ("#66c2a5", "salinisation"),
+}
+#: colours for categories not listed above, assigned in sorted order of the category text
+EXTRA_CATEGORY_COLOURS = ("#1b7837", "#35978f", "#4d9221", "#5aae61", "#80cdc1", "#7fbc41", "#00441b")
+UNCATEGORISED = ("#31a354", "uncategorised 未分类")
+ADMIN_STYLE = {"color": "#333333", "weight": 2, "dashArray": "8 6", "fill": False, "opacity": 0.9}
+NOT_OBSERVED_DASH = "2 6"  # zones the scan could not observe (zone_stats status ``not_observed``)
+
+
+def esc(value: object) -> str:
+    """Escape text from input files for HTML, and for the JavaScript template literals folium
+    wraps popups and tooltips in (a backtick, ``${`` or a backslash would otherwise break out of
+    them or be interpreted). ``None`` becomes an empty string."""
+    text = html.escape("" if value is None else str(value), quote=True)
+    return text.replace("\\", "&#92;").replace("`", "&#96;").replace("$", "&#36;")
+
+
+def category_colours(categories: Iterable[object]) -> dict[str, str]:
+    """Colour per zone category: fixed for the guideline categories, then the extra palette in
+    sorted order for any others (so the same input always gets the same colours)."""
+    present = sorted({str(c) for c in categories if c is not None and str(c).strip() and str(c) != "nan"})
+    out: dict[str, str] = {}
+    extra = 0
+    for cat in present:
+        if cat in CATEGORY_STYLE:
+            out[cat] = CATEGORY_STYLE[cat][0]
+        else:
+            out[cat] = EXTRA_CATEGORY_COLOURS[extra % len(EXTRA_CATEGORY_COLOURS)]
+            extra += 1
+    return out
+
+
+def _swatch(css: str) -> str:
+    return f"<span style='display:inline-block;width:14px;height:10px;margin-right:5px;vertical-align:middle;{css}'></span>"
+
+
+def _outline_css(s: StatusStyle) -> str:
+    line = "dashed" if s.dash else "solid"
+    return f"border:{s.weight}px {line} {s.colour};background:#fff;box-sizing:border-box"
+
+
+def legend_html(
+    categories: Mapping[str, str],
+    *,
+    type_counts: Mapping[str, int],
+    status_counts: Mapping[str, int],
+    has_admin: bool,
+    has_uncategorised: bool,
+    has_not_observed: bool,
+) -> str:
+    """The legend: a fixed-position HTML element (no JavaScript), bilingual labels, alert counts
+    per type and status. Category names come from the input and are escaped here."""
+    types = "".join(
+        f"<div data-type='{k}'>{_swatch(f'background:{s.colour}')}{esc(s.label)} ({type_counts.get(k, 0)})</div>"
+        for k, s in TYPE_STYLE.items()
+    )
+    statuses = "".join(
+        f"<div data-status='{k}'>{_swatch(_outline_css(s))}{esc(s.label)} ({status_counts.get(k, 0)})</div>"
+        for k, s in STATUS_STYLE.items()
+    )
+    zone_rows = [
+        f"<div>{_swatch(f'border:2px solid {col};background:{col}33;box-sizing:border-box')}"
+        f"{esc(cat)}{' ' + esc(CATEGORY_STYLE[cat][1]) if cat in CATEGORY_STYLE else ''}</div>"
+        for cat, col in categories.items()
+    ]
+    if has_uncategorised:
+        col, label = UNCATEGORISED
+        zone_rows.append(f"<div>{_swatch(f'border:2px solid {col};background:{col}33;box-sizing:border-box')}{esc(label)}</div>")
+    if has_not_observed:
+        zone_rows.append(f"<div>{_swatch('border:2px dotted #555;box-sizing:border-box')}not observed (cloud) 未有效观测</div>")
+    if has_admin:
+        zone_rows.append(f"<div>{_swatch('border-top:2px dashed #333;height:0')}county border 县级行政区界</div>")
+    return (
+        "<div id='redline-legend' style='position:fixed;bottom:52px;left:10px;z-index:1000;background:rgba(255,255,255,.92);"
+        "padding:6px 10px;font:12px/1.5 sans-serif;border:1px solid #999;border-radius:4px;max-height:70%;overflow:auto'>"
+        "<details open><summary style='cursor:pointer;font-weight:bold'>Legend 图例</summary>"
+        f"<div style='font-weight:bold;margin-top:4px'>Alert type 变化类型</div>{types}"
+        f"<div style='font-weight:bold;margin-top:4px'>Review status 核查状态</div>{statuses}"
+        f"<div style='font-weight:bold;margin-top:4px'>Red-line zones 生态保护红线</div>{''.join(zone_rows)}"
+        "</details></div>"
+    )
