@@ -21,7 +21,7 @@ stac_app = typer.Typer(no_args_is_help=True, help="The embedded STAC API.")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(stac_app, name="stac")
 
-out_console = Console()
+out_console = Console(soft_wrap=True)  # no hard wraps in piped output (cron logs, scripts)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
