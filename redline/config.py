@@ -126,7 +126,6 @@ class ScanConfig(BaseModel):
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     register_path: Path | None = Field(None, alias="register", description="alert register GeoPackage")
     dask: DaskConfig = Field(default_factory=DaskConfig)
-    tile_size_m: float = Field(20000.0, gt=0, description="processing tile edge, metres")
 
     @model_validator(mode="after")
     def _windows(self) -> "ScanConfig":

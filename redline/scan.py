@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,8 +97,17 @@ def _graph(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox) -> tuple[x
         min_baseline_obs=cfg.detection.min_baseline_obs,
     )
     mon = refl[["red", "green", "blue"]].sel(time=slice(str(cfg.monitor.start), str(cfg.monitor.end)))
-    composite = mon.chunk({"time": -1}).median("time", skipna=True)
+    composite = xr.apply_ufunc(
+        _nanmedian, mon.chunk({"time": -1}), input_core_dims=[["time"]], dask="parallelized", output_dtypes=[np.float32]
+    )
     return det, composite, scalings
+
+
+def _nanmedian(a: np.ndarray) -> np.ndarray:
+    """Median over the last axis ignoring NaN; pixels never seen clear stay NaN, silently."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(a, axis=-1).astype("float32")
 
 
 def _compute(det: xr.Dataset, composite: xr.Dataset) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
