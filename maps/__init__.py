@@ -5,7 +5,8 @@ its companions copied from installed packages, never fetched from a CDN).
 pipeline's internals.
 """
 
+from maps._figures import render_chip, render_timeseries, true_colour
 from maps._map import render_map
 from maps._style import CATEGORY_STYLE, STATUS_STYLE, TYPE_STYLE, esc
 
-__all__ = ["render_map", "TYPE_STYLE", "STATUS_STYLE", "CATEGORY_STYLE", "esc"]
+__all__ = ["render_map", "render_chip", "render_timeseries", "true_colour", "TYPE_STYLE", "STATUS_STYLE", "CATEGORY_STYLE", "esc"]

@@ -56,6 +56,7 @@ __all__ = [
     "detect",
     "design_matrix",
     "decimal_year",
+    "baseline_model",
 ]
 
 #: Variables stacked for the detector: detection indices first, then those used for typing.
@@ -377,3 +378,27 @@ def detect(
     )
     result = result.assign_coords(field=list(FIELDS))
     return result.to_dataset(dim="field")
+
+
+def baseline_model(
+    times: np.ndarray,
+    values: np.ndarray,
+    in_base: np.ndarray,
+    *,
+    var: str = "NDVI",
+    harmonics: int = 2,
+    trend: bool = False,
+    at: np.ndarray | None = None,
+) -> tuple[np.ndarray, float]:
+    """The baseline model of one pixel, as :func:`detect` fits it: ŷ at ``at`` (default
+    ``times``) and the floored robust σ. ``values`` NaN where not clear. For figures."""
+    t = decimal_year(times)
+    use = in_base & np.isfinite(values)
+    t0 = float(t[in_base].mean()) if in_base.any() else 0.0
+    X = design_matrix(t[use], harmonics, trend, t0=t0)
+    beta, *_ = np.linalg.lstsq(X, values[use].astype("float64"), rcond=None)
+    with _quiet():
+        sigma = float(_robust_sigma((values[use] - X @ beta)[None, :])[0])
+    sigma = max(sigma if np.isfinite(sigma) else 0.0, SIGMA_FLOOR[var])
+    ta = decimal_year(at) if at is not None else t
+    return design_matrix(ta, harmonics, trend, t0=t0) @ beta, sigma

@@ -30,7 +30,7 @@ import pipelines
 from redline import assess, provenance
 from redline.alerts import ALERT_COLUMNS, alerts_from_fields
 from redline.config import ScanConfig
-from redline.detect import FIELDS, detect, stack_indices
+from redline.detect import FIELDS, baseline_model, detect, stack_indices
 from redline.errors import StacError
 from redline.register import Register, merge_alerts
 
@@ -75,6 +75,11 @@ def _analysis_geobox(zones_utm: gpd.GeoDataFrame, resolution: float) -> GeoBox:
 
 
 def _graph(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox) -> tuple[xr.Dataset, xr.Dataset, list]:
+    det, composite, scalings, _, _ = _graph_parts(cfg, items, geobox)
+    return det, composite, scalings
+
+
+def _graph_parts(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox):
     """The lazy part: load, mask, indices, detection and the monitor true-colour composite."""
     ds, scalings = pipelines.load_reflectance(items, geobox)
     bands = list(pipelines._load.REFLECTANCE_BANDS)
@@ -100,7 +105,7 @@ def _graph(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox) -> tuple[x
     composite = xr.apply_ufunc(
         _nanmedian, mon.chunk({"time": -1}), input_core_dims=[["time"]], dask="parallelized", output_dtypes=[np.float32]
     )
-    return det, composite, scalings
+    return det, composite, scalings, refl, stack
 
 
 def _nanmedian(a: np.ndarray) -> np.ndarray:
@@ -178,6 +183,71 @@ def _write_catalog(out: Path, scan_id: str, bbox: tuple[float, ...], geometry: d
     return out / "catalog.json"
 
 
+#: Margin around an alert in its chips, metres.
+CHIP_MARGIN_M = 150.0
+_FIGURE_INDEX = {"water_loss": "MNDWI", "fire": "NBR"}  # others: NDVI
+
+
+def _alert_products(out: Path, alerts_utm: gpd.GeoDataFrame, refl: xr.Dataset, stack: xr.DataArray, geobox: GeoBox, cfg: ScanConfig) -> dict[str, tuple[str, str]]:
+    """Before/after chips and the index time-series figure of each alert (the scan writer's
+    second and last eager step: small windows around the alerts and their centre pixels)."""
+    import maps
+
+    if alerts_utm.empty:
+        return {}
+    inv = ~geobox.transform
+    height, width = geobox.shape
+    rgb = refl[["red", "green", "blue"]].to_array("band")
+    windows, centres = [], []
+    for a in alerts_utm.itertuples():
+        w, s, e, n = a.geometry.bounds
+        c0, r0 = inv * (w - CHIP_MARGIN_M, n + CHIP_MARGIN_M)
+        c1, r1 = inv * (e + CHIP_MARGIN_M, s - CHIP_MARGIN_M)
+        r0, c0 = max(int(r0), 0), max(int(c0), 0)
+        r1, c1 = min(int(np.ceil(r1)), height), min(int(np.ceil(c1)), width)
+        windows.append((r0, r1, c0, c1))
+        p = a.geometry.representative_point()
+        cc, rr = inv * (p.x, p.y)
+        centres.append((min(int(rr), height - 1), min(int(cc), width - 1)))
+    lazy_windows = [rgb.isel(y=slice(r0, r1), x=slice(c0, c1)) for r0, r1, c0, c1 in windows]
+    series = stack.isel(y=xr.DataArray([r for r, _ in centres], dims="alert"), x=xr.DataArray([c for _, c in centres], dims="alert"))
+    computed = dask.compute(*lazy_windows, series)
+    series_np = computed[-1]
+    times = stack["time"].values
+    days = times.astype("datetime64[D]")
+    in_base = (days >= np.datetime64(cfg.baseline.start)) & (days <= np.datetime64(cfg.baseline.end))
+    in_mon = (days >= np.datetime64(cfg.monitor.start)) & (days <= np.datetime64(cfg.monitor.end))
+    products = {}
+    for k, a in enumerate(alerts_utm.itertuples()):
+        r0, r1, c0, c1 = windows[k]
+        win = computed[k].values  # (band, time, y, x)
+        first = np.datetime64(a.first_detected)
+        before_t = (days < first) & (days >= first - np.timedelta64(365, "D"))
+        after_t = (days >= first) & in_mon
+        rings = []
+        for poly in getattr(a.geometry, "geoms", [a.geometry]):
+            xy = np.array(poly.exterior.coords)
+            cols, rows = inv * (xy[:, 0], xy[:, 1])
+            rings.append(np.column_stack([np.asarray(cols) - c0 - 0.5, np.asarray(rows) - r0 - 0.5]))
+        paths = []
+        for tag, sel in (("before", before_t), ("after", after_t)):
+            comp = _nanmedian(np.moveaxis(win[:, sel], 1, -1)) if sel.any() else np.full(win.shape[:1] + win.shape[2:], np.nan, "float32")
+            rel = f"chips/{a.alert_id}_{tag}.png"
+            maps.render_chip(out / rel, comp, rings, f"{a.alert_id} {tag}")  # ASCII: no CJK font needed
+            paths.append(rel)
+        var = _FIGURE_INDEX.get(a.disturbance_type, "NDVI")
+        values = series_np.sel(var=var).isel(alert=k).values.astype("float64")
+        grid = np.arange(days.min(), days.max() + np.timedelta64(1, "D"), np.timedelta64(5, "D")).astype("datetime64[ns]")
+        model, sigma = baseline_model(times, values, in_base, var=var, harmonics=cfg.detection.harmonics, trend=cfg.detection.trend, at=grid)
+        maps.render_timeseries(
+            out / "figures" / f"{a.alert_id}.png", times, values, grid, model, sigma, index=var,
+            z_threshold=cfg.detection.z_threshold, first_detected=str(a.first_detected), monitor_start=str(cfg.monitor.start),
+            title=f"{a.alert_id} · {a.disturbance_type} · {var} at the alert centre",
+        )
+        products[a.alert_id] = (paths[0], paths[1])
+    return products
+
+
 def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config_text: str | None = None) -> ScanResult:
     """Run a whole scan and write its outputs (design.md §5) to ``out``.
 
@@ -223,18 +293,15 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
         )
     log.info("%d scenes found (%d before the cloud filter)", len(search.items), search.n_before_cloud_filter)
 
-    with pipelines.dask_client(scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker):
-        det, composite, scalings = _graph(cfg, search.items, geobox)
-        fields, rgb = _compute(det, composite)
-
-    raster_paths = _write_rasters(out, fields, rgb, geobox)
-    found = alerts_from_fields(
-        fields, geobox.transform, utm, zones_utm, min_area_m2=cfg.detection.min_area_m2,
-        consecutive=cfg.detection.consecutive, z_threshold=cfg.detection.z_threshold, scan_id=scan_id,
-    )
-
     register = Register(cfg.register_path or out / "register.gpkg")
-    with register.lock():
+    with pipelines.dask_client(scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker), register.lock():
+        det, composite, scalings, refl, stack = _graph_parts(cfg, search.items, geobox)
+        fields, rgb = _compute(det, composite)
+        raster_paths = _write_rasters(out, fields, rgb, geobox)
+        found = alerts_from_fields(
+            fields, geobox.transform, utm, zones_utm, min_area_m2=cfg.detection.min_area_m2,
+            consecutive=cfg.detection.consecutive, z_threshold=cfg.detection.z_threshold, scan_id=scan_id,
+        )
         merged, stats = merge_alerts(register.alerts(), found, scan_id)
         # recompute area and centroid of merged geometries in the analysis CRS
         m_utm = merged.to_crs(utm)
@@ -250,6 +317,12 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
         }
         # one row per scan id: re-running a scan replaces its row (the alerts are unchanged)
         scans = pd.concat([scans[scans["scan_id"] != scan_id] if not scans.empty else scans, pd.DataFrame([run])], ignore_index=True)
+        mine_idx = merged.index[merged["scan_ids"].fillna("").str.split(",").apply(lambda x: scan_id in x)]
+        products = _alert_products(out, merged.loc[mine_idx].to_crs(utm), refl, stack, geobox, cfg)
+        for i in mine_idx:
+            aid = merged.at[i, "alert_id"]
+            if aid in products:
+                merged.at[i, "chip_before"], merged.at[i, "chip_after"] = products[aid]
         register.write(merged, register.history(), scans)
 
     mine = merged[merged["scan_ids"].fillna("").str.split(",").apply(lambda s: scan_id in s)].copy()

@@ -103,3 +103,19 @@ def test_map_rerender_after_a_review_shows_it_and_keeps_verify_clean(small_scan,
     res = run("verify", str(out), "--register", str(reg))
     assert res.returncode == 0, res.stderr
     assert json.loads((out / "manifest.json").read_text())["rerenders"][0]["files"][0] == "map.html"
+
+
+def test_every_alert_has_chips_and_a_time_series_figure(small_scan):
+    import numpy as np
+    from PIL import Image
+
+    from redline.register import Register
+
+    reg = Register(small_scan.register).alerts().set_index("alert_id")
+    for aid in small_scan.alerts["alert_id"]:
+        before, after = (small_scan.out_dir / "chips" / f"{aid}_{t}.png" for t in ("before", "after"))
+        assert before.exists() and after.exists()
+        assert reg.loc[aid, "chip_before"] == f"chips/{aid}_before.png"
+        assert (small_scan.out_dir / "figures" / f"{aid}.png").exists() and (small_scan.out_dir / "figures" / f"{aid}.svg").exists()
+        a, b = (np.asarray(Image.open(p).convert("RGB"), dtype=float) for p in (before, after))
+        assert np.abs(a - b).mean() > 3  # the disturbance changed what the chip shows
