@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test install install-test browser accuracy bench clean
+.PHONY: demo test install install-test install-bench browser accuracy bench bench-nrt clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,13 @@ clean:
 
 accuracy: install
 	$(BIN)/python benchmarks/accuracy.py
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $(VENV)/.installed $@
+
+install-bench: $(VENV)/.installed-bench
+
+# redline's detector vs JRC nrt (EWMA, CCDC) on one generated cube: accuracy and pixel-observations/s
+bench-nrt: install-bench
+	$(BIN)/python benchmarks/detector_vs_nrt.py

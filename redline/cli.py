@@ -33,6 +33,8 @@ def _setup_logging(verbose: bool) -> None:
 
 def _summary(result) -> None:
     a = result.alerts
+    if result.up_to_date:
+        out_console.print(f"{result.out_dir}: up to date, no new scenes since its last scan ({result.n_items} scenes, {len(a)} alert(s)); nothing redone")
     types = [("clearing", "clearing"), ("construction", "constr."), ("mining", "mining"), ("fire", "fire"), ("water_loss", "water"), ("other", "other")]
     table = Table(title=f"alerts of scan {result.scan_id} per zone and type")
     table.add_column("zone", no_wrap=True)

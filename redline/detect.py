@@ -174,9 +174,22 @@ def _kernel(block: np.ndarray, **kw) -> np.ndarray:
     return out.reshape(ny, nx, -1)
 
 
+def _nanmedian_last(a: np.ndarray) -> np.ndarray:
+    """Median over the last axis ignoring NaN (NaN where all are NaN), keepdims.
+
+    The same values as ``np.nanmedian`` but by one sort (NaN sort last) and the counts, several
+    times faster on the kernel's (pixels, var, time) batches than numpy's masked-array path."""
+    s = np.sort(a, axis=-1)
+    n = np.isfinite(a).sum(axis=-1, keepdims=True)
+    lo = np.take_along_axis(s, np.clip((n - 1) // 2, 0, None), axis=-1)
+    hi = np.take_along_axis(s, np.clip(n // 2, 0, None), axis=-1)
+    return np.where(n > 0, 0.5 * (lo + hi), np.nan)
+
+
 def _robust_sigma(resid: np.ndarray) -> np.ndarray:
-    med = np.nanmedian(resid, axis=-1, keepdims=True)
-    return 1.4826 * np.nanmedian(np.abs(resid - med), axis=-1)
+    """1.4826 · MAD over the last axis, ignoring NaN."""
+    med = _nanmedian_last(resid)
+    return 1.4826 * _nanmedian_last(np.abs(resid - med))[..., 0]
 
 
 def _pixels(
@@ -226,8 +239,12 @@ def _pixels(
     beta = np.linalg.solve(A[:, None, :, :], B[..., None])[..., 0]  # (n, V, P)
     pred = np.einsum("tp,nvp->nvt", X, beta)
     resid = Yk - pred
+    # the robust spread is needed only for the detection indices and NDVI (the NBR support test);
+    # the typing variables use the model's prediction, not their z-scores
+    need = sorted({*det_vars, 0})
+    sigma = np.full(resid.shape[:2], np.nan)
     with _quiet():
-        sigma = _robust_sigma(np.where(Wk[:, None, :], resid, np.nan))  # (n, V)
+        sigma[:, need] = _robust_sigma(np.where(Wk[:, None, :], resid[:, need], np.nan))  # (n, V)
         base_mean = np.nanmean(np.where(Wk[:, None, :], Yk, np.nan), axis=2)
     floors = np.array([SIGMA_FLOOR[v] for v in STACK_VARS])
     sigma = np.maximum(np.nan_to_num(sigma, nan=0.0), floors[None, :])
@@ -248,11 +265,9 @@ def _pixels(
     anom &= Wmk
     # the seasonal model is trusted only where it was fitted: a clear baseline look within
     # SEASON_SUPPORT_DAYS of the same day of year (no extrapolation into unseen seasons)
-    base_doy = np.where(Wk, doys[None, :], np.nan)  # (m, T)
-    for ti in np.flatnonzero(in_mon):
-        gap = np.abs(base_doy - doys[ti])
-        gap = np.minimum(gap, 365.25 - gap)
-        anom[:, ti] &= np.nanmin(np.where(np.isfinite(gap), gap, np.inf), axis=1) <= SEASON_SUPPORT_DAYS
+    gap = np.abs(doys[:, None] - doys[None, :])  # (T, T) days of year apart
+    near = (np.minimum(gap, 365.25 - gap) <= SEASON_SUPPORT_DAYS).astype("float32")
+    anom &= (Wk.astype("float32") @ near) > 0  # any clear baseline look near each date's doy
 
     # confirmation: `consecutive` anomalous clear observations in a row (unclear ones skipped);
     # withdrawal: RECOVERY normal clear observations in a row after confirmation (snow, floods,
@@ -295,8 +310,8 @@ def _pixels(
         with _quiet():
             zmean = np.nanmean(zc, axis=2)  # (m, V)
             dmean = np.nanmean(np.where(conf[:, None, :], drop, np.nan), axis=2)
-            post_obs = np.where((Wmk & after)[:, None, :], Yk, np.nan)
-            post = np.nanmedian(post_obs, axis=2)
+            post = np.full(zmean.shape, np.nan)  # (m, V): median of the clear looks since the date
+            post[dist] = _nanmedian_last(np.where((Wmk & after)[dist][:, None, :], Yk[dist], np.nan))[..., 0]
         det = np.array(det_vars)
         zdet = np.where(np.isfinite(zmean[:, det]), zmean[:, det], -np.inf)
         trig = det[np.argmax(zdet, axis=1)]

@@ -310,4 +310,19 @@ class Register:
                 problems.append(f"review_history: row seq {row['seq']} (alert {row['alert_id']}) was edited after it was written")
             prev = row["row_hash"]
             expected_seq += 1
+        problems += self._status_matches_history()
         return problems
+
+    def _status_matches_history(self) -> list[str]:
+        """Each alert's status must be where its history leaves it (``new`` with no history):
+        catches a deleted last row, which the chain alone cannot, and a status edited in place."""
+        alerts = self.alerts()
+        if alerts.empty:
+            return []
+        last = self.history().groupby("alert_id")["to_status"].last() if not self.history().empty else pd.Series(dtype=str)
+        out = []
+        for aid, status in zip(alerts["alert_id"], alerts["status"], strict=True):
+            expected = last.get(aid, "new")
+            if status != expected:
+                out.append(f"alerts: alert {aid} has status '{status}' but its review history ends at '{expected}' (a history row was deleted or the status edited)")
+        return out

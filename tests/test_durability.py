@@ -92,3 +92,13 @@ def test_a_later_scan_keeps_ids_and_reviews_and_adds_new_alerts(small_config, sm
     assert all("20231231" in s for s in alerts.loc[ids_june, "scan_ids"])
     assert len(Register(reg).scans()) == 2 and Register(reg).verify_history() == []
     assert full.alerts["alert_id"].is_unique
+
+
+def test_a_scheduled_rerun_with_no_new_scene_redoes_nothing(small_scan, small_config, small_scenes):
+    """cron runs the same config into the same folder: same scenes found ⇒ nothing redone."""
+    out = small_scan.out_dir
+    before = {p: p.read_bytes() for p in (small_scan.register, out / "manifest.json", out / "alerts.geojson")}
+    res = run_scan(small_config, out, config_text=Path(small_scenes.config).read_text(encoding="utf-8"))
+    assert res.up_to_date
+    assert sorted(res.alerts["alert_id"]) == sorted(small_scan.alerts["alert_id"])
+    assert all(p.read_bytes() == b for p, b in before.items())

@@ -111,3 +111,41 @@ def test_a_dismissed_alert_that_keeps_growing_is_flagged_not_reopened(register):
     row = merged.set_index("alert_id").loc["Z2-20230701-1"]
     assert row["status"] == "dismissed"
     assert row["recheck"] == 1
+
+
+def test_deleting_the_last_history_row_is_caught_by_the_alert_status(register):
+    """The chain alone cannot see a truncated tail; the alert's status still points past it."""
+    register.review("Z1-20230501-1", to_status="under_review", by="王工")
+    register.review("Z1-20230501-1", to_status="dismissed", by="李工", note="shadow")
+    assert register.verify_history() == []
+    with sqlite3.connect(register.path) as con:
+        con.execute("DELETE FROM review_history WHERE seq = 2")
+    problems = register.verify_history()
+    assert problems == [
+        "alerts: alert Z1-20230501-1 has status 'dismissed' but its review history ends at 'under_review' "
+        "(a history row was deleted or the status edited)"
+    ]
+
+
+def test_verify_cli_names_an_edited_and_a_deleted_row(small_scan, tmp_path):
+    """`redline verify` on a real scan's register: one row edited and another deleted with sqlite3."""
+    import shutil
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    shutil.copytree(small_scan.out_dir, out)
+    reg = Register(out / "register.gpkg")
+    ids = sorted(reg.alerts()["alert_id"])
+    for aid in ids[:2]:
+        reg.review(aid, to_status="under_review", by="王工")
+        reg.review(aid, to_status="field_check", by="王工")
+    run = [sys.executable, "-m", "redline.cli", "verify", str(out), "--register", str(reg.path)]
+    assert subprocess.run(run, capture_output=True, text=True).returncode == 0
+    with sqlite3.connect(reg.path) as con:
+        con.execute("UPDATE review_history SET note = 'changed later' WHERE seq = 1")
+        con.execute("DELETE FROM review_history WHERE seq = 3")
+    res = subprocess.run(run, capture_output=True, text=True)
+    assert res.returncode == 1
+    assert "row seq 1 (alert" in res.stderr and "was edited" in res.stderr
+    assert "row seq 4 where 3 was expected" in res.stderr

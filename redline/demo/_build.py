@@ -52,9 +52,10 @@ class Preset:
     monitor: tuple[str, str]
     zones: tuple[str, ...]
     events: tuple[E.EventRequest, ...]
+    conditions: SC.Conditions = SC.Conditions()
 
 
-_ALL_ZONES = tuple(z.code for z in L.ZONES)
+_ALL_ZONES = tuple(z.code for z in L.ZONES if z.code != "510181-HX-0006")  # the five mountain zones
 _R = E.EventRequest
 
 # A 10-day step between scenes: each Sentinel-2 satellite repeats its ground track every
@@ -87,6 +88,24 @@ PRESETS: dict[str, Preset] = {
             _R("clearing", 1, False, (8000, 20000)),
             _R("clearing", 1, True, (2000, 3000)),
         ),
+    ),
+    # Harder than the demo, for scoring only (never for tuning): ~30 % of the nearly-clear
+    # dates turned cloudy, a zone of cropland on the plain, burns that green up again within
+    # weeks (ceiling 0.75 green cover, e-folding 60 days), quarries that grow slowly (90–150
+    # days between stages), and a swath edge shifted west so ~22 % of every second scene is no data.
+    "hard": Preset(
+        "hard", 320, dt.date(2021, 1, 5), dt.date(2023, 12, 31), 10, ("2021-01-01", "2022-12-31"), ("2023-01-01", "2023-12-31"),
+        (*_ALL_ZONES, "510181-HX-0006"),
+        (
+            _R("clearing", 2, True, (8000, 60000)),
+            _R("construction", 3, True, (8000, 40000)),
+            _R("mining", 2, True, (10000, 45000), (3, 6)),
+            _R("fire", 2, True, (15000, 60000), (3, 9)),
+            _R("water_loss", 2, True, (8000, 30000), (4, 10)),
+            _R("clearing", 2, False, (8000, 40000)),
+            _R("clearing", 2, True, (2000, 3000)),
+        ),
+        SC.Conditions(cloud_boost=0.3, corner_line=((1.0, 0.10), (0.60, 1.0)), fire_regrowth=(0.75, 60.0), quarry_gap_days=(90.0, 150.0)),
     ),
 }
 
@@ -139,10 +158,11 @@ def write_cog(path: Path, data: np.ndarray, res: float) -> None:
         dst.write(data, 1)
 
 
-def _footprint(n: int, clipped: bool) -> tuple[dict, list[float]]:
-    """Valid-data footprint (GeoJSON, EPSG:4326) and its bbox; clipped scenes lose the corner."""
+def _footprint(n: int, clipped: bool, line: tuple[tuple[float, float], tuple[float, float]] = SC.CORNER_LINE) -> tuple[dict, list[float]]:
+    """Valid-data footprint (GeoJSON, EPSG:4326) and its bbox; clipped scenes lose the corner
+    beyond ``line`` (east edge → south edge)."""
     size = n * L.RES
-    (u0, v0), (u1, v1) = SC.CORNER_LINE
+    (u0, v0), (u1, v1) = line
     uv = [(0, 0), (1, 0), (u0, v0), (u1, v1), (0, 1)] if clipped else [(0, 0), (1, 0), (1, 1), (0, 1)]
     to_ll = Transformer.from_crs(L.EPSG, 4326, always_xy=True)
     ring = [[round(c, 7) for c in to_ll.transform(*L.to_utm(u, v, size))] for u, v in uv]
@@ -200,7 +220,7 @@ detection: {{min_area_m2: {int(MMU_M2)}}}
     (tmp / "scan.yml").write_text(text, encoding="utf-8")
 
 
-def _write_scene(tmp: Path, root: Path, r: SC.Rendered, acq: SC.Acquisition, n: int, centroid: tuple[float, float]) -> dict:
+def _write_scene(tmp: Path, root: Path, r: SC.Rendered, acq: SC.Acquisition, n: int, centroid: tuple[float, float], line: tuple = SC.CORNER_LINE) -> dict:
     """Write one scene's COGs under ``tmp`` and return its Item (hrefs point into ``root``)."""
     iid = ST.item_id(acq.platform, ST.sensing_time(acq.date, acq.relative_orbit))
     folder = tmp / "cogs" / iid
@@ -208,7 +228,7 @@ def _write_scene(tmp: Path, root: Path, r: SC.Rendered, acq: SC.Acquisition, n: 
     data = {**{k: r.dn10[i] for i, k in enumerate(("blue", "green", "red", "nir"))}, "swir16": r.dn20[0], "swir22": r.dn20[1], "scl": r.scl}
     for key, arr in data.items():
         write_cog(folder / f"{key}.tif", arr, L.RES * n / arr.shape[0])
-    footprint, bbox = _footprint(n, acq.clipped)
+    footprint, bbox = _footprint(n, acq.clipped, line)
     item = ST.make_item(platform=acq.platform, relative_orbit=acq.relative_orbit, day=acq.date, scl=r.scl,
                         files={k: folder / f"{k}.tif" for k in data}, n=n, footprint=footprint, bbox=bbox,
                         centroid=centroid, version=GENERATOR_VERSION)
@@ -234,16 +254,18 @@ def _generate(tmp: Path, root: Path, p: Preset, seed: int) -> int:
     land = L.build_landscape(_rng(seed, _LANDSCAPE), n, p.zones)
     acqs = acquisitions(p)
     monitor_year = int(p.monitor[0][:4])
-    corner = SC.nodata_corner(n)
+    cond = p.conditions
+    corner = SC.nodata_corner(n, cond.corner_line)
     forbidden = ndimage.binary_dilation(corner, iterations=4)  # no event within 40 m of the swath edge
-    events = E.place_events(_rng(seed, _EVENTS), land, p.events, [a.date for a in acqs if a.date.year == monitor_year], forbidden)
+    events = E.place_events(_rng(seed, _EVENTS), land, p.events, [a.date for a in acqs if a.date.year == monitor_year], forbidden,
+                            quarry_gap_days=cond.quarry_gap_days)
     jitter = {y: S.crop_jitter(_rng(seed, _CROPS, y), land.rotation.size) for y in sorted({a.date.year for a in acqs})}
-    surface = SC.Surface(land, jitter, events)
+    surface = SC.Surface(land, jitter, events, cond)
     centroid = Transformer.from_crs(L.EPSG, 4326, always_xy=True).transform(*L.to_utm(0.5, 0.5, n * L.RES))
     items = []
     for acq in acqs:
         rendered = SC.render(_rng(seed, _SCENE, acq.index), acq, surface, corner)
-        items.append(_write_scene(tmp, root, rendered, acq, n, centroid))
+        items.append(_write_scene(tmp, root, rendered, acq, n, centroid, cond.corner_line))
     text = json.dumps({"type": "FeatureCollection", "features": items}, ensure_ascii=False, indent=1)
     (tmp / "items.json").write_text(text, encoding="utf-8")
     _, grid_bbox = _footprint(n, False)
@@ -273,7 +295,8 @@ def generate_demo(out_dir: Path | str, *, preset: str = "demo", seed: int = 2023
         Folder of the build: created, or replaced if it holds an older build. A non-empty
         folder that is not a build is refused (FileExistsError).
     preset
-        ``demo`` (320 px, 2021–2023, 110 scenes) or ``small`` (160 px, 2022–2023, 73 scenes).
+        ``demo`` (320 px, 2021–2023, 110 scenes), ``small`` (160 px, 2022–2023, 73 scenes) or
+        ``hard`` (the demo size under harder conditions, for scoring: see :data:`PRESETS`).
     seed
         Seed of every random draw; the same seed gives the same pixels.
     """

@@ -171,6 +171,8 @@ def place_events(
     requests: tuple[EventRequest, ...],
     monitor_dates: list[dt.date],
     forbidden: np.ndarray,
+    *,
+    quarry_gap_days: tuple[float, float] = (40.0, 75.0),
 ) -> list[Event]:
     """Place the requested events; ids E01, E02, … in request order.
 
@@ -186,7 +188,7 @@ def place_events(
             if req.type == "mining":
                 later = [d for d in monitor_dates if d > start]
                 steps = [start]
-                for gap in rng.uniform(40, 75, 2):
+                for gap in rng.uniform(*quarry_gap_days, 2):
                     nxt = [d for d in later if (d - steps[-1]).days >= gap]
                     if nxt:
                         steps.append(nxt[0])
@@ -204,13 +206,14 @@ def _growing(doy: float) -> float:
     return 0.2 + 0.8 * S.double_logistic(doy, 95, 12, 300, 12)
 
 
-def disturbed_spectrum(kind: str, days: int, doy: float) -> np.ndarray:
+def disturbed_spectrum(kind: str, days: int, doy: float, *, fire_regrowth: tuple[float, float] = (0.30, 200.0)) -> np.ndarray:
     """Surface reflectance (6,) of a disturbed pixel ``days`` days after the event started.
 
     clearing     forest → bare soil with a little weed regrowth (NDVI ≈ 0.2–0.3, BSI high)
     construction bare earthworks for ~6 weeks, then concrete/roofs take over (NDBI > 0)
     mining       fresh limestone, bright in all bands (0.26–0.40)
-    fire         char (NBR < 0), then slow partial regrowth (green cover ≤ ~0.3 after a year)
+    fire         char (NBR < 0), then partial regrowth (green cover → ``fire_regrowth[0]`` with an
+                 e-folding time of ``fire_regrowth[1]`` days; by default ≤ ~0.3 after a year)
     water_loss   wet mud drying out, weeds later (MNDWI < 0 from the first date)
     """
     g = _growing(doy)
@@ -223,7 +226,8 @@ def disturbed_spectrum(kind: str, days: int, doy: float) -> np.ndarray:
     if kind == "mining":
         return S.BRIGHT_ROCK.copy()
     if kind == "fire":
-        f = 0.30 * (1 - np.exp(-days / 200.0)) * g
+        ceiling, tau = fire_regrowth
+        f = ceiling * (1 - np.exp(-days / tau)) * g
         ash = 0.4 * (1 - np.exp(-days / 150.0))  # char weathers to litter-grey
         back = (1 - ash) * S.CHAR + ash * S.LITTER
         return f * S.GREEN_GRASS + (1 - f) * back

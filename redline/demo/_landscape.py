@@ -98,6 +98,10 @@ ZONES = (
     ZoneSpec("510182-HX-0004", "白鹿山水土保持生态保护红线", "水土保持", "510182", ellipses=HILLS),
     ZoneSpec("510182-HX-0005", "银厂沟生物多样性维护生态保护红线", "生物多样性维护", "510182",
              outline=((0.74, 0.02), (0.98, 0.02), (0.98, 0.24), (0.86, 0.27), (0.75, 0.17))),
+    # Only in the ``hard`` preset: a zone on the irrigated plain, mostly double-crop cropland, so
+    # that crop cycles (and their jittered dates) lie inside a zone.
+    ZoneSpec("510181-HX-0006", "都江堰灌区水土保持生态保护红线", "水土保持", "510181",
+             outline=((0.05, 0.88), (0.20, 0.875), (0.25, 0.97), (0.05, 0.975))),
 )
 
 

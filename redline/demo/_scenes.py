@@ -67,6 +67,22 @@ CORNER_LINE = ((1.0, 0.25), (0.72, 1.0))
 
 
 @dataclass(frozen=True)
+class Conditions:
+    """What makes a landscape harder than the demo's (defaults: the demo's own conditions).
+
+    ``cloud_boost`` moves that share of the nearly-clear probability of every month to the
+    cloudy class (0.3 → about 27 % instead of 38 % nearly-clear dates); ``corner_line`` is the
+    swath edge of the second orbit, from a point on the east edge (u = 1) to one on the south
+    edge (v = 1); ``fire_regrowth`` is (green-cover ceiling, e-folding days) of the regrowth
+    after a burn; ``quarry_gap_days`` the range of days between a quarry's growth stages."""
+
+    cloud_boost: float = 0.0
+    corner_line: tuple[tuple[float, float], tuple[float, float]] = CORNER_LINE
+    fire_regrowth: tuple[float, float] = (0.30, 200.0)
+    quarry_gap_days: tuple[float, float] = (40.0, 75.0)
+
+
+@dataclass(frozen=True)
 class Acquisition:
     """A scene's date and viewing: ``clipped`` scenes lose the no-data corner."""
 
@@ -87,11 +103,12 @@ class Rendered:
     cloud_fraction: float  # drawn target (0–1), before labelling
 
 
-def nodata_corner(n: int) -> np.ndarray:
+def nodata_corner(n: int, line: tuple[tuple[float, float], tuple[float, float]] = CORNER_LINE) -> np.ndarray:
     """Pixels beyond the swath edge of the second orbit (bool, n × n): the south-east corner
-    cut by a line parallel to a descending ground track (~20° off north), ~10.5 % of the tile."""
+    cut by a line parallel to a descending ground track (~20° off north), ~10.5 % of the tile
+    with the default ``line``."""
     v, u = (np.mgrid[0:n, 0:n] + 0.5) / n
-    (u0, v0), (u1, v1) = CORNER_LINE
+    (u0, v0), (u1, v1) = line
     return u > u0 + (u1 - u0) * (v - v0) / (v1 - v0)
 
 
@@ -115,8 +132,12 @@ def to_dn(refl: np.ndarray) -> np.ndarray:
 class Surface:
     """Renders the undisturbed and disturbed surface reflectance of a date."""
 
-    def __init__(self, land: L.Landscape, jitter_by_year: dict[int, dict[str, np.ndarray]], events: list[E.Event]) -> None:
+    def __init__(
+        self, land: L.Landscape, jitter_by_year: dict[int, dict[str, np.ndarray]], events: list[E.Event],
+        conditions: Conditions = Conditions(),
+    ) -> None:
         self.land = land
+        self.conditions = conditions
         self.jitter = jitter_by_year
         self.crop = np.flatnonzero(land.lc.ravel() == L.CROP)
         self.crop_field = land.field.ravel()[self.crop]
@@ -155,7 +176,7 @@ class Surface:
         for e in self.events:
             if day < e.start:
                 continue
-            spec = E.disturbed_spectrum(e.type, (day - e.start).days, doy)
+            spec = E.disturbed_spectrum(e.type, (day - e.start).days, doy, fire_regrowth=self.conditions.fire_regrowth)
             active = [i for i, (d, _) in enumerate(e.stages) if d <= day]
             for i in active:  # nested growth stages: paint each started extent
                 r, c, cov = self.cov[(e.event_id, i)]
@@ -165,9 +186,11 @@ class Surface:
 
 
 # --- atmosphere ------------------------------------------------------------------------
-def cloud_fraction(rng: np.random.Generator, month: int) -> float:
-    """Draw a scene cloud fraction (0–1) from :data:`CLOUD_CLIMATE`."""
+def cloud_fraction(rng: np.random.Generator, month: int, boost: float = 0.0) -> float:
+    """Draw a scene cloud fraction (0–1) from :data:`CLOUD_CLIMATE`; ``boost`` moves that share
+    of the nearly-clear probability to the cloudy class (same random draws)."""
     p_clear, p_partly, _ = CLOUD_CLIMATE[month]
+    p_clear *= 1.0 - boost
     r = rng.random()
     if r < p_clear:
         return float(rng.uniform(0.0, 0.05)) if rng.random() < 0.6 else 0.0
@@ -220,10 +243,10 @@ def _missed_ring(rng: np.random.Generator, opacity: np.ndarray) -> np.ndarray:
     return np.where(ring, rng.uniform(0.10, 0.20), 0.0).astype("float32")
 
 
-def atmosphere(rng: np.random.Generator, n: int, day: dt.date, elevation: np.ndarray) -> tuple[Atmosphere, float]:
+def atmosphere(rng: np.random.Generator, n: int, day: dt.date, elevation: np.ndarray, cloud_boost: float = 0.0) -> tuple[Atmosphere, float]:
     """Draw the atmosphere of ``day``; returns the layers and the drawn cloud fraction."""
     zeros = np.zeros((n, n), dtype="float32")
-    cf = cloud_fraction(rng, day.month)
+    cf = cloud_fraction(rng, day.month, cloud_boost)
     missed = zeros
     if cf > 0.0:
         opacity, top, shadow = _clouds(rng, n, cf)
@@ -295,7 +318,7 @@ def scene_classification(refl20: np.ndarray, atm: Atmosphere, nodata20: np.ndarr
 def render(rng: np.random.Generator, acq: Acquisition, surface: Surface, corner: np.ndarray) -> Rendered:
     """Render one acquisition to DN and SCL."""
     n = surface.land.n
-    atm, cf = atmosphere(rng, n, acq.date, surface.land.elevation)
+    atm, cf = atmosphere(rng, n, acq.date, surface.land.elevation, surface.conditions.cloud_boost)
     refl = observe(surface.disturbed(acq.date), atm)
     refl20 = block_mean(refl[4:6])
     noise10 = rng.standard_normal((4, n, n), dtype="float32") * (NOISE_A + NOISE_B * np.abs(refl[:4]))

@@ -1,0 +1,77 @@
+"""A scan through an existing Dask cluster: a real `dask scheduler` and two `dask worker`
+processes on loopback give the same alerts as the LocalCluster run."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from redline.scan import run_scan
+
+DASK = str(Path(sys.executable).with_name("dask"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    from distributed import Client
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+    for i in range(2):
+        procs.append(subprocess.Popen(
+            [DASK, "worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard", "--name", f"w{i}",
+             "--local-directory", str(tmp_path / f"w{i}")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))
+    with Client(address, timeout="30s") as client:
+        client.wait_for_workers(2, timeout=90)
+    try:
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.mark.slow
+def test_a_scan_on_a_real_scheduler_and_two_workers_equals_the_local_run(cluster, small_config, small_scan, tmp_path):
+    from distributed import Client
+
+    out = tmp_path / "out"
+    res = run_scan(small_config.model_copy(update={"register_path": tmp_path / "reg.gpkg"}), out, scheduler=cluster)
+    with Client(cluster) as client:
+        assert len(client.scheduler_info()["workers"]) == 2
+    cols = ["alert_id", "zone_id", "first_detected", "last_observed", "disturbance_type", "confidence", "area_m2", "n_observations"]
+    local = small_scan.alerts[cols].sort_values("alert_id").reset_index(drop=True)
+    remote = res.alerts[cols].sort_values("alert_id").reset_index(drop=True)
+    assert len(local) > 0
+    assert remote.equals(local)
+    assert (out / "rasters" / "disturbance_date.tif").read_bytes() == (small_scan.out_dir / "rasters" / "disturbance_date.tif").read_bytes()
+    shutil.rmtree(out)
