@@ -144,10 +144,10 @@ def _relative_file(out_dir: Path, rel: object) -> str | None:
     return p.as_posix() if (out_dir / p).is_file() else None
 
 
-def _img(rel: str, caption: str) -> str:
+def _img(rel: str, caption: str, width: int = 160) -> str:
     src = esc(quote(rel))
     return (f'<figure style="display:inline-block;margin:2px 4px 0 0"><a href="{src}" target="_blank">'
-            f'<img src="{src}" width="160" alt="{esc(caption)}"></a><figcaption style="font-size:11px">{esc(caption)}</figcaption></figure>')
+            f'<img src="{src}" width="{width}" alt="{esc(caption)}"></a><figcaption style="font-size:11px">{esc(caption)}</figcaption></figure>')
 
 
 def _popup_html(a: Mapping[str, Any], out_dir: Path, review: Mapping[str, Any] | None) -> str:
@@ -181,13 +181,13 @@ def _popup_html(a: Mapping[str, Any], out_dir: Path, review: Mapping[str, Any] |
 
     aid = _text(a.get("alert_id"))
     images = []
-    for rel, caption in (
-        (_relative_file(out_dir, a.get("chip_before")) or _relative_file(out_dir, f"chips/{aid}_before.png"), "before 变化前"),
-        (_relative_file(out_dir, a.get("chip_after")) or _relative_file(out_dir, f"chips/{aid}_after.png"), "after 变化后"),
-        (_relative_file(out_dir, f"figures/{aid}.png"), "index time series 指数时序"),
+    for rel, caption, width in (
+        (_relative_file(out_dir, a.get("chip_before")) or _relative_file(out_dir, f"chips/{aid}_before.png"), "before 变化前", 160),
+        (_relative_file(out_dir, a.get("chip_after")) or _relative_file(out_dir, f"chips/{aid}_after.png"), "after 变化后", 160),
+        (_relative_file(out_dir, f"figures/{aid}.png"), "index time series 指数时序", 400),
     ):
         if rel:
-            images.append(_img(rel, caption))
+            images.append(_img(rel, caption, width))
     return f"<div class='redline-popup' style='font-size:12px'><table>{table}</table>{''.join(images)}</div>"
 
 

@@ -68,6 +68,20 @@ def _save(fig: plt.Figure, png: Path) -> list[Path]:
     return out
 
 
+def _draw(ax, geoms, *, edge: str, fill: str | None = None, lw: float = 1.0, ls: str = "-") -> None:
+    """Outline (and fill) polygons on an axes with plain matplotlib (no geopandas ``plot``, whose
+    per-call redraw dominates the render time)."""
+    for geom in geoms:
+        for poly in getattr(geom, "geoms", [geom]):
+            if poly.geom_type != "Polygon" or poly.is_empty:
+                continue
+            for ring in (poly.exterior, *poly.interiors):
+                x, y = ring.xy
+                if fill is not None and ring is poly.exterior:
+                    ax.fill(x, y, color=fill, lw=0)
+                ax.plot(x, y, color=edge, lw=lw, ls=ls)
+
+
 def _zone_pixels(raster: Path, geom_4326) -> np.ndarray:
     """Finite pixel values of a single-band raster inside a polygon given in EPSG:4326."""
     with rasterio.open(raster) as src:
@@ -138,11 +152,11 @@ def render_zone_figure(out_dir: Path, zone: pd.Series, geom_4326, alerts: gpd.Ge
             cax = axes[0, 1]
             lim = float(np.nanpercentile(np.abs(diff), 98)) if np.isfinite(diff).any() else 0.1
             im = cax.imshow(diff, extent=extent, cmap="RdYlGn", vmin=-max(lim, 0.05), vmax=max(lim, 0.05), interpolation="nearest")
-            zg = gpd.GeoSeries([geom_4326], crs=4326).to_crs(crs)
-            zg.boundary.plot(ax=cax, color="#222222", lw=1)
+            _draw(cax, gpd.GeoSeries([geom_4326], crs=4326).to_crs(crs), edge="#222222", lw=1)
             if not alerts.empty:
-                for kind, group in alerts.to_crs(crs).groupby(alerts["disturbance_type"].where(alerts["disturbance_type"].isin(_TYPES), "other")):
-                    group.boundary.plot(ax=cax, color=TYPE_STYLE[kind].colour, lw=1.6)
+                kinds = alerts["disturbance_type"].where(alerts["disturbance_type"].isin(_TYPES), "other")
+                for geom, kind in zip(alerts.to_crs(crs).geometry, kinds):
+                    _draw(cax, [geom], edge=TYPE_STYLE[kind].colour, lw=1.6)
             cax.set_xlim(extent[0], extent[1])
             cax.set_ylim(extent[2], extent[3])
             cax.set_title("NDVI change 变化 (monitor − baseline)", fontsize=8)
@@ -213,18 +227,17 @@ def render_overview(out_dir: Path, zones: gpd.GeoDataFrame, alerts: gpd.GeoDataF
         cats = category_colours(z["category"] if "category" in z else [])
         handles = []
         for cat, colour in cats.items():
-            z[z["category"].astype(str) == cat].boundary.plot(ax=ax, color=colour, lw=1.6)
+            _draw(ax, z.geometry[z["category"].astype(str) == cat], edge=colour, lw=1.6)
             handles.append(Patch(facecolor="none", edgecolor=colour, label=cat))
         rest = z[~z["category"].astype(str).isin(cats)] if "category" in z else z
-        if not rest.empty:
-            rest.boundary.plot(ax=ax, color="#31a354", lw=1.6)
+        _draw(ax, rest.geometry, edge="#31a354", lw=1.6)
         if admin is not None and not admin.empty:
-            admin.to_crs(3857).boundary.plot(ax=ax, color="#333333", lw=1, linestyle="--")
+            _draw(ax, admin.to_crs(3857).geometry, edge="#333333", lw=1, ls="--")
         if not alerts.empty:
             a = alerts.to_crs(3857)
             kinds = a["disturbance_type"].where(a["disturbance_type"].isin(_TYPES), "other")
-            for kind, group in a.groupby(kinds):
-                group.plot(ax=ax, color=TYPE_STYLE[kind].colour, edgecolor="#ff0000", lw=0.8)
+            for kind in [k for k in _TYPES if k in set(kinds)]:
+                _draw(ax, a.geometry[kinds == kind], edge="#ff0000", fill=TYPE_STYLE[kind].colour, lw=0.8)
                 handles.append(Patch(facecolor=TYPE_STYLE[kind].colour, edgecolor="#ff0000", label=TYPE_STYLE[kind].label))
         w, s, e, n = z.total_bounds
         pad = 0.05 * max(e - w, n - s)
