@@ -35,6 +35,13 @@ def cjk_families() -> list[str]:
 
 @contextlib.contextmanager
 def figure_fonts() -> Iterator[None]:
-    """A matplotlib rc context whose sans-serif text falls back to an installed CJK font."""
-    with matplotlib.rc_context({"font.family": ["DejaVu Sans", *cjk_families()], "axes.unicode_minus": False}):
+    """A matplotlib rc context whose text falls back to an installed CJK font; SVGs keep text as
+    text (selectable, searchable, small), drawn by the viewer's fonts like the pages."""
+    with matplotlib.rc_context({"font.family": ["DejaVu Sans", *cjk_families()], "axes.unicode_minus": False, "svg.fonttype": "none"}):
         yield
+
+
+def plain(text: object) -> str:
+    """Text from an input file for a matplotlib label: ``$`` escaped so that a name is never
+    parsed as mathtext (two ``$`` would start a formula, and a bad one raises)."""
+    return str(text).replace("$", r"\$")

@@ -53,7 +53,7 @@ TIANDITU_NAME = "天地图影像 Tianditu imagery (online 在线)"
 TIANDITU_LABEL_NAME = "天地图注记 Tianditu labels (online 在线)"
 TIANDITU_URL = ("https://t{s}.tianditu.gov.cn/%s_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=%s&STYLE=default"
                 "&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk=%s")
-TIANDITU_ATTR = "&copy; 天地图 Tianditu, GS(2024)0568"
+TIANDITU_ATTR = "&copy; 天地图 Tianditu (www.tianditu.gov.cn)"
 #: display simplification of zone and county outlines, in degrees (about 2 m); alerts are exact
 SIMPLIFY_DEG = 2e-5
 #: panes keep the drawing order fixed when layers are toggled: alerts over counties over zones over the image

@@ -20,6 +20,7 @@ from urllib.parse import quote
 import geopandas as gpd
 import jinja2
 import pandas as pd
+from rasterio.errors import RasterioError
 
 from maps._fonts import CSS_FONT_STACK
 from maps._map import COMPOSITE_PNG, MAP_HTML, _latest_reviews, _missing, _read_alerts, _read_layer, _relative_file, _text
@@ -154,7 +155,11 @@ def render_report(out_dir: Path, *, register: Path | None = None, pdf: bool = Fa
         for _, z in zrows.sort_values("zone_id").iterrows():
             zid = str(z["zone_id"])
             za = alerts[alert_key.values == zid].sort_values("alert_id") if not alerts.empty else alerts
-            fig = render_zone_figure(out_dir, z, geoms.get(zid), za)
+            try:
+                fig = render_zone_figure(out_dir, z, geoms.get(zid), za)
+            except (ValueError, OSError, RasterioError) as exc:  # one zone's figure must not cost the report
+                log.warning("zone %s: trend figure not drawn (%s)", zid, exc)
+                fig = []
             written += fig
             zone_blocks.append({
                 "anchor": f"zone-{safe_name(zid)}", "row": _zone_row(z, stems, zgrades), "figure": _relative(out_dir, fig),

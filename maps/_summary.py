@@ -27,7 +27,7 @@ import rasterio  # noqa: E402
 import rasterio.mask  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from maps._fonts import figure_fonts  # noqa: E402
+from maps._fonts import figure_fonts, plain  # noqa: E402
 from maps._style import TYPE_STYLE, category_colours  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def render_zone_figure(out_dir: Path, zone: pd.Series, geom_4326, alerts: gpd.Ge
         ax.set_ylabel("zonal mean (growing season)")
         obs = zone.get("valid_obs_fraction")
         obs_txt = f" · observed 有效观测 {100 * float(obs):.0f} %" if pd.notna(obs) else ""
-        ax.set_title(f"{zone.get('zone_name', '')} ({zone['zone_id']}){obs_txt}", fontsize=8)
+        ax.set_title(plain(f"{zone.get('zone_name', '')} ({zone['zone_id']})") + obs_txt, fontsize=8)
         if stems or pd.notna(zone.get("fvc_monitor")):
             ax.legend(fontsize=7, loc="best")
         if str(zone.get("status")) == "not_observed":
@@ -175,7 +175,7 @@ def render_county_figure(out_dir: Path, admin: pd.Series, zones: pd.DataFrame) -
     pair present), with zones not observed marked. ``admin`` is an ``admin_stats.csv`` row and
     ``zones`` its ``zone_stats.csv`` rows."""
     zones = zones.sort_values("zone_id").reset_index(drop=True)
-    labels = [f"{z}{' *' if s == 'not_observed' else ''}" for z, s in zip(zones["zone_id"].astype(str), zones.get("status", pd.Series([""] * len(zones))))]
+    labels = [plain(f"{z}{' *' if s == 'not_observed' else ''}") for z, s in zip(zones["zone_id"].astype(str), zones.get("status", pd.Series([""] * len(zones))))]
     y = np.arange(len(zones))
     stems = index_pairs(zones.columns)
     with figure_fonts():
@@ -206,7 +206,7 @@ def render_county_figure(out_dir: Path, admin: pd.Series, zones: pd.DataFrame) -
         total = int(admin.get("alerts_total", 0) or 0)
         name = admin.get("admin_name")
         name = "" if pd.isna(name) else str(name)
-        fig.suptitle(f"{name} ({admin['admin_id']}) · {len(zones)} zones 红线区 · {total} alerts 预警"
+        fig.suptitle(plain(f"{name} ({admin['admin_id']})") + f" · {len(zones)} zones 红线区 · {total} alerts 预警"
                      + ("   * not observed 未有效观测" if any(l.endswith(" *") for l in labels) else ""), fontsize=10)
         fig.tight_layout()
         return _save(fig, out_dir / FIGURE_DIR / f"county_{safe_name(admin['admin_id'])}.png")
@@ -228,7 +228,7 @@ def render_overview(out_dir: Path, zones: gpd.GeoDataFrame, alerts: gpd.GeoDataF
         handles = []
         for cat, colour in cats.items():
             _draw(ax, z.geometry[z["category"].astype(str) == cat], edge=colour, lw=1.6)
-            handles.append(Patch(facecolor="none", edgecolor=colour, label=cat))
+            handles.append(Patch(facecolor="none", edgecolor=colour, label=plain(cat)))
         rest = z[~z["category"].astype(str).isin(cats)] if "category" in z else z
         _draw(ax, rest.geometry, edge="#31a354", lw=1.6)
         if admin is not None and not admin.empty:

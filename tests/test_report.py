@@ -225,3 +225,48 @@ def test_print_pdf_without_chromium_returns_none(report_dir, monkeypatch):
     monkeypatch.setenv("PATH", str(report_dir))  # no chromium on this PATH
     assert print_pdf(render_report(report_dir)[0], report_dir / "report.pdf") is None
     assert not (report_dir / "report.pdf").exists()
+
+
+def _svg_texts(path: Path) -> list[str]:
+    """The text elements of a matplotlib SVG (text kept as text), XML-unescaped."""
+    import html
+
+    return [html.unescape(t) for t in re.findall(r"<text[^>]*>([^<]*)</text>", path.read_text(encoding="utf-8"))]
+
+
+def test_figures_carry_the_zone_and_county_statistics(report_dir):
+    render_report(report_dir)
+    stats = pd.read_csv(report_dir / "zone_stats.csv", dtype={"admin_id": str}).set_index("zone_id")
+    z1 = stats.loc["Z1"]
+    texts = _svg_texts(report_dir / "figures/zone_Z1.svg")
+    assert f"NDVI {z1.ndvi_baseline:.3f} → {z1.ndvi_monitor:.3f} ({z1.ndvi_monitor - z1.ndvi_baseline:+.3f})" in texts
+    assert f"FVC monitor {z1.fvc_monitor:.2f}" in texts
+    assert any(t.startswith("龙门山水源涵养生态保护红线 (Z1)") for t in texts)
+    assert "not observed 未有效观测" in _svg_texts(report_dir / "figures/zone_Z3.svg")  # drawn across the trend panel
+    county = _svg_texts(report_dir / "figures/county_510181.svg")
+    assert [t for t in county if t.startswith("都江堰市")] == ["都江堰市 (510181) · 2 zones 红线区 · 2 alerts 预警   * not observed 未有效观测"]
+    assert {"Z2", "Z3 *"} <= set(county) and "Z1" not in county
+
+
+def test_dollar_signs_in_names_are_text_not_mathtext(report_dir):
+    stats = pd.read_csv(report_dir / "zone_stats.csv")
+    stats.loc[stats["zone_id"] == "Z1", "zone_name"] = r"$\frac{$ 龙门山 $x$"
+    stats.to_csv(report_dir / "zone_stats.csv", index=False)
+    render_report(report_dir)  # an unbalanced TeX formula would raise here if parsed as mathtext
+    assert any(t.startswith(r"$\frac{$ 龙门山 $x$ (Z1)") for t in _svg_texts(report_dir / "figures/zone_Z1.svg"))
+
+
+def test_report_without_alerts_counties_or_composite(report_dir):
+    (report_dir / "alerts.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": []}), encoding="utf-8")
+    for name in ("admin_units.geojson", "admin_stats.csv", "rasters/true_colour_monitor.tif", "manifest.json"):
+        (report_dir / name).unlink()
+    page = render_report(report_dir)[0].read_text(encoding="utf-8")
+    assert "<b>0</b> alerts" in page and page.count("No alert in this zone") == 3
+    assert re.findall(r'<section class="county" id="county-(\d+)">', page) == ["510181", "510182"]  # from the zones' admin_id
+
+
+def test_a_broken_raster_costs_only_that_figure(report_dir, caplog):
+    (report_dir / "rasters/ndvi_monitor.tif").write_bytes(b"not a tiff")
+    page = render_report(report_dir)[0].read_text(encoding="utf-8")
+    assert "trend figure not drawn" in caplog.text
+    assert page.count('<article class="zone"') == 3 and "zone_Z1.png" not in page
