@@ -184,7 +184,7 @@ def _popup_html(a: Mapping[str, Any], out_dir: Path, review: Mapping[str, Any] |
     for rel, caption, width in (
         (_relative_file(out_dir, a.get("chip_before")) or _relative_file(out_dir, f"chips/{aid}_before.png"), "before 变化前", 160),
         (_relative_file(out_dir, a.get("chip_after")) or _relative_file(out_dir, f"chips/{aid}_after.png"), "after 变化后", 160),
-        (_relative_file(out_dir, f"figures/{aid}.png"), "index time series 指数时序", 400),
+        (_relative_file(out_dir, f"figures/{aid}.png"), "index time series 指数时序", 330),
     ):
         if rel:
             images.append(_img(rel, caption, width))

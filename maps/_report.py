@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import geopandas as gpd
 import jinja2
 import pandas as pd
 from rasterio.errors import RasterioError
@@ -248,7 +247,8 @@ _TEMPLATE = r"""<!DOCTYPE html>
   table { border-collapse: collapse; font-size: 13px; margin: 8px 0; } th, td { border: 1px solid #bbb; padding: 3px 6px; text-align: left; vertical-align: top; }
   th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
   tr.not-observed td { background: #fff3f3; } .badge { display: inline-block; padding: 0 6px; border-radius: 3px; color: #000; }
-  .chips img { width: 150px; margin-right: 4px; border: 1px solid #999; } .ts img { width: 360px; }
+  td.chips { white-space: nowrap; } .chips img { width: 150px; margin-right: 4px; border: 1px solid #999; } .ts img { width: 360px; }
+  tr.alert td:first-child { white-space: nowrap; }
   figure { margin: 6px 0; } figcaption { font-size: 12px; color: #555; }
   img.fig { max-width: 100%; } iframe.map { width: 100%; height: 520px; border: 1px solid #999; }
   .swatch { display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: -1px; border: 1px solid #333; }

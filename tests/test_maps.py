@@ -41,8 +41,12 @@ def _alert_id(i: int) -> str:
 @pytest.fixture
 def out_dir(tmp_path: Path) -> Path:
     """A scan output folder: 3 zones, 2 counties, 4 alerts, an RGB composite in EPSG:32648, chips."""
-    out = tmp_path / "out"
-    out.mkdir()
+    return make_out_dir(tmp_path / "out")
+
+
+def make_out_dir(out: Path) -> Path:
+    """Write the folder of the ``out_dir`` fixture at ``out``."""
+    out.mkdir(parents=True)
     zones = gpd.GeoDataFrame(
         {
             "zone_id": ["Z1", "Z2", "Z3"],

@@ -25,7 +25,7 @@ from maps import render_outputs, render_report
 from maps._report import GRADE_COLOURS, print_pdf
 from maps._summary import index_pairs, safe_name
 from redline import assess
-from tests.test_maps import ALERTS, SCRIPT_NAME, X0, Y0, _alert_id, _register, out_dir  # noqa: F401 (fixture)
+from tests.test_maps import ALERTS, SCRIPT_NAME, X0, Y0, _alert_id, _register, make_out_dir, out_dir  # noqa: F401 (fixture)
 
 RES = 10.0
 
@@ -45,6 +45,18 @@ def _rc(x: float, y: float) -> tuple[int, int]:
 def report_dir(out_dir: Path) -> Path:  # noqa: F811
     """The map fixture plus NDVI rasters (a drop under the first alert), an `observed` raster (zone
     Z3 never seen clear) and zone/admin statistics computed from them by redline.assess."""
+    return _add_statistics(out_dir)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    """``report_dir`` rendered once, for the tests that only read the page and figures."""
+    out = _add_statistics(make_out_dir(tmp_path_factory.mktemp("report") / "out"))
+    render_report(out)
+    return out
+
+
+def _add_statistics(out_dir: Path) -> Path:
     rng = np.random.default_rng(1)
     shape = (230, 240)  # 2.3 km × 2.4 km of 10 m pixels around the zones
     base = 0.70 + 0.02 * rng.standard_normal(shape)
@@ -77,10 +89,9 @@ def _zone_row(page: str, zone_id: str) -> str:
     return re.search(rf"<tr[^>]*>(?:(?!</tr>).)*<td>{re.escape(zone_id)}</td>.*?</tr>", page, flags=re.S).group(0)
 
 
-def test_report_has_a_section_per_county_with_its_zones_and_alerts(report_dir):
-    files = render_report(report_dir)
-    page = files[0].read_text(encoding="utf-8")
-    assert files[0] == report_dir / "report.html"
+def test_report_has_a_section_per_county_with_its_zones_and_alerts(rendered):
+    report_dir = rendered
+    page = (report_dir / "report.html").read_text(encoding="utf-8")
     stats = pd.read_csv(report_dir / "zone_stats.csv", dtype={"admin_id": str})
     assert re.findall(r'<section class="county" id="county-(\d+)">', page) == ["510181", "510182"]
     for admin_id, zones in stats.groupby("admin_id"):
@@ -98,8 +109,9 @@ def test_report_has_a_section_per_county_with_its_zones_and_alerts(report_dir):
     assert "demo" not in page and "test-20231231" in page and "2023-01-01 – 2023-12-31" in page
 
 
-def test_unobserved_zone_is_marked(report_dir):
-    page = render_report(report_dir)[0].read_text(encoding="utf-8")
+def test_unobserved_zone_is_marked(rendered):
+    report_dir = rendered
+    page = (report_dir / "report.html").read_text(encoding="utf-8")
     stats = pd.read_csv(report_dir / "zone_stats.csv").set_index("zone_id")
     assert stats.at["Z3", "status"] == "not_observed" and stats.at["Z1", "status"] != "not_observed"
     assert _zone_row(page, "Z3").startswith('<tr class="not-observed">') and "未有效观测" in _zone_row(page, "Z3")
@@ -127,8 +139,8 @@ def test_every_link_is_a_local_file(report_dir):
         assert not rel.startswith(("/", "file:")) and (report_dir / rel).is_file(), rel
 
 
-def test_alert_rows_show_the_chips_and_figure_that_exist(report_dir):
-    page = render_report(report_dir)[0].read_text(encoding="utf-8")
+def test_alert_rows_show_the_chips_and_figure_that_exist(rendered):
+    page = (rendered / "report.html").read_text(encoding="utf-8")
     first = re.search(rf'<tr class="alert" id="alert-{_alert_id(0)}">.*?</tr>', page, flags=re.S).group(0)
     for rel in (f"chips/{_alert_id(0)}_before.png", f"chips/{_alert_id(0)}_after.png", f"figures/{_alert_id(0)}.png"):
         assert f'src="{rel}"' in first
@@ -221,10 +233,12 @@ def test_map_cli_rerenders_map_figures_report_and_pdf_after_a_review(small_scan,
     assert len(cjk) >= 20  # Chinese text was drawn with real CJK glyphs (each mapped back to its character)
 
 
-def test_print_pdf_without_chromium_returns_none(report_dir, monkeypatch):
-    monkeypatch.setenv("PATH", str(report_dir))  # no chromium on this PATH
-    assert print_pdf(render_report(report_dir)[0], report_dir / "report.pdf") is None
-    assert not (report_dir / "report.pdf").exists()
+def test_print_pdf_without_chromium_returns_none(tmp_path, monkeypatch):
+    page = tmp_path / "report.html"
+    page.write_text("<!DOCTYPE html><p>报告</p>", encoding="utf-8")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no chromium on this PATH
+    assert print_pdf(page, tmp_path / "report.pdf") is None
+    assert not (tmp_path / "report.pdf").exists()
 
 
 def _svg_texts(path: Path) -> list[str]:
@@ -234,8 +248,8 @@ def _svg_texts(path: Path) -> list[str]:
     return [html.unescape(t) for t in re.findall(r"<text[^>]*>([^<]*)</text>", path.read_text(encoding="utf-8"))]
 
 
-def test_figures_carry_the_zone_and_county_statistics(report_dir):
-    render_report(report_dir)
+def test_figures_carry_the_zone_and_county_statistics(rendered):
+    report_dir = rendered
     stats = pd.read_csv(report_dir / "zone_stats.csv", dtype={"admin_id": str}).set_index("zone_id")
     z1 = stats.loc["Z1"]
     texts = _svg_texts(report_dir / "figures/zone_Z1.svg")
