@@ -1,12 +1,38 @@
 """Maps for reviewers: an offline interactive map of a finished scan (folium, with Leaflet and
-its companions copied from installed packages, never fetched from a CDN).
+its companions copied from installed packages, never fetched from a CDN), zone and county
+figures, and the county report.
 
 ``maps`` reads a finished scan's output folder and, optionally, the alert register; never the
 pipeline's internals.
 """
 
-from maps._figures import render_chip, render_timeseries, true_colour
-from maps._map import render_map
-from maps._style import CATEGORY_STYLE, STATUS_STYLE, TYPE_STYLE, esc
+from __future__ import annotations
 
-__all__ = ["render_map", "render_chip", "render_timeseries", "true_colour", "TYPE_STYLE", "STATUS_STYLE", "CATEGORY_STYLE", "esc"]
+from pathlib import Path
+
+from maps._figures import render_chip, render_timeseries, true_colour
+from maps._map import COMPOSITE_PNG, render_map
+from maps._report import print_pdf, render_report
+from maps._style import CATEGORY_STYLE, STATUS_STYLE, TYPE_STYLE, esc
+from maps._summary import render_county_figure, render_overview, render_zone_figure
+
+__all__ = [
+    "render_outputs", "render_map", "render_report", "print_pdf", "render_chip", "render_timeseries", "true_colour",
+    "render_zone_figure", "render_county_figure", "render_overview", "TYPE_STYLE", "STATUS_STYLE", "CATEGORY_STYLE", "esc",
+]
+
+
+def render_outputs(out_dir: Path, *, register: Path | None = None, pdf: bool = False, online_basemaps: bool = True,
+                   tianditu_key: str | None = None) -> list[Path]:
+    """Render everything a reviewer reads from a finished scan and the register: ``map.html``
+    (with its base composite), the zone/county figures and ``report.html`` (``report.pdf`` with
+    ``pdf``). Per-alert chips and time series are the scan's (they need the scenes) and are only
+    linked. Returns the written files, ``map.html`` first."""
+    out_dir = Path(out_dir)
+    page = render_map(out_dir, register=register, online_basemaps=online_basemaps, tianditu_key=tianditu_key)
+    files = [page]
+    if (out_dir / COMPOSITE_PNG).exists():
+        files.append(out_dir / COMPOSITE_PNG)
+    if (out_dir / "zone_stats.csv").exists():
+        files += render_report(out_dir, register=register, pdf=pdf)
+    return files

@@ -42,6 +42,18 @@ ALERTS_NAME = "Alerts 预警图斑"
 ZONES_NAME = "Red-line zones 生态保护红线"
 ADMIN_NAME = "Counties 行政区"
 COMPOSITE_NAME = "Composite 合成影像"
+#: optional online basemaps (WGS84 / CGCS2000 Web-Mercator tiles, so they align with the data with
+#: no GCJ-02 shift); off when the page opens, so an offline page requests nothing from them
+OSM_NAME = "OpenStreetMap (online 在线)"
+OSM_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+OSM_ATTR = "&copy; OpenStreetMap contributors"
+#: Tianditu (天地图, the national platform of the Ministry of Natural Resources) WMTS imagery
+#: and its annotation layer; needs a user key (tk), https://console.tianditu.gov.cn/
+TIANDITU_NAME = "天地图影像 Tianditu imagery (online 在线)"
+TIANDITU_LABEL_NAME = "天地图注记 Tianditu labels (online 在线)"
+TIANDITU_URL = ("https://t{s}.tianditu.gov.cn/%s_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=%s&STYLE=default"
+                "&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk=%s")
+TIANDITU_ATTR = "&copy; 天地图 Tianditu (www.tianditu.gov.cn)"
 #: display simplification of zone and county outlines, in degrees (about 2 m); alerts are exact
 SIMPLIFY_DEG = 2e-5
 #: panes keep the drawing order fixed when layers are toggled: alerts over counties over zones over the image
@@ -132,10 +144,10 @@ def _relative_file(out_dir: Path, rel: object) -> str | None:
     return p.as_posix() if (out_dir / p).is_file() else None
 
 
-def _img(rel: str, caption: str) -> str:
+def _img(rel: str, caption: str, width: int = 160) -> str:
     src = esc(quote(rel))
     return (f'<figure style="display:inline-block;margin:2px 4px 0 0"><a href="{src}" target="_blank">'
-            f'<img src="{src}" width="160" alt="{esc(caption)}"></a><figcaption style="font-size:11px">{esc(caption)}</figcaption></figure>')
+            f'<img src="{src}" width="{width}" alt="{esc(caption)}"></a><figcaption style="font-size:11px">{esc(caption)}</figcaption></figure>')
 
 
 def _popup_html(a: Mapping[str, Any], out_dir: Path, review: Mapping[str, Any] | None) -> str:
@@ -169,13 +181,13 @@ def _popup_html(a: Mapping[str, Any], out_dir: Path, review: Mapping[str, Any] |
 
     aid = _text(a.get("alert_id"))
     images = []
-    for rel, caption in (
-        (_relative_file(out_dir, a.get("chip_before")) or _relative_file(out_dir, f"chips/{aid}_before.png"), "before 变化前"),
-        (_relative_file(out_dir, a.get("chip_after")) or _relative_file(out_dir, f"chips/{aid}_after.png"), "after 变化后"),
-        (_relative_file(out_dir, f"figures/{aid}.png"), "index time series 指数时序"),
+    for rel, caption, width in (
+        (_relative_file(out_dir, a.get("chip_before")) or _relative_file(out_dir, f"chips/{aid}_before.png"), "before 变化前", 160),
+        (_relative_file(out_dir, a.get("chip_after")) or _relative_file(out_dir, f"chips/{aid}_after.png"), "after 变化后", 160),
+        (_relative_file(out_dir, f"figures/{aid}.png"), "index time series 指数时序", 330),
     ):
         if rel:
-            images.append(_img(rel, caption))
+            images.append(_img(rel, caption, width))
     return f"<div class='redline-popup' style='font-size:12px'><table>{table}</table>{''.join(images)}</div>"
 
 
@@ -228,7 +240,37 @@ def _finish_page(page: str, hook: str) -> str:
     return page[:cut] + f"<script>\n{hook}\n</script>\n" + page[cut:]
 
 
-def render_map(out_dir: Path, *, register: Path | None = None) -> Path:
+def _online_layers(m: folium.Map, *, osm: bool, tianditu_key: str | None) -> list[folium.TileLayer]:
+    """Online tile layers, hidden when the page opens (so nothing is requested until a reviewer
+    ticks one), below the composite."""
+    layers = []
+    if osm:
+        layers.append(folium.TileLayer(OSM_URL, name=OSM_NAME, attr=OSM_ATTR, overlay=True, show=False, max_zoom=19))
+    if tianditu_key:
+        if not tianditu_key.isalnum():
+            raise ValueError(f"tianditu key {tianditu_key!r}: expected letters and digits only (the tk of a Tianditu key)")
+        for name, (svc, layer) in ((TIANDITU_NAME, ("img", "img")), (TIANDITU_LABEL_NAME, ("cia", "cia"))):
+            layers.append(folium.TileLayer(TIANDITU_URL % (svc, layer, tianditu_key), name=name, attr=TIANDITU_ATTR, overlay=True,
+                                           show=False, subdomains="01234567", max_zoom=18))
+    for layer in layers:
+        layer.add_to(m)
+    return layers
+
+
+#: an online layer that cannot load (offline) removes nothing and raises nothing: one quiet note
+_QUIET_TILES_JS = """
+(function (layers) {
+  var note = document.getElementById('redline-offline-note');
+  layers.forEach(function (layer) {
+    layer.on('tileerror', function () {
+      if (note && note.style.display !== 'block') { note.style.display = 'block'; }
+    });
+  });
+})(window.redlineMap.onlineLayers);
+"""
+
+
+def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: bool = True, tianditu_key: str | None = None) -> Path:
     """Write ``out_dir/map.html``, an interactive map of a finished scan that works offline.
 
     Reads from ``out_dir``:
@@ -248,10 +290,14 @@ def render_map(out_dir: Path, *, register: Path | None = None) -> Path:
     * ``chips/<alert_id>_before.png``, ``chips/<alert_id>_after.png``,
       ``figures/<alert_id>.png`` (optional) — shown in the alert's popup.
 
+    ``online_basemaps`` adds OpenStreetMap, and ``tianditu_key`` Tianditu imagery and labels, as
+    optional layers that are off when the page opens; offline they fail quietly (a note in the
+    legend, no dialog, the rest of the map unaffected).
+
     Leaflet, jQuery, Bootstrap and Font Awesome are copied to ``out_dir/lib`` and linked
     relatively; the page fetches nothing from the network. Every string from the inputs is
     HTML-escaped. The page defines ``window.redlineMap = {map, alertLayer, zoneLayer, adminLayer,
-    compositeLayer}`` (Leaflet objects) for tests. Returns the page's path.
+    compositeLayer, onlineLayers}`` (Leaflet objects) for tests. Returns the page's path.
     """
     out_dir = Path(out_dir)
     zones_path = out_dir / "zones.geojson"
@@ -281,6 +327,8 @@ def render_map(out_dir: Path, *, register: Path | None = None) -> Path:
         composite_layer.add_to(m)
     elif not tif.exists():
         log.info("%s not found; the map has no base image (no network basemap is used)", tif)
+
+    online = _online_layers(m, osm=online_basemaps, tianditu_key=tianditu_key)
 
     categories = category_colours(zones["category"] if "category" in zones else [])
     fg_zones = folium.FeatureGroup(name=ZONES_NAME, show=True).add_to(m)
@@ -327,11 +375,12 @@ def render_map(out_dir: Path, *, register: Path | None = None) -> Path:
         categories, type_counts=type_counts, status_counts=status_counts, has_admin=fg_admin is not None,
         has_uncategorised=has_uncategorised, has_not_observed=has_not_observed,
     )))
-    hook = "window.redlineMap = {map: %s, alertLayer: %s, zoneLayer: %s, adminLayer: %s, compositeLayer: %s};" % (
+    hook = "window.redlineMap = {map: %s, alertLayer: %s, zoneLayer: %s, adminLayer: %s, compositeLayer: %s, onlineLayers: [%s]};" % (
         m.get_name(), fg_alerts.get_name(), fg_zones.get_name(),
         fg_admin.get_name() if fg_admin is not None else "null",
         composite_layer.get_name() if composite_layer is not None else "null",
-    )
+        ", ".join(layer.get_name() for layer in online),
+    ) + _QUIET_TILES_JS
     page = _finish_page(root.render(), hook)
     path = out_dir / MAP_HTML
     path.write_text(page, encoding="utf-8")

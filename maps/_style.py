@@ -132,5 +132,6 @@ def legend_html(
         f"<div style='font-weight:bold;margin-top:4px'>Alert type 变化类型</div>{types}"
         f"<div style='font-weight:bold;margin-top:4px'>Review status 核查状态</div>{statuses}"
         f"<div style='font-weight:bold;margin-top:4px'>Red-line zones 生态保护红线</div>{''.join(zone_rows)}"
-        "</details></div>"
+        "</details><div id='redline-offline-note' style='display:none;color:#a00;margin-top:4px'>"
+        "online basemap unreachable (offline) 在线底图无法加载</div></div>"
     )

@@ -242,19 +242,30 @@ def alerts_review(
 
 
 @app.command("map")
-def map_cmd(out: Path = typer.Argument(..., help="a finished scan's output folder"), register: Optional[Path] = typer.Option(None, "--register")) -> None:
-    """Re-render the map from a finished scan and the register."""
+def map_cmd(
+    out: Path = typer.Argument(..., help="a finished scan's output folder"),
+    register: Optional[Path] = typer.Option(None, "--register"),
+    pdf: bool = typer.Option(False, "--pdf", help="also print report.pdf with the installed chromium"),
+    online: bool = typer.Option(True, "--online-basemaps/--no-online-basemaps", help="OpenStreetMap as an optional layer (off when the page opens)"),
+    tianditu_key: Optional[str] = typer.Option(None, "--tianditu-key", envvar="TIANDITU_KEY", help="adds Tianditu imagery + labels as optional layers"),
+) -> None:
+    """Re-render the map, figures and report from a finished scan and the register."""
     import maps
 
     from redline.provenance import MANIFEST, record_rerender
 
     if not (out / "zones.geojson").exists():
         raise RedlineInputError(f"{out}: no zones.geojson; give the output folder of a finished scan")
+    if tianditu_key is not None and not tianditu_key.isalnum():
+        raise RedlineInputError(f"--tianditu-key {tianditu_key!r}: expected letters and digits only (the tk of a Tianditu key)")
     reg = register or out / "register.gpkg"
-    path = maps.render_map(out, register=reg if reg.exists() else None)
+    files = maps.render_outputs(out, register=reg if reg.exists() else None, pdf=pdf, online_basemaps=online, tianditu_key=tianditu_key)
     if (out / MANIFEST).exists():
-        record_rerender(out, [path, out / "map_composite.png"], f"redline map (register {reg})")
-    out_console.print(f"map: {path.resolve()}")
+        record_rerender(out, files, f"redline map (register {reg})")
+    out_console.print(f"map: {files[0].resolve()}")
+    report = out / "report.html"
+    if report in files:
+        out_console.print(f"report: {report.resolve()}")
 
 
 @app.command()

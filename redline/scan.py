@@ -378,7 +378,7 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
     try:
         import maps
 
-        map_html = maps.render_map(out, register=register.path)
+        map_html = maps.render_outputs(out, register=register.path)[0]  # map.html, figures, report.html
     except (ImportError, AttributeError):  # maps is an optional renderer; the scan's data outputs stand alone
         log.warning("maps package not available; map.html not rendered")
 

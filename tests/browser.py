@@ -1,10 +1,19 @@
-"""A real headless Chromium (Debian's, driven by Selenium) with the network blocked, for page tests."""
+"""A real headless Chromium (Debian's, driven by Selenium) with the network cut off, for page tests.
+
+Two locks keep every request on the machine: ``--host-resolver-rules`` makes every host name but
+127.0.0.1 unresolvable, and the DevTools ``Network.setBlockedURLs`` blocks http(s)/ws(s) URLs.
+Every URL the page asks for is still recorded (DevTools ``Network.requestWillBeSent`` in the
+performance log, and the page's own ``performance`` resource entries), so a test can assert that
+nothing tried to leave.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from selenium import webdriver
@@ -12,40 +21,89 @@ from selenium.webdriver.chrome.service import Service
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+#: screenshots and other artefacts of browser tests (ignored by git); REDLINE_TEST_ARTIFACTS overrides
+ARTIFACTS = Path(os.environ.get("REDLINE_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
+LOCAL_SCHEMES = ("file://", "data:", "blob:", "about:", "chrome-error:")
+WIDTH, HEIGHT = 1280, 900
 
 
 @dataclass
 class PageVisit:
+    """An open page: the driver (the caller quits it), what the page asked for, console errors
+    (level SEVERE), and the load time in ms (navigation start → load event end)."""
+
     driver: webdriver.Chrome
     requests: list[str]
     console_errors: list[str]
+    load_ms: float
+    resources: list[str] = field(default_factory=list)
+
+    def external_requests(self) -> list[str]:
+        """Every requested URL that is not a local file/data/blob URL (should be empty)."""
+        self.refresh_logs()
+        return [u for u in [*self.requests, *self.resources] if not u.startswith(LOCAL_SCHEMES)]
+
+    def refresh_logs(self) -> None:
+        """Collect the requests and console errors logged since the page opened."""
+        self.requests += _requests(self.driver)
+        self.console_errors += _errors(self.driver)
+        self.resources = self.driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+
+    def wait_for(self, script: str, timeout_s: float = 10.0) -> object:
+        """Poll a JavaScript expression (``return …``) until it is truthy; return its value."""
+        end = time.monotonic() + timeout_s
+        while True:
+            value = self.driver.execute_script(script)
+            if value or time.monotonic() > end:
+                return value
+            time.sleep(0.1)
+
+    def screenshot(self, name: str) -> Path:
+        """Save a PNG of the viewport under :data:`ARTIFACTS` and print its path."""
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.driver.save_screenshot(str(path))
+        print(f"screenshot: {path}")
+        return path
 
 
-def open_page(path: Path, *, wait_s: float = 2.0) -> PageVisit:
-    """Open a local HTML file in headless Chromium with every non-local request blocked.
+def _requests(driver: webdriver.Chrome) -> list[str]:
+    out = []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg.get("method") == "Network.requestWillBeSent":
+            out.append(msg["params"]["request"]["url"])
+    return out
 
-    Returns the driver (still open: the caller quits it), every URL the page requested, and the
-    console messages of level SEVERE.
-    """
+
+def _errors(driver: webdriver.Chrome) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def open_page(path: Path, *, settle_s: float = 0.5, timeout_s: float = 30.0) -> PageVisit:
+    """Open a local HTML file in headless Chromium with the network cut off; wait for the load
+    event (and ``settle_s`` for scripts run after it)."""
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--allow-file-access-from-files", "--window-size=1280,900"):
+                "--disable-default-apps", "--disable-domain-reliability", "--no-pings",
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--force-device-scale-factor=1",
+                "--allow-file-access-from-files", f"--window-size={WIDTH},{HEIGHT}", "--lang=zh-CN"):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.execute_cdp_cmd("Network.enable", {})
-    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["http://*", "https://*", "ws://*", "wss://*"]})
-    driver.get(Path(path).resolve().as_uri())
-    driver.implicitly_wait(wait_s)
-    import time
-
-    time.sleep(wait_s)
-    requests = []
-    for entry in driver.get_log("performance"):
-        msg = json.loads(entry["message"])["message"]
-        if msg.get("method") == "Network.requestWillBeSent":
-            requests.append(msg["params"]["request"]["url"])
-    errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-    return PageVisit(driver=driver, requests=requests, console_errors=errors)
+    try:
+        driver.set_page_load_timeout(timeout_s)
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["http://*", "https://*", "ws://*", "wss://*"]})
+        driver.get(Path(path).resolve().as_uri())
+        visit = PageVisit(driver=driver, requests=[], console_errors=[], load_ms=float("nan"))
+        visit.wait_for("return document.readyState === 'complete' && performance.timing.loadEventEnd > 0", timeout_s)
+        time.sleep(settle_s)
+        visit.load_ms = float(driver.execute_script("return performance.timing.loadEventEnd - performance.timing.navigationStart"))
+        visit.refresh_logs()
+        return visit
+    except BaseException:
+        driver.quit()
+        raise

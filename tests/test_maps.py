@@ -20,9 +20,10 @@ import shapely
 from rasterio.transform import Affine
 
 from maps import CATEGORY_STYLE, STATUS_STYLE, TYPE_STYLE, esc, render_map
+from maps._map import OSM_URL, TIANDITU_NAME, TIANDITU_URL
 from maps._composite import write_composite_png
 
-CDN = re.compile(r"cdn\.jsdelivr|unpkg\.com|cdnjs|code\.jquery|maxcdn|googleapis|bootstrapcdn|netdna|fontawesome\.com|openstreetmap")
+CDN = re.compile(r"cdn\.jsdelivr|unpkg\.com|cdnjs|code\.jquery|maxcdn|googleapis|bootstrapcdn|netdna|fontawesome\.com")
 X0, Y0 = 400_000, 3_400_000  # EPSG:32648 (UTM 48N), near 104.0° E, 30.7° N (Sichuan)
 SCRIPT_NAME = "<script>alert(1)</script>`${x}`\\u"
 ALERTS = [  # (disturbance_type, status, zone)
@@ -40,8 +41,12 @@ def _alert_id(i: int) -> str:
 @pytest.fixture
 def out_dir(tmp_path: Path) -> Path:
     """A scan output folder: 3 zones, 2 counties, 4 alerts, an RGB composite in EPSG:32648, chips."""
-    out = tmp_path / "out"
-    out.mkdir()
+    return make_out_dir(tmp_path / "out")
+
+
+def make_out_dir(out: Path) -> Path:
+    """Write the folder of the ``out_dir`` fixture at ``out``."""
+    out.mkdir(parents=True)
     zones = gpd.GeoDataFrame(
         {
             "zone_id": ["Z1", "Z2", "Z3"],
@@ -117,7 +122,8 @@ def test_page_loads_only_local_assets(out_dir):
     assert path == out_dir / "map.html" and path.exists()
     page = path.read_text(encoding="utf-8")
     assert not CDN.search(page)
-    assert "http://" not in page and "https://" not in page  # nothing the browser could fetch
+    # the only network URL is the optional OpenStreetMap layer's tile template, not shown on opening
+    assert re.findall(r"https?://[^\s\"'<>]+", page) == [OSM_URL]
     assert "awesome-markers" not in page and "AwesomeMarkers" not in page
     links = re.findall(r"""<(?:script|link)[^>]+(?:src|href)=["']([^"']+)["']""", page)
     assert len(links) == 6
@@ -131,7 +137,7 @@ def test_page_loads_only_local_assets(out_dir):
     assert "1.9.3" in (out_dir / "lib/leaflet/leaflet.js").read_text(encoding="utf-8")[:300]
     # the base layer is a PNG next to the page, not a tile server
     assert 'L.imageOverlay(\n                "map_composite.png"' in page
-    assert "L.tileLayer" not in page
+    assert page.count("L.tileLayer") == 1
 
 
 def test_folium_class_defaults_are_untouched(out_dir):
@@ -165,7 +171,7 @@ def test_layers_hook_and_bounds(out_dir):
         assert json.dumps(name)[1:-1] in page or name in page
     assert "L.control.layers" in page
     last_script = re.findall(r"<script>(.*?)</script>", page, flags=re.S)[-1]
-    hook = re.search(r"window\.redlineMap = \{map: (\w+), alertLayer: (\w+), zoneLayer: (\w+), adminLayer: (\w+), compositeLayer: (\w+)\};", last_script)
+    hook = re.search(r"window\.redlineMap = \{map: (\w+), alertLayer: (\w+), zoneLayer: (\w+), adminLayer: (\w+), compositeLayer: (\w+), onlineLayers: \[\w+\]\};", last_script)
     assert hook, last_script
     for var in hook.groups():
         assert f"var {var} = " in page
@@ -217,7 +223,7 @@ def test_popups_show_alert_fields_and_chips(out_dir):
 
 def test_legend_lists_types_statuses_and_categories(out_dir):
     page = render_map(out_dir).read_text(encoding="utf-8")
-    legend = re.search(r"<div id='redline-legend'.*?</details></div>", page, flags=re.S).group(0)
+    legend = re.search(r"<div id='redline-legend'.*?</details>", page, flags=re.S).group(0)
     for key, style in TYPE_STYLE.items():
         assert f"data-type='{key}'" in legend and esc(style.label) in legend
     for key, style in STATUS_STYLE.items():
@@ -261,6 +267,32 @@ def test_empty_alerts_and_no_optional_inputs(out_dir):
     (out_dir / "rasters" / "true_colour_monitor.tif").unlink()
     page = render_map(out_dir).read_text(encoding="utf-8")
     assert _alert_tooltips(page) == set()
-    assert re.search(r"alertLayer: \w+, zoneLayer: \w+, adminLayer: null, compositeLayer: null\};", page)
+    assert re.search(r"alertLayer: \w+, zoneLayer: \w+, adminLayer: null, compositeLayer: null, onlineLayers: \[\w+\]\};", page)
     assert "Counties 行政区" not in page and "L.imageOverlay" not in page
     assert "clearing 林地砍伐/植被清除 (0)" in page
+
+
+def _tile_layers(page: str) -> dict[str, str]:
+    """folium variable name → URL template of every ``L.tileLayer`` on the page."""
+    return {var: json.loads(f'"{url}"') for var, url in re.findall(r"var (tile_layer_\w+) = L\.tileLayer\(\s*\"([^\"]+)\"", page)}
+
+
+def test_online_basemaps_are_optional_layers_off_on_opening(out_dir):
+    page = render_map(out_dir).read_text(encoding="utf-8")
+    layers = _tile_layers(page)
+    assert list(layers.values()) == [OSM_URL]
+    (var,) = layers
+    assert f"{var}.addTo(" not in page  # not shown when the page opens: an offline page requests no tile
+    assert "OpenStreetMap (online" in page and "L.control.layers" in page
+    assert "redline-offline-note" in page and "tileerror" in page  # a failing tile shows one quiet note
+
+
+def test_tianditu_needs_a_key_and_no_online_layer_on_request(out_dir):
+    with_key = render_map(out_dir, tianditu_key="0123abcdef").read_text(encoding="utf-8")
+    urls = sorted(_tile_layers(with_key).values())
+    assert urls == sorted([OSM_URL, TIANDITU_URL % ("img", "img", "0123abcdef"), TIANDITU_URL % ("cia", "cia", "0123abcdef")])
+    assert json.dumps(TIANDITU_NAME)[1:-1] in with_key and '"subdomains": "01234567"' in with_key
+    offline = render_map(out_dir, online_basemaps=False).read_text(encoding="utf-8")
+    assert _tile_layers(offline) == {} and "http://" not in offline and "https://" not in offline
+    with pytest.raises(ValueError, match="tianditu key"):
+        render_map(out_dir, tianditu_key="x\"};alert(1)//")
