@@ -142,16 +142,17 @@ class ParsedItem:
 
 
 def sensor_of(item: pystac.Item) -> str | None:
-    """``sentinel-2``, ``landsat``, ``sentinel-1`` or ``None`` from platform / constellation /
-    collection / id."""
+    """``sentinel-2``, ``landsat``, ``sentinel-1`` or ``None``, from the first of platform,
+    constellation, collection id and item id that names one."""
     p = item.properties
-    text = " ".join(str(v) for v in (p.get("constellation"), p.get("platform"), item.collection_id, item.id) if v).lower()
-    if "sentinel-2" in text or "sentinel2" in text or re.match(r"s2[abc]_", item.id.lower()):
-        return "sentinel-2"
-    if "landsat" in text or re.match(r"l[ceot]0\d_", item.id.lower()):
-        return "landsat"
-    if "sentinel-1" in text:
-        return "sentinel-1"
+    for value in (p.get("platform"), p.get("constellation"), item.collection_id, item.id):
+        text = str(value or "").lower().replace(" ", "-")
+        if "sentinel-2" in text or "sentinel2" in text or re.match(r"s2[abc]_", text):
+            return "sentinel-2"
+        if "landsat" in text or re.match(r"l[ceot]0\d_", text):
+            return "landsat"
+        if "sentinel-1" in text or re.match(r"s1[abc]_", text):
+            return "sentinel-1"
     return None
 
 

@@ -273,11 +273,12 @@ def _fuse(parts: list[xr.Dataset], lon: float) -> xr.Dataset:
     for i0, n in zip(first, counts):
         acc = combined.isel(time=slice(i0, i0 + 1))
         for k in range(i0 + 1, i0 + n):
-            nxt = combined.isel(time=slice(k, k + 1)).assign_coords(time=acc.time)
+            nxt = combined.isel(time=slice(k, k + 1))
+            sensor = f"{acc['sensor'].values[0]}+{nxt['sensor'].values[0]}"
+            nxt = nxt.assign_coords(time=acc.time.values, sensor=("time", acc["sensor"].values))
             has = acc[[v for v in acc.data_vars if v != "clear"]].to_array("b").notnull().all("b")
             nxt_has = nxt[[v for v in nxt.data_vars if v != "clear"]].to_array("b").notnull().all("b")
             take = (~acc["clear"] & nxt["clear"] & nxt_has) | (~has & nxt_has)
-            sensor = f"{acc['sensor'].values[0]}+{nxt['sensor'].values[0]}"
             acc = xr.where(take, nxt, acc).assign_coords(sensor=("time", [sensor]))
             acc["clear"] = acc["clear"].astype(bool)
         pieces.append(acc)
