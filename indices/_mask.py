@@ -63,7 +63,7 @@ def dilate_mask(clear: xr.DataArray, distance_m: float, resolution_m: float) -> 
 
 
 #: Landsat Collection 2 QA_PIXEL bit positions (USGS, Landsat 8-9 Collection 2 Level 2
-#: Science Product Guide LSDS-1619, section 6 "Pixel Quality Assessment band", and Landsat
+#: Science Product Guide LSDS-1619, "Pixel Quality Assessment (QA_PIXEL)" bit table, and Landsat
 #: 4-7 Collection 2 Level 2 Science Product Guide LSDS-1618: same layout, bit 2 cirrus unused
 #: there): 0 fill, 1 dilated cloud, 2 cirrus (high confidence), 3 cloud, 4 cloud shadow,
 #: 5 snow, 6 clear, 7 water. Used when an item's QA asset carries no ``classification:bitfields``.
@@ -75,7 +75,7 @@ DEFAULT_QA_FLAGS = ("fill", "dilated_cloud", "cirrus", "cloud", "cloud_shadow", 
 #: Class names (``classification:classes``, e.g. Fmask) masked by default.
 DEFAULT_MASKED_CLASS_NAMES = ("nodata", "no_data", "fill", "cloud", "cloud_shadow", "shadow", "snow", "snow_ice", "cirrus")
 
-#: Bitfield names that mean one of the flags above (Landsat Collection 1 BQA, USGS LSDS-1873:
+#: Bitfield names that mean one of the flags above (Landsat Collection 1 BQA, USGS "Landsat Collection 1 Level-1 Quality Assessment Band":
 #: ``designated_fill``, ``snow_ice_confidence`` …).
 _FLAG_ALIASES = {"designated_fill": "fill", "snow_ice": "snow", "shadow": "cloud_shadow"}
 

@@ -24,12 +24,12 @@ kept in :attr:`BandInfo.reason` and recorded per item in the scan's manifest):
    described by hand): scale 0.0001 (QUANTIFICATION_VALUE 10000) and, for processing
    baseline ≥ 04.00, offset −0.1 (BOA_ADD_OFFSET / RADIO_ADD_OFFSET −1000 DN; ESA,
    "Copernicus Sentinel-2: Major Products Upgrade", 25 Jan 2022, and the Sentinel-2 Products
-   Specification Document S2-PDGS-TAS-DI-PSD v14.9). The baseline is read from
+   Specification Document S2-PDGS-TAS-DI-PSD). The baseline is read from
    ``s2:processing_baseline`` / ``sentinel:processing_baseline``, else from ``_Nxxyy_`` in the
    product id.
 4. **Landsat Collection 2 Level-2 without declared scaling** (USGS landsatlook
    ``landsat-c2l2-sr``): scale 2.75e-5, offset −0.2, nodata 0 (USGS, Landsat 8-9 Collection 2
-   Level 2 Science Product Guide LSDS-1619, section 4.2 "Scale factors", and LSDS-1618 for
+   Level 2 Science Product Guide LSDS-1619, surface reflectance scale factors, and LSDS-1618 for
    Landsat 4-7).
 5. **Digital Earth Australia ARD** (``nbart_*``): scale 0.0001, offset 0, nodata −999 (DEA
    "Landsat Surface Reflectance (NBART)" product documentation).
@@ -67,7 +67,7 @@ S2_SCALE = 1e-4
 #: BOA_ADD_OFFSET (L2A) / RADIO_ADD_OFFSET (L1C) of −1000 DN in reflectance units, for
 #: processing baseline ≥ 04.00 (ESA, 25 January 2022).
 S2_OFFSET_PB04 = -0.1
-#: Landsat Collection 2 Level-2 surface reflectance scale and offset (USGS LSDS-1619 §4.2).
+#: Landsat Collection 2 Level-2 surface reflectance scale and offset (USGS LSDS-1619, scale factors).
 LANDSAT_C2L2_SCALE, LANDSAT_C2L2_OFFSET = 2.75e-5, -0.2
 #: Digital Earth Australia ARD NBART: reflectance × 10000, nodata −999.
 DEA_SCALE, DEA_NODATA = 1e-4, -999
@@ -284,7 +284,7 @@ def _scaling(item: pystac.Item, asset: pystac.Asset, bands: list[dict[str, Any]]
     )
     if c2l2:
         return LANDSAT_C2L2_SCALE, LANDSAT_C2L2_OFFSET, 0 if nodata is None else nodata, dtype, "rule", (
-            "Landsat Collection 2 Level-2 surface reflectance without declared scaling: 2.75e-5, −0.2 (USGS LSDS-1619 §4.2)"
+            "Landsat Collection 2 Level-2 surface reflectance without declared scaling: 2.75e-5, −0.2 (USGS LSDS-1619, scale factors)"
         )
     if p.get("odc:producer") == "ga.gov.au" or "nbart" in href:
         return DEA_SCALE, 0.0, DEA_NODATA if nodata is None else nodata, dtype, "rule", (

@@ -250,3 +250,19 @@ def test_pc_signer_leaves_non_pc_hrefs_alone_without_network():
     assert pc_signer("file:///tmp/B04.tif") == "file:///tmp/B04.tif"
     signed = "https://sentinel2l2a01.blob.core.windows.net/sentinel2-l2/x/B04.tif?st=2020-01-01&se=2030-01-01&sp=rl&sig=abc"
     assert pc_signer(signed) == signed  # already signed: no token request
+
+
+def test_qa_pixel_default_layout_matches_the_recorded_bitfields():
+    """USGS landsatlook items carry no classification:bitfields: the built-in QA_PIXEL layout
+    must mask exactly what the bitfields of a recorded PC item mask, for every 16-bit value."""
+    import numpy as np
+    import xarray as xr
+
+    from indices import qa_bits_clear
+
+    qa = xr.DataArray(np.arange(2**16, dtype="uint16").reshape(256, 256), dims=("y", "x"))
+    p = parse_item(_items("pystac-client-cassettes/pc_landsat-c2-l2_items_10.json")[0])
+    from_item = qa_bits_clear(qa, p.mask.bitfields).values
+    default = qa_bits_clear(qa).values
+    np.testing.assert_array_equal(from_item, default)
+    np.testing.assert_array_equal(default, (qa.values & 0b111111) == 0)  # bits 0-5 (LSDS-1619)

@@ -26,7 +26,7 @@ from odc.geo.geobox import GeoBox
 from pipelines import load_series, serve_stac
 
 RECORDED = Path(__file__).parent / "data" / "stac" / "recorded"
-L_SCALE, L_OFFSET = 2.75e-5, -0.2  # USGS LSDS-1619 §4.2
+L_SCALE, L_OFFSET = 2.75e-5, -0.2  # USGS LSDS-1619, surface reflectance scale factors
 BANDS = ("blue", "green", "red", "nir", "swir16", "swir22")
 
 
