@@ -58,7 +58,7 @@ def load_cube(preset: str, seed: int, cache: Path):
     zones = aoi.read_zones(cfg.zones.path, id_field=cfg.zones.id_field, layer=cfg.zones.layer)
     zones_utm = zones.to_crs(aoi.utm_crs_for(zones))
     geobox = _analysis_geobox(zones_utm, cfg.resolution)
-    _, _, _, refl, stack = _graph_parts(cfg, items, geobox)
+    _, _, _, refl, stack, _ = _graph_parts(cfg, items, geobox)
     t0 = time.monotonic()
     with dask.config.set(scheduler="threads", num_workers=2):
         stack_np, green, swir = dask.compute(stack, refl["green"], refl["swir16"])

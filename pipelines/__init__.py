@@ -4,12 +4,20 @@
   of Items whose assets are local COGs — the same code path as a remote API.
 - :func:`search_items` searches any STAC API with pystac-client, filtering cloud cover on the
   client when the server does not conform to the query/filter extensions.
-- :func:`load_reflectance` loads the items lazily with odc-stac into reflectance (0–1).
+- :func:`get_profile` / :data:`PROFILES`: catalogue conventions (default URL and collections,
+  href signing for Planetary Computer, alternate hrefs for USGS).
+- :func:`parse_item` parses one Item into bands by common name, per-item scale/offset/nodata
+  (declared or by the collection's rule), its quality mask and grid.
+- :func:`load_series` loads items of one or several sensors lazily onto one grid as a
+  reflectance (0–1) series with a clear-sky mask; :func:`load_reflectance` is the older
+  single-collection loader.
 - :func:`dask_client` gives a LocalCluster client, or one attached to an existing scheduler.
 """
 
+from pipelines._bands import REFLECTANCE_BANDS, BandInfo, MaskInfo, ParsedItem, parse_item
 from pipelines._cluster import dask_client
-from pipelines._load import ItemScaling, load_reflectance
+from pipelines._load import ItemScaling, MaskRules, SeriesLoad, load_reflectance, load_series
+from pipelines._profiles import PROFILES, Profile, get_profile
 from pipelines._search import SearchResult, search_items
 from pipelines._server import serve_stac
 
@@ -18,6 +26,17 @@ __all__ = [
     "search_items",
     "SearchResult",
     "load_reflectance",
+    "load_series",
+    "SeriesLoad",
+    "MaskRules",
     "ItemScaling",
+    "parse_item",
+    "ParsedItem",
+    "BandInfo",
+    "MaskInfo",
+    "REFLECTANCE_BANDS",
+    "Profile",
+    "PROFILES",
+    "get_profile",
     "dask_client",
 ]

@@ -22,17 +22,19 @@ GDAL_ENV = {
     "GDAL_HTTP_MAX_RETRY": "3",
     "GDAL_HTTP_RETRY_DELAY": "1",
     "GDAL_HTTP_TIMEOUT": "60",
+    "GDAL_HTTP_CONNECTTIMEOUT": "10",
+    "GDAL_HTTP_RETRY_CODES": "429,500,502,503,504",
     "VSI_CACHE": "TRUE",
 }
 
 
-def _set_gdal_env() -> None:
-    for key, value in GDAL_ENV.items():
+def _set_gdal_env(extra: dict[str, str] | None = None) -> None:
+    for key, value in {**GDAL_ENV, **(extra or {})}.items():
         os.environ.setdefault(key, value)
 
 
 @contextlib.contextmanager
-def dask_client(address: str | None = None, *, workers: int = 2, threads_per_worker: int = 1) -> Iterator[Client]:
+def dask_client(address: str | None = None, *, workers: int = 2, threads_per_worker: int = 1, env: dict[str, str] | None = None) -> Iterator[Client]:
     """A Dask distributed client for the scan.
 
     Parameters
@@ -40,14 +42,17 @@ def dask_client(address: str | None = None, *, workers: int = 2, threads_per_wor
     address
         ``tcp://host:8786`` of an existing scheduler, or ``None`` for a LocalCluster on this
         machine with ``workers`` processes of ``threads_per_worker`` threads each.
+    env
+        Extra GDAL settings a STAC profile needs (e.g. ``AWS_REQUEST_PAYER``), set with
+        :data:`GDAL_ENV` in this process and on every worker.
     """
-    _set_gdal_env()
+    _set_gdal_env(env)
     if address:
         try:
             client = Client(address, timeout="20s")
         except (OSError, TimeoutError) as exc:
             raise RedlineInputError(f"dask.address {address}: cannot reach the Dask scheduler ({exc}); start it or fix the address") from None
-        client.run(_set_gdal_env)
+        client.run(_set_gdal_env, env)
         try:
             yield client
         finally:
@@ -60,5 +65,5 @@ def dask_client(address: str | None = None, *, workers: int = 2, threads_per_wor
         dashboard_address=None,
         silence_logs=logging.CRITICAL,
     ) as cluster, Client(cluster) as client:
-        client.run(_set_gdal_env)
+        client.run(_set_gdal_env, env)
         yield client

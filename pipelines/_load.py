@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -11,13 +13,15 @@ import odc.stac
 import pandas as pd
 import pystac
 import xarray as xr
+import rasterio
 from odc.geo.geobox import GeoBox
 
+import indices
+from pipelines._bands import REFLECTANCE_BANDS, MaskInfo, ParsedItem, parse_item
+from pipelines._profiles import Profile
 from redline.errors import LocalHrefWarning, StacError
 
 log = logging.getLogger(__name__)
-
-REFLECTANCE_BANDS = ("blue", "green", "red", "nir", "swir16", "swir22")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,9 @@ class ItemScaling:
     scale: float
     offset: float
     nodata: float | None
+    asset: str | None = None
+    source: str | None = None
+    reason: str | None = None
 
 
 def _asset_for(item: pystac.Item, band: str) -> pystac.Asset:
@@ -46,16 +53,14 @@ def _asset_for(item: pystac.Item, band: str) -> pystac.Asset:
 
 
 def item_scaling(item: pystac.Item, band: str) -> ItemScaling:
-    """Scale, offset and nodata of ``band`` in ``item`` from ``raster:bands`` (defaults 1, 0, None)."""
-    asset = _asset_for(item, band)
-    rb = (asset.extra_fields.get("raster:bands") or [{}])[0]
-    return ItemScaling(
-        item_id=item.id,
-        band=band,
-        scale=float(rb.get("scale", 1.0)),
-        offset=float(rb.get("offset", 0.0)),
-        nodata=rb.get("nodata"),
-    )
+    """Scale, offset and nodata of ``band`` (a common name) in ``item``, decided by
+    :func:`pipelines._bands.parse_item` (declared ``raster:bands`` / ``raster:scale``, or the
+    collection's rule), with the asset, the source and the reason."""
+    parsed = parse_item(item)
+    if band not in parsed.bands:
+        raise StacError(f"item {item.id}: no asset for band '{band}' (asset keys: {', '.join(item.assets)}); use a profile that maps it")
+    b = parsed.bands[band]
+    return ItemScaling(item.id, band, b.scale, b.offset, b.nodata, b.asset, b.source, b.reason)
 
 
 def _solar_day(item: pystac.Item) -> np.datetime64:
@@ -141,3 +146,260 @@ def load_reflectance(
     out[mask_band] = raw[mask_band]
     ds = xr.Dataset(out, coords=raw.coords, attrs={"crs": str(geobox.crs)})
     return ds, scalings
+
+
+@dataclass(frozen=True)
+class MaskRules:
+    """Which quality-mask values count as not clear.
+
+    ``scl_classes``: Sentinel-2 SCL classes (default no data, saturated, cloud shadow, cloud
+    medium/high, cirrus, snow); ``qa_flags``: flags of bit-packed QA bands (Landsat QA_PIXEL:
+    fill, dilated cloud, cirrus, cloud, cloud shadow, snow); ``class_names``: class names of
+    class-coded masks with ``classification:classes`` (e.g. Fmask).
+    """
+
+    scl_classes: tuple[int, ...] = indices.DEFAULT_SCL_MASK
+    qa_flags: tuple[str, ...] = indices.DEFAULT_QA_FLAGS
+    class_names: tuple[str, ...] = indices.DEFAULT_MASKED_CLASS_NAMES
+
+
+@dataclass
+class SeriesLoad:
+    """The result of :func:`load_series`.
+
+    ``data``: ``(time, y, x)`` dask-backed Dataset with one float32 reflectance variable per
+    band (0–1, NaN where no data) and ``clear`` (bool: the item's quality mask says clear and
+    the pixel has data); coordinate ``sensor`` along ``time``. ``scalings``: what was applied
+    to each item and band (for the manifest). ``skipped``: one line per item left out and why.
+    """
+
+    data: xr.Dataset
+    scalings: list[ItemScaling]
+    parsed: list[ParsedItem]
+    skipped: list[str] = field(default_factory=list)
+
+
+class _HrefPatch:
+    """odc-stac ``patch_url``: read local files directly, then sign (picklable for workers)."""
+
+    def __init__(self, signer: Callable[[str], str] | None = None):
+        self.signer = signer
+
+    def __call__(self, url: str) -> str:
+        url = local_href_patch(url)
+        return self.signer(url) if self.signer is not None else url
+
+
+def _href(item: pystac.Item, key: str, profile: Profile | None) -> str:
+    asset = item.assets[key]
+    if profile is not None and profile.alternate_href:
+        alt = (asset.extra_fields.get("alternate") or {}).get(profile.alternate_href) or {}
+        if alt.get("href"):
+            return str(alt["href"])
+    return asset.href
+
+
+def _check_readable(href: str, patch: _HrefPatch) -> str | None:
+    """None if GDAL can open ``href`` (header only), else the first line of the error."""
+    try:
+        with rasterio.open(patch(href)):
+            return None
+    except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
+        msg = str(exc).strip().splitlines()
+        return msg[0] if msg else exc.__class__.__name__
+
+
+#: Order in which sensors win when two observe the same solar day (finer pixels first).
+_SENSOR_PRIORITY = {"sentinel-2": 0, "landsat": 1}
+
+
+def _normalised_item(item: pystac.Item, parsed: ParsedItem, bands: tuple[str, ...], collection: str, profile: Profile | None) -> pystac.Item:
+    """A copy of ``item`` whose assets are keyed by common name (and ``mask``), with the
+    nodata redline decided, so odc-stac loads every catalogue the same way."""
+    out = pystac.Item(
+        id=item.id, geometry=item.geometry, bbox=item.bbox, datetime=item.datetime,
+        properties={k: v for k, v in item.properties.items() if k.startswith(("proj:", "datetime", "start_datetime", "end_datetime"))},
+        collection=collection,
+    )
+
+    def _asset(key: str, nodata, dtype) -> pystac.Asset:
+        src = item.assets[key]
+        extra = {k: v for k, v in src.extra_fields.items() if k.startswith("proj:")}
+        rb: dict = {}
+        if nodata is not None:
+            rb["nodata"] = nodata
+        if dtype:
+            rb["data_type"] = dtype
+        extra["raster:bands"] = [rb]
+        return pystac.Asset(href=_href(item, key, profile), media_type=src.media_type, roles=["data"], extra_fields=extra)
+
+    for b in bands:
+        info = parsed.bands[b]
+        out.add_asset(b, _asset(info.asset, info.nodata, info.data_type))
+    if parsed.mask is not None:
+        out.add_asset("mask", _asset(parsed.mask.asset, parsed.mask.nodata, parsed.mask.data_type))
+    return out
+
+
+def _clear(mask: xr.DataArray, info: MaskInfo, rules: MaskRules) -> xr.DataArray:
+    if info.kind == "scl":
+        return indices.clear_mask(mask, rules.scl_classes)
+    if info.kind == "bits":
+        return indices.qa_bits_clear(mask, info.bitfields, rules.qa_flags)
+    clear = indices.classes_clear(mask, info.classes, rules.class_names)
+    return clear & (mask != info.nodata) if info.nodata is not None else clear
+
+
+def _solar_days(times: np.ndarray, lon: float) -> np.ndarray:
+    """Local solar date of UTC times at longitude ``lon`` (UTC + lon/15 h), as odc-stac groups."""
+    t = pd.DatetimeIndex(times)
+    return (t + pd.Timedelta(hours=lon / 15.0)).normalize().values
+
+
+def _fuse(parts: list[xr.Dataset], lon: float) -> xr.Dataset:
+    """One series from per-group series: sorted by solar day then sensor priority; on a day
+    seen by several groups, each pixel takes the first clear observation (else the first
+    with data). The fused step keeps the time of the first observation."""
+    combined = xr.concat(parts, dim="time", coords="minimal", compat="override", join="override")
+    days = _solar_days(combined.time.values, lon)
+    prio = np.array([_SENSOR_PRIORITY.get(str(s).split("+")[0], 9) for s in combined["sensor"].values])
+    order = np.lexsort((prio, days))
+    combined = combined.isel(time=order)
+    days = days[order]
+    uniq, first, counts = np.unique(days, return_index=True, return_counts=True)
+    if (counts == 1).all():
+        return combined
+    pieces = []
+    for i0, n in zip(first, counts):
+        acc = combined.isel(time=slice(i0, i0 + 1))
+        for k in range(i0 + 1, i0 + n):
+            nxt = combined.isel(time=slice(k, k + 1))
+            sensor = f"{acc['sensor'].values[0]}+{nxt['sensor'].values[0]}"
+            nxt = nxt.assign_coords(time=acc.time.values, sensor=("time", acc["sensor"].values))
+            has = acc[[v for v in acc.data_vars if v != "clear"]].to_array("b").notnull().all("b")
+            nxt_has = nxt[[v for v in nxt.data_vars if v != "clear"]].to_array("b").notnull().all("b")
+            take = (~acc["clear"] & nxt["clear"] & nxt_has) | (~has & nxt_has)
+            acc = xr.where(take, nxt, acc).assign_coords(sensor=("time", [sensor]))
+            acc["clear"] = acc["clear"].astype(bool)
+        pieces.append(acc)
+    return xr.concat(pieces, dim="time")
+
+
+def load_series(
+    items: list[pystac.Item],
+    geobox: GeoBox,
+    *,
+    bands: tuple[str, ...] = REFLECTANCE_BANDS,
+    mask: MaskRules | None = MaskRules(),
+    profile: Profile | None = None,
+    signer: Callable[[str], str] | None = None,
+    resampling: str = "bilinear",
+    chunk: int = 256,
+    check_assets: bool = True,
+) -> SeriesLoad:
+    """Load items of one or several collections and sensors lazily onto ``geobox`` as one
+    surface-reflectance time series with a clear-sky mask.
+
+    Each item is parsed once (:func:`pipelines._bands.parse_item`): bands by common name,
+    scale/offset/nodata per item, its quality mask. Items with the same sensor, mask kind and
+    scaling are loaded together by odc-stac (one time step per solar day), scaled
+    (``DN * scale + offset``, float32, NaN where DN is nodata) and masked with their own mask
+    (Sentinel-2 SCL classes, QA bits, or classes). Groups are then merged into one series:
+    a solar day seen by several sensors becomes one time step in which each pixel takes the
+    first clear observation, Sentinel-2 before Landsat. No band adjustment between sensors
+    is applied (see the README, "Sentinel-2 and Landsat in one series").
+
+    Parameters
+    ----------
+    items
+        STAC Items (any collections the profiles know).
+    geobox
+        The analysis grid (a projected CRS, metres). Bands of coarser resolution are
+        resampled onto it with ``resampling``; masks with nearest neighbour.
+    bands
+        Common band names to load; an item without one of them is skipped and reported.
+    mask
+        Which mask values are not clear; ``None``: no quality mask (``clear`` = has data).
+        An item without a quality mask asset gets ``clear`` = has data, with a log message.
+    profile
+        The catalogue's :class:`~pipelines._profiles.Profile` (alternate hrefs, signer).
+    signer
+        Applied to every href at read time; default ``profile.signer``. Injectable for tests.
+    resampling
+        Resampling of reflectance bands (``bilinear``, ``nearest``, ``average`` …).
+    chunk
+        Spatial chunk edge in pixels.
+    check_assets
+        Open each needed asset's header first (threads, GDAL retries/timeouts); an item with
+        an asset that cannot be opened (404, timeout, not a raster) is skipped and reported.
+
+    Returns
+    -------
+    SeriesLoad
+        Nothing is read beyond the asset headers until the caller computes.
+    """
+    if not items:
+        raise StacError("no scenes to load; widen the date window or the cloud-cover limit")
+    signer = signer if signer is not None else (profile.signer if profile is not None else None)
+    patch = _HrefPatch(signer)
+    skipped: list[str] = []
+    keep: list[tuple[pystac.Item, ParsedItem]] = []
+    for it in items:
+        p = parse_item(it)
+        missing = [b for b in bands if b not in p.bands]
+        if missing:
+            skipped.append(f"{it.id}: no asset for band(s) {', '.join(missing)} (sensor {p.sensor or 'unknown'}, asset keys {', '.join(it.assets)})")
+            continue
+        keep.append((it, p))
+    if check_assets and keep:
+        hrefs = [(i, key, _href(it, key, profile)) for i, (it, p) in enumerate(keep)
+                 for key in [p.bands[b].asset for b in bands] + ([p.mask.asset] if (mask is not None and p.mask) else [])]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            errors = list(pool.map(lambda h: _check_readable(h[2], patch), hrefs))
+        bad: dict[int, str] = {}
+        for (i, key, href), err in zip(hrefs, errors):
+            if err is not None and i not in bad:
+                bad[i] = f"{keep[i][0].id}: asset '{key}' ({href}) cannot be read: {err}"
+        for i, msg in bad.items():
+            log.warning("scene skipped: %s", msg)
+        skipped.extend(bad.values())
+        keep = [kp for i, kp in enumerate(keep) if i not in bad]
+    if not keep:
+        raise StacError("no readable scenes to load: " + "; ".join(skipped[:3]) + ("" if len(skipped) <= 3 else f" … ({len(skipped)} in all)"))
+
+    groups: dict[tuple, list[tuple[pystac.Item, ParsedItem]]] = {}
+    for it, p in keep:
+        groups.setdefault(p.scaling_signature(bands), []).append((it, p))
+    lon = float(geobox.extent.to_crs("EPSG:4326").centroid.coords[0][0])
+    parts = []
+    scalings: list[ItemScaling] = []
+    for g, (sig, members) in enumerate(sorted(groups.items(), key=lambda kv: (_SENSOR_PRIORITY.get(kv[0][0], 9), str(kv[0])))):
+        p0 = members[0][1]
+        norm = [_normalised_item(it, p, bands, f"redline-group-{g}", profile) for it, p in members]
+        has_mask = mask is not None and p0.mask is not None
+        if mask is not None and p0.mask is None:
+            log.info("%d %s item(s) have no quality mask asset; clear = has data", len(members), p0.sensor or "unknown")
+        raw = odc.stac.load(
+            norm, bands=[*bands, *(["mask"] if has_mask else [])], geobox=geobox, chunks={"x": chunk, "y": chunk},
+            groupby="solar_day", resampling={"mask": "nearest", "*": resampling}, patch_url=patch, fail_on_error=True,
+        )
+        out = {}
+        for b in bands:
+            info = p0.bands[b]
+            dn = raw[b]
+            refl = dn.astype("float32") * np.float32(info.scale) + np.float32(info.offset)
+            if info.nodata is not None:
+                refl = refl.where(dn != info.nodata) if np.isfinite(info.nodata) else refl.where(dn.notnull())
+            out[b] = refl.astype("float32").assign_attrs(units="1", long_name=f"{b} surface reflectance")
+        has_data = xr.concat([out[b].notnull() for b in bands], "b").all("b")
+        out["clear"] = (_clear(raw["mask"], p0.mask, mask) & has_data) if has_mask else has_data
+        ds = xr.Dataset(out, coords=raw.coords).assign_coords(sensor=("time", [p0.sensor or "unknown"] * raw.sizes["time"]))
+        parts.append(ds)
+        for it, p in members:
+            for b in bands:
+                i = p.bands[b]
+                scalings.append(ItemScaling(it.id, b, i.scale, i.offset, i.nodata, i.asset, i.source, i.reason))
+    data = parts[0] if len(parts) == 1 else _fuse(parts, lon)
+    data = data.drop_vars([c for c in data.coords if c not in ("time", "y", "x", "sensor", "spatial_ref")])
+    data.attrs["crs"] = str(geobox.crs)
+    return SeriesLoad(data=data, scalings=scalings, parsed=[p for _, p in keep], skipped=skipped)

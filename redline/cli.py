@@ -65,7 +65,10 @@ def scan(
     _setup_logging(verbose)
     cfg = load_config(config)
     text = config.read_text(encoding="utf-8")
-    _summary(run_scan(cfg, out, scheduler=scheduler, config_text=text))
+    result = run_scan(cfg, out, scheduler=scheduler, config_text=text)
+    _summary(result)
+    if result.failures:
+        raise ScanFault(result.failures)
 
 
 def _demo_scenes_dir(scenes: Optional[Path]) -> Path:

@@ -28,20 +28,37 @@ __all__ = [
     "PROFILES",
 ]
 
-#: Known STAC profiles (design.md §3). ``embedded`` is the loopback API of ``redline demo``.
-PROFILES = ("embedded", "earth-search", "planetary-computer", "landsat")
+#: Known STAC profiles (design.md §3; defaults in :data:`pipelines.PROFILES`). ``embedded`` is
+#: the loopback API of ``redline demo``; ``generic`` (or no profile) is any STAC API.
+PROFILES = ("embedded", "earth-search", "planetary-computer", "landsat", "generic")
 
 _Strict = ConfigDict(extra="forbid", frozen=True)
 
 
 class StacConfig(BaseModel):
-    """Where scenes come from."""
+    """Where scenes come from. ``url`` and ``collections`` default to the profile's
+    (:data:`pipelines.PROFILES`) when omitted."""
 
     model_config = _Strict
     url: str | None = None
-    profile: Literal["embedded", "earth-search", "planetary-computer", "landsat"] | None = None
+    profile: Literal["embedded", "earth-search", "planetary-computer", "landsat", "generic"] | None = None
     collections: list[str] = Field(default_factory=lambda: ["sentinel-2-c1-l2a"], min_length=1)
     max_cloud_cover: float = Field(80.0, ge=0, le=100, description="scene-level filter, percent")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("profile") not in PROFILES:
+            return data
+        from pipelines._profiles import get_profile  # imported here: the config module stays light to import
+
+        prof = get_profile(data["profile"])
+        filled = dict(data)
+        if filled.get("url") is None and prof.url is not None:
+            filled["url"] = prof.url
+        if filled.get("collections") is None:
+            filled["collections"] = list(prof.collections)
+        return filled
 
 
 class ZonesConfig(BaseModel):

@@ -76,16 +76,20 @@ def _analysis_geobox(zones_utm: gpd.GeoDataFrame, resolution: float) -> GeoBox:
 
 
 def _graph(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox) -> tuple[xr.Dataset, xr.Dataset, list]:
-    det, composite, scalings, _, _ = _graph_parts(cfg, items, geobox)
+    det, composite, scalings, _, _, _ = _graph_parts(cfg, items, geobox)
     return det, composite, scalings
 
 
 def _graph_parts(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox):
-    """The lazy part: load, mask, indices, detection and the monitor true-colour composite."""
-    ds, scalings = pipelines.load_reflectance(items, geobox)
-    bands = list(pipelines._load.REFLECTANCE_BANDS)
-    clear = indices.clear_mask(ds["scl"], cfg.detection.scl_mask_classes)
-    clear = clear & ds[bands].to_array("band").notnull().all("band")
+    """The lazy part: load (per-profile scaling, quality masks, sensors merged), mask, indices,
+    detection and the monitor true-colour composite. Also returns the scenes skipped."""
+    loaded = pipelines.load_series(
+        items, geobox, profile=pipelines.get_profile(cfg.stac.profile),
+        mask=pipelines.MaskRules(scl_classes=tuple(cfg.detection.scl_mask_classes)),
+    )
+    ds, scalings = loaded.data, loaded.scalings
+    bands = list(pipelines.REFLECTANCE_BANDS)
+    clear = ds["clear"] & ds[bands].to_array("band").notnull().all("band")
     if cfg.detection.mask_dilation_m > 0:
         clear = indices.dilate_mask(clear, cfg.detection.mask_dilation_m, cfg.resolution)
     refl = ds[bands].where(clear)
@@ -106,7 +110,7 @@ def _graph_parts(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox):
     composite = xr.apply_ufunc(
         _nanmedian, mon.chunk({"time": -1}), input_core_dims=[["time"]], dask="parallelized", output_dtypes=[np.float32]
     )
-    return det, composite, scalings, refl, stack
+    return det, composite, scalings, refl, stack, loaded.skipped
 
 
 def _nanmedian(a: np.ndarray) -> np.ndarray:
@@ -328,8 +332,9 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
         return previous
 
     register = Register(cfg.register_path or out / "register.gpkg")
-    with pipelines.dask_client(scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker), register.lock():
-        det, composite, scalings, refl, stack = _graph_parts(cfg, search.items, geobox)
+    profile = pipelines.get_profile(cfg.stac.profile)
+    with pipelines.dask_client(scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, env=profile.gdal_env), register.lock():
+        det, composite, scalings, refl, stack, skipped = _graph_parts(cfg, search.items, geobox)
         fields, rgb = _compute(det, composite)
         raster_paths = _write_rasters(out, fields, rgb, geobox)
         found = alerts_from_fields(
@@ -346,7 +351,7 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
         run = {
             "scan_id": scan_id, "name": cfg.name, "config_sha256": hashlib.sha256((config_text or "").encode()).hexdigest(),
             "started": started.isoformat(timespec="seconds"), "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "monitor_start": str(cfg.monitor.start), "monitor_end": str(cfg.monitor.end), "n_items": len(search.items),
+            "monitor_start": str(cfg.monitor.start), "monitor_end": str(cfg.monitor.end), "n_items": len(search.items) - len(skipped),
             "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged,
         }
         # one row per scan id: re-running a scan replaces its row (the alerts are unchanged)
@@ -385,6 +390,7 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
     files = [p for p in sorted(out.rglob("*")) if p.is_file() and p.suffix in (".tif", ".geojson", ".csv", ".html")]
     _write_catalog(out, scan_id, bbox, json.loads(gpd.GeoSeries([zones.to_crs(4326).union_all().envelope], crs=4326).to_json())["features"][0]["geometry"], started, files)
 
+    skipped_ids = {line.split(":", 1)[0] for line in skipped}
     reg_rel = register.path.resolve().relative_to(out.resolve()).as_posix() if register.path.resolve().is_relative_to(out.resolve()) else None
     record: dict[str, Any] = {
         "redline_version": provenance.library_versions()["redline"],
@@ -398,16 +404,18 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
         "items": [
             {"id": it.id, "collection": it.collection_id, "datetime": it.datetime.isoformat() if it.datetime else None,
              "assets": {k: a.href for k, a in it.assets.items()},
-             "scaling": {s.band: {"scale": s.scale, "offset": s.offset, "nodata": s.nodata} for s in scalings if s.item_id == it.id}}
-            for it in search.items
+             "scaling": {s.band: {"scale": s.scale, "offset": s.offset, "nodata": s.nodata, "asset": s.asset, "source": s.source, "reason": s.reason}
+                         for s in scalings if s.item_id == it.id}}
+            for it in search.items if it.id not in skipped_ids
         ],
         "register": {"path": str(register.path.resolve()), "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged},
-        "failures": [],
+        "failures": [f"scene {line}" for line in skipped],
         "libraries": provenance.library_versions(),
         "not_checksummed": [reg_rel] if reg_rel else [],
     }
     provenance.write_manifest(out, record, exclude=(reg_rel,) if reg_rel else ())
     return ScanResult(
         scan_id=scan_id, out_dir=out, alerts=mine, zone_stats=zone_stats, admin_stats=admin_stats,
-        n_items=len(search.items), register=register.path, map_html=map_html, seconds=time.monotonic() - t0,
+        n_items=len(search.items) - len(skipped_ids), register=register.path, map_html=map_html, seconds=time.monotonic() - t0,
+        failures=[f"scene {line}" for line in skipped],
     )

@@ -70,7 +70,8 @@ def test_manifest_records_items_and_checksums(small_scan, stac_url):
     assert m["stac"]["url"] == stac_url
     assert len(m["items"]) == small_scan.n_items
     assert all(v.startswith("file://") for it in m["items"] for v in it["assets"].values())
-    assert m["items"][0]["scaling"]["red"] == {"scale": 0.0001, "offset": -0.1, "nodata": 0}
+    assert m["items"][0]["scaling"]["red"] == {"scale": 0.0001, "offset": -0.1, "nodata": 0, "asset": "red",
+                                               "source": "raster:bands", "reason": "declared in raster:bands"}
     assert "alerts.geojson" in m["outputs"]
     assert verify_outputs(small_scan.out_dir) == []
 
