@@ -186,6 +186,13 @@ def _nanmedian_last(a: np.ndarray) -> np.ndarray:
     return np.where(n > 0, 0.5 * (lo + hi), np.nan)
 
 
+def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean over the last axis of ``values`` where ``mask`` (broadcast), NaN where none: the
+    same as ``np.nanmean`` on finite masked values, without its copies."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mask, values, 0.0).sum(axis=-1) / mask.sum(axis=-1)
+
+
 def _robust_sigma(resid: np.ndarray) -> np.ndarray:
     """1.4826 · MAD over the last axis, ignoring NaN."""
     med = _nanmedian_last(resid)
@@ -223,8 +230,8 @@ def _pixels(
     gs = np.isin(months, GROWING_SEASON_MONTHS)
     ndvi = Y[:, 0, :]
     with _quiet():
-        out[:, F["ndvi_base_gs"]] = np.nanmean(np.where(W & gs, ndvi, np.nan), axis=1)
-        out[:, F["ndvi_mon_gs"]] = np.nanmean(np.where(Wm & gs, ndvi, np.nan), axis=1)
+        out[:, F["ndvi_base_gs"]] = _masked_mean(ndvi, W & gs)
+        out[:, F["ndvi_mon_gs"]] = _masked_mean(ndvi, Wm & gs)
 
     ok = W.sum(1) >= min_obs
     out[:, F["disturbed"]] = 0.0
@@ -245,7 +252,6 @@ def _pixels(
     sigma = np.full(resid.shape[:2], np.nan)
     with _quiet():
         sigma[:, need] = _robust_sigma(np.where(Wk[:, None, :], resid[:, need], np.nan))  # (n, V)
-        base_mean = np.nanmean(np.where(Wk[:, None, :], Yk, np.nan), axis=2)
     floors = np.array([SIGMA_FLOOR[v] for v in STACK_VARS])
     sigma = np.maximum(np.nan_to_num(sigma, nan=0.0), floors[None, :])
     z = resid / sigma[:, :, None]
@@ -256,7 +262,7 @@ def _pixels(
         name = STACK_VARS[v]
         a = (z[:, v, :] < -z_threshold) & (drop[:, v, :] >= MIN_DROP[name])
         if name == "MNDWI":
-            a &= (base_mean[:, v] > 0.0)[:, None]
+            a &= (_masked_mean(Yk[:, v, :], Wk) > 0.0)[:, None]  # baseline water only
         if name == "NBR":
             # NBR uses the 20 m SWIR band, whose footprint bleeds a pixel beyond a 10 m change:
             # count it only where the 10 m NDVI also falls: by more than one σ and 0.03.
@@ -306,13 +312,14 @@ def _pixels(
         res[dist, F["last_observed"]] = days[last_after[dist]]
         res[:, F["n_confirm"]] = np.where(dist, conf.sum(1), np.nan)
         # the triggering index: the detection variable with the largest mean z-drop
-        zc = np.where(conf[:, None, :], -z, np.nan)
-        with _quiet():
-            zmean = np.nanmean(zc, axis=2)  # (m, V)
-            dmean = np.nanmean(np.where(conf[:, None, :], drop, np.nan), axis=2)
-            post = np.full(zmean.shape, np.nan)  # (m, V): median of the clear looks since the date
-            post[dist] = _nanmedian_last(np.where((Wmk & after)[dist][:, None, :], Yk[dist], np.nan))[..., 0]
         det = np.array(det_vars)
+        zmean = np.full((m, nv), np.nan)  # (m, V): mean z-drop and index drop of the confirming looks
+        dmean = np.full((m, nv), np.nan)
+        zmean[:, det] = _masked_mean(-z[:, det], conf[:, None, :])
+        dmean[:, det] = _masked_mean(drop[:, det], conf[:, None, :])
+        post = np.full((m, nv), np.nan)  # (m, V): median of the clear looks since the date
+        with _quiet():
+            post[dist] = _nanmedian_last(np.where((Wmk & after)[dist][:, None, :], Yk[dist], np.nan))[..., 0]
         zdet = np.where(np.isfinite(zmean[:, det]), zmean[:, det], -np.inf)
         trig = det[np.argmax(zdet, axis=1)]
         rows = np.arange(m)
