@@ -47,7 +47,7 @@ def render_grade_shares(path: Path, zone_stats: pd.DataFrame, *, periods: tuple[
     ax.set_xticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.set_xlabel("area share of RSEI grade (right: zone mean RSEI)")
     ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.12 if n < 4 else -0.06), frameon=False)
-    ax.set_title(title or "RSEI grades per zone", fontsize=9)
+    ax.set_title((title or "RSEI grades per zone").replace(", normalised", ",\nnormalised"), fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
