@@ -379,8 +379,8 @@ def write_assessment(
     zgeo = zones[["zone_id", "geometry"]].to_crs(4326).merge(zone_stats, on="zone_id")
     zgeo.to_file(gpkg, layer="zone_stats", driver="GPKG")
     units = zones_utm.assign(admin_id=zones_utm["admin_id"].fillna("(none)").astype(str)).dissolve(by="admin_id").reset_index()[["admin_id", "geometry"]]
-    agoe = units.merge(admin_stats, on="admin_id").to_crs(4326)
-    agoe.to_file(gpkg, layer="admin_stats", driver="GPKG")
+    ageo = units.merge(admin_stats, on="admin_id").to_crs(4326)
+    ageo.to_file(gpkg, layer="admin_stats", driver="GPKG")
     annual = pd.DataFrame(columns=["unit_type", "unit_id", "year", "ndvi_gs"])
     if "ndvi_annual" in paths:
         za = annual_means(paths["ndvi_annual"], zones_utm, "zone_id").rename(columns={"zone_id": "unit_id"}).assign(unit_type="zone")

@@ -37,6 +37,9 @@ def annual_growing_season_ndvi(ndvi: xr.DataArray) -> xr.DataArray:
     """
     gs = ndvi["time"].dt.month.isin(list(GROWING_SEASON_MONTHS))
     sel = ndvi.isel(time=np.flatnonzero(gs.values))
+    if sel.sizes["time"] == 0:  # a window without growing-season dates: no year at all
+        empty = ndvi.isel(time=slice(0, 0)).rename({"time": "year"}).astype("float32")
+        return empty.assign_coords(year=np.array([], dtype=int)).rename("ndvi_annual")
     return sel.groupby("time.year").mean("time", skipna=True).astype("float32").rename("ndvi_annual")
 
 

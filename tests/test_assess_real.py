@@ -172,3 +172,40 @@ def test_grades_follow_the_0_2_steps():
     codes = grade(np.array([0.0, 0.19, 0.2, 0.45, 0.6, 0.79, 0.8, 1.0, np.nan]))
     assert codes.tolist() == [1, 1, 2, 3, 4, 4, 5, 5, 0]
     assert [GRADES[c][1] for c in (1, 2, 3, 4, 5)] == ["差", "较差", "一般", "良", "优"]
+
+
+L8 = Path(__file__).parent / "data" / "landsat8_016037"
+
+
+def test_four_component_rsei_with_the_thermal_band_of_a_real_landsat8_scene():
+    """Landsat 8 OLI/TIRS (900 m, Collection 1 L1): TOA reflectance and B10 at-sensor brightness
+    temperature from the real MTL constants (USGS Landsat 8 Data Users Handbook, sections 5.1–5.2),
+    clouds and fill masked with the BQA bits; heat enters RSEI and loads negatively."""
+    import re
+
+    mtl = next(L8.glob("*_MTL.txt")).read_text()
+
+    def v(key: str) -> float:
+        return float(re.search(rf"{key} = ([-\d.E+]+)", mtl).group(1))
+
+    with rasterio.open(next(L8.glob("*.tif"))) as src:
+        dn = src.read()
+        assert src.descriptions == ("B2", "B3", "B4", "B5", "B6", "B7", "B10", "BQA")
+    qa = dn[7]
+    clear = ((qa & 1) == 0) & (((qa >> 4) & 1) == 0)  # not fill, not cloud (Collection 1 BQA bits 0, 4)
+    sin_sun = np.sin(np.radians(v("SUN_ELEVATION")))
+    names = ["blue", "green", "red", "nir", "swir16", "swir22"]
+    ds = xr.Dataset({n: (("y", "x"), np.where(clear, (dn[i] * v(f"REFLECTANCE_MULT_BAND_{i + 2}") + v(f"REFLECTANCE_ADD_BAND_{i + 2}")) / sin_sun, np.nan).astype("float32"))
+                     for i, n in enumerate(names)})
+    radiance = dn[6] * v("RADIANCE_MULT_BAND_10") + v("RADIANCE_ADD_BAND_10")
+    bt = np.where(clear, v("K2_CONSTANT_BAND_10") / np.log(v("K1_CONSTANT_BAND_10") / radiance + 1.0), np.nan)
+    comps = {"NDVI": indices.compute_indices(ds, ["NDVI"])["NDVI"].values, "WET": indices.tasselled_cap_wetness(ds, sensor="landsat-oli").values,
+             "NDBSI": indices.ndbsi(ds).values, "LST": bt}
+    res = rsei(comps, indices.compute_indices(ds, ["MNDWI"])["MNDWI"].values)
+    assert res.variant.startswith("RSEI 4-component")
+    assert res.loadings["LST"] < 0 and res.loadings["NDBSI"] < 0 and res.loadings["NDVI"] > 0 and res.loadings["WET"] > 0
+    value = res.rsei["period"]
+    ok = np.isfinite(value)
+    assert 285 < np.nanmedian(bt) < 305  # a plausible August land surface in South Carolina, Kelvin
+    assert np.corrcoef(value[ok], bt[ok])[0, 1] < 0
+    assert np.corrcoef(value[ok], comps["NDVI"][ok])[0, 1] > 0.5
