@@ -366,7 +366,7 @@ def write_assessment(
     if not basic:
         paths = {**{k: rasters[k] for k in ("ndvi_baseline", "ndvi_monitor", "fvc_monitor", "observed")}, **paths}
     info["wetness"] = {"coefficients": (attrs or {}).get("wetness_coefficients"), "reference": (attrs or {}).get("wetness_reference")}
-    variant = info["rsei"]["variant"] + f"; wetness {info['wetness']['coefficients']}"
+    variant = info["rsei"]["variant"] + f"; tasselled-cap wetness {info['wetness']['coefficients']} ({info['wetness']['reference']})"
     zones_utm = zones.to_crs(utm)
     zone_stats = zone_statistics(zones_utm, paths, alerts, rsei_variant=variant)
     admin_utm = admin.to_crs(utm) if admin is not None else None
