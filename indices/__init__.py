@@ -4,9 +4,11 @@ Index formulas come from the Awesome Spectral Indices catalogue through ``spynde
 (Montero et al. 2023, https://doi.org/10.1038/s41597-023-02096-0); each index's original
 reference is kept in :data:`INDEX_REFERENCES`. Masks follow the ESA Sentinel-2 L2A Scene
 Classification (SCL) legend, the USGS Landsat Collection 2 QA_PIXEL bits, or the class and
-bit legends an item declares (``classification`` extension).
+bit legends an item declares (``classification`` extension). The RSEI indicators missing from
+that catalogue (tasselled-cap wetness, IBI, NDBSI) are in ``indices._ecology`` with their sources.
 """
 
+from indices._ecology import TC_WETNESS, ibi, ndbsi, tasselled_cap_wetness, wetness_set_for
 from indices._mask import (
     DEFAULT_MASKED_CLASS_NAMES,
     DEFAULT_QA_FLAGS,
@@ -33,4 +35,9 @@ __all__ = [
     "DEFAULT_MASKED_CLASS_NAMES",
     "qa_bits_clear",
     "classes_clear",
+    "TC_WETNESS",
+    "tasselled_cap_wetness",
+    "wetness_set_for",
+    "ibi",
+    "ndbsi",
 ]

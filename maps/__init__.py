@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from maps._assessment import GRADE_COLOURS, render_grade_shares, render_trends
 from maps._figures import render_chip, render_timeseries, true_colour
 from maps._map import COMPOSITE_PNG, render_map
 from maps._report import print_pdf, render_report
@@ -18,7 +19,7 @@ from maps._summary import render_county_figure, render_overview, render_zone_fig
 
 __all__ = [
     "render_outputs", "render_map", "render_report", "print_pdf", "render_chip", "render_timeseries", "true_colour",
-    "render_zone_figure", "render_county_figure", "render_overview", "TYPE_STYLE", "STATUS_STYLE", "CATEGORY_STYLE", "esc",
+    "render_zone_figure", "render_county_figure", "render_overview", "render_grade_shares", "render_trends", "GRADE_COLOURS", "TYPE_STYLE", "STATUS_STYLE", "CATEGORY_STYLE", "esc",
 ]
 
 

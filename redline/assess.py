@@ -1,34 +1,83 @@
-"""Ecological-status assessment per zone and per administrative unit (design.md §7).
+"""Ecological-status assessment per zone and per administrative unit (design.md §7; 生态状况调查
+与评估).
 
 Zonal means are weighted by the exact fraction of each pixel covered by the polygon
 (exactextract, Baston 2023, https://github.com/isciences/exactextract), not by centre-point
-rasterising, so that small and thin zones are measured correctly.
+rasterising, so that small and thin zones are measured correctly. Admin-unit figures are taken
+the same way over the union of the unit's zones, so they are the coverage-weighted aggregate of
+the zones' pixels — not a mean of zone means.
 
 Fractional vegetation cover uses the dimidiate pixel model
 FVC = (NDVI − NDVI_soil) / (NDVI_veg − NDVI_soil), clipped to [0, 1] (Gutman & Ignatov 1998,
-doi:10.1080/014311698215333), with the soil and vegetation end-members taken as the 5 % and
-95 % cumulative quantiles of the scene's NDVI, as is standard practice in China (李苗苗 等 2004,
-资源科学 26(4): 153–159).
+doi:10.1080/014311698215333; Carlson & Ripley 1997, doi:10.1016/S0034-4257(97)00104-1), with the
+soil and vegetation end-members taken as the 5 % and 95 % cumulative quantiles of the period's
+NDVI over the analysis grid, as is standard practice in China (李苗苗 等 2004, 资源科学 26(4):
+153–159). The end-members used are written to ``assessment.json``.
+
+The ecological index is RSEI (:mod:`redline.rsei`), the trends Theil–Sen / Mann–Kendall
+(:mod:`redline.trends`).
+
+Library functions here take arrays, rasters and frames and return frames; the writer
+(:func:`write_assessment`) is called by the scan and by ``redline assess`` after their one
+eager step.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import xarray as xr
 from exactextract import exact_extract
 
+from redline import rsei as _rsei
+from redline import trends as _trends
 from redline.alerts import DISTURBANCE_TYPES
+from redline.register import STATUSES
 
-__all__ = ["FVC_QUANTILES", "fvc", "zone_statistics", "admin_statistics", "OBSERVED_MIN_FRACTION"]
+if TYPE_CHECKING:
+    from odc.geo.geobox import GeoBox
+
+    from redline.config import ScanConfig
+
+__all__ = [
+    "FVC_QUANTILES",
+    "OBSERVED_MIN_FRACTION",
+    "PERIODS",
+    "fvc",
+    "lazy_inputs",
+    "zonal_means",
+    "grade_shares",
+    "annual_means",
+    "zone_statistics",
+    "admin_statistics",
+    "computed_inputs",
+    "write_assessment",
+    "run_assessment",
+]
+
+log = logging.getLogger(__name__)
 
 #: Soil / vegetation end-member quantiles of NDVI for FVC (李苗苗 等 2004).
 FVC_QUANTILES = (0.05, 0.95)
 #: Below this share of the zone seen clear at least once in the monitor window, the zone's
 #: status is ``not_observed``: "no alert" must not be read as "no change".
 OBSERVED_MIN_FRACTION = 0.5
+#: The two assessment periods, named as in the config.
+PERIODS = ("baseline", "monitor")
+#: Rasters whose zonal mean is a §7 column or an extension (output stem = column name).
+_MEAN_COLUMNS = (
+    "observed", "monitored", "ndvi_baseline", "ndvi_monitor", "fvc_baseline", "fvc_monitor", "rsei_baseline", "rsei_monitor",
+)
+_GRADE_KEYS = [key for key, _ in _rsei.GRADES.values()]
 
 
 def fvc(ndvi: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -41,79 +90,393 @@ def fvc(ndvi: np.ndarray) -> tuple[np.ndarray, float, float]:
     return np.where(np.isfinite(ndvi), out, np.nan).astype("float32"), soil, veg
 
 
-def _zonal_means(rasters: dict[str, Path], polys: gpd.GeoDataFrame, key: str) -> pd.DataFrame:
-    stats = exact_extract([str(p) for p in rasters.values()], polys[[key, "geometry"]], ["mean"], include_cols=[key], output="pandas")
-    rename = {f"{Path(p).stem}_mean": name for name, p in rasters.items()}
-    if len(rasters) == 1:
-        rename = {"mean": next(iter(rasters))}
-    return stats.rename(columns=rename)
+def _sensor(cfg: ScanConfig) -> str:
+    return "landsat-oli" if any("landsat" in c.lower() for c in cfg.stac.collections) else "sentinel-2"
 
 
-def zone_statistics(zones: gpd.GeoDataFrame, rasters: dict[str, Path], alerts: gpd.GeoDataFrame) -> pd.DataFrame:
-    """One row per zone: the columns of design.md §7.
+def lazy_inputs(cfg: ScanConfig, refl: xr.Dataset) -> xr.Dataset:
+    """The assessment's per-pixel inputs as one lazy Dataset: the RSEI indicators and clear
+    counts of both periods (:func:`redline.rsei.period_inputs`) and the annual growing-season
+    NDVI over the whole window (``ndvi_annual``, dims year, y, x). Nothing is computed."""
+    windows = {p: (str(getattr(cfg, p).start), str(getattr(cfg, p).end)) for p in PERIODS}
+    ds = _rsei.period_inputs(refl, windows, sensor=_sensor(cfg))
+    import indices
+
+    ndvi = indices.compute_indices(refl[["red", "nir"]], ["NDVI"])["NDVI"].sel(time=slice(str(cfg.baseline.start), str(cfg.monitor.end)))
+    ds["ndvi_annual"] = _trends.annual_growing_season_ndvi(ndvi)
+    return ds
+
+
+# --------------------------------------------------------------------------- zonal statistics
+
+
+def zonal_means(rasters: dict[str, Path], polys: gpd.GeoDataFrame, key: str) -> pd.DataFrame:
+    """Coverage-weighted means of single-band rasters per polygon: columns ``key`` + raster names.
+
+    Pixels at the raster's nodata (NaN) are left out of both the sum and the weights.
+    """
+    names = list(rasters)
+    stats = exact_extract([str(rasters[n]) for n in names], polys[[key, "geometry"]], ["mean"], include_cols=[key], output="pandas")
+    if len(names) == 1:
+        return stats.rename(columns={"mean": names[0]})
+    return stats.rename(columns={f"{Path(rasters[n]).stem}_mean": n for n in names})
+
+
+def grade_shares(grade_raster: Path, polys: gpd.GeoDataFrame, key: str, prefix: str) -> pd.DataFrame:
+    """Area share (0–1, coverage-weighted) of each RSEI grade among the graded pixels of each
+    polygon: columns ``{prefix}_share_{poor…excellent}``; 0 where a grade is absent."""
+    stats = exact_extract(str(grade_raster), polys[[key, "geometry"]], ["unique", "frac"], include_cols=[key], output="pandas")
+    rows = []
+    for r in stats.itertuples(index=False):
+        shares = dict(zip(np.asarray(r.unique, dtype=int).tolist(), np.asarray(r.frac, dtype=float).tolist()))
+        rows.append({key: getattr(r, key), **{f"{prefix}_share_{k}": round(shares.get(code, 0.0), 4) for code, (k, _) in _rsei.GRADES.items()}})
+    return pd.DataFrame(rows, columns=[key, *[f"{prefix}_share_{k}" for k in _GRADE_KEYS]])
+
+
+def annual_means(annual_raster: Path, polys: gpd.GeoDataFrame, key: str) -> pd.DataFrame:
+    """Long table ``key, year, ndvi_gs`` of coverage-weighted zonal means of a multi-band raster
+    whose band descriptions are the years."""
+    import rasterio
+
+    with rasterio.open(annual_raster) as src:
+        years = [int(d) for d in src.descriptions]
+    stats = exact_extract(str(annual_raster), polys[[key, "geometry"]], ["mean"], include_cols=[key], output="pandas")
+    if len(years) == 1:
+        stats = stats.rename(columns={"mean": "band_1_mean"})
+    long = stats.melt(id_vars=[key], value_vars=[f"band_{i + 1}_mean" for i in range(len(years))], var_name="band", value_name="ndvi_gs")
+    long["year"] = long["band"].str.split("_").str[1].astype(int).map(lambda b: years[b - 1])
+    long["ndvi_gs"] = long["ndvi_gs"].astype(float).round(4)
+    return long[[key, "year", "ndvi_gs"]].sort_values([key, "year"]).reset_index(drop=True)
+
+
+def _alert_columns(frame: pd.DataFrame, key: str, alerts: gpd.GeoDataFrame | pd.DataFrame, area_m2: pd.Series) -> pd.DataFrame:
+    """Disturbed area and fraction, alert counts by type and by review status, per ``key``."""
+    a = pd.DataFrame(alerts.drop(columns="geometry", errors="ignore"))
+    out = frame
+    if a.empty or key not in a:
+        a = pd.DataFrame({key: pd.Series(dtype=str), "area_m2": pd.Series(dtype=float), "disturbance_type": pd.Series(dtype=str), "status": pd.Series(dtype=str)})
+    area = a.groupby(key)["area_m2"].sum()
+    out["disturbed_area_m2"] = out[key].map(area).fillna(0.0).astype(float).round(1)
+    out["disturbed_fraction"] = (out["disturbed_area_m2"] / area_m2.replace(0, np.nan)).fillna(0.0).round(6)
+    out["alerts_total"] = out[key].map(a.groupby(key).size()).fillna(0).astype(int)
+    for col, values, prefix in (("disturbance_type", DISTURBANCE_TYPES, "alerts_"), ("status", STATUSES, "alerts_status_")):
+        counts = a.groupby([key, col]).size().unstack(fill_value=0) if col in a and not a.empty else pd.DataFrame()
+        for v in values:
+            series = counts[v] if v in counts.columns else pd.Series(dtype=int)
+            out[f"{prefix}{v}"] = out[key].map(series).fillna(0).astype(int)
+    return out
+
+
+def _assessment_columns(polys: gpd.GeoDataFrame, key: str, rasters: dict[str, Path]) -> pd.DataFrame:
+    """Means, changes, grades, grade shares and trends of the assessment rasters per polygon."""
+    means = zonal_means({k: rasters[k] for k in _MEAN_COLUMNS if k in rasters}, polys, key)
+    out = polys[[key]].merge(means, on=key, how="left")
+    out = out.rename(columns={"observed": "valid_obs_fraction", "monitored": "monitored_fraction"})
+    out["ndvi_change"] = out["ndvi_monitor"] - out["ndvi_baseline"]
+    if "fvc_baseline" in out:
+        out["fvc_change"] = out["fvc_monitor"] - out["fvc_baseline"]
+    if "rsei_baseline" in out:
+        out["rsei_change"] = out["rsei_monitor"] - out["rsei_baseline"]
+        for p in PERIODS:
+            codes = _rsei.grade(out[f"rsei_{p}"].to_numpy(dtype="float64"))
+            out[f"rsei_grade_{p}"] = [_rsei.GRADES[c][1] if c else None for c in codes]
+    for c in out.columns:
+        if c != key and out[c].dtype.kind == "f":
+            out[c] = out[c].astype(float).round(4)
+    for p in PERIODS:
+        if f"rsei_grade_{p}" in rasters:
+            out = out.merge(grade_shares(rasters[f"rsei_grade_{p}"], polys, key, f"rsei_{p}"), on=key, how="left")
+    if "ndvi_annual" in rasters:
+        out = out.merge(_trends.unit_trends(annual_means(rasters["ndvi_annual"], polys, key), key), on=key, how="left")
+    return out
+
+
+_ZONE_HEAD = ["zone_id", "zone_name", "category", "admin_id", "area_km2", "valid_obs_fraction", "ndvi_baseline", "ndvi_monitor",
+              "ndvi_change", "fvc_monitor", "disturbed_area_m2", "disturbed_fraction", "alerts_total", *[f"alerts_{t}" for t in DISTURBANCE_TYPES], "status"]
+
+
+def _ordered(frame: pd.DataFrame, head: list[str]) -> pd.DataFrame:
+    return frame[[c for c in head if c in frame] + [c for c in frame.columns if c not in head]]
+
+
+def zone_statistics(zones: gpd.GeoDataFrame, rasters: dict[str, Path], alerts: gpd.GeoDataFrame, *, rsei_variant: str | None = None) -> pd.DataFrame:
+    """One row per zone: the columns of design.md §7, then the extensions of the assessment.
 
     Parameters
     ----------
     zones
         Zones in the rasters' metric CRS (``zone_id, zone_name, category, admin_id``).
     rasters
-        Single-band float32 GeoTIFFs on the analysis grid, keyed ``ndvi_baseline``,
-        ``ndvi_monitor``, ``fvc_monitor`` and ``observed`` (1 where the pixel had ≥ 1 clear
-        observation in the monitor window, else 0).
+        GeoTIFFs on the analysis grid. Required: ``ndvi_baseline``, ``ndvi_monitor``,
+        ``fvc_monitor`` (float32, NaN = no data) and ``observed`` (1 where the pixel had ≥ 1
+        clear observation in the monitor window, else 0). Optional extensions: ``fvc_baseline``,
+        ``monitored`` (1 where the baseline had enough clear observations for the detector),
+        ``rsei_baseline``, ``rsei_monitor`` (0–1), ``rsei_grade_baseline``,
+        ``rsei_grade_monitor`` (uint8 grade codes 1–5, 0 = none) and ``ndvi_annual`` (one band
+        per year, band descriptions = years).
     alerts
-        This scan's alerts (any CRS) with ``zone_id``, ``area_m2``, ``disturbance_type``.
+        Alerts (any CRS) with ``zone_id``, ``area_m2``, ``disturbance_type``, ``status``.
+    rsei_variant
+        The RSEI variant line (:attr:`redline.rsei.RseiResult.variant`), repeated per row.
+
+    Returns
+    -------
+    pandas.DataFrame
+        §7 columns first (``zone_id … alerts_by_type…, status``), then ``monitored_fraction,
+        fvc_baseline, fvc_change, rsei_{baseline,monitor,change}, rsei_grade_{period}`` (差 …
+        优 of the zone mean), ``rsei_{period}_share_{poor…excellent}`` (area share of each
+        grade among the zone's graded pixels), ``alerts_status_{status}``, the NDVI trend
+        columns of :func:`redline.trends.unit_trends`, ``rsei_variant``. Areas in km² and m²
+        in the zones' metric CRS.
     """
-    means = _zonal_means(rasters, zones, "zone_id")
     out = zones[["zone_id", "zone_name", "category", "admin_id"]].copy()
     out["area_km2"] = (zones.geometry.area / 1e6).round(4).values
-    out = out.merge(means, on="zone_id", how="left")
-    out = out.rename(columns={"observed": "valid_obs_fraction"})
-    out["ndvi_change"] = out["ndvi_monitor"] - out["ndvi_baseline"]
-    a = pd.DataFrame(alerts.drop(columns="geometry", errors="ignore"))
-    area = a.groupby("zone_id")["area_m2"].sum() if not a.empty else pd.Series(dtype=float)
-    out["disturbed_area_m2"] = out["zone_id"].map(area).fillna(0.0).round(1)
-    out["disturbed_fraction"] = (out["disturbed_area_m2"] / (out["area_km2"] * 1e6)).round(6)
-    counts = a.groupby(["zone_id", "disturbance_type"]).size().unstack(fill_value=0) if not a.empty else pd.DataFrame()
-    out["alerts_total"] = out["zone_id"].map(counts.sum(axis=1) if not counts.empty else {}).fillna(0).astype(int)
-    for t in DISTURBANCE_TYPES:
-        col = counts[t] if t in counts.columns else pd.Series(dtype=int)
-        out[f"alerts_{t}"] = out["zone_id"].map(col).fillna(0).astype(int)
+    out = out.merge(_assessment_columns(zones, "zone_id", rasters), on="zone_id", how="left")
+    out = _alert_columns(out, "zone_id", alerts, out["area_km2"] * 1e6)
     out["status"] = np.select(
         [out["valid_obs_fraction"].fillna(0) < OBSERVED_MIN_FRACTION, out["alerts_total"] > 0],
         ["not_observed", "alerts"],
         default="no_alert",
     )
-    for c in ("valid_obs_fraction", "ndvi_baseline", "ndvi_monitor", "ndvi_change", "fvc_monitor"):
-        out[c] = out[c].astype(float).round(4)
-    cols = ["zone_id", "zone_name", "category", "admin_id", "area_km2", "valid_obs_fraction", "ndvi_baseline",
-            "ndvi_monitor", "ndvi_change", "fvc_monitor", "disturbed_area_m2", "disturbed_fraction", "alerts_total",
-            *[f"alerts_{t}" for t in DISTURBANCE_TYPES], "status"]
-    return out[cols]
+    if rsei_variant is not None:
+        out["rsei_variant"] = rsei_variant
+    return _ordered(out, _ZONE_HEAD)
 
 
-def admin_statistics(zone_stats: pd.DataFrame, admin_units: gpd.GeoDataFrame | None) -> pd.DataFrame:
-    """Aggregate zone rows by ``admin_id``: sums of areas and counts, zone-area-weighted means."""
+def admin_statistics(
+    zone_stats: pd.DataFrame,
+    admin_units: gpd.GeoDataFrame | None,
+    *,
+    zones: gpd.GeoDataFrame,
+    rasters: dict[str, Path],
+    alerts: gpd.GeoDataFrame,
+    rsei_variant: str | None = None,
+) -> pd.DataFrame:
+    """One row per admin unit (``admin_id`` of the zones; ``(none)`` for zones without one).
+
+    Means, grade shares and annual NDVI are measured with exactextract over the union of the
+    unit's zones (``zones``, in the rasters' CRS), so each figure is the coverage-weighted
+    aggregate of the zones' pixels (overlapping zones count once), not a mean of zone means.
+    Areas and alert counts are sums over the zones; ``zones_total``, ``zones_with_alerts`` and
+    ``zones_not_observed`` count zones. ``admin_area_km2`` is the unit's own area when
+    ``admin_units`` (same CRS) is given.
+    """
+    z = zones[["admin_id", "geometry"]].copy()
+    z["admin_id"] = z["admin_id"].fillna("(none)").astype(str)
+    units = z.dissolve(by="admin_id").reset_index()
     zs = zone_stats.copy()
-    zs["admin_id"] = zs["admin_id"].fillna("(none)")
-    w = zs["area_km2"]
-    g = zs.assign(**{f"_w_{c}": zs[c] * w for c in ("valid_obs_fraction", "ndvi_baseline", "ndvi_monitor", "fvc_monitor")}).groupby("admin_id")
-    out = pd.DataFrame({"zones_total": g.size(), "zones_area_km2": g["area_km2"].sum()})
-    for c in ("valid_obs_fraction", "ndvi_baseline", "ndvi_monitor", "fvc_monitor"):
-        out[c] = (g[f"_w_{c}"].sum() / out["zones_area_km2"]).round(4)
-    out["ndvi_change"] = (out["ndvi_monitor"] - out["ndvi_baseline"]).round(4)
-    out["disturbed_area_m2"] = g["disturbed_area_m2"].sum().round(1)
-    out["disturbed_fraction"] = (out["disturbed_area_m2"] / (out["zones_area_km2"] * 1e6)).round(6)
-    for c in ["alerts_total", *[f"alerts_{t}" for t in DISTURBANCE_TYPES]]:
-        out[c] = g[c].sum().astype(int)
-    out["zones_with_alerts"] = g["alerts_total"].apply(lambda s: int((s > 0).sum()))
-    out["zones_not_observed"] = g["status"].apply(lambda s: int((s == "not_observed").sum()))
-    out = out.reset_index()
+    zs["admin_id"] = zs["admin_id"].fillna("(none)").astype(str)
+    g = zs.groupby("admin_id")
+    out = pd.DataFrame({"admin_id": units["admin_id"]})
+    out["zones_total"] = out["admin_id"].map(g.size()).astype(int)
+    out["zones_area_km2"] = (units.geometry.area / 1e6).round(4).values
+    out = out.merge(_assessment_columns(units, "admin_id", rasters), on="admin_id", how="left")
+    a = pd.DataFrame(alerts.drop(columns="geometry", errors="ignore")).copy()
+    if not a.empty:
+        admin_of = zs.set_index("zone_id")["admin_id"]
+        a["admin_id"] = a["zone_id"].map(admin_of).fillna("(none)")
+    out = _alert_columns(out, "admin_id", a, out["zones_area_km2"] * 1e6)
+    out["zones_with_alerts"] = out["admin_id"].map(g["alerts_total"].apply(lambda s: int((s > 0).sum()))).fillna(0).astype(int)
+    out["zones_not_observed"] = out["admin_id"].map(g["status"].apply(lambda s: int((s == "not_observed").sum()))).fillna(0).astype(int)
     if admin_units is not None:
-        names = admin_units.set_index("admin_id")["admin_name"]
-        out.insert(1, "admin_name", out["admin_id"].map(names))
-        out.insert(2, "admin_area_km2", out["admin_id"].map((admin_units.set_index("admin_id").geometry.area / 1e6).round(4)))
+        ua = admin_units.set_index("admin_id")
+        out.insert(1, "admin_name", out["admin_id"].map(ua["admin_name"]))
+        out.insert(2, "admin_area_km2", out["admin_id"].map((ua.geometry.area / 1e6).round(4)))
     else:
         out.insert(1, "admin_name", None)
         out.insert(2, "admin_area_km2", np.nan)
-    out["zones_area_km2"] = out["zones_area_km2"].round(4)
-    return out
+    if rsei_variant is not None:
+        out["rsei_variant"] = rsei_variant
+    head = ["admin_id", "admin_name", "admin_area_km2", "zones_total", "zones_area_km2", "valid_obs_fraction", "ndvi_baseline",
+            "ndvi_monitor", "fvc_monitor", "ndvi_change", "disturbed_area_m2", "disturbed_fraction", "alerts_total",
+            *[f"alerts_{t}" for t in DISTURBANCE_TYPES], "zones_with_alerts", "zones_not_observed"]
+    return _ordered(out, head)
+
+
+# --------------------------------------------------------------------------- the writer
+
+
+def _assessment_rasters(out: Path, inputs: dict[str, np.ndarray], years: list[int], geobox: GeoBox, *, basic: bool, min_baseline_obs: int) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Write the assessment COGs from the computed inputs; return paths and what was used."""
+    from redline.scan import _write_cog
+
+    rdir = out / "rasters"
+    paths: dict[str, Path] = {}
+    info: dict[str, Any] = {"fvc_end_members": {}, "fvc_quantiles": list(FVC_QUANTILES)}
+
+    def put(stem: str, data: np.ndarray, desc: str, nodata: float | int | None = np.nan) -> None:
+        _write_cog(rdir / f"{stem}.tif", data, geobox, nodata=nodata, description=desc)
+        paths[stem] = rdir / f"{stem}.tif"
+
+    for p in PERIODS:
+        ndvi = inputs[f"NDVI_{p}"]
+        fv, soil, veg = fvc(ndvi)
+        info["fvc_end_members"][p] = {"ndvi_soil": round(soil, 4), "ndvi_veg": round(veg, 4)}
+        if basic or p == "baseline":
+            put(f"fvc_{p}", fv, f"fractional vegetation cover, NDVI soil {soil:.3f} / veg {veg:.3f}")
+        if basic:
+            put(f"ndvi_{p}", ndvi.astype("float32"), f"growing-season mean NDVI of the {p} window")
+    if basic:
+        put("observed", (np.nan_to_num(inputs["nclear_monitor"]) >= 1).astype("float32"), "1 if seen clear at least once in the monitor window")
+    put("monitored", (np.nan_to_num(inputs["nclear_baseline"]) >= min_baseline_obs).astype("float32"),
+        f"1 if the baseline window had at least {min_baseline_obs} clear observations (enough for the detector)")
+    comps = {p: {n: inputs[f"{n}_{p}"] for n in _rsei.COMPONENTS if f"{n}_{p}" in inputs} for p in PERIODS}
+    res = _rsei.rsei_periods(comps, {p: inputs[f"MNDWI_{p}"] for p in PERIODS}, pooled=True)
+    for p in PERIODS:
+        put(f"rsei_{p}", res.rsei[p], f"{res.variant}; {p} window; 0 (worst) – 1 (best); water masked")
+        put(f"rsei_grade_{p}", _rsei.grade(res.rsei[p]), "RSEI grade 1 差 poor, 2 较差 fair, 3 一般 moderate, 4 良 good, 5 优 excellent; 0 none", nodata=0)
+    put("rsei_change", (res.rsei["monitor"] - res.rsei["baseline"]).astype("float32"), "RSEI monitor − baseline (pooled scale)")
+    if years:
+        annual = inputs["ndvi_annual"].astype("float32")
+        _write_cog(rdir / "ndvi_annual.tif", annual, geobox, nodata=np.nan, description="growing-season mean NDVI per calendar year (band description = year)",
+                   band_descriptions=[str(y) for y in years])
+        paths["ndvi_annual"] = rdir / "ndvi_annual.tif"
+    info["rsei"] = {"variant": res.variant, "components": list(res.components), "loadings_pc1": res.loadings, "pc1_variance_share": res.pc1_share,
+                    "pooled": res.pooled, "grades": {str(c): {"key": k, "name": n} for c, (k, n) in _rsei.GRADES.items()},
+                    "grade_edges": list(_rsei.GRADE_EDGES), "water_mask": f"period-mean MNDWI > {_rsei.WATER_MNDWI}"}
+    return paths, info
+
+
+def write_assessment(
+    out: Path,
+    *,
+    cfg: ScanConfig,
+    zones: gpd.GeoDataFrame,
+    admin: gpd.GeoDataFrame | None,
+    utm: Any,
+    geobox: GeoBox,
+    inputs: dict[str, np.ndarray],
+    years: list[int],
+    alerts: gpd.GeoDataFrame,
+    rasters: dict[str, Path] | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write the assessment: rasters, ``zone_stats.csv``, ``admin_stats.csv``, ``assessment.gpkg``
+    (layers ``zone_stats``, ``admin_stats`` with geometry in EPSG:4326, ``ndvi_annual`` as a
+    table), ``assessment.json`` (methods and parameters) and the figures in ``figures/``.
+
+    ``inputs`` are the computed variables of :func:`lazy_inputs` (numpy); ``rasters`` the scan's
+    own rasters (``ndvi_baseline``, ``ndvi_monitor``, ``fvc_monitor``, ``observed``): when None
+    (``redline assess``), they are written here from ``inputs``.
+    """
+    import maps
+
+    basic = rasters is None
+    paths, info = _assessment_rasters(out, inputs, years, geobox, basic=basic, min_baseline_obs=cfg.detection.min_baseline_obs)
+    if not basic:
+        paths = {**{k: rasters[k] for k in ("ndvi_baseline", "ndvi_monitor", "fvc_monitor", "observed")}, **paths}
+    info["wetness"] = {"coefficients": (attrs or {}).get("wetness_coefficients"), "reference": (attrs or {}).get("wetness_reference")}
+    variant = info["rsei"]["variant"] + f"; tasselled-cap wetness {info['wetness']['coefficients']} ({info['wetness']['reference']})"
+    zones_utm = zones.to_crs(utm)
+    zone_stats = zone_statistics(zones_utm, paths, alerts, rsei_variant=variant)
+    admin_utm = admin.to_crs(utm) if admin is not None else None
+    admin_stats = admin_statistics(zone_stats, admin_utm, zones=zones_utm, rasters=paths, alerts=alerts, rsei_variant=variant)
+    zone_stats.to_csv(out / "zone_stats.csv", index=False, encoding="utf-8")
+    admin_stats.to_csv(out / "admin_stats.csv", index=False, encoding="utf-8")
+
+    gpkg = out / "assessment.gpkg"
+    gpkg.unlink(missing_ok=True)
+    zgeo = zones[["zone_id", "geometry"]].to_crs(4326).merge(zone_stats, on="zone_id")
+    zgeo.to_file(gpkg, layer="zone_stats", driver="GPKG")
+    units = zones_utm.assign(admin_id=zones_utm["admin_id"].fillna("(none)").astype(str)).dissolve(by="admin_id").reset_index()[["admin_id", "geometry"]]
+    ageo = units.merge(admin_stats, on="admin_id").to_crs(4326)
+    ageo.to_file(gpkg, layer="admin_stats", driver="GPKG")
+    annual = pd.DataFrame(columns=["unit_type", "unit_id", "year", "ndvi_gs"])
+    if "ndvi_annual" in paths:
+        za = annual_means(paths["ndvi_annual"], zones_utm, "zone_id").rename(columns={"zone_id": "unit_id"}).assign(unit_type="zone")
+        aa = annual_means(paths["ndvi_annual"], units, "admin_id").rename(columns={"admin_id": "unit_id"}).assign(unit_type="admin")
+        annual = pd.concat([za, aa], ignore_index=True)[["unit_type", "unit_id", "year", "ndvi_gs"]]
+    import pyogrio
+
+    pyogrio.write_dataframe(annual, gpkg, layer="ndvi_annual", driver="GPKG")
+    annual.to_csv(out / "ndvi_annual.csv", index=False, encoding="utf-8")
+
+    figs = out / "figures"
+    maps.render_grade_shares(figs / "rsei_grades_by_zone.png", zone_stats, periods=PERIODS, title=info["rsei"]["variant"])
+    adm = annual[annual["unit_type"] == "admin"].rename(columns={"unit_id": "admin_id"})
+    names = admin_stats.set_index("admin_id")["admin_name"].to_dict()
+    maps.render_trends(figs / "ndvi_trends_by_county.png", adm, names=names, trends=admin_stats.set_index("admin_id"))
+    info["trends"] = {"years": years, "min_years": _trends.MIN_YEARS, "alpha": _trends.ALPHA,
+                      "method": "Theil–Sen slope (scipy.stats.theilslopes), Mann–Kendall via Kendall's tau (scipy.stats.kendalltau)"}
+    info["growing_season_months"] = list(_rsei.GROWING_SEASON_MONTHS)
+    (out / "assessment.json").write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+    return zone_stats, admin_stats
+
+
+def computed_inputs(ds: xr.Dataset) -> tuple[dict[str, np.ndarray], list[int]]:
+    """Numpy arrays of a computed :func:`lazy_inputs` Dataset, and the years of ``ndvi_annual``."""
+    years = [int(y) for y in ds["year"].values] if "year" in ds.dims else []
+    return {k: ds[k].values for k in ds.data_vars}, years
+
+
+def run_assessment(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config_text: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``redline assess``: the assessment alone, without detection (e.g. for a yearly report).
+
+    Searches and loads the scenes as a scan does, computes only the assessment inputs, and
+    writes the assessment outputs and a manifest to ``out``. Alert columns come from the
+    register (``cfg.register`` or ``out/register.gpkg`` when it exists): the alerts first
+    detected in the monitor window, with their review status.
+    """
+    import aoi
+    import dask
+    import pipelines
+    from redline import provenance
+    from redline.errors import StacError
+    from redline.register import Register
+    from redline.scan import _analysis_geobox, _graph_parts
+
+    t0 = time.monotonic()
+    started = dt.datetime.now(dt.timezone.utc)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not cfg.stac.url:
+        raise StacError("stac.url is not set; give the STAC API URL (or a profile) in the config")
+    zones = aoi.read_zones(cfg.zones.path, id_field=cfg.zones.id_field, layer=cfg.zones.layer, name_field=cfg.zones.name_field,
+                           category_field=cfg.zones.category_field, admin_field=cfg.zones.admin_field, tier_field=cfg.zones.tier_field)
+    admin = None
+    if cfg.admin_units is not None:
+        admin = aoi.read_admin_units(cfg.admin_units.path, id_field=cfg.admin_units.id_field, layer=cfg.admin_units.layer, name_field=cfg.admin_units.name_field)
+    utm = aoi.utm_crs_for(zones)
+    geobox = _analysis_geobox(zones.to_crs(utm), cfg.resolution)
+    bbox = aoi.zones_bbox_4326(zones)
+    search = pipelines.search_items(cfg.stac.url, collections=cfg.stac.collections, bbox=bbox,
+                                    datetime=f"{cfg.baseline.start}/{cfg.monitor.end}", max_cloud_cover=cfg.stac.max_cloud_cover)
+    if not search.items:
+        raise StacError(f"stac: the search on {cfg.stac.url} found no scenes for collections {cfg.stac.collections} between "
+                        f"{cfg.baseline.start} and {cfg.monitor.end} over the zones; check the window, the zones and max_cloud_cover")
+    profile = pipelines.get_profile(cfg.stac.profile)
+    with pipelines.dask_client(scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, env=profile.gdal_env):
+        _, _, scalings, refl, _, skipped = _graph_parts(cfg, search.items, geobox)
+        lazy = lazy_inputs(cfg, refl)
+        (computed,) = dask.compute(lazy)
+    inputs, years = computed_inputs(computed)
+    reg_path = cfg.register_path or out / "register.gpkg"
+    alerts = gpd.GeoDataFrame({"zone_id": [], "area_m2": [], "disturbance_type": [], "status": []}, geometry=[], crs=4326)
+    if Path(reg_path).exists():
+        reg = Register(reg_path).alerts()
+        when = reg["first_detected"].astype(str)
+        alerts = reg[(when >= str(cfg.monitor.start)) & (when <= str(cfg.monitor.end)) & reg["zone_id"].isin(zones["zone_id"])]
+    zone_stats, admin_stats = write_assessment(out, cfg=cfg, zones=zones, admin=admin, utm=utm, geobox=geobox, inputs=inputs, years=years,
+                                               alerts=alerts, attrs=dict(computed.attrs))
+    record = {
+        "kind": "assessment",
+        "redline_version": provenance.library_versions()["redline"],
+        "git_commit": provenance.git_commit(),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.monotonic() - t0, 1),
+        "config": {"as_given": config_text, "sha256": hashlib.sha256((config_text or "").encode()).hexdigest(), "resolved": json.loads(cfg.model_dump_json())},
+        "stac": {"url": search.url, "search": search.parameters, "client_side_cloud_filter": search.client_side_cloud_filter, "notes": search.notes},
+        "grid": {"crs": str(geobox.crs), "transform": list(geobox.transform)[:6], "shape": list(geobox.shape)},
+        "items": [{"id": it.id, "collection": it.collection_id, "assets": {k: a.href for k, a in it.assets.items()},
+                   "scaling": {s.band: {"scale": s.scale, "offset": s.offset, "nodata": s.nodata} for s in scalings if s.item_id == it.id}}
+                  for it in search.items],
+        "register": {"path": str(Path(reg_path).resolve()), "alerts_used": int(len(alerts))} if Path(reg_path).exists() else None,
+        "failures": [f"scene {line}" for line in skipped],
+        "libraries": provenance.library_versions(),
+    }
+    for line in skipped:
+        log.warning("scene %s", line)
+    reg_rel = Path(reg_path).resolve().relative_to(out.resolve()).as_posix() if Path(reg_path).resolve().is_relative_to(out.resolve()) else None
+    provenance.write_manifest(out, record, exclude=(reg_rel,) if reg_rel else ())
+    return zone_stats, admin_stats

@@ -71,6 +71,30 @@ def scan(
         raise ScanFault(result.failures)
 
 
+@app.command()
+def assess(
+    config: Path = typer.Argument(..., help="scan.yml"),
+    out: Path = typer.Option(Path("out"), "--out", help="output folder"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://host:8786 of an existing Dask scheduler"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Assess every zone and county (NDVI, FVC, RSEI, trends) without running detection."""
+    from redline.assess import run_assessment
+    from redline.config import load_config
+
+    _setup_logging(verbose)
+    cfg = load_config(config)
+    zs, adm = run_assessment(cfg, out, scheduler=scheduler, config_text=config.read_text(encoding="utf-8"))
+    table = Table(title=f"ecological status of {cfg.name}: RSEI baseline → monitor")
+    for c in ("zone", "RSEI base", "RSEI mon", "change", "grade", "NDVI trend"):
+        table.add_column(c, no_wrap=True)
+    for r in zs.itertuples():
+        table.add_row(r.zone_id, f"{r.rsei_baseline:.3f}", f"{r.rsei_monitor:.3f}", f"{r.rsei_change:+.3f}", f"{r.rsei_grade_monitor}", str(r.ndvi_trend))
+    out_console.print(table)
+    out_console.print(f"{zs['rsei_variant'].iloc[0] if len(zs) else ''}")
+    out_console.print(f"{len(zs)} zone(s), {len(adm)} admin unit(s) → {(out / 'zone_stats.csv').resolve()}, {(out / 'assessment.gpkg').resolve()}")
+
+
 def _demo_scenes_dir(scenes: Optional[Path]) -> Path:
     if scenes is not None:
         return scenes

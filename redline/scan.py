@@ -120,13 +120,14 @@ def _nanmedian(a: np.ndarray) -> np.ndarray:
         return np.nanmedian(a, axis=-1).astype("float32")
 
 
-def _compute(det: xr.Dataset, composite: xr.Dataset) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The one eager step of a scan: compute the detection fields and the composite."""
-    det_np, comp_np = dask.compute(det, composite)
-    return ({k: det_np[k].values for k in FIELDS}, {k: comp_np[k].values for k in ("red", "green", "blue")})
+def _compute(det: xr.Dataset, composite: xr.Dataset, extra: xr.Dataset | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], xr.Dataset | None]:
+    """The one eager step of a scan: compute the detection fields, the composite and ``extra``
+    (the assessment inputs) together, so that every scene is read once."""
+    det_np, comp_np, extra_np = dask.compute(det, composite, extra)
+    return ({k: det_np[k].values for k in FIELDS}, {k: comp_np[k].values for k in ("red", "green", "blue")}, extra_np)
 
 
-def _write_cog(path: Path, data: np.ndarray, geobox: GeoBox, *, nodata: float | int | None, description: str = "") -> None:
+def _write_cog(path: Path, data: np.ndarray, geobox: GeoBox, *, nodata: float | int | None, description: str = "", band_descriptions: list[str] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = data if data.ndim == 3 else data[None]
     profile = dict(
@@ -137,6 +138,8 @@ def _write_cog(path: Path, data: np.ndarray, geobox: GeoBox, *, nodata: float | 
         dst.write(arr)
         if description:
             dst.update_tags(description=description)
+        for i, text in enumerate(band_descriptions or []):
+            dst.set_band_description(i + 1, text)
 
 
 def _true_colour(rgb: dict[str, np.ndarray]) -> np.ndarray:
@@ -335,7 +338,7 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
     profile = pipelines.get_profile(cfg.stac.profile)
     with pipelines.dask_client(scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, env=profile.gdal_env), register.lock():
         det, composite, scalings, refl, stack, skipped = _graph_parts(cfg, search.items, geobox)
-        fields, rgb = _compute(det, composite)
+        fields, rgb, assess_ds = _compute(det, composite, assess.lazy_inputs(cfg, refl))
         raster_paths = _write_rasters(out, fields, rgb, geobox)
         found = alerts_from_fields(
             fields, geobox.transform, utm, zones_utm, min_area_m2=cfg.detection.min_area_m2,
@@ -368,11 +371,11 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
     mine = mine.sort_values("alert_id").reset_index(drop=True)
     (out / "alerts.geojson").write_text(mine.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
 
-    zone_stats = assess.zone_statistics(zones_utm, {k: raster_paths[k] for k in ("ndvi_baseline", "ndvi_monitor", "fvc_monitor", "observed")}, mine)
-    admin_utm = admin.to_crs(utm) if admin is not None else None
-    admin_stats = assess.admin_statistics(zone_stats, admin_utm)
-    zone_stats.to_csv(out / "zone_stats.csv", index=False, encoding="utf-8")
-    admin_stats.to_csv(out / "admin_stats.csv", index=False, encoding="utf-8")
+    assess_np, years = assess.computed_inputs(assess_ds)
+    zone_stats, admin_stats = assess.write_assessment(
+        out, cfg=cfg, zones=zones, admin=admin, utm=utm, geobox=geobox, inputs=assess_np, years=years, alerts=mine,
+        rasters=raster_paths, attrs=dict(assess_ds.attrs),
+    )
     zones_out = zones.to_crs(4326).merge(zone_stats.drop(columns=["zone_name", "category", "admin_id"]), on="zone_id")
     (out / "zones.geojson").write_text(zones_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
     if admin is not None:
@@ -387,7 +390,7 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
     except (ImportError, AttributeError):  # maps is an optional renderer; the scan's data outputs stand alone
         log.warning("maps package not available; map.html not rendered")
 
-    files = [p for p in sorted(out.rglob("*")) if p.is_file() and p.suffix in (".tif", ".geojson", ".csv", ".html")]
+    files = [p for p in sorted(out.rglob("*")) if p.is_file() and (p.suffix in (".tif", ".geojson", ".csv", ".html") or p.name == "assessment.gpkg")]
     _write_catalog(out, scan_id, bbox, json.loads(gpd.GeoSeries([zones.to_crs(4326).union_all().envelope], crs=4326).to_json())["features"][0]["geometry"], started, files)
 
     skipped_ids = {line.split(":", 1)[0] for line in skipped}
