@@ -50,7 +50,7 @@ def _src(rel: str | None) -> str | None:
 
 
 def _grade_columns(columns) -> list[str]:
-    return [c for c in columns if c == "grade" or c.endswith("_grade")]
+    return [c for c in columns if c == "grade" or c.endswith("_grade") or "_grade_" in c]
 
 
 def _manifest(out_dir: Path) -> Mapping[str, Any]:

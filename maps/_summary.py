@@ -49,9 +49,11 @@ def safe_name(text: object) -> str:
 
 
 def index_pairs(columns: Iterable[str]) -> list[str]:
-    """Stems ``x`` with both ``x_baseline`` and ``x_monitor`` columns, NDVI first, then sorted."""
+    """Stems ``x`` with both ``x_baseline`` and ``x_monitor`` columns, NDVI first, then sorted;
+    grade columns (``*_grade_baseline``, text such as 良) are not index pairs."""
     cols = set(columns)
-    stems = sorted({c[: -len("_baseline")] for c in cols if c.endswith("_baseline") and c[: -len("_baseline")] + "_monitor" in cols})
+    stems = sorted({c[: -len("_baseline")] for c in cols if c.endswith("_baseline") and c[: -len("_baseline")] + "_monitor" in cols
+                    and not c[: -len("_baseline")].endswith("grade")})
     return sorted(stems, key=lambda s: (s != "ndvi", s))
 
 

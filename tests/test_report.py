@@ -74,7 +74,7 @@ def _add_statistics(out_dir: Path) -> Path:
     zone_stats = assess.zone_statistics(zones, rasters, alerts)
     admin = gpd.read_file(out_dir / "admin_units.geojson").to_crs(32648)
     zone_stats.to_csv(out_dir / "zone_stats.csv", index=False)
-    assess.admin_statistics(zone_stats, admin).to_csv(out_dir / "admin_stats.csv", index=False)
+    assess.admin_statistics(zone_stats, admin, zones=zones, rasters=rasters, alerts=alerts).to_csv(out_dir / "admin_stats.csv", index=False)
     (out_dir / "manifest.json").write_text(json.dumps({"scan_id": "test-20231231", "config": {"resolved": {
         "baseline": {"start": "2021-01-01", "end": "2022-12-31"}, "monitor": {"start": "2023-01-01", "end": "2023-12-31"}}}}), encoding="utf-8")
     return out_dir
