@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -55,6 +56,7 @@ def scan(
     out: Path = typer.Option(Path("out"), "--out", help="output folder"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://host:8786 of an existing Dask scheduler"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="seconds to wait for another scan holding the register"),
 ) -> None:
     """Run a scan: search, load, detect, register, assess, map."""
     from redline.config import load_config
@@ -63,7 +65,10 @@ def scan(
     _setup_logging(verbose)
     cfg = load_config(config)
     text = config.read_text(encoding="utf-8")
-    _summary(run_scan(cfg, out, scheduler=scheduler, config_text=text))
+    result = run_scan(cfg, out, scheduler=scheduler, config_text=text, lock_timeout=lock_timeout)
+    _summary(result)
+    if result.failures:
+        raise ScanFault(result.failures)
 
 
 def _demo_scenes_dir(scenes: Optional[Path]) -> Path:
@@ -292,18 +297,39 @@ def stac_serve(folder: Path = typer.Argument(..., help="folder of STAC Items (it
             pass
 
 
+def _one_line(text: object) -> str:
+    """Collapse a message onto one line (library messages may quote multi-line GDAL errors)."""
+    return " ".join(str(text).split())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 - warnings API
+    """redline's warnings (degraded but running) as one line each on stderr; others as usual."""
+    from redline.errors import RedlineWarning
+
+    if issubclass(category, RedlineWarning):
+        err_console.print(f"warning: {_one_line(message)}", markup=False)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning redline's errors into one line and an exit code."""
+    warnings.showwarning = _show_warning
     try:
         rc = app(args=argv, standalone_mode=False)  # click returns typer.Exit codes here
     except RedlineInputError as exc:
-        err_console.print(f"error: {exc}", markup=False)
+        err_console.print(f"error: {_one_line(exc)}", markup=False)
         return 2
     except ScanFault as exc:
-        err_console.print(f"scan finished with failures: {exc}", markup=False)
+        for failure in exc.failures:  # one line per failed scene or zone, then the summary
+            err_console.print(f"failed: {_one_line(failure)}", markup=False)
+        err_console.print(f"scan finished with failures: {len(exc.failures)} scene(s)/zone(s) left out, the rest was scanned (see manifest.json 'failures')", markup=False)
         return 1
     except RedlineError as exc:
-        err_console.print(f"error: {exc}", markup=False)
+        err_console.print(f"error: {_one_line(exc)}", markup=False)
         return 1
     except typer.Exit as exc:
         return exc.exit_code

@@ -31,7 +31,7 @@ from redline import assess, provenance
 from redline.alerts import ALERT_COLUMNS, alerts_from_fields
 from redline.config import ScanConfig
 from redline.detect import FIELDS, baseline_model, detect, stack_indices
-from redline.errors import StacError
+from redline.errors import RasterError, SmallZoneWarning, StacError
 from redline.register import Register, merge_alerts
 
 __all__ = ["ScanResult", "run_scan", "scan_id_for"]
@@ -113,6 +113,74 @@ def _nanmedian(a: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmedian(a, axis=-1).astype("float32")
+
+
+def _compute_with_coverage(det: xr.Dataset, composite: xr.Dataset, refl: xr.Dataset) -> tuple[dict, dict, pd.Series]:
+    """:func:`_compute` plus, per solar day, the number of clear pixels on the analysis grid
+    (computed in the same pass; a day with none is recorded in the manifest)."""
+    clear = refl["red"].notnull().sum(("y", "x"))
+    det_np, comp_np, clear_np = dask.compute(det, composite, clear)
+    counts = pd.Series(clear_np.values.astype(int), index=pd.DatetimeIndex(clear_np["time"].values).normalize())
+    return ({k: det_np[k].values for k in FIELDS}, {k: comp_np[k].values for k in ("red", "green", "blue")}, counts)
+
+
+def _scenes_without_clear_pixels(items: list[pystac.Item], clear_px: pd.Series) -> list[dict[str, str]]:
+    """Scenes that were read but gave no clear pixel over the zones (all no-data, or all
+    cloud/shadow in the quality band): they add nothing, and are listed, not hidden."""
+    empty = {d for d, n in clear_px.items() if n == 0}
+    out = []
+    for it in items:
+        day = pd.Timestamp(pipelines._load._solar_day(it))
+        if day in empty:
+            out.append({"id": it.id, "solar_day": day.date().isoformat()})
+    if out:
+        log.info("%d scene(s) without any clear pixel over the zones: %s", len(out), ", ".join(o["id"] for o in out))
+    return out
+
+
+def _check_windows(cfg: ScanConfig, items: list[pystac.Item], what: str, failures: list[dict] | None = None) -> None:
+    """Both windows need scenes: a monitor window without scenes would report 'no alert'."""
+    if not items and failures:
+        raise RasterError(f"none of the {len(failures)} scene(s) found can be read (first: {failures[-1]['id']}: {failures[-1]['reason']}); check the assets' hrefs and access")
+    for key, win in (("baseline", cfg.baseline), ("monitor", cfg.monitor)):
+        dates = sorted((it.datetime or it.common_metadata.start_datetime).date() for it in items)
+        if not any(win.start <= d <= win.end for d in dates):
+            span = f"{what} scenes span {dates[0]} to {dates[-1]}" if dates else f"no {what} scenes"
+            msg = f"{key} window {win.start} to {win.end} has no {what} scenes ({span}); move {key}.start/{key}.end or check stac.collections"
+            if failures:
+                raise RasterError(msg)
+            raise StacError(msg)
+
+
+def _zones_in_scenes(zones: gpd.GeoDataFrame, items: list[pystac.Item]) -> tuple[gpd.GeoDataFrame, list[dict]]:
+    """Drop zones that no scene footprint touches (reported as failed zones, not scanned)."""
+    import shapely
+
+    footprints = shapely.union_all([shapely.geometry.shape(it.geometry) for it in items if it.geometry])
+    z4326 = zones.to_crs(4326)
+    seen = z4326.geometry.intersects(footprints).values
+    failures = [
+        {"kind": "zone", "id": zid, "reason": f"outside every scene found ({len(items)} scenes); not assessed, check the zone's geometry and CRS"}
+        for zid in zones.loc[~seen, "zone_id"]
+    ]
+    for f in failures:
+        log.warning("zone %s: %s", f["id"], f["reason"])
+    if not seen.any():
+        raise StacError(f"no zone lies inside any of the {len(items)} scenes found; check the zones' CRS and stac.collections")
+    return zones.loc[seen].reset_index(drop=True), failures
+
+
+def _warn_small_zones(zones_utm: gpd.GeoDataFrame, resolution: float) -> None:
+    """Zones smaller than one analysis pixel are assessed from partial pixels (exactextract
+    coverage fractions) and can hold no alert; say so rather than let it pass unnoticed."""
+    small = zones_utm.geometry.area < resolution**2
+    for zid, area in zip(zones_utm.loc[small, "zone_id"], zones_utm.loc[small].geometry.area):
+        warnings.warn(
+            f"zone {zid}: {area:.0f} m² is smaller than one {resolution:g} m pixel ({resolution**2:.0f} m²); "
+            "statistics come from partial pixels and no alert can reach detection.min_area_m2",
+            SmallZoneWarning,
+            stacklevel=3,
+        )
 
 
 def _compute(det: xr.Dataset, composite: xr.Dataset) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -248,7 +316,9 @@ def _alert_products(out: Path, alerts_utm: gpd.GeoDataFrame, refl: xr.Dataset, s
     return products
 
 
-def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config_text: str | None = None) -> ScanResult:
+def run_scan(
+    cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config_text: str | None = None, lock_timeout: float = 30.0
+) -> ScanResult:
     """Run a whole scan and write its outputs (design.md §5) to ``out``.
 
     Parameters
@@ -256,16 +326,21 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
     cfg
         A validated, path-resolved :class:`ScanConfig` whose ``stac.url`` is set.
     out
-        Output folder (created).
+        Output folder, created only once the config, zones, STAC search and register have been
+        checked: bad input writes nothing.
     scheduler
         Address of an existing Dask scheduler; overrides ``cfg.dask.address``.
     config_text
         The config file as given, recorded with its sha256 in the manifest.
+    lock_timeout
+        Seconds to wait for another scan holding the register's lock before refusing.
+
+    Scenes that cannot be read and zones outside every scene are left out and listed in
+    ``ScanResult.failures`` and the manifest's ``failures`` (design.md §10); the rest is scanned.
     """
     t0 = time.monotonic()
     started = dt.datetime.now(dt.timezone.utc)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if not cfg.stac.url:
         raise StacError("stac.url is not set; give the STAC API URL (or a profile) in the config")
     scan_id = scan_id_for(cfg)
@@ -277,14 +352,12 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
     admin = None
     if cfg.admin_units is not None:
         admin = aoi.read_admin_units(cfg.admin_units.path, id_field=cfg.admin_units.id_field, layer=cfg.admin_units.layer, name_field=cfg.admin_units.name_field)
-    utm = aoi.utm_crs_for(zones)
-    zones_utm = zones.to_crs(utm)
-    geobox = _analysis_geobox(zones_utm, cfg.resolution)
     bbox = aoi.zones_bbox_4326(zones)
 
     search = pipelines.search_items(
         cfg.stac.url, collections=cfg.stac.collections, bbox=bbox,
         datetime=f"{cfg.baseline.start}/{cfg.monitor.end}", max_cloud_cover=cfg.stac.max_cloud_cover,
+        timeout=cfg.stac.timeout_s,
     )
     if not search.items:
         raise StacError(
@@ -292,11 +365,25 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
             f"{cfg.baseline.start} and {cfg.monitor.end} over the zones; check the window, the zones and max_cloud_cover"
         )
     log.info("%d scenes found (%d before the cloud filter)", len(search.items), search.n_before_cloud_filter)
+    failures = [{"kind": "item", "id": i, "reason": r} for i, r in search.failures]
+    _check_windows(cfg, search.items, "found")
+    zones, outside = _zones_in_scenes(zones, search.items)
+    failures += outside
+    utm = aoi.utm_crs_for(zones)
+    zones_utm = zones.to_crs(utm)
+    _warn_small_zones(zones_utm, cfg.resolution)
+    geobox = _analysis_geobox(zones_utm, cfg.resolution)
+    bbox = aoi.zones_bbox_4326(zones)
+    items, unreadable = pipelines.probe_items(search.items, (*pipelines._load.REFLECTANCE_BANDS, "scl"))
+    failures += [{"kind": "scene", "id": f.item_id, "reason": f.reason} for f in unreadable]
+    _check_windows(cfg, items, "readable", [f for f in failures if f["kind"] == "scene"])
 
     register = Register(cfg.register_path or out / "register.gpkg")
-    with pipelines.dask_client(scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker), register.lock():
-        det, composite, scalings, refl, stack = _graph_parts(cfg, search.items, geobox)
-        fields, rgb = _compute(det, composite)
+    register.check_writable()
+    with register.lock(timeout=lock_timeout), pipelines.dask_client(scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker):
+        out.mkdir(parents=True, exist_ok=True)
+        det, composite, scalings, refl, stack = _graph_parts(cfg, items, geobox)
+        fields, rgb, clear_px = _compute_with_coverage(det, composite, refl)
         raster_paths = _write_rasters(out, fields, rgb, geobox)
         found = alerts_from_fields(
             fields, geobox.transform, utm, zones_utm, min_area_m2=cfg.detection.min_area_m2,
@@ -312,7 +399,7 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
         run = {
             "scan_id": scan_id, "name": cfg.name, "config_sha256": hashlib.sha256((config_text or "").encode()).hexdigest(),
             "started": started.isoformat(timespec="seconds"), "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "monitor_start": str(cfg.monitor.start), "monitor_end": str(cfg.monitor.end), "n_items": len(search.items),
+            "monitor_start": str(cfg.monitor.start), "monitor_end": str(cfg.monitor.end), "n_items": len(items),
             "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged,
         }
         # one row per scan id: re-running a scan replaces its row (the alerts are unchanged)
@@ -365,15 +452,17 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
             {"id": it.id, "collection": it.collection_id, "datetime": it.datetime.isoformat() if it.datetime else None,
              "assets": {k: a.href for k, a in it.assets.items()},
              "scaling": {s.band: {"scale": s.scale, "offset": s.offset, "nodata": s.nodata} for s in scalings if s.item_id == it.id}}
-            for it in search.items
+            for it in items
         ],
+        "scenes_without_clear_pixels": _scenes_without_clear_pixels(items, clear_px),
         "register": {"path": str(register.path.resolve()), "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged},
-        "failures": [],
+        "failures": failures,
         "libraries": provenance.library_versions(),
         "not_checksummed": [reg_rel] if reg_rel else [],
     }
     provenance.write_manifest(out, record, exclude=(reg_rel,) if reg_rel else ())
     return ScanResult(
         scan_id=scan_id, out_dir=out, alerts=mine, zone_stats=zone_stats, admin_stats=admin_stats,
-        n_items=len(search.items), register=register.path, map_html=map_html, seconds=time.monotonic() - t0,
+        n_items=len(items), register=register.path, map_html=map_html, seconds=time.monotonic() - t0,
+        failures=[f"{f['kind']} {f['id']}: {f['reason']}" for f in failures],
     )
