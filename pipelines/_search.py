@@ -145,7 +145,7 @@ def parse_items(dicts: Iterable[dict[str, Any]]) -> tuple[list[pystac.Item], lis
     """Parse STAC Item dicts one by one: a malformed item is left out and reported, not fatal.
 
     An item is malformed when pystac cannot read it, or when it lacks an id, a datetime (or
-    start/end datetimes), a geometry/bbox or assets.
+    start/end datetimes) or a geometry/bbox. (Missing band assets are the probe's business.)
 
     Returns
     -------
@@ -163,8 +163,8 @@ def parse_items(dicts: Iterable[dict[str, Any]]) -> tuple[list[pystac.Item], lis
                 raise ValueError("no datetime (nor start_datetime/end_datetime) in properties")
             if not d.get("geometry") or not d.get("bbox"):
                 raise ValueError("no geometry or bbox")
-            if not isinstance(d.get("assets"), dict) or not d["assets"]:
-                raise ValueError("no assets")
+            if not isinstance(d.get("assets", {}), dict):
+                raise ValueError("assets is not a mapping")
             item = pystac.Item.from_dict(d, preserve_dict=False)
             _ = item.datetime or item.common_metadata.start_datetime  # parse the date now, not later
         except (ValueError, TypeError, KeyError, AttributeError, pystac.STACError) as exc:
