@@ -52,9 +52,11 @@ def open_client(url: str, *, timeout: float | None = None) -> Client:
 
     ``timeout`` is the read timeout of one request in seconds (default 60).
     """
-    stac_io = StacApiIO(timeout=(_TIMEOUT[0], timeout or _TIMEOUT[1]), max_retries=_RETRY)
+    timeouts = (_TIMEOUT[0], timeout or _TIMEOUT[1])
+    stac_io = StacApiIO(timeout=timeouts, max_retries=_RETRY)
     try:
-        return Client.open(url, stac_io=stac_io)
+        # timeout again here: Client.open(stac_io=…) resets the StacApiIO's timeout to its own (None)
+        return Client.open(url, stac_io=stac_io, timeout=timeouts)
     except (APIError, requests.RequestException, pystac.STACError, ValueError) as exc:
         raise StacError(f"stac.url {url}: cannot open the STAC API ({_first_line(exc)}); check the URL and the network") from None
 

@@ -65,7 +65,7 @@ def zone_statistics(zones: gpd.GeoDataFrame, rasters: dict[str, Path], alerts: g
     """
     means = _zonal_means(rasters, zones, "zone_id")
     out = zones[["zone_id", "zone_name", "category", "admin_id"]].copy()
-    out["area_km2"] = (zones.geometry.area / 1e6).round(4).values
+    out["area_km2"] = (zones.geometry.area / 1e6).round(6).values  # 1 m²: zones smaller than a pixel keep their area
     out = out.merge(means, on="zone_id", how="left")
     out = out.rename(columns={"observed": "valid_obs_fraction"})
     out["ndvi_change"] = out["ndvi_monitor"] - out["ndvi_baseline"]

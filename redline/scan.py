@@ -383,7 +383,13 @@ def run_scan(
     with register.lock(timeout=lock_timeout), pipelines.dask_client(scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker):
         out.mkdir(parents=True, exist_ok=True)
         det, composite, scalings, refl, stack = _graph_parts(cfg, items, geobox)
-        fields, rgb, clear_px = _compute_with_coverage(det, composite, refl)
+        try:
+            fields, rgb, clear_px = _compute_with_coverage(det, composite, refl)
+        except rasterio.errors.RasterioError as exc:  # a read that failed after the probe passed
+            raise RasterError(
+                f"a scene could not be read during the scan ({' '.join(str(exc).split())[:200]}); nothing was written to the "
+                "register; run the scan again (transient) or check the scenes' assets"
+            ) from None
         raster_paths = _write_rasters(out, fields, rgb, geobox)
         found = alerts_from_fields(
             fields, geobox.transform, utm, zones_utm, min_area_m2=cfg.detection.min_area_m2,

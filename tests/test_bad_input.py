@@ -308,3 +308,290 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, small_scenes, sta
     if case.id.startswith("register-") and case.id != "register-not-a-register":
         reg = tmp_path / "shared" / "register.gpkg"
         assert len(Register(reg).history()) == len(Register(small_scan.register).history())  # untouched
+
+
+# --- faults inside a running scan: reported, left out, the rest scanned (exit 1) -----------
+#: Scenes of the small set (index in datetime order) that get a fault. The read faults hit
+#: scenes that are 100 % cloud anyway (nothing is lost to the detector); the no-data and cloud
+#: scenes are consecutive pairs in the monitor window, so that if they were not masked two
+#: anomalous observations in a row would raise false alerts everywhere.
+BROKEN = {"asset_404": 4, "truncated": 5, "other_grid": 20, "missing_band": 21, "malformed": 26}
+NODATA, CLOUDY = (42, 43), (63, 64)
+TINY, BOWTIE, FAR = "510181-HX-9001", "510181-HX-9002", "510181-HX-9003"
+
+
+@dataclass
+class FaultyRun:
+    res: subprocess.CompletedProcess
+    out: Path
+    manifest: dict
+    ids: dict[str, str]
+    dates: dict[str, str]
+    server: FaultServer
+    register: Path
+    prior: pd.DataFrame
+    reviewed: str
+    zones: gpd.GeoDataFrame
+    counties: gpd.GeoDataFrame
+
+    def failed(self, kind: str, key: str) -> str:
+        hits = [f["reason"] for f in self.manifest["failures"] if f["kind"] == kind and f["id"] == key]
+        assert len(hits) == 1, (kind, key, self.manifest["failures"])
+        line = [ln for ln in self.res.stderr.splitlines() if ln.startswith(f"failed: {kind} {key}: ")]
+        assert line == [f"failed: {kind} {key}: {hits[0]}"], self.res.stderr
+        return hits[0]
+
+
+def _copy_asset(feat: dict, key: str, dest: Path) -> Path:
+    src = Path(feat["assets"][key]["href"].removeprefix("file://"))
+    out = dest / feat["id"] / f"{key}.tif"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src, out)
+    feat["assets"][key]["href"] = out.as_uri()
+    return out
+
+
+def _rewrite_asset(feat: dict, key: str, dest: Path, fill: int | None = None, shift_m: float = 0.0) -> None:
+    src = Path(feat["assets"][key]["href"].removeprefix("file://"))
+    out = dest / feat["id"] / f"{key}.tif"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(src) as s:
+        data, profile = s.read(), s.profile
+    if fill is not None:
+        data[:] = fill
+    profile.update(driver="GTiff", transform=profile["transform"] * rasterio.Affine.translation(shift_m / profile["transform"].a, 0))
+    with rasterio.open(out, "w", **profile) as d:
+        d.write(data)
+    feat["assets"][key]["href"] = out.as_uri()
+
+
+def _drop_datetime(item_id: str) -> Callable[[dict], dict]:
+    def rewrite(page: dict) -> dict:
+        for f in page.get("features", []):
+            if f["id"] == item_id:
+                f["properties"]["datetime"] = None
+        return page
+
+    return rewrite
+
+
+@pytest.fixture(scope="module")
+def faulty(small_scenes, small_scan, tmp_path_factory) -> FaultyRun:
+    tmp = tmp_path_factory.mktemp("faulty")
+    feats = json.loads(Path(small_scenes.items).read_text(encoding="utf-8"))["features"]
+    ids = {k: feats[i]["id"] for k, i in BROKEN.items()}
+    ids.update({f"nodata{n}": feats[i]["id"] for n, i in enumerate(NODATA)})
+    ids.update({f"cloudy{n}": feats[i]["id"] for n, i in enumerate(CLOUDY)})
+    dates = {k: next(f["properties"]["datetime"][:10] for f in feats if f["id"] == v) for k, v in ids.items()}
+    cogs = tmp / "cogs"
+    server = FaultServer(files=tmp / "served")
+    feats[BROKEN["asset_404"]]["assets"]["red"]["href"] = f"{server.url}/files/{ids['asset_404']}/red.tif"
+    nir = _copy_asset(feats[BROKEN["truncated"]], "nir", cogs)
+    nir.write_bytes(nir.read_bytes()[: nir.stat().st_size // 2])
+    _rewrite_asset(feats[BROKEN["other_grid"]], "swir16", cogs, shift_m=500.0)
+    del feats[BROKEN["missing_band"]]["assets"]["swir22"]
+    for i in NODATA:  # DN 0 is no data in every band, SCL 0 = NO_DATA
+        for key in ("blue", "green", "red", "nir", "swir16", "swir22", "scl"):
+            _rewrite_asset(feats[i], key, cogs, fill=0)
+    for i in CLOUDY:  # bright flat cloud (reflectance 0.5 in every band), SCL 9 = cloud high probability
+        for key in ("blue", "green", "red", "nir", "swir16", "swir22"):
+            _rewrite_asset(feats[i], key, cogs, fill=6000)
+        _rewrite_asset(feats[i], "scl", cogs, fill=9)
+    stac = tmp / "stac"
+    stac.mkdir()
+    (stac / "items.json").write_text(json.dumps({"type": "FeatureCollection", "features": feats}), encoding="utf-8")
+    shutil.copy(small_scenes.collection, stac / "collection.json")
+
+    # zones: a GBK Shapefile (with its .cpg) holding the three zones plus one smaller than a
+    # pixel, one bow-tie (invalid, repaired) and one 300 km away from every scene
+    zones = gpd.read_file(small_scenes.zones, layer="hongxian")
+    extra = gpd.GeoDataFrame(
+        {"HXBH": [TINY, BOWTIE, FAR], "HXMC": ["微小斑块", "蝴蝶结斑块", "远方斑块"], "STGN": ["水源涵养"] * 3, "XZQDM": ["510181"] * 3},
+        geometry=[shapely.box(400100, 3398500, 400105, 3398505),
+                  shapely.Polygon([(400200, 3398550), (400260, 3398610), (400260, 3398550), (400200, 3398610)]),
+                  shapely.box(700000, 3398500, 700500, 3399000)],
+        crs=32648,
+    ).to_crs(zones.crs)
+    all_zones = pd.concat([zones, extra], ignore_index=True)
+    (tmp / "zones").mkdir()
+    all_zones.to_file(tmp / "zones" / "hongxian.shp", encoding="GBK")
+    assert (tmp / "zones" / "hongxian.cpg").read_text().strip().upper() == "GBK"
+    counties = gpd.read_file(small_scenes.counties, layer="xzq").to_crs(32648)  # zones are in EPSG:4490
+    counties.to_file(tmp / "counties.gpkg", layer="xzq", driver="GPKG")
+
+    register = tmp / "register.gpkg"
+    shutil.copy(small_scan.register, register)
+    prior = Register(register).alerts().drop(columns="geometry")
+    reviewed = sorted(prior["alert_id"])[0]
+    Register(register).review(reviewed, to_status="field_check", by="王工", note="无人机详查")
+
+    raw = yaml.safe_load(Path(small_scenes.config).read_text(encoding="utf-8"))
+    raw["name"] = "faulty"
+    raw["stac"]["url"] = server.url
+    raw["zones"].update({"path": str(tmp / "zones" / "hongxian.shp"), "layer": None})
+    raw["admin_units"]["path"] = str(tmp / "counties.gpkg")
+    raw["register"] = str(register)
+    cfg = tmp / "scan.yml"
+    cfg.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    out = tmp / "out"
+    with serve_stac(stac) as upstream, server:
+        server.upstream = upstream
+        server.rules = [Rule("/search", "POST", status=500, times=2), Rule("/search", rewrite=_drop_datetime(ids["malformed"]))]
+        res = run_cli("scan", cfg, "--out", out)
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8")) if (out / "manifest.json").exists() else {}
+    return FaultyRun(res, out, manifest, ids, dates, server, register, prior, reviewed, zones, counties)
+
+
+def _exit_1_and_summary(r: FaultyRun) -> None:
+    assert r.res.returncode == 1, r.res.stderr[-3000:]
+    assert "scan finished with failures: 6 scene(s)/zone(s) left out" in r.res.stderr
+    assert len(r.manifest["failures"]) == 6
+    assert sum(ln.startswith("failed: ") for ln in r.res.stderr.splitlines()) == 6
+
+
+def _retried_500(r: FaultyRun) -> None:
+    seen = r.server.answered("/search")
+    assert seen[500] == 2 and seen[200] >= 1, seen
+    assert r.manifest["stac"]["url"] == r.server.url
+
+
+def _malformed(r: FaultyRun) -> None:
+    reason = r.failed("item", r.ids["malformed"])
+    assert "malformed STAC item" in reason and "no datetime" in reason
+
+
+def _missing_band(r: FaultyRun) -> None:
+    assert "no asset for band 'swir22'" in r.failed("scene", r.ids["missing_band"])
+
+
+def _asset_404(r: FaultyRun) -> None:
+    reason = r.failed("scene", r.ids["asset_404"])
+    assert "asset 'red' cannot be read: HTTP 404" in reason and r.server.url in reason
+    assert r.server.answered("/files/")[404] >= 1
+
+
+def _truncated(r: FaultyRun) -> None:
+    reason = r.failed("scene", r.ids["truncated"])
+    assert "asset 'nir' cannot be read" in reason and "truncated or corrupt" in reason
+
+
+def _other_grid(r: FaultyRun) -> None:
+    reason = r.failed("scene", r.ids["other_grid"])
+    assert "band 'swir16' grid" in reason and "differs from the item's proj:transform" in reason
+
+
+def _used_ids(r: FaultyRun) -> set[str]:
+    return {it["id"] for it in r.manifest["items"]}
+
+
+def _failed_scenes_left_out(r: FaultyRun) -> None:
+    used = _used_ids(r)
+    assert len(used) == 73 - 5
+    assert not used & {r.ids[k] for k in BROKEN}
+
+
+def _empty_scenes(prefix: str) -> Callable[[FaultyRun], None]:
+    def check(r: FaultyRun) -> None:
+        keys = [k for k in r.ids if k.startswith(prefix)]
+        listed = {s["id"] for s in r.manifest["scenes_without_clear_pixels"]}
+        for k in keys:
+            assert r.ids[k] in _used_ids(r) and r.ids[k] in listed  # read, gave nothing, listed
+            assert all(f["id"] != r.ids[k] for f in r.manifest["failures"])  # not a failure
+        alerts = gpd.read_file(r.out / "alerts.geojson")
+        assert not set(alerts["first_detected"]) & {r.dates[k] for k in keys}
+
+    return check
+
+
+def _still_finds_everything(r: FaultyRun, truth, small_scan) -> None:
+    alerts = gpd.read_file(r.out / "alerts.geojson")
+    score = score_alerts(alerts, truth, metric_crs="EPSG:32648")
+    clean = score_alerts(small_scan.alerts, truth, metric_crs="EPSG:32648")
+    assert score.missed_events == [] and score.found_events == clean.found_events
+    assert score.alerts_on_excluded_events == 0
+    assert score.false_alerts <= clean.false_alerts
+
+
+def _register_keeps_everything(r: FaultyRun) -> None:
+    reg = Register(r.register)
+    alerts = reg.alerts().set_index("alert_id")
+    assert set(r.prior["alert_id"]) <= set(alerts.index)
+    assert alerts.loc[r.reviewed, "status"] == "field_check"
+    assert len(reg.history()) == 1 and reg.verify_history() == []
+    assert sorted(reg.scans()["scan_id"]) == ["demo-small-20231231", "faulty-20231231"]
+    assert alerts.index.is_unique
+
+
+def _zone_outside(r: FaultyRun) -> None:
+    assert "outside every scene" in r.failed("zone", FAR)
+    zs = pd.read_csv(r.out / "zone_stats.csv", dtype=str)
+    assert FAR not in set(zs["zone_id"]) and len(zs) == 5
+
+
+def _tiny_zone(r: FaultyRun) -> None:
+    line = [ln for ln in r.res.stderr.splitlines() if ln.startswith(f"warning: zone {TINY}:")]
+    assert len(line) == 1 and "smaller than one 10 m pixel" in line[0], r.res.stderr
+    row = pd.read_csv(r.out / "zone_stats.csv", dtype={"zone_id": str}).set_index("zone_id").loc[TINY]
+    assert 0 < row["ndvi_baseline"] < 1 and row["alerts_total"] == 0
+    assert row["area_km2"] == pytest.approx(25e-6, abs=1e-6)
+
+
+def _repaired_zone(r: FaultyRun) -> None:
+    line = [ln for ln in r.res.stderr.splitlines() if "repaired 1 invalid zone geometry" in ln]
+    assert len(line) == 1 and line[0].startswith("warning: ") and BOWTIE in line[0], r.res.stderr
+    row = pd.read_csv(r.out / "zone_stats.csv", dtype={"zone_id": str}).set_index("zone_id").loc[BOWTIE]
+    assert row["area_km2"] == pytest.approx(2 * 0.5 * 60 * 30 / 1e6, rel=0.02)  # two 60 × 30 m triangles
+
+
+def _gbk_names(r: FaultyRun) -> None:
+    zs = pd.read_csv(r.out / "zone_stats.csv", dtype=str).set_index("zone_id")
+    for z in r.zones.itertuples():
+        assert zs.loc[z.HXBH, "zone_name"] == z.HXMC
+    assert zs.loc[TINY, "zone_name"] == "微小斑块"
+
+
+def _mixed_crs(r: FaultyRun) -> None:
+    adm = pd.read_csv(r.out / "admin_stats.csv", dtype={"admin_id": str}).set_index("admin_id")
+    for c in r.counties.itertuples():
+        assert adm.loc[c.XZQDM, "admin_area_km2"] == pytest.approx(c.geometry.area / 1e6, rel=1e-3)
+        assert adm.loc[c.XZQDM, "admin_name"] == c.XZQMC
+    assert adm["zones_total"].sum() == 5
+
+
+def _manifest_consistent(r: FaultyRun) -> None:
+    from redline.provenance import verify_outputs
+
+    assert verify_outputs(r.out) == []
+    assert {f["kind"] for f in r.manifest["failures"]} == {"item", "scene", "zone"}
+
+
+FAULTS = [
+    ("scan-exits-1-and-lists-each-failure", _exit_1_and_summary),
+    ("stac-http-500-then-success-is-retried", _retried_500),
+    ("stac-malformed-item-left-out", _malformed),
+    ("stac-item-missing-a-required-band", _missing_band),
+    ("raster-asset-404", _asset_404),
+    ("raster-truncated-cog", _truncated),
+    ("raster-band-on-a-different-grid", _other_grid),
+    ("raster-failed-scenes-left-out-of-the-load", _failed_scenes_left_out),
+    ("raster-all-nodata-scenes", _empty_scenes("nodata")),
+    ("raster-entirely-cloudy-scenes", _empty_scenes("cloudy")),
+    ("zones-one-zone-outside-every-scene", _zone_outside),
+    ("zones-smaller-than-one-pixel", _tiny_zone),
+    ("zones-invalid-geometry-repaired-not-fatal", _repaired_zone),
+    ("zones-gbk-shapefile-with-cpg", _gbk_names),
+    ("zones-and-admin-units-in-different-crs", _mixed_crs),
+    ("manifest-failures-and-checksums", _manifest_consistent),
+    ("register-keeps-alerts-and-reviews", _register_keeps_everything),
+    ("the-rest-still-finds-every-disturbance", _still_finds_everything),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,check", FAULTS, ids=[f[0] for f in FAULTS])
+def test_fault_in_a_running_scan_is_reported_and_the_rest_scanned(name, check, faulty, truth, small_scan):
+    assert faulty.manifest, faulty.res.stderr[-3000:]
+    if check is _still_finds_everything:
+        check(faulty, truth, small_scan)
+    else:
+        check(faulty)
