@@ -125,8 +125,9 @@ def _compute_with_coverage(det: xr.Dataset, composite: xr.Dataset, refl: xr.Data
 
 
 def _scenes_without_clear_pixels(items: list[pystac.Item], clear_px: pd.Series) -> list[dict[str, str]]:
-    """Scenes that were read but gave no clear pixel over the zones (all no-data, or all
-    cloud/shadow in the quality band): they add nothing, and are listed, not hidden."""
+    """Scenes that were read but gave no clear pixel on the analysis grid (the zones' bounding
+    box): all no-data, or all cloud/shadow in the quality band. They add nothing, and are listed
+    in the manifest, not hidden."""
     empty = {d for d, n in clear_px.items() if n == 0}
     out = []
     for it in items:
@@ -134,7 +135,7 @@ def _scenes_without_clear_pixels(items: list[pystac.Item], clear_px: pd.Series) 
         if day in empty:
             out.append({"id": it.id, "solar_day": day.date().isoformat()})
     if out:
-        log.info("%d scene(s) without any clear pixel over the zones: %s", len(out), ", ".join(o["id"] for o in out))
+        log.info("%d scene(s) without any clear pixel on the analysis grid: %s", len(out), ", ".join(o["id"] for o in out))
     return out
 
 
