@@ -117,7 +117,7 @@ def search_items(
         notes.append("the API does not conform to the query extension: eo:cloud_cover filtered on the client")
         log.info("%s: %s", url, notes[-1])
     try:
-        found, failures = parse_items(client.search(method="POST", **params).items_as_dicts())
+        found, failures = parse_items(client.search(method="POST", **params).items_as_dicts(), root=client)
     except (APIError, requests.RequestException) as exc:
         raise StacError(f"stac.url {url}: search failed ({_first_line(exc)}); check the API and the search parameters") from None
     n_before = len(found)
@@ -143,7 +143,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else exc.__class__.__name__
 
 
-def parse_items(dicts: Iterable[dict[str, Any]]) -> tuple[list[pystac.Item], list[tuple[str, str]]]:
+def parse_items(dicts: Iterable[dict[str, Any]], *, root: pystac.Catalog | None = None) -> tuple[list[pystac.Item], list[tuple[str, str]]]:
     """Parse STAC Item dicts one by one: a malformed item is left out and reported, not fatal.
 
     An item is malformed when pystac cannot read it, or when it lacks an id, a datetime (or
@@ -167,7 +167,7 @@ def parse_items(dicts: Iterable[dict[str, Any]]) -> tuple[list[pystac.Item], lis
                 raise ValueError("no geometry or bbox")
             if not isinstance(d.get("assets", {}), dict):
                 raise ValueError("assets is not a mapping")
-            item = pystac.Item.from_dict(d, preserve_dict=False)
+            item = pystac.Item.from_dict(d, root=root, preserve_dict=False)
             _ = item.datetime or item.common_metadata.start_datetime  # parse the date now, not later
         except (ValueError, TypeError, KeyError, AttributeError, pystac.STACError) as exc:
             reason = f"malformed STAC item ({str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__})"

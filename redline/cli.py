@@ -96,7 +96,10 @@ def demo(
     with serve_stac(build.root) as url:
         out_console.print(f"embedded STAC API on {url} serving {build.n_scenes} scenes")
         cfg = load_config(build.config, overrides={"stac": {"url": url}, "register": str((out / "register.gpkg").resolve())})
-        _summary(run_scan(cfg, out, config_text=build.config.read_text(encoding="utf-8")))
+        result = run_scan(cfg, out, config_text=build.config.read_text(encoding="utf-8"))
+        _summary(result)
+        if result.failures:
+            raise ScanFault(result.failures)
 
 
 @app.command()
@@ -112,7 +115,7 @@ def validate(config: Path = typer.Argument(..., help="scan.yml")) -> None:
     if cfg.admin_units is not None:
         aoi.read_admin_units(cfg.admin_units.path, id_field=cfg.admin_units.id_field, layer=cfg.admin_units.layer, name_field=cfg.admin_units.name_field)
     if cfg.stac.url:
-        open_client(cfg.stac.url)
+        open_client(cfg.stac.url, timeout=cfg.stac.timeout_s)
     out_console.print(f"{config}: ok ({len(zones)} zones, STAC {'reachable' if cfg.stac.url else 'not set'})")
 
 
