@@ -29,7 +29,7 @@ def _read_layer(path: Path, layer: str | None, what: str) -> gpd.GeoDataFrame:
     if layer is not None and layer not in layers:
         raise ZonesError(f"{path}: layer '{layer}' not found ({what}.layer); available layers: {', '.join(layers)}")
     try:
-        gdf = gpd.read_file(path, layer=layer, engine="pyogrio")
+        gdf = _read_with_encoding(path, layer, what)
     except (DataSourceError, DataLayerError, UnicodeDecodeError) as exc:
         raise ZonesError(f"{path}: cannot read {what} layer ({exc}); if attributes are GBK-encoded, add a .cpg file") from None
     if gdf.empty:
@@ -37,6 +37,21 @@ def _read_layer(path: Path, layer: str | None, what: str) -> gpd.GeoDataFrame:
     if gdf.crs is None:
         raise ZonesError(f"{path}: the {what} layer has no CRS; define it (e.g. EPSG:4490 for CGCS2000) in the file")
     return gdf
+
+
+def _read_with_encoding(path: Path, layer: str | None, what: str) -> gpd.GeoDataFrame:
+    """Read a layer; a Shapefile whose .dbf declares no encoding (no .cpg, no code page byte) is
+    read as UTF-8, and if its text is not UTF-8 (e.g. GBK from older Chinese GIS software) the
+    user is told to add a .cpg, instead of GDAL's silent ISO-8859-1 reading (garbled names)."""
+    if pyogrio.read_info(path, layer=layer).get("encoding") != "ISO-8859-1" or path.suffix.lower() not in (".shp", ".dbf"):
+        return gpd.read_file(path, layer=layer, engine="pyogrio")
+    try:
+        return gpd.read_file(path, layer=layer, engine="pyogrio", encoding="UTF-8")
+    except UnicodeDecodeError:
+        raise ZonesError(
+            f"{path}: the {what} attributes are not UTF-8 and no {path.with_suffix('.cpg').name} says their encoding; "
+            f"add {path.with_suffix('.cpg').name} containing the encoding (e.g. GBK) next to the .shp"
+        ) from None
 
 
 def _field(gdf: gpd.GeoDataFrame, path: Path, field: str | None, key: str) -> pd.Series | None:

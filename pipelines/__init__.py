@@ -11,6 +11,7 @@
 - :func:`load_series` loads items of one or several sensors lazily onto one grid as a
   reflectance (0–1) series with a clear-sky mask; :func:`load_reflectance` is the older
   single-collection loader.
+- :func:`probe_items` checks every scene's assets first; unreadable scenes are left out.
 - :func:`dask_client` gives a LocalCluster client, or one attached to an existing scheduler.
 """
 
@@ -18,6 +19,7 @@ from pipelines._bands import REFLECTANCE_BANDS, BandInfo, MaskInfo, ParsedItem, 
 from pipelines._cluster import dask_client
 from pipelines._load import ItemScaling, MaskRules, SeriesLoad, load_reflectance, load_series
 from pipelines._profiles import PROFILES, Profile, get_profile
+from pipelines._probe import SceneFailure, probe_items
 from pipelines._search import SearchResult, search_items
 from pipelines._server import serve_stac
 
@@ -39,4 +41,6 @@ __all__ = [
     "PROFILES",
     "get_profile",
     "dask_client",
+    "probe_items",
+    "SceneFailure",
 ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 
 from distributed import Client, LocalCluster
@@ -58,12 +59,17 @@ def dask_client(address: str | None = None, *, workers: int = 2, threads_per_wor
         finally:
             client.close()
         return
-    with LocalCluster(
-        n_workers=workers,
-        threads_per_worker=threads_per_worker,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.CRITICAL,
-    ) as cluster, Client(cluster) as client:
+    with warnings.catch_warnings():
+        # the scheduler's HTTP endpoint (health checks) takes another port when 8787 is taken:
+        # harmless, and not worth a multi-line warning on the scan's stderr
+        warnings.filterwarnings("ignore", message="Port 8787 is already in use", category=UserWarning)
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,
+        )
+    with cluster, Client(cluster) as client:
         client.run(_set_gdal_env, env)
         yield client

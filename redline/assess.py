@@ -230,7 +230,7 @@ def zone_statistics(zones: gpd.GeoDataFrame, rasters: dict[str, Path], alerts: g
         in the zones' metric CRS.
     """
     out = zones[["zone_id", "zone_name", "category", "admin_id"]].copy()
-    out["area_km2"] = (zones.geometry.area / 1e6).round(4).values
+    out["area_km2"] = (zones.geometry.area / 1e6).round(6).values  # 1 m²: zones smaller than a pixel keep their area
     out = out.merge(_assessment_columns(zones, "zone_id", rasters), on="zone_id", how="left")
     out = _alert_columns(out, "zone_id", alerts, out["area_km2"] * 1e6)
     out["status"] = np.select(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -57,6 +58,7 @@ def scan(
     out: Path = typer.Option(Path("out"), "--out", help="output folder"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://host:8786 of an existing Dask scheduler"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="seconds to wait for another scan holding the register"),
 ) -> None:
     """Run a scan: search, load, detect, register, assess, map."""
     from redline.config import load_config
@@ -65,7 +67,7 @@ def scan(
     _setup_logging(verbose)
     cfg = load_config(config)
     text = config.read_text(encoding="utf-8")
-    result = run_scan(cfg, out, scheduler=scheduler, config_text=text)
+    result = run_scan(cfg, out, scheduler=scheduler, config_text=text, lock_timeout=lock_timeout)
     _summary(result)
     if result.failures:
         raise ScanFault(result.failures)
@@ -120,7 +122,10 @@ def demo(
     with serve_stac(build.root) as url:
         out_console.print(f"embedded STAC API on {url} serving {build.n_scenes} scenes")
         cfg = load_config(build.config, overrides={"stac": {"url": url}, "register": str((out / "register.gpkg").resolve())})
-        _summary(run_scan(cfg, out, config_text=build.config.read_text(encoding="utf-8")))
+        result = run_scan(cfg, out, config_text=build.config.read_text(encoding="utf-8"))
+        _summary(result)
+        if result.failures:
+            raise ScanFault(result.failures)
 
 
 @app.command()
@@ -136,7 +141,7 @@ def validate(config: Path = typer.Argument(..., help="scan.yml")) -> None:
     if cfg.admin_units is not None:
         aoi.read_admin_units(cfg.admin_units.path, id_field=cfg.admin_units.id_field, layer=cfg.admin_units.layer, name_field=cfg.admin_units.name_field)
     if cfg.stac.url:
-        open_client(cfg.stac.url)
+        open_client(cfg.stac.url, timeout=cfg.stac.timeout_s)
     out_console.print(f"{config}: ok ({len(zones)} zones, STAC {'reachable' if cfg.stac.url else 'not set'})")
 
 
@@ -332,18 +337,39 @@ def stac_serve(folder: Path = typer.Argument(..., help="folder of STAC Items (it
             pass
 
 
+def _one_line(text: object) -> str:
+    """Collapse a message onto one line (library messages may quote multi-line GDAL errors)."""
+    return " ".join(str(text).split())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 - warnings API
+    """redline's warnings (degraded but running) as one line each on stderr; others as usual."""
+    from redline.errors import RedlineWarning
+
+    if issubclass(category, RedlineWarning):
+        err_console.print(f"warning: {_one_line(message)}", markup=False)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning redline's errors into one line and an exit code."""
+    warnings.showwarning = _show_warning
     try:
         rc = app(args=argv, standalone_mode=False)  # click returns typer.Exit codes here
     except RedlineInputError as exc:
-        err_console.print(f"error: {exc}", markup=False)
+        err_console.print(f"error: {_one_line(exc)}", markup=False)
         return 2
     except ScanFault as exc:
-        err_console.print(f"scan finished with failures: {exc}", markup=False)
+        for failure in exc.failures:  # one line per failed scene or zone, then the summary
+            err_console.print(f"failed: {_one_line(failure)}", markup=False)
+        err_console.print(f"scan finished with failures: {len(exc.failures)} scene(s)/zone(s) left out, the rest was scanned (see manifest.json 'failures')", markup=False)
         return 1
     except RedlineError as exc:
-        err_console.print(f"error: {exc}", markup=False)
+        err_console.print(f"error: {_one_line(exc)}", markup=False)
         return 1
     except typer.Exit as exc:
         return exc.exit_code

@@ -44,6 +44,7 @@ class StacConfig(BaseModel):
     profile: Literal["embedded", "earth-search", "planetary-computer", "landsat", "generic"] | None = None
     collections: list[str] = Field(default_factory=lambda: ["sentinel-2-c1-l2a"], min_length=1)
     max_cloud_cover: float = Field(80.0, ge=0, le=100, description="scene-level filter, percent")
+    timeout_s: float = Field(60.0, gt=0, le=600, description="read timeout of one STAC API request, seconds (retried twice)")
 
     @model_validator(mode="before")
     @classmethod
@@ -226,6 +227,9 @@ def load_config(path: Path | str, *, overrides: dict[str, Any] | None = None) ->
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}; fix the syntax") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys (name, stac, zones, baseline, monitor …), got {type(raw).__name__}")
+    for key in ("baseline", "monitor"):
+        if key in raw and not raw[key]:
+            raise ConfigError(f"{path}: {key} = {raw[key]!r} is an empty date window; give {key}: {{start: YYYY-MM-DD, end: YYYY-MM-DD}}")
     for key, value in (overrides or {}).items():
         if isinstance(value, dict) and isinstance(raw.get(key), dict):
             raw[key] = {**raw[key], **value}

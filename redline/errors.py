@@ -19,6 +19,7 @@ __all__ = [
     "ScanFault",
     "RedlineWarning",
     "ZoneRepairedWarning",
+    "SmallZoneWarning",
     "LocalHrefWarning",
     "DoesNotConformWarning",
 ]
@@ -66,6 +67,10 @@ class RedlineWarning(UserWarning):
 
 class ZoneRepairedWarning(RedlineWarning):
     """An invalid zone geometry was repaired with shapely.make_valid."""
+
+
+class SmallZoneWarning(RedlineWarning):
+    """A zone is smaller than one analysis pixel: assessed from partial pixels, no alert possible."""
 
 
 class LocalHrefWarning(RedlineWarning):

@@ -175,9 +175,14 @@ class Register:
             layers = {name for name, _ in pyogrio.list_layers(self.path)}
         except (pyogrio.errors.DataSourceError, OSError) as exc:
             raise RegisterError(f"{self.path}: cannot open the register ({exc}); is it a redline register GeoPackage?") from None
+        if "alerts" not in layers and "meta" not in layers:
+            raise RegisterError(f"{self.path}: not a redline register (no 'alerts' or 'meta' layer; layers: {', '.join(sorted(layers)) or 'none'}); give another `register:` path")
         if "meta" in layers:
             meta = pyogrio.read_dataframe(self.path, layer="meta", read_geometry=False)
-            version = int(meta.loc[meta["key"] == "schema_version", "value"].iloc[0])
+            try:
+                version = int(meta.loc[meta["key"] == "schema_version", "value"].iloc[0])
+            except (KeyError, IndexError, ValueError):
+                raise RegisterError(f"{self.path}: the register's meta layer has no valid schema_version; restore it from a backup") from None
             if version > SCHEMA_VERSION:
                 raise RegisterError(
                     f"{self.path}: register schema version {version} is newer than this redline supports "
@@ -240,10 +245,25 @@ class Register:
                 fcntl.flock(fh, fcntl.LOCK_UN)
             fh.close()
 
+    def _read_only(self) -> bool:
+        """A register without write permission, or marked read-only (no write bit for anyone,
+        e.g. ``chmod a-w`` to freeze it), is never written, not even by root."""
+        return self.path.exists() and (not os.access(self.path, os.W_OK) or not self.path.stat().st_mode & 0o222)
+
+    def check_writable(self) -> None:
+        """Refuse, before a scan starts, a register this scan could not write: read-only, of a
+        newer schema, not a register, or in a folder that cannot be written."""
+        self._check_schema()
+        if self._read_only():
+            raise RegisterError(f"{self.path}: the register is read-only; make it writable (chmod u+w) or set `register:` to another file")
+        folder = next((p for p in [self.path.parent, *self.path.parent.parents] if p.exists()), None)
+        if folder is None or not os.access(folder, os.W_OK):
+            raise RegisterError(f"{self.path}: cannot write in folder {folder}; check its permissions or set `register:` to another file")
+
     def write(self, alerts: gpd.GeoDataFrame, history: pd.DataFrame, scans: pd.DataFrame) -> None:
         """Write all layers to a temporary GeoPackage and swap it in atomically (call under :meth:`lock`)."""
-        if self.path.exists() and not os.access(self.path, os.W_OK):
-            raise RegisterError(f"{self.path}: the register is read-only; make it writable or set `register:` to another file")
+        if self._read_only():
+            raise RegisterError(f"{self.path}: the register is read-only; make it writable (chmod u+w) or set `register:` to another file")
         tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.gpkg")
         for stale in self.path.parent.glob(f".{self.path.stem}.*.tmp.gpkg"):  # left by a killed writer
             stale.unlink(missing_ok=True)

@@ -31,7 +31,7 @@ from redline import assess, provenance
 from redline.alerts import ALERT_COLUMNS, alerts_from_fields
 from redline.config import ScanConfig
 from redline.detect import FIELDS, baseline_model, detect, stack_indices
-from redline.errors import StacError
+from redline.errors import RasterError, SmallZoneWarning, StacError
 from redline.register import Register, merge_alerts
 
 __all__ = ["ScanResult", "run_scan", "scan_id_for"]
@@ -125,6 +125,78 @@ def _compute(det: xr.Dataset, composite: xr.Dataset, extra: xr.Dataset | None = 
     (the assessment inputs) together, so that every scene is read once."""
     det_np, comp_np, extra_np = dask.compute(det, composite, extra)
     return ({k: det_np[k].values for k in FIELDS}, {k: comp_np[k].values for k in ("red", "green", "blue")}, extra_np)
+
+
+def _compute_with_coverage(
+    det: xr.Dataset, composite: xr.Dataset, refl: xr.Dataset, extra: xr.Dataset | None = None
+) -> tuple[dict, dict, xr.Dataset | None, pd.Series]:
+    """:func:`_compute` plus, per solar day, the number of clear pixels on the analysis grid
+    (computed in the same pass; a day with none is recorded in the manifest)."""
+    clear = refl["red"].notnull().sum(("y", "x"))
+    det_np, comp_np, extra_np, clear_np = dask.compute(det, composite, extra, clear)
+    counts = pd.Series(clear_np.values.astype(int), index=pd.DatetimeIndex(clear_np["time"].values).normalize())
+    return ({k: det_np[k].values for k in FIELDS}, {k: comp_np[k].values for k in ("red", "green", "blue")}, extra_np, counts)
+
+
+def _scenes_without_clear_pixels(items: list[pystac.Item], clear_px: pd.Series) -> list[dict[str, str]]:
+    """Scenes that were read but gave no clear pixel on the analysis grid (the zones' bounding
+    box): all no-data, or all cloud/shadow in the quality band. They add nothing, and are listed
+    in the manifest, not hidden."""
+    empty = {d for d, n in clear_px.items() if n == 0}
+    out = []
+    for it in items:
+        day = pd.Timestamp(pipelines._load._solar_day(it))
+        if day in empty:
+            out.append({"id": it.id, "solar_day": day.date().isoformat()})
+    if out:
+        log.info("%d scene(s) without any clear pixel on the analysis grid: %s", len(out), ", ".join(o["id"] for o in out))
+    return out
+
+
+def _check_windows(cfg: ScanConfig, items: list[pystac.Item], what: str, failures: list[dict] | None = None) -> None:
+    """Both windows need scenes: a monitor window without scenes would report 'no alert'."""
+    if not items and failures:
+        raise RasterError(f"none of the {len(failures)} scene(s) found can be read (first: {failures[-1]['id']}: {failures[-1]['reason']}); check the assets' hrefs and access")
+    for key, win in (("baseline", cfg.baseline), ("monitor", cfg.monitor)):
+        dates = sorted((it.datetime or it.common_metadata.start_datetime).date() for it in items)
+        if not any(win.start <= d <= win.end for d in dates):
+            span = f"{what} scenes span {dates[0]} to {dates[-1]}" if dates else f"no {what} scenes"
+            msg = f"{key} window {win.start} to {win.end} has no {what} scenes ({span}); move {key}.start/{key}.end or check stac.collections"
+            if failures:
+                raise RasterError(msg)
+            raise StacError(msg)
+
+
+def _zones_in_scenes(zones: gpd.GeoDataFrame, items: list[pystac.Item]) -> tuple[gpd.GeoDataFrame, list[dict]]:
+    """Drop zones that no scene footprint touches (reported as failed zones, not scanned)."""
+    import shapely
+
+    footprints = shapely.union_all([shapely.geometry.shape(it.geometry) for it in items if it.geometry])
+    z4326 = zones.to_crs(4326)
+    seen = z4326.geometry.intersects(footprints).values
+    failures = [
+        {"kind": "zone", "id": zid, "reason": f"outside every scene found ({len(items)} scenes); not assessed, check the zone's geometry and CRS"}
+        for zid in zones.loc[~seen, "zone_id"]
+    ]
+    for f in failures:
+        log.warning("zone %s: %s", f["id"], f["reason"])
+    if not seen.any():
+        raise StacError(f"no zone lies inside any of the {len(items)} scenes found; check the zones' CRS and stac.collections")
+    return zones.loc[seen].reset_index(drop=True), failures
+
+
+def _warn_small_zones(zones_utm: gpd.GeoDataFrame, resolution: float) -> None:
+    """Zones smaller than one analysis pixel are assessed from partial pixels (exactextract
+    coverage fractions) and can hold no alert; say so rather than let it pass unnoticed."""
+    small = zones_utm.geometry.area < resolution**2
+    for zid, area in zip(zones_utm.loc[small, "zone_id"], zones_utm.loc[small].geometry.area):
+        warnings.warn(
+            f"zone {zid}: {area:.0f} m² is smaller than one {resolution:g} m pixel ({resolution**2:.0f} m²); "
+            "statistics come from partial pixels and no alert can reach detection.min_area_m2",
+            SmallZoneWarning,
+            stacklevel=3,
+        )
+
 
 
 def _write_cog(path: Path, data: np.ndarray, geobox: GeoBox, *, nodata: float | int | None, description: str = "", band_descriptions: list[str] | None = None) -> None:
@@ -285,7 +357,9 @@ def _up_to_date(out: Path, cfg: ScanConfig, config_text: str | None, items: list
     )
 
 
-def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config_text: str | None = None) -> ScanResult:
+def run_scan(
+    cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config_text: str | None = None, lock_timeout: float = 30.0
+) -> ScanResult:
     """Run a whole scan and write its outputs (design.md §5) to ``out``.
 
     Parameters
@@ -293,16 +367,21 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
     cfg
         A validated, path-resolved :class:`ScanConfig` whose ``stac.url`` is set.
     out
-        Output folder (created).
+        Output folder, created only once the config, zones, STAC search and register have been
+        checked: bad input writes nothing.
     scheduler
         Address of an existing Dask scheduler; overrides ``cfg.dask.address``.
     config_text
         The config file as given, recorded with its sha256 in the manifest.
+    lock_timeout
+        Seconds to wait for another scan holding the register's lock before refusing.
+
+    Scenes that cannot be read and zones outside every scene are left out and listed in
+    ``ScanResult.failures`` and the manifest's ``failures`` (design.md §10); the rest is scanned.
     """
     t0 = time.monotonic()
     started = dt.datetime.now(dt.timezone.utc)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if not cfg.stac.url:
         raise StacError("stac.url is not set; give the STAC API URL (or a profile) in the config")
     scan_id = scan_id_for(cfg)
@@ -314,14 +393,12 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
     admin = None
     if cfg.admin_units is not None:
         admin = aoi.read_admin_units(cfg.admin_units.path, id_field=cfg.admin_units.id_field, layer=cfg.admin_units.layer, name_field=cfg.admin_units.name_field)
-    utm = aoi.utm_crs_for(zones)
-    zones_utm = zones.to_crs(utm)
-    geobox = _analysis_geobox(zones_utm, cfg.resolution)
     bbox = aoi.zones_bbox_4326(zones)
 
     search = pipelines.search_items(
         cfg.stac.url, collections=cfg.stac.collections, bbox=bbox,
         datetime=f"{cfg.baseline.start}/{cfg.monitor.end}", max_cloud_cover=cfg.stac.max_cloud_cover,
+        timeout=cfg.stac.timeout_s,
     )
     if not search.items:
         raise StacError(
@@ -333,12 +410,35 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
     if previous is not None:
         log.info("%s is up to date: same config and the same %d scenes as its last scan; nothing redone", out, len(search.items))
         return previous
+    failures = [{"kind": "item", "id": i, "reason": r} for i, r in search.failures]
+    _check_windows(cfg, search.items, "found")
+    zones, outside = _zones_in_scenes(zones, search.items)
+    failures += outside
+    utm = aoi.utm_crs_for(zones)
+    zones_utm = zones.to_crs(utm)
+    _warn_small_zones(zones_utm, cfg.resolution)
+    geobox = _analysis_geobox(zones_utm, cfg.resolution)
+    bbox = aoi.zones_bbox_4326(zones)
+    profile = pipelines.get_profile(cfg.stac.profile)
+    items, unreadable = pipelines.probe_items(search.items, (*pipelines._load.REFLECTANCE_BANDS, "mask"), profile=profile, signer=profile.signer)
+    failures += [{"kind": "scene", "id": f.item_id, "reason": f.reason} for f in unreadable]
+    _check_windows(cfg, items, "readable", [f for f in failures if f["kind"] == "scene"])
 
     register = Register(cfg.register_path or out / "register.gpkg")
-    profile = pipelines.get_profile(cfg.stac.profile)
-    with pipelines.dask_client(scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, env=profile.gdal_env), register.lock():
-        det, composite, scalings, refl, stack, skipped = _graph_parts(cfg, search.items, geobox)
-        fields, rgb, assess_ds = _compute(det, composite, assess.lazy_inputs(cfg, refl))
+    register.check_writable()
+    with register.lock(timeout=lock_timeout), pipelines.dask_client(
+        scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, env=profile.gdal_env
+    ):
+        out.mkdir(parents=True, exist_ok=True)
+        det, composite, scalings, refl, stack, skipped = _graph_parts(cfg, items, geobox)
+        failures += [{"kind": "scene", "id": line.split(":", 1)[0], "reason": line.split(":", 1)[-1].strip()} for line in skipped]
+        try:
+            fields, rgb, assess_ds, clear_px = _compute_with_coverage(det, composite, refl, assess.lazy_inputs(cfg, refl))
+        except rasterio.errors.RasterioError as exc:  # a read that failed after the probe passed
+            raise RasterError(
+                f"a scene could not be read during the scan ({' '.join(str(exc).split())[:200]}); nothing was written to the "
+                "register; run the scan again (transient) or check the scenes' assets"
+            ) from None
         raster_paths = _write_rasters(out, fields, rgb, geobox)
         found = alerts_from_fields(
             fields, geobox.transform, utm, zones_utm, min_area_m2=cfg.detection.min_area_m2,
@@ -354,7 +454,7 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
         run = {
             "scan_id": scan_id, "name": cfg.name, "config_sha256": hashlib.sha256((config_text or "").encode()).hexdigest(),
             "started": started.isoformat(timespec="seconds"), "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "monitor_start": str(cfg.monitor.start), "monitor_end": str(cfg.monitor.end), "n_items": len(search.items) - len(skipped),
+            "monitor_start": str(cfg.monitor.start), "monitor_end": str(cfg.monitor.end), "n_items": len(items) - len(skipped),
             "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged,
         }
         # one row per scan id: re-running a scan replaces its row (the alerts are unchanged)
@@ -409,16 +509,17 @@ def run_scan(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config
              "assets": {k: a.href for k, a in it.assets.items()},
              "scaling": {s.band: {"scale": s.scale, "offset": s.offset, "nodata": s.nodata, "asset": s.asset, "source": s.source, "reason": s.reason}
                          for s in scalings if s.item_id == it.id}}
-            for it in search.items if it.id not in skipped_ids
+            for it in items if it.id not in skipped_ids
         ],
+        "scenes_without_clear_pixels": _scenes_without_clear_pixels(items, clear_px),
         "register": {"path": str(register.path.resolve()), "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged},
-        "failures": [f"scene {line}" for line in skipped],
+        "failures": failures,
         "libraries": provenance.library_versions(),
         "not_checksummed": [reg_rel] if reg_rel else [],
     }
     provenance.write_manifest(out, record, exclude=(reg_rel,) if reg_rel else ())
     return ScanResult(
         scan_id=scan_id, out_dir=out, alerts=mine, zone_stats=zone_stats, admin_stats=admin_stats,
-        n_items=len(search.items) - len(skipped_ids), register=register.path, map_html=map_html, seconds=time.monotonic() - t0,
-        failures=[f"scene {line}" for line in skipped],
+        n_items=len(items) - len(skipped_ids), register=register.path, map_html=map_html, seconds=time.monotonic() - t0,
+        failures=[f"{f['kind']} {f['id']}: {f['reason']}" for f in failures],
     )
