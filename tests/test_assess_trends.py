@@ -93,7 +93,7 @@ def test_building_the_assessment_inputs_computes_nothing(small_scenes, small_con
     items = [pystac.Item.from_dict(f) for f in json.loads(small_scenes.items.read_text())["features"]]
     zones = aoi.read_zones(small_config.zones.path, id_field="HXBH", layer="hongxian").to_crs(32648)
     with dask.config.set(scheduler=_refuse):
-        *_, refl, _ = _graph_parts(small_config, items, _analysis_geobox(zones, 10))
+        _, _, _, refl, _, _ = _graph_parts(small_config, items, _analysis_geobox(zones, 10))
         lazy = assess.lazy_inputs(small_config, refl)
     for name in ("NDVI_baseline", "WET_monitor", "NDBSI_monitor", "MNDWI_baseline", "nclear_monitor", "ndvi_annual"):
         assert lazy[name].chunks is not None, name

@@ -214,7 +214,8 @@ def test_scan_reports_and_skips_an_unreadable_scene(small_scenes, tmp_path):
     assert rc == 1
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert len(manifest["failures"]) == 1
-    assert manifest["failures"][0].startswith(f"scene {victim['id']}: asset 'red'")
+    fail = manifest["failures"][0]
+    assert (fail["kind"], fail["id"]) == ("scene", victim["id"]) and fail["reason"].startswith("asset 'red'")
     ids = [i["id"] for i in manifest["items"]]
     assert victim["id"] not in ids and len(ids) == len(fc["features"]) - 1
     rec = manifest["items"][0]["scaling"]["red"]
