@@ -3,15 +3,12 @@ the laziness of the assessment inputs."""
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
-import dask
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pystac
 import pytest
 import rasterio
 import xarray as xr
@@ -80,22 +77,3 @@ def test_trend_significance_and_short_series():
     assert t.p_value == pytest.approx(stats.kendalltau(trend_years, rising).pvalue)
     assert trends.trend([2022, 2023], [0.6, 0.5]).direction == "too_short"
     assert trends.trend([2021, 2022, 2023], [0.6, np.nan, 0.5]).direction == "too_short"
-
-
-def _refuse(*args, **kwargs):
-    raise AssertionError("a dask graph was computed while it was only being built")
-
-
-def test_building_the_assessment_inputs_computes_nothing(small_scenes, small_config):
-    import aoi
-    from redline.scan import _analysis_geobox, _graph_parts
-
-    items = [pystac.Item.from_dict(f) for f in json.loads(small_scenes.items.read_text())["features"]]
-    zones = aoi.read_zones(small_config.zones.path, id_field="HXBH", layer="hongxian").to_crs(32648)
-    with dask.config.set(scheduler=_refuse):
-        _, _, _, refl, _, _ = _graph_parts(small_config, items, _analysis_geobox(zones, 10))
-        lazy = assess.lazy_inputs(small_config, refl)
-    for name in ("NDVI_baseline", "WET_monitor", "NDBSI_monitor", "MNDWI_baseline", "nclear_monitor", "ndvi_annual"):
-        assert lazy[name].chunks is not None, name
-    assert lazy.attrs["wetness_coefficients"] == "landsat-oli"  # the six bands the scan loads
-    assert [int(y) for y in lazy["year"].values] == [2022, 2023]

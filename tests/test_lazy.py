@@ -47,3 +47,19 @@ def test_validate_checks_config_zones_and_api(small_scenes, stac_url, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "redline.cli", "validate", str(cfg)], capture_output=True, text=True)
     assert bad.returncode == 2
     assert len(bad.stderr.strip().splitlines()) == 1 and "field 'NOPE'" in bad.stderr and "HXBH" in bad.stderr
+
+
+def test_building_the_assessment_inputs_computes_nothing(small_scenes, small_config):
+    import aoi
+    from redline import assess
+    from redline.scan import _analysis_geobox, _graph_parts
+
+    items = [pystac.Item.from_dict(f) for f in json.loads(small_scenes.items.read_text())["features"]]
+    zones = aoi.read_zones(small_config.zones.path, id_field="HXBH", layer="hongxian").to_crs(32648)
+    with dask.config.set(scheduler=_refuse):
+        _, _, _, refl, _, _ = _graph_parts(small_config, items, _analysis_geobox(zones, 10))
+        lazy = assess.lazy_inputs(small_config, refl)
+    for name in ("NDVI_baseline", "WET_monitor", "NDBSI_monitor", "MNDWI_baseline", "nclear_monitor", "ndvi_annual"):
+        assert lazy[name].chunks is not None, name
+    assert lazy.attrs["wetness_coefficients"] == "landsat-oli"  # the six bands the scan loads
+    assert [int(y) for y in lazy["year"].values] == [2022, 2023]
