@@ -54,10 +54,12 @@ def render_grade_shares(path: Path, zone_stats: pd.DataFrame, *, periods: tuple[
     return path
 
 
-def render_trends(path: Path, annual: pd.DataFrame, *, names: dict[str, str] | None = None, trends: pd.DataFrame | None = None) -> Path:
-    """Lines of annual growing-season NDVI per county (``annual``: ``admin_id, year, ndvi_gs``),
-    with the Theil–Sen slope and Mann–Kendall p in the legend when ``trends`` (indexed by
-    ``admin_id``, columns of :func:`redline.trends.unit_trends`) is given."""
+def render_trends(path: Path, annual: pd.DataFrame, *, names: dict[str, str] | None = None, trends: pd.DataFrame | None = None,
+                  title: str = "annual growing-season NDVI per county (zones within it)") -> Path:
+    """Lines of annual growing-season NDVI per unit (``annual``: ``admin_id, year, ndvi_gs``; a
+    county, or a zone under the same column name), with the Theil–Sen slope and Mann–Kendall p
+    in the legend when ``trends`` (indexed by ``admin_id``, columns of
+    :func:`redline.trends.unit_trends`) is given."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.0, 3.0), dpi=100)
     for aid, g in annual.sort_values("year").groupby("admin_id"):
@@ -75,7 +77,7 @@ def render_trends(path: Path, annual: pd.DataFrame, *, names: dict[str, str] | N
     years = sorted(annual["year"].unique()) if not annual.empty else []
     if years:
         ax.set_xticks(years)
-    ax.set_title("annual growing-season NDVI per county (zones within it)", fontsize=9)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path)

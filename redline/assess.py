@@ -396,6 +396,9 @@ def write_assessment(
     adm = annual[annual["unit_type"] == "admin"].rename(columns={"unit_id": "admin_id"})
     names = admin_stats.set_index("admin_id")["admin_name"].to_dict()
     maps.render_trends(figs / "ndvi_trends_by_county.png", adm, names=names, trends=admin_stats.set_index("admin_id"))
+    zon = annual[annual["unit_type"] == "zone"].rename(columns={"unit_id": "admin_id"})  # same lines, one per zone
+    maps.render_trends(figs / "ndvi_trends_by_zone.png", zon, trends=zone_stats.set_index("zone_id").rename_axis("admin_id"),
+                       title="annual growing-season NDVI per red-line zone")
     info["trends"] = {"years": years, "min_years": _trends.MIN_YEARS, "alpha": _trends.ALPHA,
                       "method": "Theil–Sen slope (scipy.stats.theilslopes), Mann–Kendall via Kendall's tau (scipy.stats.kendalltau)"}
     info["growing_season_months"] = list(_rsei.GROWING_SEASON_MONTHS)

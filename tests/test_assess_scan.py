@@ -124,7 +124,7 @@ def test_geopackage_cogs_and_figures(small_scan, zone_stats, admin_stats):
         assert src.descriptions == ("2022", "2023")
     from PIL import Image
 
-    for fig in ("rsei_grades_by_zone.png", "ndvi_trends_by_county.png"):
+    for fig in ("rsei_grades_by_zone.png", "ndvi_trends_by_county.png", "ndvi_trends_by_zone.png"):
         img = np.asarray(Image.open(out / "figures" / fig).convert("RGB"))
         assert img.shape[0] > 200 and img.std() > 10
     m = json.loads((out / "manifest.json").read_text())
