@@ -1,4 +1,4 @@
-"""Shared pieces of the speed and memory benchmarks: builds, the machine line, an RSS sampler.
+"""Shared pieces of the speed and memory benchmarks: builds, the machine line, process-tree RSS.
 
 Every benchmark times its baseline in the same run as redline, on the same generated COG stack
 (``redline.demo.generate_demo``), so that a ratio holds however loaded the machine is.
@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -48,36 +46,12 @@ def machine() -> str:
             f"GDAL {rasterio.__gdal_version__}, dask {dask.__version__}, odc-stac {odc.stac.__version__}; load average {load}")
 
 
-class PeakRSS:
-    """Peak resident memory (bytes) of this process plus all its children (Dask workers, the
-    nanny processes), sampled every ``interval`` seconds in a background thread."""
-
-    def __init__(self, interval: float = 0.1):
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> int:
-        me = psutil.Process()
-        total = 0
-        for p in [me, *me.children(recursive=True)]:
-            try:
-                total += p.memory_info().rss
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        return total
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
-            time.sleep(self.interval)
-
-    def __enter__(self) -> "PeakRSS":
-        self.baseline = self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+def tree_rss(proc: psutil.Process) -> int:
+    """Resident memory (bytes) of ``proc`` plus all its descendants (Dask workers, nannies)."""
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total

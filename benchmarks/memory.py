@@ -67,16 +67,6 @@ def _one(preset: str, size: int | None, every2nd: bool) -> None:
     print(json.dumps({"seconds": seconds, "n_items": result.n_items, "shape": shape}))
 
 
-def _tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return total
-
-
 def measure(preset: str, size: int | None, every2nd: bool = False) -> dict:
     """Run one scan in a child process; its peak tree RSS (bytes) and its JSON line."""
     _bench.build(preset, size=size)  # build first, outside the measured process
@@ -85,7 +75,7 @@ def measure(preset: str, size: int | None, every2nd: bool = False) -> dict:
     proc, peak = psutil.Process(child.pid), 0
     while child.poll() is None:
         try:
-            peak = max(peak, _tree_rss(proc))
+            peak = max(peak, _bench.tree_rss(proc))
         except psutil.NoSuchProcess:
             break
         time.sleep(0.1)
