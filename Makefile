@@ -52,3 +52,11 @@ install-bench: $(VENV)/.installed-bench
 # redline's detector vs JRC nrt (EWMA, CCDC) on one generated cube: accuracy and pixel-observations/s
 bench-nrt: install-bench
 	$(BIN)/python benchmarks/detector_vs_nrt.py
+
+# speed and memory benchmarks (issue #9): each prints ratios against a baseline timed in the same run
+bench: install-bench
+	$(BIN)/python benchmarks/read_limit.py
+	$(BIN)/python benchmarks/vs_odc_xarray.py
+	$(BIN)/python benchmarks/zonal_stats.py
+	$(BIN)/python benchmarks/memory.py
+	$(BIN)/python benchmarks/detector_vs_nrt.py

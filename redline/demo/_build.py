@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import geopandas as gpd
@@ -277,7 +277,7 @@ def _generate(tmp: Path, root: Path, p: Preset, seed: int) -> int:
     return len(items)
 
 
-def generate_demo(out_dir: Path | str, *, preset: str = "demo", seed: int = 20230101) -> DemoScenes:
+def generate_demo(out_dir: Path | str, *, preset: str = "demo", seed: int = 20230101, size: int | None = None) -> DemoScenes:
     """Write (or reuse) a deterministic demo build in ``out_dir``.
 
     Sentinel-2 L2A-like scenes as COGs on a UTM 48N grid (EPSG:32648, 10 m pixels, upper-left
@@ -299,12 +299,17 @@ def generate_demo(out_dir: Path | str, *, preset: str = "demo", seed: int = 2023
         ``hard`` (the demo size under harder conditions, for scoring: see :data:`PRESETS`).
     seed
         Seed of every random draw; the same seed gives the same pixels.
+    size
+        Grid edge in 10 m pixels instead of the preset's (benchmarks/ scale the area with it;
+        zones and landscape scale with the grid, events keep their areas in m²).
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown demo preset {preset!r}; use one of: {', '.join(PRESETS)}")
-    p = PRESETS[preset]
+    p = PRESETS[preset] if size is None else replace(PRESETS[preset], size=int(size))
     root = Path(out_dir).expanduser().resolve()
     info = {"preset": preset, "seed": int(seed), "generator_version": GENERATOR_VERSION}
+    if size is not None:
+        info["size_px"] = int(size)
     found = _existing(root, info)
     if found is not None:
         return found

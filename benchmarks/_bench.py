@@ -1,0 +1,57 @@
+"""Shared pieces of the speed and memory benchmarks: builds, the machine line, process-tree RSS.
+
+Every benchmark times its baseline in the same run as redline, on the same generated COG stack
+(``redline.demo.generate_demo``), so that a ratio holds however loaded the machine is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import psutil
+import pystac
+
+CACHE = Path(__file__).resolve().parent.parent / ".cache" / "bench"
+
+
+def build(preset: str = "small", seed: int = 20230101, size: int | None = None, cache: Path = CACHE):
+    """A demo build (reused when it exists) under ``cache``: preset, seed and grid edge in px."""
+    from redline.demo import generate_demo
+
+    name = f"{preset}-{seed}" + (f"-{size}px" if size else "")
+    return generate_demo(cache / name, preset=preset, seed=seed, size=size)
+
+
+def items_of(build) -> list[pystac.Item]:
+    """The build's STAC Items (as the scan would get them from the STAC API)."""
+    return [pystac.Item.from_dict(f) for f in json.loads(Path(build.items).read_text(encoding="utf-8"))["features"]]
+
+
+def machine() -> str:
+    """One line describing the machine and its load, for the printed results."""
+    import dask
+    import odc.stac
+    import rasterio
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = cpu
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{os.cpu_count()} cores ({model}), {psutil.virtual_memory().total / 2**30:.0f} GB RAM, Python {platform.python_version()}, "
+            f"GDAL {rasterio.__gdal_version__}, dask {dask.__version__}, odc-stac {odc.stac.__version__}; load average {load}")
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    """Resident memory (bytes) of ``proc`` plus all its descendants (Dask workers, nannies)."""
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total

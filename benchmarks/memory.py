@@ -1,0 +1,121 @@
+"""Peak memory of a scan as the area grows (×1, ×4, ×16) and as the dates double.
+
+Run with ``make bench`` (or ``python benchmarks/memory.py [--areas 1,4,16] [--no-dates]``).
+
+Each scan runs in its own Python process (a fresh interpreter, so no run inherits another's heap):
+:func:`redline.scan.run_scan` on a generated build served by the embedded STAC API, with the
+build's config (LocalCluster of ``dask.workers`` processes). This process samples, every 0.1 s,
+the resident set size (RSS) of that process and all its descendants (the Dask scheduler is in
+the scan's process; the two worker processes, their nanny and the STAC server are its children)
+and reports the peak of the sum, with the scan's wall time.
+
+* area: preset ``small`` (73 dates, 2022–2023) at a grid edge of 160 px (the preset), 320 px
+  (×4 area) and 640 px (×16): zones and landscape scale with the grid (``generate_demo(size=…)``);
+* dates: preset ``demo`` (320 px, 2021–2023) with every second scene (55 dates, a 20-day
+  revisit; a copy of the build's ``items.json`` served from a folder beside it, same COGs) and
+  with all its scenes (110 dates): same windows, same grid.
+
+Prints each peak and its ratio to the smallest run of its series, and wall time per
+pixel × date relative to the same run (1.00 = linear).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+import _bench
+
+HERE = Path(__file__).resolve().parent
+
+
+def _thinned(build) -> Path:
+    """A folder beside the build serving every second of its scenes (same COGs, zones, config)."""
+    root = Path(build.root)
+    out = root.with_name(root.name + "-every2nd")
+    out.mkdir(exist_ok=True)
+    fc = json.loads((root / "items.json").read_text(encoding="utf-8"))
+    fc["features"] = fc["features"][::2]
+    (out / "items.json").write_text(json.dumps(fc, ensure_ascii=False), encoding="utf-8")
+    for name in ("collection.json", "zones.gpkg", "counties.gpkg", "scan.yml"):
+        shutil.copyfile(root / name, out / name)
+    return out
+
+
+def _one(preset: str, size: int | None, every2nd: bool) -> None:
+    """Child process: one scan; prints a JSON line with its wall time, scenes and grid."""
+    import pipelines
+    from redline.config import load_config
+    from redline.scan import run_scan
+
+    build = _bench.build(preset, size=size)
+    root = _thinned(build) if every2nd else Path(build.root)
+    with tempfile.TemporaryDirectory(prefix="redline-bench-") as tmp, pipelines.serve_stac(root) as url:
+        cfg = load_config(root / "scan.yml", overrides={"stac": {"url": url}})
+        t0 = time.perf_counter()
+        result = run_scan(cfg, Path(tmp) / "out")
+        seconds = time.perf_counter() - t0
+        shape = json.loads((Path(tmp) / "out" / "manifest.json").read_text(encoding="utf-8"))["grid"]["shape"]
+    print(json.dumps({"seconds": seconds, "n_items": result.n_items, "shape": shape}))
+
+
+def measure(preset: str, size: int | None, every2nd: bool = False) -> dict:
+    """Run one scan in a child process; its peak tree RSS (bytes) and its JSON line."""
+    _bench.build(preset, size=size)  # build first, outside the measured process
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", preset, str(size or 0), "every2nd" if every2nd else ""]
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE.parent)
+    proc, peak = psutil.Process(child.pid), 0
+    while child.poll() is None:
+        try:
+            peak = max(peak, _bench.tree_rss(proc))
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.1)
+    out, err = child.communicate()
+    if child.returncode != 0:
+        raise RuntimeError(f"scan {preset} size {size} failed: {err.strip().splitlines()[-1] if err.strip() else child.returncode}")
+    return {"peak_bytes": peak, **json.loads(out.strip().splitlines()[-1])}
+
+
+def _report(title: str, runs: list[tuple[str, dict]]) -> None:
+    print(title)
+    base = runs[0][1]
+    base_work = base["shape"][0] * base["shape"][1] * base["n_items"]
+    for label, r in runs:
+        work = r["shape"][0] * r["shape"][1] * r["n_items"]
+        print(f"  {label:10s} grid {r['shape'][1]}×{r['shape'][0]} px, {r['n_items']} dates: peak RSS {r['peak_bytes'] / 2**20:.0f} MiB "
+              f"(×{r['peak_bytes'] / base['peak_bytes']:.2f}), scan {r['seconds']:.1f} s "
+              f"(time per pixel-date ×{(r['seconds'] / work) / (base['seconds'] / base_work):.2f})", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--one":
+        _one(sys.argv[2], int(sys.argv[3]) or None, sys.argv[4] == "every2nd")
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--areas", default="1,4,16", help="area factors to run, of 1, 4, 16")
+    ap.add_argument("--no-dates", action="store_true", help="skip the dates series")
+    args = ap.parse_args(argv)
+    print(_bench.machine())
+    sizes = {1: None, 4: 320, 16: 640}
+    runs = []
+    for f in (int(x) for x in args.areas.split(",") if x):
+        runs.append((f"area ×{f}", measure("small", sizes[f])))
+        print(f"  ... area ×{f} done", flush=True)
+    if runs:
+        _report("area (preset small, 73 dates):", runs)
+    if not args.no_dates:
+        _report("dates (preset demo, 320 px):", [("dates ×1", measure("demo", None, every2nd=True)), ("dates ×2", measure("demo", None))])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
