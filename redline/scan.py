@@ -328,6 +328,12 @@ def _alert_products(out: Path, alerts_utm: gpd.GeoDataFrame, refl: xr.Dataset, s
     return products
 
 
+def _of_scan(alerts: gpd.GeoDataFrame, scan_id: str) -> np.ndarray:
+    """Boolean mask of the alerts this scan found or updated (``scan_ids`` holds it). A plain
+    bool array: an empty object Series used as a mask would select columns instead of rows."""
+    return np.array([scan_id in str(s or "").split(",") for s in alerts["scan_ids"]], dtype=bool)
+
+
 def _up_to_date(out: Path, cfg: ScanConfig, config_text: str | None, items: list[pystac.Item], t0: float) -> ScanResult | None:
     """The result already in ``out`` when a scheduled scan finds nothing new.
 
@@ -459,7 +465,7 @@ def run_scan(
         }
         # one row per scan id: re-running a scan replaces its row (the alerts are unchanged)
         scans = pd.concat([scans[scans["scan_id"] != scan_id] if not scans.empty else scans, pd.DataFrame([run])], ignore_index=True)
-        mine_idx = merged.index[merged["scan_ids"].fillna("").str.split(",").apply(lambda x: scan_id in x)]
+        mine_idx = merged.index[_of_scan(merged, scan_id)]
         products = _alert_products(out, merged.loc[mine_idx].to_crs(utm), refl, stack, geobox, cfg)
         for i in mine_idx:
             aid = merged.at[i, "alert_id"]
@@ -467,7 +473,7 @@ def run_scan(
                 merged.at[i, "chip_before"], merged.at[i, "chip_after"] = products[aid]
         register.write(merged, register.history(), scans)
 
-    mine = merged[merged["scan_ids"].fillna("").str.split(",").apply(lambda s: scan_id in s)].copy()
+    mine = merged[_of_scan(merged, scan_id)].copy()
     mine = mine.sort_values("alert_id").reset_index(drop=True)
     (out / "alerts.geojson").write_text(mine.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
 
