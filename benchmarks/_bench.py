@@ -30,6 +30,28 @@ def items_of(build) -> list[pystac.Item]:
     return [pystac.Item.from_dict(f) for f in json.loads(Path(build.items).read_text(encoding="utf-8"))["features"]]
 
 
+def setup(argv: list[str] | None, description: str):
+    """Parse ``--preset/--seed/--size`` and return ``(args, build, items, cfg, zones, geobox)``:
+    the build, its Items, its scan config (no STAC URL yet), its zones and the scan's analysis
+    grid — what every scan benchmark starts from."""
+    import argparse
+
+    import aoi
+    from redline.config import load_config
+    from redline.scan import _analysis_geobox
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--seed", type=int, default=20230101)
+    ap.add_argument("--size", type=int, default=None, help="grid edge in px instead of the preset's")
+    args = ap.parse_args(argv)
+    bld = build(args.preset, args.seed, args.size)
+    cfg = load_config(bld.config, overrides={"stac": {"url": "http://unused.invalid"}})
+    zones = aoi.read_zones(cfg.zones.path, id_field=cfg.zones.id_field, layer=cfg.zones.layer)
+    geobox = _analysis_geobox(zones.to_crs(aoi.utm_crs_for(zones)), cfg.resolution)
+    return args, bld, items_of(bld), cfg, zones, geobox
+
+
 def machine() -> str:
     """One line describing the machine and its load, for the printed results."""
     import dask

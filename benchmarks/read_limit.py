@@ -26,7 +26,6 @@ load / read-limit.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -38,12 +37,11 @@ import rasterio
 from rasterio.windows import from_bounds
 
 import _bench
-import aoi
 import pipelines
 from pipelines._cluster import _set_gdal_env
 from redline.config import load_config
 from redline import assess
-from redline.scan import _analysis_geobox, _compute_with_coverage, _graph_parts, run_scan
+from redline.scan import _compute_with_coverage, _graph_parts, run_scan
 
 ASSETS = (*pipelines.REFLECTANCE_BANDS, "scl")
 
@@ -66,16 +64,7 @@ def read_limit(items, bounds: tuple[float, float, float, float], threads: int) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="small")
-    ap.add_argument("--seed", type=int, default=20230101)
-    ap.add_argument("--size", type=int, default=None, help="grid edge in px instead of the preset's")
-    args = ap.parse_args(argv)
-    build = _bench.build(args.preset, args.seed, args.size)
-    items = _bench.items_of(build)
-    cfg = load_config(build.config, overrides={"stac": {"url": "http://unused.invalid"}})
-    zones = aoi.read_zones(cfg.zones.path, id_field=cfg.zones.id_field, layer=cfg.zones.layer)
-    geobox = _analysis_geobox(zones.to_crs(aoi.utm_crs_for(zones)), cfg.resolution)
+    args, build, items, cfg, zones, geobox = _bench.setup(argv, __doc__.splitlines()[0])
     b = geobox.boundingbox
     bounds = (b.left, b.bottom, b.right, b.top)
     threads = cfg.dask.workers * cfg.dask.threads_per_worker

@@ -27,7 +27,6 @@ that does what the obvious pipeline does). Prints both speed ratios (obvious / r
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -40,10 +39,9 @@ import odc.stac
 import xarray as xr
 
 import _bench
-import aoi
 import pipelines
 from redline.config import load_config
-from redline.scan import _analysis_geobox, _graph_parts, run_scan
+from redline.scan import _graph_parts, run_scan
 
 BANDS = list(pipelines.REFLECTANCE_BANDS)
 
@@ -95,16 +93,7 @@ def obvious_pipeline(items, geobox, cfg):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="small")
-    ap.add_argument("--seed", type=int, default=20230101)
-    ap.add_argument("--size", type=int, default=None, help="grid edge in px instead of the preset's")
-    args = ap.parse_args(argv)
-    build = _bench.build(args.preset, args.seed, args.size)
-    items = _bench.items_of(build)
-    cfg = load_config(build.config, overrides={"stac": {"url": "http://unused.invalid"}})
-    zones = aoi.read_zones(cfg.zones.path, id_field=cfg.zones.id_field, layer=cfg.zones.layer)
-    geobox = _analysis_geobox(zones.to_crs(aoi.utm_crs_for(zones)), cfg.resolution)
+    args, build, items, cfg, zones, geobox = _bench.setup(argv, __doc__.splitlines()[0])
     print(_bench.machine())
     print(f"build {args.preset} seed {args.seed}: {len(items)} scenes, grid {geobox.shape[1]}×{geobox.shape[0]} px; "
           f"LocalCluster {cfg.dask.workers} × {cfg.dask.threads_per_worker} thread")
