@@ -108,35 +108,39 @@ def _check_asset(item: pystac.Item, band: str, asset: pystac.Asset) -> tuple[str
         return f"asset '{band}' cannot be read: {msg}"
 
 
-def _asset_key(item: pystac.Item, band: str) -> str:
-    """The asset key of ``band`` (a common name, or ``mask`` for the quality band), found as the
-    loader finds it (:func:`pipelines._bands.parse_item`), else by key or ``eo:bands``."""
+def _asset_keys(item: pystac.Item, bands: tuple[str, ...]) -> dict[str, str] | str:
+    """Asset key of each of ``bands`` (common names, ``mask`` for the quality band), found as
+    the loader finds them (:func:`pipelines._bands.parse_item`, parsed once), else by key or
+    ``eo:bands``; or the reason a band has no asset."""
     from pipelines._bands import parse_item
 
     try:
         parsed = parse_item(item)
     except (StacError, KeyError, ValueError):
         parsed = None
-    if parsed is not None:
-        if band == "mask" and parsed.mask is not None:
-            return parsed.mask.asset
-        if band in parsed.bands:
-            return parsed.bands[band].asset
-    if band == "mask":
-        band = "scl"
-    asset = _asset_for(item, band)  # StacError when there is none
-    return next(k for k, a in item.assets.items() if a is asset)
+    keys: dict[str, str] = {}
+    for band in bands:
+        if parsed is not None and band == "mask" and parsed.mask is not None:
+            keys[band] = parsed.mask.asset
+        elif parsed is not None and band in parsed.bands:
+            keys[band] = parsed.bands[band].asset
+        else:
+            try:
+                asset = _asset_for(item, "scl" if band == "mask" else band)
+            except StacError:
+                return f"no asset for band '{band}' (asset keys: {', '.join(item.assets) or 'none'})"
+            keys[band] = next(k for k, a in item.assets.items() if a is asset)
+    return keys
 
 
 def _check_item(item: pystac.Item, bands: tuple[str, ...], profile: object | None = None, signer=None) -> str | None:
     from pipelines._load import _href
 
+    keys = _asset_keys(item, bands)
+    if isinstance(keys, str):
+        return keys
     grids: dict[str, tuple] = {}
-    for band in bands:
-        try:
-            key = _asset_key(item, band)
-        except StacError:
-            return f"no asset for band '{band}' (asset keys: {', '.join(item.assets) or 'none'})"
+    for band, key in keys.items():
         href = _href(item, key, profile)
         if signer is not None:
             href = signer(href)

@@ -80,12 +80,13 @@ def _graph(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox) -> tuple[x
     return det, composite, scalings
 
 
-def _graph_parts(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox):
+def _graph_parts(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox, *, check_assets: bool = True):
     """The lazy part: load (per-profile scaling, quality masks, sensors merged), mask, indices,
-    detection and the monitor true-colour composite. Also returns the scenes skipped."""
+    detection and the monitor true-colour composite. Also returns the scenes skipped.
+    ``check_assets=False`` when the items were already probed (:func:`pipelines.probe_items`)."""
     loaded = pipelines.load_series(
         items, geobox, profile=pipelines.get_profile(cfg.stac.profile),
-        mask=pipelines.MaskRules(scl_classes=tuple(cfg.detection.scl_mask_classes)),
+        mask=pipelines.MaskRules(scl_classes=tuple(cfg.detection.scl_mask_classes)), check_assets=check_assets,
     )
     ds, scalings = loaded.data, loaded.scalings
     bands = list(pipelines.REFLECTANCE_BANDS)
@@ -436,7 +437,7 @@ def run_scan(
         scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, env=profile.gdal_env
     ):
         out.mkdir(parents=True, exist_ok=True)
-        det, composite, scalings, refl, stack, skipped = _graph_parts(cfg, items, geobox)
+        det, composite, scalings, refl, stack, skipped = _graph_parts(cfg, items, geobox, check_assets=False)  # probed above
         failures += [{"kind": "scene", "id": line.split(":", 1)[0], "reason": line.split(":", 1)[-1].strip()} for line in skipped]
         try:
             fields, rgb, assess_ds, clear_px = _compute_with_coverage(det, composite, refl, assess.lazy_inputs(cfg, refl))
