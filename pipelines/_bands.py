@@ -44,10 +44,14 @@ from typing import Any
 
 import pystac
 
-__all__ = ["BandInfo", "MaskInfo", "ParsedItem", "parse_item", "REFLECTANCE_BANDS", "sensor_of"]
+__all__ = ["BandInfo", "MaskInfo", "ParsedItem", "parse_item", "REFLECTANCE_BANDS", "THERMAL_BANDS", "sensor_of"]
 
 #: Common band names redline loads as reflectance (STAC eo ``common_name``).
 REFLECTANCE_BANDS = ("blue", "green", "red", "nir", "swir16", "swir22")
+#: Common names of the thermal band loaded as land-surface temperature, in order of preference:
+#: Landsat 8/9 TIRS band 10 (``lwir11``; band 11 is not used for Collection 2 surface
+#: temperature), Landsat 4–7 TM/ETM+ band 6 (``lwir``) (USGS LSDS-1619, Collection 2 Level-2 ST).
+THERMAL_BANDS = ("lwir11", "lwir")
 
 #: Every common name a reflectance asset may carry (STAC eo extension, "common band names").
 _COMMON_NAMES = {
@@ -69,6 +73,9 @@ S2_SCALE = 1e-4
 S2_OFFSET_PB04 = -0.1
 #: Landsat Collection 2 Level-2 surface reflectance scale and offset (USGS LSDS-1619, scale factors).
 LANDSAT_C2L2_SCALE, LANDSAT_C2L2_OFFSET = 2.75e-5, -0.2
+#: Landsat Collection 2 Level-2 surface temperature: Kelvin = DN × 0.00341802 + 149.0
+#: (USGS LSDS-1619, Landsat 8-9 Collection 2 Level 2 Science Product Guide, scale factors).
+LANDSAT_C2L2_ST_SCALE, LANDSAT_C2L2_ST_OFFSET = 0.00341802, 149.0
 #: Digital Earth Australia ARD NBART: reflectance × 10000, nodata −999.
 DEA_SCALE, DEA_NODATA = 1e-4, -999
 
@@ -95,6 +102,7 @@ class BandInfo:
     reason: str
     resolution: float | None = None
     data_type: str | None = None
+    unit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,15 @@ class ParsedItem:
     shape: tuple[int, int] | None = None
     transform: tuple[float, ...] | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def thermal(self) -> BandInfo | None:
+        """The thermal band (land-surface temperature, Kelvin after scaling), if the item has one
+        (:data:`THERMAL_BANDS`) scaled to Kelvin: its ``raster:bands`` unit says kelvin, or the
+        Landsat Collection 2 Level-2 surface-temperature rule applies. A thermal band in other
+        units (Level-1 radiance, brightness temperature without a unit) is not used."""
+        band = next((self.bands[b] for b in THERMAL_BANDS if b in self.bands), None)
+        return band if band is not None and (band.unit or "").lower() in ("kelvin", "k") else None
 
     def scaling_signature(self, bands: tuple[str, ...]) -> tuple:
         """Items with the same signature can be fused by one load (same sensor, mask kind,
@@ -240,6 +257,14 @@ def _declared(asset: pystac.Asset, bands: list[dict[str, Any]]) -> tuple[float |
     return scale, offset, nodata, dtype, "raster:scale" if scale is not None or offset is not None else None
 
 
+def _unit(asset: pystac.Asset) -> str | None:
+    """The unit an asset's ``raster:bands`` declares (e.g. ``kelvin``), if any."""
+    rbs = asset.extra_fields.get("raster:bands")
+    if isinstance(rbs, list) and rbs and isinstance(rbs[0], dict) and rbs[0].get("unit"):
+        return str(rbs[0]["unit"])
+    return None
+
+
 def _baseline_ge_04(baseline: str | None) -> bool | None:
     if baseline is None:
         return None
@@ -249,7 +274,9 @@ def _baseline_ge_04(baseline: str | None) -> bool | None:
         return None
 
 
-def _scaling(item: pystac.Item, asset: pystac.Asset, bands: list[dict[str, Any]], sensor: str | None, baseline: str | None) -> tuple[float, float, Any, str | None, str, str]:
+def _scaling(
+    item: pystac.Item, asset: pystac.Asset, bands: list[dict[str, Any]], sensor: str | None, baseline: str | None, *, thermal: bool = False
+) -> tuple[float, float, Any, str | None, str, str]:
     scale, offset, nodata, dtype, source = _declared(asset, bands)
     href = asset.href
     if sensor == "sentinel-2" and "sentinel-cogs" in href and "/sentinel-s2-l2a-cogs/" in href:
@@ -282,6 +309,10 @@ def _scaling(item: pystac.Item, asset: pystac.Asset, bands: list[dict[str, Any]]
         and (str(p.get("landsat:collection_number", "")) in ("02", "2") or "c2" in (item.collection_id or "").lower())
         and str(p.get("landsat:correction", "L2")).upper().startswith("L2")
     )
+    if c2l2 and thermal:
+        return LANDSAT_C2L2_ST_SCALE, LANDSAT_C2L2_ST_OFFSET, 0 if nodata is None else nodata, dtype, "rule", (
+            "Landsat Collection 2 Level-2 surface temperature without declared scaling: 0.00341802, 149.0 K (USGS LSDS-1619, scale factors)"
+        )
     if c2l2:
         return LANDSAT_C2L2_SCALE, LANDSAT_C2L2_OFFSET, 0 if nodata is None else nodata, dtype, "rule", (
             "Landsat Collection 2 Level-2 surface reflectance without declared scaling: 2.75e-5, −0.2 (USGS LSDS-1619, scale factors)"
@@ -378,8 +409,9 @@ def parse_item(item: pystac.Item) -> ParsedItem:
     notes: list[str] = []
     for cn, lst in cands.items():
         _, key, asset, bands = sorted(lst, key=lambda c: c[0])[0]
-        scale, offset, nodata, dtype, source, reason = _scaling(item, asset, bands, sensor, baseline)
-        out[cn] = BandInfo(cn, key, asset.href, scale, offset, nodata, source, reason, _resolution(asset), dtype)
+        scale, offset, nodata, dtype, source, reason = _scaling(item, asset, bands, sensor, baseline, thermal=cn in THERMAL_BANDS)
+        unit = _unit(asset) or ("kelvin" if cn in THERMAL_BANDS and "surface temperature" in reason else None)
+        out[cn] = BandInfo(cn, key, asset.href, scale, offset, nodata, source, reason, _resolution(asset), dtype, unit)
         if source == "rule" and cn in REFLECTANCE_BANDS and reason not in notes:
             notes.append(reason)
     first = next((item.assets[b.asset] for b in out.values()), None)

@@ -4,7 +4,7 @@ import logging
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -256,6 +256,15 @@ def _solar_days(times: np.ndarray, lon: float) -> np.ndarray:
     return (t + pd.Timedelta(hours=lon / 15.0)).normalize().values
 
 
+#: Variables that do not decide whether a fused step has data (``lst`` is NaN for Sentinel-2).
+_NOT_DATA = ("clear", "lst")
+
+
+def _with_lst(bands: tuple[str, ...], parsed: ParsedItem) -> tuple[str, ...]:
+    """``bands`` plus ``lst`` when the item's thermal band is to be loaded (see :func:`load_series`)."""
+    return (*bands, "lst") if "lst" in parsed.bands and "lst" not in bands else tuple(bands)
+
+
 def _fuse(parts: list[xr.Dataset], lon: float) -> xr.Dataset:
     """One series from per-group series: sorted by solar day then sensor priority; on a day
     seen by several groups, each pixel takes the first clear observation (else the first
@@ -276,10 +285,12 @@ def _fuse(parts: list[xr.Dataset], lon: float) -> xr.Dataset:
             nxt = combined.isel(time=slice(k, k + 1))
             sensor = f"{acc['sensor'].values[0]}+{nxt['sensor'].values[0]}"
             nxt = nxt.assign_coords(time=acc.time.values, sensor=("time", acc["sensor"].values))
-            has = acc[[v for v in acc.data_vars if v != "clear"]].to_array("b").notnull().all("b")
-            nxt_has = nxt[[v for v in nxt.data_vars if v != "clear"]].to_array("b").notnull().all("b")
+            has = acc[[v for v in acc.data_vars if v not in _NOT_DATA]].to_array("b").notnull().all("b")
+            nxt_has = nxt[[v for v in nxt.data_vars if v not in _NOT_DATA]].to_array("b").notnull().all("b")
             take = (~acc["clear"] & nxt["clear"] & nxt_has) | (~has & nxt_has)
             acc = xr.where(take, nxt, acc).assign_coords(sensor=("time", [sensor]))
+            if "lst" in acc:  # temperature from any sensor that saw the pixel clear, though its reflectance lost
+                acc["lst"] = xr.where(acc["lst"].isnull() & nxt["clear"] & nxt["lst"].notnull(), nxt["lst"], acc["lst"])
             acc["clear"] = acc["clear"].astype(bool)
         pieces.append(acc)
     return xr.concat(pieces, dim="time")
@@ -296,6 +307,7 @@ def load_series(
     resampling: str = "bilinear",
     chunk: int = 256,
     check_assets: bool = True,
+    thermal: bool = False,
 ) -> SeriesLoad:
     """Load items of one or several collections and sensors lazily onto ``geobox`` as one
     surface-reflectance time series with a clear-sky mask.
@@ -332,6 +344,11 @@ def load_series(
     check_assets
         Open each needed asset's header first (threads, GDAL retries/timeouts); an item with
         an asset that cannot be opened (404, timeout, not a raster) is skipped and reported.
+    thermal
+        Also load the items' thermal band (:attr:`ParsedItem.thermal`, e.g. Landsat Collection 2
+        ST_B10) as ``lst``, land-surface temperature in Kelvin (NaN where no data or not clear
+        by the item's mask is left to the caller), when at least one item has one; steps of
+        items without a thermal band (Sentinel-2) are NaN. The variable is absent otherwise.
 
     Returns
     -------
@@ -346,6 +363,8 @@ def load_series(
     keep: list[tuple[pystac.Item, ParsedItem]] = []
     for it in items:
         p = parse_item(it)
+        if thermal and p.thermal is not None:
+            p = replace(p, bands={**p.bands, "lst": p.thermal})
         missing = [b for b in bands if b not in p.bands]
         if missing:
             skipped.append(f"{it.id}: no asset for band(s) {', '.join(missing)} (sensor {p.sensor or 'unknown'}, asset keys {', '.join(it.assets)})")
@@ -353,7 +372,7 @@ def load_series(
         keep.append((it, p))
     if check_assets and keep:
         hrefs = [(i, key, _href(it, key, profile)) for i, (it, p) in enumerate(keep)
-                 for key in [p.bands[b].asset for b in bands] + ([p.mask.asset] if (mask is not None and p.mask) else [])]
+                 for key in [p.bands[b].asset for b in _with_lst(bands, p)] + ([p.mask.asset] if (mask is not None and p.mask) else [])]
         with ThreadPoolExecutor(max_workers=8) as pool:
             errors = list(pool.map(lambda h: _check_readable(h[2], patch), hrefs))
         bad: dict[int, str] = {}
@@ -369,18 +388,19 @@ def load_series(
 
     groups: dict[tuple, list[tuple[pystac.Item, ParsedItem]]] = {}
     for it, p in keep:
-        groups.setdefault(p.scaling_signature(bands), []).append((it, p))
+        groups.setdefault(p.scaling_signature(_with_lst(bands, p)), []).append((it, p))
     lon = float(geobox.extent.to_crs("EPSG:4326").centroid.coords[0][0])
     parts = []
     scalings: list[ItemScaling] = []
     for g, (sig, members) in enumerate(sorted(groups.items(), key=lambda kv: (_SENSOR_PRIORITY.get(kv[0][0], 9), str(kv[0])))):
         p0 = members[0][1]
-        norm = [_normalised_item(it, p, bands, f"redline-group-{g}", profile) for it, p in members]
+        gbands = _with_lst(bands, p0)
+        norm = [_normalised_item(it, p, gbands, f"redline-group-{g}", profile) for it, p in members]
         has_mask = mask is not None and p0.mask is not None
         if mask is not None and p0.mask is None:
             log.info("%d %s item(s) have no quality mask asset; clear = has data", len(members), p0.sensor or "unknown")
         raw = odc.stac.load(
-            norm, bands=[*bands, *(["mask"] if has_mask else [])], geobox=geobox, chunks={"x": chunk, "y": chunk},
+            norm, bands=[*gbands, *(["mask"] if has_mask else [])], geobox=geobox, chunks={"x": chunk, "y": chunk},
             groupby="solar_day", resampling={"mask": "nearest", "*": resampling}, patch_url=patch, fail_on_error=True,
         )
         out = {}
@@ -391,14 +411,24 @@ def load_series(
             if info.nodata is not None:
                 refl = refl.where(dn != info.nodata) if np.isfinite(info.nodata) else refl.where(dn.notnull())
             out[b] = refl.astype("float32").assign_attrs(units="1", long_name=f"{b} surface reflectance")
+        if "lst" in gbands:
+            info = p0.bands["lst"]
+            dn = raw["lst"]
+            k = dn.astype("float32") * np.float32(info.scale) + np.float32(info.offset)
+            if info.nodata is not None:
+                k = k.where(dn != info.nodata) if np.isfinite(info.nodata) else k.where(dn.notnull())
+            out["lst"] = k.astype("float32").assign_attrs(units="K", long_name="land-surface temperature")
         has_data = xr.concat([out[b].notnull() for b in bands], "b").all("b")
         out["clear"] = (_clear(raw["mask"], p0.mask, mask) & has_data) if has_mask else has_data
         ds = xr.Dataset(out, coords=raw.coords).assign_coords(sensor=("time", [p0.sensor or "unknown"] * raw.sizes["time"]))
         parts.append(ds)
         for it, p in members:
-            for b in bands:
+            for b in gbands:
                 i = p.bands[b]
                 scalings.append(ItemScaling(it.id, b, i.scale, i.offset, i.nodata, i.asset, i.source, i.reason))
+    if any("lst" in part for part in parts):
+        parts = [part if "lst" in part else part.assign(lst=xr.full_like(part[bands[0]], np.nan).assign_attrs(units="K", long_name="land-surface temperature"))
+                 for part in parts]
     data = parts[0] if len(parts) == 1 else _fuse(parts, lon)
     data = data.drop_vars([c for c in data.coords if c not in ("time", "y", "x", "sensor", "spatial_ref")])
     data.attrs["crs"] = str(geobox.crs)

@@ -120,6 +120,10 @@ def _asset_keys(item: pystac.Item, bands: tuple[str, ...]) -> dict[str, str] | s
         parsed = None
     keys: dict[str, str] = {}
     for band in bands:
+        if band == "lst":  # optional: the thermal band, checked only where the item has one
+            if parsed is not None and parsed.thermal is not None:
+                keys[band] = parsed.thermal.asset
+            continue
         if parsed is not None and band == "mask" and parsed.mask is not None:
             keys[band] = parsed.mask.asset
         elif parsed is not None and band in parsed.bands:
@@ -172,7 +176,8 @@ def probe_items(
     items
         STAC Items of the scan.
     bands
-        Common band names the scan loads, ``mask`` for the quality band (SCL, QA_PIXEL, Fmask …).
+        Common band names the scan loads, ``mask`` for the quality band (SCL, QA_PIXEL, Fmask …),
+        ``lst`` for the thermal band where an item has one (optional).
     profile, signer
         The catalogue's profile (alternate hrefs) and href signer (Planetary Computer), as the
         loader uses them, so the check reads what the scan will read.

@@ -10,7 +10,11 @@ Indicators, per pixel, as growing-season means of the clear observations of a pe
 - dryness NDBSI = (SI + IBI) / 2 (:func:`indices.ndbsi`);
 - heat: land-surface temperature, only when the loaded data carry a thermal variable ``lst``
   (Kelvin, e.g. Landsat Collection 2 ST_B10). Without it the three-component variant is used and
-  the output says so (:attr:`RseiResult.variant`).
+  the output says so (:attr:`RseiResult.variant`). PCA needs every indicator at every pixel
+  (Xu 2013), so when the thermal band covers too few of the pixels the other three cover (a
+  Sentinel-2 series with a few Landsat dates: LST exists only where a Landsat date was clear
+  in the growing season), heat is left out rather than most of the zone left ungraded:
+  :data:`LST_MIN_COVERAGE`, a redline choice, stated in the variant line.
 
 Method (Xu 2013): water is masked (period-mean MNDWI > 0, Xu 2006, doi:10.1080/01431160600589179)
 because it distorts wetness and the principal components; each indicator is min–max normalised
@@ -46,6 +50,7 @@ __all__ = [
     "GRADES",
     "GRADE_EDGES",
     "WATER_MNDWI",
+    "LST_MIN_COVERAGE",
     "RseiResult",
     "period_inputs",
     "rsei",
@@ -61,6 +66,9 @@ DIRECTION = {"NDVI": 1.0, "WET": 1.0, "NDBSI": -1.0, "LST": -1.0}
 GRADES = {1: ("poor", "差"), 2: ("fair", "较差"), 3: ("moderate", "一般"), 4: ("good", "良"), 5: ("excellent", "优")}
 #: Upper edges of grades 1–4 (grade 5 is ≥ 0.8).
 GRADE_EDGES = (0.2, 0.4, 0.6, 0.8)
+#: Share of the pixels valid for NDVI, WET and NDBSI that must also have LST, in every period,
+#: for the four-component RSEI (redline's choice: at most a tenth of a zone left ungraded).
+LST_MIN_COVERAGE = 0.9
 #: Period-mean MNDWI above which a pixel is water and left out of RSEI (Xu 2006 threshold 0).
 WATER_MNDWI = 0.0
 
@@ -125,13 +133,14 @@ class RseiResult:
     loadings: dict[str, float]
     pc1_share: float
     pooled: bool
+    note: str = ""
 
     @property
     def variant(self) -> str:
         """One line stating which RSEI variant was computed, written into the outputs."""
         kind = "4-component (NDVI, WET, NDBSI, LST)" if "LST" in self.components else "3-component (NDVI, WET, NDBSI; no thermal band)"
         scale = "pooled across periods" if self.pooled else "per period"
-        return f"RSEI {kind}, normalised {scale}"
+        return f"RSEI {kind}, normalised {scale}" + (f"; {self.note}" if self.note else "")
 
 
 def _valid(components: dict[str, np.ndarray], mndwi: np.ndarray | None) -> np.ndarray:
@@ -164,6 +173,13 @@ def rsei_periods(
     names = tuple(n for n in COMPONENTS if n in components[periods[0]])
     if not {"NDVI", "WET", "NDBSI"} <= set(names):
         raise ValueError(f"RSEI needs NDVI, WET and NDBSI; got {', '.join(names)}")
+    note = ""
+    if "LST" in names:
+        base = {p: _valid({n: components[p][n] for n in ("NDVI", "WET", "NDBSI")}, (mndwi or {}).get(p)) for p in periods}
+        cover = min((float(np.isfinite(components[p]["LST"])[base[p]].mean()) if base[p].any() else 0.0) for p in periods)
+        if cover < LST_MIN_COVERAGE:
+            names = tuple(n for n in names if n != "LST")
+            note = f"thermal band left out: land-surface temperature covers {cover:.0%} of the graded pixels (< {LST_MIN_COVERAGE:.0%})"
     valid = {p: _valid({n: components[p][n] for n in names}, (mndwi or {}).get(p)) for p in periods}
     groups = [periods] if pooled else [[p] for p in periods]
     out: dict[str, np.ndarray] = {}
@@ -198,7 +214,7 @@ def rsei_periods(
             out[p] = img
         loadings = {n: round(float(w), 4) for n, w in zip(names, pc1)}
         share = float(evals.max() / evals.sum()) if evals.sum() > 0 else float("nan")
-    return RseiResult(rsei=out, components=names, loadings=loadings, pc1_share=round(share, 4), pooled=pooled)
+    return RseiResult(rsei=out, components=names, loadings=loadings, pc1_share=round(share, 4), pooled=pooled, note=note)
 
 
 def rsei(components: dict[str, np.ndarray], mndwi: np.ndarray | None = None) -> RseiResult:

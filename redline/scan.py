@@ -86,14 +86,15 @@ def _graph_parts(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox, *, c
     ``check_assets=False`` when the items were already probed (:func:`pipelines.probe_items`)."""
     loaded = pipelines.load_series(
         items, geobox, profile=pipelines.get_profile(cfg.stac.profile),
-        mask=pipelines.MaskRules(scl_classes=tuple(cfg.detection.scl_mask_classes)), check_assets=check_assets,
+        mask=pipelines.MaskRules(scl_classes=tuple(cfg.detection.scl_mask_classes)), check_assets=check_assets, thermal=True,
     )
     ds, scalings = loaded.data, loaded.scalings
     bands = list(pipelines.REFLECTANCE_BANDS)
     clear = ds["clear"] & ds[bands].to_array("band").notnull().all("band")
     if cfg.detection.mask_dilation_m > 0:
         clear = indices.dilate_mask(clear, cfg.detection.mask_dilation_m, cfg.resolution)
-    refl = ds[bands].where(clear)
+    # the thermal band (land-surface temperature, K; Landsat only) is masked like reflectance
+    refl = ds[bands + (["lst"] if "lst" in ds else [])].where(clear)
     idx = indices.compute_indices(refl, ["NDVI", "MNDWI", "NBR", "BI", "NDBI"])
     stack = stack_indices(idx, refl)
     det = detect(
@@ -427,7 +428,7 @@ def run_scan(
     geobox = _analysis_geobox(zones_utm, cfg.resolution)
     bbox = aoi.zones_bbox_4326(zones)
     profile = pipelines.get_profile(cfg.stac.profile)
-    items, unreadable = pipelines.probe_items(search.items, (*pipelines._load.REFLECTANCE_BANDS, "mask"), profile=profile, signer=profile.signer)
+    items, unreadable = pipelines.probe_items(search.items, (*pipelines._load.REFLECTANCE_BANDS, "mask", "lst"), profile=profile, signer=profile.signer)
     failures += [{"kind": "scene", "id": f.item_id, "reason": f.reason} for f in unreadable]
     _check_windows(cfg, items, "readable", [f for f in failures if f["kind"] == "scene"])
 

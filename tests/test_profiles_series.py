@@ -67,7 +67,17 @@ def _qa_from_scl(scl: np.ndarray) -> np.ndarray:
     return qa
 
 
-def _landsat_item(s2: dict, stamp: str, folder: Path) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
+#: Landsat Collection 2 Level-2 surface temperature scaling (USGS LSDS-1619): K = DN × 0.00341802 + 149.
+ST_SCALE, ST_OFFSET = 0.00341802, 149.0
+
+
+def synthetic_lst(refl: dict[str, np.ndarray]) -> np.ndarray:
+    """A land-surface temperature (K) that rises with bareness and falls with greenness (the
+    sign RSEI expects): 288 K + 25 K × (SWIR1 − NIR) — a made-up but monotone field for tests."""
+    return 288.0 + 25.0 * (refl["swir16"] - refl["nir"])
+
+
+def _landsat_item(s2: dict, stamp: str, folder: Path, *, thermal: bool = False, declare_st: bool = True) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
     refl, scl = _read_s2(s2)
     x0, y0 = s2["assets"]["red"]["proj:transform"][2], s2["assets"]["red"]["proj:transform"][5]
     lid = f"LC08_L2SP_demo_{stamp[:10].replace('-', '')}"
@@ -87,6 +97,18 @@ def _landsat_item(s2: dict, stamp: str, folder: Path) -> tuple[dict, dict[str, n
         assets[key] = {"href": path.as_uri(), "type": "image/tiff; application=geotiff; profile=cloud-optimized", "roles": ["data", "reflectance"],
                        "eo:bands": [{"name": f"OLI_{b}", "common_name": key}],
                        "raster:bands": [{"scale": L_SCALE, "offset": L_OFFSET, "nodata": 0, "data_type": "uint16", "spatial_resolution": 30}]}
+    if thermal:
+        k = _blocks(synthetic_lst(refl))
+        dn = np.where(np.isnan(k), 0, np.clip(np.round((k - ST_OFFSET) / ST_SCALE), 1, 65535)).astype("uint16")
+        dns["lst"] = dn
+        path = d / f"{lid}_ST_B10.TIF"
+        with rasterio.open(path, "w", nodata=0, **prof) as w:
+            w.write(dn, 1)
+        rb = {"nodata": 0, "data_type": "uint16", "spatial_resolution": 30}
+        if declare_st:  # as Planetary Computer and Earth Search declare it (recorded items)
+            rb.update(unit="kelvin", scale=ST_SCALE, offset=ST_OFFSET)
+        assets["lwir11"] = {"href": path.as_uri(), "type": "image/tiff; application=geotiff; profile=cloud-optimized", "roles": ["data", "temperature"],
+                            "eo:bands": [{"name": "TIRS_B10", "common_name": "lwir11"}], "raster:bands": [rb]}
     qa = _qa_from_scl(scl)
     path = d / f"{lid}_QA_PIXEL.TIF"
     with rasterio.open(path, "w", nodata=1, **prof) as w:
