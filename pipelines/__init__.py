@@ -19,7 +19,8 @@ from pipelines._bands import REFLECTANCE_BANDS, BandInfo, MaskInfo, ParsedItem, 
 from pipelines._cluster import dask_client
 from pipelines._load import ItemScaling, MaskRules, SeriesLoad, load_reflectance, load_series
 from pipelines._profiles import PROFILES, Profile, get_profile
-from pipelines._probe import SceneFailure, probe_items
+from pipelines._progress import compute_with_progress
+from pipelines._probe import SceneFailure, find_unreadable, probe_items
 from pipelines._search import SearchResult, search_items
 from pipelines._server import serve_stac
 
@@ -42,5 +43,7 @@ __all__ = [
     "get_profile",
     "dask_client",
     "probe_items",
+    "compute_with_progress",
+    "find_unreadable",
     "SceneFailure",
 ]

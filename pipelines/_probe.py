@@ -23,7 +23,7 @@ from pipelines._cluster import _set_gdal_env
 from pipelines._load import _asset_for, local_href_patch
 from redline.errors import StacError
 
-__all__ = ["SceneFailure", "probe_items"]
+__all__ = ["SceneFailure", "probe_items", "find_unreadable"]
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +76,29 @@ def _last_stored_block(src: rasterio.DatasetReader) -> Window:
     return src.block_window(1, *best)
 
 
-def _check_asset(item: pystac.Item, band: str, asset: pystac.Asset) -> tuple[str, tuple] | str:
-    """Open one asset; return its grid ``(crs, (res, x0, y0, x1, y1))`` or a failure reason."""
+def _area_window(src: rasterio.DatasetReader, bbox_4326: tuple[float, float, float, float]) -> Window:
+    """The window of ``src`` covering ``bbox_4326`` (lon/lat), clipped to the raster."""
+    from rasterio.warp import transform_bounds
+    from rasterio.windows import from_bounds
+
+    w, s, e, n = transform_bounds("EPSG:4326", src.crs, *bbox_4326, densify_pts=21)
+    win = from_bounds(w, s, e, n, transform=src.transform).round_offsets().round_lengths()
+    return win.intersection(Window(0, 0, src.width, src.height))
+
+
+def _check_asset(item: pystac.Item, band: str, asset: pystac.Asset, read_bbox: tuple[float, float, float, float] | None = None) -> tuple[str, tuple] | str:
+    """Open one asset; return its grid ``(crs, (res, x0, y0, x1, y1))`` or a failure reason.
+    Reads the block stored last, or with ``read_bbox`` (lon/lat) every pixel over that area."""
     href = local_href_patch(asset.href)
     try:
         with rasterio.open(href) as src:
-            src.read(1, window=_last_stored_block(src))
+            if read_bbox is None:
+                src.read(1, window=_last_stored_block(src))
+            else:
+                try:
+                    src.read(1, window=_area_window(src, read_bbox))
+                except rasterio.errors.WindowError:  # the asset does not reach the area
+                    pass
             crs, t = src.crs, src.transform
             bounds = (abs(t.a), t.c, t.f, t.c + t.a * src.width, t.f + t.e * src.height)
             declared_t, declared_shape = _declared_grid(item, asset)
@@ -137,7 +154,7 @@ def _asset_keys(item: pystac.Item, bands: tuple[str, ...]) -> dict[str, str] | s
     return keys
 
 
-def _check_item(item: pystac.Item, bands: tuple[str, ...], profile: object | None = None, signer=None) -> str | None:
+def _check_item(item: pystac.Item, bands: tuple[str, ...], profile: object | None = None, signer=None, read_bbox=None) -> str | None:
     from pipelines._load import _href
 
     keys = _asset_keys(item, bands)
@@ -150,7 +167,7 @@ def _check_item(item: pystac.Item, bands: tuple[str, ...], profile: object | Non
             href = signer(href)
         asset = item.assets[key].clone()
         asset.href = href
-        res = _check_asset(item, band, asset)
+        res = _check_asset(item, band, asset, read_bbox)
         if isinstance(res, str):
             return res
         grids[band] = res
@@ -200,3 +217,20 @@ def probe_items(
             log.warning("scene %s left out: %s", item.id, reason)
             failures.append(SceneFailure(item.id, reason))
     return good, failures
+
+
+def find_unreadable(
+    items: list[pystac.Item], bands: tuple[str, ...], bbox_4326: tuple[float, float, float, float], *,
+    threads: int = 4, profile: object | None = None, signer=None,
+) -> list[SceneFailure]:
+    """The scenes whose ``bands`` fail to decode over ``bbox_4326`` (lon/lat, the scan's area).
+
+    :func:`probe_items` reads one block per asset; a file damaged in the middle passes it and
+    fails only when the scan reads it, inside a Dask task whose error does not name the file.
+    The scan then calls this: every pixel of every asset over the area is read (threads), and
+    the scenes that fail are returned, to be left out and reported. Costs one read of the area.
+    """
+    _set_gdal_env()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        reasons = list(pool.map(lambda it: _check_item(it, bands, profile, signer, read_bbox=bbox_4326), items))
+    return [SceneFailure(it.id, r) for it, r in zip(items, reasons) if r is not None]

@@ -59,6 +59,7 @@ def scan(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://host:8786 of an existing Dask scheduler"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="seconds to wait for another scan holding the register"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar on stderr (default: when it is a terminal)"),
 ) -> None:
     """Run a scan: search, load, detect, register, assess, map."""
     from redline.config import load_config
@@ -67,7 +68,7 @@ def scan(
     _setup_logging(verbose)
     cfg = load_config(config)
     text = config.read_text(encoding="utf-8")
-    result = run_scan(cfg, out, scheduler=scheduler, config_text=text, lock_timeout=lock_timeout)
+    result = run_scan(cfg, out, scheduler=scheduler, config_text=text, lock_timeout=lock_timeout, progress=progress)
     _summary(result)
     if result.failures:
         raise ScanFault(result.failures)

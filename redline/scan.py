@@ -115,6 +115,17 @@ def _graph_parts(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox, *, c
     return det, composite, scalings, refl, stack, loaded.skipped
 
 
+#: Scans of the area after a read failure (each leaves out the scenes a full re-read found bad).
+_READ_RETRIES = 2
+
+
+def _is_read_error(exc: BaseException) -> bool:
+    """True for a raster read/decode error, also when Dask re-raised it from a worker as a plain
+    ``Exception('RasterioIOError(...)')``."""
+    return isinstance(exc, rasterio.errors.RasterioError) or any(
+        k in f"{type(exc).__name__} {exc}" for k in ("RasterioIOError", "RasterioError", "Read failed", "TIFFRead", "IReadBlock"))
+
+
 def _nanmedian(a: np.ndarray) -> np.ndarray:
     """Median over the last axis ignoring NaN; pixels never seen clear stay NaN, silently."""
     with warnings.catch_warnings():
@@ -130,12 +141,13 @@ def _compute(det: xr.Dataset, composite: xr.Dataset, extra: xr.Dataset | None = 
 
 
 def _compute_with_coverage(
-    det: xr.Dataset, composite: xr.Dataset, refl: xr.Dataset, extra: xr.Dataset | None = None
+    det: xr.Dataset, composite: xr.Dataset, refl: xr.Dataset, extra: xr.Dataset | None = None, *, progress: bool | None = False, n_scenes: int = 0
 ) -> tuple[dict, dict, xr.Dataset | None, pd.Series]:
     """:func:`_compute` plus, per solar day, the number of clear pixels on the analysis grid
-    (computed in the same pass; a day with none is recorded in the manifest)."""
+    (computed in the same pass; a day with none is recorded in the manifest). ``progress``:
+    show a bar of tasks and scenes read on stderr (``None``: when it is a terminal)."""
     clear = refl["red"].notnull().sum(("y", "x"))
-    det_np, comp_np, extra_np, clear_np = dask.compute(det, composite, extra, clear)
+    det_np, comp_np, extra_np, clear_np = pipelines.compute_with_progress([det, composite, extra, clear], n_scenes=n_scenes, show=progress)
     counts = pd.Series(clear_np.values.astype(int), index=pd.DatetimeIndex(clear_np["time"].values).normalize())
     return ({k: det_np[k].values for k in FIELDS}, {k: comp_np[k].values for k in ("red", "green", "blue")}, extra_np, counts)
 
@@ -366,7 +378,8 @@ def _up_to_date(out: Path, cfg: ScanConfig, config_text: str | None, items: list
 
 
 def run_scan(
-    cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config_text: str | None = None, lock_timeout: float = 30.0
+    cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config_text: str | None = None, lock_timeout: float = 30.0,
+    progress: bool | None = None,
 ) -> ScanResult:
     """Run a whole scan and write its outputs (design.md §5) to ``out``.
 
@@ -383,6 +396,9 @@ def run_scan(
         The config file as given, recorded with its sha256 in the manifest.
     lock_timeout
         Seconds to wait for another scan holding the register's lock before refusing.
+    progress
+        Show a progress bar (tasks done / total, scenes read) on stderr while the scenes are
+        read and computed; ``None``: only when stderr is a terminal.
 
     Scenes that cannot be read and zones outside every scene are left out and listed in
     ``ScanResult.failures`` and the manifest's ``failures`` (design.md §10); the rest is scanned.
@@ -438,15 +454,30 @@ def run_scan(
         scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, env=profile.gdal_env
     ):
         out.mkdir(parents=True, exist_ok=True)
-        det, composite, scalings, refl, stack, skipped = _graph_parts(cfg, items, geobox, check_assets=False)  # probed above
+        for attempt in range(_READ_RETRIES + 1):
+            det, composite, scalings, refl, stack, skipped = _graph_parts(cfg, items, geobox, check_assets=False)  # probed above
+            try:
+                fields, rgb, assess_ds, clear_px = _compute_with_coverage(
+                    det, composite, refl, assess.lazy_inputs(cfg, refl), progress=progress, n_scenes=len(items) - len(skipped))
+                break
+            except Exception as exc:  # noqa: BLE001 - Dask re-raises a worker's rasterio error as a plain Exception
+                if not _is_read_error(exc):
+                    raise
+                # a scene that passed the probe failed to decode in the full read: find it, leave it out, go on
+                bad = [] if attempt == _READ_RETRIES else pipelines.find_unreadable(
+                    items, (*pipelines._load.REFLECTANCE_BANDS, "mask", "lst"), bbox, profile=profile, signer=profile.signer)
+                if not bad:
+                    raise RasterError(
+                        f"a scene could not be read during the scan ({' '.join(str(exc).split())[:200]}) and a re-read did not "
+                        "find which; nothing was written to the register; run the scan again (transient) or check the scenes' assets"
+                    ) from None
+                for f in bad:
+                    log.warning("scene %s left out: read failed during the scan: %s", f.item_id, f.reason)
+                failures += [{"kind": "scene", "id": f.item_id, "reason": f"read failed during the scan: {f.reason}"} for f in bad]
+                gone = {f.item_id for f in bad}
+                items = [it for it in items if it.id not in gone]
+                _check_windows(cfg, items, "readable", [f for f in failures if f["kind"] == "scene"])
         failures += [{"kind": "scene", "id": line.split(":", 1)[0], "reason": line.split(":", 1)[-1].strip()} for line in skipped]
-        try:
-            fields, rgb, assess_ds, clear_px = _compute_with_coverage(det, composite, refl, assess.lazy_inputs(cfg, refl))
-        except rasterio.errors.RasterioError as exc:  # a read that failed after the probe passed
-            raise RasterError(
-                f"a scene could not be read during the scan ({' '.join(str(exc).split())[:200]}); nothing was written to the "
-                "register; run the scan again (transient) or check the scenes' assets"
-            ) from None
         raster_paths = _write_rasters(out, fields, rgb, geobox)
         found = alerts_from_fields(
             fields, geobox.transform, utm, zones_utm, min_area_m2=cfg.detection.min_area_m2,

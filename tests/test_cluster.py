@@ -3,6 +3,7 @@ processes on loopback give the same alerts as the LocalCluster run."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -61,11 +62,18 @@ def cluster(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_scan_on_a_real_scheduler_and_two_workers_equals_the_local_run(cluster, small_config, small_scan, tmp_path):
+def test_a_scan_on_a_real_scheduler_and_two_workers_equals_the_local_run(cluster, small_config, small_scan, tmp_path, capsys):
     from distributed import Client
 
     out = tmp_path / "out"
-    res = run_scan(small_config.model_copy(update={"register_path": tmp_path / "reg.gpkg"}), out, scheduler=cluster)
+    res = run_scan(small_config.model_copy(update={"register_path": tmp_path / "reg.gpkg"}), out, scheduler=cluster, progress=True)
+    # the progress bar counted the cluster's real task completions and every scene read
+    err = capsys.readouterr().err
+    scenes = re.search(r"scenes read\W+(\d+)/(\d+)", err)
+    tasks = re.search(r"tasks\W+(\d+)/(\d+)", err)
+    assert scenes and tasks, err[-2000:]
+    assert int(scenes.group(1)) == int(scenes.group(2)) == res.n_items
+    assert int(tasks.group(1)) == int(tasks.group(2)) > 10 * res.n_items
     with Client(cluster) as client:
         assert len(client.scheduler_info()["workers"]) == 2
     cols = ["alert_id", "zone_id", "first_detected", "last_observed", "disturbance_type", "confidence", "area_m2", "n_observations"]

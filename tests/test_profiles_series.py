@@ -243,3 +243,51 @@ def test_scan_reports_and_skips_an_unreadable_scene(small_scenes, tmp_path):
     rec = manifest["items"][0]["scaling"]["red"]
     assert (rec["asset"], rec["scale"], rec["offset"], rec["source"]) == ("red", 1e-4, -0.1, "raster:bands")
     assert rec["reason"] == "declared in raster:bands"
+
+
+def _corrupt_first_block(src: Path, dst: Path) -> None:
+    """A copy of ``src`` as a tiled GeoTIFF of 16 × 16 blocks whose first block's bytes are
+    garbage: the header and the last stored block read fine (the scan's probe passes), the
+    scan's full read fails — a file damaged in the middle, as a broken transfer leaves it."""
+    with rasterio.open(src) as r:
+        prof, data = r.profile, r.read()
+    prof.update(tiled=True, blockxsize=16, blockysize=16, compress="deflate")
+    with rasterio.open(dst, "w", **prof) as w:
+        w.write(data)
+    with rasterio.open(dst) as r:
+        off = int(r.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+        size = int(r.get_tag_item("BLOCK_SIZE_0_0", "TIFF", bidx=1))
+    with open(dst, "r+b") as f:
+        f.seek(off)
+        f.write(bytes(range(256)) * (size // 256) + bytes(size % 256))
+
+
+@pytest.mark.slow
+def test_scene_failing_during_the_scan_is_skipped_and_reported(small_scenes, tmp_path):
+    """A scene whose data fail to decode only when the scan reads them (after the probe)
+    is left out, the scan is finished without it (exit 1) and the manifest says why."""
+    from redline.cli import main
+
+    root = Path(small_scenes.root)
+    fc = json.loads((root / "items.json").read_text())
+    victim = fc["features"][7]
+    bad = tmp_path / "bad_red.tif"
+    _corrupt_first_block(Path(victim["assets"]["red"]["href"].removeprefix("file://")), bad)
+    victim["assets"]["red"]["href"] = bad.as_uri()
+    api_dir = tmp_path / "api"
+    api_dir.mkdir()
+    (api_dir / "items.json").write_text(json.dumps(fc))
+    cfg = yaml.safe_load((root / "scan.yml").read_text())
+    cfg["zones"]["path"] = str(root / cfg["zones"]["path"])
+    cfg["admin_units"]["path"] = str(root / cfg["admin_units"]["path"])
+    with serve_stac(api_dir) as url:
+        cfg["stac"]["url"] = url
+        (tmp_path / "scan.yml").write_text(yaml.safe_dump(cfg))
+        rc = main(["scan", str(tmp_path / "scan.yml"), "--out", str(tmp_path / "out")])
+    assert rc == 1
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [(f["kind"], f["id"]) for f in manifest["failures"]] == [("scene", victim["id"])]
+    assert "during the scan" in manifest["failures"][0]["reason"] and "bad_red.tif" in manifest["failures"][0]["reason"]
+    ids = [i["id"] for i in manifest["items"]]
+    assert victim["id"] not in ids and len(ids) == len(fc["features"]) - 1
+    assert (tmp_path / "out" / "alerts.geojson").exists() and (tmp_path / "out" / "register.gpkg").exists()
