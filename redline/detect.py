@@ -241,32 +241,38 @@ def _pixels(
     X = design_matrix(t, harmonics, trend, t0=float(t[in_base].mean()) if in_base.any() else 0.0)
     P = X.shape[1]
     Y0 = np.where(Wk[:, None, :], Yk, 0.0)
-    A = np.einsum("tp,tq,nt->npq", X, X, Wk.astype("float64")) + 1e-6 * np.eye(P)
-    B = np.einsum("tp,nvt->nvp", X, Y0)
-    beta = np.linalg.solve(A[:, None, :, :], B[..., None])[..., 0]  # (n, V, P)
-    pred = np.einsum("tp,nvp->nvt", X, beta)
+    # weighted least squares per pixel, as BLAS products: A = Σ_t w_t x_t x_tᵀ (one per pixel,
+    # shared by its variables), B = Σ_t w_t y_t x_t, then one solve per pixel for all variables
+    XX = (X[:, :, None] * X[:, None, :]).reshape(len(X), P * P)
+    A = (Wk.astype("float64") @ XX).reshape(-1, P, P) + 1e-6 * np.eye(P)
+    m_, v_ = Yk.shape[:2]
+    B = (Y0.reshape(m_ * v_, nt) @ X).reshape(m_, v_, P)  # one GEMM, not n small ones
+    beta = np.linalg.solve(A, B.transpose(0, 2, 1)).transpose(0, 2, 1)  # (n, V, P)
+    pred = (beta.reshape(m_ * v_, P) @ X.T).reshape(m_, v_, nt)
     resid = Yk - pred
     # the robust spread is needed only for the detection indices and NDVI (the NBR support test);
     # the typing variables use the model's prediction, not their z-scores
     need = sorted({*det_vars, 0})
     sigma = np.full(resid.shape[:2], np.nan)
     with _quiet():
-        sigma[:, need] = _robust_sigma(np.where(Wk[:, None, :], resid[:, need], np.nan))  # (n, V)
+        base_t = np.flatnonzero(in_base)  # the spread of the baseline's residuals only
+        sigma[:, need] = _robust_sigma(np.where(Wk[:, None, base_t], resid[:, need][:, :, base_t], np.nan))  # (n, V)
     floors = np.array([SIGMA_FLOOR[v] for v in STACK_VARS])
     sigma = np.maximum(np.nan_to_num(sigma, nan=0.0), floors[None, :])
-    z = resid / sigma[:, :, None]
-    drop = pred - Yk
+    # z-scores and drops only of the variables tested (the detection indices and NDVI)
+    z = {v: resid[:, v, :] / sigma[:, v, None] for v in need}
+    drop = {v: -resid[:, v, :] for v in need}
 
     anom = np.zeros(Wmk.shape, dtype=bool)
     for v in det_vars:
         name = STACK_VARS[v]
-        a = (z[:, v, :] < -z_threshold) & (drop[:, v, :] >= MIN_DROP[name])
+        a = (z[v] < -z_threshold) & (drop[v] >= MIN_DROP[name])
         if name == "MNDWI":
             a &= (_masked_mean(Yk[:, v, :], Wk) > 0.0)[:, None]  # baseline water only
         if name == "NBR":
             # NBR uses the 20 m SWIR band, whose footprint bleeds a pixel beyond a 10 m change:
             # count it only where the 10 m NDVI also falls: by more than one σ and 0.03.
-            a &= (z[:, 0, :] < -1.0) & (drop[:, 0, :] >= NBR_NDVI_SUPPORT)
+            a &= (z[0] < -1.0) & (drop[0] >= NBR_NDVI_SUPPORT)
         anom |= a
     anom &= Wmk
     # the seasonal model is trusted only where it was fitted: a clear baseline look within
@@ -315,8 +321,8 @@ def _pixels(
         det = np.array(det_vars)
         zmean = np.full((m, nv), np.nan)  # (m, V): mean z-drop and index drop of the confirming looks
         dmean = np.full((m, nv), np.nan)
-        zmean[:, det] = _masked_mean(-z[:, det], conf[:, None, :])
-        dmean[:, det] = _masked_mean(drop[:, det], conf[:, None, :])
+        zmean[:, det] = _masked_mean(-np.stack([z[v] for v in det], 1), conf[:, None, :])
+        dmean[:, det] = _masked_mean(np.stack([drop[v] for v in det], 1), conf[:, None, :])
         post = np.full((m, nv), np.nan)  # (m, V): median of the clear looks since the date
         with _quiet():
             post[dist] = _nanmedian_last(np.where((Wmk & after)[dist][:, None, :], Yk[dist], np.nan))[..., 0]
