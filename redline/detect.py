@@ -22,8 +22,11 @@ alerts confirm with repeated observations in the same spirit: Hansen et al. 2016
 doi:10.1088/1748-9326/11/3/034008; Reiche et al. 2021, doi:10.1088/1748-9326/abd0a8). The
 disturbance date is the date of the first anomalous observation of the confirming run. A
 confirmed anomaly is withdrawn when :data:`RECOVERY` clear observations in a row fall back on
-the baseline (snow or flooding pass; a clearing, a mine or a burn scar does not recover within
-weeks), and the search goes on.
+the baseline (snow or flooding pass; a clearing or a mine does not recover within weeks), and
+the search goes on — except a burn scar (a run of looks with dNBR ≥ :data:`BURN_DNBR`, a darker
+surface and no wetting), which regrows within months and is still a fire; and one clear look
+of a severe burn (:data:`SEVERE_DNBR`, ≥ 2 × the z threshold) confirms alone, because under
+monsoon cloud a burn can green up before a second clear look.
 
 MNDWI drops are only considered on pixels that were water in the baseline (mean MNDWI > 0,
 Xu 2006, doi:10.1080/01431160600589179), so that water or wetland loss is caught while land
@@ -90,6 +93,19 @@ SEASON_SUPPORT_DAYS = 45.0
 #: baseline. In the spirit of the RADD/GLAD alerts, whose unconfirmed alerts expire (Reiche et
 #: al. 2021); tuned on the real Slovenia series (snow) and the generated landscapes.
 RECOVERY = 3
+
+#: dNBR (NBR drop) of at least moderate-low burn severity (Key & Benson 2006, USGS
+#: RMRS-GTR-164-CD, FIREMON Landscape Assessment: 0.27). A confirmed run whose looks mostly show
+#: it, with a darker surface (char: broadband albedo below the model) and no wetting (MNDWI not
+#: above the model: not a flood), is a burn scar and is not withdrawn when vegetation regrows —
+#: regrowth within months is what burns do, and the fire still happened.
+BURN_DNBR = 0.27
+#: dNBR of moderate-high burn severity (Key & Benson 2006: 0.44). One clear look with a burn
+#: signature this severe, at least twice the z threshold below the model, confirms alone: under
+#: monsoon cloud a burn can green up before a second clear look (GLAD alerts likewise raise a
+#: single-look alert when the change is strong, Hansen et al. 2016). A missed cloud edge or haze
+#: brightens and a shadow keeps NBR (a band ratio), so neither passes these four tests.
+SEVERE_DNBR = 0.44
 
 #: Growing season for the NDVI composites of the assessment (April–October, the main
 #: vegetation period of subtropical Sichuan; HJ 1171-2021 uses the growing-season mean).
@@ -284,8 +300,14 @@ def _pixels(
     # confirmation: `consecutive` anomalous clear observations in a row (unclear ones skipped);
     # withdrawal: RECOVERY normal clear observations in a row after confirmation (snow, floods,
     # a missed haze episode pass; a clearing, a mine or a burn scar does not recover in weeks).
+    # burns: a run of mostly burn-like looks is not withdrawn; one severe burn look confirms alone
     m = Yk.shape[0]
+    iN, iM, iA = (STACK_VARS.index(v) for v in ("NBR", "MNDWI", "ALB"))
+    burn_look = (-resid[:, iN, :] >= BURN_DNBR) & (resid[:, iA, :] < 0) & (resid[:, iM, :] <= 0)  # (n, T)
+    severe = burn_look & (-resid[:, iN, :] >= SEVERE_DNBR) & (resid[:, iN, :] < -2 * z_threshold * sigma[:, iN, None])
     run = np.zeros(m, dtype=np.int32)
+    burn_run = np.zeros(m, dtype=np.int32)  # burn-like looks in the current run
+    burn = np.zeros(m, dtype=bool)  # the confirmed run was a burn (never withdrawn)
     normal_run = np.zeros(m, dtype=np.int32)
     run_start = np.full(m, -1, dtype=np.int64)
     first = np.full(m, -1, dtype=np.int64)
@@ -296,13 +318,16 @@ def _pixels(
         start_now = pending & a & (run == 0)
         run_start[start_now] = ti
         run = np.where(pending & c & a, run + 1, np.where(pending & c & ~a, 0, run))
-        confirmed = pending & (run >= consecutive)
+        burn_run = np.where(pending & c & a, burn_run + burn_look[:, ti], np.where(pending & c & ~a, 0, burn_run))
+        confirmed = pending & ((run >= consecutive) | (c & a & severe[:, ti]))
         first[confirmed] = run_start[confirmed]
+        burn[confirmed] = 2 * burn_run[confirmed] >= run[confirmed]
         held = ~pending
         normal_run = np.where(held & c & ~a, normal_run + 1, np.where(held & c & a, 0, normal_run))
-        recovered = held & (normal_run >= RECOVERY)
+        recovered = held & (normal_run >= RECOVERY) & ~burn
         first[recovered] = -1
         run[recovered] = 0
+        burn_run[recovered] = 0
         normal_run[recovered] = 0
 
     dist = first >= 0
