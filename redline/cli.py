@@ -322,16 +322,15 @@ def diff(
     if fmt == "json":
         sys.stdout.write(json.dumps(d.as_dict(), ensure_ascii=False, indent=1, default=str) + "\n")
         return
-    table = Table(title=f"alerts: {d.scan_ids[0]} ({out_a}) → {d.scan_ids[1]} ({out_b})")
-    for c in ("change", "alert (A)", "alert (B)", "zone", "what"):
-        table.add_column(c, no_wrap=True)
-    for x in d.added:
-        table.add_row("added", "", x["alert_id"], x["zone_id"], f"{x['first_detected']} {x['disturbance_type']} {x['area_m2']:.0f} m²")
+    out_console.print(f"alerts: {d.scan_ids[0]} ({out_a}) → {d.scan_ids[1]} ({out_b})", markup=False)
+    for x in d.added:  # plain lines, one per alert: easy to grep and to paste into a report
+        out_console.print(f"added     {x['alert_id']}  zone {x['zone_id']}  {x['first_detected']} {x['disturbance_type']} {x['area_m2']:.0f} m²", markup=False)
     for x in d.withdrawn:
-        table.add_row("withdrawn", x["alert_id"], "", x["zone_id"], f"{x['first_detected']} {x['disturbance_type']} {x['area_m2']:.0f} m²")
+        out_console.print(f"withdrawn {x['alert_id']}  zone {x['zone_id']}  {x['first_detected']} {x['disturbance_type']} {x['area_m2']:.0f} m²", markup=False)
     for x in d.changed:
-        table.add_row("changed", x["alert_id_a"], x["alert_id_b"], x["zone_id"], "; ".join(f"{k}: {v[0]} → {v[1]}" for k, v in x["changes"].items()))
-    out_console.print(table)
+        what = "; ".join(f"{k}: {v[0]} → {v[1]}" for k, v in x["changes"].items())
+        ids = x["alert_id_a"] if x["alert_id_a"] == x["alert_id_b"] else f"{x['alert_id_a']} → {x['alert_id_b']}"
+        out_console.print(f"changed {ids}  zone {x['zone_id']}  {what}", markup=False)
     out_console.print(f"{len(d.added)} added, {len(d.withdrawn)} withdrawn, {len(d.changed)} changed, {d.unchanged} unchanged")
     out_console.print(f"items: {d.n_items[0]} → {d.n_items[1]}; only in A: {', '.join(d.items_only_a) or 'none'}; only in B: {', '.join(d.items_only_b) or 'none'}", markup=False)
     out_console.print(f"processing baselines: A {d.baselines['a']}, B {d.baselines['b']}" + (f"; reprocessed: {len(d.baseline_changed)} item(s)" if d.baseline_changed else ""), markup=False)

@@ -74,6 +74,9 @@ def _read(out: Path) -> tuple[dict, gpd.GeoDataFrame]:
         raise OutputsError(f"{path}: cannot be read ({exc.__class__.__name__}); restore it or re-run the scan") from None
     if alerts.empty:
         alerts = gpd.GeoDataFrame({"alert_id": [], "zone_id": []}, geometry=[], crs=4326)
+    for col in alerts.columns:  # the GeoJSON reader parses ISO dates: back to YYYY-MM-DD text
+        if pd.api.types.is_datetime64_any_dtype(alerts[col]):
+            alerts[col] = alerts[col].dt.strftime("%Y-%m-%d")
     for col in ("alert_id", "zone_id", *COMPARED):
         if col not in alerts:
             alerts[col] = None
