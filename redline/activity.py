@@ -116,7 +116,7 @@ EXPANSION_MIN_SHARE = 0.10
 #: Recovery of a rectified site: vegetation is back when the NDVI of the latest clear looks
 #: reaches 80 % of the baseline expectation for those dates (the R80P recovery indicator:
 #: Pickell et al. 2016, "Forest recovery trends derived from Landsat time series for North
-#: American boreal forests", IJRS 37(1):138–149, doi:10.1080/2150704X.2015.1126375).
+#: American boreal forests", Int. J. Remote Sens. 37(1):138–149, 2016).
 RECOVERY_SHARE = 0.8
 #: Latest clear observations used for the verdict (their median; a single look may be haze).
 RECOVERY_LOOKS = 3
