@@ -173,6 +173,9 @@ def _popup_html(a: Mapping[str, Any], out_dir: Path, review: Mapping[str, Any] |
         rows.append(("centroid 中心点", f"{float(lon):.5f}, {float(lat):.5f}"))
     if not _missing(a.get("admin_id")):
         rows.append(("county 行政区", _text(a.get("admin_id"))))
+    for key, label in (("change_type", "change 变化类型"), ("activity_class", "activity 人类活动"), ("activity_candidates", "candidates 候选类型")):
+        if not _missing(a.get(key)):
+            rows.append((label, _text(a.get(key))))
     if review:
         rows.append(("last review 最近审核", f"{_text(review.get('time'))} · {_text(review.get('by'))}"))
         if not _missing(review.get("note")):

@@ -41,6 +41,9 @@ STATUS_STYLE: dict[str, StatusStyle] = {
     "field_check": StatusStyle("#7b3294", 3, None, "field check 实地核查"),
     "confirmed": StatusStyle("#000000", 3, None, "confirmed 已确认"),
     "dismissed": StatusStyle("#808080", 2, "4 4", "dismissed 已排除"),
+    "rectifying": StatusStyle("#0571b0", 3, "6 3", "rectifying 整改中"),
+    "rectified": StatusStyle("#1a9850", 3, None, "rectified 已整改销号"),
+    "recovered": StatusStyle("#66bd63", 2, "2 4", "recovered 已恢复"),
 }
 #: zone colour by ``category`` for the categories of the national red-line guidelines
 #: (ecological function, then ecological sensitivity); English labels for the legend

@@ -42,12 +42,14 @@ import shapely
 from affine import Affine
 from scipy import ndimage
 
+from redline.activity import activity_candidates, change_type, join_codes
 from redline.detect import STACK_VARS
 
 __all__ = [
     "ALERT_COLUMNS",
     "DISTURBANCE_TYPES",
     "CONFIDENCE_LEVELS",
+    "SCHEMA2_DEFAULTS",
     "classify_type",
     "confidence_level",
     "alerts_from_fields",
@@ -84,7 +86,19 @@ ALERT_COLUMNS = [
     "chip_before",
     "chip_after",
     "recheck",
+    # schema 2 (issue 11): national vocabulary, reviewer's findings, chip dates
+    "activity_candidates",
+    "activity_class",
+    "change_type",
+    "cause",
+    "legality",
+    "before_dates",
+    "after_dates",
 ]
+
+#: Defaults of the schema-2 columns for alerts written before they existed (see
+#: :meth:`redline.register.Register.alerts`).
+SCHEMA2_DEFAULTS = {c: None for c in ALERT_COLUMNS[ALERT_COLUMNS.index("activity_candidates"):]}
 
 _EPOCH = dt.date(1970, 1, 1)
 
@@ -134,6 +148,7 @@ def alerts_from_fields(
     consecutive: int,
     z_threshold: float,
     scan_id: str,
+    baseline: dict[str, np.ndarray] | None = None,
 ) -> gpd.GeoDataFrame:
     """Turn computed per-pixel detection fields into alerts, one per patch per zone.
 
@@ -147,6 +162,9 @@ def alerts_from_fields(
         Zones in the same CRS with ``zone_id, zone_name, admin_id``.
     min_area_m2
         Minimum mapping unit, applied after clipping to each zone.
+    baseline
+        Computed baseline growing-season means on the same grid, ``{"NDVI": …, "MNDWI": …}``;
+        when given, ``change_type`` is decided (:func:`redline.activity.change_type`), else None.
 
     Returns
     -------
@@ -173,6 +191,7 @@ def alerts_from_fields(
 
     rows = []
     height, width = labels.shape
+    zone_geom = dict(zip(zones["zone_id"], zones.geometry))
     for piece in pieces.itertuples():
         inside = rasterio.features.geometry_mask([piece.geometry], out_shape=(height, width), transform=transform, invert=True, all_touched=False)
         sel = inside & (labels == piece.patch)
@@ -181,6 +200,10 @@ def alerts_from_fields(
         med = {k: float(np.nanmedian(fields[k][sel])) for k in ("n_confirm", "zscore", "magnitude")}
         pre = {v: float(np.nanmedian(fields[f"pre_{v}"][sel])) for v in STACK_VARS}
         post = {v: float(np.nanmedian(fields[f"post_{v}"][sel])) for v in STACK_VARS}
+        dtype = classify_type(pre, post)
+        ctype = None
+        if baseline is not None:
+            ctype = change_type(piece.geometry, zone_geom.get(piece.zone_id), baseline["NDVI"], baseline["MNDWI"], transform)
         rows.append(
             {
                 "zone_id": piece.zone_id,
@@ -193,7 +216,7 @@ def alerts_from_fields(
                     round(med["n_confirm"]), med["zscore"],
                     consecutive=consecutive, z_threshold=z_threshold,
                 ),
-                "disturbance_type": classify_type(pre, post),
+                "disturbance_type": dtype,
                 "magnitude": round(med["magnitude"], 4),
                 "n_observations": int(round(med["n_confirm"])),
                 "status": "new",
@@ -201,6 +224,13 @@ def alerts_from_fields(
                 "chip_before": None,
                 "chip_after": None,
                 "recheck": 0,
+                "activity_candidates": join_codes(activity_candidates(dtype, piece.geometry)),
+                "activity_class": None,
+                "change_type": ctype,
+                "cause": None,
+                "legality": None,
+                "before_dates": None,
+                "after_dates": None,
                 "geometry": piece.geometry,
             }
         )

@@ -162,7 +162,7 @@ def _open_register(register: Optional[Path], out: Optional[Path]):
 
 
 _FILTERS = dict(
-    status=typer.Option(None, "--status", help="new | under_review | field_check | confirmed | dismissed"),
+    status=typer.Option(None, "--status", help="new | under_review | field_check | confirmed | dismissed | rectifying | rectified | recovered"),
     zone=typer.Option(None, "--zone", help="zone id"),
     admin=typer.Option(None, "--admin", help="admin unit (county) code"),
     dtype=typer.Option(None, "--type", help="clearing | construction | mining | fire | water_loss | other"),
@@ -234,8 +234,9 @@ def alerts_show(
 @alerts_app.command("export")
 def alerts_export(
     dest: Path = typer.Option(..., "--to", help="file to write"),
-    fmt: str = typer.Option("geojson", "--format", help="gpx | kml | geojson | csv"),
-    lang: str = typer.Option("en", "--lang", help="en | zh (CSV headers and values)"),
+    fmt: str = typer.Option("geojson", "--format", help="gpx | kml | geojson | csv; with --ledger: csv | xlsx"),
+    lang: str = typer.Option("en", "--lang", help="en | zh (CSV/XLSX headers and values)"),
+    ledger: bool = typer.Option(False, "--ledger", help="the full 台账: one row per alert with classes, review steps, rectification"),
     register: Optional[Path] = typer.Option(None, "--register"),
     out: Optional[Path] = typer.Option(None, "--out"),
     status: Optional[str] = _FILTERS["status"],
@@ -246,32 +247,96 @@ def alerts_export(
     since: Optional[str] = _FILTERS["since"],
     until: Optional[str] = _FILTERS["until"],
 ) -> None:
-    """Export alerts for field teams (GPX/KML waypoints and outlines, GeoJSON, ledger CSV)."""
-    from redline.export import FORMATS, export_alerts
+    """Export alerts for field teams (GPX/KML waypoints and outlines, GeoJSON, ledger CSV/XLSX)."""
+    from redline.export import FORMATS, LEDGER_FORMATS, export_alerts
     from redline.register import filter_alerts
 
-    if fmt not in FORMATS:
-        raise RedlineInputError(f"--format {fmt!r} is not supported; use one of {', '.join(FORMATS)}")
+    formats = LEDGER_FORMATS if ledger else FORMATS
+    if fmt not in formats:
+        raise RedlineInputError(f"--format {fmt!r} is not supported{' with --ledger' if ledger else ''}; use one of {', '.join(formats)}")
     if lang not in ("en", "zh"):
         raise RedlineInputError(f"--lang {lang!r} is not supported; use en or zh")
-    a = filter_alerts(_open_register(register, out).alerts(), status=status, zone=zone, admin=admin, disturbance_type=dtype,
+    reg = _open_register(register, out)
+    a = filter_alerts(reg.alerts(), status=status, zone=zone, admin=admin, disturbance_type=dtype,
                       confidence=confidence, since=since, until=until)
-    export_alerts(a, dest, fmt, lang=lang)
+    if ledger:
+        _export_ledger(reg, a, dest, fmt, lang, out)
+    else:
+        export_alerts(a, dest, fmt, lang=lang)
     out_console.print(f"{len(a)} alert(s) → {dest}")
+
+
+def _export_ledger(reg, alerts, dest: Path, fmt: str, lang: str, out: Optional[Path]) -> None:
+    """The ledger, with zone tiers and county names from the scan folder's zones.geojson /
+    admin_units.geojson (``--out``, else the register's folder) when they are there."""
+    import geopandas as gpd
+
+    from redline.export import ledger_table, write_ledger
+
+    folder = out or reg.path.parent
+    tables = {}
+    for key, name in (("zones", "zones.geojson"), ("admin", "admin_units.geojson")):
+        f = folder / name
+        tables[key] = gpd.read_file(f).drop(columns="geometry") if f.is_file() else None
+        if tables[key] is not None and "admin_id" in tables[key]:
+            tables[key]["admin_id"] = tables[key]["admin_id"].astype(str)
+    write_ledger(ledger_table(alerts, reg.history(), lang=lang, zones=tables["zones"], admin=tables["admin"]), dest, fmt)
 
 
 @alerts_app.command("review")
 def alerts_review(
     alert_id: str = typer.Argument(...),
-    status: str = typer.Option(..., "--status"),
-    by: str = typer.Option(..., "--by"),
+    by: str = typer.Option(..., "--by", help="reviewer's name"),
+    status: Optional[str] = typer.Option(None, "--status", help="new status (see `redline alerts list --status`), e.g. confirmed, rectifying, rectified"),
+    step: Optional[str] = typer.Option(None, "--step", help="review step done: self_check (自检) | specialist_check (专检) | acceptance (验收)"),
+    result: Optional[str] = typer.Option(None, "--result", help="result of --step: pass (default) | fail"),
+    activity_class: Optional[str] = typer.Option(None, "--class", help="human-activity class: settlement | agriculture | quarry | industrial_mining | energy | transport | tourism | aquaculture | other_artificial"),
+    cause: Optional[str] = typer.Option(None, "--cause", help="cause found (free text)"),
+    legality: Optional[str] = typer.Option(None, "--legality", help="legality note, e.g. a permit number (free text)"),
     note: Optional[str] = typer.Option(None, "--note"),
     register: Optional[Path] = typer.Option(None, "--register"),
     out: Optional[Path] = typer.Option(None, "--out"),
 ) -> None:
-    """Record a review decision (hash-chained history)."""
-    row = _open_register(register, out).review(alert_id, to_status=status, by=by, note=note)
-    out_console.print(f"{alert_id}: {row['from_status']} → {row['to_status']} by {row['by']} ({row['time']})")
+    """Record a review decision, step, activity class or finding (hash-chained history)."""
+    row = _open_register(register, out).review(alert_id, to_status=status, by=by, note=note, step=step, result=result,
+                                               activity_class=activity_class, cause=cause, legality=legality)
+    what = [f"{row['from_status']} → {row['to_status']}"]
+    what += [f"{k} {row[k]}" for k in ("step", "result", "activity_class") if row.get(k)]
+    out_console.print(f"{alert_id}: {', '.join(what)} by {row['by']} ({row['time']})", markup=False)
+
+
+@app.command()
+def diff(
+    out_a: Path = typer.Argument(..., help="output folder of the earlier scan"),
+    out_b: Path = typer.Argument(..., help="output folder of the later scan (same config)"),
+    fmt: str = typer.Option("table", "--format", help="table | json"),
+) -> None:
+    """Alerts added, withdrawn and changed between two scans, with the items, processing
+    baselines and parameters each used."""
+    import json
+
+    from redline.diff import diff_scans
+
+    if fmt not in ("table", "json"):
+        raise RedlineInputError(f"--format {fmt!r} is not supported; use table or json")
+    d = diff_scans(out_a, out_b)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(d.as_dict(), ensure_ascii=False, indent=1, default=str) + "\n")
+        return
+    out_console.print(f"alerts: {d.scan_ids[0]} ({out_a}) → {d.scan_ids[1]} ({out_b})", markup=False)
+    for x in d.added:  # plain lines, one per alert: easy to grep and to paste into a report
+        out_console.print(f"added     {x['alert_id']}  zone {x['zone_id']}  {x['first_detected']} {x['disturbance_type']} {x['area_m2']:.0f} m²", markup=False)
+    for x in d.withdrawn:
+        out_console.print(f"withdrawn {x['alert_id']}  zone {x['zone_id']}  {x['first_detected']} {x['disturbance_type']} {x['area_m2']:.0f} m²", markup=False)
+    for x in d.changed:
+        what = "; ".join(f"{k}: {v[0]} → {v[1]}" for k, v in x["changes"].items())
+        ids = x["alert_id_a"] if x["alert_id_a"] == x["alert_id_b"] else f"{x['alert_id_a']} → {x['alert_id_b']}"
+        out_console.print(f"changed {ids}  zone {x['zone_id']}  {what}", markup=False)
+    out_console.print(f"{len(d.added)} added, {len(d.withdrawn)} withdrawn, {len(d.changed)} changed, {d.unchanged} unchanged")
+    out_console.print(f"items: {d.n_items[0]} → {d.n_items[1]}; only in A: {', '.join(d.items_only_a) or 'none'}; only in B: {', '.join(d.items_only_b) or 'none'}", markup=False)
+    out_console.print(f"processing baselines: A {d.baselines['a']}, B {d.baselines['b']}" + (f"; reprocessed: {len(d.baseline_changed)} item(s)" if d.baseline_changed else ""), markup=False)
+    for p in d.parameters:
+        out_console.print(f"parameter {p['key']}: {p['a']} → {p['b']}", markup=False)
 
 
 @app.command("map")

@@ -24,6 +24,7 @@ __all__ = [
     "Window",
     "DetectionConfig",
     "DaskConfig",
+    "ReviewConfig",
     "load_config",
     "PROFILES",
 ]
@@ -121,6 +122,24 @@ class DetectionConfig(BaseModel):
     min_baseline_obs: int = Field(12, ge=4, description="clear baseline observations a pixel needs to be monitored")
 
 
+class ReviewConfig(BaseModel):
+    """The review workflow: which of the three review levels (自检 self_check, 专检
+    specialist_check, 验收 acceptance) an alert needs, in order, before it can be confirmed.
+    A team that works with one level lists only that one."""
+
+    model_config = _Strict
+    steps: list[Literal["self_check", "specialist_check", "acceptance"]] = Field(
+        default_factory=lambda: ["self_check", "specialist_check", "acceptance"], min_length=1
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a review step is listed twice; list each step once, in order")
+        return value
+
+
 class DaskConfig(BaseModel):
     """Where the graph runs: a LocalCluster (``address: null``) or an existing scheduler."""
 
@@ -144,6 +163,7 @@ class ScanConfig(BaseModel):
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     register_path: Path | None = Field(None, alias="register", description="alert register GeoPackage")
     dask: DaskConfig = Field(default_factory=DaskConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
 
     @model_validator(mode="after")
     def _windows(self) -> "ScanConfig":

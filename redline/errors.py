@@ -79,3 +79,7 @@ class LocalHrefWarning(RedlineWarning):
 
 class DoesNotConformWarning(RedlineWarning):
     """The STAC API does not conform to a class redline would use; it falls back on the client."""
+
+
+class OutputsError(RedlineInputError):
+    """A scan output folder cannot be read (missing or damaged manifest or alerts)."""

@@ -18,7 +18,7 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 
-__all__ = ["FORMATS", "LEDGER_COLUMNS", "export_alerts"]
+__all__ = ["FORMATS", "LEDGER_COLUMNS", "LEDGER_FORMATS", "MU_M2", "export_alerts", "ledger_table", "write_ledger"]
 
 FORMATS = ("geojson", "gpx", "kml", "csv")
 
@@ -40,7 +40,8 @@ LEDGER_COLUMNS = (
 )
 
 _TYPE_ZH = {"clearing": "植被清除", "construction": "建设占用", "mining": "采矿采石", "fire": "火烧", "water_loss": "水域减少", "other": "其他"}
-_STATUS_ZH = {"new": "新发现", "under_review": "审核中", "field_check": "实地核查", "confirmed": "已确认", "dismissed": "已排除"}
+_STATUS_ZH = {"new": "新发现", "under_review": "审核中", "field_check": "实地核查", "confirmed": "已确认", "dismissed": "已排除",
+              "rectifying": "整改中", "rectified": "已整改销号", "recovered": "已恢复"}
 
 
 def _description(a: pd.Series) -> str:
@@ -119,4 +120,137 @@ def export_alerts(alerts: gpd.GeoDataFrame, path: Path, fmt: str, *, lang: str =
         headers = [zh if lang == "zh" else en for _, en, zh in LEDGER_COLUMNS]
         table.columns = headers
         table.to_csv(path, index=False, encoding="utf-8-sig")
+    return path
+
+
+# --------------------------------------------------------------------------- ledger (台账)
+
+LEDGER_FORMATS = ("csv", "xlsx")
+
+#: Square metres in one 亩 (市亩): 1 亩 = 60 平方丈 = 10 000/15 m² ≈ 666.67 m², i.e. 15 亩 = 1 公顷
+#: (国务院《关于统一我国计量制度的命令》, 1959, 市制; kept as the land-area unit of Chinese land
+#: statistics).
+MU_M2 = 10000.0 / 15.0
+
+_RESULT_ZH = {"pass": "通过", "fail": "不通过"}
+
+#: (field, English header, Chinese header) of the ledger, in order; the per-step review columns
+#: follow the pattern ``{step}_by / _time / _result`` for each of the three review steps.
+_LEDGER_HEAD = (
+    ("no", "no", "序号"),
+    ("alert_id", "alert_id", "图斑编号"),
+    ("lon_cgcs2000", "longitude (CGCS2000)", "中心点经度(CGCS2000)"),
+    ("lat_cgcs2000", "latitude (CGCS2000)", "中心点纬度(CGCS2000)"),
+    ("area_m2", "area (m²)", "面积(平方米)"),
+    ("area_mu", "area (mu)", "面积(亩)"),
+    ("activity_class", "activity class", "人类活动类型"),
+    ("activity_candidates", "activity candidates", "候选活动类型"),
+    ("change_type", "change type", "变化类型"),
+    ("disturbance_type", "spectral change", "光谱变化类别"),
+    ("zone_id", "zone code", "红线区编码"),
+    ("zone_name", "zone name", "红线区名称"),
+    ("zone_tier", "zone tier", "管控分区"),
+    ("admin_id", "county code", "县级行政区代码"),
+    ("admin_name", "county", "县级行政区名称"),
+    ("first_detected", "first detected", "首次发现日期"),
+    ("before_dates", "before image dates", "前时相影像日期"),
+    ("after_dates", "after image dates", "后时相影像日期"),
+    ("chip_before", "before chip", "前时相影像截图"),
+    ("chip_after", "after chip", "后时相影像截图"),
+)
+_LEDGER_TAIL = (
+    ("status", "review status", "核查状态"),
+    ("cause", "cause", "问题成因"),
+    ("legality", "legality note", "合法性说明"),
+    ("rectification", "rectification status", "整改销号状态"),
+    ("recheck", "recheck flag", "复核标记"),
+)
+
+
+def _step_columns() -> tuple[tuple[str, str, str], ...]:
+    from redline.register import REVIEW_STEPS
+
+    out = []
+    for step, (zh, en) in REVIEW_STEPS.items():
+        out += [(f"{step}_by", f"{en} by", f"{zh}人"), (f"{step}_time", f"{en} time", f"{zh}时间"), (f"{step}_result", f"{en} result", f"{zh}结果")]
+    return tuple(out)
+
+
+def ledger_columns() -> tuple[tuple[str, str, str], ...]:
+    """(field, English header, Chinese header) of every ledger column, in order."""
+    return (*_LEDGER_HEAD, *_step_columns(), *_LEDGER_TAIL)
+
+
+def ledger_table(
+    alerts: gpd.GeoDataFrame,
+    history: pd.DataFrame,
+    *,
+    lang: str = "en",
+    zones: pd.DataFrame | None = None,
+    admin: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The 台账: one row per alert, headers and labels in ``lang`` (``en`` | ``zh``).
+
+    Parameters
+    ----------
+    alerts
+        Register alerts (EPSG:4326).
+    history
+        The register's review history (for the per-step who / when / result).
+    zones, admin
+        Optional tables with ``zone_id`` [+ ``tier``] and ``admin_id, admin_name`` (e.g. a scan's
+        ``zones.geojson`` / ``admin_units.geojson``); their columns are empty when not given.
+
+    Coordinates are the alert centroids in CGCS2000 geographic (EPSG:4490, degrees); areas in
+    m² (measured in UTM by the scan) and 亩 (:data:`MU_M2`).
+    """
+    from redline.activity import CHANGE_TYPES, activity_label, split_codes
+    from redline.register import RECTIFICATION_STATUSES, steps_state
+
+    a = alerts.sort_values("alert_id").reset_index(drop=True)
+    pts = gpd.GeoSeries(gpd.points_from_xy(a["centroid_lon"].astype(float), a["centroid_lat"].astype(float)), crs=4326).to_crs(4490)
+    zh = lang == "zh"
+    sep = "、" if zh else "; "
+    t = pd.DataFrame({"no": range(1, len(a) + 1), "alert_id": a["alert_id"].values})
+    t["lon_cgcs2000"], t["lat_cgcs2000"] = pts.x.round(7).values, pts.y.round(7).values
+    t["area_m2"] = a["area_m2"].astype(float).round(1).values
+    t["area_mu"] = (a["area_m2"].astype(float) / MU_M2).round(2).values
+    t["activity_class"] = [activity_label(c if isinstance(c, str) else None, lang) for c in a["activity_class"]]
+    t["activity_candidates"] = [sep.join(activity_label(c, lang) for c in split_codes(v)) for v in a["activity_candidates"]]
+    t["change_type"] = [CHANGE_TYPES[c][0 if zh else 1] if c in CHANGE_TYPES else "" for c in a["change_type"]]
+    t["disturbance_type"] = [(_TYPE_ZH.get(d, d) if zh else d) for d in a["disturbance_type"]]
+    for col in ("zone_id", "zone_name", "admin_id", "first_detected", "before_dates", "after_dates", "chip_before", "chip_after"):
+        t[col] = a[col].values
+    tiers = dict(zip(zones["zone_id"], zones["tier"])) if zones is not None and "tier" in zones else {}
+    t["zone_tier"] = [tiers.get(z) for z in a["zone_id"]]
+    names = dict(zip(admin["admin_id"].astype(str), admin["admin_name"])) if admin is not None and "admin_name" in admin else {}
+    t["admin_name"] = [names.get(str(x)) for x in a["admin_id"]]
+    for step, _, _ in _step_columns()[::3]:
+        key = step.removesuffix("_by")
+        states = [steps_state(history, aid).get(key) for aid in a["alert_id"]]
+        t[f"{key}_by"] = [s["by"] if s else None for s in states]
+        t[f"{key}_time"] = [s["time"] if s else None for s in states]
+        t[f"{key}_result"] = [(_RESULT_ZH.get(s["result"], s["result"]) if zh else s["result"]) if s else None for s in states]
+    t["status"] = [(_STATUS_ZH.get(x, x) if zh else x) for x in a["status"]]
+    t["cause"], t["legality"] = a["cause"].values, a["legality"].values
+    t["rectification"] = [((_STATUS_ZH.get(x, x) if zh else x) if x in RECTIFICATION_STATUSES else None) for x in a["status"]]
+    t["recheck"] = a["recheck"].fillna(0).astype(int).values
+    cols = ledger_columns()
+    t = t[[f for f, _, _ in cols]]
+    t.columns = [(z if zh else e) for _, e, z in cols]
+    return t
+
+
+def write_ledger(table: pd.DataFrame, path: Path, fmt: str) -> Path:
+    """Write a :func:`ledger_table` as CSV (UTF-8 with BOM, so Excel reads the Chinese) or XLSX
+    (openpyxl; one sheet ``ledger``, header row frozen)."""
+    if fmt not in LEDGER_FORMATS:
+        raise ValueError(f"--format {fmt!r} is not a ledger format; use csv or xlsx")
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    if fmt == "csv":
+        table.to_csv(path, index=False, encoding="utf-8-sig")
+    else:
+        with pd.ExcelWriter(path, engine="openpyxl") as xw:
+            table.to_excel(xw, index=False, sheet_name="ledger", freeze_panes=(1, 0))
     return path

@@ -4,11 +4,25 @@ Layers
 ------
 ``alerts``          one row per alert (:data:`redline.alerts.ALERT_COLUMNS`), polygons in EPSG:4326.
 ``review_history``  append-only: ``seq, alert_id, time, by, from_status, to_status, note,
-                    prev_hash, row_hash``; ``row_hash`` is the sha256 of the row's canonical
-                    JSON including ``prev_hash`` (the previous row's ``row_hash``), so an edited,
-                    inserted or deleted row breaks the chain.
+                    prev_hash, row_hash`` and (schema 2) ``step, result, activity_class, cause,
+                    legality``; ``row_hash`` is the sha256 of the row's canonical JSON including
+                    ``prev_hash`` (the previous row's ``row_hash``), so an edited, inserted or
+                    deleted row breaks the chain. The schema-2 columns enter the hash only when
+                    set, so rows written by schema 1 keep their hashes.
 ``scans``           one row per scan run that wrote to the register.
-``meta``            ``key, value``: ``schema_version``.
+``meta``            ``key, value``: ``schema_version``, ``review_steps`` (comma-separated, from
+                    the last scan's ``review.steps``).
+
+Schema 2 (issue 11) adds the alert columns ``activity_candidates, activity_class, change_type,
+cause, legality, before_dates, after_dates``, the statuses ``rectifying``, ``rectified``
+(整改销号) and ``recovered``, and the three review steps. A schema-1 register is read as is
+(missing columns empty) and written as schema 2 by the next write; nothing is lost.
+
+Three-level review: the steps 自检 ``self_check``, 专检 ``specialist_check``, 验收
+``acceptance`` (or the subset a team configures) are history rows with ``step`` and ``result``
+(pass | fail). A step can be recorded once the steps before it (in the configured order) have
+passed; an alert becomes ``confirmed`` only when the latest record of every configured step is a
+pass.
 
 Writes are transactions: the new register is written next to the old one and swapped in with
 an atomic rename, under an exclusive lock (``<register>.lock``), so a scan killed half-way
@@ -33,7 +47,7 @@ import pandas as pd
 import pyogrio
 import shapely
 
-from redline.alerts import ALERT_COLUMNS
+from redline.alerts import ALERT_COLUMNS, SCHEMA2_DEFAULTS
 from redline.errors import RegisterError
 
 __all__ = [
@@ -47,26 +61,72 @@ __all__ = [
     "row_hash",
 ]
 
-SCHEMA_VERSION = 1
-STATUSES = ("new", "under_review", "field_check", "confirmed", "dismissed")
-#: Allowed review transitions (卫星普查 → 无人机详查 → 地面核查: satellite → UAV → ground).
+SCHEMA_VERSION = 2
+STATUSES = ("new", "under_review", "field_check", "confirmed", "dismissed", "rectifying", "rectified", "recovered")
+#: Allowed review transitions (卫星普查 → 无人机详查 → 地面核查: satellite → UAV → ground; then
+#: 整改 → 销号: a confirmed violation is rectified, and a later scan checks that vegetation is back).
 TRANSITIONS = {
     "new": ("under_review", "field_check", "dismissed"),
     "under_review": ("field_check", "confirmed", "dismissed"),
     "field_check": ("confirmed", "dismissed", "under_review"),
-    "confirmed": ("under_review",),
+    "confirmed": ("under_review", "rectifying"),
     "dismissed": ("under_review",),
+    "rectifying": ("rectified", "under_review"),
+    "rectified": ("rectifying", "recovered"),
+    "recovered": ("rectifying",),
 }
-HISTORY_COLUMNS = ["seq", "alert_id", "time", "by", "from_status", "to_status", "note", "prev_hash", "row_hash"]
+#: Rectification statuses (shown in the ledger's rectification column).
+RECTIFICATION_STATUSES = ("rectifying", "rectified", "recovered")
+#: The three review levels: code → (Chinese, English).
+REVIEW_STEPS = {"self_check": ("自检", "self-check"), "specialist_check": ("专检", "specialist check"), "acceptance": ("验收", "acceptance")}
+STEP_RESULTS = ("pass", "fail")
+#: Who the scan's own history rows are recorded by (rectified sites re-checked).
+SCAN_REVIEWER = "redline-scan"
+_V1_HISTORY = ["seq", "alert_id", "time", "by", "from_status", "to_status", "note", "prev_hash", "row_hash"]
+_V2_HISTORY = ["step", "result", "activity_class", "cause", "legality"]
+HISTORY_COLUMNS = [*_V1_HISTORY, *_V2_HISTORY]
 GENESIS = "0" * 64
 
 
+def _blank(v: object) -> bool:
+    return v is None or (isinstance(v, float) and pd.isna(v)) or v == ""
+
+
 def row_hash(row: dict) -> str:
-    """sha256 of a history row's canonical JSON (all columns but ``row_hash``)."""
+    """sha256 of a history row's canonical JSON (the schema-1 columns but ``row_hash``, plus
+    each schema-2 column that is set)."""
     body = {k: (None if pd.isna(row[k]) else row[k]) if not isinstance(row[k], (list, dict)) else row[k]
-            for k in HISTORY_COLUMNS if k != "row_hash"}
+            for k in _V1_HISTORY if k != "row_hash"}
+    body.update({k: row[k] for k in _V2_HISTORY if not _blank(row.get(k))})
     body["seq"] = int(body["seq"])
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def append_history(history: pd.DataFrame, *, alert_id: str, by: str, from_status: str, to_status: str, note: str = "",
+                   when: dt.datetime | None = None, **extra: str | None) -> tuple[pd.DataFrame, dict]:
+    """``history`` with one hash-chained row appended (``extra``: schema-2 columns), and the row."""
+    prev = history["row_hash"].iloc[-1] if not history.empty else GENESIS
+    row = {
+        "seq": int(history["seq"].max()) + 1 if not history.empty else 1,
+        "alert_id": alert_id,
+        "time": (when or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds"),
+        "by": by,
+        "from_status": from_status,
+        "to_status": to_status,
+        "note": note or "",
+        "prev_hash": prev,
+        **{k: (extra.get(k) or None) for k in _V2_HISTORY},
+    }
+    row["row_hash"] = row_hash(row)
+    return pd.concat([history, pd.DataFrame([row])], ignore_index=True) if not history.empty else pd.DataFrame([row], columns=HISTORY_COLUMNS), row
+
+
+def steps_state(history: pd.DataFrame, alert_id: str) -> dict[str, dict]:
+    """The latest record of each review step of an alert: step → history row (dict)."""
+    if history.empty or "step" not in history:
+        return {}
+    h = history[(history["alert_id"] == alert_id) & history["step"].notna() & (history["step"] != "")]
+    return {r["step"]: r for r in h.sort_values("seq").to_dict("records")}
 
 
 @dataclass(frozen=True)
@@ -121,12 +181,16 @@ def merge_alerts(existing: gpd.GeoDataFrame, found: gpd.GeoDataFrame, scan_id: s
             "confidence": max(old["confidence"], a["confidence"], key=conf_rank.get),
             "magnitude": max(float(old["magnitude"]), float(a["magnitude"])),
             "scan_ids": ",".join(scans),
+            "activity_candidates": a.get("activity_candidates"),
         }
+        if _blank(old.get("change_type")):  # decided once, from the first scan that saw the alert
+            update["change_type"] = a.get("change_type")
         # a dismissed alert whose patch keeps growing is flagged for a second look, not re-opened
         if old["status"] == "dismissed" and shapely.area(geom) > 1.1 * shapely.area(old["geometry"]):
             update["recheck"] = 1
         changed = any(
-            (not shapely.equals(old["geometry"], v)) if k == "geometry" else old[k] != v for k, v in update.items()
+            (not shapely.equals(old["geometry"], v)) if k == "geometry" else not (old.get(k) == v or (_blank(old.get(k)) and _blank(v)))
+            for k, v in update.items()
         )
         for k, v in update.items():
             reg.at[i, k] = v
@@ -197,6 +261,9 @@ class Register:
             if not df.empty:
                 if "recheck" not in df:
                     df["recheck"] = 0
+                for col, default in SCHEMA2_DEFAULTS.items():  # a schema-1 register
+                    if col not in df:
+                        df[col] = default
                 return df[[*ALERT_COLUMNS, "geometry"]]
         return gpd.GeoDataFrame({c: pd.Series(dtype="object") for c in ALERT_COLUMNS}, geometry=[], crs="EPSG:4326")
 
@@ -209,9 +276,23 @@ class Register:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
 
     def history(self) -> pd.DataFrame:
-        """The review history, ordered by ``seq``."""
+        """The review history, ordered by ``seq`` (schema-2 columns None in schema-1 rows)."""
         h = self._table("review_history", HISTORY_COLUMNS)
-        return h.sort_values("seq").reset_index(drop=True) if not h.empty else h
+        for col in _V2_HISTORY:
+            if col not in h:
+                h[col] = None
+        return h.sort_values("seq").reset_index(drop=True)[HISTORY_COLUMNS] if not h.empty else h[HISTORY_COLUMNS]
+
+    def meta(self) -> dict[str, str]:
+        """The ``meta`` layer as a dict (empty for a new register)."""
+        m = self._table("meta", ["key", "value"])
+        return dict(zip(m["key"], m["value"])) if not m.empty else {}
+
+    def review_steps(self) -> tuple[str, ...]:
+        """The review steps an alert needs before ``confirmed`` (meta ``review_steps``, written
+        by each scan from its ``review.steps``; all three when never set)."""
+        text = self.meta().get("review_steps")
+        return tuple(s for s in text.split(",") if s) if text is not None else tuple(REVIEW_STEPS)
 
     def scans(self) -> pd.DataFrame:
         return self._table("scans", ["scan_id", "name", "config_sha256", "started", "finished", "monitor_start", "monitor_end", "n_items", "new", "updated", "unchanged"])
@@ -260,8 +341,10 @@ class Register:
         if folder is None or not os.access(folder, os.W_OK):
             raise RegisterError(f"{self.path}: cannot write in folder {folder}; check its permissions or set `register:` to another file")
 
-    def write(self, alerts: gpd.GeoDataFrame, history: pd.DataFrame, scans: pd.DataFrame) -> None:
-        """Write all layers to a temporary GeoPackage and swap it in atomically (call under :meth:`lock`)."""
+    def write(self, alerts: gpd.GeoDataFrame, history: pd.DataFrame, scans: pd.DataFrame, *, review_steps: tuple[str, ...] | None = None) -> None:
+        """Write all layers to a temporary GeoPackage and swap it in atomically (call under :meth:`lock`).
+        ``review_steps`` replaces the stored required steps (kept as they are when None)."""
+        steps = ",".join(review_steps) if review_steps is not None else (self.meta().get("review_steps") if self.path.exists() else None)
         if self._read_only():
             raise RegisterError(f"{self.path}: the register is read-only; make it writable (chmod u+w) or set `register:` to another file")
         tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.gpkg")
@@ -270,23 +353,58 @@ class Register:
         try:
             alerts = gpd.GeoDataFrame(alerts[[*ALERT_COLUMNS, "geometry"]], geometry="geometry", crs="EPSG:4326")
             alerts = alerts.astype({"n_observations": "int64", "area_m2": "float64", "magnitude": "float64"}) if not alerts.empty else alerts
+            text_cols = list(SCHEMA2_DEFAULTS)
+            alerts[text_cols] = alerts[text_cols].astype("object")
             pyogrio.write_dataframe(alerts, tmp, layer="alerts", driver="GPKG", geometry_type="MultiPolygon" if alerts.empty else None, promote_to_multi=True)
             for layer, df in (("review_history", history), ("scans", scans)):
                 if not df.empty:
                     pyogrio.write_dataframe(df.reset_index(drop=True), tmp, layer=layer, driver="GPKG")
-            pyogrio.write_dataframe(pd.DataFrame({"key": ["schema_version"], "value": [str(SCHEMA_VERSION)]}), tmp, layer="meta", driver="GPKG")
+            meta = {"schema_version": str(SCHEMA_VERSION), **({"review_steps": steps} if steps is not None else {})}
+            pyogrio.write_dataframe(pd.DataFrame({"key": list(meta), "value": list(meta.values())}), tmp, layer="meta", driver="GPKG")
             os.replace(tmp, self.path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise RegisterError(f"{self.path}: cannot write the register ({exc.strerror or exc}); check disk space and permissions") from None
 
     # -- reviewing ------------------------------------------------------------------------------
-    def review(self, alert_id: str, *, to_status: str, by: str, note: str | None = None, when: dt.datetime | None = None) -> dict:
-        """Record a review decision: check the transition, append a hash-chained history row."""
-        if to_status not in STATUSES:
+    def review(
+        self, alert_id: str, *, by: str, to_status: str | None = None, note: str | None = None, when: dt.datetime | None = None,
+        step: str | None = None, result: str | None = None, activity_class: str | None = None,
+        cause: str | None = None, legality: str | None = None,
+    ) -> dict:
+        """Record a review decision as one hash-chained history row.
+
+        Parameters
+        ----------
+        to_status
+            New status (checked against :data:`TRANSITIONS`); None keeps the current one.
+        step, result
+            A review step (:data:`REVIEW_STEPS`, one of the register's :meth:`review_steps`) and
+            its result (pass | fail, default pass). The steps before it must have passed.
+        activity_class
+            The reviewer's activity class (:data:`redline.activity.ACTIVITY_CODES`).
+        cause, legality
+            Free text: the cause found on the ground and the legality note (e.g. a permit number).
+
+        ``confirmed`` is refused until every configured step's latest record is a pass (a step
+        given in the same call counts).
+        """
+        from redline.activity import ACTIVITY_CODES
+
+        if to_status is not None and to_status not in STATUSES:
             raise RegisterError(f"--status {to_status!r} is not a status; use one of {', '.join(STATUSES)}")
         if not by or not by.strip():
             raise RegisterError("--by is empty; give the reviewer's name")
+        if activity_class is not None and activity_class not in ACTIVITY_CODES:
+            raise RegisterError(f"--class {activity_class!r} is not an activity class; use one of {', '.join(ACTIVITY_CODES)}")
+        if result is not None and step is None:
+            raise RegisterError("--result needs --step; give the review step it belongs to")
+        if step is not None and result is None:
+            result = "pass"
+        if result is not None and result not in STEP_RESULTS:
+            raise RegisterError(f"--result {result!r} is not a step result; use pass or fail")
+        if all(v is None for v in (to_status, step, activity_class, cause, legality)):
+            raise RegisterError("nothing to record; give --status, --step, --class, --cause or --legality")
         with self.lock():
             alerts = self.alerts()
             hit = alerts.index[alerts["alert_id"] == alert_id]
@@ -294,24 +412,32 @@ class Register:
                 raise RegisterError(f"{self.path}: no alert '{alert_id}'; list them with `redline alerts list`")
             i = hit[0]
             current = alerts.at[i, "status"]
-            if to_status not in TRANSITIONS[current]:
+            target = to_status or current
+            if to_status is not None and to_status not in TRANSITIONS[current]:
                 allowed = ", ".join(TRANSITIONS[current]) or "none"
                 raise RegisterError(f"alert {alert_id}: cannot go from '{current}' to '{to_status}'; allowed: {allowed}")
             history = self.history()
-            prev = history["row_hash"].iloc[-1] if not history.empty else GENESIS
-            row = {
-                "seq": int(history["seq"].max()) + 1 if not history.empty else 1,
-                "alert_id": alert_id,
-                "time": (when or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds"),
-                "by": by.strip(),
-                "from_status": current,
-                "to_status": to_status,
-                "note": note or "",
-                "prev_hash": prev,
-            }
-            row["row_hash"] = row_hash(row)
-            alerts.at[i, "status"] = to_status
-            history = pd.concat([history, pd.DataFrame([row])], ignore_index=True)
+            required = self.review_steps()
+            done = {k: r["result"] for k, r in steps_state(history, alert_id).items()}
+            if step is not None:
+                if step not in required:
+                    raise RegisterError(f"--step {step!r} is not one of this register's review steps ({', '.join(required)}); see review.steps in the scan config")
+                missing = [s for s in required[: required.index(step)] if done.get(s) != "pass"]
+                if missing:
+                    raise RegisterError(f"alert {alert_id}: step '{step}' needs {', '.join(missing)} passed first")
+                done[step] = result
+            if to_status == "confirmed":
+                missing = [s for s in required if done.get(s) != "pass"]
+                if missing:
+                    raise RegisterError(f"alert {alert_id}: cannot be confirmed before the review step(s) {', '.join(missing)} have passed; record them with --step")
+            history, row = append_history(
+                history, alert_id=alert_id, by=by.strip(), from_status=current, to_status=target, note=note or "", when=when,
+                step=step, result=result, activity_class=activity_class, cause=cause, legality=legality,
+            )
+            alerts.at[i, "status"] = target
+            for col, value in (("activity_class", activity_class), ("cause", cause), ("legality", legality)):
+                if value is not None:
+                    alerts.at[i, col] = value
             self.write(alerts, history, self.scans())
             return row
 
@@ -345,4 +471,12 @@ class Register:
             expected = last.get(aid, "new")
             if status != expected:
                 out.append(f"alerts: alert {aid} has status '{status}' but its review history ends at '{expected}' (a history row was deleted or the status edited)")
+        h = self.history()
+        for col in ("activity_class", "cause", "legality"):
+            set_rows = h[h[col].notna() & (h[col] != "")] if not h.empty else h
+            last_set = set_rows.groupby("alert_id")[col].last() if not set_rows.empty else pd.Series(dtype=str)
+            for aid, value in zip(alerts["alert_id"], alerts[col], strict=True):
+                expected = last_set.get(aid)
+                if not (_blank(value) and expected is None) and value != expected:
+                    out.append(f"alerts: alert {aid} has {col} {value!r} but its review history sets {expected!r} (the field was edited outside `redline alerts review`)")
         return out

@@ -32,6 +32,7 @@ from redline.alerts import ALERT_COLUMNS, alerts_from_fields
 from redline.config import ScanConfig
 from redline.detect import FIELDS, baseline_model, detect, stack_indices
 from redline.errors import RasterError, SmallZoneWarning, StacError
+from redline.rectify import recheck_rectified
 from redline.register import Register, merge_alerts
 
 __all__ = ["ScanResult", "run_scan", "scan_id_for"]
@@ -282,9 +283,17 @@ CHIP_MARGIN_M = 150.0
 _FIGURE_INDEX = {"water_loss": "MNDWI", "fire": "NBR"}  # others: NDVI
 
 
-def _alert_products(out: Path, alerts_utm: gpd.GeoDataFrame, refl: xr.Dataset, stack: xr.DataArray, geobox: GeoBox, cfg: ScanConfig) -> dict[str, tuple[str, str]]:
+def _dates_seen(win: np.ndarray, sel: np.ndarray, days: np.ndarray) -> str | None:
+    """``first/last`` ISO dates among ``days[sel]`` on which the chip window had a clear pixel."""
+    seen = sel & np.isfinite(win).any(axis=(0, 2, 3))
+    return f"{days[seen].min()}/{days[seen].max()}" if seen.any() else None
+
+
+def _alert_products(out: Path, alerts_utm: gpd.GeoDataFrame, refl: xr.Dataset, stack: xr.DataArray, geobox: GeoBox, cfg: ScanConfig) -> dict[str, tuple[str, str, str | None, str | None]]:
     """Before/after chips and the index time-series figure of each alert (the scan writer's
-    second and last eager step: small windows around the alerts and their centre pixels)."""
+    second and last eager step: small windows around the alerts and their centre pixels).
+    Returns alert_id → (before chip, after chip, before dates, after dates); the dates are the
+    first/last clear dates that went into each chip's median composite."""
     import maps
 
     if alerts_utm.empty:
@@ -338,7 +347,7 @@ def _alert_products(out: Path, alerts_utm: gpd.GeoDataFrame, refl: xr.Dataset, s
             z_threshold=cfg.detection.z_threshold, first_detected=str(a.first_detected), monitor_start=str(cfg.monitor.start),
             title=f"{a.alert_id} · {a.disturbance_type} · {var} at the alert centre",
         )
-        products[a.alert_id] = (paths[0], paths[1])
+        products[a.alert_id] = (paths[0], paths[1], _dates_seen(win, before_t, days), _dates_seen(win, after_t, days))
     return products
 
 
@@ -482,6 +491,7 @@ def run_scan(
         found = alerts_from_fields(
             fields, geobox.transform, utm, zones_utm, min_area_m2=cfg.detection.min_area_m2,
             consecutive=cfg.detection.consecutive, z_threshold=cfg.detection.z_threshold, scan_id=scan_id,
+            baseline={"NDVI": assess_ds["NDVI_baseline"].values, "MNDWI": assess_ds["MNDWI_baseline"].values},
         )
         merged, stats = merge_alerts(register.alerts(), found, scan_id)
         # recompute area and centroid of merged geometries in the analysis CRS
@@ -503,8 +513,12 @@ def run_scan(
         for i in mine_idx:
             aid = merged.at[i, "alert_id"]
             if aid in products:
-                merged.at[i, "chip_before"], merged.at[i, "chip_after"] = products[aid]
-        register.write(merged, register.history(), scans)
+                merged.at[i, "chip_before"], merged.at[i, "chip_after"], merged.at[i, "before_dates"], merged.at[i, "after_dates"] = products[aid]
+        merged, history, _ = recheck_rectified(  # 整改销号: has vegetation come back on rectified sites?
+            merged, register.history(), stack, geobox, baseline=(str(cfg.baseline.start), str(cfg.baseline.end)), scan_id=scan_id,
+            harmonics=cfg.detection.harmonics, trend=cfg.detection.trend,
+        )
+        register.write(merged, history, scans, review_steps=tuple(cfg.review.steps))
 
     mine = merged[_of_scan(merged, scan_id)].copy()
     mine = mine.sort_values("alert_id").reset_index(drop=True)
@@ -546,6 +560,7 @@ def run_scan(
         "items": [
             {"id": it.id, "collection": it.collection_id, "datetime": it.datetime.isoformat() if it.datetime else None,
              "assets": {k: a.href for k, a in it.assets.items()},
+             "processing_baseline": it.properties.get("s2:processing_baseline") or it.properties.get("processing:version"),
              "scaling": {s.band: {"scale": s.scale, "offset": s.offset, "nodata": s.nodata, "asset": s.asset, "source": s.source, "reason": s.reason}
                          for s in scalings if s.item_id == it.id}}
             for it in items if it.id not in skipped_ids

@@ -8,7 +8,7 @@ import geopandas as gpd
 import pytest
 import shapely
 
-from redline.alerts import ALERT_COLUMNS
+from redline.alerts import ALERT_COLUMNS, SCHEMA2_DEFAULTS
 from redline.errors import RegisterError
 from redline.register import Register, merge_alerts
 
@@ -18,7 +18,7 @@ def _alert(zone: str, x: float, first: str, last: str, n: int = 3, conf: str = "
         "alert_id": None, "zone_id": zone, "zone_name": "龙门山", "admin_id": "510182", "area_m2": 10000.0,
         "centroid_lon": x, "centroid_lat": 30.7, "first_detected": first, "last_observed": last, "confidence": conf,
         "disturbance_type": "clearing", "magnitude": 0.4, "n_observations": n, "status": "new", "scan_ids": scan,
-        "chip_before": None, "chip_after": None, "recheck": 0, "geometry": shapely.box(x, 30.7, x + 0.001, 30.701),
+        "chip_before": None, "chip_after": None, "recheck": 0, **SCHEMA2_DEFAULTS, "geometry": shapely.box(x, 30.7, x + 0.001, 30.701),
     }
 
 
@@ -89,8 +89,11 @@ def test_history_chain_detects_an_edited_row(register):
 
 
 def test_history_chain_detects_a_deleted_row(register):
-    for status in ("under_review", "field_check", "confirmed"):
+    for status in ("under_review", "field_check"):
         register.review("Z1-20230501-1", to_status=status, by="王工")
+    for step in ("self_check", "specialist_check", "acceptance"):
+        register.review("Z1-20230501-1", step=step, by="王工")
+    register.review("Z1-20230501-1", to_status="confirmed", by="王工")
     with sqlite3.connect(register.path) as con:
         con.execute("DELETE FROM review_history WHERE seq = 2")
     assert any("seq 3" in p for p in register.verify_history())

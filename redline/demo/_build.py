@@ -258,7 +258,7 @@ def _generate(tmp: Path, root: Path, p: Preset, seed: int) -> int:
     corner = SC.nodata_corner(n, cond.corner_line)
     forbidden = ndimage.binary_dilation(corner, iterations=4)  # no event within 40 m of the swath edge
     events = E.place_events(_rng(seed, _EVENTS), land, p.events, [a.date for a in acqs if a.date.year == monitor_year], forbidden,
-                            quarry_gap_days=cond.quarry_gap_days)
+                            quarry_gap_days=cond.quarry_gap_days, series_start=acqs[0].date)
     jitter = {y: S.crop_jitter(_rng(seed, _CROPS, y), land.rotation.size) for y in sorted({a.date.year for a in acqs})}
     surface = SC.Surface(land, jitter, events, cond)
     centroid = Transformer.from_crs(L.EPSG, 4326, always_xy=True).transform(*L.to_utm(0.5, 0.5, n * L.RES))
@@ -277,7 +277,10 @@ def _generate(tmp: Path, root: Path, p: Preset, seed: int) -> int:
     return len(items)
 
 
-def generate_demo(out_dir: Path | str, *, preset: str = "demo", seed: int = 20230101, size: int | None = None) -> DemoScenes:
+def generate_demo(
+    out_dir: Path | str, *, preset: str = "demo", seed: int = 20230101, size: int | None = None,
+    extra_events: tuple[E.EventRequest, ...] = (),
+) -> DemoScenes:
     """Write (or reuse) a deterministic demo build in ``out_dir``.
 
     Sentinel-2 L2A-like scenes as COGs on a UTM 48N grid (EPSG:32648, 10 m pixels, upper-left
@@ -302,14 +305,21 @@ def generate_demo(out_dir: Path | str, *, preset: str = "demo", seed: int = 2023
     size
         Grid edge in 10 m pixels instead of the preset's (benchmarks/ scale the area with it;
         zones and landscape scale with the grid, events keep their areas in m²).
+    extra_events
+        Event requests placed after the preset's (e.g. a road corridor, ``shape="line"``, or
+        a quarry that existed before the first scene, ``preexisting=0.5``); none by default.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown demo preset {preset!r}; use one of: {', '.join(PRESETS)}")
     p = PRESETS[preset] if size is None else replace(PRESETS[preset], size=int(size))
+    if extra_events:
+        p = replace(p, events=(*p.events, *extra_events))
     root = Path(out_dir).expanduser().resolve()
     info = {"preset": preset, "seed": int(seed), "generator_version": GENERATOR_VERSION}
     if size is not None:
         info["size_px"] = int(size)
+    if extra_events:
+        info["extra_events"] = [repr(e) for e in extra_events]
     found = _existing(root, info)
     if found is not None:
         return found

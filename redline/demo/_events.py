@@ -29,6 +29,10 @@ SOURCE_CLASSES = {
     "water_loss": (L.LAKE,),
 }
 
+#: Cover a linear corridor (a road) may cut: any vegetated class.
+LINE_SOURCES = (*L.FOREST, L.SHRUB, L.CROP)
+LINE_WIDTH_M = (25.0, 35.0)  # road corridor incl. cut slopes and shoulders, metres
+
 MIN_GAP_M = 40.0  # between events, so that their alert patches cannot merge
 MAX_TRIES = 400
 
@@ -43,6 +47,12 @@ class EventRequest:
     inside: bool
     area_m2: tuple[float, float]
     months: tuple[int, int] = (3, 10)
+    #: "blob" (default) or "line": a straight corridor 25–35 m wide (a road or a track built
+    #: through the landscape; any vegetated cover may be cut).
+    shape: str = "blob"
+    #: mining only: share of the final extent already quarried before the first scene (an
+    #: existing pit that grows in the monitor year: a 规模扩大 case); 0 = a new pit.
+    preexisting: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -112,9 +122,13 @@ class _Placer:
         self.placed: list[shapely.Geometry] = []
         self.per_zone = {code: 0 for code in land.zones}
 
+    @staticmethod
+    def _sources(req: EventRequest) -> tuple:
+        return LINE_SOURCES if req.shape == "line" else SOURCE_CLASSES[req.type]
+
     def _pools(self, req: EventRequest) -> dict[str, np.ndarray]:
         """Candidate centre pixels (flat indices) per zone, or under key "" outside zones."""
-        ok = np.isin(self.land.lc, SOURCE_CLASSES[req.type]) & ~self.forbidden
+        ok = np.isin(self.land.lc, self._sources(req)) & ~self.forbidden
         if not req.inside:
             return {"": np.flatnonzero(ok & self.outside_px)}
         pools = {code: np.flatnonzero(ok & m) for code, m in self.zone_px.items()}
@@ -132,11 +146,16 @@ class _Placer:
         cov = L.coverage(poly, self.land.n)
         if (cov * self.forbidden).sum() > 0:
             return False
-        suits = np.isin(self.land.lc, SOURCE_CLASSES[req.type])
+        suits = np.isin(self.land.lc, self._sources(req))
         return float((cov * suits).sum() / cov.sum()) >= 0.9
 
     def _shape(self, rng: np.random.Generator, req: EventRequest, x: float, y: float) -> shapely.Geometry | None:
         area = rng.uniform(*req.area_m2)
+        if req.shape == "line":
+            width = rng.uniform(*LINE_WIDTH_M)
+            length = area / width
+            line = shapely.box(-length / 2, -width / 2, length / 2, width / 2)
+            return shapely.affinity.translate(shapely.affinity.rotate(line, rng.uniform(0, 180), origin=(0, 0)), x, y)
         if req.type != "water_loss":
             return _blob(rng, x, y, area, angular=req.type in ("clearing", "construction"))
         # a stretch of shore dries out: a blob centred near the shore, clipped to the lake
@@ -173,19 +192,27 @@ def place_events(
     forbidden: np.ndarray,
     *,
     quarry_gap_days: tuple[float, float] = (40.0, 75.0),
+    series_start: dt.date | None = None,
 ) -> list[Event]:
     """Place the requested events; ids E01, E02, … in request order.
 
     ``monitor_dates`` are the acquisition dates of the monitor year; each event starts on one
     of them (so the truth date is the first date the change is visible). ``forbidden`` marks
-    pixels where no event may fall (the no-data corner)."""
+    pixels where no event may fall (the no-data corner). A mining request with ``preexisting``
+    > 0 gets a first stage of that share of its extent dated ``series_start`` (the first scene)."""
     placer = _Placer(land, forbidden)
     events: list[Event] = []
     for req in requests:
         window = [d for d in monitor_dates if req.months[0] <= d.month <= req.months[1]]
         for start in _stratified_dates(rng, window, req.count):
             final, _ = placer.place(rng, req)
-            if req.type == "mining":
+            if req.type == "mining" and req.preexisting > 0:
+                c = np.asarray(final.centroid.coords[0])
+                v = np.asarray(final.exterior.coords[int(rng.integers(len(final.exterior.coords) - 1))])
+                k = np.sqrt(req.preexisting)  # the pit grows outward from one face, as _stage_geometries
+                pit = shapely.affinity.scale(final, k, k, origin=tuple(c + 0.45 * (v - c))).intersection(final)
+                stages = ((series_start or monitor_dates[0], pit), (start, final))
+            elif req.type == "mining":
                 later = [d for d in monitor_dates if d > start]
                 steps = [start]
                 for gap in rng.uniform(*quarry_gap_days, 2):
