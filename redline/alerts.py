@@ -12,7 +12,10 @@ clear observations after it). First rule that matches wins:
    (MNDWI > 0 for open water, Xu 2006, doi:10.1080/01431160600589179).
 2. ``fire``        dNBR = pre NBR − post NBR ≥ 0.10 (lower bound of "low severity",
    Key & Benson 2006, USGS RMRS-GTR-164-CD) and a dark surface after, ALB < 0.12 (char and
-   ash are dark; bare soil and rock are not — tuned on the generated landscapes).
+   ash are dark; bare soil and rock are not — tuned on the generated landscapes); or most of
+   the patch's pixels were confirmed by burn-like looks (the detector's ``burn`` field: dNBR ≥
+   0.27, darker, not wetter, :data:`redline.detect.BURN_DNBR`), which catches burns that green
+   up again soon, whose median after the date is vegetation again.
 3. ``mining``      very bright bare surface after, ALB ≥ 0.25 (exposed rock, spoil, tailings;
    tuned on the generated landscapes).
 4. ``construction`` post NDBI > 0 (built-up, Zha et al. 2003, doi:10.1080/01431160304987) and
@@ -103,11 +106,12 @@ SCHEMA2_DEFAULTS = {c: None for c in ALERT_COLUMNS[ALERT_COLUMNS.index("activity
 _EPOCH = dt.date(1970, 1, 1)
 
 
-def classify_type(pre: dict[str, float], post: dict[str, float]) -> str:
-    """Disturbance type from patch-median pre/post index values (rule in the module docstring)."""
+def classify_type(pre: dict[str, float], post: dict[str, float], *, burn_share: float = 0.0) -> str:
+    """Disturbance type from patch-median pre/post index values and the share of the patch's
+    pixels confirmed by burn-like looks (rule in the module docstring)."""
     if pre["MNDWI"] > MNDWI_WATER and post["MNDWI"] < MNDWI_WATER:
         return "water_loss"
-    if pre["NBR"] - post["NBR"] >= DNBR_FIRE and post["ALB"] < ALB_DARK:
+    if (pre["NBR"] - post["NBR"] >= DNBR_FIRE and post["ALB"] < ALB_DARK) or burn_share > 0.5:
         return "fire"
     if post["ALB"] >= ALB_BRIGHT:
         return "mining"
@@ -200,7 +204,7 @@ def alerts_from_fields(
         med = {k: float(np.nanmedian(fields[k][sel])) for k in ("n_confirm", "zscore", "magnitude")}
         pre = {v: float(np.nanmedian(fields[f"pre_{v}"][sel])) for v in STACK_VARS}
         post = {v: float(np.nanmedian(fields[f"post_{v}"][sel])) for v in STACK_VARS}
-        dtype = classify_type(pre, post)
+        dtype = classify_type(pre, post, burn_share=float(np.nanmean(fields["burn"][sel])) if "burn" in fields else 0.0)
         ctype = None
         if baseline is not None:
             ctype = change_type(piece.geometry, zone_geom.get(piece.zone_id), baseline["NDVI"], baseline["MNDWI"], transform)

@@ -129,6 +129,7 @@ def _field_names() -> tuple[str, ...]:
         "ndvi_base_gs",
         "ndvi_mon_gs",
         "sigma_ndvi",
+        "burn",
     )
     pre = tuple(f"pre_{v}" for v in STACK_VARS)
     post = tuple(f"post_{v}" for v in STACK_VARS)
@@ -334,6 +335,7 @@ def _pixels(
     res = out[ok]
     res[:, F["disturbed"]] = dist.astype("float32")
     res[:, F["sigma_ndvi"]] = sigma[:, 0]
+    res[:, F["burn"]] = (dist & burn).astype("float32")  # 1: confirmed by a burn signature
     if dist.any():
         ti = np.arange(nt)[None, :]
         after = (ti >= first[:, None]) & dist[:, None]
