@@ -353,7 +353,7 @@ def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: 
         has_uncategorised |= cat is None or cat not in categories
         style: dict[str, Any] = {"color": colour, "weight": 2, "opacity": 0.9, "fillColor": colour, "fillOpacity": 0.1}
         if str(z.get("status")) == "not_observed":  # could not be seen: grey, hatched, dotted (no alert ≠ no change)
-            style.update(dashArray=NOT_OBSERVED_DASH, fillColor=NOT_OBSERVED_FILL, fillOpacity=0.45, className=NOT_OBSERVED_CLASS)
+            style.update(dashArray=NOT_OBSERVED_DASH, fillColor=NOT_OBSERVED_FILL, className=NOT_OBSERVED_CLASS)  # the class's CSS hatches the fill
             has_not_observed = True
         gj = folium.GeoJson(_display_geometry(z["geometry"], True), style_function=lambda _f, s=style: s, pane=_pane("zones"))
         folium.Tooltip(_zone_tooltip(z), sticky=True).add_to(gj)

@@ -50,10 +50,11 @@ def safe_name(text: object) -> str:
 
 def index_pairs(columns: Iterable[str]) -> list[str]:
     """Stems ``x`` with both ``x_baseline`` and ``x_monitor`` columns, NDVI first, then sorted;
-    grade columns (``*_grade_baseline``, text such as 良) are not index pairs."""
+    grade columns (``*_grade_baseline``, text such as 良) and the clear-observation counts
+    (``clear_obs_*``) are not index pairs."""
     cols = set(columns)
     stems = sorted({c[: -len("_baseline")] for c in cols if c.endswith("_baseline") and c[: -len("_baseline")] + "_monitor" in cols
-                    and not c[: -len("_baseline")].endswith("grade")})
+                    and not c[: -len("_baseline")].endswith(("grade", "clear_obs"))})
     return sorted(stems, key=lambda s: (s != "ndvi", s))
 
 

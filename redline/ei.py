@@ -286,7 +286,10 @@ def county_ei(
     Returns
     -------
     pandas.DataFrame
-        ``key`` and :data:`EI_COLUMNS`: ``ei_area_km2`` (the unit's area, km²),
+        ``key`` and :data:`EI_COLUMNS`: ``ei_area_km2`` (the unit's area, km², the 区域面积 of
+        the length and table terms; area shares of land types are taken among the unit's
+        mapped land-cover pixels, so a raster that covers only part of a unit gives that
+        part's shares),
         ``ei_habitat_quality`` (HQ), the sub-indices (0–100), ``ei`` (NaN when 污染负荷 or 环境限制
         is missing), ``ei_grade`` (优 … 差), ``ei_missing`` (missing inputs, ``;``-separated).
     """

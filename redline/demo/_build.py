@@ -230,7 +230,7 @@ def _write_vectors(tmp: Path, land: L.Landscape, events: list[E.Event]) -> None:
     truth.to_crs(TRUTH_CRS).to_file(tmp / "truth.gpkg", layer="events", driver="GPKG")
 
 
-def _write_config(tmp: Path, p: Preset) -> None:
+def _write_config(tmp: Path, p: Preset, root: Path) -> None:
     text = f"""# Scan configuration of the generated demo build (preset {p.name}); paths are relative to
 # this file. stac.url is filled in by the caller when it starts the embedded STAC API.
 name: demo-{p.name}
@@ -241,10 +241,10 @@ baseline: {{start: "{p.baseline[0]}", end: "{p.baseline[1]}"}}
 monitor: {{start: "{p.monitor[0]}", end: "{p.monitor[1]}"}}
 resolution: 10
 detection: {{min_area_m2: {int(MMU_M2)}}}
-assess:  # HJ 192-2015 EI per county; no county table: 污染负荷 and 环境限制 are missing, so EI is reported as missing
-  land_cover: landcover.tif
+assess:  # HJ 192-2015 EI per county (absolute paths, like the scenes' hrefs); no county table: EI itself is reported missing
+  land_cover: {json.dumps(str(root / "landcover.tif"), ensure_ascii=False)}
   land_cover_classes: {{{", ".join(f"{k}: {v}" for k, v in LAND_COVER_CLASSES.items())}}}
-  rivers: rivers.gpkg
+  rivers: {json.dumps(str(root / "rivers.gpkg"), ensure_ascii=False)}
 """
     (tmp / "scan.yml").write_text(text, encoding="utf-8")
 
@@ -303,7 +303,7 @@ def _generate(tmp: Path, root: Path, p: Preset, seed: int) -> int:
     (tmp / "collection.json").write_text(json.dumps(collection, ensure_ascii=False, indent=1), encoding="utf-8")
     _write_vectors(tmp, land, events)
     _write_land_cover(tmp, land)
-    _write_config(tmp, p)
+    _write_config(tmp, p, root)
     return len(items)
 
 
