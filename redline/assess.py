@@ -199,6 +199,7 @@ def _assessment_columns(polys: gpd.GeoDataFrame, key: str, rasters: dict[str, Pa
     return out
 
 
+_EPOCH = dt.date(1970, 1, 1)
 #: Observability columns of zone_stats.csv / admin_stats.csv (:func:`observability_columns`).
 OBSERVABILITY_COLUMNS = ("clear_obs_monitor", "clear_obs_baseline", "last_clear_date", "last_clear_age_days")
 
@@ -228,9 +229,6 @@ def observability_columns(polys: gpd.GeoDataFrame, key: str, rasters: dict[str, 
     age = (window_end - _EPOCH).days - day if window_end is not None else pd.Series(np.nan, index=out.index)
     out["last_clear_age_days"] = pd.array([int(a) if np.isfinite(a) else None for a in age], dtype="Int64")
     return out[[key, *OBSERVABILITY_COLUMNS]]
-
-
-_EPOCH = dt.date(1970, 1, 1)
 
 _ZONE_HEAD = ["zone_id", "zone_name", "category", "admin_id", "area_km2", "valid_obs_fraction", "ndvi_baseline", "ndvi_monitor",
               "ndvi_change", "fvc_monitor", "disturbed_area_m2", "disturbed_fraction", "alerts_total", *[f"alerts_{t}" for t in DISTURBANCE_TYPES], "status",
@@ -333,7 +331,7 @@ def admin_statistics(
         a["admin_id"] = a["zone_id"].map(admin_of).fillna("(none)")
     out = _alert_columns(out, "admin_id", a, out["zones_area_km2"] * 1e6)
     out = out.merge(observability_columns(units, "admin_id", rasters, window_end=window_end), on="admin_id", how="left")
-    out = _tier_columns(out, zones, zs, a)
+    out = _tier_columns(out, zones, a)
     out["zones_with_alerts"] = out["admin_id"].map(g["alerts_total"].apply(lambda s: int((s > 0).sum()))).fillna(0).astype(int)
     out["zones_not_observed"] = out["admin_id"].map(g["status"].apply(lambda s: int((s == "not_observed").sum()))).fillna(0).astype(int)
     if admin_units is not None:
@@ -351,7 +349,7 @@ def admin_statistics(
     return _ordered(out, head)
 
 
-def _tier_columns(out: pd.DataFrame, zones: gpd.GeoDataFrame, zone_stats: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
+def _tier_columns(out: pd.DataFrame, zones: gpd.GeoDataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
     """Per-tier alert counts, disturbed areas (m²) and zone areas (km²) per admin unit; the
     frame unchanged when the zones carry no tier."""
     if "tier" not in zones or not zones["tier"].notna().any():

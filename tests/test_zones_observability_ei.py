@@ -24,7 +24,7 @@ from redline import ei as EI
 from redline.config import load_config
 from redline.demo import generate_demo
 from redline.errors import ConfigError, ZonesError
-from tests.browser import open_page
+from tests.browser import ARTIFACTS, open_page
 from tests.test_bad_input import run_cli
 
 OVERCAST = "510182-HX-0004"
@@ -102,6 +102,7 @@ def test_zone_under_cloud_all_window_is_not_observed_and_has_no_alert(scan):
     result, cfg = scan
     zs = result.zone_stats.set_index("zone_id")
     z = zs.loc[OVERCAST]
+    print(zs[["status", "alerts_total", "valid_obs_fraction", "clear_obs_monitor", "clear_obs_baseline", "last_clear_date", "last_clear_age_days"]].to_string())
     assert z["valid_obs_fraction"] < 0.05 and z["clear_obs_monitor"] == 0
     assert z["status"] == "not_observed" and z["alerts_total"] == 0
     assert z["clear_obs_baseline"] >= 10  # it was seen in the baseline …
@@ -138,6 +139,8 @@ def test_map_marks_the_zone_that_could_not_be_seen(scan):
         tip = next(t for t in tips if OVERCAST in t)
         assert "clear views 晴空观测次数 0" in tip and "last clear view 最近晴空观测 2022-" in tip
         assert v.external_requests() == [] and v.console_errors == []
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        v.driver.save_screenshot(str(ARTIFACTS / "map_not_observed_zone.png"))  # for a human look
     finally:
         v.driver.quit()
     report = (result.out_dir / "report.html").read_text(encoding="utf-8")
