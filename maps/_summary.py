@@ -146,7 +146,7 @@ def render_zone_figure(out_dir: Path, zone: pd.Series, geom_4326, alerts: gpd.Ge
         obs = zone.get("valid_obs_fraction")
         obs_txt = f" · observed 有效观测 {100 * float(obs):.0f} %" if pd.notna(obs) else ""
         ax.set_title(plain(f"{zone.get('zone_name', '')} ({zone['zone_id']})") + obs_txt, fontsize=8)
-        if stems or pd.notna(zone.get("fvc_monitor")):
+        if ax.get_legend_handles_labels()[0]:  # a zone never seen in the monitor window may have nothing to label
             ax.legend(fontsize=7, loc="best")
         if str(zone.get("status")) == "not_observed":
             ax.text(0.5, 0.5, "not observed 未有效观测", transform=ax.transAxes, ha="center", va="center", fontsize=12, color="#b00", alpha=0.7)
