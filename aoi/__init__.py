@@ -6,11 +6,12 @@ validated GeoDataFrame with the standard columns ``zone_id, zone_name, category,
 tier`` and valid (Multi)Polygon geometries.
 """
 
-from aoi._read import ADMIN_COLUMNS, ZONE_COLUMNS, read_admin_units, read_zones
+from aoi._read import ADMIN_COLUMNS, ZONE_COLUMNS, ZONE_TIERS, read_admin_units, read_zones
 from aoi._grid import utm_crs_for, zones_bbox_4326
 
 __all__ = [
     "ZONE_COLUMNS",
+    "ZONE_TIERS",
     "ADMIN_COLUMNS",
     "read_zones",
     "read_admin_units",

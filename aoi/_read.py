@@ -17,6 +17,33 @@ log = logging.getLogger(__name__)
 ZONE_COLUMNS = ["zone_id", "zone_name", "category", "admin_id", "tier"]
 ADMIN_COLUMNS = ["admin_id", "admin_name"]
 
+#: Control tiers of a zone (管控分区), stored as the English code. Red-line zones are split into
+#: 核心保护区 (core) and 一般控制区 (general control) (《关于在国土空间规划中统筹划定落实三条控制线
+#: 的指导意见》, 2019); nature reserves into 核心区 (core), 缓冲区 (buffer) and 实验区
+#: (experimental) (《中华人民共和国自然保护区条例》 Art. 18, 1994). Code → (Chinese label, accepted spellings).
+ZONE_TIERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "core": ("核心保护区", ("core", "核心保护区", "核心区")),
+    "general": ("一般控制区", ("general", "一般控制区", "一般管控区")),
+    "buffer": ("缓冲区", ("buffer", "缓冲区")),
+    "experimental": ("实验区", ("experimental", "实验区")),
+}
+_TIER_OF = {spelling.lower(): code for code, (_, spellings) in ZONE_TIERS.items() for spelling in spellings}
+
+
+def _tiers(values: pd.Series, path: Path, field: str, ids: pd.Series) -> list[str | None]:
+    """Canonical tier codes of a tier field; an unknown value is a one-line :class:`ZonesError`."""
+    out: list[str | None] = []
+    for zid, v in zip(ids, values):
+        if v is None or (isinstance(v, float) and pd.isna(v)) or not str(v).strip():
+            out.append(None)
+            continue
+        code = _TIER_OF.get(str(v).strip().lower())
+        if code is None:
+            allowed = ", ".join(f"{c} ({label})" for c, (label, _) in ZONE_TIERS.items())
+            raise ZonesError(f"{path}: zone '{zid}' has tier {str(v)!r} in field '{field}' (zones.tier_field); use one of: {allowed}")
+        out.append(code)
+    return out
+
 
 def _read_layer(path: Path, layer: str | None, what: str) -> gpd.GeoDataFrame:
     path = Path(path)
@@ -111,7 +138,8 @@ def read_zones(
     """Read red-line zones into the standard columns.
 
     Returns a GeoDataFrame in the file's CRS with columns ``zone_id`` (str), ``zone_name``,
-    ``category``, ``admin_id``, ``tier`` (str or None) and a valid (Multi)Polygon geometry.
+    ``category``, ``admin_id``, ``tier`` (str or None; the tier is one of the codes of
+    :data:`ZONE_TIERS`, spelled in English or Chinese in the file) and a valid (Multi)Polygon geometry.
     Invalid geometries (self-intersections, bow-ties) are repaired with ``make_valid`` and a
     :class:`ZoneRepairedWarning`; duplicate ids, missing fields, non-polygon layers, empty
     layers and layers without a CRS raise :class:`ZonesError`.
@@ -132,6 +160,9 @@ def read_zones(
         ("tier", tier_field, "zones.tier_field"),
     ):
         values = _field(gdf, path, field, key)
+        if col == "tier" and values is not None:
+            out[col] = _tiers(values, path, field, ids)
+            continue
         out[col] = values.astype(str).where(values.notna(), None).values if values is not None else None
     out = _polygons_only(out, path, ids, "zone")
     return out[[*ZONE_COLUMNS, "geometry"]]

@@ -22,7 +22,10 @@ from maps._composite import write_composite_png
 from maps._offline import copy_assets
 from maps._style import (
     ADMIN_STYLE,
+    NOT_OBSERVED_CLASS,
     NOT_OBSERVED_DASH,
+    NOT_OBSERVED_FILL,
+    NOT_OBSERVED_HATCH,
     STATUS_STYLE,
     TYPE_STYLE,
     UNCATEGORISED,
@@ -59,6 +62,7 @@ SIMPLIFY_DEG = 2e-5
 #: panes keep the drawing order fixed when layers are toggled: alerts over counties over zones over the image
 _PANES = {"composite": 250, "zones": 410, "admin": 420, "alerts": 430}
 _UNKNOWN_STATUS = StatusStyle("#333333", 2, None, "unknown")
+_TIER_LABELS = {"core": "core 核心保护区", "general": "general 一般控制区", "buffer": "buffer 缓冲区", "experimental": "experimental 实验区"}
 _ZONE_STATUS = {"not_observed": "not observed 未有效观测", "alerts": "alerts 有预警", "no_alert": "no alert 无预警"}
 
 
@@ -209,8 +213,16 @@ def _zone_tooltip(z: Mapping[str, Any]) -> str:
         lines.append(f"area 面积 {float(z['area_km2']):,.2f} km²")
     if not _missing(z.get("alerts_total")):
         lines.append(f"alerts 预警 {int(z['alerts_total'])}")
+    if not _missing(z.get("tier")):
+        lines.append(f"tier 管控分区 {esc(_TIER_LABELS.get(str(z['tier']), str(z['tier'])))}")
     if not _missing(z.get("valid_obs_fraction")):
         lines.append(f"observed 有效观测 {100 * float(z['valid_obs_fraction']):.0f} %")
+    if not _missing(z.get("clear_obs_monitor")):
+        base = "" if _missing(z.get("clear_obs_baseline")) else f" (baseline 基准期 {float(z['clear_obs_baseline']):.0f})"
+        lines.append(f"clear views 晴空观测次数 {float(z['clear_obs_monitor']):.0f}{base}")
+    if not _missing(z.get("last_clear_date")):
+        age = "" if _missing(z.get("last_clear_age_days")) else f", {int(z['last_clear_age_days'])} d before the window end 距监测期末"
+        lines.append(f"last clear view 最近晴空观测 {esc(_text(z.get('last_clear_date')))}{age}")
     if not _missing(z.get("status")):
         lines.append(esc(_ZONE_STATUS.get(str(z["status"]), str(z["status"]))))
     return "<br>".join(lines)
@@ -280,7 +292,9 @@ def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: 
 
     * ``zones.geojson`` (required) — zone polygons, EPSG:4326, ``zone_id, zone_name, category,
       admin_id`` (plus optional zone statistics ``area_km2, alerts_total, valid_obs_fraction,
-      status``, shown in the tooltip);
+      status``, and ``tier, clear_obs_monitor, clear_obs_baseline, last_clear_date,
+      last_clear_age_days``, shown in the tooltip); zones whose ``status`` is ``not_observed``
+      are drawn grey, hatched and dotted (SVG class ``redline-not-observed``) with a legend entry;
     * ``alerts.geojson`` — alert polygons, EPSG:4326, ``alert_id, zone_id, zone_name, admin_id,
       area_m2`` (m²), ``centroid_lon, centroid_lat`` (degrees), ``first_detected, last_observed``
       (ISO dates), ``confidence, disturbance_type, magnitude, n_observations, status``; ignored
@@ -341,8 +355,8 @@ def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: 
         colour = categories.get(cat, UNCATEGORISED[0]) if cat else UNCATEGORISED[0]
         has_uncategorised |= cat is None or cat not in categories
         style: dict[str, Any] = {"color": colour, "weight": 2, "opacity": 0.9, "fillColor": colour, "fillOpacity": 0.1}
-        if str(z.get("status")) == "not_observed":
-            style["dashArray"] = NOT_OBSERVED_DASH
+        if str(z.get("status")) == "not_observed":  # could not be seen: grey, hatched, dotted (no alert ≠ no change)
+            style.update(dashArray=NOT_OBSERVED_DASH, fillColor=NOT_OBSERVED_FILL, className=NOT_OBSERVED_CLASS)  # the class's CSS hatches the fill
             has_not_observed = True
         gj = folium.GeoJson(_display_geometry(z["geometry"], True), style_function=lambda _f, s=style: s, pane=_pane("zones"))
         folium.Tooltip(_zone_tooltip(z), sticky=True).add_to(gj)
@@ -374,6 +388,8 @@ def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: 
     folium.LayerControl(collapsed=False).add_to(m)
     m.fit_bounds(_fit_bounds(zones, alerts, fallback=composite.bounds if composite else None))
     root = m.get_root()
+    if has_not_observed:
+        root.html.add_child(folium.Element(NOT_OBSERVED_HATCH))
     root.html.add_child(folium.Element(legend_html(
         categories, type_counts=type_counts, status_counts=status_counts, has_admin=fg_admin is not None,
         has_uncategorised=has_uncategorised, has_not_observed=has_not_observed,

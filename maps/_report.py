@@ -74,6 +74,9 @@ def _zone_row(z: Mapping[str, Any], stems: list[str], grades: list[str]) -> dict
         "fvc": _num(z.get("fvc_monitor"), ".2f"), "alerts": _text(z.get("alerts_total")),
         "disturbed_ha": _num(z.get("disturbed_area_m2"), ",.2f", 1e-4), "status": _text(z.get("status")),
         "not_observed": str(z.get("status")) == "not_observed",
+        "tier": _text(z.get("tier")),
+        "clear_views": f"{_num(z.get('clear_obs_monitor'), '.0f')} / {_num(z.get('clear_obs_baseline'), '.0f')}",
+        "last_clear": _text(z.get("last_clear_date")) + ("" if _missing(z.get("last_clear_age_days")) else f" ({int(z['last_clear_age_days'])} d)"),
         "grades": [(_text(z.get(g)), GRADE_COLOURS.get(str(z.get(g)), "#eeeeee")) for g in grades],
     }
 
@@ -174,6 +177,9 @@ def render_report(out_dir: Path, *, register: Path | None = None, pdf: bool = Fa
                 "zones_with_alerts": _text(arow.get("zones_with_alerts")), "zones_not_observed": _text(arow.get("zones_not_observed")),
                 "pairs": [(_label_of(s), _num(arow.get(f"{s}_baseline"), ".3f"), _num(arow.get(f"{s}_monitor"), ".3f")) for s in stems],
                 "grades": [(g, _text(arow.get(g)), GRADE_COLOURS.get(str(arow.get(g)), "#eeeeee")) for g in agrades],
+                "ei": None if "ei_habitat_quality" not in arow else (
+                    f"{_num(arow.get('ei'), '.1f')} {_text(arow.get('ei_grade'))}" if not _missing(arow.get("ei"))
+                    else f"– (missing 缺: {_text(arow.get('ei_missing'))})"),
             },
             "chart": _relative(out_dir, chart), "zones": zone_blocks,
         })
@@ -191,6 +197,7 @@ def render_report(out_dir: Path, *, register: Path | None = None, pdf: bool = Fa
         "map": MAP_HTML if (out_dir / MAP_HTML).exists() else None,
         "overview": _relative(out_dir, overview), "counties": counties,
         "has_manifest": bool(manifest),
+        "has_ei": any(c["summary"]["ei"] is not None for c in counties),
     }
     page = _ENV.get_template("report").render(**ctx)
     path = out_dir / REPORT_HTML
@@ -279,12 +286,12 @@ _TEMPLATE = r"""<!DOCTYPE html>
 <table id="county-table">
 <tr><th>county 行政区</th><th>code 代码</th><th>zones 红线区</th><th>zone area 面积 km²</th><th>observed 有效观测 %</th>
 {% for s in stems %}<th>{{ s }} baseline 基准</th><th>{{ s }} monitor 监测</th>{% endfor %}
-<th>alerts 预警</th><th>disturbed 扰动 ha</th><th>zones with alerts 有预警</th><th>not observed 未观测</th>{% for g in admin_grades %}<th>{{ g }} 等级</th>{% endfor %}</tr>
+<th>alerts 预警</th><th>disturbed 扰动 ha</th><th>zones with alerts 有预警</th><th>not observed 未观测</th>{% for g in admin_grades %}<th>{{ g }} 等级</th>{% endfor %}{% if has_ei %}<th>EI 生态环境状况指数 (HJ 192-2015)</th>{% endif %}</tr>
 {% for c in counties %}<tr><td><a href="#{{ c.anchor }}">{{ c.admin_name or "–" }}</a></td><td>{{ c.admin_id }}</td><td class="num">{{ c.summary.zones }}</td>
 <td class="num">{{ c.summary.zones_area_km2 }}</td><td class="num">{{ c.summary.observed }}</td>
 {% for label, b, m in c.summary.pairs %}<td class="num">{{ b }}</td><td class="num">{{ m }}</td>{% endfor %}
 <td class="num">{{ c.summary.alerts }}</td><td class="num">{{ c.summary.disturbed_ha }}</td><td class="num">{{ c.summary.zones_with_alerts }}</td>
-<td class="num">{{ c.summary.zones_not_observed }}</td>{% for g, v, col in c.summary.grades %}<td><span class="badge" style="background:{{ col }}">{{ v }}</span></td>{% endfor %}</tr>
+<td class="num">{{ c.summary.zones_not_observed }}</td>{% for g, v, col in c.summary.grades %}<td><span class="badge" style="background:{{ col }}">{{ v }}</span></td>{% endfor %}{% if has_ei %}<td class="ei">{{ c.summary.ei or "–" }}</td>{% endif %}</tr>
 {% endfor %}
 </table>
 </section>
@@ -294,11 +301,12 @@ _TEMPLATE = r"""<!DOCTYPE html>
 <h2>{{ c.admin_name }} <span class="muted">{{ c.admin_id }}</span></h2>
 {% if c.chart %}<figure><img class="fig" src="{{ c.chart }}" alt="county summary chart 县级汇总图"><figcaption><a href="{{ c.chart | replace('.png', '.svg') }}">SVG</a></figcaption></figure>{% endif %}
 <table class="zone-table">
-<tr><th>zone 红线区</th><th>code 编号</th><th>category 类型</th><th>area km²</th><th>observed %</th>
+<tr><th>zone 红线区</th><th>code 编号</th><th>category 类型</th><th>tier 管控分区</th><th>area km²</th><th>observed %</th><th>clear views 晴空观测 (monitor / baseline, median)</th><th>last clear view 最近晴空观测 (age)</th>
 {% for s in stems %}<th>{{ s }} baseline</th><th>{{ s }} monitor</th><th>{{ s }} change 变化</th>{% endfor %}
 <th>FVC</th><th>alerts 预警</th><th>disturbed ha</th><th>status 状态</th>{% for g in zone_grades %}<th>{{ g }} 等级</th>{% endfor %}</tr>
 {% for z in c.zones %}<tr class="{{ 'not-observed' if z.row.not_observed else '' }}"><td><a href="#{{ z.anchor }}" class="zone-name">{{ z.row.zone_name }}</a></td><td>{{ z.row.zone_id }}</td>
-<td>{{ z.row.category }}</td><td class="num">{{ z.row.area_km2 }}</td><td class="num">{{ z.row.observed }}</td>
+<td>{{ z.row.category }}</td><td>{{ z.row.tier }}</td><td class="num">{{ z.row.area_km2 }}</td><td class="num">{{ z.row.observed }}</td>
+<td class="num clear-views">{{ z.row.clear_views }}</td><td class="last-clear">{{ z.row.last_clear }}</td>
 {% for b, m, d in z.row.pairs %}<td class="num">{{ b }}</td><td class="num">{{ m }}</td><td class="num">{{ d }}</td>{% endfor %}
 <td class="num">{{ z.row.fvc }}</td><td class="num">{{ z.row.alerts }}</td><td class="num">{{ z.row.disturbed_ha }}</td>
 <td>{{ z.row.status }}{% if z.row.not_observed %} ⚠ 未有效观测{% endif %}</td>{% for v, col in z.row.grades %}<td><span class="badge" style="background:{{ col }}">{{ v }}</span></td>{% endfor %}</tr>

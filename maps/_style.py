@@ -63,6 +63,16 @@ EXTRA_CATEGORY_COLOURS = ("#1b7837", "#35978f", "#4d9221", "#5aae61", "#80cdc1",
 UNCATEGORISED = ("#31a354", "uncategorised 未分类")
 ADMIN_STYLE = {"color": "#333333", "weight": 2, "dashArray": "8 6", "fill": False, "opacity": 0.9}
 NOT_OBSERVED_DASH = "2 6"  # zones the scan could not observe (zone_stats status ``not_observed``)
+#: their fill: grey, with a CSS class on the SVG path (``NOT_OBSERVED_CLASS``) that hatches it
+NOT_OBSERVED_FILL = "#808080"
+NOT_OBSERVED_CLASS = "redline-not-observed"
+#: the hatch: an SVG pattern in the page, used as the fill of paths with ``NOT_OBSERVED_CLASS``
+NOT_OBSERVED_HATCH = (
+    "<svg width='0' height='0' style='position:absolute'><defs><pattern id='redline-hatch' patternUnits='userSpaceOnUse' width='8' height='8'"
+    " patternTransform='rotate(45)'><rect width='8' height='8' fill='#808080' fill-opacity='0.25'/><line x1='0' y1='0' x2='0' y2='8'"
+    " stroke='#555' stroke-width='3'/></pattern></defs></svg>"
+    "<style>path.redline-not-observed { fill: url(#redline-hatch); fill-opacity: 0.6; }</style>"
+)
 
 
 def esc(value: object) -> str:
@@ -125,7 +135,8 @@ def legend_html(
         col, label = UNCATEGORISED
         zone_rows.append(f"<div>{_swatch(f'border:2px solid {col};background:{col}33;box-sizing:border-box')}{esc(label)}</div>")
     if has_not_observed:
-        zone_rows.append(f"<div>{_swatch('border:2px dotted #555;box-sizing:border-box')}not observed (cloud) 未有效观测</div>")
+        zone_rows.append(f"<div data-zone-status='not_observed'>{_swatch('border:2px dotted #555;box-sizing:border-box;background:repeating-linear-gradient(45deg,#555 0 2px,#ccc 2px 5px)')}"
+                         "not observed (cloud): no alert ≠ no change 未有效观测（无预警≠无变化）</div>")
     if has_admin:
         zone_rows.append(f"<div>{_swatch('border-top:2px dashed #333;height:0')}county border 县级行政区界</div>")
     return (

@@ -50,10 +50,11 @@ def safe_name(text: object) -> str:
 
 def index_pairs(columns: Iterable[str]) -> list[str]:
     """Stems ``x`` with both ``x_baseline`` and ``x_monitor`` columns, NDVI first, then sorted;
-    grade columns (``*_grade_baseline``, text such as 良) are not index pairs."""
+    grade columns (``*_grade_baseline``, text such as 良) and the clear-observation counts
+    (``clear_obs_*``) are not index pairs."""
     cols = set(columns)
     stems = sorted({c[: -len("_baseline")] for c in cols if c.endswith("_baseline") and c[: -len("_baseline")] + "_monitor" in cols
-                    and not c[: -len("_baseline")].endswith("grade")})
+                    and not c[: -len("_baseline")].endswith(("grade", "clear_obs"))})
     return sorted(stems, key=lambda s: (s != "ndvi", s))
 
 
@@ -145,7 +146,7 @@ def render_zone_figure(out_dir: Path, zone: pd.Series, geom_4326, alerts: gpd.Ge
         obs = zone.get("valid_obs_fraction")
         obs_txt = f" · observed 有效观测 {100 * float(obs):.0f} %" if pd.notna(obs) else ""
         ax.set_title(plain(f"{zone.get('zone_name', '')} ({zone['zone_id']})") + obs_txt, fontsize=8)
-        if stems or pd.notna(zone.get("fvc_monitor")):
+        if ax.get_legend_handles_labels()[0]:  # a zone never seen in the monitor window may have nothing to label
             ax.legend(fontsize=7, loc="best")
         if str(zone.get("status")) == "not_observed":
             ax.text(0.5, 0.5, "not observed 未有效观测", transform=ax.transAxes, ha="center", va="center", fontsize=12, color="#b00", alpha=0.7)

@@ -104,7 +104,15 @@ def lazy_inputs(cfg: ScanConfig, refl: xr.Dataset) -> xr.Dataset:
 
     ndvi = indices.compute_indices(refl[["red", "nir"]], ["NDVI"])["NDVI"].sel(time=slice(str(cfg.baseline.start), str(cfg.monitor.end)))
     ds["ndvi_annual"] = _trends.annual_growing_season_ndvi(ndvi)
+    ds["last_clear"] = last_clear_day(ndvi)
     return ds
+
+
+def last_clear_day(da: xr.DataArray) -> xr.DataArray:
+    """Per pixel, the day of the last clear observation of ``da`` (NaN where not clear), as
+    days since 1970-01-01 (float32; exact for whole days), NaN where never clear. Lazy."""
+    days = ((da["time"] - np.datetime64("1970-01-01", "ns")) / np.timedelta64(1, "D")).astype("float64")
+    return xr.where(da.notnull(), np.floor(days), np.nan).max("time", skipna=True).astype("float32")
 
 
 # --------------------------------------------------------------------------- zonal statistics
@@ -191,15 +199,49 @@ def _assessment_columns(polys: gpd.GeoDataFrame, key: str, rasters: dict[str, Pa
     return out
 
 
+_EPOCH = dt.date(1970, 1, 1)
+#: Observability columns of zone_stats.csv / admin_stats.csv (:func:`observability_columns`).
+OBSERVABILITY_COLUMNS = ("clear_obs_monitor", "clear_obs_baseline", "last_clear_date", "last_clear_age_days")
+
+
+def observability_columns(polys: gpd.GeoDataFrame, key: str, rasters: dict[str, Path], *, window_end: dt.date | None) -> pd.DataFrame:
+    """How well each polygon could be seen, so that "no alert" is never read as "no change".
+
+    ``clear_obs_monitor`` / ``clear_obs_baseline``: the median over the polygon's pixels
+    (coverage-weighted, exactextract) of the number of clear observations in the window;
+    ``last_clear_date``: the median over the pixels of the date of their last clear observation
+    (baseline start to monitor end), i.e. half of the polygon was seen clear on or after it;
+    ``last_clear_age_days``: days from it to ``window_end`` (the monitor end). NaN/None where
+    the rasters (``nclear_monitor``, ``nclear_baseline``, ``last_clear``) are absent or empty.
+    """
+    have = [k for k in ("nclear_monitor", "nclear_baseline", "last_clear") if k in rasters]
+    out = polys[[key]].copy()
+    if not have:
+        return out.assign(**{c: np.nan for c in OBSERVABILITY_COLUMNS})
+    stats = exact_extract([str(rasters[k]) for k in have], polys[[key, "geometry"]], ["median"], include_cols=[key], output="pandas")
+    stats = stats.rename(columns={"median": f"{have[0]}_median"} if len(have) == 1 else {f"{Path(rasters[k]).stem}_median": f"{k}_median" for k in have})
+    out = out.merge(stats, on=key, how="left")
+    for col, k in (("clear_obs_monitor", "nclear_monitor"), ("clear_obs_baseline", "nclear_baseline")):
+        out[col] = out[f"{k}_median"].astype(float).round(1) if f"{k}_median" in out else np.nan
+    day = out["last_clear_median"].astype(float) if "last_clear_median" in out else pd.Series(np.nan, index=out.index)
+    day = np.floor(day)
+    out["last_clear_date"] = [(_EPOCH + dt.timedelta(days=int(d))).isoformat() if np.isfinite(d) else None for d in day]
+    age = (window_end - _EPOCH).days - day if window_end is not None else pd.Series(np.nan, index=out.index)
+    out["last_clear_age_days"] = pd.array([int(a) if np.isfinite(a) else None for a in age], dtype="Int64")
+    return out[[key, *OBSERVABILITY_COLUMNS]]
+
 _ZONE_HEAD = ["zone_id", "zone_name", "category", "admin_id", "area_km2", "valid_obs_fraction", "ndvi_baseline", "ndvi_monitor",
-              "ndvi_change", "fvc_monitor", "disturbed_area_m2", "disturbed_fraction", "alerts_total", *[f"alerts_{t}" for t in DISTURBANCE_TYPES], "status"]
+              "ndvi_change", "fvc_monitor", "disturbed_area_m2", "disturbed_fraction", "alerts_total", *[f"alerts_{t}" for t in DISTURBANCE_TYPES], "status",
+              "tier", *OBSERVABILITY_COLUMNS]
 
 
 def _ordered(frame: pd.DataFrame, head: list[str]) -> pd.DataFrame:
     return frame[[c for c in head if c in frame] + [c for c in frame.columns if c not in head]]
 
 
-def zone_statistics(zones: gpd.GeoDataFrame, rasters: dict[str, Path], alerts: gpd.GeoDataFrame, *, rsei_variant: str | None = None) -> pd.DataFrame:
+def zone_statistics(
+    zones: gpd.GeoDataFrame, rasters: dict[str, Path], alerts: gpd.GeoDataFrame, *, rsei_variant: str | None = None, window_end: dt.date | None = None
+) -> pd.DataFrame:
     """One row per zone: the columns of design.md §7, then the extensions of the assessment.
 
     Parameters
@@ -218,11 +260,15 @@ def zone_statistics(zones: gpd.GeoDataFrame, rasters: dict[str, Path], alerts: g
         Alerts (any CRS) with ``zone_id``, ``area_m2``, ``disturbance_type``, ``status``.
     rsei_variant
         The RSEI variant line (:attr:`redline.rsei.RseiResult.variant`), repeated per row.
+    window_end
+        End of the monitor window: the age of the last clear view is counted from it.
 
     Returns
     -------
     pandas.DataFrame
-        §7 columns first (``zone_id … alerts_by_type…, status``), then ``monitored_fraction,
+        §7 columns first (``zone_id … alerts_by_type…, status``), ``tier`` (管控分区 code,
+        when the zones carry one), the observability columns of :func:`observability_columns`,
+        then ``monitored_fraction,
         fvc_baseline, fvc_change, rsei_{baseline,monitor,change}, rsei_grade_{period}`` (差 …
         优 of the zone mean), ``rsei_{period}_share_{poor…excellent}`` (area share of each
         grade among the zone's graded pixels), ``alerts_status_{status}``, the NDVI trend
@@ -230,8 +276,11 @@ def zone_statistics(zones: gpd.GeoDataFrame, rasters: dict[str, Path], alerts: g
         in the zones' metric CRS.
     """
     out = zones[["zone_id", "zone_name", "category", "admin_id"]].copy()
+    if "tier" in zones and zones["tier"].notna().any():
+        out.insert(4, "tier", zones["tier"].values)
     out["area_km2"] = (zones.geometry.area / 1e6).round(6).values  # 1 m²: zones smaller than a pixel keep their area
     out = out.merge(_assessment_columns(zones, "zone_id", rasters), on="zone_id", how="left")
+    out = out.merge(observability_columns(zones, "zone_id", rasters, window_end=window_end), on="zone_id", how="left")
     out = _alert_columns(out, "zone_id", alerts, out["area_km2"] * 1e6)
     out["status"] = np.select(
         [out["valid_obs_fraction"].fillna(0) < OBSERVED_MIN_FRACTION, out["alerts_total"] > 0],
@@ -251,6 +300,7 @@ def admin_statistics(
     rasters: dict[str, Path],
     alerts: gpd.GeoDataFrame,
     rsei_variant: str | None = None,
+    window_end: dt.date | None = None,
 ) -> pd.DataFrame:
     """One row per admin unit (``admin_id`` of the zones; ``(none)`` for zones without one).
 
@@ -259,7 +309,11 @@ def admin_statistics(
     aggregate of the zones' pixels (overlapping zones count once), not a mean of zone means.
     Areas and alert counts are sums over the zones; ``zones_total``, ``zones_with_alerts`` and
     ``zones_not_observed`` count zones. ``admin_area_km2`` is the unit's own area when
-    ``admin_units`` (same CRS) is given.
+    ``admin_units`` (same CRS) is given. The observability columns
+    (:func:`observability_columns`) are measured over the union of the unit's zones too. When
+    the zones carry a ``tier``, alert counts and areas are split by tier:
+    ``alerts_tier_{tier}``, ``disturbed_area_m2_tier_{tier}`` and ``zones_area_km2_tier_{tier}``
+    for each tier present (codes of :data:`aoi.ZONE_TIERS`).
     """
     z = zones[["admin_id", "geometry"]].copy()
     z["admin_id"] = z["admin_id"].fillna("(none)").astype(str)
@@ -276,6 +330,8 @@ def admin_statistics(
         admin_of = zs.set_index("zone_id")["admin_id"]
         a["admin_id"] = a["zone_id"].map(admin_of).fillna("(none)")
     out = _alert_columns(out, "admin_id", a, out["zones_area_km2"] * 1e6)
+    out = out.merge(observability_columns(units, "admin_id", rasters, window_end=window_end), on="admin_id", how="left")
+    out = _tier_columns(out, zones, a)
     out["zones_with_alerts"] = out["admin_id"].map(g["alerts_total"].apply(lambda s: int((s > 0).sum()))).fillna(0).astype(int)
     out["zones_not_observed"] = out["admin_id"].map(g["status"].apply(lambda s: int((s == "not_observed").sum()))).fillna(0).astype(int)
     if admin_units is not None:
@@ -291,6 +347,26 @@ def admin_statistics(
             "ndvi_monitor", "fvc_monitor", "ndvi_change", "disturbed_area_m2", "disturbed_fraction", "alerts_total",
             *[f"alerts_{t}" for t in DISTURBANCE_TYPES], "zones_with_alerts", "zones_not_observed"]
     return _ordered(out, head)
+
+
+def _tier_columns(out: pd.DataFrame, zones: gpd.GeoDataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
+    """Per-tier alert counts, disturbed areas (m²) and zone areas (km²) per admin unit; the
+    frame unchanged when the zones carry no tier."""
+    if "tier" not in zones or not zones["tier"].notna().any():
+        return out
+    from aoi import ZONE_TIERS
+
+    tier_of = dict(zip(zones["zone_id"], zones["tier"]))
+    z = zones.assign(admin_id=zones["admin_id"].fillna("(none)").astype(str))
+    a = alerts.assign(tier=alerts["zone_id"].map(tier_of)) if not alerts.empty else pd.DataFrame(columns=["admin_id", "tier", "area_m2"])
+    for t in [t for t in ZONE_TIERS if t in set(zones["tier"].dropna())]:
+        sel = a[a["tier"] == t]
+        out[f"alerts_tier_{t}"] = out["admin_id"].map(sel.groupby("admin_id").size()).fillna(0).astype(int)
+        out[f"disturbed_area_m2_tier_{t}"] = out["admin_id"].map(sel.groupby("admin_id")["area_m2"].sum()).fillna(0.0).astype(float).round(1)
+        zt = z[z["tier"] == t]
+        area = (zt.dissolve(by="admin_id").geometry.area / 1e6) if not zt.empty else pd.Series(dtype=float)
+        out[f"zones_area_km2_tier_{t}"] = out["admin_id"].map(area).fillna(0.0).astype(float).round(4)
+    return out
 
 
 # --------------------------------------------------------------------------- the writer
@@ -318,6 +394,10 @@ def _assessment_rasters(out: Path, inputs: dict[str, np.ndarray], years: list[in
             put(f"ndvi_{p}", ndvi.astype("float32"), f"growing-season mean NDVI of the {p} window")
     if basic:
         put("observed", (np.nan_to_num(inputs["nclear_monitor"]) >= 1).astype("float32"), "1 if seen clear at least once in the monitor window")
+    for p in PERIODS:
+        put(f"nclear_{p}", np.nan_to_num(inputs[f"nclear_{p}"]).astype("float32"), f"clear observations in the {p} window")
+    if "last_clear" in inputs:
+        put("last_clear", inputs["last_clear"].astype("float32"), "day of the last clear observation (baseline start to monitor end), days since 1970-01-01; NaN never clear")
     put("monitored", (np.nan_to_num(inputs["nclear_baseline"]) >= min_baseline_obs).astype("float32"),
         f"1 if the baseline window had at least {min_baseline_obs} clear observations (enough for the detector)")
     comps = {p: {n: inputs[f"{n}_{p}"] for n in _rsei.COMPONENTS if f"{n}_{p}" in inputs} for p in PERIODS}
@@ -335,6 +415,28 @@ def _assessment_rasters(out: Path, inputs: dict[str, np.ndarray], years: list[in
                     "pooled": res.pooled, "grades": {str(c): {"key": k, "name": n} for c, (k, n) in _rsei.GRADES.items()},
                     "grade_edges": list(_rsei.GRADE_EDGES), "water_mask": f"period-mean MNDWI > {_rsei.WATER_MNDWI}"}
     return paths, info
+
+
+def _with_ei(admin_stats: pd.DataFrame, cfg: ScanConfig, admin_utm: gpd.GeoDataFrame | None, zones_utm: gpd.GeoDataFrame,
+             paths: dict[str, Path], info: dict[str, Any]) -> pd.DataFrame:
+    """``admin_stats`` with the HJ 192-2015 EI columns (:mod:`redline.ei`), measured over each
+    county's own polygon (``admin_units``), or over the union of its zones when no admin units
+    are given; the method and coefficients go to ``assessment.json`` (``info``)."""
+    from redline import ei as _ei
+
+    rivers, table = _ei.check_inputs(cfg.assess)
+    if admin_utm is not None:
+        units, basis = admin_utm[["admin_id", "geometry"]], "county polygons (admin_units)"
+    else:
+        z = zones_utm.assign(admin_id=zones_utm["admin_id"].fillna("(none)").astype(str))
+        units, basis = z.dissolve(by="admin_id").reset_index()[["admin_id", "geometry"]], "union of the zones of each admin_id (no admin_units given)"
+    res = _ei.county_ei(units, "admin_id", land_cover=cfg.assess.land_cover, classes=dict(cfg.assess.land_cover_classes),
+                        ndvi=paths["ndvi_monitor"], rivers=rivers, table=table)
+    info["ei"] = {"standard": "HJ 192-2015 生态环境状况评价技术规范", "units": basis, "ndvi": "growing-season mean NDVI of the monitor window",
+                  "coefficients": {"A_bio": _ei.A_BIO, "A_veg": _ei.A_VEG, "A_riv": _ei.A_RIV, "A_lak": _ei.A_LAK, "A_res": _ei.A_RES, "A_ero": _ei.A_ERO},
+                  "weights": _ei.EI_WEIGHTS, "land_cover": str(cfg.assess.land_cover), "classes": {str(k): v for k, v in cfg.assess.land_cover_classes.items()},
+                  "rivers": str(cfg.assess.rivers) if cfg.assess.rivers else None, "county_table": str(cfg.assess.county_table) if cfg.assess.county_table else None}
+    return admin_stats.merge(res, on="admin_id", how="left")
 
 
 def write_assessment(
@@ -368,9 +470,11 @@ def write_assessment(
     info["wetness"] = {"coefficients": (attrs or {}).get("wetness_coefficients"), "reference": (attrs or {}).get("wetness_reference")}
     variant = info["rsei"]["variant"] + f"; tasselled-cap wetness {info['wetness']['coefficients']} ({info['wetness']['reference']})"
     zones_utm = zones.to_crs(utm)
-    zone_stats = zone_statistics(zones_utm, paths, alerts, rsei_variant=variant)
+    zone_stats = zone_statistics(zones_utm, paths, alerts, rsei_variant=variant, window_end=cfg.monitor.end)
     admin_utm = admin.to_crs(utm) if admin is not None else None
-    admin_stats = admin_statistics(zone_stats, admin_utm, zones=zones_utm, rasters=paths, alerts=alerts, rsei_variant=variant)
+    admin_stats = admin_statistics(zone_stats, admin_utm, zones=zones_utm, rasters=paths, alerts=alerts, rsei_variant=variant, window_end=cfg.monitor.end)
+    if cfg.assess.land_cover is not None:
+        admin_stats = _with_ei(admin_stats, cfg, admin_utm, zones_utm, paths, info)
     zone_stats.to_csv(out / "zone_stats.csv", index=False, encoding="utf-8")
     admin_stats.to_csv(out / "admin_stats.csv", index=False, encoding="utf-8")
 
@@ -439,6 +543,9 @@ def run_assessment(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, 
     admin = None
     if cfg.admin_units is not None:
         admin = aoi.read_admin_units(cfg.admin_units.path, id_field=cfg.admin_units.id_field, layer=cfg.admin_units.layer, name_field=cfg.admin_units.name_field)
+    from redline import ei as _ei
+
+    _ei.check_inputs(cfg.assess)
     utm = aoi.utm_crs_for(zones)
     geobox = _analysis_geobox(zones.to_crs(utm), cfg.resolution)
     bbox = aoi.zones_bbox_4326(zones)

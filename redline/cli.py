@@ -141,6 +141,9 @@ def validate(config: Path = typer.Argument(..., help="scan.yml")) -> None:
                            category_field=cfg.zones.category_field, admin_field=cfg.zones.admin_field, tier_field=cfg.zones.tier_field)
     if cfg.admin_units is not None:
         aoi.read_admin_units(cfg.admin_units.path, id_field=cfg.admin_units.id_field, layer=cfg.admin_units.layer, name_field=cfg.admin_units.name_field)
+    from redline import ei
+
+    ei.check_inputs(cfg.assess)
     if cfg.stac.url:
         open_client(cfg.stac.url, timeout=cfg.stac.timeout_s)
     out_console.print(f"{config}: ok ({len(zones)} zones, STAC {'reachable' if cfg.stac.url else 'not set'})")

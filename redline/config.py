@@ -25,6 +25,7 @@ __all__ = [
     "DetectionConfig",
     "DaskConfig",
     "ReviewConfig",
+    "AssessConfig",
     "load_config",
     "PROFILES",
 ]
@@ -138,6 +139,27 @@ class ReviewConfig(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError("a review step is listed twice; list each step once, in order")
         return value
+LandTypeCode = Literal[
+    "forest", "shrubland", "sparse_forest", "grassland_high", "grassland_medium", "grassland_low", "river", "lake_reservoir",
+    "tidal_flat", "marsh", "glacier_snow", "paddy", "dryland", "urban", "rural_settlement", "other_built", "sand", "saline",
+    "bare_soil", "bare_rock", "other_unused",
+]  # the land types of HJ 192-2015 (redline.ei.LAND_TYPES)
+
+
+class AssessConfig(BaseModel):
+    """Optional inputs of the assessment: the HJ 192-2015 EI per county (:mod:`redline.ei`)."""
+
+    model_config = _Strict
+    land_cover: Path | None = None
+    land_cover_classes: dict[int, LandTypeCode] = Field(default_factory=dict, description="land-cover code → HJ 192-2015 land type")
+    rivers: Path | None = None
+    county_table: Path | None = None
+
+    @model_validator(mode="after")
+    def _classes(self) -> "AssessConfig":
+        if self.land_cover is not None and not self.land_cover_classes:
+            raise ValueError("land_cover is given without land_cover_classes; map each code to a land type, e.g. {1: forest, 2: paddy}")
+        return self
 
 
 class DaskConfig(BaseModel):
@@ -164,6 +186,7 @@ class ScanConfig(BaseModel):
     register_path: Path | None = Field(None, alias="register", description="alert register GeoPackage")
     dask: DaskConfig = Field(default_factory=DaskConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
+    assess: AssessConfig = Field(default_factory=AssessConfig)
 
     @model_validator(mode="after")
     def _windows(self) -> "ScanConfig":
@@ -187,6 +210,7 @@ class ScanConfig(BaseModel):
             update["admin_units"] = self.admin_units.model_copy(update={"path": _abs(self.admin_units.path)})
         if self.register_path is not None:
             update["register_path"] = _abs(self.register_path)
+        update["assess"] = self.assess.model_copy(update={k: _abs(getattr(self.assess, k)) for k in ("land_cover", "rivers", "county_table")})
         return self.model_copy(update=update)
 
 

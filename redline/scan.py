@@ -27,7 +27,7 @@ from odc.geo.geobox import GeoBox
 import aoi
 import indices
 import pipelines
-from redline import assess, provenance
+from redline import assess, ei, provenance
 from redline.alerts import ALERT_COLUMNS, alerts_from_fields
 from redline.config import ScanConfig
 from redline.detect import FIELDS, baseline_model, detect, stack_indices
@@ -426,6 +426,7 @@ def run_scan(
     admin = None
     if cfg.admin_units is not None:
         admin = aoi.read_admin_units(cfg.admin_units.path, id_field=cfg.admin_units.id_field, layer=cfg.admin_units.layer, name_field=cfg.admin_units.name_field)
+    ei.check_inputs(cfg.assess)  # bad EI inputs (assess.*) fail before anything is searched or computed
     bbox = aoi.zones_bbox_4326(zones)
 
     search = pipelines.search_items(
@@ -522,6 +523,7 @@ def run_scan(
 
     mine = merged[_of_scan(merged, scan_id)].copy()
     mine = mine.sort_values("alert_id").reset_index(drop=True)
+    mine["zone_tier"] = mine["zone_id"].map(dict(zip(zones["zone_id"], zones["tier"])))  # 管控分区 of the alert's zone (None: no tier field)
     (out / "alerts.geojson").write_text(mine.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
 
     assess_np, years = assess.computed_inputs(assess_ds)
@@ -529,7 +531,7 @@ def run_scan(
         out, cfg=cfg, zones=zones, admin=admin, utm=utm, geobox=geobox, inputs=assess_np, years=years, alerts=mine,
         rasters=raster_paths, attrs=dict(assess_ds.attrs),
     )
-    zones_out = zones.to_crs(4326).merge(zone_stats.drop(columns=["zone_name", "category", "admin_id"]), on="zone_id")
+    zones_out = zones.to_crs(4326).merge(zone_stats.drop(columns=["zone_name", "category", "admin_id", "tier"], errors="ignore"), on="zone_id")
     (out / "zones.geojson").write_text(zones_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
     if admin is not None:
         admin_out = admin.to_crs(4326).merge(admin_stats.drop(columns=["admin_name"]), on="admin_id", how="left")

@@ -37,6 +37,8 @@ def rerendered(small_scan, tmp_path_factory) -> Path:
     first = sorted(small_scan.zone_stats["zone_id"])[0]
     zones = gpd.read_file(out / "zones.geojson")
     zones.loc[zones["zone_id"] == first, "zone_name"] = EVIL
+    for c in zones.select_dtypes("datetime").columns:  # GDAL reads ISO date fields (last_clear_date) as dates
+        zones[c] = zones[c].dt.strftime("%Y-%m-%d")
     (out / "zones.geojson").write_text(zones.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
     stats = pd.read_csv(out / "zone_stats.csv", dtype={"admin_id": str})
     stats.loc[stats["zone_id"] == first, "zone_name"] = EVIL

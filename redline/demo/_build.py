@@ -30,7 +30,7 @@ from redline.demo import _spectra as S
 from redline.demo import _stac as ST
 
 #: Bump when the generated pixels, vectors or metadata change (invalidates cached builds).
-GENERATOR_VERSION = "4.1"
+GENERATOR_VERSION = "4.2"
 MMU_M2 = 5000.0  # minimum mapping unit of the scan config, m²
 ZONES_CRS, TRUTH_CRS = "EPSG:4490", "EPSG:4326"  # CGCS2000 for the official layers
 
@@ -122,11 +122,36 @@ class DemoScenes:
     truth: Path  # truth.gpkg, layer events, EPSG:4326
     config: Path  # scan.yml
     n_scenes: int
+    land_cover: Path  # landcover.tif, the landscape's classes (L.CLASS_NAMES codes, nodata 255), EPSG:32648
+    rivers: Path  # rivers.gpkg, layer rivers: river centre lines, EPSG:4490
 
 
 def _paths(root: Path, n_scenes: int) -> DemoScenes:
     return DemoScenes(root, root / "items.json", root / "collection.json", root / "zones.gpkg", root / "counties.gpkg",
-                      root / "truth.gpkg", root / "scan.yml", n_scenes)
+                      root / "truth.gpkg", root / "scan.yml", n_scenes, root / "landcover.tif", root / "rivers.gpkg")
+
+
+#: The demo's land-cover classes (L.CLASS_NAMES) as HJ 192-2015 land types (redline.ei.LAND_TYPES):
+#: forest → 有林地, shrub/grass → 高覆盖度草地, the irrigated plain's cropland → 水田, the
+#: reservoir → 湖泊(库), villages → 农村居民点, roads → 其他建设用地, rock → 裸岩石砾.
+LAND_COVER_CLASSES = {
+    L.EVERGREEN: "forest", L.DECIDUOUS: "forest", L.SHRUB: "grassland_high", L.CROP: "paddy", L.LAKE: "lake_reservoir",
+    L.RIVER: "river", L.ROCK: "bare_rock", L.BUILT: "rural_settlement", L.ROAD: "other_built",
+}
+
+
+def _write_land_cover(tmp: Path, land: L.Landscape) -> None:
+    """landcover.tif (uint8 class codes of L.CLASS_NAMES, nodata 255) and rivers.gpkg (centre lines)."""
+    with rasterio.open(
+        tmp / "landcover.tif", "w", driver="COG", width=land.n, height=land.n, count=1, dtype="uint8", crs=f"EPSG:{L.EPSG}",
+        transform=L.grid_transform(land.n), nodata=255, compress="deflate", blocksize=256, overviews="NONE",
+    ) as dst:
+        dst.write(land.lc, 1)
+        dst.update_tags(1, **{f"class_{i}": name for i, name in enumerate(L.CLASS_NAMES)})
+    lines = [shapely.LineString([L.to_utm(u, v, land.size_m) for u, v in path]) for path in (L.RIVER_IN, L.RIVER_OUT)]
+    grid = shapely.box(L.X0, L.Y0 - land.size_m, L.X0 + land.size_m, L.Y0)
+    rivers = gpd.GeoDataFrame({"name": ["湔江 in", "湔江 out"]}, geometry=[ln.intersection(grid).difference(land.lake) for ln in lines], crs=L.EPSG)
+    rivers.to_crs(ZONES_CRS).to_file(tmp / "rivers.gpkg", layer="rivers", driver="GPKG")
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
@@ -205,7 +230,7 @@ def _write_vectors(tmp: Path, land: L.Landscape, events: list[E.Event]) -> None:
     truth.to_crs(TRUTH_CRS).to_file(tmp / "truth.gpkg", layer="events", driver="GPKG")
 
 
-def _write_config(tmp: Path, p: Preset) -> None:
+def _write_config(tmp: Path, p: Preset, root: Path) -> None:
     text = f"""# Scan configuration of the generated demo build (preset {p.name}); paths are relative to
 # this file. stac.url is filled in by the caller when it starts the embedded STAC API.
 name: demo-{p.name}
@@ -216,6 +241,10 @@ baseline: {{start: "{p.baseline[0]}", end: "{p.baseline[1]}"}}
 monitor: {{start: "{p.monitor[0]}", end: "{p.monitor[1]}"}}
 resolution: 10
 detection: {{min_area_m2: {int(MMU_M2)}}}
+assess:  # HJ 192-2015 EI per county (absolute paths, like the scenes' hrefs); no county table: EI itself is reported missing
+  land_cover: {json.dumps(str(root / "landcover.tif"), ensure_ascii=False)}
+  land_cover_classes: {{{", ".join(f"{k}: {v}" for k, v in LAND_COVER_CLASSES.items())}}}
+  rivers: {json.dumps(str(root / "rivers.gpkg"), ensure_ascii=False)}
 """
     (tmp / "scan.yml").write_text(text, encoding="utf-8")
 
@@ -243,7 +272,7 @@ def _existing(root: Path, info: dict) -> DemoScenes | None:
         build = json.loads((root / "BUILD.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if any(build.get(k) != v for k, v in info.items()) or not (root / "items.json").is_file():
+    if any(build.get(k) != v for k, v in info.items()) or build.get("overcast_zones") != info.get("overcast_zones") or not (root / "items.json").is_file():
         return None
     return _paths(root, int(build["n_scenes"]))
 
@@ -273,13 +302,14 @@ def _generate(tmp: Path, root: Path, p: Preset, seed: int) -> int:
     collection = ST.make_collection(grid_bbox, first, last, p.name, seed, GENERATOR_VERSION)
     (tmp / "collection.json").write_text(json.dumps(collection, ensure_ascii=False, indent=1), encoding="utf-8")
     _write_vectors(tmp, land, events)
-    _write_config(tmp, p)
+    _write_land_cover(tmp, land)
+    _write_config(tmp, p, root)
     return len(items)
 
 
 def generate_demo(
     out_dir: Path | str, *, preset: str = "demo", seed: int = 20230101, size: int | None = None,
-    extra_events: tuple[E.EventRequest, ...] = (),
+    extra_events: tuple[E.EventRequest, ...] = (), overcast_zones: tuple[str, ...] = (),
 ) -> DemoScenes:
     """Write (or reuse) a deterministic demo build in ``out_dir``.
 
@@ -308,18 +338,25 @@ def generate_demo(
     extra_events
         Event requests placed after the preset's (e.g. a road corridor, ``shape="line"``, or
         a quarry that existed before the first scene, ``preexisting=0.5``); none by default.
+    overcast_zones
+        Zone codes (HXBH) kept under thick cloud on every date of the monitor window (a zone
+        that cannot be observed); default none, the preset's own scenes.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown demo preset {preset!r}; use one of: {', '.join(PRESETS)}")
     p = PRESETS[preset] if size is None else replace(PRESETS[preset], size=int(size))
     if extra_events:
         p = replace(p, events=(*p.events, *extra_events))
+    if overcast_zones:
+        p = replace(p, conditions=replace(p.conditions, overcast_zones=tuple(overcast_zones), overcast_from=dt.date.fromisoformat(p.monitor[0])))
     root = Path(out_dir).expanduser().resolve()
     info = {"preset": preset, "seed": int(seed), "generator_version": GENERATOR_VERSION}
     if size is not None:
         info["size_px"] = int(size)
     if extra_events:
         info["extra_events"] = [repr(e) for e in extra_events]
+    if overcast_zones:
+        info["overcast_zones"] = list(overcast_zones)
     found = _existing(root, info)
     if found is not None:
         return found

@@ -26,9 +26,10 @@ The atmosphere is what makes a detector's life hard:
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+import shapely
 from scipy import ndimage
 
 from redline.demo import _events as E
@@ -80,6 +81,10 @@ class Conditions:
     corner_line: tuple[tuple[float, float], tuple[float, float]] = CORNER_LINE
     fire_regrowth: tuple[float, float] = (0.30, 200.0)
     quarry_gap_days: tuple[float, float] = (40.0, 75.0)
+    #: zones (HXBH) under thick cloud on every date from ``overcast_from`` on (labelled cloud in
+    #: the SCL): a zone that cannot be seen in the monitor window. Empty in every preset.
+    overcast_zones: tuple[str, ...] = ()
+    overcast_from: dt.date | None = None
 
 
 @dataclass(frozen=True)
@@ -315,10 +320,22 @@ def scene_classification(refl20: np.ndarray, atm: Atmosphere, nodata20: np.ndarr
     return scl
 
 
+def _overcast(atm: Atmosphere, surface: Surface, day: dt.date) -> Atmosphere:
+    """Thick cloud over the overcast zones (and 60 m around them) from ``overcast_from`` on."""
+    cond = surface.conditions
+    if not cond.overcast_zones or cond.overcast_from is None or day < cond.overcast_from:
+        return atm
+    zones = [surface.land.zones[c] for c in cond.overcast_zones if c in surface.land.zones]
+    cover = L.coverage(shapely.union_all(zones).buffer(60.0), surface.land.n) if zones else np.zeros_like(atm.opacity)
+    cloud = np.where(cover > 0, 1.0, 0.0).astype("float32")
+    return replace(atm, opacity=np.maximum(atm.opacity, cloud), top=np.where(cloud > 0, 0.6, atm.top).astype("float32"))
+
+
 def render(rng: np.random.Generator, acq: Acquisition, surface: Surface, corner: np.ndarray) -> Rendered:
     """Render one acquisition to DN and SCL."""
     n = surface.land.n
     atm, cf = atmosphere(rng, n, acq.date, surface.land.elevation, surface.conditions.cloud_boost)
+    atm = _overcast(atm, surface, acq.date)
     refl = observe(surface.disturbed(acq.date), atm)
     refl20 = block_mean(refl[4:6])
     noise10 = rng.standard_normal((4, n, n), dtype="float32") * (NOISE_A + NOISE_B * np.abs(refl[:4]))
