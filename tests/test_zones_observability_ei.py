@@ -242,3 +242,19 @@ def test_bad_county_table_names_file_and_column(tmp_path):
     (tmp_path / "t.csv").write_text("admin_id,pollution_load\n510181,high\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="'high'.*not a number"):
         EI.read_county_table(tmp_path / "t.csv")
+
+
+def test_ledger_of_a_tiered_scan_carries_each_alerts_tier(scan, tmp_path):
+    """The 台账 exported through the CLI names each alert's 管控分区 from the scan folder."""
+    from redline.cli import main
+
+    result, _ = scan
+    to = tmp_path / "ledger.csv"
+    assert main(["alerts", "export", "--ledger", "--format", "csv", "--lang", "en", "--out", str(result.out_dir), "--to", str(to)]) in (0, None)
+    ledger = pd.read_csv(to, encoding="utf-8-sig")
+    tiers = result.zone_stats.set_index("zone_id")["tier"]
+    id_col = next(c for c in ledger.columns if c.lower().startswith("alert"))
+    zone_col = next(c for c in ledger.columns if c.lower().startswith("zone code") or c.lower() == "zone id" or c.lower() == "zone_id")
+    tier_col = next(c for c in ledger.columns if "tier" in c.lower())
+    assert len(ledger) == len(result.alerts) > 0
+    assert (ledger[tier_col] == ledger[zone_col].map(tiers)).all(), ledger[[id_col, zone_col, tier_col]]
