@@ -22,7 +22,7 @@ import geopandas as gpd
 from pipelines import serve_stac
 from redline.config import load_config
 from redline.demo import generate_demo
-from redline.evaluate import score_alerts
+from redline.evaluate import first_clear_looks, score_alerts
 from redline.scan import run_scan
 
 TUNE_SEEDS = (20230101,)
@@ -39,9 +39,11 @@ def run_one(preset: str, seed: int, work: Path) -> dict:
     with serve_stac(build.root) as url:
         cfg = load_config(build.config, overrides={"stac": {"url": url}})
         result = run_scan(cfg, out)
+    seconds = round(time.monotonic() - t0, 1)
     truth = gpd.read_file(build.truth, layer="events")
-    score = score_alerts(result.alerts, truth, metric_crs="EPSG:32648")
-    return {"preset": preset, "seed": seed, "seconds": round(time.monotonic() - t0, 1), **score.as_dict(),
+    score = score_alerts(result.alerts, truth, metric_crs="EPSG:32648",
+                         first_clear=first_clear_looks(Path(build.root) / "items.json", truth, tuple(cfg.detection.scl_mask_classes)))
+    return {"preset": preset, "seed": seed, "seconds": seconds, **score.as_dict(),
             "crop_zone_alerts": int((result.alerts["zone_id"] == "510181-HX-0006").sum() - _crop_zone_true(result.alerts, truth))}
 
 
@@ -79,7 +81,8 @@ def _print(r: dict) -> None:
         f"{role:7s} {r['preset']} seed {r['seed']}: recall {r['recall']:.2f} ({r['found_events']}/{r['expected_events']}), "
         f"precision {r['precision']:.2f} ({r['true_alerts']}/{r['alerts']}), false alerts {r['false_alerts']}, "
         f"alerts on excluded events {r['alerts_on_excluded_events']}, date error median {r['date_error_days_median']:.0f} d "
-        f"(max {r['date_error_days_max']:.0f} d, {r['date_error_revisits_median']:.1f} revisits), IoU median {r['iou_median']:.2f}, "
+        f"(max {r['date_error_days_max']:.0f} d, {r['date_error_revisits_median']:.1f} revisits; after the first clear look "
+        f"{r['delay_after_first_clear_days_median']:.0f} d), IoU median {r['iou_median']:.2f}, "
         f"type accuracy {r['type_accuracy']:.2f}, false alerts in the cropland zone {r['crop_zone_alerts']}, {r['seconds']} s"
     )
     if r["missed_events"]:

@@ -7,13 +7,18 @@ every zone or below the unit must produce no alert.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import rasterio
+import rasterio.features
+import rasterio.windows
 
-__all__ = ["Score", "score_alerts"]
+__all__ = ["Score", "score_alerts", "first_clear_looks"]
 
 
 @dataclass(frozen=True)
@@ -35,12 +40,17 @@ class Score:
     iou_median: float
     type_accuracy: float
     type_confusion: dict[str, dict[str, int]]
+    #: alert date − the event's first clear look (what cloud allowed), when those are given
+    delay_after_first_clear_days_median: float = float("nan")
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def score_alerts(alerts: gpd.GeoDataFrame, truth: gpd.GeoDataFrame, *, metric_crs: object, revisit_days: float = 10.0) -> Score:
+def score_alerts(
+    alerts: gpd.GeoDataFrame, truth: gpd.GeoDataFrame, *, metric_crs: object, revisit_days: float = 10.0,
+    first_clear: dict[str, str] | None = None,
+) -> Score:
     """Compare alerts with truth events.
 
     Parameters
@@ -53,6 +63,10 @@ def score_alerts(alerts: gpd.GeoDataFrame, truth: gpd.GeoDataFrame, *, metric_cr
         CRS in metres for areas and overlaps (e.g. the scan's UTM zone).
     revisit_days
         Nominal revisit interval, to express date errors in revisits.
+    first_clear
+        Event id → ISO date of the first scene after the start that saw most of the event clear
+        (no detector can date it earlier): splits the date error into cloud delay and the
+        detector's own delay.
     """
     a = alerts.to_crs(metric_crs).reset_index(drop=True)
     t = truth.to_crs(metric_crs).reset_index(drop=True)
@@ -64,7 +78,7 @@ def score_alerts(alerts: gpd.GeoDataFrame, truth: gpd.GeoDataFrame, *, metric_cr
     missed = [e for e in expected["event_id"] if e not in hit_events]
     true_alert_idx = set(hits.index[hits["event_id"].isin(expected["event_id"])]) if len(hits) else set()
     on_excluded = set(hits.index[hits["event_id"].isin(excluded["event_id"])]) if len(hits) else set()
-    date_err, ious, type_ok = [], [], []
+    date_err, ious, type_ok, delays = [], [], [], []
     confusion: dict[str, dict[str, int]] = {}
     for ev in expected.itertuples():
         if ev.event_id not in hit_events:
@@ -72,6 +86,8 @@ def score_alerts(alerts: gpd.GeoDataFrame, truth: gpd.GeoDataFrame, *, metric_cr
         mine = a.loc[hits.index[hits["event_id"] == ev.event_id].unique()]
         first = pd.to_datetime(mine["first_detected"]).min()
         date_err.append((first - pd.Timestamp(ev.start_date)).days)
+        if first_clear and first_clear.get(ev.event_id):
+            delays.append((first - pd.Timestamp(first_clear[ev.event_id])).days)
         union = mine.union_all()
         ious.append(union.intersection(ev.geometry).area / union.union(ev.geometry).area)
         main = mine.loc[mine.geometry.intersection(ev.geometry).area.idxmax(), "disturbance_type"]
@@ -97,4 +113,28 @@ def score_alerts(alerts: gpd.GeoDataFrame, truth: gpd.GeoDataFrame, *, metric_cr
         iou_median=float(np.median(ious)) if ious else float("nan"),
         type_accuracy=float(np.mean(type_ok)) if type_ok else float("nan"),
         type_confusion=confusion,
+        delay_after_first_clear_days_median=float(np.median(delays)) if delays else float("nan"),
     )
+
+
+def first_clear_looks(items_json: Path, truth: gpd.GeoDataFrame, masked: tuple[int, ...], share: float = 0.5) -> dict[str, str]:
+    """Event id → date of the first scene on or after the event's start whose SCL saw at least
+    ``share`` of the event's pixels clear (not in ``masked``, not no data): the earliest date any
+    detector could give it. Read from the scenes' own SCL COGs over each event's window."""
+    feats = sorted(json.loads(items_json.read_text())["features"], key=lambda f: f["properties"]["datetime"])
+    out: dict[str, str] = {}
+    for ev in truth.itertuples():
+        start = str(ev.start_date)[:10]
+        for f in feats:
+            day = f["properties"]["datetime"][:10]
+            if day < start:
+                continue
+            with rasterio.open(f["assets"]["scl"]["href"].removeprefix("file://")) as src:
+                geom = gpd.GeoSeries([ev.geometry], crs=truth.crs).to_crs(src.crs).iloc[0]
+                win = rasterio.windows.from_bounds(*geom.bounds, transform=src.transform).round_offsets().round_lengths()
+                scl = src.read(1, window=win, boundless=True, fill_value=0)
+                inside = rasterio.features.geometry_mask([geom], scl.shape, src.window_transform(win), invert=True, all_touched=True)
+            if inside.any() and np.isin(scl[inside], (0, *masked), invert=True).mean() >= share:
+                out[ev.event_id] = day
+                break
+    return out

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -120,3 +122,32 @@ def test_every_alert_has_chips_and_a_time_series_figure(small_scan):
         assert (small_scan.out_dir / "figures" / f"{aid}.png").exists() and (small_scan.out_dir / "figures" / f"{aid}.svg").exists()
         a, b = (np.asarray(Image.open(p).convert("RGB"), dtype=float) for p in (before, after))
         assert np.abs(a - b).mean() > 3  # the disturbance changed what the chip shows
+
+
+def test_first_clear_look_of_each_event_is_the_first_scene_that_saw_it(small_scenes, small_config, truth):
+    """The accuracy harness's cloud delay: for each event, the first scene on or after its start
+    whose SCL saw ≥ half of it clear — checked here against the whole SCL rasters."""
+
+    import rasterio
+    import rasterio.features
+
+    from redline.evaluate import first_clear_looks
+
+    masked = tuple(small_config.detection.scl_mask_classes)
+    got = first_clear_looks(Path(small_scenes.root) / "items.json", truth, masked)
+    feats = sorted(json.loads((Path(small_scenes.root) / "items.json").read_text())["features"], key=lambda f: f["properties"]["datetime"])
+
+    def clear_share(f, ev) -> float:
+        with rasterio.open(f["assets"]["scl"]["href"].removeprefix("file://")) as src:
+            scl = src.read(1)
+            geom = truth[truth["event_id"] == ev].to_crs(src.crs).geometry.iloc[0]
+            inside = rasterio.features.geometry_mask([geom], scl.shape, src.transform, invert=True, all_touched=True)
+        return float(np.isin(scl[inside], (0, *masked), invert=True).mean())
+
+    assert set(got) == set(truth["event_id"])  # every event was seen clear at some point
+    for ev, day in got.items():
+        start = str(truth.loc[truth["event_id"] == ev, "start_date"].iloc[0])[:10]
+        after = [f for f in feats if f["properties"]["datetime"][:10] >= start]
+        shares = [clear_share(f, ev) for f in after]
+        first = next(i for i, sh in enumerate(shares) if sh >= 0.5)
+        assert after[first]["properties"]["datetime"][:10] == day, (ev, day, shares[: first + 1])
