@@ -386,7 +386,7 @@ def load_series(
             if err is not None and i not in bad:
                 bad[i] = f"{keep[i][0].id}: asset '{key}' ({href}) cannot be read: {err}"
         for i, msg in bad.items():
-            log.warning("scene skipped: %s", msg)
+            log.info("scene skipped: %s", msg)  # reported once, at the end (failed: …)
         skipped.extend(bad.values())
         keep = [kp for i, kp in enumerate(keep) if i not in bad]
     if not keep:

@@ -214,7 +214,7 @@ def probe_items(
         if reason is None:
             good.append(item)
         else:
-            log.warning("scene %s left out: %s", item.id, reason)
+            log.info("scene %s left out: %s", item.id, reason)  # reported once, at the end (failed: …)
             failures.append(SceneFailure(item.id, reason))
     return good, failures
 

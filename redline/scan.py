@@ -482,7 +482,7 @@ def run_scan(
                         "find which; nothing was written to the register; run the scan again (transient) or check the scenes' assets"
                     ) from None
                 for f in bad:
-                    log.warning("scene %s left out: read failed during the scan: %s", f.item_id, f.reason)
+                    log.info("scene %s left out: read failed during the scan: %s", f.item_id, f.reason)
                 failures += [{"kind": "scene", "id": f.item_id, "reason": f"read failed during the scan: {f.reason}"} for f in bad]
                 gone = {f.item_id for f in bad}
                 items = [it for it in items if it.id not in gone]
