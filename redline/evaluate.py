@@ -120,21 +120,24 @@ def score_alerts(
 def first_clear_looks(items_json: Path, truth: gpd.GeoDataFrame, masked: tuple[int, ...], share: float = 0.5) -> dict[str, str]:
     """Event id → date of the first scene on or after the event's start whose SCL saw at least
     ``share`` of the event's pixels clear (not in ``masked``, not no data): the earliest date any
-    detector could give it. Read from the scenes' own SCL COGs over each event's window."""
+    detector could give it. Each scene's SCL COG is opened once, in date order, and read over
+    the windows of the events still waiting for a clear look."""
     feats = sorted(json.loads(items_json.read_text())["features"], key=lambda f: f["properties"]["datetime"])
+    starts = {ev.event_id: str(ev.start_date)[:10] for ev in truth.itertuples()}
     out: dict[str, str] = {}
-    for ev in truth.itertuples():
-        start = str(ev.start_date)[:10]
-        for f in feats:
-            day = f["properties"]["datetime"][:10]
-            if day < start:
-                continue
-            with rasterio.open(f["assets"]["scl"]["href"].removeprefix("file://")) as src:
-                geom = gpd.GeoSeries([ev.geometry], crs=truth.crs).to_crs(src.crs).iloc[0]
+    for f in feats:
+        day = f["properties"]["datetime"][:10]
+        waiting = [e for e, start in starts.items() if e not in out and start <= day]
+        if not waiting:
+            continue
+        with rasterio.open(f["assets"]["scl"]["href"].removeprefix("file://")) as src:
+            geoms = truth.set_index("event_id").loc[waiting].geometry.to_crs(src.crs)
+            for ev, geom in geoms.items():
                 win = rasterio.windows.from_bounds(*geom.bounds, transform=src.transform).round_offsets().round_lengths()
                 scl = src.read(1, window=win, boundless=True, fill_value=0)
                 inside = rasterio.features.geometry_mask([geom], scl.shape, src.window_transform(win), invert=True, all_touched=True)
-            if inside.any() and np.isin(scl[inside], (0, *masked), invert=True).mean() >= share:
-                out[ev.event_id] = day
-                break
+                if inside.any() and np.isin(scl[inside], (0, *masked), invert=True).mean() >= share:
+                    out[ev] = day
+        if len(out) == len(starts):
+            break
     return out

@@ -215,24 +215,32 @@ def test_scalings_recorded_per_item_and_sensor(mixed):
 # --- a real scan with an unreadable scene -------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_scan_reports_and_skips_an_unreadable_scene(small_scenes, tmp_path):
+def run_cli_on(small_scenes, features: list[dict], tmp_path: Path, command: str = "scan", stac: dict | None = None) -> int:
+    """Run ``redline COMMAND`` with the small scenes' config on a catalogue of ``features``
+    served by the embedded API (output in ``tmp_path/out``); ``stac`` updates the config's
+    ``stac`` block. Returns the exit code."""
     from redline.cli import main
 
     root = Path(small_scenes.root)
-    fc = json.loads((root / "items.json").read_text())
-    victim = fc["features"][5]
-    victim["assets"]["red"]["href"] = (tmp_path / "gone" / "red.tif").as_uri()
     api_dir = tmp_path / "api"
-    api_dir.mkdir()
-    (api_dir / "items.json").write_text(json.dumps(fc))
+    api_dir.mkdir(exist_ok=True)
+    (api_dir / "items.json").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     cfg = yaml.safe_load((root / "scan.yml").read_text())
     cfg["zones"]["path"] = str(root / cfg["zones"]["path"])
     cfg["admin_units"]["path"] = str(root / cfg["admin_units"]["path"])
+    cfg["stac"].update(stac or {})
     with serve_stac(api_dir) as url:
         cfg["stac"]["url"] = url
         (tmp_path / "scan.yml").write_text(yaml.safe_dump(cfg))
-        rc = main(["scan", str(tmp_path / "scan.yml"), "--out", str(tmp_path / "out")])
+        return main([command, str(tmp_path / "scan.yml"), "--out", str(tmp_path / "out")])
+
+
+@pytest.mark.slow
+def test_scan_reports_and_skips_an_unreadable_scene(small_scenes, tmp_path):
+    fc = json.loads((Path(small_scenes.root) / "items.json").read_text())
+    victim = fc["features"][5]
+    victim["assets"]["red"]["href"] = (tmp_path / "gone" / "red.tif").as_uri()
+    rc = run_cli_on(small_scenes, fc["features"], tmp_path)
     assert rc == 1
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert len(manifest["failures"]) == 1
@@ -266,24 +274,12 @@ def _corrupt_first_block(src: Path, dst: Path) -> None:
 def test_scene_failing_during_the_scan_is_skipped_and_reported(small_scenes, tmp_path):
     """A scene whose data fail to decode only when the scan reads them (after the probe)
     is left out, the scan is finished without it (exit 1) and the manifest says why."""
-    from redline.cli import main
-
-    root = Path(small_scenes.root)
-    fc = json.loads((root / "items.json").read_text())
+    fc = json.loads((Path(small_scenes.root) / "items.json").read_text())
     victim = fc["features"][7]
     bad = tmp_path / "bad_red.tif"
     _corrupt_first_block(Path(victim["assets"]["red"]["href"].removeprefix("file://")), bad)
     victim["assets"]["red"]["href"] = bad.as_uri()
-    api_dir = tmp_path / "api"
-    api_dir.mkdir()
-    (api_dir / "items.json").write_text(json.dumps(fc))
-    cfg = yaml.safe_load((root / "scan.yml").read_text())
-    cfg["zones"]["path"] = str(root / cfg["zones"]["path"])
-    cfg["admin_units"]["path"] = str(root / cfg["admin_units"]["path"])
-    with serve_stac(api_dir) as url:
-        cfg["stac"]["url"] = url
-        (tmp_path / "scan.yml").write_text(yaml.safe_dump(cfg))
-        rc = main(["scan", str(tmp_path / "scan.yml"), "--out", str(tmp_path / "out")])
+    rc = run_cli_on(small_scenes, fc["features"], tmp_path)
     assert rc == 1
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert [(f["kind"], f["id"]) for f in manifest["failures"]] == [("scene", victim["id"])]

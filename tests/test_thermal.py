@@ -18,13 +18,12 @@ import numpy as np
 import pandas as pd
 import pystac
 import pytest
-import yaml
 from odc.geo.geobox import GeoBox
 
 import rasterio
-from pipelines import load_series, parse_item, serve_stac
+from pipelines import load_series, parse_item
 from redline import rsei as _rsei
-from tests.test_profiles_series import ST_OFFSET, ST_SCALE, _day, _landsat_item, _up
+from tests.test_profiles_series import ST_OFFSET, ST_SCALE, _day, _landsat_item, _up, run_cli_on
 
 
 def _s2_features(small_scenes) -> list[dict]:
@@ -89,32 +88,11 @@ def test_fused_day_takes_temperature_where_landsat_was_clear(thermal_pair):
     assert (sc[("LC08_L2SP_demo_20220115", "lst")].scale, sc[("LC08_L2SP_demo_20220115", "lst")].source) == (ST_SCALE, "rule")
 
 
-def _landsat_catalogue(small_scenes, folder: Path) -> Path:
-    """Every generated Sentinel-2 scene rewritten as a Landsat C2 L2 item with ST_B10."""
-    feats = []
-    for f in _s2_features(small_scenes):
-        item, _, _ = _landsat_item(f, f["properties"]["datetime"], folder / "scenes", thermal=True)
-        feats.append(item)
-    api = folder / "api"
-    api.mkdir()
-    (api / "items.json").write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
-    return api
-
-
 @pytest.mark.slow
 def test_landsat_assessment_computes_four_component_rsei(small_scenes, tmp_path):
-    from redline.cli import main
-
-    root = Path(small_scenes.root)
-    api = _landsat_catalogue(small_scenes, tmp_path)
-    cfg = yaml.safe_load((root / "scan.yml").read_text())
-    cfg["zones"]["path"] = str(root / cfg["zones"]["path"])
-    cfg["admin_units"]["path"] = str(root / cfg["admin_units"]["path"])
-    cfg["stac"]["collections"] = ["landsat-c2-l2"]
-    with serve_stac(api) as url:
-        cfg["stac"]["url"] = url
-        (tmp_path / "scan.yml").write_text(yaml.safe_dump(cfg))
-        rc = main(["assess", str(tmp_path / "scan.yml"), "--out", str(tmp_path / "out")])
+    # every generated Sentinel-2 scene rewritten as a Landsat C2 L2 item with ST_B10
+    feats = [_landsat_item(f, f["properties"]["datetime"], tmp_path / "scenes", thermal=True)[0] for f in _s2_features(small_scenes)]
+    rc = run_cli_on(small_scenes, feats, tmp_path, "assess", stac={"collections": ["landsat-c2-l2"]})
     assert rc == 0
     zs = pd.read_csv(tmp_path / "out" / "zone_stats.csv")
     assert zs["rsei_variant"].str.contains("4-component (NDVI, WET, NDBSI, LST)", regex=False).all()
