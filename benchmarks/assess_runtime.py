@@ -58,12 +58,16 @@ def main() -> None:
                 t0 = time.perf_counter()
                 _, _, extra = dask.compute(det, composite, assess.lazy_inputs(cfg, refl))
                 both = time.perf_counter() - t0
-                inputs, years = assess.computed_inputs(extra)
                 import geopandas as gpd
+
+                from redline.tiles import Mosaic, Tile
 
                 alerts = gpd.GeoDataFrame({"zone_id": [], "area_m2": [], "disturbance_type": [], "status": []}, geometry=[], crs=4326)
                 with tempfile.TemporaryDirectory() as tmp:
                     t0 = time.perf_counter()
+                    h, w = geobox.shape
+                    inputs = Mosaic(Path(tmp) / ".tiles", geobox, zones.to_crs(utm))  # the whole grid as one tile
+                    years = assess.write_inputs(inputs, Tile("t000", tuple(zones["zone_id"]), (0, h, 0, w), (0, h, 0, w)), extra)
                     zs, _ = assess.write_assessment(Path(tmp), cfg=cfg, zones=zones, admin=admin, utm=utm, geobox=geobox, inputs=inputs,
                                                     years=years, alerts=alerts, attrs=dict(extra.attrs))
                     writer = time.perf_counter() - t0

@@ -50,7 +50,7 @@ def _thinned(build) -> Path:
     return out
 
 
-def _one(preset: str, size: int | None, every2nd: bool) -> None:
+def _one(preset: str, size: int | None, every2nd: bool, tile_px: int | None = None) -> None:
     """Child process: one scan; prints a JSON line with its wall time, scenes and grid."""
     import pipelines
     from redline.config import load_config
@@ -59,18 +59,19 @@ def _one(preset: str, size: int | None, every2nd: bool) -> None:
     build = _bench.build(preset, size=size)
     root = _thinned(build) if every2nd else Path(build.root)
     with tempfile.TemporaryDirectory(prefix="redline-bench-") as tmp, pipelines.serve_stac(root) as url:
-        cfg = load_config(root / "scan.yml", overrides={"stac": {"url": url}})
+        cfg = load_config(root / "scan.yml", overrides={"stac": {"url": url}, **({"tiling": {"max_tile_px": tile_px}} if tile_px else {})})
         t0 = time.perf_counter()
         result = run_scan(cfg, Path(tmp) / "out")
         seconds = time.perf_counter() - t0
         shape = json.loads((Path(tmp) / "out" / "manifest.json").read_text(encoding="utf-8"))["grid"]["shape"]
-    print(json.dumps({"seconds": seconds, "n_items": result.n_items, "shape": shape}))
+        n_tiles = len(json.loads((Path(tmp) / "out" / "manifest.json").read_text(encoding="utf-8"))["tiles"])
+    print(json.dumps({"seconds": seconds, "n_items": result.n_items, "shape": shape, "tiles": n_tiles}))
 
 
-def measure(preset: str, size: int | None, every2nd: bool = False) -> dict:
+def measure(preset: str, size: int | None, every2nd: bool = False, tile_px: int | None = None) -> dict:
     """Run one scan in a child process; its peak tree RSS (bytes) and its JSON line."""
     _bench.build(preset, size=size)  # build first, outside the measured process
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", preset, str(size or 0), "every2nd" if every2nd else ""]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", preset, str(size or 0), "every2nd" if every2nd else "", str(tile_px or 0)]
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE.parent)
     proc, peak = psutil.Process(child.pid), 0
     while child.poll() is None:
@@ -91,27 +92,28 @@ def _report(title: str, runs: list[tuple[str, dict]]) -> None:
     base_work = base["shape"][0] * base["shape"][1] * base["n_items"]
     for label, r in runs:
         work = r["shape"][0] * r["shape"][1] * r["n_items"]
-        print(f"  {label:10s} grid {r['shape'][1]}×{r['shape'][0]} px, {r['n_items']} dates: peak RSS {r['peak_bytes'] / 2**20:.0f} MiB "
+        print(f"  {label:10s} grid {r['shape'][1]}×{r['shape'][0]} px, {r['n_items']} dates, {r.get('tiles', 1)} tile(s): peak RSS {r['peak_bytes'] / 2**20:.0f} MiB "
               f"(×{r['peak_bytes'] / base['peak_bytes']:.2f}), scan {r['seconds']:.1f} s "
               f"(time per pixel-date ×{(r['seconds'] / work) / (base['seconds'] / base_work):.2f})", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--one":
-        _one(sys.argv[2], int(sys.argv[3]) or None, sys.argv[4] == "every2nd")
+        _one(sys.argv[2], int(sys.argv[3]) or None, sys.argv[4] == "every2nd", int(sys.argv[5]) or None)
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--areas", default="1,4,16", help="area factors to run, of 1, 4, 16")
     ap.add_argument("--no-dates", action="store_true", help="skip the dates series")
+    ap.add_argument("--tile-px", type=int, default=160, help="tiling.max_tile_px of the area series (160: the ×1 grid is one tile); 0: the config's")
     args = ap.parse_args(argv)
     print(_bench.machine())
     sizes = {1: None, 4: 320, 16: 640}
     runs = []
     for f in (int(x) for x in args.areas.split(",") if x):
-        runs.append((f"area ×{f}", measure("small", sizes[f])))
+        runs.append((f"area ×{f}", measure("small", sizes[f], tile_px=args.tile_px or None)))
         print(f"  ... area ×{f} done", flush=True)
     if runs:
-        _report("area (preset small, 73 dates):", runs)
+        _report(f"area (preset small, 73 dates, tiling.max_tile_px {args.tile_px or 'from the config'}):", runs)
     if not args.no_dates:
         _report("dates (preset demo, 320 px):", [("dates ×1", measure("demo", None, every2nd=True)), ("dates ×2", measure("demo", None))])
     return 0

@@ -19,7 +19,7 @@ from pipelines._bands import REFLECTANCE_BANDS, BandInfo, MaskInfo, ParsedItem, 
 from pipelines._cluster import dask_client
 from pipelines._load import ItemScaling, MaskRules, SeriesLoad, load_reflectance, load_series
 from pipelines._profiles import PROFILES, Profile, get_profile
-from pipelines._progress import compute_with_progress
+from pipelines._progress import compute_tiles
 from pipelines._probe import SceneFailure, find_unreadable, probe_items
 from pipelines._search import SearchResult, search_items
 from pipelines._server import serve_stac
@@ -43,7 +43,7 @@ __all__ = [
     "get_profile",
     "dask_client",
     "probe_items",
-    "compute_with_progress",
+    "compute_tiles",
     "find_unreadable",
     "SceneFailure",
 ]

@@ -1,7 +1,7 @@
-"""Progress of a scan's one compute: tasks done / total and scenes read / scenes.
+"""Progress of a scan's computes: tiles done / total, tasks done / total and scenes read.
 
-The scan computes one Dask graph (every scene read once). On a distributed client the graph's
-task groups are watched on the scheduler (``TaskGroup.states``), so the bar counts real task
+The scan computes one Dask graph per tile (every scene read once per tile it covers). On a
+distributed client each graph's task groups are watched on the scheduler (``TaskGroup.states``), so the bar counts real task
 completions on whatever cluster runs the scan (LocalCluster or ``--scheduler``). Scenes read
 are the completed reads of the quality band (one odc-stac task per scene, solar day and spatial
 chunk, named after the band) over all such tasks, times the number of scenes.
@@ -10,15 +10,16 @@ chunk, named after the band) over all such tasks, times the number of scenes.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import dask
 from dask.base import collections_to_expr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-__all__ = ["compute_with_progress"]
+__all__ = ["compute_tiles"]
 
 #: Task states that mean "ran" (result held, released after use, or failed).
 _DONE = ("memory", "released", "forgotten", "erred")
@@ -41,25 +42,11 @@ def _group_states(dask_scheduler, names: list[str]) -> dict[str, dict[str, int]]
     return out
 
 
-def compute_with_progress(
-    collections: Sequence[Any], *, n_scenes: int, read_prefix: str = "mask", console: Console | None = None, show: bool | None = None
-) -> tuple:
-    """``dask.compute(*collections)`` with a progress bar on ``console`` (stderr by default).
+T = TypeVar("T")
 
-    ``show=None`` shows it when the console is a terminal (not in cron logs or pipes) and a
-    distributed client is active; without a client, or with ``show=False``, this is plain
-    ``dask.compute``. ``read_prefix`` names the per-scene read tasks (the quality band, or a
-    reflectance band when a catalogue has no mask); ``n_scenes`` scales their count to scenes.
-    """
-    console = console or Console(stderr=True)
-    try:
-        from distributed import default_client
 
-        client = default_client()
-    except (ImportError, ValueError):
-        client = None
-    if client is None or show is False or (show is None and not console.is_terminal):
-        return dask.compute(*collections)
+def _groups(collections: Sequence[Any], read_prefix: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Task groups of a graph and their sizes, and the groups of the per-scene reads."""
     graph = collections_to_expr(list(collections)).__dask_graph__()
     groups: dict[str, int] = {}
     reads: dict[str, int] = {}
@@ -68,20 +55,88 @@ def compute_with_progress(
         groups[g] = groups.get(g, 0) + 1
         if g.rsplit("-", 1)[0] == read_prefix:
             reads[g] = reads.get(g, 0) + 1
-    n_tasks, n_reads = sum(groups.values()), sum(reads.values())
-    futures = client.compute(list(collections))
+    return groups, reads
+
+
+def compute_tiles(
+    tiles: Sequence[T],
+    graph: Callable[[T], list[Any]],
+    *,
+    scenes: Sequence[int],
+    in_flight: int = 2,
+    read_prefix: str = "mask",
+    console: Console | None = None,
+    show: bool | None = None,
+) -> Iterator[tuple[T, tuple]]:
+    """Compute each tile's graph (``graph(tile)``: a list of Dask collections) and yield
+    ``(tile, computed collections)`` in order, with at most ``in_flight`` tiles submitted to the
+    cluster at once: the next tiles compute while the caller writes the one it was given, and
+    memory holds at most ``in_flight`` tiles' results. ``scenes[i]`` is the number of scenes
+    tile ``i`` reads. With ``show`` (``None``: when the console is a terminal) a bar shows
+    tiles done / total, tasks done / total of the tiles submitted so far, and scene reads
+    (one per scene and tile). Without a distributed client the tiles compute one by one with
+    ``dask.compute``. Leaving the iterator early cancels the tiles still in flight.
+    """
+    console = console or Console(stderr=True)
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is None:
+        for tile in tiles:
+            yield tile, dask.compute(*graph(tile))
+        return
+    from distributed import wait as distributed_wait
+
+    visible = show is not False and (show is True or console.is_terminal)
+    todo = deque(enumerate(tiles))
+    pending: deque = deque()
+    state = {"tasks": 0, "tasks_done": 0, "reads_done": 0.0}
+
+    def submit() -> None:
+        i, tile = todo.popleft()
+        cols = graph(tile)
+        groups, reads = _groups(cols, read_prefix) if visible else ({}, {})
+        state["tasks"] += sum(groups.values())
+        pending.append((i, tile, client.compute(cols), groups, reads))
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
-        t_tasks = bar.add_task("tasks", total=n_tasks)
-        t_scenes = bar.add_task("scenes read", total=n_scenes)
-        while True:
-            finished = all(f.done() for f in futures)
-            states = client.run_on_scheduler(_group_states, names=list(groups))
-            done = sum(sum(v for s, v in st.items() if s in _DONE) for st in states.values())
-            read = sum(sum(v for s, v in states.get(g, {}).items() if s in _DONE) for g in reads)
-            bar.update(t_tasks, completed=n_tasks if finished else min(done, n_tasks))
-            bar.update(t_scenes, completed=n_scenes if finished else (round(n_scenes * read / n_reads) if n_reads else 0))
-            if finished:
-                break
-            time.sleep(_POLL_S)
-    return tuple(client.gather(futures))
+    bar = Progress(*columns, console=console, transient=False, disable=not visible)
+    try:
+        with bar:
+            t_tiles = bar.add_task("tiles", total=len(tiles))
+            t_tasks = bar.add_task("tasks", total=0)
+            t_scenes = bar.add_task("scene reads", total=int(sum(scenes)))
+            while todo and len(pending) < in_flight:
+                submit()
+            while pending:
+                i, tile, futures, groups, reads = pending[0]
+                if not visible:
+                    distributed_wait(futures)
+                while not all(f.done() for f in futures):
+                    if visible:
+                        done, read = state["tasks_done"], state["reads_done"]
+                        for _, _, _, g_all, g_reads in pending:
+                            st = client.run_on_scheduler(_group_states, names=list(g_all))
+                            done += sum(sum(v for s, v in x.items() if s in _DONE) for x in st.values())
+                            n_reads = sum(g_reads.values())
+                            if n_reads:
+                                read += scenes[i] * sum(sum(v for s, v in st.get(g, {}).items() if s in _DONE) for g in g_reads) / n_reads
+                        bar.update(t_tasks, total=state["tasks"], completed=min(done, state["tasks"]))
+                        bar.update(t_scenes, completed=round(read))
+                    time.sleep(_POLL_S)
+                results = tuple(client.gather(futures))
+                pending.popleft()
+                state["tasks_done"] += sum(groups.values())
+                state["reads_done"] += scenes[i]
+                bar.update(t_tiles, advance=1)
+                bar.update(t_tasks, total=state["tasks"], completed=state["tasks_done"])
+                bar.update(t_scenes, completed=round(state["reads_done"]))
+                if todo:
+                    submit()  # keep the cluster busy while the caller writes this tile
+                yield tile, results
+    finally:
+        for _, _, futures, _, _ in pending:
+            client.cancel(futures)

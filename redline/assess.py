@@ -30,6 +30,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
@@ -42,6 +43,7 @@ from redline import rsei as _rsei
 from redline import trends as _trends
 from redline.alerts import DISTURBANCE_TYPES
 from redline.register import STATUSES
+from redline.tiles import Mosaic, Tile, plan_tiles
 
 if TYPE_CHECKING:
     from odc.geo.geobox import GeoBox
@@ -59,7 +61,10 @@ __all__ = [
     "annual_means",
     "zone_statistics",
     "admin_statistics",
-    "computed_inputs",
+    "write_inputs",
+    "stream_quantiles",
+    "fvc_end_members",
+    "fvc_from",
     "write_assessment",
     "run_assessment",
 ]
@@ -80,14 +85,85 @@ _MEAN_COLUMNS = (
 _GRADE_KEYS = [key for key, _ in _rsei.GRADES.values()]
 
 
+#: Histogram bins of the streaming quantile's second pass (only the bins holding the wanted
+#: ranks are kept in the third pass, so memory is bounded by a bin, not by the region).
+_QUANTILE_BINS = 1 << 16
+
+
+def stream_quantiles(blocks: Callable[[], Iterable[np.ndarray]], qs: tuple[float, ...]) -> list[float]:
+    """Exact quantiles (numpy's default "linear" method) of the finite values of all ``blocks``
+    in three streaming passes (range; histogram of :data:`_QUANTILE_BINS` bins; the values of
+    the bins holding the wanted ranks), so a region's quantiles need one block in memory.
+    ``blocks`` returns a fresh iterable of arrays on each call. NaN when there is no value."""
+    n, lo, hi, dtype = 0, np.inf, -np.inf, np.dtype("float64")
+    for b in blocks():
+        f = b[np.isfinite(b)]
+        dtype = b.dtype
+        if f.size:
+            n, lo, hi = n + f.size, min(lo, float(f.min())), max(hi, float(f.max()))
+    if n == 0:
+        return [float("nan")] * len(qs)
+    if hi == lo:
+        return [lo] * len(qs)
+
+    def bins(f: np.ndarray) -> np.ndarray:
+        return np.clip(((f.astype("float64") - lo) / (hi - lo) * _QUANTILE_BINS).astype("int64"), 0, _QUANTILE_BINS - 1)
+
+    counts = np.zeros(_QUANTILE_BINS, dtype="int64")
+    for b in blocks():
+        counts += np.bincount(bins(b[np.isfinite(b)]), minlength=_QUANTILE_BINS)
+    cum = np.cumsum(counts)
+    pos = [q * (n - 1) for q in qs]
+    ranks = sorted({int(np.floor(x)) for x in pos} | {int(np.ceil(x)) for x in pos})
+    where = {k: int(np.searchsorted(cum, k, side="right")) for k in ranks}  # the bin holding the k-th value
+    kept: dict[int, list[np.ndarray]] = {b: [] for b in set(where.values())}
+    for b in blocks():
+        f = b[np.isfinite(b)]
+        fb = bins(f)
+        for k in kept:
+            kept[k].append(f[fb == k])
+    sorted_bins = {k: np.sort(np.concatenate(v)) for k, v in kept.items()}
+
+    def kth(k: int) -> np.ndarray:
+        b = where[k]
+        return sorted_bins[b][k - (cum[b] - counts[b])]
+
+    # numpy's own interpolation between the two neighbouring order statistics
+    return [float(np.quantile(np.array([kth(int(np.floor(x))), kth(int(np.ceil(x)))], dtype=dtype), x - np.floor(x))) for x in pos]
+
+
+def land_ndvi(mosaic: Mosaic, period: str, blocks: list[Any], stem: str | None = None) -> Callable[[], Iterable[np.ndarray]]:
+    """Blocks of ``period``'s growing-season NDVI (``stem``, default the assessment input) on
+    land inside the zones, NaN elsewhere: the pixels FVC's end-members are fitted on. Water
+    (period-mean MNDWI > 0, Xu 2006, as RSEI masks it) is left out: its NDVI is not a soil's."""
+    name = stem or f"in_NDVI_{period}"
+
+    def gen() -> Iterable[np.ndarray]:
+        for w in blocks:
+            land = mosaic.inside(w) & ~(np.nan_to_num(mosaic.read(f"in_MNDWI_{period}", w), nan=-1.0) > _rsei.WATER_MNDWI)
+            yield np.where(land, mosaic.read(name, w), np.nan)
+
+    return gen
+
+
+def fvc_end_members(blocks: Callable[[], Iterable[np.ndarray]]) -> tuple[float, float]:
+    """NDVI soil and vegetation end-members (:data:`FVC_QUANTILES` of the finite NDVI)."""
+    soil, veg = stream_quantiles(blocks, FVC_QUANTILES)
+    return soil, veg
+
+
+def fvc_from(ndvi: np.ndarray, soil: float, veg: float) -> np.ndarray:
+    """FVC (0–1, float32; NaN where NDVI is) with given end-members (Gutman & Ignatov 1998)."""
+    if not np.isfinite(soil):
+        return np.full(ndvi.shape, np.nan, "float32")
+    out = np.clip((ndvi - soil) / max(veg - soil, 1e-6), 0.0, 1.0)
+    return np.where(np.isfinite(ndvi), out, np.nan).astype("float32")
+
+
 def fvc(ndvi: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Fractional vegetation cover (0–1) from NDVI, with the end-members used (soil, veg)."""
-    finite = ndvi[np.isfinite(ndvi)]
-    if finite.size == 0:
-        return np.full_like(ndvi, np.nan), float("nan"), float("nan")
-    soil, veg = (float(q) for q in np.quantile(finite, FVC_QUANTILES))
-    out = np.clip((ndvi - soil) / max(veg - soil, 1e-6), 0.0, 1.0)
-    return np.where(np.isfinite(ndvi), out, np.nan).astype("float32"), soil, veg
+    soil, veg = fvc_end_members(lambda: [ndvi])
+    return fvc_from(ndvi, soil, veg), soil, veg
 
 
 def _sensor(cfg: ScanConfig) -> str:
@@ -372,49 +448,98 @@ def _tier_columns(out: pd.DataFrame, zones: gpd.GeoDataFrame, alerts: pd.DataFra
 # --------------------------------------------------------------------------- the writer
 
 
-def _assessment_rasters(out: Path, inputs: dict[str, np.ndarray], years: list[int], geobox: GeoBox, *, basic: bool, min_baseline_obs: int) -> tuple[dict[str, Path], dict[str, Any]]:
-    """Write the assessment COGs from the computed inputs; return paths and what was used."""
-    from redline.scan import _write_cog
+def _assessment_rasters(out: Path, mosaic: Mosaic, years: list[int], *, basic: bool, min_baseline_obs: int) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Write the assessment COGs from the inputs written tile by tile into ``mosaic`` (stems
+    ``in_<variable>`` of :func:`lazy_inputs`); return paths and what was used.
 
+    Per-pixel outputs are derived block by block. The region-wide parameters — FVC's NDVI
+    end-members and RSEI's normalisation and PC1 — are fitted in streaming passes over the
+    pixels inside the zones (the study area: the same pixels whatever the tiling), so no
+    output needs the region in memory. RSEI outside the zones (the tiles' margins) is clipped
+    to [0, 1]."""
     rdir = out / "rasters"
     paths: dict[str, Path] = {}
-    info: dict[str, Any] = {"fvc_end_members": {}, "fvc_quantiles": list(FVC_QUANTILES)}
+    info: dict[str, Any] = {"fvc_end_members": {}, "fvc_quantiles": list(FVC_QUANTILES),
+                            "fvc_fitted_over": f"land pixels inside the zones (period-mean MNDWI ≤ {_rsei.WATER_MNDWI})"}
+    blocks = list(mosaic.blocks())
 
-    def put(stem: str, data: np.ndarray, desc: str, nodata: float | int | None = np.nan) -> None:
-        _write_cog(rdir / f"{stem}.tif", data, geobox, nodata=nodata, description=desc)
-        paths[stem] = rdir / f"{stem}.tif"
+    def read(stem: str, w: Any, band: int = 1) -> np.ndarray:
+        return mosaic.read(f"in_{stem}", w, band).astype("float32")
+
+
+    def derive(stem: str, fn: Callable[[Any], np.ndarray], desc: str, nodata: float | int | None = np.nan) -> None:
+        for w in blocks:
+            mosaic.put_window(stem, w, fn(w), nodata=nodata, description=desc)
+        paths[stem] = mosaic.to_cog(stem, rdir / f"{stem}.tif")
+
+    def copy(stem_in: str, stem: str) -> None:
+        paths[stem] = mosaic.to_cog(f"in_{stem_in}", rdir / f"{stem}.tif")
 
     for p in PERIODS:
-        ndvi = inputs[f"NDVI_{p}"]
-        fv, soil, veg = fvc(ndvi)
+        soil, veg = fvc_end_members(land_ndvi(mosaic, p, blocks))
         info["fvc_end_members"][p] = {"ndvi_soil": round(soil, 4), "ndvi_veg": round(veg, 4)}
         if basic or p == "baseline":
-            put(f"fvc_{p}", fv, f"fractional vegetation cover, NDVI soil {soil:.3f} / veg {veg:.3f}")
+            derive(f"fvc_{p}", lambda w, p=p, soil=soil, veg=veg: fvc_from(read(f"NDVI_{p}", w), soil, veg),
+                   f"fractional vegetation cover, NDVI soil {soil:.3f} / veg {veg:.3f}")
         if basic:
-            put(f"ndvi_{p}", ndvi.astype("float32"), f"growing-season mean NDVI of the {p} window")
+            copy(f"NDVI_{p}", f"ndvi_{p}")
+
+    def at_least(stem: str, k: int) -> Callable[[Any], np.ndarray]:
+        def fn(w: Any) -> np.ndarray:
+            n = read(stem, w)
+            return np.where(np.isfinite(n), (n >= k).astype("float32"), np.nan).astype("float32")
+        return fn
+
     if basic:
-        put("observed", (np.nan_to_num(inputs["nclear_monitor"]) >= 1).astype("float32"), "1 if seen clear at least once in the monitor window")
+        derive("observed", at_least("nclear_monitor", 1), "1 if seen clear at least once in the monitor window")
     for p in PERIODS:
-        put(f"nclear_{p}", np.nan_to_num(inputs[f"nclear_{p}"]).astype("float32"), f"clear observations in the {p} window")
-    if "last_clear" in inputs:
-        put("last_clear", inputs["last_clear"].astype("float32"), "day of the last clear observation (baseline start to monitor end), days since 1970-01-01; NaN never clear")
-    put("monitored", (np.nan_to_num(inputs["nclear_baseline"]) >= min_baseline_obs).astype("float32"),
-        f"1 if the baseline window had at least {min_baseline_obs} clear observations (enough for the detector)")
-    comps = {p: {n: inputs[f"{n}_{p}"] for n in _rsei.COMPONENTS if f"{n}_{p}" in inputs} for p in PERIODS}
-    res = _rsei.rsei_periods(comps, {p: inputs[f"MNDWI_{p}"] for p in PERIODS}, pooled=True)
+        copy(f"nclear_{p}", f"nclear_{p}")
+    if "in_last_clear" in mosaic.meta:
+        copy("last_clear", "last_clear")
+    derive("monitored", at_least("nclear_baseline", min_baseline_obs), f"1 if the baseline window had at least {min_baseline_obs} clear observations (enough for the detector)")
+    names = tuple(n for n in _rsei.COMPONENTS if all(f"in_{n}_{p}" in mosaic.meta for p in PERIODS))
+
+    def fit_blocks() -> Iterable[tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]]:
+        for w in blocks:
+            inside = mosaic.inside(w)
+            yield ({p: {n: np.where(inside, read(f"{n}_{p}", w), np.nan) for n in names} for p in PERIODS},
+                   {p: read(f"MNDWI_{p}", w) for p in PERIODS})
+
+    fit = _rsei.fit_rsei(fit_blocks, list(PERIODS), names, pooled=True)
+    variant = _rsei.RseiResult(rsei={}, components=fit.names, loadings=fit.loadings, pc1_share=fit.pc1_share, pooled=True, note=fit.note).variant
+
+    def rsei_of(p: str, w: Any) -> np.ndarray:
+        r = _rsei.apply_rsei(fit, p, {n: read(f"{n}_{p}", w) for n in fit.names}, read(f"MNDWI_{p}", w))
+        return np.clip(r, 0.0, 1.0)
+
     for p in PERIODS:
-        put(f"rsei_{p}", res.rsei[p], f"{res.variant}; {p} window; 0 (worst) – 1 (best); water masked")
-        put(f"rsei_grade_{p}", _rsei.grade(res.rsei[p]), "RSEI grade 1 差 poor, 2 较差 fair, 3 一般 moderate, 4 良 good, 5 优 excellent; 0 none", nodata=0)
-    put("rsei_change", (res.rsei["monitor"] - res.rsei["baseline"]).astype("float32"), "RSEI monitor − baseline (pooled scale)")
+        derive(f"rsei_{p}", lambda w, p=p: rsei_of(p, w), f"{variant}; {p} window; 0 (worst) – 1 (best); water masked")
+        derive(f"rsei_grade_{p}", lambda w, p=p: _rsei.grade(rsei_of(p, w)),
+               "RSEI grade 1 差 poor, 2 较差 fair, 3 一般 moderate, 4 良 good, 5 优 excellent; 0 none", nodata=0)
+    derive("rsei_change", lambda w: (rsei_of("monitor", w) - rsei_of("baseline", w)).astype("float32"), "RSEI monitor − baseline (pooled scale)")
     if years:
-        annual = inputs["ndvi_annual"].astype("float32")
-        _write_cog(rdir / "ndvi_annual.tif", annual, geobox, nodata=np.nan, description="growing-season mean NDVI per calendar year (band description = year)",
-                   band_descriptions=[str(y) for y in years])
-        paths["ndvi_annual"] = rdir / "ndvi_annual.tif"
-    info["rsei"] = {"variant": res.variant, "components": list(res.components), "loadings_pc1": res.loadings, "pc1_variance_share": res.pc1_share,
-                    "pooled": res.pooled, "grades": {str(c): {"key": k, "name": n} for c, (k, n) in _rsei.GRADES.items()},
-                    "grade_edges": list(_rsei.GRADE_EDGES), "water_mask": f"period-mean MNDWI > {_rsei.WATER_MNDWI}"}
+        paths["ndvi_annual"] = mosaic.to_cog("in_ndvi_annual", rdir / "ndvi_annual.tif")
+    info["rsei"] = {"variant": variant, "components": list(fit.names), "loadings_pc1": fit.loadings, "pc1_variance_share": fit.pc1_share,
+                    "pooled": True, "grades": {str(c): {"key": k, "name": n} for c, (k, n) in _rsei.GRADES.items()},
+                    "grade_edges": list(_rsei.GRADE_EDGES), "water_mask": f"period-mean MNDWI > {_rsei.WATER_MNDWI}",
+                    "fitted_over": "pixels inside the zones"}
     return paths, info
+
+
+def write_inputs(mosaic: Mosaic, tile: Tile, ds: xr.Dataset) -> list[int]:
+    """Write one tile's computed :func:`lazy_inputs` into ``mosaic`` (stems ``in_<variable>``,
+    float32, NaN = none); returns the years of ``ndvi_annual``."""
+    years = [int(y) for y in ds["year"].values] if "year" in ds.dims else []
+    for k in ds.data_vars:
+        da = ds[k]
+        if "year" in da.dims:
+            if years:
+                mosaic.put(f"in_{k}", tile, da.transpose("year", "y", "x").values.astype("float32"), nodata=np.nan,
+                           description="growing-season mean NDVI per calendar year (band description = year)",
+                           band_descriptions=[str(y) for y in years])
+            continue
+        mosaic.put(f"in_{k}", tile, da.values.astype("float32"), nodata=np.nan, description=str(da.attrs.get("description", k)))
+    return years
 
 
 def _with_ei(admin_stats: pd.DataFrame, cfg: ScanConfig, admin_utm: gpd.GeoDataFrame | None, zones_utm: gpd.GeoDataFrame,
@@ -447,7 +572,7 @@ def write_assessment(
     admin: gpd.GeoDataFrame | None,
     utm: Any,
     geobox: GeoBox,
-    inputs: dict[str, np.ndarray],
+    inputs: Mosaic,
     years: list[int],
     alerts: gpd.GeoDataFrame,
     rasters: dict[str, Path] | None = None,
@@ -457,14 +582,15 @@ def write_assessment(
     (layers ``zone_stats``, ``admin_stats`` with geometry in EPSG:4326, ``ndvi_annual`` as a
     table), ``assessment.json`` (methods and parameters) and the figures in ``figures/``.
 
-    ``inputs`` are the computed variables of :func:`lazy_inputs` (numpy); ``rasters`` the scan's
+    ``inputs`` holds the computed variables of :func:`lazy_inputs`, written tile by tile
+    (:func:`write_inputs`); ``rasters`` the scan's
     own rasters (``ndvi_baseline``, ``ndvi_monitor``, ``fvc_monitor``, ``observed``): when None
     (``redline assess``), they are written here from ``inputs``.
     """
     import maps
 
     basic = rasters is None
-    paths, info = _assessment_rasters(out, inputs, years, geobox, basic=basic, min_baseline_obs=cfg.detection.min_baseline_obs)
+    paths, info = _assessment_rasters(out, inputs, years, basic=basic, min_baseline_obs=cfg.detection.min_baseline_obs)
     if not basic:
         paths = {**{k: rasters[k] for k in ("ndvi_baseline", "ndvi_monitor", "fvc_monitor", "observed")}, **paths}
     info["wetness"] = {"coefficients": (attrs or {}).get("wetness_coefficients"), "reference": (attrs or {}).get("wetness_reference")}
@@ -510,12 +636,6 @@ def write_assessment(
     return zone_stats, admin_stats
 
 
-def computed_inputs(ds: xr.Dataset) -> tuple[dict[str, np.ndarray], list[int]]:
-    """Numpy arrays of a computed :func:`lazy_inputs` Dataset, and the years of ``ndvi_annual``."""
-    years = [int(y) for y in ds["year"].values] if "year" in ds.dims else []
-    return {k: ds[k].values for k in ds.data_vars}, years
-
-
 def run_assessment(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config_text: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``redline assess``: the assessment alone, without detection (e.g. for a yearly report).
 
@@ -525,12 +645,11 @@ def run_assessment(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, 
     detected in the monitor window, with their review status.
     """
     import aoi
-    import dask
     import pipelines
     from redline import provenance
     from redline.errors import StacError
     from redline.register import Register
-    from redline.scan import _analysis_geobox, _graph_parts
+    from redline.scan import _analysis_geobox, _margin_px, _run_tiles
 
     t0 = time.monotonic()
     started = dt.datetime.now(dt.timezone.utc)
@@ -555,19 +674,22 @@ def run_assessment(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, 
         raise StacError(f"stac: the search on {cfg.stac.url} found no scenes for collections {cfg.stac.collections} between "
                         f"{cfg.baseline.start} and {cfg.monitor.end} over the zones; check the window, the zones and max_cloud_cover")
     profile = pipelines.get_profile(cfg.stac.profile)
+    zones_utm = zones.to_crs(utm)
+    tiles = plan_tiles(zones_utm, geobox, max_px=cfg.tiling.max_tile_px, margin_px=_margin_px(cfg))
+    mosaic = Mosaic(out / ".tiles", geobox, zones_utm)
+    mosaic.remove()
     with pipelines.dask_client(scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, env=profile.gdal_env):
-        _, _, scalings, refl, _, skipped = _graph_parts(cfg, search.items, geobox)
-        lazy = lazy_inputs(cfg, refl)
-        (computed,) = dask.compute(lazy)
-    inputs, years = computed_inputs(computed)
+        tiled = _run_tiles(cfg, search.items, tiles, geobox, mosaic, progress=False, check_assets=True)
+    scalings, skipped = list(tiled.scalings.values()), [f"{i}: {r}" for i, r in tiled.skipped.items()]
     reg_path = cfg.register_path or out / "register.gpkg"
     alerts = gpd.GeoDataFrame({"zone_id": [], "area_m2": [], "disturbance_type": [], "status": []}, geometry=[], crs=4326)
     if Path(reg_path).exists():
         reg = Register(reg_path).alerts()
         when = reg["first_detected"].astype(str)
         alerts = reg[(when >= str(cfg.monitor.start)) & (when <= str(cfg.monitor.end)) & reg["zone_id"].isin(zones["zone_id"])]
-    zone_stats, admin_stats = write_assessment(out, cfg=cfg, zones=zones, admin=admin, utm=utm, geobox=geobox, inputs=inputs, years=years,
-                                               alerts=alerts, attrs=dict(computed.attrs))
+    zone_stats, admin_stats = write_assessment(out, cfg=cfg, zones=zones, admin=admin, utm=utm, geobox=geobox, inputs=mosaic, years=tiled.years,
+                                               alerts=alerts, attrs=tiled.attrs)
+    mosaic.remove()
     record = {
         "kind": "assessment",
         "redline_version": provenance.library_versions()["redline"],

@@ -171,6 +171,14 @@ class DaskConfig(BaseModel):
     threads_per_worker: int = Field(1, ge=1)
 
 
+class TilingConfig(BaseModel):
+    """Processing tiles (:mod:`redline.tiles`): peak memory follows the tile, not the region."""
+
+    model_config = _Strict
+    max_tile_px: int = Field(1024, ge=32, le=16384, description="tile edge in analysis pixels (1024 = 10.24 km at 10 m)")
+    in_flight: int = Field(2, ge=1, le=64, description="tiles computing on the cluster at once")
+
+
 class ScanConfig(BaseModel):
     """A whole scan (design.md §4)."""
 
@@ -185,6 +193,7 @@ class ScanConfig(BaseModel):
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     register_path: Path | None = Field(None, alias="register", description="alert register GeoPackage")
     dask: DaskConfig = Field(default_factory=DaskConfig)
+    tiling: TilingConfig = Field(default_factory=TilingConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     assess: AssessConfig = Field(default_factory=AssessConfig)
 

@@ -49,6 +49,7 @@ def recheck_rectified(
     scan_id: str,
     harmonics: int = 2,
     trend: bool = False,
+    alert_ids: set[str] | None = None,
 ) -> tuple[gpd.GeoDataFrame, pd.DataFrame, dict[str, str]]:
     """Re-check the ``rectified`` alerts that lie on the scan's grid.
 
@@ -63,6 +64,8 @@ def recheck_rectified(
         the rectified alerts are computed, in one pass).
     baseline
         The scan's baseline window (ISO dates, inclusive).
+    alert_ids
+        Only these alerts (a tile's); None: all on the grid.
 
     Returns
     -------
@@ -70,7 +73,7 @@ def recheck_rectified(
         Updated copies, and alert_id → ``recovered`` | ``continuing`` for each alert decided.
     """
     alerts = alerts.copy()
-    rect = alerts[alerts["status"] == "rectified"]
+    rect = alerts[(alerts["status"] == "rectified") & (alerts["alert_id"].isin(alert_ids) if alert_ids is not None else True)]
     if rect.empty:
         return alerts, history, {}
     tag = f"scan {scan_id}:"

@@ -36,6 +36,7 @@ the Chinese ecological-status standard HJ 192-2015 (差 poor, 较差 fair, 一�
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,9 @@ __all__ = [
     "period_inputs",
     "rsei",
     "rsei_periods",
+    "fit_rsei",
+    "apply_rsei",
+    "RseiFit",
     "grade",
 ]
 
@@ -150,13 +154,127 @@ def _valid(components: dict[str, np.ndarray], mndwi: np.ndarray | None) -> np.nd
     return ok
 
 
+#: One pass over the indicator images: an iterable of blocks, each (period → indicator → (…)
+#: array, period → period-mean MNDWI array or None). A callable, because the fit reads the
+#: blocks several times (in memory: one block of whole images; in a tiled scan: the windows of
+#: the written mosaics, so that memory is bounded by a block, not the region).
+Blocks = Callable[[], Iterable[tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray] | None]]]
+
+
+@dataclass(frozen=True)
+class RseiFit:
+    """What RSEI needs beyond each pixel's indicators: per period, the min–max normalisation of
+    the indicators (``lo``, ``span``), PC1 (after the sign fix) and the min–max of the PC1 score
+    (``s_lo``, ``s_span``) of its group of periods; None where too few pixels were valid."""
+
+    names: tuple[str, ...]
+    params: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float, float] | None]
+    loadings: dict[str, float]
+    pc1_share: float
+    pooled: bool
+    note: str = ""
+
+
+def _rows(comps: dict[str, np.ndarray], names: tuple[str, ...], mndwi: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    valid = _valid({n: comps[n] for n in names}, mndwi)
+    return valid, np.stack([comps[n][valid] for n in names], axis=1).astype("float64")
+
+
+def fit_rsei(blocks: Blocks, periods: list[str], names: tuple[str, ...], *, pooled: bool = False) -> RseiFit:
+    """Fit RSEI over all pixels of ``blocks`` (see :data:`Blocks`) in four streaming passes:
+    thermal coverage, indicator min–max, covariance of the normalised indicators (Σz, Σzzᵀ in
+    float64) and PC1-score min–max. Equal to the in-memory method of Xu 2013 for any blocking."""
+    names = tuple(n for n in COMPONENTS if n in names)
+    if not {"NDVI", "WET", "NDBSI"} <= set(names):
+        raise ValueError(f"RSEI needs NDVI, WET and NDBSI; got {', '.join(names)}")
+    note = ""
+    if "LST" in names:
+        n_base, n_lst = dict.fromkeys(periods, 0), dict.fromkeys(periods, 0)
+        for comps, mndwi in blocks():
+            for p in periods:
+                base = _valid({n: comps[p][n] for n in ("NDVI", "WET", "NDBSI")}, (mndwi or {}).get(p))
+                n_base[p] += int(base.sum())
+                n_lst[p] += int(np.isfinite(comps[p]["LST"])[base].sum())
+        cover = min((n_lst[p] / n_base[p] if n_base[p] else 0.0) for p in periods)
+        if cover < LST_MIN_COVERAGE:
+            names = tuple(n for n in names if n != "LST")
+            note = f"thermal band left out: land-surface temperature covers {cover:.0%} of the graded pixels (< {LST_MIN_COVERAGE:.0%})"
+    k = len(names)
+    groups = [tuple(periods)] if pooled else [(p,) for p in periods]
+    n = {g: 0 for g in groups}
+    lo = {g: np.full(k, np.inf) for g in groups}
+    hi = {g: np.full(k, -np.inf) for g in groups}
+    for comps, mndwi in blocks():  # pass: min–max of each indicator
+        for g in groups:
+            for p in g:
+                _, X = _rows(comps[p], names, (mndwi or {}).get(p))
+                if len(X):
+                    n[g] += len(X)
+                    lo[g], hi[g] = np.minimum(lo[g], X.min(0)), np.maximum(hi[g], X.max(0))
+    live = [g for g in groups if n[g] >= k + 1]
+    span = {g: np.where(hi[g] > lo[g], hi[g] - lo[g], 1.0) for g in live}
+    s1 = {g: np.zeros(k) for g in live}
+    s2 = {g: np.zeros((k, k)) for g in live}
+    for comps, mndwi in blocks():  # pass: covariance of the normalised indicators
+        for g in live:
+            for p in g:
+                _, X = _rows(comps[p], names, (mndwi or {}).get(p))
+                Z = (X - lo[g]) / span[g]
+                s1[g] += Z.sum(0)
+                s2[g] += Z.T @ Z
+    pcs: dict[tuple[str, ...], np.ndarray] = {}
+    loadings: dict[str, float] = {}
+    share = float("nan")
+    direction = np.array([DIRECTION[m] for m in names])
+    for g in live:
+        cov = (s2[g] - np.outer(s1[g], s1[g]) / n[g]) / (n[g] - 1)
+        evals, evecs = np.linalg.eigh(cov)
+        pc1 = evecs[:, int(np.argmax(evals))]
+        agreement = float(pc1 @ direction)
+        # sign fix: higher = better. If PC1 is orthogonal to the expected direction (never seen),
+        # fall back on greenness.
+        if agreement < 0 or (agreement == 0 and pc1[names.index("NDVI")] < 0):
+            pc1 = -pc1
+        pcs[g] = pc1
+        loadings = {m: round(float(w), 4) for m, w in zip(names, pc1)}
+        share = float(evals.max() / evals.sum()) if evals.sum() > 0 else float("nan")
+    s_lo = {g: np.inf for g in live}
+    s_hi = {g: -np.inf for g in live}
+    for comps, mndwi in blocks():  # pass: min–max of the PC1 score
+        for g in live:
+            for p in g:
+                _, X = _rows(comps[p], names, (mndwi or {}).get(p))
+                if len(X):
+                    score = ((X - lo[g]) / span[g]) @ pcs[g]
+                    s_lo[g], s_hi[g] = min(s_lo[g], float(score.min())), max(s_hi[g], float(score.max()))
+    params: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float, float] | None] = {}
+    for g in groups:
+        for p in g:
+            params[p] = None if g not in live else (
+                lo[g], span[g], pcs[g], s_lo[g], (s_hi[g] - s_lo[g]) if s_hi[g] > s_lo[g] else 1.0)
+    return RseiFit(names=names, params=params, loadings=loadings, pc1_share=round(share, 4), pooled=pooled, note=note)
+
+
+def apply_rsei(fit: RseiFit, period: str, comps: dict[str, np.ndarray], mndwi: np.ndarray | None = None) -> np.ndarray:
+    """RSEI (0–1, float32; NaN where water or an indicator is missing) of one block of
+    ``period``'s indicators with a fitted :class:`RseiFit`."""
+    par = fit.params[period]
+    img = np.full(comps["NDVI"].shape, np.nan, "float32")
+    if par is None:
+        return img
+    lo, span, pc1, s_lo, s_span = par
+    valid, X = _rows(comps, fit.names, mndwi)
+    img[valid] = ((((X - lo) / span) @ pc1 - s_lo) / s_span).astype("float32")
+    return img
+
+
 def rsei_periods(
     components: dict[str, dict[str, np.ndarray]],
     mndwi: dict[str, np.ndarray] | None = None,
     *,
     pooled: bool = False,
 ) -> RseiResult:
-    """RSEI of several periods.
+    """RSEI of several periods held in memory (:func:`fit_rsei` on one block).
 
     Parameters
     ----------
@@ -170,51 +288,9 @@ def rsei_periods(
         normalisation and one PC1 over the pixels of all periods, so periods compare on one scale.
     """
     periods = list(components)
-    names = tuple(n for n in COMPONENTS if n in components[periods[0]])
-    if not {"NDVI", "WET", "NDBSI"} <= set(names):
-        raise ValueError(f"RSEI needs NDVI, WET and NDBSI; got {', '.join(names)}")
-    note = ""
-    if "LST" in names:
-        base = {p: _valid({n: components[p][n] for n in ("NDVI", "WET", "NDBSI")}, (mndwi or {}).get(p)) for p in periods}
-        cover = min((float(np.isfinite(components[p]["LST"])[base[p]].mean()) if base[p].any() else 0.0) for p in periods)
-        if cover < LST_MIN_COVERAGE:
-            names = tuple(n for n in names if n != "LST")
-            note = f"thermal band left out: land-surface temperature covers {cover:.0%} of the graded pixels (< {LST_MIN_COVERAGE:.0%})"
-    valid = {p: _valid({n: components[p][n] for n in names}, (mndwi or {}).get(p)) for p in periods}
-    groups = [periods] if pooled else [[p] for p in periods]
-    out: dict[str, np.ndarray] = {}
-    loadings: dict[str, float] = {}
-    share = float("nan")
-    for group in groups:
-        X = np.concatenate([np.stack([components[p][n][valid[p]] for n in names], axis=1) for p in group]).astype("float64")
-        if X.shape[0] < len(names) + 1:
-            for p in group:
-                out[p] = np.full(components[p]["NDVI"].shape, np.nan, "float32")
-            continue
-        lo, hi = X.min(0), X.max(0)
-        span = np.where(hi > lo, hi - lo, 1.0)
-        Z = (X - lo) / span
-        evals, evecs = np.linalg.eigh(np.cov(Z, rowvar=False))
-        pc1 = evecs[:, int(np.argmax(evals))]
-        direction = np.array([DIRECTION[n] for n in names])
-        agreement = float(pc1 @ direction)
-        # sign fix: higher = better. If PC1 is orthogonal to the expected direction (never seen),
-        # fall back on greenness.
-        if agreement < 0 or (agreement == 0 and pc1[names.index("NDVI")] < 0):
-            pc1 = -pc1
-        score = Z @ pc1
-        s_lo, s_hi = score.min(), score.max()
-        s_span = s_hi - s_lo if s_hi > s_lo else 1.0
-        start = 0
-        for p in group:
-            n_p = int(valid[p].sum())
-            img = np.full(components[p]["NDVI"].shape, np.nan, "float32")
-            img[valid[p]] = ((score[start : start + n_p] - s_lo) / s_span).astype("float32")
-            start += n_p
-            out[p] = img
-        loadings = {n: round(float(w), 4) for n, w in zip(names, pc1)}
-        share = float(evals.max() / evals.sum()) if evals.sum() > 0 else float("nan")
-    return RseiResult(rsei=out, components=names, loadings=loadings, pc1_share=round(share, 4), pooled=pooled, note=note)
+    fit = fit_rsei(lambda: [(components, mndwi)], periods, tuple(components[periods[0]]), pooled=pooled)
+    out = {p: apply_rsei(fit, p, components[p], (mndwi or {}).get(p)) for p in periods}
+    return RseiResult(rsei=out, components=fit.names, loadings=fit.loadings, pc1_share=fit.pc1_share, pooled=pooled, note=fit.note)
 
 
 def rsei(components: dict[str, np.ndarray], mndwi: np.ndarray | None = None) -> RseiResult:

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import pystac
 import rasterio
+import rasterio.windows
+import shapely
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
@@ -30,9 +32,10 @@ import pipelines
 from redline import assess, ei, provenance
 from redline.alerts import ALERT_COLUMNS, alerts_from_fields
 from redline.config import ScanConfig
-from redline.detect import FIELDS, baseline_model, detect, stack_indices
+from redline.detect import FIELDS, STACK_VARS, baseline_model, detect, stack_indices
 from redline.errors import RasterError, SmallZoneWarning, StacError
 from redline.rectify import recheck_rectified
+from redline.tiles import Mosaic, Tile, plan_tiles
 from redline.register import Register, merge_alerts
 
 __all__ = ["ScanResult", "run_scan", "scan_id_for"]
@@ -134,23 +137,142 @@ def _nanmedian(a: np.ndarray) -> np.ndarray:
         return np.nanmedian(a, axis=-1).astype("float32")
 
 
-def _compute(det: xr.Dataset, composite: xr.Dataset, extra: xr.Dataset | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], xr.Dataset | None]:
-    """The one eager step of a scan: compute the detection fields, the composite and ``extra``
-    (the assessment inputs) together, so that every scene is read once."""
-    det_np, comp_np, extra_np = dask.compute(det, composite, extra)
-    return ({k: det_np[k].values for k in FIELDS}, {k: comp_np[k].values for k in ("red", "green", "blue")}, extra_np)
+def _items_over(items: list[pystac.Item], geobox: GeoBox) -> list[pystac.Item]:
+    """The scenes whose footprint touches ``geobox`` (the tile's ItemCollection)."""
+    import shapely
+
+    area = shapely.geometry.shape(geobox.extent.to_crs(4326).geom.__geo_interface__) if geobox is not None else None
+    return [it for it in items if not it.geometry or shapely.geometry.shape(it.geometry).intersects(area)]
 
 
-def _compute_with_coverage(
-    det: xr.Dataset, composite: xr.Dataset, refl: xr.Dataset, extra: xr.Dataset | None = None, *, progress: bool | None = False, n_scenes: int = 0
-) -> tuple[dict, dict, xr.Dataset | None, pd.Series]:
-    """:func:`_compute` plus, per solar day, the number of clear pixels on the analysis grid
-    (computed in the same pass; a day with none is recorded in the manifest). ``progress``:
-    show a bar of tasks and scenes read on stderr (``None``: when it is a terminal)."""
-    clear = refl["red"].notnull().sum(("y", "x"))
-    det_np, comp_np, extra_np, clear_np = pipelines.compute_with_progress([det, composite, extra, clear], n_scenes=n_scenes, show=progress)
-    counts = pd.Series(clear_np.values.astype(int), index=pd.DatetimeIndex(clear_np["time"].values).normalize())
-    return ({k: det_np[k].values for k in FIELDS}, {k: comp_np[k].values for k in ("red", "green", "blue")}, extra_np, counts)
+@dataclass
+class _Tiled:
+    """What the tile loop gathered (everything but the rasters, which went to the mosaics)."""
+
+    found: list[gpd.GeoDataFrame] = field(default_factory=list)
+    clear_px: pd.Series = field(default_factory=lambda: pd.Series(dtype=int))
+    skipped: dict[str, str] = field(default_factory=dict)
+    scalings: dict[tuple[str, str], Any] = field(default_factory=dict)
+    years: list[int] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    empty_tiles: list[Tile] = field(default_factory=list)
+
+
+def _margin_px(cfg: ScanConfig) -> int:
+    """Pixels computed around a tile's core: the cloud-mask dilation reaches this far."""
+    return int(np.ceil(cfg.detection.mask_dilation_m / cfg.resolution)) + 2
+
+
+def _run_tiles(
+    cfg: ScanConfig, items: list[pystac.Item], tiles: list[Tile], grid: GeoBox, mosaic: Mosaic, *, progress: bool | None,
+    alerts_for: tuple[Any, gpd.GeoDataFrame, str] | None = None, check_assets: bool = False,
+) -> _Tiled:
+    """The eager part of a scan (or of ``redline assess``), tile by tile: each tile's graph —
+    detection fields, monitor composite, assessment inputs and clear-pixel counts, all from one
+    read of its scenes — is computed on the cluster and its core written into ``mosaic``; its
+    alerts are found on its own zones (``alerts_for = (utm, zones_utm, scan_id)``; None: the
+    assessment only). At most ``tiling.in_flight`` tiles are in memory at once.
+    ``check_assets``: check each scene's assets while loading (the scan probed them already)."""
+    got = _Tiled()
+    tile_items = {t.id: _items_over(items, t.geobox(grid)) for t in tiles}
+    runnable = [t for t in tiles if tile_items[t.id]]
+    got.empty_tiles = [t for t in tiles if not tile_items[t.id]]
+
+    def graph(tile: Tile) -> list:
+        gb = tile.geobox(grid)
+        det, composite, scalings, refl, _, skipped = _graph_parts(cfg, tile_items[tile.id], gb, check_assets=check_assets)
+        for sc in scalings:
+            got.scalings[(sc.item_id, sc.band)] = sc
+        for line in skipped:
+            got.skipped.setdefault(line.split(":", 1)[0], line.split(":", 1)[-1].strip())
+        clear = refl["red"].notnull().sum(("y", "x"))
+        return [det, composite, assess.lazy_inputs(cfg, refl), clear] if alerts_for else [assess.lazy_inputs(cfg, refl), clear]
+
+    results = pipelines.compute_tiles(runnable, graph, scenes=[len(tile_items[t.id]) for t in runnable], show=progress, in_flight=cfg.tiling.in_flight)
+    for tile, computed in results:
+        extra_np, clear_np = computed[-2], computed[-1]
+        got.years = assess.write_inputs(mosaic, tile, extra_np)
+        got.attrs = dict(extra_np.attrs)
+        counts = pd.Series(clear_np.values.astype(int), index=pd.DatetimeIndex(clear_np["time"].values).normalize())
+        got.clear_px = got.clear_px.add(counts.groupby(level=0).sum(), fill_value=0).astype(int)
+        if alerts_for is None:
+            continue
+        det_np, comp_np = computed[0], computed[1]
+        fields = {k: det_np[k].values for k in FIELDS}
+        _put_tile_rasters(mosaic, tile, fields, {k: comp_np[k].values for k in ("red", "green", "blue")})
+        utm, zones_utm, scan_id = alerts_for
+        if tile.split_ids:  # the fields a patch crossing a cut is stitched from (_stitch)
+            for k in _STITCH_FIELDS:
+                mosaic.put(f"f_{k}", tile, fields[k].astype("float32"), nodata=np.nan)
+        # pieces of split zones keep every patch (the unit applies to the stitched patch)
+        found = alerts_from_fields(
+            fields, tile.geobox(grid).transform, utm, tile.zones(zones_utm, grid), min_area_m2=0.0 if tile.split_ids else cfg.detection.min_area_m2,
+            consecutive=cfg.detection.consecutive, z_threshold=cfg.detection.z_threshold,
+            scan_id=scan_id, baseline={"NDVI": extra_np["NDVI_baseline"].values, "MNDWI": extra_np["MNDWI_baseline"].values},
+        )
+        got.found.append(found[found["zone_id"].isin(tile.split_ids) | (found["area_m2"] >= cfg.detection.min_area_m2)])
+        log.info("tile %s: %d zone(s), %d piece(s) of split zones, %d scene(s), %d alert(s)",
+                 tile.id, len(tile.zone_ids), len(tile.split_ids), len(tile_items[tile.id]), len(got.found[-1]))
+    return got
+
+
+#: Per-pixel fields :func:`redline.alerts.alerts_from_fields` reads, written for tiles holding
+#: pieces of split zones so that patches cut by a tile edge can be stitched.
+_STITCH_FIELDS = ("disturbed", "first_date", "last_observed", "n_confirm", "zscore", "magnitude", "burn",
+                  *(f"pre_{v}" for v in STACK_VARS), *(f"post_{v}" for v in STACK_VARS))
+
+
+def _stitch(found: gpd.GeoDataFrame, tiles: list[Tile], grid: GeoBox, mosaic: Mosaic, cfg: ScanConfig, utm: Any,
+            zones_utm: gpd.GeoDataFrame, scan_id: str) -> gpd.GeoDataFrame:
+    """Alerts of split zones (:mod:`redline.tiles`) made whole again: the pieces of one patch
+    found in neighbouring tiles (same zone, touching across the cut) are grouped, and the
+    patch is derived again from the written fields over the group's window with the whole
+    zone, so area, dates, type and confidence are those of the whole patch and the minimum
+    mapping unit applies to it. Alerts of unsplit zones pass unchanged."""
+    split = {z for t in tiles for z in t.split_ids}
+    if not split or found.empty:
+        return found
+    mine = found["zone_id"].isin(split).values
+    keep, parts = found[~mine], found[mine].to_crs(utm).reset_index(drop=True)
+    if parts.empty:
+        return keep
+    parent = list(range(len(parts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(*parts.sindex.query(parts.geometry, predicate="intersects")):
+        if i < j and parts.at[i, "zone_id"] == parts.at[j, "zone_id"]:
+            parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(parts)):
+        groups.setdefault(root(i), []).append(i)
+    h, w = grid.shape
+    inv = ~grid.transform
+    pad = 4  # pixels: the 20 m ring of the change type (redline.activity) and the patch's edge
+    out = [keep]
+    for members in groups.values():
+        geom = shapely.union_all(parts.geometry.iloc[members].values)
+        x0, y0, x1, y1 = geom.bounds
+        c0, r0 = inv * (x0, y1)
+        c1, r1 = inv * (x1, y0)
+        r0, c0 = max(int(np.floor(r0)) - pad, 0), max(int(np.floor(c0)) - pad, 0)
+        r1, c1 = min(int(np.ceil(r1)) + pad, h), min(int(np.ceil(c1)) + pad, w)
+        win = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
+        fields = {k: mosaic.read(f"f_{k}", win) for k in _STITCH_FIELDS}
+        base = {n: mosaic.read(f"in_{n}_baseline", win) for n in ("NDVI", "MNDWI")}
+        zone = zones_utm[zones_utm["zone_id"] == parts.at[members[0], "zone_id"]].reset_index(drop=True)
+        again = alerts_from_fields(
+            fields, rasterio.windows.transform(win, grid.transform), utm, zone, min_area_m2=cfg.detection.min_area_m2,
+            consecutive=cfg.detection.consecutive, z_threshold=cfg.detection.z_threshold, scan_id=scan_id, baseline=base,
+        )
+        if not again.empty:
+            touch = again.to_crs(utm).geometry.intersection(geom).area.values > 0  # this patch, not others cut by the window
+            out.append(again[touch])
+    return gpd.GeoDataFrame(pd.concat(out, ignore_index=True), geometry="geometry", crs="EPSG:4326")
 
 
 def _scenes_without_clear_pixels(items: list[pystac.Item], clear_px: pd.Series) -> list[dict[str, str]]:
@@ -161,7 +283,7 @@ def _scenes_without_clear_pixels(items: list[pystac.Item], clear_px: pd.Series) 
     out = []
     for it in items:
         day = pd.Timestamp(pipelines._load._solar_day(it))
-        if day in empty:
+        if day in empty or day not in clear_px.index:
             out.append({"id": it.id, "solar_day": day.date().isoformat()})
     if out:
         log.info("%d scene(s) without any clear pixel on the analysis grid: %s", len(out), ", ".join(o["id"] for o in out))
@@ -240,26 +362,36 @@ def _true_colour(rgb: dict[str, np.ndarray]) -> np.ndarray:
     return out
 
 
-def _write_rasters(out: Path, fields: dict[str, np.ndarray], rgb: dict[str, np.ndarray], geobox: GeoBox) -> dict[str, Path]:
-    rdir = out / "rasters"
-    paths: dict[str, Path] = {}
+#: Rasters of the scan's own, written per tile: stem → (field or None, dtype, nodata, description)
+_CONTINUOUS = {
+    "ndvi_baseline": ("ndvi_base_gs", "growing-season mean NDVI of the baseline window"),
+    "ndvi_monitor": ("ndvi_mon_gs", "growing-season mean NDVI of the monitor window"),
+}
+
+
+def _put_tile_rasters(mosaic: Mosaic, tile: Tile, fields: dict[str, np.ndarray], rgb: dict[str, np.ndarray]) -> None:
+    """Write one tile's detection rasters, NDVI means, observed mask and true colour into the mosaics."""
     for stem, (fname, dtype, nodata, desc) in DETECTION_RASTERS.items():
         data = fields[fname]
-        data = np.where(np.isfinite(data), data, nodata).astype(dtype)
-        _write_cog(rdir / f"{stem}.tif", data, geobox, nodata=nodata, description=desc)
-        paths[stem] = rdir / f"{stem}.tif"
-    fvc, soil, veg = assess.fvc(fields["ndvi_mon_gs"])
-    continuous = {
-        "ndvi_baseline": (fields["ndvi_base_gs"], "growing-season mean NDVI of the baseline window"),
-        "ndvi_monitor": (fields["ndvi_mon_gs"], "growing-season mean NDVI of the monitor window"),
-        "fvc_monitor": (fvc, f"fractional vegetation cover, NDVI soil {soil:.3f} / veg {veg:.3f}"),
-        "observed": ((np.nan_to_num(fields["n_mon_clear"]) >= 1).astype("float32"), "1 if seen clear at least once in the monitor window"),
-    }
-    for stem, (data, desc) in continuous.items():
-        _write_cog(rdir / f"{stem}.tif", data.astype("float32"), geobox, nodata=np.nan, description=desc)
-        paths[stem] = rdir / f"{stem}.tif"
-    _write_cog(rdir / "true_colour_monitor.tif", _true_colour(rgb), geobox, nodata=0, description="monitor-window median true colour")
-    paths["true_colour_monitor"] = rdir / "true_colour_monitor.tif"
+        mosaic.put(stem, tile, np.where(np.isfinite(data), data, nodata).astype(dtype), nodata=nodata, description=desc)
+    for stem, (fname, desc) in _CONTINUOUS.items():
+        mosaic.put(stem, tile, fields[fname].astype("float32"), nodata=np.nan, description=desc)
+    mosaic.put("observed", tile, (np.nan_to_num(fields["n_mon_clear"]) >= 1).astype("float32"), nodata=np.nan,
+               description="1 if seen clear at least once in the monitor window")
+    mosaic.put("true_colour_monitor", tile, _true_colour(rgb), nodata=0, description="monitor-window median true colour")
+
+
+def _write_rasters(out: Path, mosaic: Mosaic) -> dict[str, Path]:
+    """The scan's COGs from the mosaics; FVC's end-members are fitted over the land pixels of
+    the zones of the whole region (streamed block by block, :func:`redline.assess.land_ndvi`)."""
+    rdir = out / "rasters"
+    paths = {stem: mosaic.to_cog(stem, rdir / f"{stem}.tif") for stem in (*DETECTION_RASTERS, *_CONTINUOUS, "observed", "true_colour_monitor")}
+    blocks = list(mosaic.blocks())
+    soil, veg = assess.fvc_end_members(assess.land_ndvi(mosaic, "monitor", blocks, stem="ndvi_monitor"))
+    for w in blocks:
+        mosaic.put_window("fvc_monitor", w, assess.fvc_from(mosaic.read("ndvi_monitor", w), soil, veg), nodata=np.nan,
+                          description=f"fractional vegetation cover, NDVI soil {soil:.3f} / veg {veg:.3f}")
+    paths["fvc_monitor"] = mosaic.to_cog("fvc_monitor", rdir / "fvc_monitor.tif")
     return paths
 
 
@@ -289,66 +421,108 @@ def _dates_seen(win: np.ndarray, sel: np.ndarray, days: np.ndarray) -> str | Non
     return f"{days[seen].min()}/{days[seen].max()}" if seen.any() else None
 
 
-def _alert_products(out: Path, alerts_utm: gpd.GeoDataFrame, refl: xr.Dataset, stack: xr.DataArray, geobox: GeoBox, cfg: ScanConfig) -> dict[str, tuple[str, str, str | None, str | None]]:
+def _alert_products(out: Path, jobs: list[tuple[gpd.GeoDataFrame, xr.Dataset, xr.DataArray, GeoBox]], cfg: ScanConfig) -> dict[str, tuple[str, str, str | None, str | None]]:
     """Before/after chips and the index time-series figure of each alert (the scan writer's
-    second and last eager step: small windows around the alerts and their centre pixels).
+    second and last eager step: small windows around the alerts and their centre pixels, of
+    every tile in one compute). ``jobs``: per tile, its alerts (grid CRS) with the tile's lazy
+    reflectance and index stack on ``geobox``.
     Returns alert_id → (before chip, after chip, before dates, after dates); the dates are the
     first/last clear dates that went into each chip's median composite."""
     import maps
 
-    if alerts_utm.empty:
-        return {}
-    inv = ~geobox.transform
-    height, width = geobox.shape
-    rgb = refl[["red", "green", "blue"]].to_array("band")
-    windows, centres = [], []
-    for a in alerts_utm.itertuples():
-        w, s, e, n = a.geometry.bounds
-        c0, r0 = inv * (w - CHIP_MARGIN_M, n + CHIP_MARGIN_M)
-        c1, r1 = inv * (e + CHIP_MARGIN_M, s - CHIP_MARGIN_M)
-        r0, c0 = max(int(r0), 0), max(int(c0), 0)
-        r1, c1 = min(int(np.ceil(r1)), height), min(int(np.ceil(c1)), width)
-        windows.append((r0, r1, c0, c1))
-        p = a.geometry.representative_point()
-        cc, rr = inv * (p.x, p.y)
-        centres.append((min(int(rr), height - 1), min(int(cc), width - 1)))
-    lazy_windows = [rgb.isel(y=slice(r0, r1), x=slice(c0, c1)) for r0, r1, c0, c1 in windows]
-    series = stack.isel(y=xr.DataArray([r for r, _ in centres], dims="alert"), x=xr.DataArray([c for _, c in centres], dims="alert"))
-    computed = dask.compute(*lazy_windows, series)
-    series_np = computed[-1]
-    times = stack["time"].values
-    days = times.astype("datetime64[D]")
-    in_base = (days >= np.datetime64(cfg.baseline.start)) & (days <= np.datetime64(cfg.baseline.end))
-    in_mon = (days >= np.datetime64(cfg.monitor.start)) & (days <= np.datetime64(cfg.monitor.end))
+    jobs = [j for j in jobs if not j[0].empty]
+    lazy: list = []
+    plan = []
+    for alerts_utm, refl, stack, geobox in jobs:
+        inv = ~geobox.transform
+        height, width = geobox.shape
+        rgb = refl[["red", "green", "blue"]].to_array("band")
+        windows, centres = [], []
+        for a in alerts_utm.itertuples():
+            w, s, e, n = a.geometry.bounds
+            c0, r0 = inv * (w - CHIP_MARGIN_M, n + CHIP_MARGIN_M)
+            c1, r1 = inv * (e + CHIP_MARGIN_M, s - CHIP_MARGIN_M)
+            r0, c0 = max(int(r0), 0), max(int(c0), 0)
+            r1, c1 = min(int(np.ceil(r1)), height), min(int(np.ceil(c1)), width)
+            windows.append((r0, r1, c0, c1))
+            p = a.geometry.representative_point()
+            cc, rr = inv * (p.x, p.y)
+            centres.append((min(int(rr), height - 1), min(int(cc), width - 1)))
+        start = len(lazy)
+        lazy += [rgb.isel(y=slice(r0, r1), x=slice(c0, c1)) for r0, r1, c0, c1 in windows]
+        lazy.append(stack.isel(y=xr.DataArray([r for r, _ in centres], dims="alert"), x=xr.DataArray([c for _, c in centres], dims="alert")))
+        plan.append((alerts_utm, stack, geobox, windows, start))
+    computed_all = dask.compute(*lazy)
     products = {}
-    for k, a in enumerate(alerts_utm.itertuples()):
-        r0, r1, c0, c1 = windows[k]
-        win = computed[k].values  # (band, time, y, x)
-        first = np.datetime64(a.first_detected)
-        before_t = (days < first) & (days >= first - np.timedelta64(365, "D"))
-        after_t = (days >= first) & in_mon
-        rings = []
-        for poly in getattr(a.geometry, "geoms", [a.geometry]):
-            xy = np.array(poly.exterior.coords)
-            cols, rows = inv * (xy[:, 0], xy[:, 1])
-            rings.append(np.column_stack([np.asarray(cols) - c0 - 0.5, np.asarray(rows) - r0 - 0.5]))
-        paths = []
-        for tag, sel in (("before", before_t), ("after", after_t)):
-            comp = _nanmedian(np.moveaxis(win[:, sel], 1, -1)) if sel.any() else np.full(win.shape[:1] + win.shape[2:], np.nan, "float32")
-            rel = f"chips/{a.alert_id}_{tag}.png"
-            maps.render_chip(out / rel, comp, rings, f"{a.alert_id} {tag}")  # ASCII: no CJK font needed
-            paths.append(rel)
-        var = _FIGURE_INDEX.get(a.disturbance_type, "NDVI")
-        values = series_np.sel(var=var).isel(alert=k).values.astype("float64")
-        grid = np.arange(days.min(), days.max() + np.timedelta64(1, "D"), np.timedelta64(5, "D")).astype("datetime64[ns]")
-        model, sigma = baseline_model(times, values, in_base, var=var, harmonics=cfg.detection.harmonics, trend=cfg.detection.trend, at=grid)
-        maps.render_timeseries(
-            out / "figures" / f"{a.alert_id}.png", times, values, grid, model, sigma, index=var,
-            z_threshold=cfg.detection.z_threshold, first_detected=str(a.first_detected), monitor_start=str(cfg.monitor.start),
-            title=f"{a.alert_id} · {a.disturbance_type} · {var} at the alert centre",
-        )
-        products[a.alert_id] = (paths[0], paths[1], _dates_seen(win, before_t, days), _dates_seen(win, after_t, days))
+    for alerts_utm, stack, geobox, windows, start in plan:
+        inv = ~geobox.transform
+        computed = computed_all[start:start + len(windows)]
+        series_np = computed_all[start + len(windows)]
+        times = stack["time"].values
+        days = times.astype("datetime64[D]")
+        in_base = (days >= np.datetime64(cfg.baseline.start)) & (days <= np.datetime64(cfg.baseline.end))
+        in_mon = (days >= np.datetime64(cfg.monitor.start)) & (days <= np.datetime64(cfg.monitor.end))
+        for k, a in enumerate(alerts_utm.itertuples()):
+            r0, r1, c0, c1 = windows[k]
+            win = computed[k].values  # (band, time, y, x)
+            first = np.datetime64(a.first_detected)
+            before_t = (days < first) & (days >= first - np.timedelta64(365, "D"))
+            after_t = (days >= first) & in_mon
+            rings = []
+            for poly in getattr(a.geometry, "geoms", [a.geometry]):
+                xy = np.array(poly.exterior.coords)
+                cols, rows = inv * (xy[:, 0], xy[:, 1])
+                rings.append(np.column_stack([np.asarray(cols) - c0 - 0.5, np.asarray(rows) - r0 - 0.5]))
+            paths = []
+            for tag, sel in (("before", before_t), ("after", after_t)):
+                comp = _nanmedian(np.moveaxis(win[:, sel], 1, -1)) if sel.any() else np.full(win.shape[:1] + win.shape[2:], np.nan, "float32")
+                rel = f"chips/{a.alert_id}_{tag}.png"
+                maps.render_chip(out / rel, comp, rings, f"{a.alert_id} {tag}")  # ASCII: no CJK font needed
+                paths.append(rel)
+            var = _FIGURE_INDEX.get(a.disturbance_type, "NDVI")
+            values = series_np.sel(var=var).isel(alert=k).values.astype("float64")
+            grid = np.arange(days.min(), days.max() + np.timedelta64(1, "D"), np.timedelta64(5, "D")).astype("datetime64[ns]")
+            model, sigma = baseline_model(times, values, in_base, var=var, harmonics=cfg.detection.harmonics, trend=cfg.detection.trend, at=grid)
+            maps.render_timeseries(
+                out / "figures" / f"{a.alert_id}.png", times, values, grid, model, sigma, index=var,
+                z_threshold=cfg.detection.z_threshold, first_detected=str(a.first_detected), monitor_start=str(cfg.monitor.start),
+                title=f"{a.alert_id} · {a.disturbance_type} · {var} at the alert centre",
+            )
+            products[a.alert_id] = (paths[0], paths[1], _dates_seen(win, before_t, days), _dates_seen(win, after_t, days))
     return products
+
+
+def _tile_of(alerts: gpd.GeoDataFrame, tiles: list[Tile], grid: GeoBox) -> np.ndarray:
+    """Per alert, the id of the tile that makes its chips and re-check: the tile of its zone,
+    or for a split zone the tile whose cell holds the alert's representative point ('' when
+    the zone is in no tile: an alert of the register outside this scan's zones)."""
+    if alerts.empty:
+        return np.array([], dtype=object)
+    whole = {z: t.id for t in tiles for z in t.zone_ids}
+    pts = alerts.to_crs(grid.crs).geometry.representative_point()
+    inv = ~grid.transform
+    out = []
+    for zid, pt in zip(alerts["zone_id"], pts):
+        if zid in whole:
+            out.append(whole[zid])
+            continue
+        col, row = inv * (pt.x, pt.y)
+        cells = [t for t in tiles if zid in t.split_ids]
+        here = [t for t in cells if t.cell[0] <= row < t.cell[1] and t.cell[2] <= col < t.cell[3]]
+        out.append((here or cells)[0].id if (here or cells) else "")
+    return np.array(out, dtype=object)
+
+
+def _chip_geobox(alerts_utm: gpd.GeoDataFrame, grid: GeoBox, resolution: float) -> GeoBox:
+    """The grid window around ``alerts_utm`` (in the grid's CRS) with the chip margin beyond
+    each: the chips show the same context as on the whole grid, and only this window is read."""
+    pad = int(np.ceil(CHIP_MARGIN_M / resolution)) + 1
+    inv = ~grid.transform
+    x0, y0, x1, y1 = alerts_utm.total_bounds
+    c0, r0 = inv * (x0, y1)
+    c1, r1 = inv * (x1, y0)
+    h, w = grid.shape
+    return grid[max(int(np.floor(r0)) - pad, 0):min(int(np.ceil(r1)) + pad, h), max(int(np.floor(c0)) - pad, 0):min(int(np.ceil(c1)) + pad, w)]
 
 
 def _of_scan(alerts: gpd.GeoDataFrame, scan_id: str) -> np.ndarray:
@@ -458,25 +632,30 @@ def run_scan(
     failures += [{"kind": "scene", "id": f.item_id, "reason": f.reason} for f in unreadable]
     _check_windows(cfg, items, "readable", [f for f in failures if f["kind"] == "scene"])
 
+    tiles = plan_tiles(zones_utm, geobox, max_px=cfg.tiling.max_tile_px, margin_px=_margin_px(cfg))
+    log.info("%d zone(s) in %d tile(s) of ≤ %d px", len(zones_utm), len(tiles), cfg.tiling.max_tile_px)
+
     register = Register(cfg.register_path or out / "register.gpkg")
     register.check_writable()
+    bands = (*pipelines._load.REFLECTANCE_BANDS, "mask", "lst")
     with register.lock(timeout=lock_timeout), pipelines.dask_client(
         scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, env=profile.gdal_env
     ):
         out.mkdir(parents=True, exist_ok=True)
+        mosaic = Mosaic(out / ".tiles", geobox, zones_utm)
         for attempt in range(_READ_RETRIES + 1):
-            det, composite, scalings, refl, stack, skipped = _graph_parts(cfg, items, geobox, check_assets=False)  # probed above
+            mosaic.remove()
+            mosaic = Mosaic(out / ".tiles", geobox, zones_utm)
             try:
-                fields, rgb, assess_ds, clear_px = _compute_with_coverage(
-                    det, composite, refl, assess.lazy_inputs(cfg, refl), progress=progress, n_scenes=len(items) - len(skipped))
+                tiled = _run_tiles(cfg, items, tiles, geobox, mosaic, progress=progress, alerts_for=(utm, zones_utm, scan_id))
                 break
             except Exception as exc:  # noqa: BLE001 - Dask re-raises a worker's rasterio error as a plain Exception
                 if not _is_read_error(exc):
                     raise
-                # a scene that passed the probe failed to decode in the full read: find it, leave it out, go on
-                bad = [] if attempt == _READ_RETRIES else pipelines.find_unreadable(
-                    items, (*pipelines._load.REFLECTANCE_BANDS, "mask", "lst"), bbox, profile=profile, signer=profile.signer)
+                # a scene that passed the probe failed to decode in the full read: find it, leave it out, scan again
+                bad = [] if attempt == _READ_RETRIES else pipelines.find_unreadable(items, bands, bbox, profile=profile, signer=profile.signer)
                 if not bad:
+                    mosaic.remove()
                     raise RasterError(
                         f"a scene could not be read during the scan ({' '.join(str(exc).split())[:200]}) and a re-read did not "
                         "find which; nothing was written to the register; run the scan again (transient) or check the scenes' assets"
@@ -487,13 +666,15 @@ def run_scan(
                 gone = {f.item_id for f in bad}
                 items = [it for it in items if it.id not in gone]
                 _check_windows(cfg, items, "readable", [f for f in failures if f["kind"] == "scene"])
-        failures += [{"kind": "scene", "id": line.split(":", 1)[0], "reason": line.split(":", 1)[-1].strip()} for line in skipped]
-        raster_paths = _write_rasters(out, fields, rgb, geobox)
-        found = alerts_from_fields(
-            fields, geobox.transform, utm, zones_utm, min_area_m2=cfg.detection.min_area_m2,
-            consecutive=cfg.detection.consecutive, z_threshold=cfg.detection.z_threshold, scan_id=scan_id,
-            baseline={"NDVI": assess_ds["NDVI_baseline"].values, "MNDWI": assess_ds["MNDWI_baseline"].values},
-        )
+        skipped = [f"{i}: {r}" for i, r in tiled.skipped.items()]
+        scalings = list(tiled.scalings.values())
+        failures += [{"kind": "scene", "id": i, "reason": r} for i, r in tiled.skipped.items()]
+        for t in tiled.empty_tiles:
+            failures += [{"kind": "zone", "id": z, "reason": f"no readable scene over its tile {t.id}; not assessed"} for z in t.zone_ids]
+        raster_paths = _write_rasters(out, mosaic)
+        found = gpd.GeoDataFrame(
+            pd.concat(tiled.found, ignore_index=True) if tiled.found else {c: [] for c in ALERT_COLUMNS}, geometry=None if tiled.found else [], crs="EPSG:4326")
+        found = _stitch(found, tiles, geobox, mosaic, cfg, utm, zones_utm, scan_id)
         merged, stats = merge_alerts(register.alerts(), found, scan_id)
         # recompute area and centroid of merged geometries in the analysis CRS
         m_utm = merged.to_crs(utm)
@@ -509,16 +690,31 @@ def run_scan(
         }
         # one row per scan id: re-running a scan replaces its row (the alerts are unchanged)
         scans = pd.concat([scans[scans["scan_id"] != scan_id] if not scans.empty else scans, pd.DataFrame([run])], ignore_index=True)
-        mine_idx = merged.index[_of_scan(merged, scan_id)]
-        products = _alert_products(out, merged.loc[mine_idx].to_crs(utm), refl, stack, geobox, cfg)
-        for i in mine_idx:
+        history = register.history()
+        mine_mask = _of_scan(merged, scan_id)
+        owner = _tile_of(merged, tiles, geobox)
+        jobs = []
+        for tile in tiles:  # chips and re-checks: small windows around each tile's alerts
+            in_tile = owner == tile.id
+            mine_idx = merged.index[mine_mask & in_tile]
+            rectified = (merged["status"] == "rectified").values & in_tile
+            if not len(mine_idx) and not rectified.any():
+                continue
+            gb = _chip_geobox(merged.loc[in_tile].to_crs(utm), geobox, cfg.resolution)
+            tile_items = _items_over(items, gb)
+            if not tile_items:
+                continue
+            _, _, _, refl, stack, _ = _graph_parts(cfg, tile_items, gb, check_assets=False)
+            jobs.append((merged.loc[mine_idx].to_crs(utm), refl, stack, gb))
+            merged, history, _ = recheck_rectified(  # 整改销号: has vegetation come back on rectified sites?
+                merged, history, stack, gb, baseline=(str(cfg.baseline.start), str(cfg.baseline.end)), scan_id=scan_id,
+                harmonics=cfg.detection.harmonics, trend=cfg.detection.trend, alert_ids=set(merged.loc[in_tile, "alert_id"]),
+            )
+        products = _alert_products(out, jobs, cfg)
+        for i in merged.index[mine_mask]:
             aid = merged.at[i, "alert_id"]
             if aid in products:
                 merged.at[i, "chip_before"], merged.at[i, "chip_after"], merged.at[i, "before_dates"], merged.at[i, "after_dates"] = products[aid]
-        merged, history, _ = recheck_rectified(  # 整改销号: has vegetation come back on rectified sites?
-            merged, register.history(), stack, geobox, baseline=(str(cfg.baseline.start), str(cfg.baseline.end)), scan_id=scan_id,
-            harmonics=cfg.detection.harmonics, trend=cfg.detection.trend,
-        )
         register.write(merged, history, scans, review_steps=tuple(cfg.review.steps))
 
     mine = merged[_of_scan(merged, scan_id)].copy()
@@ -526,11 +722,11 @@ def run_scan(
     mine["zone_tier"] = mine["zone_id"].map(dict(zip(zones["zone_id"], zones["tier"])))  # 管控分区 of the alert's zone (None: no tier field)
     (out / "alerts.geojson").write_text(mine.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
 
-    assess_np, years = assess.computed_inputs(assess_ds)
     zone_stats, admin_stats = assess.write_assessment(
-        out, cfg=cfg, zones=zones, admin=admin, utm=utm, geobox=geobox, inputs=assess_np, years=years, alerts=mine,
-        rasters=raster_paths, attrs=dict(assess_ds.attrs),
+        out, cfg=cfg, zones=zones, admin=admin, utm=utm, geobox=geobox, inputs=mosaic, years=tiled.years, alerts=mine,
+        rasters=raster_paths, attrs=tiled.attrs,
     )
+    mosaic.remove()
     zones_out = zones.to_crs(4326).merge(zone_stats.drop(columns=["zone_name", "category", "admin_id", "tier"], errors="ignore"), on="zone_id")
     (out / "zones.geojson").write_text(zones_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
     if admin is not None:
@@ -567,7 +763,9 @@ def run_scan(
                          for s in scalings if s.item_id == it.id}}
             for it in items if it.id not in skipped_ids
         ],
-        "scenes_without_clear_pixels": _scenes_without_clear_pixels(items, clear_px),
+        "scenes_without_clear_pixels": _scenes_without_clear_pixels(items, tiled.clear_px),
+        "tiles": [{"id": t.id, "zones": list(t.zone_ids), "pieces_of": list(t.split_ids), "rows": list(t.core[:2]), "cols": list(t.core[2:])}
+                  for t in tiles],
         "register": {"path": str(register.path.resolve()), "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged},
         "failures": failures,
         "libraries": provenance.library_versions(),

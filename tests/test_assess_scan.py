@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import rasterio.features
 
 from redline.alerts import DISTURBANCE_TYPES
 from redline.rsei import GRADES
@@ -64,8 +65,13 @@ def test_rsei_is_higher_where_greener_and_records_its_variant(small_scan):
     ndvi, _, _ = _read(small_scan.out_dir / "rasters" / "ndvi_monitor.tif")
     ok = np.isfinite(rsei) & np.isfinite(ndvi)
     assert np.corrcoef(rsei[ok], ndvi[ok])[0, 1] > 0.5
+    # FVC end-members: 5 % / 95 % NDVI of the land pixels inside the zones (RSEI is NaN on water)
     soil, veg = meta["fvc_end_members"]["monitor"]["ndvi_soil"], meta["fvc_end_members"]["monitor"]["ndvi_veg"]
-    assert np.nanquantile(ndvi, 0.05) == pytest.approx(soil, abs=1e-3) and np.nanquantile(ndvi, 0.95) == pytest.approx(veg, abs=1e-3)
+    _, transform, crs = _read(small_scan.out_dir / "rasters" / "ndvi_monitor.tif")
+    zones = gpd.read_file(small_scan.out_dir / "zones.geojson").to_crs(crs)
+    land = rasterio.features.geometry_mask(zones.geometry, out_shape=ndvi.shape, transform=transform, invert=True) & np.isfinite(rsei)
+    assert np.quantile(ndvi[land], 0.05) == pytest.approx(soil, abs=1e-3) and np.quantile(ndvi[land], 0.95) == pytest.approx(veg, abs=1e-3)
+    assert soil > np.nanquantile(ndvi, 0.01)  # water (NDVI < 0) is not a soil end-member
 
 
 @pytest.mark.parametrize("column", ["ndvi_monitor", "ndvi_baseline", "fvc_baseline", "rsei_monitor", "rsei_baseline", "valid_obs_fraction"])

@@ -11,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
 
 from redline.scan import run_scan
 
@@ -66,13 +68,16 @@ def test_a_scan_on_a_real_scheduler_and_two_workers_equals_the_local_run(cluster
     from distributed import Client
 
     out = tmp_path / "out"
-    res = run_scan(small_config.model_copy(update={"register_path": tmp_path / "reg.gpkg"}), out, scheduler=cluster, progress=True)
-    # the progress bar counted the cluster's real task completions and every scene read
+    tiling = small_config.tiling.model_copy(update={"max_tile_px": 96})  # 3 tiles, computed 2 at a time on the cluster
+    res = run_scan(small_config.model_copy(update={"register_path": tmp_path / "reg.gpkg", "tiling": tiling}), out, scheduler=cluster, progress=True)
+    # the progress bar counted the tiles, the cluster's real task completions and every scene read (each scene covers the 3 tiles)
     err = capsys.readouterr().err
-    scenes = re.search(r"scenes read\W+(\d+)/(\d+)", err)
+    tiles = re.search(r"tiles\W+(\d+)/(\d+)", err)
+    scenes = re.search(r"scene reads\W+(\d+)/(\d+)", err)
     tasks = re.search(r"tasks\W+(\d+)/(\d+)", err)
-    assert scenes and tasks, err[-2000:]
-    assert int(scenes.group(1)) == int(scenes.group(2)) == res.n_items
+    assert tiles and scenes and tasks, err[-2000:]
+    assert int(tiles.group(1)) == int(tiles.group(2)) == 3
+    assert int(scenes.group(1)) == int(scenes.group(2)) == 3 * res.n_items
     assert int(tasks.group(1)) == int(tasks.group(2)) > 10 * res.n_items
     with Client(cluster) as client:
         assert len(client.scheduler_info()["workers"]) == 2
@@ -81,5 +86,13 @@ def test_a_scan_on_a_real_scheduler_and_two_workers_equals_the_local_run(cluster
     remote = res.alerts[cols].sort_values("alert_id").reset_index(drop=True)
     assert len(local) > 0
     assert remote.equals(local)
-    assert (out / "rasters" / "disturbance_date.tif").read_bytes() == (small_scan.out_dir / "rasters" / "disturbance_date.tif").read_bytes()
+    # the same disturbance dates and clear counts on every pixel the tiles computed (their cores cover the zones)
+    def read(folder, stem):
+        with rasterio.open(folder / "rasters" / f"{stem}.tif") as src:
+            return src.read(1), src.transform
+
+    (n_tiled, t1), (n_whole, t2) = read(out, "n_clear_monitor"), read(small_scan.out_dir, "n_clear_monitor")
+    computed = n_tiled >= 0
+    assert t1 == t2 and computed.mean() > 0.5 and (n_tiled[computed] == n_whole[computed]).all()
+    assert (read(out, "disturbance_date")[0][computed] == read(small_scan.out_dir, "disturbance_date")[0][computed]).all()
     shutil.rmtree(out)
