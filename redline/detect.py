@@ -215,27 +215,30 @@ _FLOORS_V = np.array([SIGMA_FLOOR[v] for v in STACK_VARS])
 @numba.njit(cache=True, nogil=True)
 def _median_inplace(a: np.ndarray, n: int) -> float:
     """Median of ``a[:n]`` (reordered in place), NaN if n = 0: the mean of the order statistics
-    (n − 1) // 2 and n // 2, found by Hoare's selection (Wirth's variant) instead of a sort."""
+    (n − 1) // 2 and n // 2 — the values ``np.nanmedian`` gives — found by quickselect (Hoare
+    1961, FIND) with a branch-free Lomuto partition instead of a sort."""
     if n == 0:
         return np.nan
     k = n // 2
     lo, hi = 0, n - 1
     while lo < hi:
-        x = a[k]
-        i, j = lo, hi
-        while i <= j:
-            while a[i] < x:
-                i += 1
-            while x < a[j]:
-                j -= 1
-            if i <= j:
-                a[i], a[j] = a[j], a[i]
-                i += 1
-                j -= 1
-        if j < k:
-            lo = i
-        if k < i:
-            hi = j
+        mid = (lo + hi) // 2  # pivot: the middle element, moved to the end
+        a[mid], a[hi] = a[hi], a[mid]
+        p = a[hi]
+        s = lo
+        for i in range(lo, hi):  # a[lo:s] < p ≤ a[s:i]
+            v = a[i]
+            a[i] = a[s]
+            a[s] = v
+            s += v < p
+        a[hi] = a[s]
+        a[s] = p
+        if s == k:
+            break
+        if s < k:
+            lo = s + 1
+        else:
+            hi = s - 1
     upper = a[k]  # a[:k] ≤ a[k] ≤ a[k + 1:n]
     if n % 2 == 1:
         return 0.5 * (upper + upper)
