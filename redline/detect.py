@@ -308,7 +308,9 @@ def _detect_block(
     resid_vars[_V_MNDWI] = True
     resid_vars[_V_ALB] = True
     # scratch, reused for every pixel
-    clear = np.zeros(nt, dtype=np.bool_)
+    y = np.empty((nv, nt))
+    XT = np.ascontiguousarray(X.T)
+    fit = np.empty(nt)
     W = np.zeros(nt, dtype=np.bool_)  # clear in the baseline
     Wm = np.zeros(nt, dtype=np.bool_)  # clear in the monitor window
     A = np.empty((P, P))
@@ -325,9 +327,12 @@ def _detect_block(
 
     for iy in range(ny):
         for ix in range(nx):
-            y = block[iy, ix]
             o = out[iy, ix]
             # --- clear looks, counts, growing-season NDVI means ------------------------------
+            # the pixel's series in float64, contiguous (the block may be any strided view)
+            for v in range(nv):
+                for t in range(nt):
+                    y[v, t] = block[iy, ix, v, t]
             n_base = 0
             n_mon = 0
             last = -1
@@ -336,12 +341,10 @@ def _detect_block(
             gs_m = 0.0
             gs_mn = 0
             for t in range(nt):
-                c = True
+                total = 0.0  # finite iff every variable is: NaN (or ±inf) propagates through the sum
                 for v in range(nv):
-                    if not np.isfinite(y[v, t]):
-                        c = False
-                        break
-                clear[t] = c
+                    total += y[v, t]
+                c = np.isfinite(total)
                 W[t] = c and in_base[t]
                 Wm[t] = c and in_mon[t]
                 if W[t]:
@@ -375,20 +378,25 @@ def _detect_block(
                 if W[t]:
                     for i in range(P):
                         xi = X[t, i]
-                        for j in range(P):
+                        for j in range(i, P):  # the upper triangle; A is symmetric
                             A[i, j] += xi * X[t, j]
                         for v in range(nv):
                             beta[v, i] += y[v, t] * xi
+            for i in range(1, P):
+                for j in range(i):
+                    A[i, j] = A[j, i]
             _solve_inplace(A, beta)
-            # residuals y − ŷ on the clear looks, for the variables tested (NaN elsewhere unused)
+            # residuals y − ŷ of the variables tested, at every date (NaN where unclear, unused):
+            # ŷ accumulated term by term over the dates, a loop the compiler vectorises
             for v in range(nv):
                 if resid_vars[v]:
+                    fit[:] = 0.0
+                    for i in range(P):
+                        b = beta[v, i]
+                        for t in range(nt):
+                            fit[t] += b * XT[i, t]
                     for t in range(nt):
-                        if clear[t]:
-                            pred = 0.0
-                            for i in range(P):
-                                pred += beta[v, i] * X[t, i]
-                            resid[v, t] = y[v, t] - pred
+                        resid[v, t] = y[v, t] - fit[t]
 
             # --- robust spread: 1.4826 · MAD of the baseline residuals, floored ---------------
             for v in range(nv):
