@@ -48,7 +48,9 @@ def _fields(stack, cfg, **over) -> dict[str, np.ndarray]:
 
 def _reference_fields(stack, cfg, monkeypatch, **over) -> dict[str, np.ndarray]:
     with monkeypatch.context() as m:
-        m.setattr(detect_module, "_kernel", reference_kernel)
+        # the reference takes (y, x, var, time) and gives (y, x, field); the kernel's layout is
+        # (var, time, y, x) → (field, y, x)
+        m.setattr(detect_module, "_kernel", lambda b, **kw: reference_kernel(b.transpose(2, 3, 0, 1), **kw).transpose(2, 0, 1))
         return _fields(stack, cfg, **over)
 
 
