@@ -638,10 +638,12 @@ def detect(
         trend=trend,
         min_obs=min_baseline_obs,
     )
+    # (var, time) → (field, 1) keeps the block structure (no drop_axis, which would make dask
+    # concatenate, i.e. copy, every input chunk); the length-1 axis is then sliced off (a view)
     data = stack.data.map_blocks(
-        kernel, drop_axis=(0, 1), new_axis=0, chunks=((len(FIELDS),), *stack.data.chunks[2:]), dtype=np.float32,
-        meta=np.empty((0,) * (len(spatial) + 1), dtype=np.float32),
-    )
+        lambda block: kernel(block)[:, None], chunks=((len(FIELDS),), (1,), *stack.data.chunks[2:]), dtype=np.float32,
+        meta=np.empty((0,) * (len(spatial) + 2), dtype=np.float32),
+    )[:, 0]
     coords = {k: c for k, c in stack.coords.items() if set(c.dims) <= set(spatial)}
     result = xr.DataArray(data, dims=("field", *spatial), coords={**coords, "field": list(FIELDS)})
     return result.to_dataset(dim="field")
