@@ -336,7 +336,7 @@ def _detect_block(
     for iy in range(ny):
         # the row's series, pixel-major in float64: copied along x (contiguous in the block), as
         # reading one pixel's values from (var, time, y, x) strides by y·x·4 bytes — a power of
-        # two for the usual chunk sizes, so all of them fall in one cache set (~3× slower)
+        # two for the usual chunk sizes, so all of them fall in one cache set (several times slower)
         for v in range(nv):
             for t in range(nt):
                 for ix in range(nx):
