@@ -37,14 +37,17 @@ an NBR anomaly counts only where the 10 m NDVI also falls (by more than one σ a
 landscapes, tune seed).
 
 Everything here is lazy: :func:`detect` builds a Dask graph with ``xarray.apply_ufunc``; the
-numeric kernel runs per spatial chunk when the scan's writer computes.
+numeric kernel (compiled with numba, one pass per pixel, float64 arithmetic) runs per spatial
+chunk when the scan's writer computes.
 """
 
 from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
+from functools import partial
 
+import numba
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -177,25 +180,9 @@ def _quiet():
         yield
 
 
-#: Pixels per batch inside a chunk, to bound the kernel's float64 temporaries (~100 MB).
-_BATCH = 4096
-
-
-def _kernel(block: np.ndarray, **kw) -> np.ndarray:
-    """Numpy kernel on one chunk: block (y, x, var, time) → (y, x, field) float32."""
-    ny, nx, nv, nt = block.shape
-    flat = block.reshape(ny * nx, nv, nt)
-    out = np.empty((ny * nx, len(FIELDS)), dtype="float32")
-    for s in range(0, flat.shape[0], _BATCH):
-        out[s : s + _BATCH] = _pixels(flat[s : s + _BATCH], **kw)
-    return out.reshape(ny, nx, -1)
-
-
 def _nanmedian_last(a: np.ndarray) -> np.ndarray:
-    """Median over the last axis ignoring NaN (NaN where all are NaN), keepdims.
-
-    The same values as ``np.nanmedian`` but by one sort (NaN sort last) and the counts, several
-    times faster on the kernel's (pixels, var, time) batches than numpy's masked-array path."""
+    """Median over the last axis ignoring NaN (NaN where all are NaN), keepdims: the same
+    values as ``np.nanmedian``, by one sort (NaN sort last) and the counts."""
     s = np.sort(a, axis=-1)
     n = np.isfinite(a).sum(axis=-1, keepdims=True)
     lo = np.take_along_axis(s, np.clip((n - 1) // 2, 0, None), axis=-1)
@@ -203,20 +190,367 @@ def _nanmedian_last(a: np.ndarray) -> np.ndarray:
     return np.where(n > 0, 0.5 * (lo + hi), np.nan)
 
 
-def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Mean over the last axis of ``values`` where ``mask`` (broadcast), NaN where none: the
-    same as ``np.nanmean`` on finite masked values, without its copies."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(mask, values, 0.0).sum(axis=-1) / mask.sum(axis=-1)
-
-
 def _robust_sigma(resid: np.ndarray) -> np.ndarray:
-    """1.4826 · MAD over the last axis, ignoring NaN."""
+    """1.4826 · MAD over the last axis, ignoring NaN (numpy; :func:`baseline_model` uses it)."""
     med = _nanmedian_last(resid)
     return 1.4826 * _nanmedian_last(np.abs(resid - med))[..., 0]
 
 
-def _pixels(
+# ---------------------------------------------------------------------------------------------
+# The compiled kernel. One pass per pixel (numba), all arithmetic in float64; the per-pixel loop
+# touches only the values each step needs (no (pixels, var, time) temporaries) and takes medians
+# by selection, not sorting: ~5× faster than the former numpy kernel vectorised over pixel batches
+# (kept in tests/_reference.py; tests/test_detect_kernel.py checks the fields are the same;
+# timings in benchmarks/README.md). Compiled on first use and cached beside this module
+# (numba ``cache=True``), so later processes only load the machine code.
+# ---------------------------------------------------------------------------------------------
+
+_F = {name: i for i, name in enumerate(FIELDS)}
+# field positions as plain ints (numba freezes module globals as compile-time constants)
+_F_NBASE, _F_NMON, _F_LAST_CLEAR = _F["n_base_clear"], _F["n_mon_clear"], _F["last_clear"]
+_F_DIST, _F_FIRST, _F_LAST_OBS, _F_NCONF = _F["disturbed"], _F["first_date"], _F["last_observed"], _F["n_confirm"]
+_F_MAG, _F_Z, _F_TRIG = _F["magnitude"], _F["zscore"], _F["trigger"]
+_F_GS_BASE, _F_GS_MON, _F_SIGMA, _F_BURN = _F["ndvi_base_gs"], _F["ndvi_mon_gs"], _F["sigma_ndvi"], _F["burn"]
+_F_PRE, _F_POST = _F[f"pre_{STACK_VARS[0]}"], _F[f"post_{STACK_VARS[0]}"]  # then one per variable in order
+_V_NDVI, _V_MNDWI, _V_NBR, _V_ALB = (STACK_VARS.index(v) for v in ("NDVI", "MNDWI", "NBR", "ALB"))
+_MIN_DROP_V = np.array([MIN_DROP.get(v, np.inf) for v in STACK_VARS])  # per variable, inf: not a detection index
+_FLOORS_V = np.array([SIGMA_FLOOR[v] for v in STACK_VARS])
+
+
+@numba.njit(cache=True, nogil=True)
+def _median_inplace(a: np.ndarray, n: int) -> float:
+    """Median of ``a[:n]`` (reordered in place), NaN if n = 0: the mean of the order statistics
+    (n − 1) // 2 and n // 2 — the values ``np.nanmedian`` gives — found by quickselect (Hoare
+    1961, Algorithm 65 FIND, doi:10.1145/366622.366647) with a branch-free Lomuto partition
+    instead of a sort."""
+    if n == 0:
+        return np.nan
+    k = n // 2
+    lo, hi = 0, n - 1
+    while lo < hi:
+        mid = (lo + hi) // 2  # pivot: the middle element, moved to the end
+        a[mid], a[hi] = a[hi], a[mid]
+        p = a[hi]
+        s = lo
+        for i in range(lo, hi):  # a[lo:s] < p ≤ a[s:i]
+            v = a[i]
+            a[i] = a[s]
+            a[s] = v
+            s += v < p
+        a[hi] = a[s]
+        a[s] = p
+        if s == k:
+            break
+        if s < k:
+            lo = s + 1
+        else:
+            hi = s - 1
+    upper = a[k]  # a[:k] ≤ a[k] ≤ a[k + 1:n]
+    if n % 2 == 1:
+        return 0.5 * (upper + upper)
+    lower = a[0]
+    for i in range(1, k):
+        lower = max(lower, a[i])
+    return 0.5 * (lower + upper)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _solve_inplace(A: np.ndarray, B: np.ndarray) -> None:
+    """Solve A · βᵀ = Bᵀ for every row of B (P × P system, R right-hand sides), overwriting B with
+    β: Gaussian elimination with partial pivoting, the algorithm of LAPACK's ``gesv``."""
+    P = A.shape[0]
+    R = B.shape[0]
+    for c in range(P):
+        p = c  # pivot: the largest magnitude in column c at or below the diagonal
+        for r in range(c + 1, P):
+            if abs(A[r, c]) > abs(A[p, c]):
+                p = r
+        if p != c:
+            for j in range(P):
+                A[c, j], A[p, j] = A[p, j], A[c, j]
+            for v in range(R):
+                B[v, c], B[v, p] = B[v, p], B[v, c]
+        for r in range(c + 1, P):
+            f = A[r, c] / A[c, c]
+            for j in range(c, P):
+                A[r, j] -= f * A[c, j]
+            for v in range(R):
+                B[v, r] -= f * B[v, c]
+    for v in range(R):  # back substitution
+        for r in range(P - 1, -1, -1):
+            s = B[v, r]
+            for j in range(r + 1, P):
+                s -= A[r, j] * B[v, j]
+            B[v, r] = s / A[r, r]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _detect_block(
+    block: np.ndarray,
+    out: np.ndarray,
+    X: np.ndarray,
+    days: np.ndarray,
+    gs: np.ndarray,
+    in_base: np.ndarray,
+    in_mon: np.ndarray,
+    near: np.ndarray,
+    det: np.ndarray,
+    z_threshold: float,
+    consecutive: int,
+    min_obs: int,
+) -> None:
+    """Per-pixel detection on block (var, time, y, x) float32 (NaN = unclear), into out
+    (field, y, x) float32. ``X`` is the (time, P) design matrix, ``near[s, t]`` whether dates s
+    and t are within SEASON_SUPPORT_DAYS of day of year apart, ``det`` the detection variables'
+    positions in STACK_VARS."""
+    nv, nt, ny, nx = block.shape
+    nf = out.shape[0]
+    P = X.shape[1]
+    need = np.zeros(nv, dtype=np.bool_)  # variables whose robust σ is estimated: detection + NDVI
+    need[_V_NDVI] = True
+    for v in det:
+        need[v] = True
+    resid_vars = need.copy()  # variables whose residuals are needed (+ the burn signature's)
+    resid_vars[_V_NBR] = True
+    resid_vars[_V_MNDWI] = True
+    resid_vars[_V_ALB] = True
+    # scratch, reused for every pixel
+    rows = np.empty((nx, nv, nt))
+    orow = np.empty((nx, nf), dtype=np.float32)
+    XT = np.ascontiguousarray(X.T)
+    fit = np.empty(nt)
+    W = np.zeros(nt, dtype=np.bool_)  # clear in the baseline
+    Wm = np.zeros(nt, dtype=np.bool_)  # clear in the monitor window
+    A = np.empty((P, P))
+    beta = np.empty((nv, P))
+    resid = np.empty((nv, nt))
+    sigma = np.empty(nv)
+    buf = np.empty(nt)
+    anom = np.zeros(nt, dtype=np.bool_)
+    burn_look = np.zeros(nt, dtype=np.bool_)
+    severe = np.zeros(nt, dtype=np.bool_)
+    zsum = np.empty(nv)
+    dsum = np.empty(nv)
+    mon_t = np.flatnonzero(in_mon)
+
+    for iy in range(ny):
+        # the row's series, pixel-major in float64: copied along x (contiguous in the block), as
+        # reading one pixel's values from (var, time, y, x) strides by y·x·4 bytes — a power of
+        # two for the usual chunk sizes, so all of them fall in one cache set (several times slower)
+        for v in range(nv):
+            for t in range(nt):
+                for ix in range(nx):
+                    rows[ix, v, t] = block[v, t, iy, ix]
+        orow[:, :] = np.nan
+        for ix in range(nx):
+            y = rows[ix]
+            o = orow[ix]
+            # --- clear looks, counts, growing-season NDVI means ------------------------------
+            n_base = 0
+            n_mon = 0
+            last = -1
+            gs_b = 0.0
+            gs_bn = 0
+            gs_m = 0.0
+            gs_mn = 0
+            for t in range(nt):
+                total = 0.0  # finite iff every variable is: NaN (or ±inf) propagates through the sum
+                for v in range(nv):
+                    total += y[v, t]
+                c = np.isfinite(total)
+                W[t] = c and in_base[t]
+                Wm[t] = c and in_mon[t]
+                if W[t]:
+                    n_base += 1
+                    if gs[t]:
+                        gs_b += y[_V_NDVI, t]
+                        gs_bn += 1
+                if Wm[t]:
+                    n_mon += 1
+                    last = t
+                    if gs[t]:
+                        gs_m += y[_V_NDVI, t]
+                        gs_mn += 1
+            o[_F_NBASE] = n_base
+            o[_F_NMON] = n_mon
+            if last >= 0:
+                o[_F_LAST_CLEAR] = days[last]
+            o[_F_GS_BASE] = gs_b / gs_bn  # NaN where none (0/0)
+            o[_F_GS_MON] = gs_m / gs_mn
+            o[_F_DIST] = 0.0
+            if n_base < min_obs:
+                continue  # not monitored: too few clear baseline looks
+
+            # --- weighted least squares on the baseline's clear looks, all variables ----------
+            # A = Σ_t x_t x_tᵀ + 10⁻⁶ I (shared by the variables), B_v = Σ_t y_vt x_t, β_v = A⁻¹ B_v
+            for i in range(P):
+                for j in range(P):
+                    A[i, j] = 1e-6 if i == j else 0.0
+            beta[:, :] = 0.0
+            for t in range(nt):
+                if W[t]:
+                    for i in range(P):
+                        xi = X[t, i]
+                        for j in range(i, P):  # the upper triangle; A is symmetric
+                            A[i, j] += xi * X[t, j]
+                        for v in range(nv):
+                            beta[v, i] += y[v, t] * xi
+            for i in range(1, P):
+                for j in range(i):
+                    A[i, j] = A[j, i]
+            _solve_inplace(A, beta)
+            # residuals y − ŷ of the variables tested, at every date (NaN where unclear, unused):
+            # ŷ accumulated term by term over the dates, a loop the compiler vectorises
+            for v in range(nv):
+                if resid_vars[v]:
+                    fit[:] = 0.0
+                    for i in range(P):
+                        b = beta[v, i]
+                        for t in range(nt):
+                            fit[t] += b * XT[i, t]
+                    for t in range(nt):
+                        resid[v, t] = y[v, t] - fit[t]
+
+            # --- robust spread: 1.4826 · MAD of the baseline residuals, floored ---------------
+            for v in range(nv):
+                s = np.nan
+                if need[v]:
+                    n = 0
+                    for t in range(nt):
+                        if W[t]:
+                            buf[n] = resid[v, t]
+                            n += 1
+                    med = _median_inplace(buf, n)
+                    for i in range(n):
+                        buf[i] = abs(buf[i] - med)
+                    s = 1.4826 * _median_inplace(buf, n)
+                sigma[v] = max(0.0 if np.isnan(s) else s, _FLOORS_V[v])
+
+            # baseline water: mean MNDWI of the clear baseline looks > 0 (Xu 2006)
+            water = 0.0
+            for t in range(nt):
+                if W[t]:
+                    water += y[_V_MNDWI, t]
+            water = water / n_base
+
+            # --- anomalies on the clear monitor looks -----------------------------------------
+            for t in range(nt):
+                anom[t] = False
+                burn_look[t] = False
+                severe[t] = False
+                if not Wm[t]:
+                    continue
+                a = False
+                for v in det:
+                    r = resid[v, t]
+                    av = (r / sigma[v] < -z_threshold) and (-r >= _MIN_DROP_V[v])
+                    if v == _V_MNDWI:
+                        av = av and water > 0.0  # MNDWI drops only on baseline water
+                    if v == _V_NBR:
+                        # NBR's 20 m SWIR bleeds beyond a 10 m change: the 10 m NDVI must also
+                        # fall, by more than one σ and NBR_NDVI_SUPPORT
+                        r0 = resid[_V_NDVI, t]
+                        av = av and (r0 / sigma[_V_NDVI] < -1.0) and (-r0 >= NBR_NDVI_SUPPORT)
+                    a = a or av
+                if a:
+                    # seasonal support: a clear baseline look within SEASON_SUPPORT_DAYS of this
+                    # date's day of year (the harmonic model is not trusted where it extrapolates)
+                    a = False
+                    for s_ in range(nt):
+                        if W[s_] and near[s_, t]:
+                            a = True
+                            break
+                anom[t] = a
+                # burn signature: dNBR ≥ BURN_DNBR, darker (ALB below the model), not wetter
+                rn = resid[_V_NBR, t]
+                burn_look[t] = (-rn >= BURN_DNBR) and (resid[_V_ALB, t] < 0) and (resid[_V_MNDWI, t] <= 0)
+                severe[t] = burn_look[t] and (-rn >= SEVERE_DNBR) and (rn < -2 * z_threshold * sigma[_V_NBR])
+
+            # --- confirmation, withdrawal and burns, date by date -----------------------------
+            # `consecutive` anomalous clear looks in a row confirm (unclear ones skipped); RECOVERY
+            # normal clear looks in a row after confirmation withdraw it (snow, floods, haze pass),
+            # unless the confirming run was mostly burn-like; one severe burn look confirms alone
+            run = 0
+            burn_run = 0
+            burn = False
+            normal_run = 0
+            run_start = -1
+            first = -1
+            for ti in mon_t:
+                c = Wm[ti]
+                a = anom[ti]
+                pending = first < 0
+                if pending and a and run == 0:
+                    run_start = ti
+                if pending and c:
+                    if a:
+                        run += 1
+                        burn_run += 1 if burn_look[ti] else 0
+                    else:
+                        run = 0
+                        burn_run = 0
+                if pending and (run >= consecutive or (c and a and severe[ti])):
+                    first = run_start
+                    burn = 2 * burn_run >= run
+                if not pending:
+                    if c and not a:
+                        normal_run += 1
+                    elif c and a:
+                        normal_run = 0
+                    if normal_run >= RECOVERY and not burn:
+                        first = -1
+                        run = 0
+                        burn_run = 0
+                        normal_run = 0
+
+            dist = first >= 0
+            o[_F_DIST] = 1.0 if dist else 0.0
+            o[_F_SIGMA] = sigma[_V_NDVI]
+            o[_F_BURN] = 1.0 if (dist and burn) else 0.0
+            if not dist:
+                continue
+
+            # --- the disturbance: dates, confirming looks, trigger, pre/post values -----------
+            o[_F_FIRST] = days[first]
+            n_conf = 0
+            last_after = first
+            zsum[:] = 0.0
+            dsum[:] = 0.0
+            for t in range(first, nt):
+                if Wm[t]:
+                    last_after = t
+                if anom[t]:  # a confirming look: anomalous since the date
+                    n_conf += 1
+                    for v in det:
+                        zsum[v] += -(resid[v, t] / sigma[v])
+                        dsum[v] += -resid[v, t]
+            o[_F_LAST_OBS] = days[last_after]
+            o[_F_NCONF] = n_conf
+            # the triggering index: the detection variable with the largest mean z-drop
+            trig = -1
+            for v in det:
+                if trig < 0 or zsum[v] / n_conf > zsum[trig] / n_conf:
+                    trig = v
+            o[_F_TRIG] = trig
+            o[_F_Z] = zsum[trig] / n_conf
+            o[_F_MAG] = dsum[trig] / n_conf
+            for v in range(nv):
+                pred = 0.0  # the model's expectation on the disturbance date
+                for i in range(P):
+                    pred += beta[v, i] * X[first, i]
+                o[_F_PRE + v] = pred
+                n = 0  # the median of the clear looks since the date
+                for t in range(first, nt):
+                    if Wm[t]:
+                        buf[n] = y[v, t]
+                        n += 1
+                o[_F_POST + v] = _median_inplace(buf, n)
+        for f in range(nf):
+            for ix in range(nx):
+                out[f, iy, ix] = orow[ix, f]
+
+
+def _kernel(
     block: np.ndarray,
     *,
     t: np.ndarray,
@@ -232,139 +566,17 @@ def _pixels(
     trend: bool,
     min_obs: int,
 ) -> np.ndarray:
-    """The kernel on a batch of pixels: (n, var, time) → (n, field) float32."""
-    n, nv, nt = block.shape
-    Y = block.astype("float64")
-    out = np.full((n, len(FIELDS)), np.nan, dtype="float32")
-    F = {name: i for i, name in enumerate(FIELDS)}
-    clear = np.isfinite(Y).all(axis=1)  # (n, T)
-    W = clear & in_base[None, :]
-    Wm = clear & in_mon[None, :]
-    out[:, F["n_base_clear"]] = W.sum(1)
-    out[:, F["n_mon_clear"]] = Wm.sum(1)
-    last_idx = np.where(Wm.any(1), nt - 1 - np.argmax(Wm[:, ::-1], axis=1), -1)
-    out[:, F["last_clear"]] = np.where(last_idx >= 0, days[np.clip(last_idx, 0, None)], np.nan)
-    gs = np.isin(months, GROWING_SEASON_MONTHS)
-    ndvi = Y[:, 0, :]
-    with _quiet():
-        out[:, F["ndvi_base_gs"]] = _masked_mean(ndvi, W & gs)
-        out[:, F["ndvi_mon_gs"]] = _masked_mean(ndvi, Wm & gs)
-
-    ok = W.sum(1) >= min_obs
-    out[:, F["disturbed"]] = 0.0
-    if not ok.any():
-        return out
-    Yk, Wk, Wmk = Y[ok], W[ok], Wm[ok]
+    """The kernel on one chunk: block (var, time, y, x) float32 → (field, y, x) float32."""
     X = design_matrix(t, harmonics, trend, t0=float(t[in_base].mean()) if in_base.any() else 0.0)
-    P = X.shape[1]
-    Y0 = np.where(Wk[:, None, :], Yk, 0.0)
-    # weighted least squares per pixel, as BLAS products: A = Σ_t w_t x_t x_tᵀ (one per pixel,
-    # shared by its variables), B = Σ_t w_t y_t x_t, then one solve per pixel for all variables
-    XX = (X[:, :, None] * X[:, None, :]).reshape(len(X), P * P)
-    A = (Wk.astype("float64") @ XX).reshape(-1, P, P) + 1e-6 * np.eye(P)
-    m_, v_ = Yk.shape[:2]
-    B = (Y0.reshape(m_ * v_, nt) @ X).reshape(m_, v_, P)  # one GEMM, not n small ones
-    beta = np.linalg.solve(A, B.transpose(0, 2, 1)).transpose(0, 2, 1)  # (n, V, P)
-    pred = (beta.reshape(m_ * v_, P) @ X.T).reshape(m_, v_, nt)
-    resid = Yk - pred
-    # the robust spread is needed only for the detection indices and NDVI (the NBR support test);
-    # the typing variables use the model's prediction, not their z-scores
-    need = sorted({*det_vars, 0})
-    sigma = np.full(resid.shape[:2], np.nan)
-    with _quiet():
-        base_t = np.flatnonzero(in_base)  # the spread of the baseline's residuals only
-        sigma[:, need] = _robust_sigma(np.where(Wk[:, None, base_t], resid[:, need][:, :, base_t], np.nan))  # (n, V)
-    floors = np.array([SIGMA_FLOOR[v] for v in STACK_VARS])
-    sigma = np.maximum(np.nan_to_num(sigma, nan=0.0), floors[None, :])
-    # z-scores and drops only of the variables tested (the detection indices and NDVI)
-    z = {v: resid[:, v, :] / sigma[:, v, None] for v in need}
-    drop = {v: -resid[:, v, :] for v in need}
-
-    anom = np.zeros(Wmk.shape, dtype=bool)
-    for v in det_vars:
-        name = STACK_VARS[v]
-        a = (z[v] < -z_threshold) & (drop[v] >= MIN_DROP[name])
-        if name == "MNDWI":
-            a &= (_masked_mean(Yk[:, v, :], Wk) > 0.0)[:, None]  # baseline water only
-        if name == "NBR":
-            # NBR uses the 20 m SWIR band, whose footprint bleeds a pixel beyond a 10 m change:
-            # count it only where the 10 m NDVI also falls: by more than one σ and 0.03.
-            a &= (z[0] < -1.0) & (drop[0] >= NBR_NDVI_SUPPORT)
-        anom |= a
-    anom &= Wmk
-    # the seasonal model is trusted only where it was fitted: a clear baseline look within
-    # SEASON_SUPPORT_DAYS of the same day of year (no extrapolation into unseen seasons)
     gap = np.abs(doys[:, None] - doys[None, :])  # (T, T) days of year apart
-    near = (np.minimum(gap, 365.25 - gap) <= SEASON_SUPPORT_DAYS).astype("float32")
-    anom &= (Wk.astype("float32") @ near) > 0  # any clear baseline look near each date's doy
-
-    # confirmation: `consecutive` anomalous clear observations in a row (unclear ones skipped);
-    # withdrawal: RECOVERY normal clear observations in a row after confirmation (snow, floods,
-    # a missed haze episode pass; a clearing, a mine or a burn scar does not recover in weeks).
-    # burns: a run of mostly burn-like looks is not withdrawn; one severe burn look confirms alone
-    m = Yk.shape[0]
-    iN, iM, iA = (STACK_VARS.index(v) for v in ("NBR", "MNDWI", "ALB"))
-    burn_look = (-resid[:, iN, :] >= BURN_DNBR) & (resid[:, iA, :] < 0) & (resid[:, iM, :] <= 0)  # (n, T)
-    severe = burn_look & (-resid[:, iN, :] >= SEVERE_DNBR) & (resid[:, iN, :] < -2 * z_threshold * sigma[:, iN, None])
-    run = np.zeros(m, dtype=np.int32)
-    burn_run = np.zeros(m, dtype=np.int32)  # burn-like looks in the current run
-    burn = np.zeros(m, dtype=bool)  # the confirmed run was a burn (never withdrawn)
-    normal_run = np.zeros(m, dtype=np.int32)
-    run_start = np.full(m, -1, dtype=np.int64)
-    first = np.full(m, -1, dtype=np.int64)
-    for ti in np.flatnonzero(in_mon):
-        c = Wmk[:, ti]
-        a = anom[:, ti]
-        pending = first < 0
-        start_now = pending & a & (run == 0)
-        run_start[start_now] = ti
-        run = np.where(pending & c & a, run + 1, np.where(pending & c & ~a, 0, run))
-        burn_run = np.where(pending & c & a, burn_run + burn_look[:, ti], np.where(pending & c & ~a, 0, burn_run))
-        confirmed = pending & ((run >= consecutive) | (c & a & severe[:, ti]))
-        first[confirmed] = run_start[confirmed]
-        burn[confirmed] = 2 * burn_run[confirmed] >= run[confirmed]
-        held = ~pending
-        normal_run = np.where(held & c & ~a, normal_run + 1, np.where(held & c & a, 0, normal_run))
-        recovered = held & (normal_run >= RECOVERY) & ~burn
-        first[recovered] = -1
-        run[recovered] = 0
-        burn_run[recovered] = 0
-        normal_run[recovered] = 0
-
-    dist = first >= 0
-    res = out[ok]
-    res[:, F["disturbed"]] = dist.astype("float32")
-    res[:, F["sigma_ndvi"]] = sigma[:, 0]
-    res[:, F["burn"]] = (dist & burn).astype("float32")  # 1: confirmed by a burn signature
-    if dist.any():
-        ti = np.arange(nt)[None, :]
-        after = (ti >= first[:, None]) & dist[:, None]
-        conf = anom & after
-        res[dist, F["first_date"]] = days[first[dist]]
-        last_after = np.where(Wmk & after, ti, -1).max(1)
-        res[dist, F["last_observed"]] = days[last_after[dist]]
-        res[:, F["n_confirm"]] = np.where(dist, conf.sum(1), np.nan)
-        # the triggering index: the detection variable with the largest mean z-drop
-        det = np.array(det_vars)
-        zmean = np.full((m, nv), np.nan)  # (m, V): mean z-drop and index drop of the confirming looks
-        dmean = np.full((m, nv), np.nan)
-        zmean[:, det] = _masked_mean(-np.stack([z[v] for v in det], 1), conf[:, None, :])
-        dmean[:, det] = _masked_mean(np.stack([drop[v] for v in det], 1), conf[:, None, :])
-        post = np.full((m, nv), np.nan)  # (m, V): median of the clear looks since the date
-        with _quiet():
-            post[dist] = _nanmedian_last(np.where((Wmk & after)[dist][:, None, :], Yk[dist], np.nan))[..., 0]
-        zdet = np.where(np.isfinite(zmean[:, det]), zmean[:, det], -np.inf)
-        trig = det[np.argmax(zdet, axis=1)]
-        rows = np.arange(m)
-        res[dist, F["trigger"]] = trig[dist]
-        res[dist, F["zscore"]] = zmean[rows, trig][dist]
-        res[dist, F["magnitude"]] = dmean[rows, trig][dist]
-        fidx = np.clip(first, 0, None)
-        pre = pred[rows, :, fidx]  # (m, V): the model's expectation on the disturbance date
-        for vi, v in enumerate(STACK_VARS):
-            res[dist, F[f"pre_{v}"]] = pre[dist, vi]
-            res[dist, F[f"post_{v}"]] = post[dist, vi]
-    out[ok] = res
+    near = np.minimum(gap, 365.25 - gap) <= SEASON_SUPPORT_DAYS
+    out = np.empty((len(FIELDS),) + block.shape[2:], dtype="float32")
+    _detect_block(
+        block.astype("float32", copy=False), out, np.ascontiguousarray(X, dtype="float64"),
+        np.asarray(days, dtype="float64"), np.isin(months, GROWING_SEASON_MONTHS), np.asarray(in_base, dtype=bool),
+        np.asarray(in_mon, dtype=bool), near, np.array(det_vars, dtype=np.int64), float(z_threshold), int(consecutive),
+        int(min_obs),
+    )
     return out
 
 
@@ -407,31 +619,33 @@ def detect(
     unknown = [i for i in indices if i not in MIN_DROP]
     if unknown:
         raise ValueError(f"detection index {unknown[0]} is not supported; use NDVI, MNDWI or NBR")
-    stack = stack.chunk({"var": -1, "time": -1})
-    result = xr.apply_ufunc(
+    spatial = [d for d in stack.dims if d not in ("var", "time")]
+    stack = stack.transpose("var", "time", *spatial).chunk({"var": -1, "time": -1})
+    # one kernel call per spatial chunk: (var, time, y, x) → (field, y, x), laid out so that
+    # neither the input nor the per-field outputs need a transposed copy
+    kernel = partial(
         _kernel,
-        stack,
-        input_core_dims=[["var", "time"]],
-        output_core_dims=[["field"]],
-        dask="parallelized",
-        output_dtypes=[np.float32],
-        dask_gufunc_kwargs={"output_sizes": {"field": len(FIELDS)}},
-        kwargs=dict(
-            t=decimal_year(stack["time"].values),
-            days=(times - _EPOCH).astype("float64"),
-            months=pd.DatetimeIndex(stack["time"].values).month.values,
-            doys=pd.DatetimeIndex(stack["time"].values).day_of_year.values.astype("float64"),
-            in_base=in_base,
-            in_mon=in_mon,
-            det_vars=tuple(STACK_VARS.index(i) for i in indices),
-            z_threshold=z_threshold,
-            consecutive=consecutive,
-            harmonics=harmonics,
-            trend=trend,
-            min_obs=min_baseline_obs,
-        ),
+        t=decimal_year(stack["time"].values),
+        days=(times - _EPOCH).astype("float64"),
+        months=pd.DatetimeIndex(stack["time"].values).month.values,
+        doys=pd.DatetimeIndex(stack["time"].values).day_of_year.values.astype("float64"),
+        in_base=in_base,
+        in_mon=in_mon,
+        det_vars=tuple(STACK_VARS.index(i) for i in indices),
+        z_threshold=z_threshold,
+        consecutive=consecutive,
+        harmonics=harmonics,
+        trend=trend,
+        min_obs=min_baseline_obs,
     )
-    result = result.assign_coords(field=list(FIELDS))
+    # (var, time) → (field, 1) keeps the block structure (no drop_axis, which would make dask
+    # concatenate, i.e. copy, every input chunk); the length-1 axis is then sliced off (a view)
+    data = stack.data.map_blocks(
+        lambda block: kernel(block)[:, None], chunks=((len(FIELDS),), (1,), *stack.data.chunks[2:]), dtype=np.float32,
+        meta=np.empty((0,) * (len(spatial) + 2), dtype=np.float32),
+    )[:, 0]
+    coords = {k: c for k, c in stack.coords.items() if set(c.dims) <= set(spatial)}
+    result = xr.DataArray(data, dims=("field", *spatial), coords={**coords, "field": list(FIELDS)})
     return result.to_dataset(dim="field")
 
 
