@@ -50,7 +50,7 @@ def _thinned(build) -> Path:
     return out
 
 
-def _one(preset: str, size: int | None, every2nd: bool, tile_px: int | None = None) -> None:
+def _one(preset: str, size: int | None, every2nd: bool, tile_px: int | None = None, in_flight: int | None = None) -> None:
     """Child process: one scan; prints a JSON line with its wall time, scenes and grid."""
     import pipelines
     from redline.config import load_config
@@ -59,7 +59,9 @@ def _one(preset: str, size: int | None, every2nd: bool, tile_px: int | None = No
     build = _bench.build(preset, size=size)
     root = _thinned(build) if every2nd else Path(build.root)
     with tempfile.TemporaryDirectory(prefix="redline-bench-") as tmp, pipelines.serve_stac(root) as url:
-        cfg = load_config(root / "scan.yml", overrides={"stac": {"url": url}, **({"tiling": {"max_tile_px": tile_px}} if tile_px else {})})
+        cfg = load_config(root / "scan.yml", overrides={
+            "stac": {"url": url},
+            **({"tiling": {"max_tile_px": tile_px, **({"in_flight": in_flight} if in_flight else {})}} if tile_px else {})})
         t0 = time.perf_counter()
         result = run_scan(cfg, Path(tmp) / "out")
         seconds = time.perf_counter() - t0
@@ -68,10 +70,10 @@ def _one(preset: str, size: int | None, every2nd: bool, tile_px: int | None = No
     print(json.dumps({"seconds": seconds, "n_items": result.n_items, "shape": shape, "tiles": n_tiles}))
 
 
-def measure(preset: str, size: int | None, every2nd: bool = False, tile_px: int | None = None) -> dict:
+def measure(preset: str, size: int | None, every2nd: bool = False, tile_px: int | None = None, in_flight: int | None = None) -> dict:
     """Run one scan in a child process; its peak tree RSS (bytes) and its JSON line."""
     _bench.build(preset, size=size)  # build first, outside the measured process
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", preset, str(size or 0), "every2nd" if every2nd else "", str(tile_px or 0)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", preset, str(size or 0), "every2nd" if every2nd else "", str(tile_px or 0), str(in_flight or 0)]
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE.parent)
     proc, peak = psutil.Process(child.pid), 0
     while child.poll() is None:
@@ -99,21 +101,22 @@ def _report(title: str, runs: list[tuple[str, dict]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--one":
-        _one(sys.argv[2], int(sys.argv[3]) or None, sys.argv[4] == "every2nd", int(sys.argv[5]) or None)
+        _one(sys.argv[2], int(sys.argv[3]) or None, sys.argv[4] == "every2nd", int(sys.argv[5]) or None, int(sys.argv[6]) or None)
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--areas", default="1,4,16", help="area factors to run, of 1, 4, 16")
     ap.add_argument("--no-dates", action="store_true", help="skip the dates series")
+    ap.add_argument("--in-flight", type=int, default=0, help="tiling.in_flight of the area series (0: the config default, 1)")
     ap.add_argument("--tile-px", type=int, default=160, help="tiling.max_tile_px of the area series (160: the ×1 grid is one tile); 0: the config's")
     args = ap.parse_args(argv)
     print(_bench.machine())
     sizes = {1: None, 4: 320, 16: 640}
     runs = []
     for f in (int(x) for x in args.areas.split(",") if x):
-        runs.append((f"area ×{f}", measure("small", sizes[f], tile_px=args.tile_px or None)))
+        runs.append((f"area ×{f}", measure("small", sizes[f], tile_px=args.tile_px or None, in_flight=args.in_flight or None)))
         print(f"  ... area ×{f} done", flush=True)
     if runs:
-        _report(f"area (preset small, 73 dates, tiling.max_tile_px {args.tile_px or 'from the config'}):", runs)
+        _report(f"area (preset small, 73 dates, tiling.max_tile_px {args.tile_px or 'from the config'}, in_flight {args.in_flight or 1}):", runs)
     if not args.no_dates:
         _report("dates (preset demo, 320 px):", [("dates ×1", measure("demo", None, every2nd=True)), ("dates ×2", measure("demo", None))])
     return 0

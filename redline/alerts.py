@@ -50,6 +50,7 @@ from redline.detect import STACK_VARS
 
 __all__ = [
     "ALERT_COLUMNS",
+    "disturbed_mask",
     "DISTURBANCE_TYPES",
     "CONFIDENCE_LEVELS",
     "SCHEMA2_DEFAULTS",
@@ -142,6 +143,22 @@ def _robust_first(days: np.ndarray) -> float:
     return float(s[int(np.floor(0.1 * (len(s) - 1)))])
 
 
+def disturbed_mask(fields: dict[str, np.ndarray]) -> np.ndarray:
+    """Disturbed pixels: the strongly disturbed ones, and the weakly disturbed ones
+    (:data:`redline.detect.WEAK_Z_FACTOR`, field ``weak``) 8-connected to them through weakly
+    or strongly disturbed pixels (hysteresis in space); weak pixels alone never make a patch."""
+    disturbed = np.nan_to_num(fields["disturbed"]) > 0.5
+    if "weak" not in fields:
+        return disturbed
+    weak = np.nan_to_num(fields["weak"]) > 0.5
+    strong = disturbed & ~weak
+    if not weak.any():
+        return strong
+    labels, _ = ndimage.label(disturbed, structure=np.ones((3, 3), dtype=bool))
+    keep = np.unique(labels[strong])
+    return np.isin(labels, keep[keep > 0])
+
+
 def alerts_from_fields(
     fields: dict[str, np.ndarray],
     transform: Affine,
@@ -176,7 +193,8 @@ def alerts_from_fields(
         Columns :data:`ALERT_COLUMNS` (``alert_id`` provisional, the register assigns the final
         one), geometry in EPSG:4326; ``area_m2`` measured in ``crs``.
     """
-    disturbed = np.nan_to_num(fields["disturbed"]) > 0.5
+    disturbed = disturbed_mask(fields)
+    strong = disturbed & ~(np.nan_to_num(fields["weak"]) > 0.5) if "weak" in fields else disturbed
     labels, n = ndimage.label(disturbed, structure=np.ones((3, 3), dtype=bool))
     empty = gpd.GeoDataFrame({c: [] for c in ALERT_COLUMNS}, geometry=[], crs="EPSG:4326")
     if n == 0:
@@ -201,6 +219,10 @@ def alerts_from_fields(
         sel = inside & (labels == piece.patch)
         if not sel.any():  # a sliver whose pixel centres fall outside the piece
             sel = labels == piece.patch
+        # dates, confidence and type from the strongly disturbed pixels: weak ones (hysteresis)
+        # only widen the outline, their anomalies are too faint to decide what happened
+        if (sel & strong).any():
+            sel = sel & strong
         med = {k: float(np.nanmedian(fields[k][sel])) for k in ("n_confirm", "zscore", "magnitude")}
         pre = {v: float(np.nanmedian(fields[f"pre_{v}"][sel])) for v in STACK_VARS}
         post = {v: float(np.nanmedian(fields[f"post_{v}"][sel])) for v in STACK_VARS}

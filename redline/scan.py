@@ -30,7 +30,7 @@ import aoi
 import indices
 import pipelines
 from redline import assess, ei, provenance
-from redline.alerts import ALERT_COLUMNS, alerts_from_fields
+from redline.alerts import ALERT_COLUMNS, alerts_from_fields, disturbed_mask
 from redline.config import ScanConfig
 from redline.detect import FIELDS, STACK_VARS, baseline_model, detect, stack_indices
 from redline.errors import RasterError, SmallZoneWarning, StacError
@@ -218,7 +218,7 @@ def _run_tiles(
 
 #: Per-pixel fields :func:`redline.alerts.alerts_from_fields` reads, written for tiles holding
 #: pieces of split zones so that patches cut by a tile edge can be stitched.
-_STITCH_FIELDS = ("disturbed", "first_date", "last_observed", "n_confirm", "zscore", "magnitude", "burn",
+_STITCH_FIELDS = ("disturbed", "weak", "first_date", "last_observed", "n_confirm", "zscore", "magnitude", "burn",
                   *(f"pre_{v}" for v in STACK_VARS), *(f"post_{v}" for v in STACK_VARS))
 
 
@@ -371,8 +371,9 @@ _CONTINUOUS = {
 
 def _put_tile_rasters(mosaic: Mosaic, tile: Tile, fields: dict[str, np.ndarray], rgb: dict[str, np.ndarray]) -> None:
     """Write one tile's detection rasters, NDVI means, observed mask and true colour into the mosaics."""
+    disturbed = disturbed_mask(fields)  # weak pixels only where they join a patch (as in the alerts)
     for stem, (fname, dtype, nodata, desc) in DETECTION_RASTERS.items():
-        data = fields[fname]
+        data = fields[fname] if fname == "n_mon_clear" else np.where(disturbed, fields[fname], np.nan)
         mosaic.put(stem, tile, np.where(np.isfinite(data), data, nodata).astype(dtype), nodata=nodata, description=desc)
     for stem, (fname, desc) in _CONTINUOUS.items():
         mosaic.put(stem, tile, fields[fname].astype("float32"), nodata=np.nan, description=desc)

@@ -12,6 +12,7 @@ from redline.detect import (
     BURN_DNBR,
     FIELDS,
     GROWING_SEASON_MONTHS,
+    LASTING_DAYS,
     MIN_DROP,
     NBR_NDVI_SUPPORT,
     RECOVERY,
@@ -19,6 +20,9 @@ from redline.detect import (
     SEVERE_DNBR,
     SIGMA_FLOOR,
     STACK_VARS,
+    WEAK_LASTING_DAYS,
+    WEAK_SHARE,
+    WEAK_Z_FACTOR,
     _quiet,
     design_matrix,
 )
@@ -58,8 +62,9 @@ _BATCH = 4096
 
 
 def reference_kernel(block: np.ndarray, **kw) -> np.ndarray:
-    """The numpy kernel of redline.detect before the compiled loop (commit 1d4e426), verbatim:
-    block (y, x, var, time) → (y, x, field) float32."""
+    """The numpy kernel of redline.detect before the compiled loop (commit 1d4e426), with the
+    lasting and weak rules added since (LASTING_DAYS, WEAK_Z_FACTOR, WEAK_LASTING_DAYS, WEAK_SHARE), written
+    independently in numpy: block (y, x, var, time) → (y, x, field) float32."""
     ny, nx, nv, nt = block.shape
     flat = block.reshape(ny * nx, nv, nt)
     out = np.empty((ny * nx, len(FIELDS)), dtype="float32")
@@ -183,36 +188,80 @@ def _pixels(
     iN, iM, iA = (STACK_VARS.index(v) for v in ("NBR", "MNDWI", "ALB"))
     burn_look = (-resid[:, iN, :] >= BURN_DNBR) & (resid[:, iA, :] < 0) & (resid[:, iM, :] <= 0)  # (n, T)
     severe = burn_look & (-resid[:, iN, :] >= SEVERE_DNBR) & (resid[:, iN, :] < -2 * z_threshold * sigma[:, iN, None])
-    run = np.zeros(m, dtype=np.int32)
-    burn_run = np.zeros(m, dtype=np.int32)  # burn-like looks in the current run
-    burn = np.zeros(m, dtype=bool)  # the confirmed run was a burn (never withdrawn)
-    normal_run = np.zeros(m, dtype=np.int32)
-    run_start = np.full(m, -1, dtype=np.int64)
-    first = np.full(m, -1, dtype=np.int64)
-    for ti in np.flatnonzero(in_mon):
-        c = Wmk[:, ti]
-        a = anom[:, ti]
-        pending = first < 0
-        start_now = pending & a & (run == 0)
-        run_start[start_now] = ti
-        run = np.where(pending & c & a, run + 1, np.where(pending & c & ~a, 0, run))
-        burn_run = np.where(pending & c & a, burn_run + burn_look[:, ti], np.where(pending & c & ~a, 0, burn_run))
-        confirmed = pending & ((run >= consecutive) | (c & a & severe[:, ti]))
-        first[confirmed] = run_start[confirmed]
-        burn[confirmed] = 2 * burn_run[confirmed] >= run[confirmed]
-        held = ~pending
-        normal_run = np.where(held & c & ~a, normal_run + 1, np.where(held & c & a, 0, normal_run))
-        recovered = held & (normal_run >= RECOVERY) & ~burn
-        first[recovered] = -1
-        run[recovered] = 0
-        burn_run[recovered] = 0
-        normal_run[recovered] = 0
+    # weak anomalies: the same tests at WEAK_Z_FACTOR × the threshold
+    z_weak = WEAK_Z_FACTOR * z_threshold
+    anom_w = np.zeros(Wmk.shape, dtype=bool)
+    for v in det_vars:
+        name = STACK_VARS[v]
+        a = (z[v] < -z_weak) & (drop[v] >= MIN_DROP[name])
+        if name == "MNDWI":
+            a &= (_masked_mean(Yk[:, v, :], Wk) > 0.0)[:, None]
+        if name == "NBR":
+            a &= (z[0] < -1.0) & (drop[0] >= NBR_NDVI_SUPPORT)
+        anom_w |= a
+    anom_w &= Wmk & ((Wk.astype("float32") @ near) > 0)
+
+    def confirm(an: np.ndarray, zt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ndvi, resid0, sig0 = Yk[:, 0, :], resid[:, 0, :], sigma[:, 0]
+        run = np.zeros(m, dtype=np.int32)
+        burn_run = np.zeros(m, dtype=np.int32)  # burn-like looks in the current run
+        burn = np.zeros(m, dtype=bool)  # the confirmed run was a burn (never withdrawn)
+        normal_run = np.zeros(m, dtype=np.int32)
+        run_start = np.full(m, -1, dtype=np.int64)
+        first = np.full(m, -1, dtype=np.int64)
+        last_anom = np.full(m, -1, dtype=np.int64)
+        level = np.zeros(m)
+        n_level = np.zeros(m)
+        for ti in np.flatnonzero(in_mon):
+            c = Wmk[:, ti]
+            a = an[:, ti]
+            pending = first < 0
+            start_now = pending & a & (run == 0)
+            run_start[start_now] = ti
+            level[start_now], n_level[start_now] = 0.0, 0.0
+            run = np.where(pending & c & a, run + 1, np.where(pending & c & ~a, 0, run))
+            burn_run = np.where(pending & c & a, burn_run + burn_look[:, ti], np.where(pending & c & ~a, 0, burn_run))
+            ca = c & a
+            level = np.where(ca, level + np.nan_to_num(ndvi[:, ti]), level)
+            n_level = np.where(ca, n_level + 1, n_level)
+            last_anom = np.where(ca, ti, last_anom)
+            confirmed = pending & ((run >= consecutive) | (ca & severe[:, ti]))
+            first[confirmed] = run_start[confirmed]
+            burn[confirmed] = 2 * burn_run[confirmed] >= run[confirmed]
+            held = ~pending
+            lasting = (days[np.clip(last_anom, 0, None)] - days[np.clip(first, 0, None)]) >= LASTING_DAYS
+            with np.errstate(invalid="ignore"):
+                telling = (ndvi[:, ti] - resid0[:, ti]) - level / np.maximum(n_level, 1) >= zt * sig0
+            normal_run = np.where(held & c & ~a & (telling | ~lasting), normal_run + 1, np.where(held & ca, 0, normal_run))
+            recovered = held & (normal_run >= RECOVERY) & ~burn
+            first[recovered] = -1
+            run[recovered] = 0
+            burn_run[recovered] = 0
+            normal_run[recovered] = 0
+        span = np.where(first >= 0, days[np.clip(last_anom, 0, None)] - days[np.clip(first, 0, None)], 0.0)
+        return first, burn, span
+
+    first, burn, _ = confirm(anom, z_threshold)
+    first_w, _, span_w = confirm(anom_w, z_weak)
+    # steady: of the clear looks since its date that could show it, WEAK_SHARE are weak anomalies
+    tt = np.arange(nt)[None, :]
+    after_w = (tt >= first_w[:, None]) & (first_w[:, None] >= 0) & Wmk
+    aw = anom_w & after_w
+    level_w = np.where(aw, np.nan_to_num(Yk[:, 0, :]), 0.0).sum(1) / np.maximum(aw.sum(1), 1)
+    with np.errstate(invalid="ignore"):
+        could = after_w & ((Yk[:, 0, :] - resid[:, 0, :]) - level_w[:, None] >= z_weak * sigma[:, 0, None])
+    steady = (anom_w & could).sum(1) >= WEAK_SHARE * could.sum(1)
+    weak = (first < 0) & (first_w >= 0) & (span_w >= WEAK_LASTING_DAYS) & steady
+    first = np.where(weak, first_w, first)
+    burn &= ~weak
+    anom = np.where(weak[:, None], anom_w, anom)
 
     dist = first >= 0
     res = out[ok]
     res[:, F["disturbed"]] = dist.astype("float32")
     res[:, F["sigma_ndvi"]] = sigma[:, 0]
     res[:, F["burn"]] = (dist & burn).astype("float32")  # 1: confirmed by a burn signature
+    res[:, F["weak"]] = weak.astype("float32")
     if dist.any():
         ti = np.arange(nt)[None, :]
         after = (ti >= first[:, None]) & dist[:, None]

@@ -18,7 +18,7 @@ from redline.scan import _analysis_geobox, _graph_parts
 from tests._reference import reference_kernel
 
 #: Fields that are counts, dates, flags or a variable's position: equal exactly.
-EXACT = ("n_base_clear", "n_mon_clear", "last_clear", "disturbed", "first_date", "last_observed", "n_confirm", "trigger", "burn")
+EXACT = ("n_base_clear", "n_mon_clear", "last_clear", "disturbed", "first_date", "last_observed", "n_confirm", "trigger", "burn", "weak")
 #: Tolerance (index units, z units) of the continuous fields: both kernels compute in float64 and
 #: differ only in the order of the sums (BLAS vs a loop), far below float32's resolution here.
 ATOL = 1e-5
@@ -81,6 +81,7 @@ def test_the_cube_exercises_the_rules_the_comparison_checks(small_stack, small_c
     dist = new["disturbed"] == 1
     assert dist.sum() > 100
     assert (new["burn"] == 1).sum() > 10  # the burn rules (no withdrawal, severe single look)
+    assert (new["weak"] == 1).sum() > 5  # the weak, lasting, steady anomalies (a second confirmation pass)
     assert len(np.unique(new["trigger"][dist])) >= 2
     assert np.isfinite(new["sigma_ndvi"]).sum() > 0.9 * new["sigma_ndvi"].size
     other = _reference_fields(small_stack, small_config, monkeypatch, consecutive=small_config.detection.consecutive + 1)
