@@ -305,7 +305,7 @@ def load_series(
     profile: Profile | None = None,
     signer: Callable[[str], str] | None = None,
     resampling: str = "bilinear",
-    chunk: int = 256,
+    chunk: int = 512,
     check_assets: bool = True,
     thermal: bool = False,
     time_chunk: int = 8,
@@ -341,7 +341,11 @@ def load_series(
     resampling
         Resampling of reflectance bands (``bilinear``, ``nearest``, ``average`` …).
     chunk
-        Spatial chunk edge in pixels.
+        Spatial chunk edge in pixels. odc-stac opens and reads every scene once per chunk and
+        date group, so its overhead follows the number of chunks: one band of the ×16 small
+        preset (577 × 608 px, 73 dates) loaded in 1.48 s at 256 px, 0.72 s at 512 and 0.35 s
+        at 1024 (2 threads). 512 keeps a chunk's detector input at 6 variables × dates ×
+        512² × 4 B (≈ 440 MB at 73 dates) within a worker's memory.
     time_chunk
         Solar days per chunk. One task reads ``time_chunk`` scenes of a band and spatial chunk:
         with one day per task a scan spent most of its time scheduling and moving thousands of
