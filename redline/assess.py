@@ -512,11 +512,12 @@ def _assessment_rasters(out: Path, mosaic: Mosaic, years: list[int], *, basic: b
         r = _rsei.apply_rsei(fit, p, {n: read(f"{n}_{p}", w) for n in fit.names}, read(f"MNDWI_{p}", w))
         return np.clip(r, 0.0, 1.0)
 
-    for p in PERIODS:
+    for p in PERIODS:  # RSEI once per block; grades and change read it back from the mosaic
         derive(f"rsei_{p}", lambda w, p=p: rsei_of(p, w), f"{variant}; {p} window; 0 (worst) – 1 (best); water masked")
-        derive(f"rsei_grade_{p}", lambda w, p=p: _rsei.grade(rsei_of(p, w)),
+        derive(f"rsei_grade_{p}", lambda w, p=p: _rsei.grade(mosaic.read(f"rsei_{p}", w)),
                "RSEI grade 1 差 poor, 2 较差 fair, 3 一般 moderate, 4 良 good, 5 优 excellent; 0 none", nodata=0)
-    derive("rsei_change", lambda w: (rsei_of("monitor", w) - rsei_of("baseline", w)).astype("float32"), "RSEI monitor − baseline (pooled scale)")
+    derive("rsei_change", lambda w: (mosaic.read("rsei_monitor", w) - mosaic.read("rsei_baseline", w)).astype("float32"),
+           "RSEI monitor − baseline (pooled scale)")
     if years:
         paths["ndvi_annual"] = mosaic.to_cog("in_ndvi_annual", rdir / "ndvi_annual.tif")
     info["rsei"] = {"variant": variant, "components": list(fit.names), "loadings_pc1": fit.loadings, "pc1_variance_share": fit.pc1_share,

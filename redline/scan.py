@@ -141,7 +141,7 @@ def _items_over(items: list[pystac.Item], geobox: GeoBox) -> list[pystac.Item]:
     """The scenes whose footprint touches ``geobox`` (the tile's ItemCollection)."""
     import shapely
 
-    area = shapely.geometry.shape(geobox.extent.to_crs(4326).geom.__geo_interface__) if geobox is not None else None
+    area = shapely.geometry.shape(geobox.extent.to_crs(4326).geom.__geo_interface__)
     return [it for it in items if not it.geometry or shapely.geometry.shape(it.geometry).intersects(area)]
 
 
@@ -643,10 +643,9 @@ def run_scan(
         scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, env=profile.gdal_env
     ):
         out.mkdir(parents=True, exist_ok=True)
-        mosaic = Mosaic(out / ".tiles", geobox, zones_utm)
         for attempt in range(_READ_RETRIES + 1):
-            mosaic.remove()
             mosaic = Mosaic(out / ".tiles", geobox, zones_utm)
+            mosaic.remove()  # a killed scan's or the failed attempt's mosaics
             try:
                 tiled = _run_tiles(cfg, items, tiles, geobox, mosaic, progress=progress, alerts_for=(utm, zones_utm, scan_id))
                 break
@@ -673,8 +672,7 @@ def run_scan(
         for t in tiled.empty_tiles:
             failures += [{"kind": "zone", "id": z, "reason": f"no readable scene over its tile {t.id}; not assessed"} for z in t.zone_ids]
         raster_paths = _write_rasters(out, mosaic)
-        found = gpd.GeoDataFrame(
-            pd.concat(tiled.found, ignore_index=True) if tiled.found else {c: [] for c in ALERT_COLUMNS}, geometry=None if tiled.found else [], crs="EPSG:4326")
+        found = pd.concat(tiled.found, ignore_index=True) if tiled.found else gpd.GeoDataFrame({c: [] for c in ALERT_COLUMNS}, geometry=[], crs="EPSG:4326")
         found = _stitch(found, tiles, geobox, mosaic, cfg, utm, zones_utm, scan_id)
         merged, stats = merge_alerts(register.alerts(), found, scan_id)
         # recompute area and centroid of merged geometries in the analysis CRS
