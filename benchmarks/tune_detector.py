@@ -33,7 +33,7 @@ from redline.evaluate import score_alerts
 from redline.scan import _analysis_geobox, _graph_parts
 
 #: Seeds of the ``hard`` preset used for tuning (disjoint from accuracy.RUNS).
-TUNE_SEEDS = (101, 102, 103)
+TUNE_SEEDS = (101, 102, 103, 104, 105, 106, 107)
 #: The grid: start threshold z × consecutive looks (the config's values first).
 GRID = {"z_threshold": (4.0,), "consecutive": (2,)}
 

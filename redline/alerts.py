@@ -29,7 +29,10 @@ Confidence (in the spirit of GLAD-S2 / RADD: more confirming observations and a 
 mean higher confidence; Pickens et al. 2020, doi:10.1016/j.rse.2020.111716):
 
 - ``high``     ≥ ``consecutive`` + 2 confirming observations and a mean z-drop ≥ 2 × threshold;
-- ``low``      only ``consecutive`` confirming observations and a mean z-drop < 1.5 × threshold;
+- ``low``      only ``consecutive`` confirming observations and a mean z-drop < 1.5 × threshold,
+  or fewer than ``consecutive``: a *provisional* alert, raised on the strong anomalous looks
+  pending at the end of the window (``redline.detect.PROVISIONAL_Z_FACTOR``), or one severe-burn
+  look — the GLAD/RADD "probable" tier, which the next scan confirms or leaves unconfirmed;
 - ``nominal``  otherwise.
 """
 
@@ -125,6 +128,8 @@ def classify_type(pre: dict[str, float], post: dict[str, float], *, burn_share: 
 
 def confidence_level(n_confirm: float, zscore: float, *, consecutive: int, z_threshold: float) -> str:
     """low / nominal / high from confirming observations and mean z (rule in the module docstring)."""
+    if n_confirm < consecutive:  # a provisional or single-look alert (redline.detect.PROVISIONAL_Z_FACTOR)
+        return "low"
     if n_confirm >= consecutive + 2 and zscore >= 2 * z_threshold:
         return "high"
     if n_confirm <= consecutive and zscore < 1.5 * z_threshold:

@@ -33,7 +33,10 @@ surface's level — so cropland built over is not withdrawn in the off-season, w
 model expects bare soil anyway. Pixels whose anomalies only pass half the threshold
 (:data:`WEAK_Z_FACTOR`) but are confirmed and last :data:`WEAK_LASTING_DAYS` are *weakly
 disturbed* (field ``weak``); they join a patch only when connected to strongly disturbed pixels
-(:func:`redline.alerts.disturbed_mask`, hysteresis in space), never alone.
+(:func:`redline.alerts.disturbed_mask`, hysteresis in space), never alone. Anomalous looks still
+pending at the end of the window, each agreed by two indices, one at
+:data:`PROVISIONAL_Z_FACTOR` × the threshold, make a *provisional* disturbance (fewer confirming looks than ``consecutive``:
+a low-confidence alert the next scan confirms or not).
 
 MNDWI drops are only considered on pixels that were water in the baseline (mean MNDWI > 0,
 Xu 2006, doi:10.1080/01431160600589179), so that water or wetland loss is caught while land
@@ -67,6 +70,7 @@ __all__ = [
     "WEAK_Z_FACTOR",
     "WEAK_LASTING_DAYS",
     "WEAK_SHARE",
+    "PROVISIONAL_Z_FACTOR",
     "MIN_DROP",
     "GROWING_SEASON_MONTHS",
     "stack_indices",
@@ -150,6 +154,33 @@ WEAK_SHARE = 0.9
 #: built-up land over cropland, whose pixels' seasonal spread differs field by field, is mapped
 #: whole, while weak anomalies alone never raise an alert. Tuned on the ``hard`` tuning seeds.
 WEAK_Z_FACTOR = 0.5
+
+#: A run still pending at the end of the monitor window — anomalous clear looks with no normal
+#: clear look since, too few to confirm — is held as a *provisional* disturbance when each of its
+#: looks is a *strong* one: under monsoon cloud the last weeks of a window often hold a single
+#: clear look, and a clearing or an excavation seen once that clearly is what a supervision
+#: service must report now, not a season later. Such an alert has fewer confirming looks than
+#: ``consecutive`` and is always of *low* confidence (:func:`redline.alerts.confidence_level`);
+#: the next scan, with later looks, confirms it or leaves it unconfirmed. This is the two-tier
+#: scheme of the GLAD and RADD alerts: a probable loss raised on the first anomalous
+#: observation, confirmed by later ones (Hansen et al. 2016, doi:10.1088/1748-9326/11/3/034008;
+#: Reiche et al. 2021, doi:10.1088/1748-9326/abd0a8). A strong look is one that two independent
+#: indices agree on, one of them at PROVISIONAL_Z_FACTOR × the threshold:
+#:
+#: * on land, NDVI *and* NBR below the model by the threshold and their minimum drops, one of
+#:   them by twice the threshold. Haze and thin cloud the mask missed brighten the visible far
+#:   more than the SWIR (scattering falls with wavelength; the 2.1 µm band sees through aerosol,
+#:   Kaufman et al. 1997, doi:10.1109/36.602541), so they lower NDVI while NBR (NIR, SWIR 2.2 µm)
+#:   barely moves; unmasked snow lowers NDVI but raises NBR (snow is dark in the SWIR). Vegetation
+#:   replaced by soil, rock, concrete or char lowers both;
+#: * on baseline water, MNDWI below the model by twice the threshold on a *brighter* surface
+#:   (broadband albedo above the model: an exposed bed), not a darker one (a cloud shadow).
+#:
+#: The factor 2 is the single-look factor of the severe-burn rule (:data:`SEVERE_DNBR`). Checked
+#: on the ``hard`` tuning seeds 101–107 (benchmarks/tune_detector.py): the misses there were
+#: events with a single clear look after them; with NDVI alone at 2× the threshold, unmasked
+#: snow and a haze ring on the last date of seeds 103 and 106 each made a false alert.
+PROVISIONAL_Z_FACTOR = 2.0
 
 #: Growing season for the NDVI composites of the assessment (April–October, the main
 #: vegetation period of subtropical Sichuan; HJ 1171-2021 uses the growing-season mean).
@@ -328,16 +359,18 @@ def _solve_inplace(A: np.ndarray, B: np.ndarray) -> None:
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _confirm(mon_t: np.ndarray, Wm: np.ndarray, anom: np.ndarray, burn_look: np.ndarray, severe: np.ndarray, ndvi: np.ndarray,
-             ndvi_resid: np.ndarray, ndvi_sigma: float, days: np.ndarray, consecutive: int, z: float) -> tuple[int, bool, float]:
+def _confirm(mon_t: np.ndarray, Wm: np.ndarray, anom: np.ndarray, burn_look: np.ndarray, severe: np.ndarray, strong: np.ndarray,
+             ndvi: np.ndarray, ndvi_resid: np.ndarray, ndvi_sigma: float, days: np.ndarray, consecutive: int, z: float) -> tuple[int, bool, float]:
     """Confirmation, withdrawal and burns of one pixel, date by date: ``consecutive`` anomalous
     clear looks in a row confirm (unclear ones skipped); RECOVERY normal clear looks in a row
     after confirmation withdraw it (snow, floods, haze pass), unless the confirming run was
     mostly burn-like; one severe burn look confirms alone; a lasting run (LASTING_DAYS) is
     withdrawn only by looks that could have shown it (model NDVI ≥ z·σ above the disturbed
-    level). Returns (index of the first anomalous look of the run held at the end, or −1; burn;
+    level); a run pending at the end whose looks are all ``strong`` (PROVISIONAL_Z_FACTOR) is
+    held as provisional. Returns (index of the first anomalous look of the run held at the end, or −1; burn;
     days spanned by the held run's anomalous looks)."""
     run = 0
+    strong_run = 0  # looks of the pending run at PROVISIONAL_Z_FACTOR × the threshold
     burn_run = 0
     burn = False
     normal_run = 0
@@ -357,9 +390,11 @@ def _confirm(mon_t: np.ndarray, Wm: np.ndarray, anom: np.ndarray, burn_look: np.
         if pending and c:
             if a:
                 run += 1
+                strong_run += 1 if strong[ti] else 0
                 burn_run += 1 if burn_look[ti] else 0
             else:
                 run = 0
+                strong_run = 0
                 burn_run = 0
         if c and a:
             level += ndvi[ti]
@@ -380,8 +415,12 @@ def _confirm(mon_t: np.ndarray, Wm: np.ndarray, anom: np.ndarray, burn_look: np.
             if normal_run >= RECOVERY and not burn:
                 first = -1
                 run = 0
+                strong_run = 0
                 burn_run = 0
                 normal_run = 0
+    if first < 0 and run >= 1 and strong_run == run:  # provisional: pending at the end, every look strong
+        first = run_start
+        burn = 2 * burn_run >= run
     span = days[last_anom] - days[first] if first >= 0 else 0.0
     return first, burn, span
 
@@ -410,6 +449,7 @@ def _detect_block(
     P = X.shape[1]
     need = np.zeros(nv, dtype=np.bool_)  # variables whose robust σ is estimated: detection + NDVI
     need[_V_NDVI] = True
+    need[_V_NBR] = True  # NBR's spread: the provisional looks' second index
     for v in det:
         need[v] = True
     resid_vars = need.copy()  # variables whose residuals are needed (+ the burn signature's)
@@ -433,6 +473,12 @@ def _detect_block(
     z_weak = WEAK_Z_FACTOR * z_threshold
     burn_look = np.zeros(nt, dtype=np.bool_)
     severe = np.zeros(nt, dtype=np.bool_)
+    strong = np.zeros(nt, dtype=np.bool_)  # anomalous at PROVISIONAL_Z_FACTOR × the threshold
+    never = np.zeros(nt, dtype=np.bool_)
+    z_strong = PROVISIONAL_Z_FACTOR * z_threshold
+    mndwi_det = False
+    for v in det:
+        mndwi_det = mndwi_det or v == _V_MNDWI
     zsum = np.empty(nv)
     dsum = np.empty(nv)
     mon_t = np.flatnonzero(in_mon)
@@ -543,6 +589,7 @@ def _detect_block(
                 weak_anom[t] = False
                 burn_look[t] = False
                 severe[t] = False
+                strong[t] = False
                 if not Wm[t]:
                     continue
                 a = False
@@ -571,17 +618,31 @@ def _detect_block(
                     aw = aw and sup
                 anom[t] = a
                 weak_anom[t] = aw
+                # strong (PROVISIONAL_Z_FACTOR): two independent indices agree, one at twice the
+                # threshold — on land NDVI and NBR (haze lowers NDVI only, snow raises NBR), on
+                # baseline water MNDWI on a brighter surface (an exposed bed, not a shadow)
+                if a:
+                    rv = resid[_V_NDVI, t]
+                    rb = resid[_V_NBR, t]
+                    zv = rv / sigma[_V_NDVI]
+                    zb = rb / sigma[_V_NBR]
+                    land = (-rv >= _MIN_DROP_V[_V_NDVI] and -rb >= _MIN_DROP_V[_V_NBR] and zv < -z_threshold
+                            and zb < -z_threshold and min(zv, zb) < -z_strong)
+                    rm = resid[_V_MNDWI, t]
+                    wet = (mndwi_det and water > 0.0 and -rm >= _MIN_DROP_V[_V_MNDWI] and rm / sigma[_V_MNDWI] < -z_strong
+                           and resid[_V_ALB, t] > 0.0)
+                    strong[t] = land or wet
                 # burn signature: dNBR ≥ BURN_DNBR, darker (ALB below the model), not wetter
                 rn = resid[_V_NBR, t]
                 burn_look[t] = (-rn >= BURN_DNBR) and (resid[_V_ALB, t] < 0) and (resid[_V_MNDWI, t] <= 0)
                 severe[t] = burn_look[t] and (-rn >= SEVERE_DNBR) and (rn < -2 * z_threshold * sigma[_V_NBR])
 
             # --- confirmation, withdrawal and burns, date by date (_confirm) ------------------
-            first, burn, span = _confirm(mon_t, Wm, anom, burn_look, severe, y[_V_NDVI], resid[_V_NDVI], sigma[_V_NDVI], days,
+            first, burn, span = _confirm(mon_t, Wm, anom, burn_look, severe, strong, y[_V_NDVI], resid[_V_NDVI], sigma[_V_NDVI], days,
                                          consecutive, z_threshold)
             weak = False
             if first < 0:  # weakly disturbed: weak anomalies confirmed, lasting, never withdrawn
-                first_w, _, span_w = _confirm(mon_t, Wm, weak_anom, burn_look, severe, y[_V_NDVI], resid[_V_NDVI], sigma[_V_NDVI],
+                first_w, _, span_w = _confirm(mon_t, Wm, weak_anom, burn_look, severe, never, y[_V_NDVI], resid[_V_NDVI], sigma[_V_NDVI],
                                               days, consecutive, z_weak)
                 # ... and steady: most clear looks since its date that could show it (the model
                 # ≥ z_weak·σ above the disturbed level) are weak anomalies: a shift, not the

@@ -15,6 +15,7 @@ from redline.detect import (
     LASTING_DAYS,
     MIN_DROP,
     NBR_NDVI_SUPPORT,
+    PROVISIONAL_Z_FACTOR,
     RECOVERY,
     SEASON_SUPPORT_DAYS,
     SEVERE_DNBR,
@@ -151,7 +152,7 @@ def _pixels(
     resid = Yk - pred
     # the robust spread is needed only for the detection indices and NDVI (the NBR support test);
     # the typing variables use the model's prediction, not their z-scores
-    need = sorted({*det_vars, 0})
+    need = sorted({*det_vars, 0, STACK_VARS.index("NBR")})
     sigma = np.full(resid.shape[:2], np.nan)
     with _quiet():
         base_t = np.flatnonzero(in_base)  # the spread of the baseline's residuals only
@@ -201,9 +202,24 @@ def _pixels(
         anom_w |= a
     anom_w &= Wmk & ((Wk.astype("float32") @ near) > 0)
 
-    def confirm(an: np.ndarray, zt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # strong looks (provisional alerts): two indices agree, one at PROVISIONAL_Z_FACTOR × the
+    # threshold — NDVI and NBR on land, MNDWI on a brighter surface on baseline water
+    zs = PROVISIONAL_Z_FACTOR * z_threshold
+    iV = 0
+    zV, zB = resid[:, iV, :] / sigma[:, iV, None], resid[:, iN, :] / sigma[:, iN, None]
+    land = ((-resid[:, iV, :] >= MIN_DROP["NDVI"]) & (-resid[:, iN, :] >= MIN_DROP["NBR"]) & (zV < -z_threshold)
+            & (zB < -z_threshold) & (np.minimum(zV, zB) < -zs))
+    if iM in det_vars:
+        wet = ((_masked_mean(Yk[:, iM, :], Wk) > 0.0)[:, None] & (-resid[:, iM, :] >= MIN_DROP["MNDWI"])
+               & (resid[:, iM, :] / sigma[:, iM, None] < -zs) & (resid[:, iA, :] > 0))
+    else:
+        wet = np.zeros_like(land)
+    strong = anom & (land | wet)
+
+    def confirm(an: np.ndarray, zt: float, st: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ndvi, resid0, sig0 = Yk[:, 0, :], resid[:, 0, :], sigma[:, 0]
         run = np.zeros(m, dtype=np.int32)
+        strong_run = np.zeros(m, dtype=np.int32)  # strong looks in the current run
         burn_run = np.zeros(m, dtype=np.int32)  # burn-like looks in the current run
         burn = np.zeros(m, dtype=bool)  # the confirmed run was a burn (never withdrawn)
         normal_run = np.zeros(m, dtype=np.int32)
@@ -221,6 +237,8 @@ def _pixels(
             level[start_now], n_level[start_now] = 0.0, 0.0
             run = np.where(pending & c & a, run + 1, np.where(pending & c & ~a, 0, run))
             burn_run = np.where(pending & c & a, burn_run + burn_look[:, ti], np.where(pending & c & ~a, 0, burn_run))
+            if st is not None:
+                strong_run = np.where(pending & c & a, strong_run + st[:, ti], np.where(pending & c & ~a, 0, strong_run))
             ca = c & a
             level = np.where(ca, level + np.nan_to_num(ndvi[:, ti]), level)
             n_level = np.where(ca, n_level + 1, n_level)
@@ -236,12 +254,17 @@ def _pixels(
             recovered = held & (normal_run >= RECOVERY) & ~burn
             first[recovered] = -1
             run[recovered] = 0
+            strong_run[recovered] = 0
             burn_run[recovered] = 0
             normal_run[recovered] = 0
+        # provisional: a run pending at the end whose every look is strong
+        prov = (first < 0) & (run >= 1) & (strong_run == run)
+        first[prov] = run_start[prov]
+        burn[prov] = 2 * burn_run[prov] >= run[prov]
         span = np.where(first >= 0, days[np.clip(last_anom, 0, None)] - days[np.clip(first, 0, None)], 0.0)
         return first, burn, span
 
-    first, burn, _ = confirm(anom, z_threshold)
+    first, burn, _ = confirm(anom, z_threshold, strong)
     first_w, _, span_w = confirm(anom_w, z_weak)
     # steady: of the clear looks since its date that could show it, WEAK_SHARE are weak anomalies
     tt = np.arange(nt)[None, :]

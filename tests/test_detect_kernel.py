@@ -82,6 +82,8 @@ def test_the_cube_exercises_the_rules_the_comparison_checks(small_stack, small_c
     assert dist.sum() > 100
     assert (new["burn"] == 1).sum() > 10  # the burn rules (no withdrawal, severe single look)
     assert (new["weak"] == 1).sum() > 5  # the weak, lasting, steady anomalies (a second confirmation pass)
+    single = dist & (new["n_confirm"] < small_config.detection.consecutive)
+    assert (single & (new["burn"] == 0)).sum() > 5  # provisional: strong looks pending at the end of the window
     assert len(np.unique(new["trigger"][dist])) >= 2
     assert np.isfinite(new["sigma_ndvi"]).sum() > 0.9 * new["sigma_ndvi"].size
     other = _reference_fields(small_stack, small_config, monkeypatch, consecutive=small_config.detection.consecutive + 1)
