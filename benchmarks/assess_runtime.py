@@ -47,7 +47,7 @@ def main() -> None:
         admin = aoi.read_admin_units(cfg.admin_units.path, id_field=cfg.admin_units.id_field, layer=cfg.admin_units.layer, name_field=cfg.admin_units.name_field)
         utm = aoi.utm_crs_for(zones)
         geobox = _analysis_geobox(zones.to_crs(utm), cfg.resolution)
-        with pipelines.dask_client(None, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker):
+        with pipelines.dask_client(None, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, processes=cfg.dask.processes):
             rows = []
             for _ in range(args.repeat):
                 det, composite, _, refl, _, _ = _graph_parts(cfg, items, geobox)

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         result = run_scan(cfg, Path(tmp) / "out")
         scan_s = time.perf_counter() - t0
-    with pipelines.dask_client(None, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker):
+    with pipelines.dask_client(None, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, processes=cfg.dask.processes):
         utm = aoi.utm_crs_for(zones)
         zones_utm = zones.to_crs(utm)
         tiles = plan_tiles(zones_utm, geobox, max_px=cfg.tiling.max_tile_px, margin_px=_margin_px(cfg))

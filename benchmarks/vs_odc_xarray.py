@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"build {args.preset} seed {args.seed}: {len(items)} scenes, grid {geobox.shape[1]}×{geobox.shape[0]} px; "
           f"LocalCluster {cfg.dask.workers} × {cfg.dask.threads_per_worker} thread")
 
-    with pipelines.dask_client(None, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker):
+    with pipelines.dask_client(None, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, processes=cfg.dask.processes):
         t0 = time.perf_counter()
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)

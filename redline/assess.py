@@ -679,7 +679,8 @@ def run_assessment(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, 
     tiles = plan_tiles(zones_utm, geobox, max_px=cfg.tiling.max_tile_px, margin_px=_margin_px(cfg))
     mosaic = Mosaic(out / ".tiles", geobox, zones_utm)
     mosaic.remove()
-    with pipelines.dask_client(scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, env=profile.gdal_env):
+    with pipelines.dask_client(scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker,
+                               processes=cfg.dask.processes, env=profile.gdal_env):
         tiled = _run_tiles(cfg, search.items, tiles, geobox, mosaic, progress=False, check_assets=True)
     scalings, skipped = list(tiled.scalings.values()), [f"{i}: {r}" for i, r in tiled.skipped.items()]
     reg_path = cfg.register_path or out / "register.gpkg"

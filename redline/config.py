@@ -8,6 +8,7 @@ the config file.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -162,13 +163,23 @@ class AssessConfig(BaseModel):
         return self
 
 
+def machine_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's cpuset), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
+
+
 class DaskConfig(BaseModel):
     """Where the graph runs: a LocalCluster (``address: null``) or an existing scheduler."""
 
     model_config = _Strict
     address: str | None = None
-    workers: int = Field(2, ge=1)
+    workers: int = Field(default_factory=lambda: machine_cores(), ge=1,
+                         description="LocalCluster workers; default: the cores this process may use")
     threads_per_worker: int = Field(1, ge=1)
+    processes: bool = Field(False, description="LocalCluster workers as separate processes (true) or as threads of the scan's process (false)")
 
 
 class TilingConfig(BaseModel):

@@ -131,10 +131,14 @@ def _is_read_error(exc: BaseException) -> bool:
 
 
 def _nanmedian(a: np.ndarray) -> np.ndarray:
-    """Median over the last axis ignoring NaN; pixels never seen clear stay NaN, silently."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(a, axis=-1).astype("float32")
+    """Median over the last axis ignoring NaN; pixels never seen clear stay NaN, silently (the
+    all-NaN pixels are left out rather than their warning caught: ``warnings.catch_warnings``
+    is not thread-safe, and the scan's Dask workers are threads of this process)."""
+    out = np.full(a.shape[:-1], np.nan, dtype="float32")
+    seen = np.isfinite(a).any(axis=-1)
+    if seen.any():
+        out[seen] = np.nanmedian(a[seen], axis=-1)
+    return out
 
 
 def _items_over(items: list[pystac.Item], geobox: GeoBox) -> list[pystac.Item]:
@@ -640,7 +644,8 @@ def run_scan(
     register.check_writable()
     bands = (*pipelines._load.REFLECTANCE_BANDS, "mask", "lst")
     with register.lock(timeout=lock_timeout), pipelines.dask_client(
-        scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, env=profile.gdal_env
+        scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, processes=cfg.dask.processes,
+        env=profile.gdal_env
     ):
         out.mkdir(parents=True, exist_ok=True)
         for attempt in range(_READ_RETRIES + 1):

@@ -96,3 +96,22 @@ def test_a_scan_on_a_real_scheduler_and_two_workers_equals_the_local_run(cluster
     assert t1 == t2 and computed.mean() > 0.5 and (n_tiled[computed] == n_whole[computed]).all()
     assert (read(out, "disturbance_date")[0][computed] == read(small_scan.out_dir, "disturbance_date")[0][computed]).all()
     shutil.rmtree(out)
+
+
+def test_local_cluster_threads_by_default_processes_on_request():
+    """dask.processes: false (the default) runs the LocalCluster's workers as threads of this
+    process; true starts one process per worker. Workers default to the machine's cores."""
+    import os
+
+    from pipelines import dask_client
+    from redline.config import DaskConfig, machine_cores
+
+    cfg = DaskConfig()
+    assert cfg.processes is False and cfg.workers == machine_cores() >= 1
+    with dask_client(None, workers=2, threads_per_worker=1, processes=cfg.processes) as client:
+        pids = set(client.run(os.getpid).values())
+        assert pids == {os.getpid()} and len(client.scheduler_info()["workers"]) == 2
+        assert client.submit(sum, [1, 2, 3]).result() == 6
+    with dask_client(None, workers=2, threads_per_worker=1, processes=True) as client:
+        pids = set(client.run(os.getpid).values())
+        assert len(pids) == 2 and os.getpid() not in pids
