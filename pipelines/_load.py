@@ -440,6 +440,9 @@ def load_series(
             chunks={"y": _even(geobox.shape.y, read_chunk), "x": _even(geobox.shape.x, read_chunk), "time": time_chunk},
             groupby="solar_day", resampling={"mask": "nearest", "*": resampling}, patch_url=patch, fail_on_error=True,
         )
+        # the DN (2 B, the mask 1 B) gathered into all dates per compute chunk before scaling
+        # and masking: half the bytes of float32 reflectance move between the workers
+        raw = raw.chunk({"time": -1, **{d: _split_chunks(raw.chunks[d], chunk) for d in ("y", "x")}})
         out = {}
         for b in bands:
             info = p0.bands[b]
