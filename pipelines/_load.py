@@ -296,6 +296,21 @@ def _fuse(parts: list[xr.Dataset], lon: float) -> xr.Dataset:
     return xr.concat(pieces, dim="time")
 
 
+def _even(n: int, edge: int) -> int:
+    """The chunk size that cuts ``n`` pixels into the fewest near-equal chunks of at most ``edge``."""
+    return -(-n // -(-n // max(edge, 1)))
+
+
+def _split_chunks(chunks: tuple[int, ...], edge: int) -> tuple[int, ...]:
+    """Each chunk of ``chunks`` split into the fewest near-equal pieces of at most ``edge``
+    (e.g. ``(608,)`` at 512 → ``(304, 304)``), so that a rechunk only slices."""
+    out: list[int] = []
+    for c in chunks:
+        n = -(-c // edge)
+        out += [c // n + (1 if i < c % n else 0) for i in range(n)]
+    return tuple(out)
+
+
 def load_series(
     items: list[pystac.Item],
     geobox: GeoBox,
@@ -309,6 +324,7 @@ def load_series(
     check_assets: bool = True,
     thermal: bool = False,
     time_chunk: int = 8,
+    read_chunk: int = 2048,
 ) -> SeriesLoad:
     """Load items of one or several collections and sensors lazily onto ``geobox`` as one
     surface-reflectance time series with a clear-sky mask.
@@ -341,13 +357,22 @@ def load_series(
     resampling
         Resampling of reflectance bands (``bilinear``, ``nearest``, ``average`` …).
     chunk
-        Spatial chunk edge in pixels. odc-stac opens and reads every scene once per chunk and
-        date group, so its overhead follows the number of chunks: one band of the ×16 small
-        preset (577 × 608 px, 73 dates) loaded in 1.48 s at 256 px, 0.72 s at 512 and 0.35 s
-        at 1024 (2 threads). 512 keeps a chunk's detector input at 6 variables × dates ×
-        512² × 4 B (≈ 440 MB at 73 dates) within a worker's memory.
+        Largest spatial chunk edge of the returned arrays, in pixels: each read chunk is split
+        evenly into pieces of at most ``chunk`` (no data moves; the pieces are slices of the
+        read). 512 keeps a chunk's detector input at 6 variables × dates × 512² × 4 B
+        (≈ 440 MB at 73 dates) within a worker's memory.
+    read_chunk
+        Largest spatial chunk edge in pixels of the odc-stac read; the grid is cut into the
+        fewest near-equal read chunks of at most this edge. odc-stac opens every scene, works
+        out its window and sets up its warp once per read chunk and date group, so that
+        overhead follows the number of read chunks: one band of the ×16 small preset
+        (577 × 608 px, 73 dates) loaded in 1.48 s at 256 px, 0.72 s at 512 and 0.35 s at
+        1024 (2 threads). 2048 reads a scan tile (``tiling.max_tile_px`` 1024, at most twice
+        that) in one piece per band and date group (benchmarks/README.md, "Read-limit"); a
+        read task then holds ``time_chunk`` × tile pixels × 2 B of DN.
     time_chunk
-        Solar days per chunk. One task reads ``time_chunk`` scenes of a band and spatial chunk:
+        Solar days per read task (the returned arrays hold all dates in one chunk). One task
+        reads ``time_chunk`` scenes of a band and read chunk:
         with one day per task a scan spent most of its time scheduling and moving thousands of
         small arrays between the workers (8 days per chunk made the small preset's eager step
         ~3× faster, same detection fields; benchmarks/README.md).
@@ -363,7 +388,8 @@ def load_series(
     Returns
     -------
     SeriesLoad
-        Nothing is read beyond the asset headers until the caller computes.
+        Chunked all dates × at most ``chunk`` × ``chunk`` pixels. Nothing is read beyond the
+        asset headers until the caller computes.
     """
     if not items:
         raise StacError("no scenes to load; widen the date window or the cloud-cover limit")
@@ -410,9 +436,13 @@ def load_series(
         if mask is not None and p0.mask is None:
             log.info("%d %s item(s) have no quality mask asset; clear = has data", len(members), p0.sensor or "unknown")
         raw = odc.stac.load(
-            norm, bands=[*gbands, *(["mask"] if has_mask else [])], geobox=geobox, chunks={"x": chunk, "y": chunk, "time": time_chunk},
+            norm, bands=[*gbands, *(["mask"] if has_mask else [])], geobox=geobox,
+            chunks={"y": _even(geobox.shape.y, read_chunk), "x": _even(geobox.shape.x, read_chunk), "time": time_chunk},
             groupby="solar_day", resampling={"mask": "nearest", "*": resampling}, patch_url=patch, fail_on_error=True,
         )
+        # the DN (2 B, the mask 1 B) gathered into all dates per compute chunk before scaling
+        # and masking: half the bytes of float32 reflectance move between the workers
+        raw = raw.chunk({"time": -1, **{d: _split_chunks(raw.chunks[d], chunk) for d in ("y", "x")}})
         out = {}
         for b in bands:
             info = p0.bands[b]
@@ -441,5 +471,9 @@ def load_series(
                  for part in parts]
     data = parts[0] if len(parts) == 1 else _fuse(parts, lon)
     data = data.drop_vars([c for c in data.coords if c not in ("time", "y", "x", "sensor", "spatial_ref")])
+    # one chunk in time: every later step (mask, indices, detector, composite, assessment
+    # inputs) needs a pixel's whole series, and one task per variable and spatial chunk
+    # instead of one per date group cut the scan's tasks and transfers (benchmarks/README.md)
+    data = data.chunk({"time": -1, **{d: _split_chunks(data.chunks[d], chunk) for d in ("y", "x")}})
     data.attrs["crs"] = str(geobox.crs)
     return SeriesLoad(data=data, scalings=scalings, parsed=[p for _, p in keep], skipped=skipped)
