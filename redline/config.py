@@ -187,7 +187,7 @@ class TilingConfig(BaseModel):
 
     model_config = _Strict
     max_tile_px: int = Field(1024, ge=32, le=16384, description="tile edge in analysis pixels (1024 = 10.24 km at 10 m)")
-    in_flight: int = Field(1, ge=1, le=64, description="tiles computing on the cluster at once (2: the next tile computes while one is written, ×2 memory)")
+    in_flight: int = Field(1, ge=1, le=64, description="tiles computing on the cluster at once (1: one computes while the previous one is written; 2: two compute, ×2 memory)")
 
 
 class ScanConfig(BaseModel):
