@@ -473,7 +473,9 @@ def load_series(
     data = data.drop_vars([c for c in data.coords if c not in ("time", "y", "x", "sensor", "spatial_ref")])
     # one chunk in time: every later step (mask, indices, detector, composite, assessment
     # inputs) needs a pixel's whole series, and one task per variable and spatial chunk
-    # instead of one per date group cut the scan's tasks and transfers (benchmarks/README.md)
+    # instead of one per date group cut the scan's tasks and transfers (benchmarks/README.md).
+    # A single sensor group already is (its DN were gathered above): this only rechunks the
+    # series fused from several groups, which _fuse concatenates in time
     data = data.chunk({"time": -1, **{d: _split_chunks(data.chunks[d], chunk) for d in ("y", "x")}})
     data.attrs["crs"] = str(geobox.crs)
     return SeriesLoad(data=data, scalings=scalings, parsed=[p for _, p in keep], skipped=skipped)

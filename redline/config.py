@@ -176,7 +176,7 @@ class DaskConfig(BaseModel):
 
     model_config = _Strict
     address: str | None = None
-    workers: int = Field(default_factory=lambda: machine_cores(), ge=1,
+    workers: int = Field(default_factory=machine_cores, ge=1,
                          description="LocalCluster workers; default: the cores this process may use")
     threads_per_worker: int = Field(1, ge=1)
     processes: bool = Field(False, description="LocalCluster workers as separate processes (true) or as threads of the scan's process (false)")

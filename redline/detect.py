@@ -473,8 +473,8 @@ def _detect_block(
     z_weak = WEAK_Z_FACTOR * z_threshold
     burn_look = np.zeros(nt, dtype=np.bool_)
     severe = np.zeros(nt, dtype=np.bool_)
-    strong = np.zeros(nt, dtype=np.bool_)  # anomalous at PROVISIONAL_Z_FACTOR × the threshold
-    never = np.zeros(nt, dtype=np.bool_)
+    strong = np.zeros(nt, dtype=np.bool_)  # looks two indices agree on, one at PROVISIONAL_Z_FACTOR × the threshold
+    never = np.zeros(nt, dtype=np.bool_)  # the weak pass has no provisional looks
     z_strong = PROVISIONAL_Z_FACTOR * z_threshold
     mndwi_det = False
     for v in det:
