@@ -14,9 +14,12 @@ import pandas as pd
 import pystac
 import xarray as xr
 import rasterio
+from dask.array.core import normalize_chunks
 from odc.geo.geobox import GeoBox
+from odc.geo.xr import xr_coords
 
 import indices
+from pipelines import _native
 from pipelines._bands import REFLECTANCE_BANDS, MaskInfo, ParsedItem, parse_item
 from pipelines._profiles import Profile
 from redline.errors import LocalHrefWarning, StacError
@@ -325,6 +328,7 @@ def load_series(
     thermal: bool = False,
     time_chunk: int = 8,
     read_chunk: int = 2048,
+    native: bool = True,
 ) -> SeriesLoad:
     """Load items of one or several collections and sensors lazily onto ``geobox`` as one
     surface-reflectance time series with a clear-sky mask.
@@ -376,6 +380,12 @@ def load_series(
         with one day per task a scan spent most of its time scheduling and moving thousands of
         small arrays between the workers (8 days per chunk made the small preset's eager step
         ~3× faster, same detection fields; benchmarks/README.md).
+    native
+        Read bands whose pixels are a whole multiple (2–8) of the grid's and lie on its pixel
+        lattice (Sentinel-2's 20 m SWIR and SCL on a 10 m grid) at their own resolution and
+        upsample them per chunk (:mod:`pipelines._native`: bilinear for reflectance with GDAL's
+        weights and no-data handling, nearest for masks) instead of warping every scene with
+        GDAL; other bands and grids are warped as before. ``False``: warp everything.
     check_assets
         Open each needed asset's header first (threads, GDAL retries/timeouts); an item with
         an asset that cannot be opened (404, timeout, not a raster) is skipped and reported.
@@ -435,32 +445,58 @@ def load_series(
         has_mask = mask is not None and p0.mask is not None
         if mask is not None and p0.mask is None:
             log.info("%d %s item(s) have no quality mask asset; clear = has data", len(members), p0.sensor or "unknown")
-        raw = odc.stac.load(
-            norm, bands=[*gbands, *(["mask"] if has_mask else [])], geobox=geobox,
-            chunks={"y": _even(geobox.shape.y, read_chunk), "x": _even(geobox.shape.x, read_chunk), "time": time_chunk},
-            groupby="solar_day", resampling={"mask": "nearest", "*": resampling}, patch_url=patch, fail_on_error=True,
-        )
-        # the DN (2 B, the mask 1 B) gathered into all dates per compute chunk before scaling
-        # and masking: half the bytes of float32 reflectance move between the workers
-        raw = raw.chunk({"time": -1, **{d: _split_chunks(raw.chunks[d], chunk) for d in ("y", "x")}})
-        out = {}
-        for b in bands:
+        wanted = [*gbands, *(["mask"] if has_mask else [])]
+        # bands coarser than the grid by a whole factor, on the grid's pixel lattice: read at
+        # their own resolution (no warp) and upsampled per chunk (pipelines._native)
+        coarse = {b: g for b in wanted if native and resampling in ("bilinear", "nearest")
+                  for g in [_native.coarse_grid(norm, b, geobox)] if g is not None}
+        fine = [b for b in wanted if b not in coarse]
+        fine_chunks = tuple(_split_chunks(normalize_chunks(_even(n, read_chunk), (n,))[0], chunk) for n in geobox.shape)
+        src: dict[str, xr.DataArray] = {}
+        raw = None
+        if fine:
+            raw = odc.stac.load(
+                norm, bands=fine, geobox=geobox,
+                chunks={"y": _even(geobox.shape.y, read_chunk), "x": _even(geobox.shape.x, read_chunk), "time": time_chunk},
+                groupby="solar_day", resampling={"mask": "nearest", "*": resampling}, patch_url=patch, fail_on_error=True,
+            )
+            # the DN (2 B, the mask 1 B) gathered into all dates per compute chunk before scaling
+            # and masking: half the bytes of float32 reflectance move between the workers
+            raw = raw.chunk({"time": -1, "y": fine_chunks[0], "x": fine_chunks[1]})
+            src.update({b: raw[b] for b in fine})
+        for grid in {g for g in coarse.values()}:
+            names = [b for b, g in coarse.items() if g == grid]
+            low = odc.stac.load(
+                norm, bands=names, geobox=grid.geobox,
+                chunks={"y": _even(grid.geobox.shape.y, read_chunk), "x": _even(grid.geobox.shape.x, read_chunk), "time": time_chunk},
+                groupby="solar_day", resampling="nearest", patch_url=patch, fail_on_error=True,
+            ).chunk({"time": -1})
+            src.update({b: low[b] for b in names})
+        times = next(iter(src.values()))["time"]
+        if any(not np.array_equal(a["time"].values, times.values) for a in src.values()):  # the same items, grouped alike
+            raise RuntimeError("the native-resolution read gave other dates than the grid read; load with native=False")
+
+        def scaled(b: str) -> xr.DataArray:
             info = p0.bands[b]
-            dn = raw[b]
-            refl = dn.astype("float32") * np.float32(info.scale) + np.float32(info.offset)
+            dn = src[b]
+            v = dn.astype("float32") * np.float32(info.scale) + np.float32(info.offset)
             if info.nodata is not None:
-                refl = refl.where(dn != info.nodata) if np.isfinite(info.nodata) else refl.where(dn.notnull())
-            out[b] = refl.astype("float32").assign_attrs(units="1", long_name=f"{b} surface reflectance")
+                v = v.where(dn != info.nodata) if np.isfinite(info.nodata) else v.where(dn.notnull())
+            v = v.astype("float32")
+            return _native.upsample(v, geobox, coarse[b], fine_chunks, resampling) if b in coarse else v
+
+        out = {b: scaled(b).assign_attrs(units="1", long_name=f"{b} surface reflectance") for b in bands}
         if "lst" in gbands:
-            info = p0.bands["lst"]
-            dn = raw["lst"]
-            k = dn.astype("float32") * np.float32(info.scale) + np.float32(info.offset)
-            if info.nodata is not None:
-                k = k.where(dn != info.nodata) if np.isfinite(info.nodata) else k.where(dn.notnull())
-            out["lst"] = k.astype("float32").assign_attrs(units="K", long_name="land-surface temperature")
+            out["lst"] = scaled("lst").assign_attrs(units="K", long_name="land-surface temperature")
         has_data = xr.concat([out[b].notnull() for b in bands], "b").all("b")
-        out["clear"] = (_clear(raw["mask"], p0.mask, mask) & has_data) if has_mask else has_data
-        ds = xr.Dataset(out, coords=raw.coords).assign_coords(sensor=("time", [p0.sensor or "unknown"] * raw.sizes["time"]))
+        if has_mask:
+            clear = _clear(src["mask"], p0.mask, mask)
+            clear = _native.upsample(clear, geobox, coarse["mask"], fine_chunks, "nearest") if "mask" in coarse else clear
+            out["clear"] = clear & has_data
+        else:
+            out["clear"] = has_data
+        coords = raw.coords if raw is not None else {"time": times, **xr_coords(geobox)}
+        ds = xr.Dataset(out, coords=coords).assign_coords(sensor=("time", [p0.sensor or "unknown"] * times.size))
         parts.append(ds)
         for it, p in members:
             for b in gbands:
