@@ -53,8 +53,6 @@ chunk when the scan's writer computes.
 
 from __future__ import annotations
 
-import warnings
-from contextlib import contextmanager
 from functools import partial
 
 import numba
@@ -245,12 +243,6 @@ def stack_indices(indices: xr.Dataset, reflectance: xr.Dataset) -> xr.DataArray:
     return xr.concat(parts, dim=pd.Index(list(STACK_VARS), name="var"))
 
 
-@contextmanager
-def _quiet():
-    """Silence numpy's all-NaN-slice warnings: all-NaN rows are expected (never-clear pixels)."""
-    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        yield
 
 
 def _nanmedian_last(a: np.ndarray) -> np.ndarray:
@@ -828,7 +820,9 @@ def baseline_model(
     t0 = float(t[in_base].mean()) if in_base.any() else 0.0
     X = design_matrix(t[use], harmonics, trend, t0=t0)
     beta, *_ = np.linalg.lstsq(X, values[use].astype("float64"), rcond=None)
-    with _quiet():
+    # np.errstate is thread-local (the scan's Dask workers are threads of this process), unlike
+    # warnings.catch_warnings; _robust_sigma's medians do not warn on all-NaN rows
+    with np.errstate(invalid="ignore", divide="ignore"):
         sigma = float(_robust_sigma((values[use] - X @ beta)[None, :])[0])
     sigma = max(sigma if np.isfinite(sigma) else 0.0, SIGMA_FLOOR[var])
     ta = decimal_year(at) if at is not None else t

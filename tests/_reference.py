@@ -4,6 +4,9 @@ vectorised over a batch of pixels: ``reference_kernel``), to check the new kerne
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
+
 import numpy as np
 from affine import Affine
 from rasterio import features
@@ -24,9 +27,16 @@ from redline.detect import (
     WEAK_LASTING_DAYS,
     WEAK_SHARE,
     WEAK_Z_FACTOR,
-    _quiet,
     design_matrix,
 )
+
+
+@contextmanager
+def _quiet():
+    """Silence numpy's all-NaN-slice warnings: all-NaN rows are expected (never-clear pixels)."""
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 
 def coverage_fractions(geom, transform: Affine, shape: tuple[int, int], k: int = 25) -> np.ndarray:
