@@ -84,13 +84,15 @@ def _graph(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox) -> tuple[x
     return det, composite, scalings
 
 
-def _graph_parts(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox, *, check_assets: bool = True):
+def _graph_parts(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox, *, check_assets: bool = True, chunk: int | None = None):
     """The lazy part: load (per-profile scaling, quality masks, sensors merged), mask, indices,
     detection and the monitor true-colour composite. Also returns the scenes skipped.
-    ``check_assets=False`` when the items were already probed (:func:`pipelines.probe_items`)."""
+    ``check_assets=False`` when the items were already probed (:func:`pipelines.probe_items`).
+    ``chunk``: compute chunk edge in pixels (default: the load's); the reads stay large."""
     loaded = pipelines.load_series(
         items, geobox, profile=pipelines.get_profile(cfg.stac.profile),
         mask=pipelines.MaskRules(scl_classes=tuple(cfg.detection.scl_mask_classes)), check_assets=check_assets, thermal=True,
+        **({"chunk": chunk} if chunk else {}),
     )
     ds, scalings = loaded.data, loaded.scalings
     bands = list(pipelines.REFLECTANCE_BANDS)
@@ -414,6 +416,11 @@ def _write_catalog(out: Path, scan_id: str, bbox: tuple[float, ...], geometry: d
 
 #: Margin around an alert in its chips, metres.
 CHIP_MARGIN_M = 150.0
+#: Compute chunk edge (px) of the chips' and re-checks' graph: the scenes are still read in
+#: one piece, but only the small chunks the alerts' windows and centre pixels touch are scaled,
+#: masked and turned into indices (x16 area, 13 alerts, one thread: 3.5 s -> 1.8 s; the read
+#: alone is ~1.6 s)
+CHIP_CHUNK = 128
 _FIGURE_INDEX = {"water_loss": "MNDWI", "fire": "NBR"}  # others: NDVI
 
 
@@ -705,7 +712,7 @@ def run_scan(
             tile_items = _items_over(items, gb)
             if not tile_items:
                 continue
-            _, _, _, refl, stack, _ = _graph_parts(cfg, tile_items, gb, check_assets=False)
+            _, _, _, refl, stack, _ = _graph_parts(cfg, tile_items, gb, check_assets=False, chunk=CHIP_CHUNK)
             jobs.append((merged.loc[mine_idx].to_crs(utm), refl, stack, gb))
             merged, history, _ = recheck_rectified(  # 整改销号: has vegetation come back on rectified sites?
                 merged, history, stack, gb, baseline=(str(cfg.baseline.start), str(cfg.baseline.end)), scan_id=scan_id,

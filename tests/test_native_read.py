@@ -118,3 +118,36 @@ def test_grids_that_do_not_line_up_are_warped(small_scenes):
     with dask.config.set(scheduler="synchronous"):
         v = load_series(items, half, check_assets=False).data["swir16"].compute().values
     assert np.isfinite(v).mean() > 0.5
+
+
+def test_a_sensor_with_every_band_coarser_loads_natively(small_scenes, tmp_path):
+    """Every asset at 30 m (a Landsat-like item on the grid's lattice): no band is read at the
+    grid's resolution, the series is built from the upsampled bands alone."""
+    rng = np.random.default_rng(5)
+    items = []
+    for it in _items(small_scenes, 4):
+        it = copy.deepcopy(it)
+        tr = it.assets["red"].extra_fields["proj:transform"]
+        h = w = 160 // 3
+        for key, a in it.assets.items():
+            if "proj:transform" not in a.extra_fields:
+                continue
+            scl = key == "scl"
+            data = rng.integers(1, 12, (h, w), dtype="uint8") if scl else rng.integers(1000, 4000, (h, w), dtype="uint16")
+            data[rng.random((h, w)) < 0.05] = 0
+            path = tmp_path / f"{it.id}_{key}_30m.tif"
+            with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype=data.dtype, nodata=0,
+                               crs="EPSG:32648", transform=rasterio.Affine(30, 0, tr[2], 0, -30, tr[5])) as dst:
+                dst.write(data, 1)
+            a.href = str(path)
+            a.extra_fields["proj:transform"] = [30, 0, tr[2], 0, -30, tr[5]]
+            a.extra_fields["proj:shape"] = [h, w]
+        items.append(it)
+    gb = _grid(items, 1, 2, shape=(60, 66))
+    assert all(_native.coarse_grid(items, b, gb) is not None for b in ("red", "nir", "scl"))
+    warped, native = _both(items, gb)
+    assert native.sizes == warped.sizes and native.sizes["time"] == 4
+    np.testing.assert_array_equal(native["time"].values, warped["time"].values)
+    _agree(warped, native, ["blue", "green", "red", "nir", "swir16", "swir22"])
+    np.testing.assert_array_equal(warped["clear"].values, native["clear"].values)
+    assert 0.2 < native["clear"].values.mean() < 0.95  # SCL classes masked, nearest, as GDAL does
