@@ -464,12 +464,14 @@ def load_series(
             # and masking: half the bytes of float32 reflectance move between the workers
             raw = raw.chunk({"time": -1, "y": fine_chunks[0], "x": fine_chunks[1]})
             src.update({b: raw[b] for b in fine})
-        for grid in {g for g in coarse.values()}:
+        for grid in dict.fromkeys(coarse.values()):  # each coarse lattice once, in band order
             names = [b for b, g in coarse.items() if g == grid]
             low = odc.stac.load(
                 norm, bands=names, geobox=grid.geobox,
                 chunks={"y": _even(grid.geobox.shape.y, read_chunk), "x": _even(grid.geobox.shape.x, read_chunk), "time": time_chunk},
-                groupby="solar_day", resampling="nearest", patch_url=patch, fail_on_error=True,
+                # on the scenes' own lattice this is a paste; the resampling only matters where a
+                # file does not sit where its proj:transform says
+                groupby="solar_day", resampling={"mask": "nearest", "*": resampling}, patch_url=patch, fail_on_error=True,
             ).chunk({"time": -1})
             src.update({b: low[b] for b in names})
         times = next(iter(src.values()))["time"]
