@@ -4,9 +4,10 @@ Run with ``python benchmarks/figures.py [--alerts 13] [--repeat 3]``.
 
 The scan draws, per alert, a before and an after chip and a time-series figure
 (``redline.scan._alert_products``; 13 alerts at the ×16 area of ``benchmarks/memory.py``). This
-times :func:`maps.render_chip` and :func:`maps.render_timeseries` against the matplotlib
-versions they replaced (kept below as the baseline: a matplotlib figure per chip, and the
-time series laid out by ``fig.tight_layout()``), on the same inputs in the same run: a 45 × 50 px
+times :func:`maps.render_chip` and one :class:`maps.SeriesFigure` drawn for every alert (as the
+scan does) against the matplotlib versions they replaced (kept below as the baseline: a
+matplotlib figure per chip, and a new time-series figure per alert laid out by
+``fig.tight_layout()``), on the same inputs in the same run: a 45 × 50 px
 window (an alert with the scan's 150 m margin at 10 m) and a 73-date series (preset ``small``)
 with its model on a 5-day grid. Prints the time per alert of each and the ratio.
 """
@@ -95,11 +96,13 @@ def _inputs(n: int, seed: int = 7) -> list[dict]:
 
 
 def _draw(out: Path, jobs: list[dict], chip, series) -> float:
+    """Seconds per alert; ``series``: a function, or ``maps.SeriesFigure`` (one for all alerts)."""
     t0 = time.perf_counter()
+    figure = series() if series is maps.SeriesFigure else None
     for k, j in enumerate(jobs):
         for tag in ("before", "after"):
             chip(out / "chips" / f"{k}_{tag}.png", j["rgb"], j["rings"], f"RL-{k:04d} {tag}")
-        series(out / "figures" / f"{k}.png", j["times"], j["values"], j["grid"], j["model"], j["sigma"], **j["kw"])
+        (figure.render if figure else series)(out / "figures" / f"{k}.png", j["times"], j["values"], j["grid"], j["model"], j["sigma"], **j["kw"])
     return (time.perf_counter() - t0) / len(jobs)
 
 
@@ -113,15 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="redline-figs-") as tmp:
         out = Path(tmp)
         _draw(out / "warm", jobs[:1], chip_matplotlib, timeseries_tight)  # fonts, caches
-        _draw(out / "warm", jobs[:1], maps.render_chip, maps.render_timeseries)
+        _draw(out / "warm", jobs[:1], maps.render_chip, maps.SeriesFigure)
         best: dict[str, float] = {}
         parts = {
             "chips, matplotlib figure": (chip_matplotlib, lambda *a, **k: None),
             "chips, Pillow (redline)": (maps.render_chip, lambda *a, **k: None),
             "time series, tight_layout": (lambda *a: None, timeseries_tight),
-            "time series, fixed margins (redline)": (lambda *a: None, maps.render_timeseries),
+            "time series, fixed margins, new figure": (lambda *a: None, maps.render_timeseries),
+            "time series, one figure (redline)": (lambda *a: None, maps.SeriesFigure),
             "all, before": (chip_matplotlib, timeseries_tight),
-            "all, redline": (maps.render_chip, maps.render_timeseries),
+            "all, redline": (maps.render_chip, maps.SeriesFigure),
         }
         for _ in range(args.repeat):
             for name, (chip, series) in parts.items():
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, s in best.items():
         print(f"  {name:38s} {s * 1000:7.1f} ms")
     pairs = (("chips", "chips, matplotlib figure", "chips, Pillow (redline)"),
-             ("time series", "time series, tight_layout", "time series, fixed margins (redline)"), ("all", "all, before", "all, redline"))
+             ("time series", "time series, tight_layout", "time series, one figure (redline)"), ("all", "all, before", "all, redline"))
     for label, before, after in pairs:
         print(f"  {label}: before / redline = {best[before] / best[after]:.2f}")
     print(f"  the ×16 scan's {args.alerts} alerts: {best['all, before'] * args.alerts:.2f} s → {best['all, redline'] * args.alerts:.2f} s")

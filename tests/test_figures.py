@@ -86,3 +86,34 @@ def test_time_series_is_written_as_png_and_svg(tmp_path):
     assert ((np.abs(img - [0xDE, 0x2D, 0x26]).sum(axis=-1)) < 30).sum() > 50
     svg = files[1].read_text(encoding="utf-8")
     assert svg.lstrip().startswith("<?xml") and "</svg>" in svg and "MNDWI" in svg
+
+
+def _series(level: float, drop: float, first: str, nan: bool = False) -> tuple:
+    times = np.arange(np.datetime64("2022-01-03"), np.datetime64("2023-12-31"), np.timedelta64(7, "D")).astype("datetime64[ns]")
+    values = level + 0.1 * np.sin(np.arange(times.size) / 8) - np.where(times >= np.datetime64(first), drop, 0.0)
+    model = level + 0.1 * np.sin(np.arange(times.size) / 8)
+    if nan:
+        values[:], model[:] = np.nan, np.nan
+    return times, values, times, model
+
+
+def test_one_series_figure_for_many_alerts_draws_each_as_a_new_figure_would(tmp_path):
+    """The scan draws every alert's time series with one figure: each PNG is the one a new
+    figure draws for that alert, whatever was drawn before (view, labels, dates, band)."""
+    from maps import SeriesFigure
+
+    alerts = [  # (series, sigma, index, first detection, title)
+        (_series(0.7, 0.5, "2023-04-10"), 0.03, "NDVI", "2023-04-10", "a · clearing · NDVI"),
+        (_series(-0.4, 0.0, "2023-09-01", nan=True), float("nan"), "NBR", "2023-09-01", "b · fire · NBR"),  # nothing to show
+        (_series(0.2, 0.9, "2022-11-20"), 0.12, "MNDWI", "2022-11-20", "c · water_loss · MNDWI"),
+    ]
+    figure = SeriesFigure()
+    for k, ((t, v, mt, m), sigma, index, first, title) in enumerate(alerts):
+        kw = {"index": index, "z_threshold": 2.5 + k, "first_detected": first, "monitor_start": "2023-01-01", "title": title}
+        reused = figure.render(tmp_path / "reused" / f"{k}.png", t, v, mt, m, sigma, **kw)
+        alone = render_timeseries(tmp_path / "alone" / f"{k}.png", t, v, mt, m, sigma, **kw)
+        a, b = (np.asarray(Image.open(p[0]).convert("RGB")) for p in (reused, alone))
+        assert a.shape == b.shape and (a == b).all(), title
+        svg = reused[1].read_text(encoding="utf-8")  # text drawn as paths, each after a comment holding it
+        assert all(f"<!-- {label} -->" in svg for label in (title, f"detected {first}", f"{index} (clear)", f"±{2.5 + k:g}σ")), title
+    assert not (np.asarray(Image.open(tmp_path / "reused/0.png")) == np.asarray(Image.open(tmp_path / "reused/2.png"))).all()
