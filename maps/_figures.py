@@ -21,6 +21,9 @@ STRETCH_MAX = 0.3
 GAMMA = 1.6
 #: Chip image size, px across (before: a 2.4 in matplotlib figure at 100 dpi, the image 216 px).
 CHIP_PX = 216
+#: Chip width at least, px (the matplotlib figure's 2.4 in at 100 dpi), and its title band's height.
+CHIP_MIN_WIDTH = 240
+_CHIP_TITLE_PX = 16
 #: Alert outline colour of the chips (RGB).
 OUTLINE = (255, 42, 42)
 #: Axes position of the time-series figures (fractions of the 6.0 × 2.6 in figure).
@@ -38,7 +41,7 @@ def render_chip(path: Path, rgb: np.ndarray, outline_xy: list[np.ndarray], title
     and a title band above it. ``rgb``: (3, y, x) reflectance 0–1; ``outline_xy``: rings in
     pixel coordinates of ``rgb`` (x = column, y = row, pixel centres at integers).
 
-    Drawn with Pillow, not a matplotlib figure (a tenth of the time per chip,
+    Drawn with Pillow, not a matplotlib figure (a sixth of the time per chip,
     benchmarks/figures.py): the image is enlarged by a whole factor with nearest neighbour
     (every pixel a square block, as ``imshow(interpolation="nearest")`` drew it) to about
     :data:`CHIP_PX` across."""
@@ -46,14 +49,17 @@ def render_chip(path: Path, rgb: np.ndarray, outline_xy: list[np.ndarray], title
     h, w = rgb.shape[1:]
     k = max(1, CHIP_PX // max(h, w, 1))
     img = Image.fromarray(np.round(true_colour(rgb) * 255).astype("uint8"), "RGB").resize((w * k, h * k), Image.NEAREST)
-    font = _chip_font()
-    left, top, right, bottom = font.getbbox(title)
-    band = bottom + 6
-    width = max(w * k, right - left + 8)
+    # the size depends on the window only, not on the title: an alert's before and after chips
+    # are the same size (a title too long for the width is drawn smaller)
+    width, band = max(w * k, CHIP_MIN_WIDTH), _CHIP_TITLE_PX
     canvas = Image.new("RGB", (width, h * k + band), "white")
     x0 = (width - w * k) // 2
     canvas.paste(img, (x0, band))
     draw = ImageDraw.Draw(canvas)
+    for size in range(10, 5, -1):
+        font = _chip_font(size)
+        if draw.textlength(title, font=font) <= width - 8:
+            break
     draw.text((width / 2, 3), title, fill="black", font=font, anchor="mt")
     for ring in outline_xy:
         # pixel centre i lies at (i + 0.5)·k in the enlarged image
@@ -63,11 +69,12 @@ def render_chip(path: Path, rgb: np.ndarray, outline_xy: list[np.ndarray], title
     return path
 
 
-def _chip_font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """DejaVu Sans (shipped with matplotlib, so every install has it) at 10 px (7 pt at 100 dpi,
-    the size the chips' titles had as matplotlib figures); Pillow's own font without FreeType."""
+def _chip_font(size: int = 10) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """DejaVu Sans (shipped with matplotlib, so every install has it) at ``size`` px (10 px: 7 pt
+    at 100 dpi, the size the chips' titles had as matplotlib figures); Pillow's own font
+    without FreeType."""
     try:
-        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), 10)
+        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), size)
     except (OSError, ImportError):
         return ImageFont.load_default()
 

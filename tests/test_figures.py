@@ -62,6 +62,14 @@ def test_chip_outline_is_drawn_on_the_polygon_edges_and_nowhere_else(tmp_path):
     assert (img[:top] < 100).all(axis=-1).any()  # and holds dark title text on white
 
 
+def test_before_and_after_chips_are_the_same_size_whatever_their_titles(tmp_path):
+    rgb = np.full((3, 37, 41), 0.1, "float32")
+    ring = [np.array([[3.5, 3.5], [9.5, 3.5], [9.5, 9.5], [3.5, 3.5]])]
+    sizes = {Image.open(render_chip(tmp_path / f"{t}.png", rgb, ring, f"Z-20230601-1 {t}")).size for t in ("before", "after")}
+    long = Image.open(render_chip(tmp_path / "long.png", rgb, ring, "一个很长的保护区名称-20230601-123456 before" * 3)).size
+    assert len(sizes) == 1 and sizes == {long}
+
+
 def test_chip_of_a_one_pixel_window_is_still_a_valid_image(tmp_path):
     rgb = np.full((3, 1, 1), 0.1, "float32")
     path = render_chip(tmp_path / "c.png", rgb, [np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, -0.5]])], "tiny")
