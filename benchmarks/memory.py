@@ -1,6 +1,7 @@
 """Peak memory of a scan as the area grows (×1, ×4, ×16) and as the dates double.
 
-Run with ``make bench`` (or ``python benchmarks/memory.py [--areas 1,4,16] [--no-dates]``).
+Run with ``make bench`` (or ``python benchmarks/memory.py [--areas 1,4,16] [--no-dates]
+[--malloc redline,glibc]``).
 
 Each scan runs in its own Python process (a fresh interpreter, so no run inherits another's heap):
 :func:`redline.scan.run_scan` on a generated build served by the embedded STAC API, with the
@@ -14,6 +15,13 @@ and reports the peak of the sum, with the scan's wall time.
 * dates: preset ``demo`` (320 px, 2021–2023) with every second scene (55 dates, a 20-day
   revisit; a copy of the build's ``items.json`` served from a folder beside it, same COGs) and
   with all its scenes (110 dates): same windows, same grid.
+
+With the workers as threads (``dask.processes: false``, the default) their memory is the scan
+process's own: ``--malloc redline,glibc`` runs each area with ``malloc_trim`` after each tile
+(``pipelines._cluster.trim_memory``, as the scan runs) and without it, alternating per area so
+that both see the same load. glibc's tunables reach the scans through the environment
+(``MALLOC_TRIM_THRESHOLD_=65536 python benchmarks/memory.py``: what Dask's nanny gives its
+worker processes).
 
 Prints each peak and its ratio to the smallest run of its series, and wall time per
 pixel × date relative to the same run (1.00 = linear).
@@ -50,9 +58,18 @@ def _thinned(build) -> Path:
     return out
 
 
-def _one(preset: str, size: int | None, every2nd: bool, tile_px: int | None = None, in_flight: int | None = None) -> None:
+#: ``--malloc`` choices: redline's malloc_trim after each tile (pipelines/_cluster.py), or not.
+MALLOC = ("redline", "glibc")
+
+
+def _one(preset: str, size: int | None, every2nd: bool, tile_px: int | None = None, in_flight: int | None = None,
+         malloc: str = "redline") -> None:
     """Child process: one scan; prints a JSON line with its wall time, scenes and grid."""
     import pipelines
+    import pipelines._progress
+
+    if malloc == "glibc":  # no malloc_trim after each tile
+        pipelines._progress.trim_memory = lambda: False
     from redline.config import load_config
     from redline.scan import run_scan
 
@@ -70,10 +87,15 @@ def _one(preset: str, size: int | None, every2nd: bool, tile_px: int | None = No
     print(json.dumps({"seconds": seconds, "n_items": result.n_items, "shape": shape, "tiles": n_tiles}))
 
 
-def measure(preset: str, size: int | None, every2nd: bool = False, tile_px: int | None = None, in_flight: int | None = None) -> dict:
+def measure(preset: str, size: int | None, every2nd: bool = False, tile_px: int | None = None, in_flight: int | None = None,
+            malloc: str = "redline") -> dict:
     """Run one scan in a child process; its peak tree RSS (bytes) and its JSON line."""
-    _bench.build(preset, size=size)  # build first, outside the measured process
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", preset, str(size or 0), "every2nd" if every2nd else "", str(tile_px or 0), str(in_flight or 0)]
+    build = _bench.build(preset, size=size)  # build first, outside the measured process
+    for f in Path(build.root).rglob("*"):  # and read it once: every run finds it in the page cache, not only the later ones
+        if f.is_file():
+            f.read_bytes()
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", preset, str(size or 0), "every2nd" if every2nd else "", str(tile_px or 0), str(in_flight or 0),
+           malloc]
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE.parent)
     proc, peak = psutil.Process(child.pid), 0
     while child.poll() is None:
@@ -101,22 +123,31 @@ def _report(title: str, runs: list[tuple[str, dict]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--one":
-        _one(sys.argv[2], int(sys.argv[3]) or None, sys.argv[4] == "every2nd", int(sys.argv[5]) or None, int(sys.argv[6]) or None)
+        _one(sys.argv[2], int(sys.argv[3]) or None, sys.argv[4] == "every2nd", int(sys.argv[5]) or None, int(sys.argv[6]) or None, sys.argv[7])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--areas", default="1,4,16", help="area factors to run, of 1, 4, 16")
     ap.add_argument("--no-dates", action="store_true", help="skip the dates series")
     ap.add_argument("--in-flight", type=int, default=0, help="tiling.in_flight of the area series (0: the config default, 1)")
     ap.add_argument("--tile-px", type=int, default=160, help="tiling.max_tile_px of the area series (160: the ×1 grid is one tile); 0: the config's")
+    ap.add_argument("--malloc", default="redline", help=f"comma-separated, of {', '.join(MALLOC)}: run the area series once with each "
+                    "(redline: as the scan runs, malloc_trim after each tile; glibc: without), alternating per area so that they "
+                    "share the machine's load")
     args = ap.parse_args(argv)
     print(_bench.machine())
     sizes = {1: None, 4: 320, 16: 640}
-    runs = []
+    mallocs = [m for m in args.malloc.split(",") if m]
+    if set(mallocs) - set(MALLOC):
+        ap.error(f"--malloc: {args.malloc}: use {', '.join(MALLOC)}")
+    runs: dict[str, list] = {m: [] for m in mallocs}
     for f in (int(x) for x in args.areas.split(",") if x):
-        runs.append((f"area ×{f}", measure("small", sizes[f], tile_px=args.tile_px or None, in_flight=args.in_flight or None)))
-        print(f"  ... area ×{f} done", flush=True)
-    if runs:
-        _report(f"area (preset small, 73 dates, tiling.max_tile_px {args.tile_px or 'from the config'}, in_flight {args.in_flight or 1}):", runs)
+        for m in mallocs:
+            runs[m].append((f"area ×{f}", measure("small", sizes[f], tile_px=args.tile_px or None, in_flight=args.in_flight or None, malloc=m)))
+            print(f"  ... area ×{f} ({m}) done", flush=True)
+    for m, series in runs.items():
+        if series:
+            _report(f"area (preset small, 73 dates, tiling.max_tile_px {args.tile_px or 'from the config'}, in_flight {args.in_flight or 1}, "
+                    f"malloc {m}):", series)
     if not args.no_dates:
         _report("dates (preset demo, 320 px):", [("dates ×1", measure("demo", None, every2nd=True)), ("dates ×2", measure("demo", None))])
     return 0

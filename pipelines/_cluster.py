@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 
@@ -38,6 +40,32 @@ def _set_gdal_env(extra: dict[str, str] | None = None) -> None:
     # on the faulty-scene test's reads): noise on the scan's stderr when the workers are threads
     # of the scan's own process
     warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio.warp")
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (it has ``malloc_trim``); None elsewhere (macOS, Windows,
+    musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018 (a GNU extension: musl has none)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def trim_memory() -> bool:
+    """Give this process's freed heap memory back to the OS (glibc ``malloc_trim(0)``, every
+    arena). Called after each tile is written: with the workers as threads of the
+    scan's process, a tile's freed numpy buffers otherwise stay resident in glibc's heaps and
+    the next, larger tile grows the process around them (benchmarks/README.md, section 5).
+    False (nothing done) where malloc is not glibc's."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
 
 
 @contextlib.contextmanager

@@ -19,6 +19,8 @@ from dask.base import collections_to_expr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pipelines._cluster import trim_memory
+
 __all__ = ["compute_tiles"]
 
 #: Task states that mean "ran" (result held, released after use, or failed).
@@ -87,6 +89,7 @@ def compute_tiles(
     if client is None:
         for tile in tiles:
             yield tile, dask.compute(*graph(tile))
+            trim_memory()
         return
     from distributed import wait as distributed_wait
 
@@ -137,6 +140,11 @@ def compute_tiles(
                 if todo:
                     submit()  # keep the cluster busy while the caller writes this tile
                 yield tile, results
+                # the caller has written the tile: drop it and give its freed memory back to
+                # the OS before the next one arrives (with the workers as threads, freed
+                # buffers otherwise stay in this process's heaps; benchmarks/README.md)
+                del results, futures
+                trim_memory()
     finally:
         for _, _, futures, _, _ in pending:
             client.cancel(futures)

@@ -463,6 +463,7 @@ def _alert_products(out: Path, jobs: list[tuple[gpd.GeoDataFrame, xr.Dataset, xr
         plan.append((alerts_utm, stack, geobox, windows, start))
     computed_all = dask.compute(*lazy)
     products = {}
+    figure = maps.SeriesFigure()  # one time-series figure drawn for every alert: built once (benchmarks/figures.py)
     for alerts_utm, stack, geobox, windows, start in plan:
         inv = ~geobox.transform
         computed = computed_all[start:start + len(windows)]
@@ -492,7 +493,7 @@ def _alert_products(out: Path, jobs: list[tuple[gpd.GeoDataFrame, xr.Dataset, xr
             values = series_np.sel(var=var).isel(alert=k).values.astype("float64")
             grid = np.arange(days.min(), days.max() + np.timedelta64(1, "D"), np.timedelta64(5, "D")).astype("datetime64[ns]")
             model, sigma = baseline_model(times, values, in_base, var=var, harmonics=cfg.detection.harmonics, trend=cfg.detection.trend, at=grid)
-            maps.render_timeseries(
+            figure.render(
                 out / "figures" / f"{a.alert_id}.png", times, values, grid, model, sigma, index=var,
                 z_threshold=cfg.detection.z_threshold, first_detected=str(a.first_detected), monitor_start=str(cfg.monitor.start),
                 title=f"{a.alert_id} · {a.disturbance_type} · {var} at the alert centre",
