@@ -62,6 +62,19 @@ def test_20m_bands_read_natively_match_the_gdal_warp(small_scenes, dy, dx):
     assert (np.abs(np.diff(native["swir16"].values, axis=-1)) > 0).mean() > 0.5
 
 
+def _as_30m(asset: pystac.Asset, data: np.ndarray, path: Path) -> None:
+    """Point ``asset`` at a new GeoTIFF of ``data`` (nodata 0) on a 30 m grid from the asset's
+    own origin, and say so in its ``proj:`` fields."""
+    tr = asset.extra_fields["proj:transform"]
+    h, w = data.shape
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype=data.dtype, nodata=0,
+                       crs="EPSG:32648", transform=rasterio.Affine(30, 0, tr[2], 0, -30, tr[5])) as dst:
+        dst.write(data, 1)
+    asset.href = str(path)
+    asset.extra_fields["proj:transform"] = [30, 0, tr[2], 0, -30, tr[5]]
+    asset.extra_fields["proj:shape"] = [h, w]
+
+
 @pytest.fixture(scope="module")
 def thirty_m(small_scenes, tmp_path_factory):
     """The scenes with their swir16 asset replaced by a 30 m GeoTIFF (Landsat's pixel) of random
@@ -72,17 +85,9 @@ def thirty_m(small_scenes, tmp_path_factory):
     for it in _items(small_scenes, 6):
         it = copy.deepcopy(it)
         a = it.assets["swir16"]
-        tr = a.extra_fields["proj:transform"]
-        h, w = 160 // 3, 160 // 3
-        data = rng.integers(1000, 4000, (h, w), dtype="uint16")
-        data[rng.random((h, w)) < 0.08] = 0  # no data
-        path = out / f"{it.id}_swir16_30m.tif"
-        with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint16", nodata=0,
-                           crs="EPSG:32648", transform=rasterio.Affine(30, 0, tr[2], 0, -30, tr[5])) as dst:
-            dst.write(data, 1)
-        a.href = str(path)
-        a.extra_fields["proj:transform"] = [30, 0, tr[2], 0, -30, tr[5]]
-        a.extra_fields["proj:shape"] = [h, w]
+        data = rng.integers(1000, 4000, (53, 53), dtype="uint16")
+        data[rng.random(data.shape) < 0.08] = 0  # no data
+        _as_30m(a, data, out / f"{it.id}_swir16_30m.tif")
         items.append(it)
     return items
 
@@ -127,21 +132,12 @@ def test_a_sensor_with_every_band_coarser_loads_natively(small_scenes, tmp_path)
     items = []
     for it in _items(small_scenes, 4):
         it = copy.deepcopy(it)
-        tr = it.assets["red"].extra_fields["proj:transform"]
-        h = w = 160 // 3
         for key, a in it.assets.items():
             if "proj:transform" not in a.extra_fields:
                 continue
-            scl = key == "scl"
-            data = rng.integers(1, 12, (h, w), dtype="uint8") if scl else rng.integers(1000, 4000, (h, w), dtype="uint16")
-            data[rng.random((h, w)) < 0.05] = 0
-            path = tmp_path / f"{it.id}_{key}_30m.tif"
-            with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype=data.dtype, nodata=0,
-                               crs="EPSG:32648", transform=rasterio.Affine(30, 0, tr[2], 0, -30, tr[5])) as dst:
-                dst.write(data, 1)
-            a.href = str(path)
-            a.extra_fields["proj:transform"] = [30, 0, tr[2], 0, -30, tr[5]]
-            a.extra_fields["proj:shape"] = [h, w]
+            data = rng.integers(1, 12, (53, 53), dtype="uint8") if key == "scl" else rng.integers(1000, 4000, (53, 53), dtype="uint16")
+            data[rng.random(data.shape) < 0.05] = 0
+            _as_30m(a, data, tmp_path / f"{it.id}_{key}_30m.tif")
         items.append(it)
     gb = _grid(items, 1, 2, shape=(60, 66))
     assert all(_native.coarse_grid(items, b, gb) is not None for b in ("red", "nir", "scl"))
