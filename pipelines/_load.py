@@ -454,25 +454,23 @@ def load_series(
         fine_chunks = tuple(_split_chunks(normalize_chunks(_even(n, read_chunk), (n,))[0], chunk) for n in geobox.shape)
         src: dict[str, xr.DataArray] = {}
         raw = None
-        if fine:
-            raw = odc.stac.load(
-                norm, bands=fine, geobox=geobox,
-                chunks={"y": _even(geobox.shape.y, read_chunk), "x": _even(geobox.shape.x, read_chunk), "time": time_chunk},
+
+        def read(names: list[str], gb: GeoBox) -> xr.Dataset:
+            # on a coarse band's own lattice the read is a paste: its resampling only matters
+            # where a file does not sit where its proj:transform says
+            return odc.stac.load(
+                norm, bands=names, geobox=gb, chunks={"y": _even(gb.shape.y, read_chunk), "x": _even(gb.shape.x, read_chunk), "time": time_chunk},
                 groupby="solar_day", resampling={"mask": "nearest", "*": resampling}, patch_url=patch, fail_on_error=True,
             )
+
+        if fine:
             # the DN (2 B, the mask 1 B) gathered into all dates per compute chunk before scaling
             # and masking: half the bytes of float32 reflectance move between the workers
-            raw = raw.chunk({"time": -1, "y": fine_chunks[0], "x": fine_chunks[1]})
+            raw = read(fine, geobox).chunk({"time": -1, "y": fine_chunks[0], "x": fine_chunks[1]})
             src.update({b: raw[b] for b in fine})
         for grid in dict.fromkeys(coarse.values()):  # each coarse lattice once, in band order
             names = [b for b, g in coarse.items() if g == grid]
-            low = odc.stac.load(
-                norm, bands=names, geobox=grid.geobox,
-                chunks={"y": _even(grid.geobox.shape.y, read_chunk), "x": _even(grid.geobox.shape.x, read_chunk), "time": time_chunk},
-                # on the scenes' own lattice this is a paste; the resampling only matters where a
-                # file does not sit where its proj:transform says
-                groupby="solar_day", resampling={"mask": "nearest", "*": resampling}, patch_url=patch, fail_on_error=True,
-            ).chunk({"time": -1})
+            low = read(names, grid.geobox).chunk({"time": -1})
             src.update({b: low[b] for b in names})
         times = next(iter(src.values()))["time"]
         if any(not np.array_equal(a["time"].values, times.values) for a in src.values()):  # the same items, grouped alike

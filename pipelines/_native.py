@@ -34,6 +34,8 @@ from odc.geo import CRS
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
+from pipelines._bands import _grid
+
 #: Largest coarse-to-grid ratio read natively (30 m Landsat on a 10 m grid is 3).
 MAX_FACTOR = 8
 
@@ -53,20 +55,6 @@ def _whole(x: float, tol: float = 1e-6) -> int | None:
     return int(n) if abs(x - n) <= tol else None
 
 
-def _asset_grid(item: pystac.Item, key: str) -> tuple[Affine | None, str | None]:
-    """The pixel grid of asset ``key`` from the projection extension (``proj:transform`` on
-    the asset, else on the item; ``proj:code``/``proj:epsg``/``proj:wkt2``), or Nones."""
-    asset = item.assets.get(key)
-    if asset is None:
-        return None, None
-    fields = [asset.extra_fields, item.properties]
-    tr = next((f["proj:transform"] for f in fields if f.get("proj:transform")), None)
-    code = next((f[k] for f in fields for k in ("proj:code", "proj:epsg", "proj:wkt2") if f.get(k)), None)
-    if tr is None or code is None or len(tr) < 6:
-        return None, None
-    return Affine(*[float(v) for v in tr[:6]]), (f"EPSG:{code}" if isinstance(code, int) else str(code))
-
-
 def coarse_grid(items: list[pystac.Item], band: str, geobox: GeoBox) -> CoarseGrid | None:
     """The coarse grid to read ``band`` of ``items`` on, or None when it must be warped as usual
     (its pixels are not an integer multiple ≥ 2 of ``geobox``'s, not north-up, in another CRS,
@@ -78,9 +66,10 @@ def coarse_grid(items: list[pystac.Item], band: str, geobox: GeoBox) -> CoarseGr
     origin = None
     k = None
     for it in items:
-        t, crs = _asset_grid(it, band)
-        if t is None or crs is None or CRS(crs) != geobox.crs:
+        epsg, _, tr = _grid(it, it.assets.get(band)) if band in it.assets else (None, None, None)
+        if tr is None or epsg is None or CRS(f"EPSG:{epsg}") != geobox.crs:
             return None
+        t = Affine(*tr)
         if t.b != 0 or t.d != 0 or t.e >= 0 or abs(t.a) != abs(t.e):
             return None
         kk = _whole(t.a / res)
