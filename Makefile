@@ -1,13 +1,14 @@
 # redline: two commands for a fresh clone.
 #   make demo   creates .venv, installs redline, runs the main job on the embedded STAC API
 #   make test   same set-up with test extras (and Debian's chromium for page tests), runs pytest
+#   both install Debian's fonts-noto-cjk when no CJK font is found (target fonts)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test install install-test install-bench browser accuracy bench bench-nrt clean
+.PHONY: demo test install install-test install-bench fonts browser accuracy bench bench-nrt clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,17 +25,25 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-demo: install
+demo: install fonts
 	$(BIN)/redline demo --out $(DEMO_OUT) --scenes .cache/demo-scenes
 
-# Debian's chromium and its driver for the page tests in a real browser (no browser downloads),
-# and a CJK font so Chinese text renders; installed only when missing.
+# Debian packages the two commands use, each installed only when missing (apt-get as root, else
+# through sudo):
+#   fonts-noto-cjk             Chinese labels in figures, pages and the PDF report (demo and test);
+#                              skipped when redline already finds a CJK font by file (maps/_fonts.py)
+#   chromium, chromium-driver  the page tests in a real browser, no browser download (test)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && fc-list 2>/dev/null | grep -qi 'noto.*cjk' || \
-	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver fonts-noto-cjk >/dev/null )
+APT_INSTALL := $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes apt-get install -y -qq
+fonts: install
+	@$(BIN)/python -c 'import sys; from maps._fonts import find_cjk_font_file; sys.exit(find_cjk_font_file() is None)' || \
+	  ( echo "installing Debian's fonts-noto-cjk (Chinese labels in figures and reports)" && $(APT_INSTALL) fonts-noto-cjk >/dev/null )
 
-test: install-test browser
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  ( echo "installing Debian's chromium and chromium-driver (page tests in a real browser)" && $(APT_INSTALL) chromium chromium-driver >/dev/null )
+
+test: install-test fonts browser
 	$(BIN)/python -m pytest
 
 clean:

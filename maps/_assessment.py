@@ -1,6 +1,7 @@
 """Assessment figures (matplotlib, Agg): the RSEI grade shares of each zone per period, and the
 annual growing-season NDVI of each county with its Theil–Sen trend. Tables in, PNG out.
-Labels are ASCII (grade keys in English) so that no CJK font is needed."""
+Labels are English (grade keys); zone and county ids from input files may be Chinese and are drawn
+with the figures' CJK font (:mod:`maps._fonts`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from maps._fonts import figure_fonts, plain, save_figure  # noqa: E402
+
 #: RSEI grades from worst to best and their colours (a red–green ramp, ColorBrewer RdYlGn 5).
 GRADE_COLOURS = {"poor": "#d7191c", "fair": "#fdae61", "moderate": "#ffffbf", "good": "#a6d96a", "excellent": "#1a9641"}
 
@@ -23,34 +26,36 @@ def render_grade_shares(path: Path, zone_stats: pd.DataFrame, *, periods: tuple[
     path.parent.mkdir(parents=True, exist_ok=True)
     zones = list(zone_stats["zone_id"])
     n = len(zones)
-    fig, ax = plt.subplots(figsize=(7.0, 0.9 + 0.55 * n * len(periods)), dpi=100)
-    labels, y = [], 0.0
-    ticks = []
-    for zid in zones[::-1]:
-        row = zone_stats[zone_stats["zone_id"] == zid].iloc[0]
-        for p in periods[::-1]:
-            left = 0.0
-            for grade, colour in GRADE_COLOURS.items():
-                share = float(np.nan_to_num(row.get(f"rsei_{p}_share_{grade}", 0.0)))
-                ax.barh(y, share, left=left, color=colour, edgecolor="#555555", linewidth=0.4, height=0.8,
-                        label=grade if (y == 0.0) else None)
-                left += share
-            mean = row.get(f"rsei_{p}", np.nan)
-            ax.text(1.01, y, f"{mean:.2f}" if np.isfinite(mean) else "n/a", va="center", fontsize=7)
-            labels.append(f"{zid} {p}")
-            ticks.append(y)
-            y += 1.0
-        y += 0.5
-    ax.set_yticks(ticks)
-    ax.set_yticklabels(labels, fontsize=7)
-    ax.set_xlim(0, 1.1)
-    ax.set_xticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
-    ax.set_xlabel("area share of RSEI grade (right: zone mean RSEI)")
-    ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.12 if n < 4 else -0.06), frameon=False)
-    ax.set_title((title or "RSEI grades per zone").replace(", normalised", ",\nnormalised"), fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with figure_fonts():  # labels' fonts are fixed when they are made
+        fig, ax = plt.subplots(figsize=(7.0, 0.9 + 0.55 * n * len(periods)), dpi=100)
+        labels, y = [], 0.0
+        ticks = []
+        for zid in zones[::-1]:
+            row = zone_stats[zone_stats["zone_id"] == zid].iloc[0]
+            for p in periods[::-1]:
+                left = 0.0
+                for grade, colour in GRADE_COLOURS.items():
+                    share = float(np.nan_to_num(row.get(f"rsei_{p}_share_{grade}", 0.0)))
+                    ax.barh(y, share, left=left, color=colour, edgecolor="#555555", linewidth=0.4, height=0.8,
+                            label=grade if (y == 0.0) else None)
+                    left += share
+                mean = row.get(f"rsei_{p}", np.nan)
+                ax.text(1.01, y, f"{mean:.2f}" if np.isfinite(mean) else "n/a", va="center", fontsize=7)
+                labels.append(plain(f"{zid} {p}"))
+                ticks.append(y)
+                y += 1.0
+            y += 0.5
+        ax.set_yticks(ticks)
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.set_xlim(0, 1.1)
+        ax.set_xticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+        ax.set_xlabel("area share of RSEI grade (right: zone mean RSEI)")
+        ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.12 if n < 4 else -0.06), frameon=False)
+        ax.set_title((title or "RSEI grades per zone").replace(", normalised", ",\nnormalised"), fontsize=8)
+        try:
+            save_figure(fig, [path], tight=True)
+        finally:
+            plt.close(fig)
     return path
 
 
@@ -61,25 +66,27 @@ def render_trends(path: Path, annual: pd.DataFrame, *, names: dict[str, str] | N
     in the legend when ``trends`` (indexed by ``admin_id``, columns of
     :func:`redline.trends.unit_trends`) is given."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6.0, 3.0), dpi=100)
-    for aid, g in annual.sort_values("year").groupby("admin_id"):
-        label = f"{aid}"
-        if trends is not None and aid in trends.index and np.isfinite(trends.loc[aid].get("ndvi_trend_slope", np.nan)):
-            t = trends.loc[aid]
-            label += f": {t['ndvi_trend_slope']:+.4f}/yr, MK p={t['ndvi_trend_p']:.2f}"
-        elif trends is not None:
-            label += ": < 3 years, no trend"
-        ax.plot(g["year"], g["ndvi_gs"], "o-", ms=4, label=label)
-    if annual.empty:
-        ax.text(0.5, 0.5, "no growing-season observations", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("year")
-    ax.set_ylabel("growing-season mean NDVI")
-    years = sorted(annual["year"].unique()) if not annual.empty else []
-    if years:
-        ax.set_xticks(years)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with figure_fonts():  # labels' fonts are fixed when they are made
+        fig, ax = plt.subplots(figsize=(6.0, 3.0), dpi=100)
+        for aid, g in annual.sort_values("year").groupby("admin_id"):
+            label = plain(aid)
+            if trends is not None and aid in trends.index and np.isfinite(trends.loc[aid].get("ndvi_trend_slope", np.nan)):
+                t = trends.loc[aid]
+                label += f": {t['ndvi_trend_slope']:+.4f}/yr, MK p={t['ndvi_trend_p']:.2f}"
+            elif trends is not None:
+                label += ": < 3 years, no trend"
+            ax.plot(g["year"], g["ndvi_gs"], "o-", ms=4, label=label)
+        if annual.empty:
+            ax.text(0.5, 0.5, "no growing-season observations", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel("year")
+        ax.set_ylabel("growing-season mean NDVI")
+        years = sorted(annual["year"].unique()) if not annual.empty else []
+        if years:
+            ax.set_xticks(years)
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=6)
+        try:
+            save_figure(fig, [path], tight=True)
+        finally:
+            plt.close(fig)
     return path

@@ -15,6 +15,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
+from maps._fonts import figure_fonts, save_figure  # noqa: E402
+
 #: One fixed stretch for every chip (0–0.3 reflectance, gamma 1/1.6), the same as the scan's
 #: true-colour composite, so that before and after compare by eye.
 STRETCH_MAX = 0.3
@@ -87,22 +89,23 @@ class SeriesFigure:
     outside pyplot's figure list: nothing to close, garbage-collected with this object."""
 
     def __init__(self) -> None:
-        self.fig = Figure(figsize=(6.0, 2.6), dpi=100)
-        self.ax = ax = self.fig.add_subplot()
-        # fixed margins, not fig.tight_layout(): that measures the figure by drawing it once more
-        # (a third of the time per figure, benchmarks/figures.py); these are what it chose for
-        # the widest y labels (negative MNDWI/NBR values, "−0.25")
-        self.fig.subplots_adjust(**_SERIES_MARGINS)
-        self._span = ax.axvspan(0.0, 1.0, color="#f0f0f0", label="monitor window")
-        (self._model,) = ax.plot([], [], color="#2b8cbe", lw=1.2, label="seasonal baseline ŷ")
-        self._band = ax.fill_between([0.0, 1.0], [0.0, 0.0], [0.0, 0.0], color="#2b8cbe", alpha=0.15, label="±σ")
-        (self._obs,) = ax.plot([], [], "o", ms=3, color="#333333", label="(clear)")
-        self._detected = ax.axvline(0.0, color="#de2d26", lw=1.5, label="detected")
-        locator = mdates.AutoDateLocator(maxticks=8)
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-        self._title = ax.set_title("", fontsize=9)
-        self._legend = ax.legend(fontsize=6, loc="lower left", ncol=3)
+        with figure_fonts():  # the labels' fonts are fixed when they are made
+            self.fig = Figure(figsize=(6.0, 2.6), dpi=100)
+            self.ax = ax = self.fig.add_subplot()
+            # fixed margins, not fig.tight_layout(): that measures the figure by drawing it once more
+            # (a third of the time per figure, benchmarks/figures.py); these are what it chose for
+            # the widest y labels (negative MNDWI/NBR values, "−0.25")
+            self.fig.subplots_adjust(**_SERIES_MARGINS)
+            self._span = ax.axvspan(0.0, 1.0, color="#f0f0f0", label="monitor window")
+            (self._model,) = ax.plot([], [], color="#2b8cbe", lw=1.2, label="seasonal baseline ŷ")
+            self._band = ax.fill_between([0.0, 1.0], [0.0, 0.0], [0.0, 0.0], color="#2b8cbe", alpha=0.15, label="±σ")
+            (self._obs,) = ax.plot([], [], "o", ms=3, color="#333333", label="(clear)")
+            self._detected = ax.axvline(0.0, color="#de2d26", lw=1.5, label="detected")
+            locator = mdates.AutoDateLocator(maxticks=8)
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+            self._title = ax.set_title("", fontsize=9)
+            self._legend = ax.legend(fontsize=6, loc="lower left", ncol=3)
 
     def render(
         self,
@@ -151,10 +154,7 @@ class SeriesFigure:
             lo, hi = ax.yaxis.get_major_locator().nonsingular(-np.inf, np.inf)
             pad = ax.margins()[1] * (hi - lo)
             ax.set_ylim(lo - pad, hi + pad, auto=None)
-        out = [path, path.with_suffix(".svg")]
-        for p in out:
-            self.fig.savefig(p)
-        return out
+        return save_figure(self.fig, [path, path.with_suffix(".svg")])
 
 
 def render_timeseries(

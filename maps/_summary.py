@@ -26,8 +26,9 @@ import pandas as pd  # noqa: E402
 import rasterio  # noqa: E402
 import rasterio.mask  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from maps._fonts import figure_fonts, plain  # noqa: E402
+from maps._fonts import figure_fonts, plain, save_figure  # noqa: E402
 from maps._style import TYPE_STYLE, category_colours  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,11 @@ def _label(stem: str) -> str:
 
 
 def _save(fig: plt.Figure, png: Path) -> list[Path]:
-    png.parent.mkdir(parents=True, exist_ok=True)
-    out = [png, png.with_suffix(".svg")]
-    for p in out:
-        fig.savefig(p, metadata={"Date": None} if p.suffix == ".svg" else None)  # SVG without a timestamp: re-renders compare
-    plt.close(fig)
-    return out
+    """Lay out and write ``png`` and its SVG twin, labels fitted to the installed fonts."""
+    try:
+        return save_figure(fig, [png, png.with_suffix(".svg")], tight=True)
+    finally:
+        plt.close(fig)
 
 
 def _draw(ax, geoms, *, edge: str, fill: str | None = None, lw: float = 1.0, ls: str = "-") -> None:
@@ -164,11 +164,11 @@ def render_zone_figure(out_dir: Path, zone: pd.Series, geom_4326, alerts: gpd.Ge
             cax.set_ylim(extent[2], extent[3])
             cax.set_title("NDVI change 变化 (monitor − baseline)", fontsize=8)
             cax.tick_params(labelsize=6)
+            cax.xaxis.set_major_locator(MaxNLocator(4))  # metre ticks of 7 digits: four fit without overlapping
             cax.ticklabel_format(useOffset=False, style="plain")
             cax.set_ylabel("")
             cax.set_xlabel(f"{crs.to_string()} (m)", fontsize=6)
             fig.colorbar(im, ax=cax, shrink=0.8)
-        fig.tight_layout()
         return _save(fig, out_dir / FIGURE_DIR / f"zone_{safe_name(zone['zone_id'])}.png")
 
 
@@ -211,7 +211,6 @@ def render_county_figure(out_dir: Path, admin: pd.Series, zones: pd.DataFrame) -
         name = "" if pd.isna(name) else str(name)
         fig.suptitle(plain(f"{name} ({admin['admin_id']})") + f" · {len(zones)} zones 红线区 · {total} alerts 预警"
                      + ("   * not observed 未有效观测" if any(l.endswith(" *") for l in labels) else ""), fontsize=10)
-        fig.tight_layout()
         return _save(fig, out_dir / FIGURE_DIR / f"county_{safe_name(admin['admin_id'])}.png")
 
 
@@ -250,5 +249,4 @@ def render_overview(out_dir: Path, zones: gpd.GeoDataFrame, alerts: gpd.GeoDataF
         ax.set_axis_off()
         if handles:
             ax.legend(handles=handles, fontsize=7, loc="lower left", framealpha=0.9)
-        fig.tight_layout()
         return _save(fig, out_dir / FIGURE_DIR / "overview.png")

@@ -32,6 +32,27 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+def _version(value: bool) -> None:
+    """``redline --version``: redline, the libraries that shape results, GDAL, Python and the
+    figures' fonts (the same record as ``manifest.json`` ``libraries``)."""
+    if not value:
+        return
+    from redline.provenance import library_versions
+
+    logging.getLogger("maps._fonts").setLevel(logging.ERROR)  # the missing font is a line of the listing, not a warning
+    versions = library_versions()
+    out_console.print(f"redline {versions.pop('redline')}", markup=False)
+    for name, version in versions.items():
+        out_console.print(f"  {name}: {version}", markup=False)
+    raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the versions of redline, its libraries and the figures' fonts, then exit")) -> None:
+    """Remote-sensing supervision of ecological protection red-line zones."""
+
+
 def _summary(result) -> None:
     a = result.alerts
     if result.up_to_date:

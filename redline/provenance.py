@@ -21,7 +21,7 @@ __all__ = ["sha256_file", "library_versions", "git_commit", "write_manifest", "r
 
 MANIFEST = "manifest.json"
 _LIBS = ("redline", "rasterio", "numpy", "xarray", "dask", "distributed", "odc-stac", "odc-geo", "pystac",
-         "pystac-client", "spyndex", "exactextract", "geopandas", "pyogrio", "shapely", "pyproj", "folium", "rustac")
+         "pystac-client", "spyndex", "exactextract", "geopandas", "pyogrio", "shapely", "pyproj", "folium", "rustac", "matplotlib", "pillow")
 
 
 def sha256_file(path: Path) -> str:
@@ -34,7 +34,8 @@ def sha256_file(path: Path) -> str:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of the libraries that shape the results, plus GDAL and Python."""
+    """Versions of the libraries that shape the results, plus GDAL, Python and the figures' fonts
+    (``figure_font``: the Latin family and the CJK font file, or why there is none)."""
     out = {}
     for name in _LIBS:
         try:
@@ -45,6 +46,9 @@ def library_versions() -> dict[str, str]:
 
     out["GDAL"] = rasterio.__gdal_version__
     out["python"] = platform.python_version()
+    from maps import figure_font_name  # the figures' CJK font, found by file (maps._fonts)
+
+    out["figure_font"] = figure_font_name()
     return out
 
 

@@ -122,6 +122,6 @@ def test_one_series_figure_for_many_alerts_draws_each_as_a_new_figure_would(tmp_
         alone = render_timeseries(tmp_path / "alone" / f"{k}.png", t, v, mt, m, sigma, **kw)
         a, b = (np.asarray(Image.open(p[0]).convert("RGB")) for p in (reused, alone))
         assert a.shape == b.shape and (a == b).all(), title
-        svg = reused[1].read_text(encoding="utf-8")  # text drawn as paths, each after a comment holding it
-        assert all(f"<!-- {label} -->" in svg for label in (title, f"detected {first}", f"{index} (clear)", f"±{2.5 + k:g}σ")), title
+        svg = reused[1].read_text(encoding="utf-8")  # text kept as text (svg.fonttype none), as in every figure
+        assert all(f">{label}</text>" in svg for label in (title, f"detected {first}", f"{index} (clear)", f"±{2.5 + k:g}σ")), title
     assert not (np.asarray(Image.open(tmp_path / "reused/0.png")) == np.asarray(Image.open(tmp_path / "reused/2.png"))).all()
