@@ -418,13 +418,13 @@ def stac_serve(folder: Path = typer.Argument(..., help="folder of STAC Items (it
 
     from pipelines import serve_stac
 
-    with serve_stac(folder, port=port) as url:
-        out_console.print(f"STAC API on {url} (Ctrl-C to stop)")
-        try:
+    try:  # Ctrl-C at any moment, even before the first line is out, stops the API and exits 0
+        with serve_stac(folder, port=port) as url:
+            out_console.print(f"STAC API on {url} (Ctrl-C to stop)")
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+    except KeyboardInterrupt:
+        pass
 
 
 def _one_line(text: object) -> str:
