@@ -223,6 +223,9 @@ def _zone_tooltip(z: Mapping[str, Any]) -> str:
     if not _missing(z.get("last_clear_date")):
         age = "" if _missing(z.get("last_clear_age_days")) else f", {int(z['last_clear_age_days'])} d before the window end 距监测期末"
         lines.append(f"last clear view 最近晴空观测 {esc(_text(z.get('last_clear_date')))}{age}")
+    if not _missing(z.get("unsupported_fraction")):
+        months = "" if _missing(z.get("unsupported_months")) or not str(z.get("unsupported_months")) else f"; not months 月份 {esc(_text(z.get('unsupported_months')))}"
+        lines.append(f"judged by the baseline 基准期可判读 {100 * (1 - float(z['unsupported_fraction'])):.0f} %{months}")
     if not _missing(z.get("status")):
         lines.append(esc(_ZONE_STATUS.get(str(z["status"]), str(z["status"]))))
     return "<br>".join(lines)

@@ -77,6 +77,8 @@ def _zone_row(z: Mapping[str, Any], stems: list[str], grades: list[str]) -> dict
         "tier": _text(z.get("tier")),
         "clear_views": f"{_num(z.get('clear_obs_monitor'), '.0f')} / {_num(z.get('clear_obs_baseline'), '.0f')}",
         "last_clear": _text(z.get("last_clear_date")) + ("" if _missing(z.get("last_clear_age_days")) else f" ({int(z['last_clear_age_days'])} d)"),
+        "judged": ("" if _missing(z.get("unsupported_fraction")) else _num(1 - float(z["unsupported_fraction"]), ".0f", 100))
+                  + ("" if _missing(z.get("unsupported_months")) or not str(z.get("unsupported_months")) else f" ({_text(z.get('unsupported_months'))} 月)"),
         "grades": [(_text(z.get(g)), GRADE_COLOURS.get(str(z.get(g)), "#eeeeee")) for g in grades],
     }
 
@@ -301,12 +303,12 @@ _TEMPLATE = r"""<!DOCTYPE html>
 <h2>{{ c.admin_name }} <span class="muted">{{ c.admin_id }}</span></h2>
 {% if c.chart %}<figure><img class="fig" src="{{ c.chart }}" alt="county summary chart 县级汇总图"><figcaption><a href="{{ c.chart | replace('.png', '.svg') }}">SVG</a></figcaption></figure>{% endif %}
 <table class="zone-table">
-<tr><th>zone 红线区</th><th>code 编号</th><th>category 类型</th><th>tier 管控分区</th><th>area km²</th><th>observed %</th><th>clear views 晴空观测 (monitor / baseline, median)</th><th>last clear view 最近晴空观测 (age)</th>
+<tr><th>zone 红线区</th><th>code 编号</th><th>category 类型</th><th>tier 管控分区</th><th>area km²</th><th>observed %</th><th>clear views 晴空观测 (monitor / baseline, median)</th><th>last clear view 最近晴空观测 (age)</th><th>judged 可判读 % (months the baseline cannot judge 基准期无法判读月份)</th>
 {% for s in stems %}<th>{{ s }} baseline</th><th>{{ s }} monitor</th><th>{{ s }} change 变化</th>{% endfor %}
 <th>FVC</th><th>alerts 预警</th><th>disturbed ha</th><th>status 状态</th>{% for g in zone_grades %}<th>{{ g }} 等级</th>{% endfor %}</tr>
 {% for z in c.zones %}<tr class="{{ 'not-observed' if z.row.not_observed else '' }}"><td><a href="#{{ z.anchor }}" class="zone-name">{{ z.row.zone_name }}</a></td><td>{{ z.row.zone_id }}</td>
 <td>{{ z.row.category }}</td><td>{{ z.row.tier }}</td><td class="num">{{ z.row.area_km2 }}</td><td class="num">{{ z.row.observed }}</td>
-<td class="num clear-views">{{ z.row.clear_views }}</td><td class="last-clear">{{ z.row.last_clear }}</td>
+<td class="num clear-views">{{ z.row.clear_views }}</td><td class="last-clear">{{ z.row.last_clear }}</td><td class="judged">{{ z.row.judged }}</td>
 {% for b, m, d in z.row.pairs %}<td class="num">{{ b }}</td><td class="num">{{ m }}</td><td class="num">{{ d }}</td>{% endfor %}
 <td class="num">{{ z.row.fvc }}</td><td class="num">{{ z.row.alerts }}</td><td class="num">{{ z.row.disturbed_ha }}</td>
 <td>{{ z.row.status }}{% if z.row.not_observed %} ⚠ 未有效观测{% endif %}</td>{% for v, col in z.row.grades %}<td><span class="badge" style="background:{{ col }}">{{ v }}</span></td>{% endfor %}</tr>

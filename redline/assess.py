@@ -277,7 +277,11 @@ def _assessment_columns(polys: gpd.GeoDataFrame, key: str, rasters: dict[str, Pa
 
 _EPOCH = dt.date(1970, 1, 1)
 #: Observability columns of zone_stats.csv / admin_stats.csv (:func:`observability_columns`).
-OBSERVABILITY_COLUMNS = ("clear_obs_monitor", "clear_obs_baseline", "last_clear_date", "last_clear_age_days")
+OBSERVABILITY_COLUMNS = ("clear_obs_monitor", "clear_obs_baseline", "last_clear_date", "last_clear_age_days", "unsupported_fraction",
+                         "unsupported_months")
+#: A month is listed in ``unsupported_months`` when at least this share of the polygon's area had
+#: a clear monitor look in it that the baseline could not judge.
+UNSUPPORTED_MONTH_SHARE = 0.5
 
 
 def observability_columns(polys: gpd.GeoDataFrame, key: str, rasters: dict[str, Path], *, window_end: dt.date | None) -> pd.DataFrame:
@@ -293,7 +297,7 @@ def observability_columns(polys: gpd.GeoDataFrame, key: str, rasters: dict[str, 
     have = [k for k in ("nclear_monitor", "nclear_baseline", "last_clear") if k in rasters]
     out = polys[[key]].copy()
     if not have:
-        return out.assign(**{c: np.nan for c in OBSERVABILITY_COLUMNS})
+        return out.assign(**{c: np.nan for c in OBSERVABILITY_COLUMNS[:4]}).merge(support_columns(polys, key, rasters), on=key, how="left")
     stats = exact_extract([str(rasters[k]) for k in have], polys[[key, "geometry"]], ["median"], include_cols=[key], output="pandas")
     stats = stats.rename(columns={"median": f"{have[0]}_median"} if len(have) == 1 else {f"{Path(rasters[k]).stem}_median": f"{k}_median" for k in have})
     out = out.merge(stats, on=key, how="left")
@@ -304,7 +308,34 @@ def observability_columns(polys: gpd.GeoDataFrame, key: str, rasters: dict[str, 
     out["last_clear_date"] = [(_EPOCH + dt.timedelta(days=int(d))).isoformat() if np.isfinite(d) else None for d in day]
     age = (window_end - _EPOCH).days - day if window_end is not None else pd.Series(np.nan, index=out.index)
     out["last_clear_age_days"] = pd.array([int(a) if np.isfinite(a) else None for a in age], dtype="Int64")
+    out = out.merge(support_columns(polys, key, rasters), on=key, how="left")
     return out[[key, *OBSERVABILITY_COLUMNS]]
+
+
+def support_columns(polys: gpd.GeoDataFrame, key: str, rasters: dict[str, Path]) -> pd.DataFrame:
+    """Which monitor looks the detector's baseline could not judge (:mod:`redline.detect`:
+    no seasonal support, or the pixel's dormant season): ``unsupported_fraction``, the share of
+    the polygon's clear monitor looks (coverage-weighted sums of ``n_unsupported_monitor`` over
+    ``n_clear_monitor``), and ``unsupported_months``, the months (``"10,11,12"``) in which at
+    least :data:`UNSUPPORTED_MONTH_SHARE` of its area had such a look. NaN/None without the
+    detection rasters (``redline assess`` alone)."""
+    out = polys[[key]].copy()
+    if not all(k in rasters for k in ("n_unsupported_monitor", "n_clear_monitor", "unsupported_months")):
+        return out.assign(unsupported_fraction=np.nan, unsupported_months=None)
+    sums = exact_extract([str(rasters["n_unsupported_monitor"]), str(rasters["n_clear_monitor"])], polys[[key, "geometry"]], ["sum"],
+                         include_cols=[key], output="pandas")
+    unsup, clear = sums["n_unsupported_monitor_sum"].astype(float), sums["n_clear_monitor_sum"].astype(float)
+    sums["unsupported_fraction"] = np.where(clear > 0, (unsup / clear.where(clear > 0)).round(3), np.nan)
+    bits = exact_extract(str(rasters["unsupported_months"]), polys[[key, "geometry"]], ["unique", "frac"], include_cols=[key], output="pandas")
+    months = []
+    for r in bits.itertuples(index=False):
+        share = np.zeros(12)
+        for value, frac in zip(np.asarray(r.unique, dtype=int).tolist(), np.asarray(r.frac, dtype=float).tolist()):
+            share += frac * np.array([(value >> m) & 1 for m in range(12)])
+        listed = [str(m + 1) for m in range(12) if share[m] >= UNSUPPORTED_MONTH_SHARE]
+        months.append({key: getattr(r, key), "unsupported_months": ",".join(listed)})
+    out = out.merge(sums[[key, "unsupported_fraction"]], on=key, how="left")
+    return out.merge(pd.DataFrame(months, columns=[key, "unsupported_months"]), on=key, how="left")
 
 _ZONE_HEAD = ["zone_id", "zone_name", "category", "admin_id", "area_km2", "valid_obs_fraction", "ndvi_baseline", "ndvi_monitor",
               "ndvi_change", "fvc_monitor", "disturbed_area_m2", "disturbed_fraction", "alerts_total", *[f"alerts_{t}" for t in DISTURBANCE_TYPES], "status",

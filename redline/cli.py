@@ -64,10 +64,21 @@ def _summary(result) -> None:
         table.add_column(head, justify="right")
     table.add_column("total", justify="right")
     table.add_column("seen", justify="right")
-    for row in result.zone_stats.itertuples():
-        table.add_row(row.zone_id, *[str(getattr(row, f"alerts_{t}")) for t, _ in types], str(row.alerts_total), f"{row.valid_obs_fraction:.0%}")
+    table.add_column("judged", justify="right")
+    zs = result.zone_stats
+    for row in zs.itertuples():
+        unsup = getattr(row, "unsupported_fraction", float("nan"))
+        judged = f"{1 - unsup:.0%}" if unsup == unsup else "–"
+        table.add_row(row.zone_id, *[str(getattr(row, f"alerts_{t}")) for t, _ in types], str(row.alerts_total), f"{row.valid_obs_fraction:.0%}", judged)
     out_console.print(table)
-    out_console.print(f"{len(a)} alert(s) from {result.n_items} scenes in {result.seconds:.0f} s; 'seen' = share of the zone observed clear in the monitor window")
+    out_console.print(f"{len(a)} alert(s) from {result.n_items} scenes in {result.seconds:.0f} s; 'seen' = share of the zone observed clear in the monitor window; "
+                      "'judged' = share of its clear monitor looks the baseline could judge (seasonal support)")
+    if "unsupported_months" in zs:
+        months = zs["unsupported_months"].fillna("").astype(str)
+        for months_text, group in zs[months != ""].groupby(months[months != ""]):
+            names = ", ".join(group["zone_id"].astype(str).head(5)) + (f" and {len(group) - 5} more" if len(group) > 5 else "")
+            out_console.print(f"baseline cannot judge months {months_text} in {len(group)} zone(s) ({names}): no clear baseline looks near those dates "
+                              "in enough years, or the dormant season; alerts there wait for a season it can judge (README: Baseline support)", markup=False)
     out_console.print(f"register: {result.register}")
     if result.map_html is not None:
         out_console.print(f"map: {result.map_html.resolve()}")

@@ -48,7 +48,12 @@ DETECTION_RASTERS = {
     "magnitude": ("magnitude", "float32", np.nan, "index drop of the triggering index (index units)"),
     "n_confirm": ("n_confirm", "int16", -1, "confirming anomalous observations"),
     "n_clear_monitor": ("n_mon_clear", "int16", -1, "clear observations in the monitor window"),
+    "n_unsupported_monitor": ("n_mon_unsupported", "int16", -1,
+                              "clear monitor observations the baseline cannot judge on their own index (no seasonal support, or dormant season)"),
+    "unsupported_months": ("unsupported_months", "int16", -1, "months (bit m-1 for month m) with a clear monitor observation the baseline cannot judge"),
 }
+#: Detection rasters written at every pixel (the others only where disturbed).
+_EVERYWHERE = ("n_mon_clear", "n_mon_unsupported", "unsupported_months")
 
 
 @dataclass
@@ -390,7 +395,7 @@ def _put_tile_rasters(mosaic: Mosaic, tile: Tile, fields: dict[str, np.ndarray],
     """Write one tile's detection rasters, NDVI means, observed mask and true colour into the mosaics."""
     disturbed = disturbed_mask(fields)  # weak pixels only where they join a patch (as in the alerts)
     for stem, (fname, dtype, nodata, desc) in DETECTION_RASTERS.items():
-        data = fields[fname] if fname == "n_mon_clear" else np.where(disturbed, fields[fname], np.nan)
+        data = fields[fname] if fname in _EVERYWHERE else np.where(disturbed, fields[fname], np.nan)
         mosaic.put(stem, tile, np.where(np.isfinite(data), data, nodata).astype(dtype), nodata=nodata, description=desc)
     for stem, (fname, desc) in _CONTINUOUS.items():
         mosaic.put(stem, tile, fields[fname].astype("float32"), nodata=np.nan, description=desc)

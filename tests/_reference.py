@@ -1,6 +1,8 @@
 """Brute-force references for the tests: pixel coverage fractions by supersampling, and the
 detector's per-pixel kernel as it was before it moved to a compiled per-pixel loop (numpy,
-vectorised over a batch of pixels: ``reference_kernel``), to check the new kernel field by field."""
+vectorised over a batch of pixels: ``reference_kernel``), to check the new kernel field by field.
+The seasonal-support rule (clear baseline looks bracketing a look's day of year; issue #20) was
+added to both, each written its own way."""
 
 from __future__ import annotations
 
@@ -145,6 +147,9 @@ def _pixels(
 
     ok = W.sum(1) >= min_obs
     out[:, F["disturbed"]] = 0.0
+    out[:, F["n_mon_unsupported"]] = Wm.sum(1)  # pixels not monitored: no look judged
+    month_bits = (2 ** (np.asarray(months) - 1)).astype(np.int64)  # (T,) each date's month bit
+    out[:, F["unsupported_months"]] = np.bitwise_or.reduce(np.where(Wm, month_bits[None, :], 0), axis=1)
     if not ok.any():
         return out
     Yk, Wk, Wmk = Y[ok], W[ok], Wm[ok]
@@ -173,58 +178,63 @@ def _pixels(
     z = {v: resid[:, v, :] / sigma[:, v, None] for v in need}
     drop = {v: -resid[:, v, :] for v in need}
 
+    # seasonal support of each date: clear baseline looks on or before and on or after its day of
+    # year within SEASON_SUPPORT_DAYS (signed circular differences, any baseline year)
+    m = Yk.shape[0]
+    base_t = np.flatnonzero(in_base)
+    delta = (doys[base_t][:, None] - doys[None, :] + 182.625) % 365.25 - 182.625  # (B, T)
+    near = np.abs(delta) <= SEASON_SUPPORT_DAYS
+    Wb = Wk[:, base_t].astype("float32")
+    supported = ((Wb @ (near & (delta <= 0)).astype("float32")) > 0) & ((Wb @ (near & (delta >= 0)).astype("float32")) > 0)  # (m, T)
+
+    # anomalies: below the model (z, minimum drop; MNDWI on baseline water only; NBR only where
+    # the 10 m NDVI also falls by more than one σ and NBR_NDVI_SUPPORT, as its 20 m SWIR bleeds a
+    # pixel beyond a 10 m change)
+    iN, iM, iA = (STACK_VARS.index(v) for v in ("NBR", "MNDWI", "ALB"))
+    water = _masked_mean(Yk[:, iM, :], Wk) > 0.0
     anom = np.zeros(Wmk.shape, dtype=bool)
+    anom_w = np.zeros(Wmk.shape, dtype=bool)
+    z_weak = WEAK_Z_FACTOR * z_threshold
     for v in det_vars:
         name = STACK_VARS[v]
-        a = (z[v] < -z_threshold) & (drop[v] >= MIN_DROP[name])
+        okv = drop[v] >= MIN_DROP[name]
         if name == "MNDWI":
-            a &= (_masked_mean(Yk[:, v, :], Wk) > 0.0)[:, None]  # baseline water only
+            okv &= water[:, None]
         if name == "NBR":
-            # NBR uses the 20 m SWIR band, whose footprint bleeds a pixel beyond a 10 m change:
-            # count it only where the 10 m NDVI also falls: by more than one σ and 0.03.
-            a &= (z[0] < -1.0) & (drop[0] >= NBR_NDVI_SUPPORT)
-        anom |= a
-    anom &= Wmk
-    # the seasonal model is trusted only where it was fitted: a clear baseline look within
-    # SEASON_SUPPORT_DAYS of the same day of year (no extrapolation into unseen seasons)
-    gap = np.abs(doys[:, None] - doys[None, :])  # (T, T) days of year apart
-    near = (np.minimum(gap, 365.25 - gap) <= SEASON_SUPPORT_DAYS).astype("float32")
-    anom &= (Wk.astype("float32") @ near) > 0  # any clear baseline look near each date's doy
+            okv &= (z[0] < -1.0) & (drop[0] >= NBR_NDVI_SUPPORT)
+        anom |= okv & (z[v] < -z_threshold)
+        anom_w |= okv & (z[v] < -z_weak)
+    below = anom_w.copy()  # weakly below the model on some detection index
+
+    # strong looks (provisional alerts; the only anomalies without seasonal support): two indices
+    # agree, one at PROVISIONAL_Z_FACTOR × the threshold — NDVI and NBR on land, MNDWI on a
+    # brighter surface on baseline water
+    zs = PROVISIONAL_Z_FACTOR * z_threshold
+    zV, zB = z[0], resid[:, iN, :] / sigma[:, iN, None]
+    land = ((drop[0] >= MIN_DROP["NDVI"]) & (-resid[:, iN, :] >= MIN_DROP["NBR"]) & (zV < -z_threshold)
+            & (zB < -z_threshold) & (np.minimum(zV, zB) < -zs))
+    if iM in det_vars:
+        wet = (water[:, None] & (-resid[:, iM, :] >= MIN_DROP["MNDWI"]) & (resid[:, iM, :] / sigma[:, iM, None] < -zs) & (resid[:, iA, :] > 0))
+    else:
+        wet = np.zeros_like(land)
+    strong_look = below & (land | wet)
+    # judged looks (Wj): supported; without support a strong look (an anomaly) or one not below
+    # the model at all (a normal look); others skipped
+    Wj = Wmk & (supported | strong_look | ~below)
+    anom = Wmk & np.where(supported, anom, strong_look)
+    anom_w = Wmk & np.where(supported, anom_w, strong_look)
+    strong = anom & (land | wet)
+    res_unsup = (Wmk & ~supported).sum(1)
+    bits = (2 ** (np.asarray(months) - 1)).astype(np.int64)
+    res_unsup_months = np.bitwise_or.reduce(np.where(Wmk & ~supported, bits[None, :], 0), axis=1)
 
     # confirmation: `consecutive` anomalous clear observations in a row (unclear ones skipped);
     # withdrawal: RECOVERY normal clear observations in a row after confirmation (snow, floods,
     # a missed haze episode pass; a clearing, a mine or a burn scar does not recover in weeks).
     # burns: a run of mostly burn-like looks is not withdrawn; one severe burn look confirms alone
-    m = Yk.shape[0]
-    iN, iM, iA = (STACK_VARS.index(v) for v in ("NBR", "MNDWI", "ALB"))
-    burn_look = (-resid[:, iN, :] >= BURN_DNBR) & (resid[:, iA, :] < 0) & (resid[:, iM, :] <= 0)  # (n, T)
+    reached = Wmk & (supported | strong_look)  # looks whose burn signature is tested
+    burn_look = reached & (-resid[:, iN, :] >= BURN_DNBR) & (resid[:, iA, :] < 0) & (resid[:, iM, :] <= 0)  # (n, T)
     severe = burn_look & (-resid[:, iN, :] >= SEVERE_DNBR) & (resid[:, iN, :] < -2 * z_threshold * sigma[:, iN, None])
-    # weak anomalies: the same tests at WEAK_Z_FACTOR × the threshold
-    z_weak = WEAK_Z_FACTOR * z_threshold
-    anom_w = np.zeros(Wmk.shape, dtype=bool)
-    for v in det_vars:
-        name = STACK_VARS[v]
-        a = (z[v] < -z_weak) & (drop[v] >= MIN_DROP[name])
-        if name == "MNDWI":
-            a &= (_masked_mean(Yk[:, v, :], Wk) > 0.0)[:, None]
-        if name == "NBR":
-            a &= (z[0] < -1.0) & (drop[0] >= NBR_NDVI_SUPPORT)
-        anom_w |= a
-    anom_w &= Wmk & ((Wk.astype("float32") @ near) > 0)
-
-    # strong looks (provisional alerts): two indices agree, one at PROVISIONAL_Z_FACTOR × the
-    # threshold — NDVI and NBR on land, MNDWI on a brighter surface on baseline water
-    zs = PROVISIONAL_Z_FACTOR * z_threshold
-    iV = 0
-    zV, zB = resid[:, iV, :] / sigma[:, iV, None], resid[:, iN, :] / sigma[:, iN, None]
-    land = ((-resid[:, iV, :] >= MIN_DROP["NDVI"]) & (-resid[:, iN, :] >= MIN_DROP["NBR"]) & (zV < -z_threshold)
-            & (zB < -z_threshold) & (np.minimum(zV, zB) < -zs))
-    if iM in det_vars:
-        wet = ((_masked_mean(Yk[:, iM, :], Wk) > 0.0)[:, None] & (-resid[:, iM, :] >= MIN_DROP["MNDWI"])
-               & (resid[:, iM, :] / sigma[:, iM, None] < -zs) & (resid[:, iA, :] > 0))
-    else:
-        wet = np.zeros_like(land)
-    strong = anom & (land | wet)
 
     def confirm(an: np.ndarray, zt: float, st: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ndvi, resid0, sig0 = Yk[:, 0, :], resid[:, 0, :], sigma[:, 0]
@@ -239,7 +249,7 @@ def _pixels(
         level = np.zeros(m)
         n_level = np.zeros(m)
         for ti in np.flatnonzero(in_mon):
-            c = Wmk[:, ti]
+            c = Wj[:, ti]
             a = an[:, ti]
             pending = first < 0
             start_now = pending & a & (run == 0)
@@ -278,7 +288,7 @@ def _pixels(
     first_w, _, span_w = confirm(anom_w, z_weak)
     # steady: of the clear looks since its date that could show it, WEAK_SHARE are weak anomalies
     tt = np.arange(nt)[None, :]
-    after_w = (tt >= first_w[:, None]) & (first_w[:, None] >= 0) & Wmk
+    after_w = (tt >= first_w[:, None]) & (first_w[:, None] >= 0) & Wj
     aw = anom_w & after_w
     level_w = np.where(aw, np.nan_to_num(Yk[:, 0, :]), 0.0).sum(1) / np.maximum(aw.sum(1), 1)
     with np.errstate(invalid="ignore"):
@@ -295,6 +305,8 @@ def _pixels(
     res[:, F["sigma_ndvi"]] = sigma[:, 0]
     res[:, F["burn"]] = (dist & burn).astype("float32")  # 1: confirmed by a burn signature
     res[:, F["weak"]] = weak.astype("float32")
+    res[:, F["n_mon_unsupported"]] = res_unsup
+    res[:, F["unsupported_months"]] = res_unsup_months
     if dist.any():
         ti = np.arange(nt)[None, :]
         after = (ti >= first[:, None]) & dist[:, None]

@@ -14,8 +14,8 @@ BASE = ("2021-01-01", "2022-12-31")
 MON = ("2023-01-01", "2023-12-31")
 
 
-def _stack(ndvi: np.ndarray, mndwi: np.ndarray | None = None) -> xr.DataArray:
-    """(var, time, y=1, x=n) stack; other variables are filled with a constant."""
+def _stack(ndvi: np.ndarray, mndwi: np.ndarray | None = None, nbr: np.ndarray | None = None) -> xr.DataArray:
+    """(var, time, y=1, x=n) stack; other variables are filled with a constant (NBR too unless given)."""
     t, n = ndvi.shape
     data = np.full((len(STACK_VARS), t, 1, n), 0.1, dtype="float32")
     data[0, :, 0, :] = ndvi
@@ -23,6 +23,8 @@ def _stack(ndvi: np.ndarray, mndwi: np.ndarray | None = None) -> xr.DataArray:
         data[1, :, 0, :] = mndwi
     else:
         data[1] = -0.5
+    if nbr is not None:
+        data[STACK_VARS.index("NBR"), :, 0, :] = nbr
     return xr.DataArray(data, dims=("var", "time", "y", "x"), coords={"var": list(STACK_VARS), "time": DATES})
 
 

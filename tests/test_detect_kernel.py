@@ -18,7 +18,7 @@ from redline.scan import _analysis_geobox, _graph_parts
 from tests._reference import reference_kernel
 
 #: Fields that are counts, dates, flags or a variable's position: equal exactly.
-EXACT = ("n_base_clear", "n_mon_clear", "last_clear", "disturbed", "first_date", "last_observed", "n_confirm", "trigger", "burn", "weak")
+EXACT = ("n_base_clear", "n_mon_clear", "n_mon_unsupported", "unsupported_months", "last_clear", "disturbed", "first_date", "last_observed", "n_confirm", "trigger", "burn", "weak")
 #: Tolerance (index units, z units) of the continuous fields: both kernels compute in float64 and
 #: differ only in the order of the sums (BLAS vs a loop), far below float32's resolution here.
 ATOL = 1e-5
@@ -81,7 +81,9 @@ def test_the_cube_exercises_the_rules_the_comparison_checks(small_stack, small_c
     dist = new["disturbed"] == 1
     assert dist.sum() > 100
     assert (new["burn"] == 1).sum() > 10  # the burn rules (no withdrawal, severe single look)
-    assert (new["weak"] == 1).sum() > 5  # the weak, lasting, steady anomalies (a second confirmation pass)
+    assert (new["weak"] == 1).sum() > 0  # the weak, lasting, steady anomalies (a second confirmation pass; few since the seasonal rules)
+    unsup = np.nansum(new["n_mon_unsupported"])
+    assert 0.05 * np.nansum(new["n_mon_clear"]) < unsup < 0.9 * np.nansum(new["n_mon_clear"])  # the seasonal-support rules act, not everywhere
     single = dist & (new["n_confirm"] < small_config.detection.consecutive)
     assert (single & (new["burn"] == 0)).sum() > 5  # provisional: strong looks pending at the end of the window
     assert len(np.unique(new["trigger"][dist])) >= 2
