@@ -624,7 +624,8 @@ def write_assessment(
     basic = rasters is None
     paths, info = _assessment_rasters(out, inputs, years, basic=basic, min_baseline_obs=cfg.detection.min_baseline_obs)
     if not basic:
-        paths = {**{k: rasters[k] for k in ("ndvi_baseline", "ndvi_monitor", "fvc_monitor", "observed")}, **paths}
+        paths = {**{k: rasters[k] for k in ("ndvi_baseline", "ndvi_monitor", "fvc_monitor", "observed")},
+                 **{k: rasters[k] for k in ("n_clear_monitor", "n_unsupported_monitor", "unsupported_months") if k in rasters}, **paths}
     info["wetness"] = {"coefficients": (attrs or {}).get("wetness_coefficients"), "reference": (attrs or {}).get("wetness_reference")}
     variant = info["rsei"]["variant"] + f"; tasselled-cap wetness {info['wetness']['coefficients']} ({info['wetness']['reference']})"
     zones_utm = zones.to_crs(utm)

@@ -123,6 +123,16 @@ class DetectionConfig(BaseModel):
     scl_mask_classes: list[int] = Field(default_factory=lambda: [0, 1, 3, 8, 9, 10, 11])
     min_baseline_obs: int = Field(12, ge=4, description="clear baseline observations a pixel needs to be monitored")
 
+    @model_validator(mode="after")
+    def _enough_looks_for_the_model(self) -> "DetectionConfig":
+        # the baseline model has 1 + 2·harmonics (+1 trend) terms; with no more looks than terms
+        # it fits them exactly and has no residual spread at all
+        terms = 1 + 2 * self.harmonics + (1 if self.trend else 0)
+        if self.min_baseline_obs <= terms:
+            raise ValueError(f"min_baseline_obs {self.min_baseline_obs} is too few for the model's {terms} terms (harmonics: {self.harmonics}"
+                             f"{', trend' if self.trend else ''}); set detection.min_baseline_obs to at least {terms + 1} or lower detection.harmonics")
+        return self
+
 
 class ReviewConfig(BaseModel):
     """The review workflow: which of the three review levels (自检 self_check, 专检

@@ -324,6 +324,21 @@ def _check_windows(cfg: ScanConfig, items: list[pystac.Item], what: str, failure
             if failures:
                 raise RasterError(msg)
             raise StacError(msg)
+    # the detector monitors a pixel only with min_baseline_obs clear baseline looks: fewer scene
+    # dates than that in the whole baseline window and no pixel can be, which the scan would
+    # report as "no alert"
+    days = {(it.datetime or it.common_metadata.start_datetime).date() for it in items}
+    n_base = sum(1 for d in days if cfg.baseline.start <= d <= cfg.baseline.end)
+    need = cfg.detection.min_baseline_obs
+    if n_base < need:
+        terms = 1 + 2 * cfg.detection.harmonics + (1 if cfg.detection.trend else 0)
+        msg = (f"baseline window {cfg.baseline.start} to {cfg.baseline.end} has {n_base} {what} scene date(s), fewer than "
+               f"detection.min_baseline_obs {need} clear looks a pixel needs: no pixel could be monitored; lengthen the baseline, "
+               + (f"or lower detection.min_baseline_obs to {n_base} (more than the model's {terms} terms with harmonics: {cfg.detection.harmonics})"
+                  if n_base > terms else f"or set detection.harmonics: 1 and detection.min_baseline_obs: {max(n_base, 4)} (the model needs 4 looks at least)"))
+        if failures:
+            raise RasterError(msg)
+        raise StacError(msg)
 
 
 def _zones_in_scenes(zones: gpd.GeoDataFrame, items: list[pystac.Item]) -> tuple[gpd.GeoDataFrame, list[dict]]:

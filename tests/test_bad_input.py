@@ -252,6 +252,8 @@ BAD_INPUT = [
     BadInput("config-huge-resolution", lambda c: _set(c, "resolution", 5000), ("scan.yml", "resolution = 5000", "less than or equal to 1000")),
     BadInput("config-unknown-profile", lambda c: _set(c, "stac", "profile", "google-earth"), ("scan.yml", "stac.profile = 'google-earth'", "earth-search")),
     BadInput("config-bad-timeout", lambda c: _set(c, "stac", "timeout_s", 0), ("scan.yml", "stac.timeout_s = 0", "greater than 0")),
+    BadInput("config-min-baseline-obs-below-the-model", lambda c: _set(c, "detection", "min_baseline_obs", 5),
+             ("scan.yml", "min_baseline_obs 5 is too few for the model's 5 terms", "detection.min_baseline_obs to at least 6")),
     BadInput("config-not-found", lambda c: c.tmp / "nope.yml", ("nope.yml", "config file not found", "check the path")),
     BadInput("config-unreadable-directory", _dir_config, ("scan.yml", "cannot read config file", "IsADirectoryError", "check permissions")),
     BadInput("config-not-utf8", _gbk_config, ("scan.yml", "cannot read config file", "UnicodeDecodeError", "encoding (UTF-8)")),
@@ -281,6 +283,9 @@ BAD_INPUT = [
                                                        "monitor": {"start": "2020-01-01", "end": "2020-12-31"}}),
              ("found no scenes", "between 2019-01-01 and 2020-12-31", "check the window")),
     BadInput("stac-monitor-window-without-scenes", lambda c: _set(c, "monitor", {"start": "2024-01-01", "end": "2024-12-31"}), ("monitor window 2024-01-01 to 2024-12-31 has no found scenes", "2023-12-", "move monitor.start/monitor.end")),
+    BadInput("stac-baseline-too-short-for-the-defaults", lambda c: _set(c, "baseline", {"start": "2022-10-01", "end": "2022-12-31"}),
+             ("baseline window 2022-10-01 to 2022-12-31 has 10 found scene date(s)", "fewer than detection.min_baseline_obs 12",
+              "lengthen the baseline", "lower detection.min_baseline_obs to 10")),
     # register
     BadInput("register-locked-by-another-scan", _locked_register, ("register.gpkg", "locked by another scan (waited 2 s)", "wait for it to finish")),
     BadInput("register-read-only", _read_only_register, ("register.gpkg", "read-only", "chmod u+w")),

@@ -121,6 +121,31 @@ def test_zone_under_cloud_all_window_is_not_observed_and_has_no_alert(scan):
     assert a.loc["510182", "zones_not_observed"] == 1 and np.isfinite(a.loc["510182", "clear_obs_monitor"])
 
 
+def test_zones_report_the_share_of_looks_the_baseline_could_not_judge(scan):
+    """unsupported_fraction: the zone's clear monitor looks without seasonal support (detector
+    fields n_mon_unsupported / n_mon_clear, summed over its pixels), checked against the written
+    rasters read back with rasterio; unsupported_months lists months; none for a zone never seen."""
+    import rasterio.mask
+
+    result, _ = scan
+    zs = result.zone_stats.set_index("zone_id")
+    zones = gpd.read_file(result.out_dir / "zones.geojson").set_index("zone_id")
+    rdir = result.out_dir / "rasters"
+    with rasterio.open(rdir / "n_unsupported_monitor.tif") as u, rasterio.open(rdir / "n_clear_monitor.tif") as c:
+        for zid in zs.index.drop(OVERCAST):
+            geom = [zones.to_crs(u.crs).geometry[zid]]
+            un, _ = rasterio.mask.mask(u, geom, crop=True, filled=False, indexes=1)
+            cl, _ = rasterio.mask.mask(c, geom, crop=True, filled=False, indexes=1)
+            share = float(un.sum()) / float(cl.sum())
+            assert 0.0 <= zs.loc[zid, "unsupported_fraction"] < 0.5
+            assert abs(zs.loc[zid, "unsupported_fraction"] - share) < 0.02, zid  # exactextract weights edge pixels by coverage
+    assert np.isnan(zs.loc[OVERCAST, "unsupported_fraction"])  # no clear monitor look: nothing to judge
+    months = zs["unsupported_months"].dropna().astype(str)
+    assert all(m == "" or set(m.split(",")) <= {str(k) for k in range(1, 13)} for m in months)
+    a = result.admin_stats.set_index("admin_id")
+    assert np.isfinite(a["unsupported_fraction"]).all()
+
+
 def test_map_marks_the_zone_that_could_not_be_seen(scan):
     result, _ = scan
     zones = json.loads((result.out_dir / "zones.geojson").read_text(encoding="utf-8"))
