@@ -195,7 +195,8 @@ def _covered(families: tuple[str, ...]) -> frozenset[int]:
         key = (str(getattr(found, "path", found)), int(getattr(found, "face_index", 0)))
         if key not in seen:
             seen.add(key)
-            points.update(FT2Font(key[0], face_index=key[1]).get_charmap())
+            # face_index: matplotlib ≥ 3.11 (fonts of a .ttc beyond the first); 3.10 reads face 0
+            points.update((FT2Font(key[0], face_index=key[1]) if key[1] else FT2Font(key[0])).get_charmap())
     return frozenset(points)
 
 

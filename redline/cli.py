@@ -424,12 +424,20 @@ def verify(out: Path = typer.Argument(..., help="a finished scan's output folder
 
 @stac_app.command("serve")
 def stac_serve(folder: Path = typer.Argument(..., help="folder of STAC Items (items.json, collection.json)"), port: Optional[int] = typer.Option(None, "--port")) -> None:
-    """Serve a folder of STAC Items on 127.0.0.1 until Ctrl-C."""
+    """Serve a folder of STAC Items on 127.0.0.1 until Ctrl-C (or ``kill``)."""
+    import signal
     import time
 
     from pipelines import serve_stac
 
-    try:  # Ctrl-C at any moment, even before the first line is out, stops the API and exits 0
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C and kill both stop the API and exit 0, also when started from a background job, whose
+    # SIGINT the shell ignores (and Python then leaves ignored)
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:  # at any moment, even before the first line is out
         with serve_stac(folder, port=port) as url:
             out_console.print(f"STAC API on {url} (Ctrl-C to stop)")
             while True:

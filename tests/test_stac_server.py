@@ -74,18 +74,22 @@ def test_unreachable_api_is_one_clear_line():
         search_items("http://127.0.0.1:9", collections=["x"], bbox=(0, 0, 1, 1), datetime="2023-01-01/2023-01-02")
 
 
-def test_cli_stac_serve_answers_and_stops_on_ctrl_c(item_folder):
+@pytest.mark.parametrize("how", ["ctrl-c", "ctrl-c-in-a-background-job", "kill"])
+def test_cli_stac_serve_answers_and_stops_on_ctrl_c(item_folder, how):
     import re
     import signal
     import sys
     import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "redline.cli", "stac", "serve", str(item_folder)], stdout=subprocess.PIPE, text=True)
+    # a shell starts a background job (`redline stac serve DIR &`) with SIGINT ignored, which Python keeps
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if how == "ctrl-c-in-a-background-job" else None
+    proc = subprocess.Popen([sys.executable, "-m", "redline.cli", "stac", "serve", str(item_folder)], stdout=subprocess.PIPE, text=True,
+                            preexec_fn=ignore)
     try:
         line = proc.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)
         assert len(list(Client.open(url).search(collections=["sentinel-2-c1-l2a"], max_items=5).items())) == 5
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM if how == "kill" else signal.SIGINT)
         assert proc.wait(timeout=20) == 0
         time.sleep(0.5)
         with pytest.raises(urllib.error.URLError):
