@@ -221,16 +221,12 @@ def _drawable(text: str, covered: frozenset[int], dropped: set[str]) -> str:
     return _DANGLING.sub("", out)
 
 
-def _texts(fig: Figure) -> Iterable[Text]:
-    return fig.findobj(lambda a: isinstance(a, Text))
-
-
 def fit_text(fig: Figure) -> None:
     """Drop from every label of ``fig`` (titles, legends, annotations and fixed tick labels) the
     characters none of its fonts has a glyph for, before anything measures or draws them. Call
     it before ``tight_layout``; :func:`save_figure` does."""
     dropped: set[str] = set()
-    for text in _texts(fig):
+    for text in fig.findobj(lambda a: isinstance(a, Text)):
         s = text.get_text()
         if not s or text.get_usetex() or cbook.is_math_text(s):
             continue

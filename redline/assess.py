@@ -297,7 +297,8 @@ def observability_columns(polys: gpd.GeoDataFrame, key: str, rasters: dict[str, 
     have = [k for k in ("nclear_monitor", "nclear_baseline", "last_clear") if k in rasters]
     out = polys[[key]].copy()
     if not have:
-        return out.assign(**{c: np.nan for c in OBSERVABILITY_COLUMNS[:4]}).merge(support_columns(polys, key, rasters), on=key, how="left")
+        out = out.assign(clear_obs_monitor=np.nan, clear_obs_baseline=np.nan, last_clear_date=np.nan, last_clear_age_days=np.nan)
+        return out.merge(support_columns(polys, key, rasters), on=key, how="left")[[key, *OBSERVABILITY_COLUMNS]]
     stats = exact_extract([str(rasters[k]) for k in have], polys[[key, "geometry"]], ["median"], include_cols=[key], output="pandas")
     stats = stats.rename(columns={"median": f"{have[0]}_median"} if len(have) == 1 else {f"{Path(rasters[k]).stem}_median": f"{k}_median" for k in have})
     out = out.merge(stats, on=key, how="left")
@@ -313,8 +314,8 @@ def observability_columns(polys: gpd.GeoDataFrame, key: str, rasters: dict[str, 
 
 
 def support_columns(polys: gpd.GeoDataFrame, key: str, rasters: dict[str, Path]) -> pd.DataFrame:
-    """Which monitor looks the detector's baseline could not judge (:mod:`redline.detect`:
-    no seasonal support, or the pixel's dormant season): ``unsupported_fraction``, the share of
+    """Which monitor looks the detector's baseline could not judge (:mod:`redline.detect`: no
+    clear baseline look on both sides of their day of year): ``unsupported_fraction``, the share of
     the polygon's clear monitor looks (coverage-weighted sums of ``n_unsupported_monitor`` over
     ``n_clear_monitor``), and ``unsupported_months``, the months (``"10,11,12"``) in which at
     least :data:`UNSUPPORTED_MONTH_SHARE` of its area had such a look. NaN/None without the

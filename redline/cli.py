@@ -4,6 +4,7 @@ prints; every :class:`~redline.errors.RedlineInputError` becomes one line on std
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import warnings
@@ -67,18 +68,20 @@ def _summary(result) -> None:
     table.add_column("judged", justify="right")
     zs = result.zone_stats
     for row in zs.itertuples():
-        unsup = getattr(row, "unsupported_fraction", float("nan"))
-        judged = f"{1 - unsup:.0%}" if unsup == unsup else "–"
+        unsup = float(getattr(row, "unsupported_fraction", float("nan")))
+        judged = f"{1 - unsup:.0%}" if math.isfinite(unsup) else "–"
         table.add_row(row.zone_id, *[str(getattr(row, f"alerts_{t}")) for t, _ in types], str(row.alerts_total), f"{row.valid_obs_fraction:.0%}", judged)
     out_console.print(table)
     out_console.print(f"{len(a)} alert(s) from {result.n_items} scenes in {result.seconds:.0f} s; 'seen' = share of the zone observed clear in the monitor window; "
                       "'judged' = share of its clear monitor looks the baseline could judge (seasonal support)")
     if "unsupported_months" in zs:
+        from redline.detect import SEASON_SUPPORT_DAYS
+
         months = zs["unsupported_months"].fillna("").astype(str)
         for months_text, group in zs[months != ""].groupby(months[months != ""]):
             names = ", ".join(group["zone_id"].astype(str).head(5)) + (f" and {len(group) - 5} more" if len(group) > 5 else "")
-            out_console.print(f"baseline cannot judge months {months_text} in {len(group)} zone(s) ({names}): no clear baseline looks near those dates "
-                              "in enough years, or the dormant season; alerts there wait for a season it can judge (README: Baseline support)", markup=False)
+            out_console.print(f"baseline cannot judge months {months_text} in {len(group)} zone(s) ({names}): no clear baseline look on both sides "
+                              f"of those days of year within {SEASON_SUPPORT_DAYS:.0f} days; only strong looks can raise alerts there (README: Baseline support)", markup=False)
     out_console.print(f"register: {result.register}")
     if result.map_html is not None:
         out_console.print(f"map: {result.map_html.resolve()}")

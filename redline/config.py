@@ -123,11 +123,15 @@ class DetectionConfig(BaseModel):
     scl_mask_classes: list[int] = Field(default_factory=lambda: [0, 1, 3, 8, 9, 10, 11])
     min_baseline_obs: int = Field(12, ge=4, description="clear baseline observations a pixel needs to be monitored")
 
+    @property
+    def model_terms(self) -> int:
+        """Terms of the baseline model: 1 + 2·harmonics (+1 with the trend)."""
+        return 1 + 2 * self.harmonics + (1 if self.trend else 0)
+
     @model_validator(mode="after")
     def _enough_looks_for_the_model(self) -> "DetectionConfig":
-        # the baseline model has 1 + 2·harmonics (+1 trend) terms; with no more looks than terms
-        # it fits them exactly and has no residual spread at all
-        terms = 1 + 2 * self.harmonics + (1 if self.trend else 0)
+        # with no more looks than terms the model fits them exactly: no residual spread at all
+        terms = self.model_terms
         if self.min_baseline_obs <= terms:
             raise ValueError(f"min_baseline_obs {self.min_baseline_obs} is too few for the model's {terms} terms (harmonics: {self.harmonics}"
                              f"{', trend' if self.trend else ''}); set detection.min_baseline_obs to at least {terms + 1} or lower detection.harmonics")

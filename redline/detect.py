@@ -493,8 +493,7 @@ def _detect_block(
     """Per-pixel detection on block (var, time, y, x) float32 (NaN = unclear), into out
     (field, y, x) float32. ``X`` is the (time, P) design matrix; ``near_ptr``, ``near_idx`` and
     ``near_side`` the seasonal support of :func:`season_support`, ``month`` each date's month
-    (1–12); ``det``
-    the detection variables' positions in STACK_VARS."""
+    (1–12); ``det`` the detection variables' positions in STACK_VARS."""
     nv, nt, ny, nx = block.shape
     nf = out.shape[0]
     P = X.shape[1]
@@ -641,7 +640,7 @@ def _detect_block(
                     water += y[_V_MNDWI, t]
             water = water / n_base
             unsupported = 0
-            unsup_months = 0  # bit m − 1: a clear monitor look in month m was not judged on its own index
+            unsup_months = 0  # bit m − 1: a clear monitor look in month m had no seasonal support
 
             # --- anomalies on the clear monitor looks -----------------------------------------
             for t in range(nt):
@@ -681,23 +680,14 @@ def _detect_block(
                         continue
                     a = a or r / sigma[v] < -z_threshold
                     aw = True
-                if not supported:
+                if not supported and below:
                     # without support only a strong look counts (two indices agree, one at
                     # PROVISIONAL_Z_FACTOR × the threshold: a burn or soil where forest stood,
                     # which no model extrapolation makes); other looks below the model are skipped
-                    if below:
-                        if not _strong_look(resid, sigma, t, z_threshold, z_strong, mndwi_det and water > 0.0):
-                            continue
-                        a = True
-                        aw = True
-                    Wj[t] = True
-                    anom[t] = a
-                    weak_anom[t] = aw
-                    strong[t] = a
-                    rn = resid[_V_NBR, t]
-                    burn_look[t] = a and (-rn >= BURN_DNBR) and (resid[_V_ALB, t] < 0) and (resid[_V_MNDWI, t] <= 0)
-                    severe[t] = burn_look[t] and (-rn >= SEVERE_DNBR) and (rn < -2 * z_threshold * sigma[_V_NBR])
-                    continue
+                    if not _strong_look(resid, sigma, t, z_threshold, z_strong, mndwi_det and water > 0.0):
+                        continue
+                    a = True
+                    aw = True
                 Wj[t] = True
                 anom[t] = a
                 weak_anom[t] = aw
@@ -707,8 +697,9 @@ def _detect_block(
                 if a:
                     strong[t] = _strong_look(resid, sigma, t, z_threshold, z_strong, mndwi_det and water > 0.0)
                 # burn signature: dNBR ≥ BURN_DNBR, darker (ALB below the model), not wetter
+                # (without seasonal support only on a strong look)
                 rn = resid[_V_NBR, t]
-                burn_look[t] = (-rn >= BURN_DNBR) and (resid[_V_ALB, t] < 0) and (resid[_V_MNDWI, t] <= 0)
+                burn_look[t] = (supported or a) and (-rn >= BURN_DNBR) and (resid[_V_ALB, t] < 0) and (resid[_V_MNDWI, t] <= 0)
                 severe[t] = burn_look[t] and (-rn >= SEVERE_DNBR) and (rn < -2 * z_threshold * sigma[_V_NBR])
 
             # --- confirmation, withdrawal and burns, date by date (_confirm) ------------------
@@ -788,27 +779,22 @@ def _detect_block(
                 out[f, iy, ix] = orow[ix, f]
 
 
-def season_support(days: np.ndarray, doys: np.ndarray, in_base: np.ndarray,
-                   window: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def season_support(doys: np.ndarray, in_base: np.ndarray, window: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The baseline dates near every date's day of year (T = dates).
 
-    ``days``: dates as days since 1970-01-01 (unused but for the shape); ``doys``: their days of
-    year; ``in_base``: in the baseline window. The baseline dates within ``window`` days of year
-    of date t (default :data:`SEASON_SUPPORT_DAYS`; across the new year, in any baseline year) are
-    ``idx[ptr[t]:ptr[t + 1]]``, and ``side`` says for each whether it lies before (−1), after
-    (+1) or on (0) t's day of year. Returns ``(ptr, idx, side)``.
+    ``doys``: the dates' days of year; ``in_base``: in the baseline window. The baseline dates
+    within ``window`` days of year of date t (default :data:`SEASON_SUPPORT_DAYS`; across the new
+    year, in any baseline year) are ``idx[ptr[t]:ptr[t + 1]]``, and ``side`` says for each whether
+    it lies before (−1), after (+1) or on (0) t's day of year. Returns ``(ptr, idx, side)``.
     """
     window = SEASON_SUPPORT_DAYS if window is None else window
     doys = np.asarray(doys, dtype="float64")
     base = np.flatnonzero(in_base)
     delta = (doys[base][None, :] - doys[:, None] + 182.625) % 365.25 - 182.625  # (T, B) signed, circular
-    near = np.abs(delta) <= window
-    rows, cols = np.nonzero(near)
-    idx = base[cols].astype(np.int64)
-    side = np.sign(delta[rows, cols]).astype(np.int64)
+    rows, cols = np.nonzero(np.abs(delta) <= window)
     ptr = np.zeros(len(doys) + 1, dtype=np.int64)
     np.add.at(ptr, rows + 1, 1)
-    return np.cumsum(ptr), idx, side
+    return np.cumsum(ptr), base[cols].astype(np.int64), np.sign(delta[rows, cols]).astype(np.int64)
 
 
 def _kernel(
@@ -817,7 +803,7 @@ def _kernel(
     t: np.ndarray,
     days: np.ndarray,
     months: np.ndarray,
-    doys: np.ndarray,
+    support: tuple[np.ndarray, np.ndarray, np.ndarray],
     in_base: np.ndarray,
     in_mon: np.ndarray,
     det_vars: tuple[int, ...],
@@ -827,15 +813,14 @@ def _kernel(
     trend: bool,
     min_obs: int,
 ) -> np.ndarray:
-    """The kernel on one chunk: block (var, time, y, x) float32 → (field, y, x) float32."""
+    """The kernel on one chunk: block (var, time, y, x) float32 → (field, y, x) float32;
+    ``support``: :func:`season_support` of the dates."""
     X = design_matrix(t, harmonics, trend, t0=float(t[in_base].mean()) if in_base.any() else 0.0)
-    near_ptr, near_idx, near_side = season_support(days, doys, np.asarray(in_base, dtype=bool), SEASON_SUPPORT_DAYS)
     out = np.empty((len(FIELDS),) + block.shape[2:], dtype="float32")
     _detect_block(
         block.astype("float32", copy=False), out, np.ascontiguousarray(X, dtype="float64"),
         np.asarray(days, dtype="float64"), np.isin(months, GROWING_SEASON_MONTHS), np.asarray(in_base, dtype=bool),
-        np.asarray(in_mon, dtype=bool), near_ptr, near_idx, near_side,
-        np.asarray(months, dtype=np.int64), np.array(det_vars, dtype=np.int64), float(z_threshold), int(consecutive),
+        np.asarray(in_mon, dtype=bool), *support, np.asarray(months, dtype=np.int64), np.array(det_vars, dtype=np.int64), float(z_threshold), int(consecutive),
         int(min_obs),
     )
     return out
@@ -889,7 +874,7 @@ def detect(
         t=decimal_year(stack["time"].values),
         days=(times - _EPOCH).astype("float64"),
         months=pd.DatetimeIndex(stack["time"].values).month.values,
-        doys=pd.DatetimeIndex(stack["time"].values).day_of_year.values.astype("float64"),
+        support=season_support(pd.DatetimeIndex(stack["time"].values).day_of_year.values, in_base),  # once, not per chunk
         in_base=in_base,
         in_mon=in_mon,
         det_vars=tuple(STACK_VARS.index(i) for i in indices),

@@ -49,8 +49,8 @@ DETECTION_RASTERS = {
     "n_confirm": ("n_confirm", "int16", -1, "confirming anomalous observations"),
     "n_clear_monitor": ("n_mon_clear", "int16", -1, "clear observations in the monitor window"),
     "n_unsupported_monitor": ("n_mon_unsupported", "int16", -1,
-                              "clear monitor observations the baseline cannot judge on their own index (no seasonal support, or dormant season)"),
-    "unsupported_months": ("unsupported_months", "int16", -1, "months (bit m-1 for month m) with a clear monitor observation the baseline cannot judge"),
+                              "clear monitor observations without seasonal support (no clear baseline look on both sides of their day of year)"),
+    "unsupported_months": ("unsupported_months", "int16", -1, "months (bit m-1 for month m) with a clear monitor observation without seasonal support"),
 }
 #: Detection rasters written at every pixel (the others only where disturbed).
 _EVERYWHERE = ("n_mon_clear", "n_mon_unsupported", "unsupported_months")
@@ -331,7 +331,7 @@ def _check_windows(cfg: ScanConfig, items: list[pystac.Item], what: str, failure
     n_base = sum(1 for d in days if cfg.baseline.start <= d <= cfg.baseline.end)
     need = cfg.detection.min_baseline_obs
     if n_base < need:
-        terms = 1 + 2 * cfg.detection.harmonics + (1 if cfg.detection.trend else 0)
+        terms = cfg.detection.model_terms
         msg = (f"baseline window {cfg.baseline.start} to {cfg.baseline.end} has {n_base} {what} scene date(s), fewer than "
                f"detection.min_baseline_obs {need} clear looks a pixel needs: no pixel could be monitored; lengthen the baseline, "
                + (f"or lower detection.min_baseline_obs to {n_base} (more than the model's {terms} terms with harmonics: {cfg.detection.harmonics})"

@@ -117,7 +117,7 @@ def _pixels(
     t: np.ndarray,
     days: np.ndarray,
     months: np.ndarray,
-    doys: np.ndarray,
+    support: object,
     in_base: np.ndarray,
     in_mon: np.ndarray,
     det_vars: tuple[int, ...],
@@ -182,6 +182,9 @@ def _pixels(
     # year within SEASON_SUPPORT_DAYS (signed circular differences, any baseline year)
     m = Yk.shape[0]
     base_t = np.flatnonzero(in_base)
+    # the compiled kernel's `support` is ignored: days of year are derived here from `days`
+    dates = np.datetime64("1970-01-01", "D") + days.astype("int64").astype("timedelta64[D]")
+    doys = (dates - dates.astype("datetime64[Y]").astype("datetime64[D]")).astype("int64").astype("float64") + 1
     delta = (doys[base_t][:, None] - doys[None, :] + 182.625) % 365.25 - 182.625  # (B, T)
     near = np.abs(delta) <= SEASON_SUPPORT_DAYS
     Wb = Wk[:, base_t].astype("float32")

@@ -20,10 +20,9 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
-from maps._fonts import CJK_FILES, find_cjk_font_file
+from maps import CJK_FILES, find_cjk_font_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
