@@ -24,6 +24,8 @@ from redline.detect import (
     RECOVERY,
     SEASON_SUPPORT_DAYS,
     SEVERE_DNBR,
+    PRIOR_DOF,
+    PRIOR_SIGMA,
     SIGMA_FLOOR,
     STACK_VARS,
     WEAK_LASTING_DAYS,
@@ -173,7 +175,10 @@ def _pixels(
         base_t = np.flatnonzero(in_base)  # the spread of the baseline's residuals only
         sigma[:, need] = _robust_sigma(np.where(Wk[:, None, base_t], resid[:, need][:, :, base_t], np.nan))  # (n, V)
     floors = np.array([SIGMA_FLOOR[v] for v in STACK_VARS])
-    sigma = np.maximum(np.nan_to_num(sigma, nan=0.0), floors[None, :])
+    # short series: the prior spread weighted by the residual degrees of freedom (Smyth 2004)
+    dof = np.maximum(Wk.sum(1) - P, 0)
+    prior = np.array([PRIOR_SIGMA[v] for v in STACK_VARS])[None, :] * np.sqrt(PRIOR_DOF / (PRIOR_DOF + dof))[:, None]
+    sigma = np.maximum(np.maximum(np.nan_to_num(sigma, nan=0.0), floors[None, :]), prior)
     # z-scores and drops only of the variables tested (the detection indices and NDVI)
     z = {v: resid[:, v, :] / sigma[:, v, None] for v in need}
     drop = {v: -resid[:, v, :] for v in need}

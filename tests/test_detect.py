@@ -134,3 +134,12 @@ def test_detect_is_lazy():
     stack = _stack(_seasonal(rng, 8)).chunk({"x": 4})
     ds = detect(stack, baseline=BASE, monitor=MON)
     assert ds["disturbed"].chunks is not None
+
+
+def test_the_short_series_floor_fades_with_the_residual_degrees_of_freedom():
+    from redline.detect import PRIOR_SIGMA, SIGMA_FLOOR, short_series_floor
+
+    floors = [short_series_floor(n, 5) for n in (6, 12, 24, 60)]
+    assert floors == sorted(floors, reverse=True) and floors[0] < PRIOR_SIGMA["NDVI"]
+    assert short_series_floor(60, 5) < SIGMA_FLOOR["NDVI"]  # a dense series keeps its own spread
+    assert short_series_floor(4, 3) > 2 * SIGMA_FLOOR["NDVI"]  # 4 annual looks, one harmonic
