@@ -81,7 +81,7 @@ from rasterio.warp import transform as warp_transform
 
 from redline.errors import SceneFilesError
 
-__all__ = ["ImportResult", "import_folder", "LAYOUTS"]
+__all__ = ["ImportResult", "import_folder", "load_mapping", "Mapping", "LAYOUTS"]
 
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 _RASTER_SUFFIXES = (".tif", ".tiff", ".jp2")
@@ -216,6 +216,8 @@ _GF_NOTE = (
     "Gaofen digital numbers kept (scale 1, offset 0): they are not calibrated to reflectance (CRESDA publishes the absolute "
     "calibration gains separately, per sensor and year); only relative indices such as NDVI are meaningful, within one sensor"
 )
+#: DN 0 is the fill around the imaged swath of Gaofen scenes: taken as no data when a file declares none.
+_GF_FILL = 0
 #: Fields of the CRESDA ProductMetaData XML read here (all other fields are left alone):
 #: SatelliteID, SensorID, StartTime (kept as given, no time zone is stated) and CloudPercent.
 _GF_XML_FIELDS = ("SatelliteID", "SensorID", "StartTime", "CloudPercent")
@@ -634,15 +636,17 @@ def _gaofen(files: list[Path]) -> tuple[list[_Scene], set[Path]]:
             for cand in (p.with_suffix(".xml"), p.with_suffix(".XML")):
                 if cand.is_file() and not xml:
                     xml = {k: v for k, v in _text_metadata(cand).items() if k in _GF_XML_FIELDS}
-            count = _read_grid(p).count
+            grid = _read_grid(p)
+            count = grid.count
+            nodata = grid.nodata if grid.nodata is not None else _GF_FILL
             if part.startswith("PAN"):
-                bands.append(_Band("pan", p, 1, "PAN", "pan", "pan", 1.0, 0.0, title=f"{sat} {sensor} panchromatic DN"))
+                bands.append(_Band("pan", p, 1, "PAN", "pan", "pan", 1.0, 0.0, nodata, title=f"{sat} {sensor} panchromatic DN"))
                 continue
             if count not in _GF_BANDS:
                 raise SceneFilesError(f"{p}: {count} band(s); a {sat} {sensor} multispectral file has 4 (blue, green, red, nir) or 8 (GF-6 WFV); "
                                       "check the file or describe it with --mapping")
             for i, (key, cn) in enumerate(_GF_BANDS[count], start=1):
-                bands.append(_Band(key, p, i, f"B{i}", cn, "reflectance", 1.0, 0.0, title=f"{sat} {sensor} band {i} ({cn}) DN"))
+                bands.append(_Band(key, p, i, f"B{i}", cn, "reflectance", 1.0, 0.0, nodata, title=f"{sat} {sensor} band {i} ({cn}) DN"))
         day = dt.datetime.strptime(m0.group("date"), "%Y%m%d").date()
         lon, lat = m0.group("lon"), m0.group("lat")
         props: dict[str, Any] = {

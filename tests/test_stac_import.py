@@ -336,7 +336,7 @@ def test_gaofen_multiband_files_are_split_and_dn_kept_with_a_note(imports):
     feats = {f["id"]: pystac.Item.from_dict(f) for f in json.loads((out / "items.json").read_text())["features"]}
     wfv = feats["GF1_WFV1_E12.6_N52.5_20170216_L1A0000000001"]
     p = parse_item(wfv)
-    assert set(p.bands) == {"blue", "green", "red", "nir"} and all((b.scale, b.offset) == (1.0, 0.0) for b in p.bands.values())
+    assert set(p.bands) == {"blue", "green", "red", "nir"} and all((b.scale, b.offset, b.nodata) == (1.0, 0.0, 0) for b in p.bands.values())
     assert wfv.properties["platform"] == "gf-1" and wfv.properties["eo:cloud_cover"] == 3.0
     assert wfv.properties["gaofen:start_time"] == "2017-02-16 10:21:01"
     assert any("not calibrated" in n for n in wfv.properties["redline:import"]["notes"])
