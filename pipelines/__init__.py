@@ -12,11 +12,14 @@
   reflectance (0–1) series with a clear-sky mask; :func:`load_reflectance` is the older
   single-collection loader.
 - :func:`probe_items` checks every scene's assets first; unreadable scenes are left out.
+- :func:`import_folder` turns a folder of GeoTIFF / JPEG2000 scene files (Landsat, Sentinel-2,
+  Gaofen, or any layout a band-mapping file describes) into COGs + STAC Items for :func:`serve_stac`.
 - :func:`dask_client` gives a LocalCluster client, or one attached to an existing scheduler.
 """
 
 from pipelines._bands import REFLECTANCE_BANDS, BandInfo, MaskInfo, ParsedItem, parse_item
 from pipelines._cluster import dask_client
+from pipelines._import import ImportResult, import_folder
 from pipelines._load import ItemScaling, MaskRules, SeriesLoad, load_reflectance, load_series
 from pipelines._profiles import PROFILES, Profile, get_profile
 from pipelines._progress import compute_tiles
@@ -26,6 +29,8 @@ from pipelines._server import serve_stac
 
 __all__ = [
     "serve_stac",
+    "import_folder",
+    "ImportResult",
     "search_items",
     "SearchResult",
     "load_reflectance",

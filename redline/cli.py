@@ -19,7 +19,7 @@ from redline.errors import RedlineError, RedlineInputError, ScanFault
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Remote-sensing supervision of ecological protection red-line zones.")
 alerts_app = typer.Typer(no_args_is_help=True, help="List and review alerts in the register.")
-stac_app = typer.Typer(no_args_is_help=True, help="The embedded STAC API.")
+stac_app = typer.Typer(no_args_is_help=True, help="The embedded STAC API, and scene files turned into STAC Items for it.")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(stac_app, name="stac")
 
@@ -447,6 +447,35 @@ def stac_serve(folder: Path = typer.Argument(..., help="folder of STAC Items (it
                 time.sleep(3600)
     except KeyboardInterrupt:
         pass
+
+
+@stac_app.command("import")
+def stac_import(
+    folder: Path = typer.Argument(..., help="folder of GeoTIFF / JPEG2000 scene files (searched recursively)"),
+    out: Path = typer.Option(..., "--out", help="output folder: COGs, items.json, collection.json (new or empty)"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="band-mapping YAML for layouts not recognised by name (README: Scenes from files)"),
+    collection: Optional[str] = typer.Option(None, "--collection", help="collection id of the items (default: the layout's)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty --out"),
+) -> None:
+    """Turn scene files (Landsat, Sentinel-2, Gaofen, or a --mapping) into COGs + STAC Items for `redline stac serve`."""
+    from pipelines import import_folder
+    from pipelines._import import LAYOUTS
+
+    res = import_folder(folder, out, mapping=mapping, collection=collection, overwrite=overwrite)
+    for layout, n in res.layouts.items():
+        out_console.print(f"{layout}: {n} scene(s) — {LAYOUTS.get(layout, f'described by {mapping}')}", markup=False)
+    layouts = ", ".join(res.layouts)
+    masks = "yes" if not res.unmasked else ("no" if len(res.unmasked) == res.n_items else f"{res.n_items - len(res.unmasked)} of {res.n_items}")
+    out_console.print(f"{res.n_items} scenes ({layouts}), bands {', '.join(res.bands)}, masks: {masks}", markup=False)
+    for note in res.notes:
+        out_console.print(f"note: {note}", markup=False)
+    if res.unmasked:
+        out_console.print(f"{len(res.unmasked)} scene(s) have no quality mask: a scan of them needs `masks: assume-clear` in scan.yml "
+                          "(every pixel with data counted clear)", markup=False)
+    if res.ignored:
+        shown = ", ".join(p.name for p in res.ignored[:3]) + (" …" if len(res.ignored) > 3 else "")
+        out_console.print(f"{len(res.ignored)} raster file(s) not used: {shown}", markup=False)
+    out_console.print(f"wrote {res.items} and {res.collection} (collection {res.collection_id}); serve them with `redline stac serve {res.out}`", markup=False)
 
 
 def _one_line(text: object) -> str:

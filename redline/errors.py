@@ -16,6 +16,7 @@ __all__ = [
     "StacError",
     "RasterError",
     "RegisterError",
+    "SceneFilesError",
     "ScanFault",
     "RedlineWarning",
     "ZoneRepairedWarning",
@@ -83,3 +84,7 @@ class DoesNotConformWarning(RedlineWarning):
 
 class OutputsError(RedlineInputError):
     """A scan output folder cannot be read (missing or damaged manifest or alerts)."""
+
+
+class SceneFilesError(RedlineInputError):
+    """A folder of scene files, or its band-mapping file, cannot be imported (``redline stac import``)."""
