@@ -148,6 +148,13 @@ def _robust_first(days: np.ndarray) -> float:
     return float(s[int(np.floor(0.1 * (len(s) - 1)))])
 
 
+def _nanmedian(values: np.ndarray) -> float:
+    """Median of the finite values, NaN (without numpy's all-NaN warning) when there are none:
+    the typing variables of bands a scan's scenes lack are NaN throughout (redline.bands)."""
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else float("nan")
+
+
 def disturbed_mask(fields: dict[str, np.ndarray]) -> np.ndarray:
     """Disturbed pixels: the strongly disturbed ones, and the weakly disturbed ones
     (:data:`redline.detect.WEAK_Z_FACTOR`, field ``weak``) 8-connected to them through weakly
@@ -229,8 +236,8 @@ def alerts_from_fields(
         if (sel & strong).any():
             sel = sel & strong
         med = {k: float(np.nanmedian(fields[k][sel])) for k in ("n_confirm", "zscore", "magnitude")}
-        pre = {v: float(np.nanmedian(fields[f"pre_{v}"][sel])) for v in STACK_VARS}
-        post = {v: float(np.nanmedian(fields[f"post_{v}"][sel])) for v in STACK_VARS}
+        pre = {v: _nanmedian(fields[f"pre_{v}"][sel]) for v in STACK_VARS}
+        post = {v: _nanmedian(fields[f"post_{v}"][sel]) for v in STACK_VARS}
         dtype = classify_type(pre, post, burn_share=float(np.nanmean(fields["burn"][sel])) if "burn" in fields else 0.0)
         ctype = None
         if baseline is not None:
