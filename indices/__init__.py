@@ -20,12 +20,13 @@ from indices._mask import (
     dilate_mask,
     qa_bits_clear,
 )
-from indices._spectral import BAND_SYMBOLS, INDEX_REFERENCES, compute_indices
+from indices._spectral import BAND_SYMBOLS, INDEX_REFERENCES, compute_indices, index_bands
 
 __all__ = [
     "BAND_SYMBOLS",
     "INDEX_REFERENCES",
     "compute_indices",
+    "index_bands",
     "SCL_CLASSES",
     "DEFAULT_SCL_MASK",
     "clear_mask",

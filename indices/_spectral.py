@@ -27,6 +27,20 @@ INDEX_REFERENCES = {
 }
 
 
+def index_bands(name: str) -> tuple[str, ...]:
+    """The common band names (``blue … swir22``) index ``name`` is computed from, as the Awesome
+    Spectral Indices catalogue gives its formula (e.g. ``NDVI`` → ``("red", "nir")``; order as in
+    :data:`BAND_SYMBOLS`). Raises KeyError for an index outside the catalogue or one needing
+    another band."""
+    if name not in spyndex.indices:
+        raise KeyError(f"index '{name}' is not in the Awesome Spectral Indices catalogue")
+    symbols = set(spyndex.indices[name].bands)
+    unknown = symbols - set(BAND_SYMBOLS.values())
+    if unknown:
+        raise KeyError(f"index '{name}' needs band(s) {', '.join(sorted(unknown))}, which redline does not load")
+    return tuple(b for b, sym in BAND_SYMBOLS.items() if sym in symbols)
+
+
 def compute_indices(ds: xr.Dataset, names: Iterable[str]) -> xr.Dataset:
     """Compute spectral indices lazily from surface reflectance.
 

@@ -268,10 +268,13 @@ def _with_lst(bands: tuple[str, ...], parsed: ParsedItem) -> tuple[str, ...]:
     return (*bands, "lst") if "lst" in parsed.bands and "lst" not in bands else tuple(bands)
 
 
-def _fuse(parts: list[xr.Dataset], lon: float) -> xr.Dataset:
+def _fuse(parts: list[xr.Dataset], lon: float, data_vars: tuple[str, ...] | None = None) -> xr.Dataset:
     """One series from per-group series: sorted by solar day then sensor priority; on a day
     seen by several groups, each pixel takes the first clear observation (else the first
-    with data). The fused step keeps the time of the first observation."""
+    with data). The fused step keeps the time of the first observation. ``data_vars``: the
+    variables that decide whether a step has data (default all but ``clear`` and ``lst``;
+    :func:`load_series` gives its required bands, so that an optional band a sensor lacks
+    does not make its steps look empty)."""
     combined = xr.concat(parts, dim="time", coords="minimal", compat="override", join="override")
     days = _solar_days(combined.time.values, lon)
     prio = np.array([_SENSOR_PRIORITY.get(str(s).split("+")[0], 9) for s in combined["sensor"].values])
@@ -288,8 +291,9 @@ def _fuse(parts: list[xr.Dataset], lon: float) -> xr.Dataset:
             nxt = combined.isel(time=slice(k, k + 1))
             sensor = f"{acc['sensor'].values[0]}+{nxt['sensor'].values[0]}"
             nxt = nxt.assign_coords(time=acc.time.values, sensor=("time", acc["sensor"].values))
-            has = acc[[v for v in acc.data_vars if v not in _NOT_DATA]].to_array("b").notnull().all("b")
-            nxt_has = nxt[[v for v in nxt.data_vars if v not in _NOT_DATA]].to_array("b").notnull().all("b")
+            names = list(data_vars) if data_vars else [v for v in acc.data_vars if v not in _NOT_DATA]
+            has = acc[names].to_array("b").notnull().all("b")
+            nxt_has = nxt[names].to_array("b").notnull().all("b")
             take = (~acc["clear"] & nxt["clear"] & nxt_has) | (~has & nxt_has)
             acc = xr.where(take, nxt, acc).assign_coords(sensor=("time", [sensor]))
             if "lst" in acc:  # temperature from any sensor that saw the pixel clear, though its reflectance lost
@@ -319,6 +323,7 @@ def load_series(
     geobox: GeoBox,
     *,
     bands: tuple[str, ...] = REFLECTANCE_BANDS,
+    optional_bands: tuple[str, ...] = (),
     mask: MaskRules | None = MaskRules(),
     profile: Profile | None = None,
     signer: Callable[[str], str] | None = None,
@@ -351,6 +356,11 @@ def load_series(
         resampled onto it with ``resampling``; masks with nearest neighbour.
     bands
         Common band names to load; an item without one of them is skipped and reported.
+    optional_bands
+        Common band names loaded where an item has them (a 4-band sensor beside Sentinel-2,
+        composites without SWIR): the steps of items without one are NaN in it, and their
+        ``clear`` does not depend on it. Each is a variable of the result, all NaN when no item
+        has it. Default none.
     mask
         Which mask values are not clear; ``None``: no quality mask (``clear`` = has data).
         An item without a quality mask asset gets ``clear`` = has data, with a log message.
@@ -407,6 +417,8 @@ def load_series(
     patch = _HrefPatch(signer)
     skipped: list[str] = []
     keep: list[tuple[pystac.Item, ParsedItem]] = []
+    optional_bands = tuple(b for b in dict.fromkeys(optional_bands) if b not in bands)
+    own: dict[str, tuple[str, ...]] = {}  # item id → the reflectance bands loaded from it (required + its optional ones)
     for it in items:
         p = parse_item(it)
         if thermal and p.thermal is not None:
@@ -415,10 +427,11 @@ def load_series(
         if missing:
             skipped.append(f"{it.id}: no asset for band(s) {', '.join(missing)} (sensor {p.sensor or 'unknown'}, asset keys {', '.join(it.assets)})")
             continue
+        own[it.id] = (*bands, *(b for b in optional_bands if b in p.bands))
         keep.append((it, p))
     if check_assets and keep:
         hrefs = [(i, key, _href(it, key, profile)) for i, (it, p) in enumerate(keep)
-                 for key in [p.bands[b].asset for b in _with_lst(bands, p)] + ([p.mask.asset] if (mask is not None and p.mask) else [])]
+                 for key in [p.bands[b].asset for b in _with_lst(own[it.id], p)] + ([p.mask.asset] if (mask is not None and p.mask) else [])]
         with ThreadPoolExecutor(max_workers=8) as pool:
             errors = list(pool.map(lambda h: _check_readable(h[2], patch), hrefs))
         bad: dict[int, str] = {}
@@ -434,13 +447,14 @@ def load_series(
 
     groups: dict[tuple, list[tuple[pystac.Item, ParsedItem]]] = {}
     for it, p in keep:
-        groups.setdefault(p.scaling_signature(_with_lst(bands, p)), []).append((it, p))
+        # the band set is part of the signature: items without an optional band are a group of their own
+        groups.setdefault((own[it.id], p.scaling_signature(_with_lst(own[it.id], p))), []).append((it, p))
     lon = float(geobox.extent.to_crs("EPSG:4326").centroid.coords[0][0])
     parts = []
     scalings: list[ItemScaling] = []
-    for g, (sig, members) in enumerate(sorted(groups.items(), key=lambda kv: (_SENSOR_PRIORITY.get(kv[0][0], 9), str(kv[0])))):
+    for g, ((refl_bands, sig), members) in enumerate(sorted(groups.items(), key=lambda kv: (_SENSOR_PRIORITY.get(kv[0][1][0], 9), str(kv[0][1]), kv[0][0]))):
         p0 = members[0][1]
-        gbands = _with_lst(bands, p0)
+        gbands = _with_lst(refl_bands, p0)
         norm = [_normalised_item(it, p, gbands, f"redline-group-{g}", profile) for it, p in members]
         has_mask = mask is not None and p0.mask is not None
         if mask is not None and p0.mask is None:
@@ -485,10 +499,10 @@ def load_series(
             v = v.astype("float32")
             return _native.upsample(v, geobox, coarse[b], fine_chunks, resampling) if b in coarse else v
 
-        out = {b: scaled(b).assign_attrs(units="1", long_name=f"{b} surface reflectance") for b in bands}
+        out = {b: scaled(b).assign_attrs(units="1", long_name=f"{b} surface reflectance") for b in refl_bands}
         if "lst" in gbands:
             out["lst"] = scaled("lst").assign_attrs(units="K", long_name="land-surface temperature")
-        has_data = xr.concat([out[b].notnull() for b in bands], "b").all("b")
+        has_data = xr.concat([out[b].notnull() for b in refl_bands], "b").all("b")
         if has_mask:
             clear = _clear(src["mask"], p0.mask, mask)
             clear = _native.upsample(clear, geobox, coarse["mask"], fine_chunks, "nearest") if "mask" in coarse else clear
@@ -502,10 +516,15 @@ def load_series(
             for b in gbands:
                 i = p.bands[b]
                 scalings.append(ItemScaling(it.id, b, i.scale, i.offset, i.nodata, i.asset, i.source, i.reason))
+    # optional bands an item lacks, and the thermal band of sensors without one: NaN (lazy)
+    parts = [part.assign({b: xr.full_like(part[bands[0]], np.nan).assign_attrs(units="1", long_name=f"{b} surface reflectance")
+                          for b in optional_bands if b not in part}) for part in parts]
     if any("lst" in part for part in parts):
         parts = [part if "lst" in part else part.assign(lst=xr.full_like(part[bands[0]], np.nan).assign_attrs(units="K", long_name="land-surface temperature"))
                  for part in parts]
-    data = parts[0] if len(parts) == 1 else _fuse(parts, lon)
+    order = [*bands, *optional_bands, *(["lst"] if "lst" in parts[0] else []), "clear"]
+    parts = [part[order] for part in parts]
+    data = parts[0] if len(parts) == 1 else _fuse(parts, lon, tuple(bands))
     data = data.drop_vars([c for c in data.coords if c not in ("time", "y", "x", "sensor", "spatial_ref")])
     # one chunk in time: every later step (mask, indices, detector, composite, assessment
     # inputs) needs a pixel's whole series, and one task per variable and spatial chunk

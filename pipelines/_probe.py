@@ -125,10 +125,11 @@ def _check_asset(item: pystac.Item, band: str, asset: pystac.Asset, read_bbox: t
         return f"asset '{band}' cannot be read: {msg}"
 
 
-def _asset_keys(item: pystac.Item, bands: tuple[str, ...]) -> dict[str, str] | str:
+def _asset_keys(item: pystac.Item, bands: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, str] | str:
     """Asset key of each of ``bands`` (common names, ``mask`` for the quality band), found as
     the loader finds them (:func:`pipelines._bands.parse_item`, parsed once), else by key or
-    ``eo:bands``; or the reason a band has no asset."""
+    ``eo:bands``; or the reason a band has no asset. Bands in ``optional`` are checked only
+    where the item has them."""
     from pipelines._bands import parse_item
 
     try:
@@ -140,6 +141,8 @@ def _asset_keys(item: pystac.Item, bands: tuple[str, ...]) -> dict[str, str] | s
         if band == "lst":  # optional: the thermal band, checked only where the item has one
             if parsed is not None and parsed.thermal is not None:
                 keys[band] = parsed.thermal.asset
+            continue
+        if band in optional and parsed is not None and (parsed.mask is None if band == "mask" else band not in parsed.bands):
             continue
         if parsed is not None and band == "mask" and parsed.mask is not None:
             keys[band] = parsed.mask.asset
@@ -154,10 +157,11 @@ def _asset_keys(item: pystac.Item, bands: tuple[str, ...]) -> dict[str, str] | s
     return keys
 
 
-def _check_item(item: pystac.Item, bands: tuple[str, ...], profile: object | None = None, signer=None, read_bbox=None) -> str | None:
+def _check_item(item: pystac.Item, bands: tuple[str, ...], profile: object | None = None, signer=None, read_bbox=None,
+                optional: tuple[str, ...] = ()) -> str | None:
     from pipelines._load import _href
 
-    keys = _asset_keys(item, bands)
+    keys = _asset_keys(item, bands, optional)
     if isinstance(keys, str):
         return keys
     grids: dict[str, tuple] = {}
@@ -185,6 +189,7 @@ def _check_item(item: pystac.Item, bands: tuple[str, ...], profile: object | Non
 
 def probe_items(
     items: list[pystac.Item], bands: tuple[str, ...], *, threads: int = 8, profile: object | None = None, signer=None,
+    optional: tuple[str, ...] = (),
 ) -> tuple[list[pystac.Item], list[SceneFailure]]:
     """Check that every scene's ``bands`` can be read and lie on the declared grid.
 
@@ -200,6 +205,9 @@ def probe_items(
         loader uses them, so the check reads what the scan will read.
     threads
         Assets are opened in parallel threads (HTTP latency, not CPU, is the cost).
+    optional
+        Those of ``bands`` checked only where an item has them (e.g. ``mask`` when scenes
+        without a quality mask are scanned as clear, ``masks: assume-clear``).
 
     Returns
     -------
@@ -208,7 +216,7 @@ def probe_items(
     """
     _set_gdal_env()
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        reasons = list(pool.map(lambda it: _check_item(it, bands, profile, signer), items))
+        reasons = list(pool.map(lambda it: _check_item(it, bands, profile, signer, optional=optional), items))
     good, failures = [], []
     for item, reason in zip(items, reasons):
         if reason is None:
@@ -221,7 +229,7 @@ def probe_items(
 
 def find_unreadable(
     items: list[pystac.Item], bands: tuple[str, ...], bbox_4326: tuple[float, float, float, float], *,
-    threads: int = 4, profile: object | None = None, signer=None,
+    threads: int = 4, profile: object | None = None, signer=None, optional: tuple[str, ...] = (),
 ) -> list[SceneFailure]:
     """The scenes whose ``bands`` fail to decode over ``bbox_4326`` (lon/lat, the scan's area).
 
@@ -232,5 +240,5 @@ def find_unreadable(
     """
     _set_gdal_env()
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        reasons = list(pool.map(lambda it: _check_item(it, bands, profile, signer, read_bbox=bbox_4326), items))
+        reasons = list(pool.map(lambda it: _check_item(it, bands, profile, signer, read_bbox=bbox_4326, optional=optional), items))
     return [SceneFailure(it.id, r) for it, r in zip(items, reasons) if r is not None]

@@ -170,6 +170,13 @@ def _visible(magnitude: float, trigger: np.ndarray | None, sel: np.ndarray) -> b
     return bool(magnitude >= OTHER_MIN_MAGNITUDE * MIN_DROP.get(var, MIN_DROP["NDVI"]))
 
 
+def _nanmedian(values: np.ndarray) -> float:
+    """Median of the finite values, NaN (without numpy's all-NaN warning) when there are none:
+    the typing variables of bands a scan's scenes lack are NaN throughout (redline.bands)."""
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else float("nan")
+
+
 def disturbed_mask(fields: dict[str, np.ndarray]) -> np.ndarray:
     """Disturbed pixels: the strongly disturbed ones, and the weakly disturbed ones
     (:data:`redline.detect.WEAK_Z_FACTOR`, field ``weak``) 8-connected to them through weakly
@@ -251,8 +258,8 @@ def alerts_from_fields(
         if (sel & strong).any():
             sel = sel & strong
         med = {k: float(np.nanmedian(fields[k][sel])) for k in ("n_confirm", "zscore", "magnitude")}
-        pre = {v: float(np.nanmedian(fields[f"pre_{v}"][sel])) for v in STACK_VARS}
-        post = {v: float(np.nanmedian(fields[f"post_{v}"][sel])) for v in STACK_VARS}
+        pre = {v: _nanmedian(fields[f"pre_{v}"][sel]) for v in STACK_VARS}
+        post = {v: _nanmedian(fields[f"post_{v}"][sel]) for v in STACK_VARS}
         dtype = classify_type(pre, post, burn_share=float(np.nanmean(fields["burn"][sel])) if "burn" in fields else 0.0)
         if dtype == "other" and not _visible(med["magnitude"], fields.get("trigger"), sel):
             continue

@@ -707,6 +707,10 @@ def run_assessment(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, 
     if not search.items:
         raise StacError(f"stac: the search on {cfg.stac.url} found no scenes for collections {cfg.stac.collections} between "
                         f"{cfg.baseline.start} and {cfg.monitor.end} over the zones; check the window, the zones and max_cloud_cover")
+    from redline import bands as bandplan
+
+    plan = bandplan.plan_bands(search.items)  # no red/nir anywhere, scenes without a mask while masks: required: exit 2
+    bandplan.check_scenes(plan, masks=cfg.masks, configured=("NDVI",), config=cfg.source)
     profile = pipelines.get_profile(cfg.stac.profile)
     zones_utm = zones.to_crs(utm)
     tiles = plan_tiles(zones_utm, geobox, max_px=cfg.tiling.max_tile_px, margin_px=_margin_px(cfg))
@@ -714,7 +718,7 @@ def run_assessment(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, 
     mosaic.remove()
     with pipelines.dask_client(scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker,
                                processes=cfg.dask.processes, env=profile.gdal_env):
-        tiled = _run_tiles(cfg, search.items, tiles, geobox, mosaic, progress=False, check_assets=True)
+        tiled = _run_tiles(cfg, search.items, tiles, geobox, mosaic, progress=False, check_assets=True, plan=plan)
     scalings, skipped = list(tiled.scalings.values()), [f"{i}: {r}" for i, r in tiled.skipped.items()]
     reg_path = cfg.register_path or out / "register.gpkg"
     alerts = gpd.GeoDataFrame({"zone_id": [], "area_m2": [], "disturbance_type": [], "status": []}, geometry=[], crs=4326)
@@ -739,6 +743,7 @@ def run_assessment(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, 
                    "scaling": {s.band: {"scale": s.scale, "offset": s.offset, "nodata": s.nodata} for s in scalings if s.item_id == it.id}}
                   for it in search.items],
         "register": {"path": str(Path(reg_path).resolve()), "alerts_used": int(len(alerts))} if Path(reg_path).exists() else None,
+        **plan.record(cfg.detection.indices, cfg.masks),  # "bands" and "masks" (redline.bands)
         "failures": [f"scene {line}" for line in skipped],
         "libraries": provenance.library_versions(),
     }

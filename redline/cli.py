@@ -82,6 +82,8 @@ def _summary(result) -> None:
             names = ", ".join(group["zone_id"].astype(str).head(5)) + (f" and {len(group) - 5} more" if len(group) > 5 else "")
             out_console.print(f"baseline cannot judge months {months_text} in {len(group)} zone(s) ({names}): no clear baseline look on both sides "
                               f"of those days of year within {SEASON_SUPPORT_DAYS:.0f} days; only strong looks can raise alerts there (README: Baseline support)", markup=False)
+    for note in getattr(result, "notes", []):  # bands the scenes lack, scenes scanned without a mask (redline.bands)
+        out_console.print(note, markup=False)
     out_console.print(f"register: {result.register}")
     if result.map_html is not None:
         out_console.print(f"map: {result.map_html.resolve()}")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from redline.errors import ConfigError
 
@@ -215,12 +215,20 @@ class ScanConfig(BaseModel):
     baseline: Window
     monitor: Window
     resolution: float = Field(10.0, gt=0, le=1000, description="analysis grid, metres")
+    masks: Literal["required", "assume-clear"] = Field(
+        "required", description="scenes without a quality-mask asset: refused (required) or clear wherever they have data (assume-clear)")
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     register_path: Path | None = Field(None, alias="register", description="alert register GeoPackage")
     dask: DaskConfig = Field(default_factory=DaskConfig)
     tiling: TilingConfig = Field(default_factory=TilingConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     assess: AssessConfig = Field(default_factory=AssessConfig)
+    _source: Path | None = PrivateAttr(default=None)  # the file it was read from (load_config), for messages
+
+    @property
+    def source(self) -> Path | None:
+        """The config file this was read from (:func:`load_config`), else None."""
+        return self._source
 
     @model_validator(mode="after")
     def _windows(self) -> "ScanConfig":
@@ -317,4 +325,6 @@ def load_config(path: Path | str, *, overrides: dict[str, Any] | None = None) ->
         cfg = ScanConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_one_line(path, err, raw)) from None
-    return cfg.resolve_paths(path.parent.resolve())
+    cfg = cfg.resolve_paths(path.parent.resolve())
+    cfg._source = path
+    return cfg

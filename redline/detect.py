@@ -511,11 +511,13 @@ def _detect_block(
     z_threshold: float,
     consecutive: int,
     min_obs: int,
+    present: np.ndarray,
 ) -> None:
     """Per-pixel detection on block (var, time, y, x) float32 (NaN = unclear), into out
     (field, y, x) float32. ``X`` is the (time, P) design matrix; ``near_ptr``, ``near_idx`` and
     ``near_side`` the seasonal support of :func:`season_support`, ``month`` each date's month
-    (1–12); ``det`` the detection variables' positions in STACK_VARS."""
+    (1–12); ``det`` the detection variables' positions in STACK_VARS; ``present`` (bool per
+    variable) the variables a look must have to be clear (the others are NaN throughout)."""
     nv, nt, ny, nx = block.shape
     nf = out.shape[0]
     P = X.shape[1]
@@ -577,9 +579,10 @@ def _detect_block(
             gs_m = 0.0
             gs_mn = 0
             for t in range(nt):
-                total = 0.0  # finite iff every variable is: NaN (or ±inf) propagates through the sum
+                total = 0.0  # finite iff every present variable is: NaN (or ±inf) propagates through the sum
                 for v in range(nv):
-                    total += y[v, t]
+                    if present[v]:
+                        total += y[v, t]
                 c = np.isfinite(total)
                 W[t] = c and in_base[t]
                 Wm[t] = c and in_mon[t]
@@ -836,6 +839,7 @@ def _kernel(
     harmonics: int,
     trend: bool,
     min_obs: int,
+    present: tuple[bool, ...] | None = None,
 ) -> np.ndarray:
     """The kernel on one chunk: block (var, time, y, x) float32 → (field, y, x) float32;
     ``support``: :func:`season_support` of the dates."""
@@ -845,7 +849,7 @@ def _kernel(
         block.astype("float32", copy=False), out, np.ascontiguousarray(X, dtype="float64"),
         np.asarray(days, dtype="float64"), np.isin(months, GROWING_SEASON_MONTHS), np.asarray(in_base, dtype=bool),
         np.asarray(in_mon, dtype=bool), *support, np.asarray(months, dtype=np.int64), np.array(det_vars, dtype=np.int64), float(z_threshold), int(consecutive),
-        int(min_obs),
+        int(min_obs), np.ones(block.shape[0], dtype=bool) if present is None else np.asarray(present, dtype=bool),
     )
     return out
 
@@ -861,6 +865,7 @@ def detect(
     harmonics: int = 2,
     trend: bool = False,
     min_baseline_obs: int = 12,
+    present: tuple[str, ...] | None = None,
 ) -> xr.Dataset:
     """Fit the seasonal baseline and monitor for disturbances, lazily.
 
@@ -874,6 +879,11 @@ def detect(
         Detection indices (subset of NDVI, MNDWI, NBR).
     z_threshold, consecutive, harmonics, trend, min_baseline_obs
         See :class:`redline.config.DetectionConfig`.
+    present
+        The stack variables the scenes give (default all of :data:`STACK_VARS`); the others
+        are NaN throughout (bands no scene has, :mod:`redline.bands`) and do not make a look
+        unclear: a look is clear where every present variable is finite. The pre/post values of
+        a missing variable are NaN.
 
     Returns
     -------
@@ -889,6 +899,9 @@ def detect(
     unknown = [i for i in indices if i not in MIN_DROP]
     if unknown:
         raise ValueError(f"detection index {unknown[0]} is not supported; use NDVI, MNDWI or NBR")
+    present = tuple(STACK_VARS) if present is None else tuple(present)
+    if "NDVI" not in present or any(i not in present for i in indices):
+        raise ValueError(f"detection indices {', '.join(indices)} and NDVI must be among the present variables ({', '.join(present)})")
     spatial = [d for d in stack.dims if d not in ("var", "time")]
     stack = stack.transpose("var", "time", *spatial).chunk({"var": -1, "time": -1})
     # one kernel call per spatial chunk: (var, time, y, x) → (field, y, x), laid out so that
@@ -907,6 +920,7 @@ def detect(
         harmonics=harmonics,
         trend=trend,
         min_obs=min_baseline_obs,
+        present=tuple(v in present for v in STACK_VARS),
     )
     # (var, time) → (field, 1) keeps the block structure (no drop_axis, which would make dask
     # concatenate, i.e. copy, every input chunk); the length-1 axis is then sliced off (a view)

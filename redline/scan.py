@@ -30,6 +30,7 @@ import aoi
 import indices
 import pipelines
 from redline import assess, ei, provenance
+from redline import bands as bandplan
 from redline.alerts import ALERT_COLUMNS, alerts_from_fields, disturbed_mask
 from redline.config import ScanConfig
 from redline.detect import FIELDS, STACK_VARS, _nanmedian_last, baseline_model, detect, stack_indices
@@ -70,6 +71,7 @@ class ScanResult:
     map_html: Path | None
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # console lines: bands the scenes lack, scenes without a mask (redline.bands)
     up_to_date: bool = False  # nothing new since the scan already in ``out_dir``: nothing was redone
 
 
@@ -89,30 +91,40 @@ def _graph(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox) -> tuple[x
     return det, composite, scalings
 
 
-def _graph_parts(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox, *, check_assets: bool = True, chunk: int | None = None):
+def _graph_parts(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox, *, check_assets: bool = True, chunk: int | None = None,
+                 plan: bandplan.BandPlan | None = None):
     """The lazy part: load (per-profile scaling, quality masks, sensors merged), mask, indices,
     detection and the monitor true-colour composite. Also returns the scenes skipped.
     ``check_assets=False`` when the items were already probed (:func:`pipelines.probe_items`).
-    ``chunk``: compute chunk edge in pixels (default: the load's); the reads stay large."""
+    ``chunk``: compute chunk edge in pixels (default: the load's); the reads stay large.
+    ``plan``: the bands of the whole scan's scenes (default: of ``items``); bands not every scene
+    has are loaded as optional (NaN where a scene lacks them), and the stack variables that need
+    them are NaN and out of detection (:mod:`redline.bands`)."""
+    plan = plan if plan is not None else bandplan.plan_bands(items)
     loaded = pipelines.load_series(
-        items, geobox, profile=pipelines.get_profile(cfg.stac.profile),
+        items, geobox, bands=plan.every, optional_bands=plan.optional, profile=pipelines.get_profile(cfg.stac.profile),
         mask=pipelines.MaskRules(scl_classes=tuple(cfg.detection.scl_mask_classes)), check_assets=check_assets, thermal=True,
         **({"chunk": chunk} if chunk else {}),
     )
     ds, scalings = loaded.data, loaded.scalings
     bands = list(pipelines.REFLECTANCE_BANDS)
-    clear = ds["clear"] & ds[bands].to_array("band").notnull().all("band")
+    clear = ds["clear"] & ds[list(plan.every)].to_array("band").notnull().all("band")
     if cfg.detection.mask_dilation_m > 0:
         clear = indices.dilate_mask(clear, cfg.detection.mask_dilation_m, cfg.resolution)
     # the thermal band (land-surface temperature, K; Landsat only) is masked like reflectance
     refl = ds[bands + (["lst"] if "lst" in ds else [])].where(clear)
-    idx = indices.compute_indices(refl, ["NDVI", "MNDWI", "NBR", "BI", "NDBI"])
+    names = ["NDVI", "MNDWI", "NBR", "BI", "NDBI"]
+    idx = indices.compute_indices(refl, [n for n in names if n in plan.stack_vars])
+    idx = idx.assign({n: xr.full_like(refl["red"], np.nan, dtype="float32").rename(n) for n in names if n not in idx})
     stack = stack_indices(idx, refl)
+    if not plan.complete:  # ALB and indices some scene lacks the bands of: NaN throughout (redline.bands)
+        stack = stack.where(xr.DataArray([v in plan.stack_vars for v in STACK_VARS], dims="var", coords={"var": list(STACK_VARS)}))
     det = detect(
         stack,
         baseline=(cfg.baseline.start, cfg.baseline.end),
         monitor=(cfg.monitor.start, cfg.monitor.end),
-        indices=tuple(cfg.detection.indices),
+        indices=plan.detection_indices(cfg.detection.indices),
+        present=plan.stack_vars,
         z_threshold=cfg.detection.z_threshold,
         consecutive=cfg.detection.consecutive,
         harmonics=cfg.detection.harmonics,
@@ -173,22 +185,24 @@ def _margin_px(cfg: ScanConfig) -> int:
 
 def _run_tiles(
     cfg: ScanConfig, items: list[pystac.Item], tiles: list[Tile], grid: GeoBox, mosaic: Mosaic, *, progress: bool | None,
-    alerts_for: tuple[Any, gpd.GeoDataFrame, str] | None = None, check_assets: bool = False,
+    alerts_for: tuple[Any, gpd.GeoDataFrame, str] | None = None, check_assets: bool = False, plan: bandplan.BandPlan | None = None,
 ) -> _Tiled:
     """The eager part of a scan (or of ``redline assess``), tile by tile: each tile's graph —
     detection fields, monitor composite, assessment inputs and clear-pixel counts, all from one
     read of its scenes — is computed on the cluster and its core written into ``mosaic``; its
     alerts are found on its own zones (``alerts_for = (utm, zones_utm, scan_id)``; None: the
     assessment only). At most ``tiling.in_flight`` tiles are in memory at once.
-    ``check_assets``: check each scene's assets while loading (the scan probed them already)."""
+    ``check_assets``: check each scene's assets while loading (the scan probed them already).
+    ``plan``: the bands of ``items`` (:func:`redline.bands.plan_bands`, default: worked out here)."""
     got = _Tiled()
+    plan = plan if plan is not None else bandplan.plan_bands(items)
     tile_items = {t.id: _items_over(items, t.geobox(grid)) for t in tiles}
     runnable = [t for t in tiles if tile_items[t.id]]
     got.empty_tiles = [t for t in tiles if not tile_items[t.id]]
 
     def graph(tile: Tile) -> list:
         gb = tile.geobox(grid)
-        det, composite, scalings, refl, _, skipped = _graph_parts(cfg, tile_items[tile.id], gb, check_assets=check_assets)
+        det, composite, scalings, refl, _, skipped = _graph_parts(cfg, tile_items[tile.id], gb, check_assets=check_assets, plan=plan)
         for sc in scalings:
             got.scalings[(sc.item_id, sc.band)] = sc
         for line in skipped:
@@ -600,7 +614,7 @@ def _up_to_date(out: Path, cfg: ScanConfig, config_text: str | None, items: list
     return ScanResult(
         scan_id=record["scan_id"], out_dir=out, alerts=alerts, zone_stats=zone_stats, admin_stats=admin_stats,
         n_items=len(items), register=Path(record["register"]["path"]), map_html=out / "map.html" if (out / "map.html").is_file() else None,
-        seconds=time.monotonic() - t0, up_to_date=True,
+        seconds=time.monotonic() - t0, up_to_date=True, notes=_notes(record),
     )
 
 
@@ -664,6 +678,8 @@ def run_scan(
         return previous
     failures = [{"kind": "item", "id": i, "reason": r} for i, r in search.failures]
     _check_windows(cfg, search.items, "found")
+    # no red/nir anywhere, no detection index left, scenes without a mask (masks: required): exit 2
+    bandplan.check_scenes(bandplan.plan_bands(search.items), masks=cfg.masks, configured=cfg.detection.indices, config=cfg.source)
     zones, outside = _zones_in_scenes(zones, search.items)
     failures += outside
     utm = aoi.utm_crs_for(zones)
@@ -672,7 +688,7 @@ def run_scan(
     geobox = _analysis_geobox(zones_utm, cfg.resolution)
     bbox = aoi.zones_bbox_4326(zones)
     profile = pipelines.get_profile(cfg.stac.profile)
-    items, unreadable = pipelines.probe_items(search.items, (*pipelines._load.REFLECTANCE_BANDS, "mask", "lst"), profile=profile, signer=profile.signer)
+    items, unreadable = _probe(cfg, search.items, profile)
     failures += [{"kind": "scene", "id": f.item_id, "reason": f.reason} for f in unreadable]
     _check_windows(cfg, items, "readable", [f for f in failures if f["kind"] == "scene"])
 
@@ -681,7 +697,6 @@ def run_scan(
 
     register = Register(cfg.register_path or out / "register.gpkg")
     register.check_writable()
-    bands = (*pipelines._load.REFLECTANCE_BANDS, "mask", "lst")
     with register.lock(timeout=lock_timeout), pipelines.dask_client(
         scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, processes=cfg.dask.processes,
         env=profile.gdal_env
@@ -690,14 +705,15 @@ def run_scan(
         for attempt in range(_READ_RETRIES + 1):
             mosaic = Mosaic(out / ".tiles", geobox, zones_utm)
             mosaic.remove()  # a killed scan's or the failed attempt's mosaics
+            plan = bandplan.plan_bands(items)
             try:
-                tiled = _run_tiles(cfg, items, tiles, geobox, mosaic, progress=progress, alerts_for=(utm, zones_utm, scan_id))
+                tiled = _run_tiles(cfg, items, tiles, geobox, mosaic, progress=progress, alerts_for=(utm, zones_utm, scan_id), plan=plan)
                 break
             except Exception as exc:  # noqa: BLE001 - Dask re-raises a worker's rasterio error as a plain Exception
                 if not _is_read_error(exc):
                     raise
                 # a scene that passed the probe failed to decode in the full read: find it, leave it out, scan again
-                bad = [] if attempt == _READ_RETRIES else pipelines.find_unreadable(items, bands, bbox, profile=profile, signer=profile.signer)
+                bad = [] if attempt == _READ_RETRIES else _probe(cfg, items, profile, bbox)[1]
                 if not bad:
                     mosaic.remove()
                     raise RasterError(
@@ -747,7 +763,7 @@ def run_scan(
             tile_items = _items_over(items, gb)
             if not tile_items:
                 continue
-            _, _, _, refl, stack, _ = _graph_parts(cfg, tile_items, gb, check_assets=False, chunk=CHIP_CHUNK)
+            _, _, _, refl, stack, _ = _graph_parts(cfg, tile_items, gb, check_assets=False, chunk=CHIP_CHUNK, plan=plan)
             jobs.append((merged.loc[mine_idx].to_crs(utm), refl, stack, gb))
             merged, history, _ = recheck_rectified(  # 整改销号: has vegetation come back on rectified sites?
                 merged, history, stack, gb, baseline=(str(cfg.baseline.start), str(cfg.baseline.end)), scan_id=scan_id,
@@ -810,6 +826,7 @@ def run_scan(
         "tiles": [{"id": t.id, "zones": list(t.zone_ids), "pieces_of": list(t.split_ids), "rows": list(t.core[:2]), "cols": list(t.core[2:])}
                   for t in tiles],
         "register": {"path": str(register.path.resolve()), "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged},
+        **plan.record(cfg.detection.indices, cfg.masks),  # "bands" and "masks": what the scenes lack and what it took away
         "failures": failures,
         "libraries": provenance.library_versions(),
         "not_checksummed": [reg_rel] if reg_rel else [],
@@ -818,5 +835,29 @@ def run_scan(
     return ScanResult(
         scan_id=scan_id, out_dir=out, alerts=mine, zone_stats=zone_stats, admin_stats=admin_stats,
         n_items=len(items) - len(skipped_ids), register=register.path, map_html=map_html, seconds=time.monotonic() - t0,
-        failures=[f"{f['kind']} {f['id']}: {f['reason']}" for f in failures],
+        failures=[f"{f['kind']} {f['id']}: {f['reason']}" for f in failures], notes=_notes(record),
     )
+
+
+def _notes(record: dict[str, Any]) -> list[str]:
+    """The console lines of a scan's manifest record: bands the scenes lack and what that took
+    away, scenes scanned without a quality mask (:mod:`redline.bands`)."""
+    return [n for n in ((record.get("bands") or {}).get("note"), (record.get("masks") or {}).get("note")) if n]
+
+
+def _probe(cfg: ScanConfig, items: list[pystac.Item], profile: pipelines.Profile,
+           bbox: tuple[float, float, float, float] | None = None) -> tuple[list[pystac.Item], list[pipelines.SceneFailure]]:
+    """:func:`pipelines.probe_items` (or with ``bbox``, :func:`pipelines.find_unreadable` over
+    that area) of each collection's scenes with the bands that collection has
+    (:func:`redline.bands.bands_by_collection`), the quality mask (only where a scene has one
+    with ``masks: assume-clear``) and the thermal band where there is one. Items and failures
+    in input order."""
+    optional = ("mask", "lst") if cfg.masks == "assume-clear" else ("lst",)
+    failed: dict[str, pipelines.SceneFailure] = {}
+    for coll, need in bandplan.bands_by_collection(items).items():
+        members = [it for it in items if (it.collection_id or "") == coll]
+        kw = dict(profile=profile, signer=profile.signer, optional=optional)
+        bad = (pipelines.probe_items(members, (*need, "mask", "lst"), **kw)[1] if bbox is None
+               else pipelines.find_unreadable(members, (*need, "mask", "lst"), bbox, **kw))
+        failed.update({f.item_id: f for f in bad})
+    return [it for it in items if it.id not in failed], [failed[it.id] for it in items if it.id in failed]

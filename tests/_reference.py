@@ -128,13 +128,16 @@ def _pixels(
     harmonics: int,
     trend: bool,
     min_obs: int,
+    present: tuple[bool, ...] | None = None,
 ) -> np.ndarray:
-    """The kernel on a batch of pixels: (n, var, time) → (n, field) float32."""
+    """The kernel on a batch of pixels: (n, var, time) → (n, field) float32. ``present``: the
+    variables a clear look must have (default all; redline.detect.detect's ``present``)."""
     n, nv, nt = block.shape
     Y = block.astype("float64")
     out = np.full((n, len(FIELDS)), np.nan, dtype="float32")
     F = {name: i for i, name in enumerate(FIELDS)}
-    clear = np.isfinite(Y).all(axis=1)  # (n, T)
+    use = np.ones(nv, dtype=bool) if present is None else np.asarray(present, dtype=bool)
+    clear = np.isfinite(Y[:, use]).all(axis=1)  # (n, T)
     W = clear & in_base[None, :]
     Wm = clear & in_mon[None, :]
     out[:, F["n_base_clear"]] = W.sum(1)

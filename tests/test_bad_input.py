@@ -230,6 +230,18 @@ def _persistent_500_on_collections(c: Ctx) -> Path:
     return _set(c, "stac", "url", server.url)
 
 
+def _served(c: Ctx, drop: str) -> Path:
+    """The small scene set with asset ``drop`` removed from every item, on its own embedded API."""
+    folder = c.tmp / "stac"
+    folder.mkdir()
+    fc = json.loads(Path(c.scenes.items).read_text(encoding="utf-8"))
+    for f in fc["features"]:
+        del f["assets"][drop]
+    (folder / "items.json").write_text(json.dumps(fc), encoding="utf-8")
+    shutil.copy(c.scenes.collection, folder / "collection.json")
+    return _set(c, "stac", "url", c.stack.enter_context(serve_stac(folder)))
+
+
 @dataclass(frozen=True)
 class BadInput:
     id: str
@@ -286,6 +298,12 @@ BAD_INPUT = [
     BadInput("stac-baseline-too-short-for-the-defaults", lambda c: _set(c, "baseline", {"start": "2022-10-01", "end": "2022-12-31"}),
              ("baseline window 2022-10-01 to 2022-12-31 has 10 found scene date(s)", "fewer than detection.min_baseline_obs 12",
               "lengthen the baseline", "lower detection.min_baseline_obs to 10")),
+    # scenes the scan cannot use as they are (redline.bands)
+    BadInput("scenes-without-masks", lambda c: _served(c, "scl"),
+             ("73 of 73 scenes found have no quality mask asset", "masks is 'required'", "set `masks: assume-clear` in", "scan.yml",
+              "composites already cloud-free", "add a mask asset (SCL, QA_PIXEL, Fmask)")),
+    BadInput("scenes-without-nir", lambda c: _served(c, "nir"),
+             ("stac.collections sentinel-2-c1-l2a", "none of the 73 scenes found has a nir band", "NDVI", "needs red and nir")),
     # register
     BadInput("register-locked-by-another-scan", _locked_register, ("register.gpkg", "locked by another scan (waited 2 s)", "wait for it to finish")),
     BadInput("register-read-only", _read_only_register, ("register.gpkg", "read-only", "chmod u+w")),

@@ -55,6 +55,14 @@ def test_overrides_merge_into_sections(tmp_path):
     assert cfg.stac.url == "http://127.0.0.1:9" and cfg.stac.max_cloud_cover == 80
 
 
+def test_masks_defaults_to_required_and_takes_assume_clear(tmp_path):
+    cfg = load_config(_write(tmp_path, GOOD))
+    assert cfg.masks == "required" and cfg.source == tmp_path / "scan.yml"
+    cfg = load_config(_write(tmp_path, GOOD + "masks: assume-clear\n"))
+    assert cfg.masks == "assume-clear"
+    assert cfg.model_dump(mode="json")["masks"] == "assume-clear"  # recorded in the manifest's resolved config
+
+
 BAD = [
     ("unknown key", GOOD.replace("resolution: 10", "resolutoin: 10"), ["unknown key", "resolutoin"]),
     ("unknown nested key", GOOD.replace("min_area_m2: 5000", "min_area: 5000"), ["detection.min_area"]),
@@ -67,6 +75,7 @@ BAD = [
     ("cloud cover out of range", GOOD.replace("max_cloud_cover: 80", "max_cloud_cover: 180"), ["stac.max_cloud_cover", "180"]),
     ("invalid yaml", GOOD.replace("resolution: 10", "resolution: [10"), ["invalid YAML", "line"]),
     ("not a mapping", "- a\n- b\n", ["expected a mapping"]),
+    ("unknown masks value", GOOD + "masks: assume_clear\n", ["masks = 'assume_clear'", "'required' or 'assume-clear'"]),
 ]
 
 
