@@ -5,7 +5,9 @@ The detector's tuned numbers (NBR's NDVI support, the recovery rule, the type-ru
 thresholds) were set during development on an earlier, separate landscape generator (a
 different layout, spectra and cloud model; seed 20230101). The landscapes scored here come from
 ``redline.demo``, whose code the detector was never tuned on; seed 20230101 is its default and
-is labelled ``default``, the others ``score``.
+is labelled ``default``, the others ``score``. The mining rule's brightening and growth
+thresholds (redline.alerts) were tuned on other ``redline.demo`` landscapes, ``hard`` seeds
+101–116 and ``demo`` seeds 101–108 (benchmarks/tune_detector.py), never on these.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import geopandas as gpd
 from pipelines import serve_stac
 from redline.config import load_config
 from redline.demo import generate_demo
-from redline.evaluate import first_clear_looks, score_alerts
+from redline.evaluate import first_clear_looks, per_type_line, score_alerts
 from redline.scan import run_scan
 
 TUNE_SEEDS = (20230101,)
@@ -88,6 +90,7 @@ def _print(r: dict) -> None:
     if r["missed_events"]:
         print(f"      missed: {', '.join(r['missed_events'])}")
     print(f"      type confusion (truth → alert): {json.dumps(r['type_confusion'])}", flush=True)
+    print(f"      {per_type_line(r['type_accuracy_per_type'])}", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,11 @@ computes each landscape's index stack once (cached as .npy in the work folder), 
 the detector and the patch step for every setting of a small grid and scores each against the
 landscape's truth, so a setting costs seconds, not a scan.
 
-    python benchmarks/tune_detector.py [--work DIR] [--seed N …]
+    python benchmarks/tune_detector.py [--work DIR] [--preset hard|demo] [--seed N …]
+
+Other seeds (``hard`` 108–116, ``demo`` 101–108 for the mining rule of redline.alerts) are
+tuning landscapes too; a (preset, seed) of accuracy.RUNS is refused. Each run prints the
+per-type accuracy (``types: …``) under its row.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from redline.alerts import alerts_from_fields
 from redline.config import load_config
 from redline.demo import generate_demo
 from redline.detect import FIELDS, detect
-from redline.evaluate import score_alerts
+from redline.evaluate import per_type_line, score_alerts
 from redline.scan import _analysis_geobox, _graph_parts
+
+from accuracy import RUNS  # benchmarks/ is the script's folder
 
 #: Seeds of the ``hard`` preset used for tuning (disjoint from accuracy.RUNS).
 TUNE_SEEDS = (101, 102, 103, 104, 105, 106, 107)
@@ -66,9 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "redline-tune")
     p.add_argument("--seed", type=int, action="append")
+    p.add_argument("--preset", default="hard", help="preset of the tuning landscapes (hard; demo with seeds outside accuracy.RUNS)")
     args = p.parse_args(argv)
+    scoring = {(pr, s) for pr, s in RUNS}
+    if any((args.preset, s) in scoring for s in args.seed or TUNE_SEEDS):
+        p.error(f"a scoring landscape of benchmarks/accuracy.py RUNS was asked for: {sorted(scoring)}")
     args.work.mkdir(parents=True, exist_ok=True)
-    cubes = {s: _cube("hard", s, args.work) for s in (args.seed or TUNE_SEEDS)}
+    cubes = {s: _cube(args.preset, s, args.work) for s in (args.seed or TUNE_SEEDS)}
     print("seed  z          k  recall  precision  false  date_err_d  date_err_rev  iou  type")
     for zt, k in itertools.product(GRID["z_threshold"], GRID["consecutive"]):
         for seed, (cfg, stack, geobox, utm, zones_utm, truth) in cubes.items():
@@ -85,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{seed:4d}  {zt:<9}  {k}  {s['recall']:.2f}    {s['precision']:.2f}       {s['false_alerts']:3d}   "
                   f"{s['date_error_days_median']:6.1f}      {s['date_error_revisits_median']:5.2f}         {s['iou_median']:.2f}  {s['type_accuracy']:.2f}"
                   f"  missed {','.join(s['missed_events']) or '-'}", flush=True)
+            print(f"      {per_type_line(s['type_accuracy_per_type'])}", flush=True)
     return 0
 
 

@@ -252,9 +252,13 @@ def _field_names() -> tuple[str, ...]:
         "n_mon_unsupported",
         "unsupported_months",
     )
+    # last_normal: the date of the last clear monitor look judged normal (not anomalous) before
+    # the disturbance date, NaN if none — a pixel seen undisturbed after its neighbours were
+    # disturbed was reached later: the growth of a quarry (redline.alerts.growth_share)
+    tail = ("last_normal",)
     pre = tuple(f"pre_{v}" for v in STACK_VARS)
     post = tuple(f"post_{v}" for v in STACK_VARS)
-    return base + pre + post
+    return base + pre + post + tail
 
 
 #: Per-pixel output fields of :func:`detect` (dates are days since 1970-01-01; NaN = none).
@@ -324,6 +328,7 @@ _F_DIST, _F_FIRST, _F_LAST_OBS, _F_NCONF = _F["disturbed"], _F["first_date"], _F
 _F_MAG, _F_Z, _F_TRIG = _F["magnitude"], _F["zscore"], _F["trigger"]
 _F_GS_BASE, _F_GS_MON, _F_SIGMA, _F_BURN = _F["ndvi_base_gs"], _F["ndvi_mon_gs"], _F["sigma_ndvi"], _F["burn"]
 _F_WEAK, _F_UNSUP, _F_UNSUP_MONTHS = _F["weak"], _F["n_mon_unsupported"], _F["unsupported_months"]
+_F_LAST_NORMAL = _F["last_normal"]
 _F_PRE, _F_POST = _F[f"pre_{STACK_VARS[0]}"], _F[f"post_{STACK_VARS[0]}"]  # then one per variable in order
 _V_NDVI, _V_MNDWI, _V_NBR, _V_ALB = (STACK_VARS.index(v) for v in ("NDVI", "MNDWI", "NBR", "ALB"))
 _MIN_DROP_V = np.array([MIN_DROP.get(v, np.inf) for v in STACK_VARS])  # per variable, inf: not a detection index
@@ -768,6 +773,10 @@ def _detect_block(
 
             # --- the disturbance: dates, confirming looks, trigger, pre/post values -----------
             o[_F_FIRST] = days[first]
+            for t in range(first - 1, -1, -1):  # the last look that showed the pixel undisturbed
+                if Wj[t] and not anom[t]:
+                    o[_F_LAST_NORMAL] = days[t]
+                    break
             n_conf = 0
             last_after = first
             zsum[:] = 0.0

@@ -18,7 +18,7 @@ import rasterio
 import rasterio.features
 import rasterio.windows
 
-__all__ = ["Score", "score_alerts", "first_clear_looks"]
+__all__ = ["Score", "score_alerts", "per_type_accuracy", "per_type_line", "first_clear_looks"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,11 @@ class Score:
     date_error_revisits_median: float
     iou_median: float
     type_accuracy: float
+    #: true type → alert type of its main alert → events
     type_confusion: dict[str, dict[str, int]]
+    #: true type → ``{"correct": …, "total": …, "accuracy": correct / total}`` over the found
+    #: events of that type (the recall of each type; :func:`per_type_accuracy`)
+    type_accuracy_per_type: dict[str, dict[str, float]]
     #: alert date − the event's first clear look (what cloud allowed), when those are given
     delay_after_first_clear_days_median: float = float("nan")
 
@@ -113,8 +117,29 @@ def score_alerts(
         iou_median=float(np.median(ious)) if ious else float("nan"),
         type_accuracy=float(np.mean(type_ok)) if type_ok else float("nan"),
         type_confusion=confusion,
+        type_accuracy_per_type=per_type_accuracy(confusion),
         delay_after_first_clear_days_median=float(np.median(delays)) if delays else float("nan"),
     )
+
+
+def per_type_accuracy(confusion: dict[str, dict[str, int]]) -> dict[str, dict[str, float]]:
+    """Per true type, the found events whose main alert has that type: ``correct``, ``total``
+    and ``accuracy`` (correct / total), from a confusion table true type → alert type → count."""
+    out: dict[str, dict[str, float]] = {}
+    for true, got in confusion.items():
+        total = sum(got.values())
+        correct = got.get(true, 0)
+        out[true] = {"correct": correct, "total": total, "accuracy": correct / total if total else float("nan")}
+    return out
+
+
+def per_type_line(per_type: dict[str, dict[str, float]]) -> str:
+    """One line of :attr:`Score.type_accuracy_per_type`: ``types: clearing 4/4, mining 2/2, …``
+    (found events typed right / found events, per true type, in the order of the types)."""
+    from redline.alerts import DISTURBANCE_TYPES
+
+    order = [t for t in DISTURBANCE_TYPES if t in per_type] + sorted(set(per_type) - set(DISTURBANCE_TYPES))
+    return "types: " + ", ".join(f"{t} {per_type[t]['correct']:.0f}/{per_type[t]['total']:.0f}" for t in order)
 
 
 def first_clear_looks(items_json: Path, truth: gpd.GeoDataFrame, masked: tuple[int, ...], share: float = 0.5) -> dict[str, str]:

@@ -240,7 +240,7 @@ def _run_tiles(
 
 #: Per-pixel fields :func:`redline.alerts.alerts_from_fields` reads, written for tiles holding
 #: pieces of split zones so that patches cut by a tile edge can be stitched.
-_STITCH_FIELDS = ("disturbed", "weak", "first_date", "last_observed", "n_confirm", "zscore", "magnitude", "burn",
+_STITCH_FIELDS = ("disturbed", "weak", "first_date", "last_observed", "last_normal", "n_confirm", "zscore", "magnitude", "burn",
                   *(f"pre_{v}" for v in STACK_VARS), *(f"post_{v}" for v in STACK_VARS))
 
 

@@ -323,6 +323,10 @@ def _pixels(
         after = (ti >= first[:, None]) & dist[:, None]
         conf = anom & after
         res[dist, F["first_date"]] = days[first[dist]]
+        # the last clear look judged normal before the date (the growth test of the type rule)
+        last_normal = np.where(Wj & ~anom & (ti < first[:, None]), ti, -1).max(1)
+        seen = dist & (last_normal >= 0)
+        res[seen, F["last_normal"]] = days[last_normal[seen]]
         last_after = np.where(Wmk & after, ti, -1).max(1)
         res[dist, F["last_observed"]] = days[last_after[dist]]
         res[:, F["n_confirm"]] = np.where(dist, conf.sum(1), np.nan)

@@ -18,7 +18,7 @@ from redline.scan import _analysis_geobox, _graph_parts
 from tests._reference import reference_kernel
 
 #: Fields that are counts, dates, flags or a variable's position: equal exactly.
-EXACT = ("n_base_clear", "n_mon_clear", "n_mon_unsupported", "unsupported_months", "last_clear", "disturbed", "first_date", "last_observed", "n_confirm", "trigger", "burn", "weak")
+EXACT = ("n_base_clear", "n_mon_clear", "n_mon_unsupported", "unsupported_months", "last_clear", "disturbed", "first_date", "last_observed", "last_normal", "n_confirm", "trigger", "burn", "weak")
 #: Tolerance (index units, z units) of the continuous fields: both kernels compute in float64 and
 #: differ only in the order of the sums (BLAS vs a loop), far below float32's resolution here.
 ATOL = 1e-5

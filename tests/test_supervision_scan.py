@@ -130,6 +130,7 @@ def test_an_old_quarry_that_grows_is_an_expansion(scan_b, truth):
     alerts = gpd.read_file(scan_b / "alerts.geojson")
     old = _alert_on(alerts, truth.loc["E09", "geometry"])
     assert old["change_type"] == "expansion"
+    assert old["disturbance_type"] == "mining"
     assert old["activity_candidates"].split(",")[:2] == ["quarry", "industrial_mining"]
     fresh = _alert_on(alerts, truth.loc["E03", "geometry"])  # a pit opened in the monitor year
     assert fresh["change_type"] == "new"
