@@ -119,7 +119,7 @@ def assess(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Assess every zone and county (NDVI, FVC, RSEI, trends) without running detection."""
-    from redline.assess import run_assessment
+    from redline.run import run_assessment
     from redline.config import load_config
 
     _setup_logging(verbose)
