@@ -1,5 +1,6 @@
-"""The ``redline`` command line (design.md §6). The only place that configures logging and
-prints; every :class:`~redline.errors.RedlineInputError` becomes one line on stderr, exit 2."""
+"""The ``redline`` command line (docs/architecture.md §4.1). The only place that configures
+logging and prints; every :class:`~redline.errors.RedlineInputError` becomes one line on
+stderr, exit 2."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Provenance: the scan manifest (design.md §8) and its verification.
+"""Provenance: the scan manifest (docs/architecture.md §4.5) and its verification.
 
 ``manifest.json`` records what produced the outputs — redline version and git commit, the
 config as given and resolved with its sha256, the STAC API and exact search parameters, every
