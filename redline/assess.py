@@ -1,5 +1,6 @@
-"""Ecological-status assessment per zone and per administrative unit (design.md §7; 生态状况调查
-与评估).
+"""Ecological-status assessment per zone and per administrative unit (生态状况调查与评估;
+docs/architecture.md §1.3, §4.3): the statistics library the scan and ``redline assess``
+(:mod:`redline.run.assessment`) write their tables with.
 
 Zonal means are weighted by the exact fraction of each pixel covered by the polygon
 (exactextract, Baston 2023, https://github.com/isciences/exactextract), not by centre-point
@@ -347,7 +348,7 @@ def _ordered(frame: pd.DataFrame, head: list[str]) -> pd.DataFrame:
 def zone_statistics(
     zones: gpd.GeoDataFrame, rasters: dict[str, Path], alerts: gpd.GeoDataFrame, *, rsei_variant: str | None = None, window_end: dt.date | None = None
 ) -> pd.DataFrame:
-    """One row per zone: the columns of design.md §7, then the extensions of the assessment.
+    """One row per zone: the columns of the README's outputs table, then the extensions of the assessment.
 
     Parameters
     ----------

@@ -399,7 +399,7 @@ def run_scan(
     cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config_text: str | None = None, lock_timeout: float = 30.0,
     progress: bool | None = None,
 ) -> ScanResult:
-    """Run a whole scan and write its outputs (design.md §5) to ``out``.
+    """Run a whole scan and write its outputs (docs/architecture.md §4.3) to ``out``.
 
     Parameters
     ----------
@@ -419,7 +419,7 @@ def run_scan(
         read and computed; ``None``: only when stderr is a terminal.
 
     Scenes that cannot be read and zones outside every scene are left out and listed in
-    ``ScanResult.failures`` and the manifest's ``failures`` (design.md §10); the rest is scanned.
+    ``ScanResult.failures`` and the manifest's ``failures`` (docs/architecture.md §5); the rest is scanned.
     """
     t0 = time.monotonic()
     started = dt.datetime.now(dt.timezone.utc)

@@ -1,4 +1,4 @@
-"""Processing tiles and the mosaics their results are written into (design.md §2, §9).
+"""Processing tiles and the mosaics their results are written into (docs/architecture.md §1.3).
 
 A scan's zones are grouped into **tiles**: windows of the scan's analysis grid (one UTM zone,
 the grid of :func:`redline.run.graph.analysis_grid`) of at most ``tiling.max_tile_px`` pixels a
