@@ -40,10 +40,9 @@ import _bench
 import pipelines
 from pipelines._cluster import _set_gdal_env
 from redline.config import load_config
-import aoi
-from redline.run import AlertTarget, margin_px, run_tiles
+from redline.run import ScanPlan, run_tiles
 from redline.scan import run_scan
-from redline.tiles import Mosaic, plan_tiles
+from redline.tiles import Mosaic
 
 ASSETS = (*pipelines.REFLECTANCE_BANDS, "scl")
 
@@ -80,12 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         result = run_scan(cfg, Path(tmp) / "out")
         scan_s = time.perf_counter() - t0
     with pipelines.dask_client(None, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, processes=cfg.dask.processes):
-        utm = aoi.utm_crs_for(zones)
-        zones_utm = zones.to_crs(utm)
-        tiles = plan_tiles(zones_utm, geobox, max_px=cfg.tiling.max_tile_px, margin_px=margin_px(cfg))
+        plan = ScanPlan.build(cfg, zones, None, None, items=items)
         with tempfile.TemporaryDirectory(prefix="redline-bench-") as tmp:
             t0 = time.perf_counter()
-            run_tiles(cfg, items, tiles, geobox, Mosaic(Path(tmp), geobox, zones_utm), progress=False, alerts_for=AlertTarget(utm, zones_utm, "bench"))
+            run_tiles(plan, Mosaic(Path(tmp), plan.grid, plan.zones_utm), progress=False, scan_id="bench")
             compute_s = time.perf_counter() - t0
         loaded = pipelines.load_series(items, geobox, profile=pipelines.get_profile(cfg.stac.profile),
                                        mask=pipelines.MaskRules(scl_classes=tuple(cfg.detection.scl_mask_classes)))

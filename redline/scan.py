@@ -28,7 +28,6 @@ import shapely
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
-import aoi
 import pipelines
 from redline import assess, ei, provenance
 from redline import bands as bandplan
@@ -38,10 +37,11 @@ from redline.detect import baseline_model
 from redline.errors import RasterError, SmallZoneWarning, StacError
 from redline.rectify import recheck_rectified
 from redline.register import Register, merge_alerts
-from redline.run.graph import analysis_grid, items_over, monitor_median, tile_graph
+from redline.run.graph import items_over, monitor_median, tile_graph
+from redline.run.plan import ScanPlan, find_scenes, read_areas
 from redline.run.rasters import write_rasters
-from redline.run.tileloop import STITCH_FIELDS, AlertTarget, margin_px, run_tiles
-from redline.tiles import Mosaic, Tile, plan_tiles
+from redline.run.tileloop import STITCH_FIELDS, run_tiles
+from redline.tiles import Mosaic, Tile
 
 __all__ = ["ScanResult", "run_scan", "scan_id_for"]
 
@@ -427,27 +427,9 @@ def run_scan(
     if not cfg.stac.url:
         raise StacError("stac.url is not set; give the STAC API URL (or a profile) in the config")
     scan_id = scan_id_for(cfg)
-
-    zones = aoi.read_zones(
-        cfg.zones.path, id_field=cfg.zones.id_field, layer=cfg.zones.layer, name_field=cfg.zones.name_field,
-        category_field=cfg.zones.category_field, admin_field=cfg.zones.admin_field, tier_field=cfg.zones.tier_field,
-    )
-    admin = None
-    if cfg.admin_units is not None:
-        admin = aoi.read_admin_units(cfg.admin_units.path, id_field=cfg.admin_units.id_field, layer=cfg.admin_units.layer, name_field=cfg.admin_units.name_field)
+    zones, admin = read_areas(cfg)
     ei.check_inputs(cfg.assess)  # bad EI inputs (assess.*) fail before anything is searched or computed
-    bbox = aoi.zones_bbox_4326(zones)
-
-    search = pipelines.search_items(
-        cfg.stac.url, collections=cfg.stac.collections, bbox=bbox,
-        datetime=f"{cfg.baseline.start}/{cfg.monitor.end}", max_cloud_cover=cfg.stac.max_cloud_cover,
-        timeout=cfg.stac.timeout_s,
-    )
-    if not search.items:
-        raise StacError(
-            f"stac: the search on {cfg.stac.url} found no scenes for collections {cfg.stac.collections} between "
-            f"{cfg.baseline.start} and {cfg.monitor.end} over the zones; check the window, the zones and max_cloud_cover"
-        )
+    search = find_scenes(cfg, zones)
     log.info("%d scenes found (%d before the cloud filter)", len(search.items), search.n_before_cloud_filter)
     previous = _up_to_date(out, cfg, config_text, search.items, t0)
     if previous is not None:
@@ -459,17 +441,13 @@ def run_scan(
     bandplan.check_scenes(bandplan.plan_bands(search.items), masks=cfg.masks, configured=cfg.detection.indices, config=cfg.source)
     zones, outside = _zones_in_scenes(zones, search.items)
     failures += outside
-    utm = aoi.utm_crs_for(zones)
-    zones_utm = zones.to_crs(utm)
-    _warn_small_zones(zones_utm, cfg.resolution)
-    geobox = analysis_grid(zones_utm, cfg.resolution)
-    bbox = aoi.zones_bbox_4326(zones)
     profile = pipelines.get_profile(cfg.stac.profile)
     items, unreadable = _probe(cfg, search.items, profile)
     failures += [{"kind": "scene", "id": f.item_id, "reason": f.reason} for f in unreadable]
     _check_windows(cfg, items, "readable", [f for f in failures if f["kind"] == "scene"])
-
-    tiles = plan_tiles(zones_utm, geobox, max_px=cfg.tiling.max_tile_px, margin_px=margin_px(cfg))
+    plan = ScanPlan.build(cfg, zones, admin, search, items=items, failures=failures)
+    utm, zones_utm, geobox, tiles, bbox = plan.utm, plan.zones_utm, plan.grid, plan.tiles, plan.bbox
+    _warn_small_zones(zones_utm, cfg.resolution)
     log.info("%d zone(s) in %d tile(s) of ≤ %d px", len(zones_utm), len(tiles), cfg.tiling.max_tile_px)
 
     register = Register(cfg.register_path or out / "register.gpkg")
@@ -482,15 +460,14 @@ def run_scan(
         for attempt in range(_READ_RETRIES + 1):
             mosaic = Mosaic(out / ".tiles", geobox, zones_utm)
             mosaic.remove()  # a killed scan's or the failed attempt's mosaics
-            plan = bandplan.plan_bands(items)
             try:
-                tiled = run_tiles(cfg, items, tiles, geobox, mosaic, progress=progress, alerts_for=AlertTarget(utm, zones_utm, scan_id), plan=plan)
+                tiled = run_tiles(plan, mosaic, progress=progress, scan_id=scan_id)
                 break
             except Exception as exc:  # noqa: BLE001 - Dask re-raises a worker's rasterio error as a plain Exception
                 if not _is_read_error(exc):
                     raise
                 # a scene that passed the probe failed to decode in the full read: find it, leave it out, scan again
-                bad = [] if attempt == _READ_RETRIES else _probe(cfg, items, profile, bbox)[1]
+                bad = [] if attempt == _READ_RETRIES else _probe(cfg, plan.items, profile, bbox)[1]
                 if not bad:
                     mosaic.remove()
                     raise RasterError(
@@ -499,10 +476,10 @@ def run_scan(
                     ) from None
                 for f in bad:
                     log.info("scene %s left out: read failed during the scan: %s", f.item_id, f.reason)
-                failures += [{"kind": "scene", "id": f.item_id, "reason": f"read failed during the scan: {f.reason}"} for f in bad]
-                gone = {f.item_id for f in bad}
-                items = [it for it in items if it.id not in gone]
-                _check_windows(cfg, items, "readable", [f for f in failures if f["kind"] == "scene"])
+                plan = plan.without({f.item_id for f in bad}, [{"kind": "scene", "id": f.item_id, "reason": f"read failed during the scan: {f.reason}"}
+                                                              for f in bad])
+                _check_windows(cfg, plan.items, "readable", [f for f in plan.failures if f["kind"] == "scene"])
+        items, failures = plan.items, list(plan.failures)
         skipped = [f"{i}: {r}" for i, r in tiled.skipped.items()]
         scalings = list(tiled.scalings.values())
         failures += [{"kind": "scene", "id": i, "reason": r} for i, r in tiled.skipped.items()]
@@ -540,7 +517,7 @@ def run_scan(
             tile_items = items_over(items, gb)
             if not tile_items:
                 continue
-            g = tile_graph(cfg, tile_items, gb, check_assets=False, chunk=CHIP_CHUNK, plan=plan)
+            g = tile_graph(cfg, tile_items, gb, check_assets=False, chunk=CHIP_CHUNK, plan=plan.bands)
             stack = g.stack
             jobs.append((merged.loc[mine_idx].to_crs(utm), g.reflectance, stack, gb))
             merged, history, _ = recheck_rectified(  # 整改销号: has vegetation come back on rectified sites?
@@ -584,27 +561,14 @@ def run_scan(
     skipped_ids = {line.split(":", 1)[0] for line in skipped}
     reg_rel = register.path.resolve().relative_to(out.resolve()).as_posix() if register.path.resolve().is_relative_to(out.resolve()) else None
     record: dict[str, Any] = {
-        "redline_version": provenance.library_versions()["redline"],
-        "git_commit": provenance.git_commit(),
+        **provenance.run_record(started=started, config_text=config_text, cfg=cfg, search=search, grid=geobox),
         "scan_id": scan_id,
-        "started": started.isoformat(timespec="seconds"),
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": {"as_given": config_text, "sha256": hashlib.sha256((config_text or "").encode()).hexdigest(), "resolved": json.loads(cfg.model_dump_json())},
-        "stac": {"url": search.url, "search": search.parameters, "client_side_cloud_filter": search.client_side_cloud_filter, "notes": search.notes},
-        "grid": {"crs": str(geobox.crs), "transform": list(geobox.transform)[:6], "shape": list(geobox.shape)},
-        "items": [
-            {"id": it.id, "collection": it.collection_id, "datetime": it.datetime.isoformat() if it.datetime else None,
-             "assets": {k: a.href for k, a in it.assets.items()},
-             "processing_baseline": it.properties.get("s2:processing_baseline") or it.properties.get("processing:version"),
-             "scaling": {s.band: {"scale": s.scale, "offset": s.offset, "nodata": s.nodata, "asset": s.asset, "source": s.source, "reason": s.reason}
-                         for s in scalings if s.item_id == it.id}}
-            for it in items if it.id not in skipped_ids
-        ],
+        "items": provenance.item_records(items, scalings, skip=skipped_ids),
         "scenes_without_clear_pixels": _scenes_without_clear_pixels(items, tiled.clear_px),
         "tiles": [{"id": t.id, "zones": list(t.zone_ids), "pieces_of": list(t.split_ids), "rows": list(t.core[:2]), "cols": list(t.core[2:])}
                   for t in tiles],
         "register": {"path": str(register.path.resolve()), "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged},
-        **plan.record(cfg.detection.indices, cfg.masks),  # "bands" and "masks": what the scenes lack and what it took away
+        **plan.bands.record(cfg.detection.indices, cfg.masks),  # "bands" and "masks": what the scenes lack and what it took away
         "failures": failures,
         "libraries": provenance.library_versions(),
         "not_checksummed": [reg_rel] if reg_rel else [],

@@ -1,5 +1,7 @@
 """The run of a scan or an assessment, after the config is read.
 
+- :mod:`redline.run.plan`: the zones and counties read once, the one STAC search, and the
+  :class:`ScanPlan` (scenes, UTM grid, tiles, band plan, failures) passed by name;
 - :mod:`redline.run.graph`: the lazy graph of one tile (load, mask, indices, detection,
   composite) and the analysis grid;
 - :mod:`redline.run.tileloop`: the eager tile loop, the one place that computes the scenes;
@@ -13,6 +15,8 @@ science modules (detect, alerts, assess statistics, tiles, bands, register), ``p
 
 from redline.run.assessment import run_assessment
 from redline.run.graph import TileGraph, analysis_grid, items_over, tile_graph
-from redline.run.tileloop import AlertTarget, Tiled, margin_px, run_tiles
+from redline.run.plan import ScanPlan, find_scenes, margin_px, read_areas
+from redline.run.tileloop import Tiled, run_tiles
 
-__all__ = ["AlertTarget", "TileGraph", "Tiled", "analysis_grid", "items_over", "margin_px", "run_assessment", "run_tiles", "tile_graph"]
+__all__ = ["ScanPlan", "TileGraph", "Tiled", "analysis_grid", "find_scenes", "items_over", "margin_px", "read_areas", "run_assessment", "run_tiles",
+           "tile_graph"]

@@ -16,32 +16,19 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pystac
-from odc.geo.geobox import GeoBox
 
 import pipelines
 from redline import assess
-from redline import bands as bandplan
 from redline.alerts import alerts_from_fields
-from redline.config import ScanConfig
 from redline.detect import FIELDS, STACK_VARS
 from redline.run.graph import items_over, tile_graph
+from redline.run.plan import ScanPlan
 from redline.run.rasters import put_tile_rasters
 from redline.tiles import Mosaic, Tile
 
-__all__ = ["AlertTarget", "STITCH_FIELDS", "Tiled", "margin_px", "run_tiles"]
+__all__ = ["STITCH_FIELDS", "Tiled", "run_tiles"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AlertTarget:
-    """Where the tile loop finds alerts: the analysis CRS (UTM, metres), the zones in it and the
-    scan id the alerts are found by."""
-
-    crs: Any
-    zones: gpd.GeoDataFrame
-    scan_id: str
 
 
 @dataclass
@@ -57,38 +44,30 @@ class Tiled:
     empty_tiles: list[Tile] = field(default_factory=list)
 
 
-def margin_px(cfg: ScanConfig) -> int:
-    """Pixels computed around a tile's core: the cloud-mask dilation reaches this far."""
-    return int(np.ceil(cfg.detection.mask_dilation_m / cfg.resolution)) + 2
-
-
-def run_tiles(
-    cfg: ScanConfig, items: list[pystac.Item], tiles: list[Tile], grid: GeoBox, mosaic: Mosaic, *, progress: bool | None,
-    alerts_for: AlertTarget | None = None, check_assets: bool = False, plan: bandplan.BandPlan | None = None,
-) -> Tiled:
+def run_tiles(plan: ScanPlan, mosaic: Mosaic, *, progress: bool | None, scan_id: str | None = None, check_assets: bool = False) -> Tiled:
     """The eager part of a scan (or of ``redline assess``), tile by tile: each tile's graph —
     detection fields, monitor composite, assessment inputs and clear-pixel counts, all from one
     read of its scenes — is computed on the cluster and its core written into ``mosaic``; its
-    alerts are found on its own zones (``alerts_for``; None: the
+    alerts (found by ``scan_id``) are found on its own zones (``scan_id`` None: the
     assessment only). At most ``tiling.in_flight`` tiles are in memory at once.
     ``check_assets``: check each scene's assets while loading (the scan probed them already).
-    ``plan``: the bands of ``items`` (:func:`redline.bands.plan_bands`, default: worked out here)."""
+    The plan's scenes, tiles and grid; its band plan says which bands every scene has."""
     got = Tiled()
-    plan = plan if plan is not None else bandplan.plan_bands(items)
+    cfg, items, tiles, grid = plan.cfg, plan.items, plan.tiles, plan.grid
     tile_items = {t.id: items_over(items, t.geobox(grid)) for t in tiles}
     runnable = [t for t in tiles if tile_items[t.id]]
     got.empty_tiles = [t for t in tiles if not tile_items[t.id]]
 
     def graph(tile: Tile) -> list:
         gb = tile.geobox(grid)
-        g = tile_graph(cfg, tile_items[tile.id], gb, check_assets=check_assets, plan=plan)
+        g = tile_graph(cfg, tile_items[tile.id], gb, check_assets=check_assets, plan=plan.bands)
         for sc in g.scalings:
             got.scalings[(sc.item_id, sc.band)] = sc
         for line in g.skipped:
             got.skipped.setdefault(line.split(":", 1)[0], line.split(":", 1)[-1].strip())
         clear = g.reflectance["red"].notnull().sum(("y", "x"))
         inputs = assess.lazy_inputs(cfg, g.reflectance)
-        return [g.detection, g.composite, inputs, clear] if alerts_for else [inputs, clear]
+        return [g.detection, g.composite, inputs, clear] if scan_id is not None else [inputs, clear]
 
     results = pipelines.compute_tiles(runnable, graph, scenes=[len(tile_items[t.id]) for t in runnable], show=progress, in_flight=cfg.tiling.in_flight)
     for tile, computed in results:
@@ -97,12 +76,12 @@ def run_tiles(
         got.attrs = dict(extra_np.attrs)
         counts = pd.Series(clear_np.values.astype(int), index=pd.DatetimeIndex(clear_np["time"].values).normalize())
         got.clear_px = got.clear_px.add(counts.groupby(level=0).sum(), fill_value=0).astype(int)
-        if alerts_for is None:
+        if scan_id is None:
             continue
         det_np, comp_np = computed[0], computed[1]
         fields = {k: det_np[k].values for k in FIELDS}
         put_tile_rasters(mosaic, tile, fields, {k: comp_np[k].values for k in ("red", "green", "blue")})
-        utm, zones_utm, scan_id = alerts_for.crs, alerts_for.zones, alerts_for.scan_id
+        utm, zones_utm = plan.utm, plan.zones_utm
         if tile.split_ids:  # the fields a patch crossing a cut is stitched from (redline.scan)
             for k in STITCH_FIELDS:
                 mosaic.put(f"f_{k}", tile, fields[k].astype("float32"), nodata=np.nan)
