@@ -76,7 +76,6 @@ import datetime as dt
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import rasterio.features
 import shapely
 from affine import Affine
@@ -84,6 +83,7 @@ from scipy import ndimage
 
 from redline.activity import NDVI_BARE, activity_candidates, change_type, join_codes
 from redline.detect import MIN_DROP, STACK_VARS
+from redline.vocabulary import CONFIDENCE_LEVELS, DISTURBANCE_TYPES
 
 __all__ = [
     "ALERT_COLUMNS",
@@ -97,8 +97,6 @@ __all__ = [
     "alerts_from_fields",
 ]
 
-DISTURBANCE_TYPES = ("clearing", "construction", "mining", "fire", "water_loss", "other")
-CONFIDENCE_LEVELS = ("low", "nominal", "high")
 
 #: Thresholds of the type rule (module docstring gives the sources).
 MNDWI_WATER = 0.0

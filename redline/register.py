@@ -49,6 +49,7 @@ import shapely
 
 from redline.alerts import ALERT_COLUMNS, SCHEMA2_DEFAULTS
 from redline.errors import RegisterError
+from redline.vocabulary import ACTIVITY_CODES, REVIEW_STEPS, STATUSES, STEP_RESULTS, TRANSITIONS
 
 __all__ = [
     "filter_alerts",
@@ -62,24 +63,6 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 2
-STATUSES = ("new", "under_review", "field_check", "confirmed", "dismissed", "rectifying", "rectified", "recovered")
-#: Allowed review transitions (卫星普查 → 无人机详查 → 地面核查: satellite → UAV → ground; then
-#: 整改 → 销号: a confirmed violation is rectified, and a later scan checks that vegetation is back).
-TRANSITIONS = {
-    "new": ("under_review", "field_check", "dismissed"),
-    "under_review": ("field_check", "confirmed", "dismissed"),
-    "field_check": ("confirmed", "dismissed", "under_review"),
-    "confirmed": ("under_review", "rectifying"),
-    "dismissed": ("under_review",),
-    "rectifying": ("rectified", "under_review"),
-    "rectified": ("rectifying", "recovered"),
-    "recovered": ("rectifying",),
-}
-#: Rectification statuses (shown in the ledger's rectification column).
-RECTIFICATION_STATUSES = ("rectifying", "rectified", "recovered")
-#: The three review levels: code → (Chinese, English).
-REVIEW_STEPS = {"self_check": ("自检", "self-check"), "specialist_check": ("专检", "specialist check"), "acceptance": ("验收", "acceptance")}
-STEP_RESULTS = ("pass", "fail")
 #: Who the scan's own history rows are recorded by (rectified sites re-checked).
 SCAN_REVIEWER = "redline-scan"
 _V1_HISTORY = ["seq", "alert_id", "time", "by", "from_status", "to_status", "note", "prev_hash", "row_hash"]
@@ -389,7 +372,6 @@ class Register:
         ``confirmed`` is refused until every configured step's latest record is a pass (a step
         given in the same call counts).
         """
-        from redline.activity import ACTIVITY_CODES
 
         if to_status is not None and to_status not in STATUSES:
             raise RegisterError(f"--status {to_status!r} is not a status; use one of {', '.join(STATUSES)}")

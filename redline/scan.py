@@ -29,7 +29,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 import pipelines
-from redline import assess, ei, provenance
+from redline import assess, ei, outputs, provenance
 from redline import bands as bandplan
 from redline.alerts import ALERT_COLUMNS, alerts_from_fields
 from redline.config import ScanConfig
@@ -236,7 +236,7 @@ def _write_catalog(out: Path, scan_id: str, bbox: tuple[float, ...], geometry: d
     cat.normalize_hrefs(str(out))
     cat.make_all_asset_hrefs_relative()
     cat.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
-    return out / "catalog.json"
+    return out / outputs.CATALOG_JSON
 
 
 #: Margin around an alert in its chips, metres.
@@ -311,7 +311,7 @@ def _alert_products(out: Path, jobs: list[tuple[gpd.GeoDataFrame, xr.Dataset, xr
             paths = []
             for tag, sel in (("before", before_t), ("after", after_t)):
                 comp = monitor_median(np.moveaxis(win[:, sel], 1, -1)) if sel.any() else np.full(win.shape[:1] + win.shape[2:], np.nan, "float32")
-                rel = f"chips/{a.alert_id}_{tag}.png"
+                rel = f"{outputs.CHIPS_DIR}/{a.alert_id}_{tag}.png"
                 maps.render_chip(out / rel, comp, rings, f"{a.alert_id} {tag}")  # ASCII: no CJK font needed
                 paths.append(rel)
             var = _FIGURE_INDEX.get(a.disturbance_type, "NDVI")
@@ -319,7 +319,7 @@ def _alert_products(out: Path, jobs: list[tuple[gpd.GeoDataFrame, xr.Dataset, xr
             grid = np.arange(days.min(), days.max() + np.timedelta64(1, "D"), np.timedelta64(5, "D")).astype("datetime64[ns]")
             model, sigma = baseline_model(times, values, in_base, var=var, harmonics=cfg.detection.harmonics, trend=cfg.detection.trend, at=grid)
             figure.render(
-                out / "figures" / f"{a.alert_id}.png", times, values, grid, model, sigma, index=var,
+                out / outputs.FIGURES_DIR / f"{a.alert_id}.png", times, values, grid, model, sigma, index=var,
                 z_threshold=cfg.detection.z_threshold, first_detected=str(a.first_detected), monitor_start=str(cfg.monitor.start),
                 title=f"{a.alert_id} · {a.disturbance_type} · {var} at the alert centre",
             )
@@ -383,14 +383,14 @@ def _up_to_date(out: Path, cfg: ScanConfig, config_text: str | None, items: list
         same_items = sorted(i["id"] for i in record["items"]) == sorted(it.id for it in items)
         if not (same_config and same_items and not record.get("failures")):
             return None
-        alerts = gpd.read_file(out / "alerts.geojson") if (out / "alerts.geojson").is_file() else gpd.GeoDataFrame()
-        zone_stats, admin_stats = pd.read_csv(out / "zone_stats.csv"), pd.read_csv(out / "admin_stats.csv")
+        alerts = gpd.read_file(out / outputs.ALERTS_GEOJSON) if (out / outputs.ALERTS_GEOJSON).is_file() else gpd.GeoDataFrame()
+        zone_stats, admin_stats = pd.read_csv(out / outputs.ZONE_STATS_CSV), pd.read_csv(out / outputs.ADMIN_STATS_CSV)
     except (OSError, ValueError, KeyError) as exc:
         log.info("%s: previous outputs unreadable (%s); scanning again", out, exc)
         return None
     return ScanResult(
         scan_id=record["scan_id"], out_dir=out, alerts=alerts, zone_stats=zone_stats, admin_stats=admin_stats,
-        n_items=len(items), register=Path(record["register"]["path"]), map_html=out / "map.html" if (out / "map.html").is_file() else None,
+        n_items=len(items), register=Path(record["register"]["path"]), map_html=out / outputs.MAP_HTML if (out / outputs.MAP_HTML).is_file() else None,
         seconds=time.monotonic() - t0, up_to_date=True, notes=_notes(record),
     )
 
@@ -450,7 +450,7 @@ def run_scan(
     _warn_small_zones(zones_utm, cfg.resolution)
     log.info("%d zone(s) in %d tile(s) of ≤ %d px", len(zones_utm), len(tiles), cfg.tiling.max_tile_px)
 
-    register = Register(cfg.register_path or out / "register.gpkg")
+    register = Register(outputs.default_register(out, cfg.register_path))
     register.check_writable()
     with register.lock(timeout=lock_timeout), pipelines.dask_client(
         scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, processes=cfg.dask.processes,
@@ -458,7 +458,7 @@ def run_scan(
     ):
         out.mkdir(parents=True, exist_ok=True)
         for attempt in range(_READ_RETRIES + 1):
-            mosaic = Mosaic(out / ".tiles", geobox, zones_utm)
+            mosaic = Mosaic(out / outputs.TILES_DIR, geobox, zones_utm)
             mosaic.remove()  # a killed scan's or the failed attempt's mosaics
             try:
                 tiled = run_tiles(plan, mosaic, progress=progress, scan_id=scan_id)
@@ -534,7 +534,7 @@ def run_scan(
     mine = merged[_of_scan(merged, scan_id)].copy()
     mine = mine.sort_values("alert_id").reset_index(drop=True)
     mine["zone_tier"] = mine["zone_id"].map(dict(zip(zones["zone_id"], zones["tier"])))  # 管控分区 of the alert's zone (None: no tier field)
-    (out / "alerts.geojson").write_text(mine.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
+    (out / outputs.ALERTS_GEOJSON).write_text(mine.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
 
     zone_stats, admin_stats = assess.write_assessment(
         out, cfg=cfg, zones=zones, admin=admin, utm=utm, geobox=geobox, inputs=mosaic, years=tiled.years, alerts=mine,
@@ -542,20 +542,16 @@ def run_scan(
     )
     mosaic.remove()
     zones_out = zones.to_crs(4326).merge(zone_stats.drop(columns=["zone_name", "category", "admin_id", "tier"], errors="ignore"), on="zone_id")
-    (out / "zones.geojson").write_text(zones_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
+    (out / outputs.ZONES_GEOJSON).write_text(zones_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
     if admin is not None:
         admin_out = admin.to_crs(4326).merge(admin_stats.drop(columns=["admin_name"]), on="admin_id", how="left")
-        (out / "admin_units.geojson").write_text(admin_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
+        (out / outputs.ADMIN_GEOJSON).write_text(admin_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
 
-    map_html = None
-    try:
-        import maps
+    import maps  # the renderer of the output folder (map.html, figures, report.html)
 
-        map_html = maps.render_outputs(out, register=register.path)[0]  # map.html, figures, report.html
-    except (ImportError, AttributeError):  # maps is an optional renderer; the scan's data outputs stand alone
-        log.warning("maps package not available; map.html not rendered")
+    map_html = maps.render_outputs(out, register=register.path)[0]
 
-    files = [p for p in sorted(out.rglob("*")) if p.is_file() and (p.suffix in (".tif", ".geojson", ".csv", ".html") or p.name == "assessment.gpkg")]
+    files = [p for p in sorted(out.rglob("*")) if p.is_file() and (p.suffix in (".tif", ".geojson", ".csv", ".html") or p.name == outputs.ASSESSMENT_GPKG)]
     _write_catalog(out, scan_id, bbox, json.loads(gpd.GeoSeries([zones.to_crs(4326).union_all().envelope], crs=4326).to_json())["features"][0]["geometry"], started, files)
 
     skipped_ids = {line.split(":", 1)[0] for line in skipped}

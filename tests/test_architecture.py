@@ -119,3 +119,24 @@ def test_the_science_modules_do_not_import_the_run_or_the_cli():
             continue
         bad = {t for t in targets if t.startswith(orchestration)}
         assert not bad, f"{mod} imports {sorted(bad)}"
+
+
+def test_the_vocabulary_the_output_names_and_the_errors_are_leaves():
+    """The command line reads them at start-up: they must not pull in the science."""
+    graph = _graph()
+    for leaf in ("redline.vocabulary", "redline.outputs", "redline.errors"):
+        assert graph[leaf] == set(), (leaf, graph[leaf])
+
+
+def test_the_public_api_resolves_and_the_package_stays_light():
+    import subprocess
+    import sys
+
+    import redline
+
+    for name in redline.__all__:
+        assert getattr(redline, name).__name__ == name
+    # importing the package (as the command line does first) loads none of the science
+    code = "import sys, redline, redline.cli; print(sorted(m for m in ('xarray', 'geopandas', 'dask', 'redline.scan') if m in sys.modules))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.stdout.strip() == "[]", res.stdout + res.stderr
