@@ -458,8 +458,7 @@ def stac_import(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty --out"),
 ) -> None:
     """Turn scene files (Landsat, Sentinel-2, Gaofen, or a --mapping) into COGs + STAC Items for `redline stac serve`."""
-    from pipelines import import_folder
-    from pipelines._import import LAYOUTS
+    from pipelines import LAYOUTS, import_folder
 
     res = import_folder(folder, out, mapping=mapping, collection=collection, overwrite=overwrite)
     for layout, n in res.layouts.items():
