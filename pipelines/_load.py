@@ -75,11 +75,6 @@ def solar_day(item: pystac.Item) -> np.datetime64:
     return np.datetime64((t + pd.Timedelta(hours=lon / 15.0)).normalize(), "ns")
 
 
-# the old private name: redline.scan (being reworked elsewhere) still calls
-# pipelines._load._solar_day; drop this once it calls pipelines.solar_day
-_solar_day = solar_day
-
-
 def local_href_patch(url: str) -> str:
     """Read a bare local path that a STAC API turned into ``http://host/abs/path`` as the file.
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pyogrio
 import shapely
@@ -59,6 +60,7 @@ __all__ = [
     "Register",
     "MergeStats",
     "merge_alerts",
+    "of_scan",
     "row_hash",
 ]
 
@@ -125,6 +127,12 @@ def _next_id(zone_id: str, first: str, taken: set[str]) -> str:
     while f"{stem}-{n}" in taken:
         n += 1
     return f"{stem}-{n}"
+
+
+def of_scan(alerts: gpd.GeoDataFrame, scan_id: str) -> np.ndarray:
+    """Boolean mask of the alerts the scan ``scan_id`` found or updated (``scan_ids`` holds it). A plain
+    bool array: an empty object Series used as a mask would select columns instead of rows."""
+    return np.array([scan_id in str(s or "").split(",") for s in alerts["scan_ids"]], dtype=bool)
 
 
 def merge_alerts(existing: gpd.GeoDataFrame, found: gpd.GeoDataFrame, scan_id: str) -> tuple[gpd.GeoDataFrame, MergeStats]:

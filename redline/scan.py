@@ -36,7 +36,7 @@ from redline.config import ScanConfig
 from redline.detect import baseline_model
 from redline.errors import RasterError, SmallZoneWarning, StacError
 from redline.rectify import recheck_rectified
-from redline.register import Register, merge_alerts
+from redline.register import Register, merge_alerts, of_scan
 from redline.run.graph import items_over, monitor_median, tile_graph
 from redline.run.plan import ScanPlan, find_scenes, read_areas
 from redline.run.rasters import write_rasters
@@ -156,7 +156,7 @@ def _scenes_without_clear_pixels(items: list[pystac.Item], clear_px: pd.Series) 
     empty = {d for d, n in clear_px.items() if n == 0}
     out = []
     for it in items:
-        day = pd.Timestamp(pipelines._load._solar_day(it))
+        day = pd.Timestamp(pipelines.solar_day(it))
         if day in empty or day not in clear_px.index:
             out.append({"id": it.id, "solar_day": day.date().isoformat()})
     if out:
@@ -362,12 +362,6 @@ def _chip_geobox(alerts_utm: gpd.GeoDataFrame, grid: GeoBox, resolution: float) 
     return grid[max(int(np.floor(r0)) - pad, 0):min(int(np.ceil(r1)) + pad, h), max(int(np.floor(c0)) - pad, 0):min(int(np.ceil(c1)) + pad, w)]
 
 
-def _of_scan(alerts: gpd.GeoDataFrame, scan_id: str) -> np.ndarray:
-    """Boolean mask of the alerts this scan found or updated (``scan_ids`` holds it). A plain
-    bool array: an empty object Series used as a mask would select columns instead of rows."""
-    return np.array([scan_id in str(s or "").split(",") for s in alerts["scan_ids"]], dtype=bool)
-
-
 def _up_to_date(out: Path, cfg: ScanConfig, config_text: str | None, items: list[pystac.Item], t0: float) -> ScanResult | None:
     """The result already in ``out`` when a scheduled scan finds nothing new.
 
@@ -558,7 +552,7 @@ def _chips_and_rechecks(out: Path, plan: ScanPlan, merged: gpd.GeoDataFrame, his
     vegetation come back? :func:`redline.rectify.recheck_rectified`, rows added to ``history``),
     then the chips and figures of this scan's alerts, their paths and dates set on ``merged``."""
     cfg = plan.cfg
-    mine_mask = _of_scan(merged, scan_id)
+    mine_mask = of_scan(merged, scan_id)
     owner = _tile_of(merged, plan.tiles, plan.grid)
     jobs = []
     for tile in plan.tiles:
@@ -588,7 +582,7 @@ def _chips_and_rechecks(out: Path, plan: ScanPlan, merged: gpd.GeoDataFrame, his
 def _write_alerts(out: Path, merged: gpd.GeoDataFrame, scan_id: str, zones: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """This scan's alerts (sorted by id, with the 管控分区 tier of their zone; None without a tier
     field) as ``alerts.geojson``, EPSG:4326."""
-    mine = merged[_of_scan(merged, scan_id)].copy().sort_values("alert_id").reset_index(drop=True)
+    mine = merged[of_scan(merged, scan_id)].copy().sort_values("alert_id").reset_index(drop=True)
     mine["zone_tier"] = mine["zone_id"].map(dict(zip(zones["zone_id"], zones["tier"])))
     (out / outputs.ALERTS_GEOJSON).write_text(mine.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
     return mine

@@ -253,12 +253,6 @@ def _crossings(importer: str, ref: str, known: set[str]) -> list[str]:
 
 #: the private names still used across modules, each with its reason; nothing else may be added
 ALLOWED_PRIVATE = {
-    # redline/scan.py is being reworked on another branch: it still reads the old private name,
-    # kept as an alias of pipelines.solar_day; drop both once it calls pipelines.solar_day
-    ("redline.scan", "pipelines._load._solar_day"),
-    # regression test of a redline.scan helper (an empty object mask selected columns); the
-    # helper becomes public (or moves to redline.register) when redline/scan.py is reworked
-    ("tests.test_register", "redline.scan._of_scan"),
     # the reference kernel run in place of the numba one through redline.detect's own hook;
     # redline/detect.py is being reworked on another branch
     ("tests.test_detect_kernel", "redline.detect._kernel"),
