@@ -25,6 +25,7 @@
 
 from pipelines._bands import REFLECTANCE_BANDS, BandInfo, MaskInfo, ParsedItem, parse_item
 from pipelines._cluster import dask_client, set_gdal_env, trim_memory
+from pipelines._files import replaced_folder
 from pipelines._import import LAYOUTS, ImportResult, import_folder
 from pipelines._load import ItemScaling, MaskRules, SeriesLoad, load_reflectance, load_series, local_href_patch, solar_day
 from pipelines._native import CoarseGrid, coarse_grid
@@ -37,6 +38,7 @@ from pipelines._server import serve_stac
 __all__ = [
     "serve_stac",
     "import_folder",
+    "replaced_folder",
     "ImportResult",
     "LAYOUTS",
     "search_items",

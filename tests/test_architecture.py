@@ -24,6 +24,15 @@ def _modules() -> dict[str, Path]:
     return {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
 
 
+def _from_module(name: str, is_pkg: bool, node: ast.ImportFrom, absolute=lambda m: m) -> str:
+    """The module a ``from … import`` in module ``name`` reads (relative imports resolved)."""
+    if not node.level:
+        return absolute(node.module or "")
+    base = name.split(".") if is_pkg else name.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def _imports(name: str, path: Path, known: set[str]) -> set[str]:
     """Project modules ``name`` imports (anywhere in the file, lazy imports included)."""
     is_pkg = path.name == "__init__.py"
@@ -33,12 +42,7 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = name.split(".") if is_pkg else name.split(".")[:-1]
-                base = base[: len(base) - (node.level - 1)]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
+            mod = _from_module(name, is_pkg, node)
             targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
         for t in targets:
             # the longest known module the import names (``from redline import assess`` → redline.assess)
@@ -189,12 +193,7 @@ def _references(name: str, path: Path) -> set[str]:
                 else:
                     bound[a.name.split(".")[0]] = mod.split(".")[0] if mod == a.name else mod.rsplit(".", a.name.count("."))[0]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = name.split(".") if is_pkg else name.split(".")[:-1]
-                base = base[: len(base) - (node.level - 1)]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = absolute(node.module or "")
+            mod = _from_module(name, is_pkg, node, absolute)
             if any(a.name == "*" for a in node.names):
                 refs.add(mod)
             for a in node.names:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import shapely
 from pyproj import Transformer
 from scipy import ndimage
 
+from pipelines import replaced_folder
 from redline.demo import events as E
 from redline.demo import landscape as L
 from redline.demo import scenes as SC
@@ -364,24 +363,10 @@ def generate_demo(
         return found
     if root.exists() and any(root.iterdir()) and not (root / "BUILD.json").exists():
         raise FileExistsError(f"{root}: folder exists and is not a demo build; give an empty or new folder")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.with_name(f".{root.name}.building-{os.getpid()}")
-    old = root.with_name(f".{root.name}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    done = False
-    try:
+    with replaced_folder(root, label="building") as tmp:
         n_scenes = _generate(tmp, root, p, int(seed))
         sha = hashlib.sha256((tmp / "items.json").read_bytes()).hexdigest()
         build = {**info, "n_scenes": n_scenes, "items_sha256": sha, "first": p.first.isoformat(), "last": p.last.isoformat(),
                  "grid": {"epsg": L.EPSG, "x0": L.X0, "y0": L.Y0, "res_m": L.RES, "size_px": p.size}}
         (tmp / "BUILD.json").write_text(json.dumps(build, indent=1), encoding="utf-8")
-        if root.exists():
-            os.replace(root, old)
-        os.replace(tmp, root)
-        done = True
-    finally:
-        if not done:
-            shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return _paths(root, n_scenes)
