@@ -31,7 +31,7 @@ from odc.geo.geobox import GeoBox
 import pipelines
 from redline import assess, ei, outputs, provenance
 from redline import bands as bandplan
-from redline.alerts import ALERT_COLUMNS, alerts_from_fields
+from redline.alerts import ALERT_COLUMNS
 from redline.config import ScanConfig
 from redline.detect import baseline_model
 from redline.errors import RasterError, SmallZoneWarning, StacError
@@ -40,7 +40,8 @@ from redline.register import Register, merge_alerts, of_scan
 from redline.run.graph import items_over, monitor_median, tile_graph
 from redline.run.plan import ScanPlan, find_scenes, read_areas
 from redline.run.rasters import write_rasters
-from redline.run.tileloop import STITCH_FIELDS, Tiled, run_tiles
+from redline.run.stitch import stitch_split_zones
+from redline.run.tileloop import Tiled, run_tiles
 from redline.tiles import Mosaic, Tile
 
 __all__ = ["ScanResult", "run_scan", "scan_id_for"]
@@ -80,73 +81,6 @@ def _is_read_error(exc: BaseException) -> bool:
     ``Exception('RasterioIOError(...)')``."""
     return isinstance(exc, rasterio.errors.RasterioError) or any(
         k in f"{type(exc).__name__} {exc}" for k in ("RasterioIOError", "RasterioError", "Read failed", "TIFFRead", "IReadBlock"))
-
-
-def _stitch(found: gpd.GeoDataFrame, tiles: list[Tile], grid: GeoBox, mosaic: Mosaic, cfg: ScanConfig, utm: Any,
-            zones_utm: gpd.GeoDataFrame, scan_id: str) -> gpd.GeoDataFrame:
-    """Alerts of split zones (:mod:`redline.tiles`) made whole again: the pieces of one patch
-    found in neighbouring tiles (same zone, touching across the cut) are grouped, and the
-    patch is derived again from the written fields over the group's window with the whole
-    zone, so area, dates, type and confidence are those of the whole patch and the minimum
-    mapping unit applies to it. Alerts of unsplit zones pass unchanged."""
-    split = {z for t in tiles for z in t.split_ids}
-    if not split or found.empty:
-        return found
-    mine = found["zone_id"].isin(split).values
-    keep, parts = found[~mine], found[mine].to_crs(utm).reset_index(drop=True)
-    if parts.empty:
-        return keep
-    parts_4326 = found[mine].reset_index(drop=True)
-    parent = list(range(len(parts)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in zip(*parts.sindex.query(parts.geometry, predicate="intersects")):
-        if i < j and parts.at[i, "zone_id"] == parts.at[j, "zone_id"]:
-            parent[root(i)] = root(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(parts)):
-        groups.setdefault(root(i), []).append(i)
-    h, w = grid.shape
-    inv = ~grid.transform
-    pad = 4  # pixels: the 20 m ring of the change type (redline.activity) and the patch's edge
-    cells: dict[str, list[tuple[int, int, int, int]]] = {}
-    for t in tiles:
-        for z in t.split_ids:
-            cells.setdefault(z, []).append(t.cell)
-    out = [keep]
-    whole = []
-    for members in groups.values():
-        geom = shapely.union_all(parts.geometry.iloc[members].values)
-        x0, y0, x1, y1 = geom.bounds
-        c0, r0 = inv * (x0, y1)
-        c1, r1 = inv * (x1, y0)
-        r0, c0 = max(int(np.floor(r0)) - pad, 0), max(int(np.floor(c0)) - pad, 0)
-        r1, c1 = min(int(np.ceil(r1)) + pad, h), min(int(np.ceil(c1)) + pad, w)
-        if len(members) == 1 and any(a <= r0 and r1 <= b and c <= c0 and c1 <= d for a, b, c, d in cells[parts.at[members[0], "zone_id"]]):
-            # a patch (with its ring) wholly inside one cell: the piece was the zone there, so the
-            # tile derived it exactly as the whole zone would; only the unit is left to apply
-            # (a ×16 area with 160-px tiles: ~890 such specks re-derived one by one took 25 s)
-            if parts.at[members[0], "area_m2"] >= cfg.detection.min_area_m2:
-                whole.append(members[0])
-            continue
-        win = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
-        fields = {k: mosaic.read(f"f_{k}", win) for k in STITCH_FIELDS}
-        base = {n: mosaic.read(f"in_{n}_baseline", win) for n in ("NDVI", "MNDWI")}
-        zone = zones_utm[zones_utm["zone_id"] == parts.at[members[0], "zone_id"]].reset_index(drop=True)
-        again = alerts_from_fields(
-            fields, rasterio.windows.transform(win, grid.transform), utm, zone, min_area_m2=cfg.detection.min_area_m2,
-            consecutive=cfg.detection.consecutive, z_threshold=cfg.detection.z_threshold, scan_id=scan_id, baseline=base,
-        )
-        if not again.empty:
-            touch = again.to_crs(utm).geometry.intersection(geom).area.values > 0  # this patch, not others cut by the window
-            out.append(again[touch])
-    out.append(parts_4326.iloc[whole])
-    return gpd.GeoDataFrame(pd.concat(out, ignore_index=True), geometry="geometry", crs="EPSG:4326")
 
 
 def _scenes_without_clear_pixels(items: list[pystac.Item], clear_px: pd.Series) -> list[dict[str, str]]:
@@ -195,8 +129,6 @@ def _check_windows(cfg: ScanConfig, items: list[pystac.Item], what: str, failure
 
 def _zones_in_scenes(zones: gpd.GeoDataFrame, items: list[pystac.Item]) -> tuple[gpd.GeoDataFrame, list[dict]]:
     """Drop zones that no scene footprint touches (reported as failed zones, not scanned)."""
-    import shapely
-
     footprints = shapely.union_all([shapely.geometry.shape(it.geometry) for it in items if it.geometry])
     z4326 = zones.to_crs(4326)
     seen = z4326.geometry.intersects(footprints).values
@@ -528,7 +460,7 @@ def _merge(plan: ScanPlan, tiled: Tiled, mosaic: Mosaic, register: Register, sca
     CRS), and the register's scans table with this scan's row (one row per scan id)."""
     cfg = plan.cfg
     found = pd.concat(tiled.found, ignore_index=True) if tiled.found else gpd.GeoDataFrame({c: [] for c in ALERT_COLUMNS}, geometry=[], crs="EPSG:4326")
-    found = _stitch(found, plan.tiles, plan.grid, mosaic, cfg, plan.utm, plan.zones_utm, scan_id)
+    found = stitch_split_zones(found, plan, mosaic, scan_id)
     merged, stats = merge_alerts(register.alerts(), found, scan_id)
     m_utm = merged.to_crs(plan.utm)
     merged["area_m2"] = m_utm.geometry.area.round(1).values
