@@ -364,6 +364,7 @@ def run_scan(
         log.info("%s is up to date: same config and the same %d scenes as its last scan; nothing redone", out, len(search.items))
         return previous
     plan = _checked_plan(cfg, zones, admin, search)  # bad input: exit 2 before anything is written
+    zones = plan.zones  # less those outside every scene (failures)
     profile = pipelines.get_profile(cfg.stac.profile)
     register = Register(outputs.default_register(out, cfg.register_path))
     register.check_writable()
