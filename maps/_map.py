@@ -15,10 +15,10 @@ from urllib.parse import quote
 import folium
 import geopandas as gpd
 import pandas as pd
-import pyogrio
 from folium.map import CustomPane
 
 from maps._composite import write_composite_png
+from redline.register import Register
 from maps._offline import copy_assets
 from maps._style import (
     ADMIN_STYLE,
@@ -111,9 +111,11 @@ def read_alerts(out_dir: Path, register: Path | None, zone_ids: set[str]) -> gpd
         register = Path(register)
         if not register.exists():
             raise FileNotFoundError(f"register {register} does not exist")
-        if "alerts" not in {name for name, _ in pyogrio.list_layers(register)}:
-            raise ValueError(f"register {register} has no 'alerts' layer")
-        alerts = read_layer(register, layer="alerts")
+        alerts = Register(register).alerts()  # through the register's schema check (redline.register)
+        empty = alerts.geometry.isna() | alerts.geometry.is_empty
+        if empty.any():
+            log.warning("%s: %d alert(s) without geometry left off the map", register.name, int(empty.sum()))
+        alerts = alerts[~empty].to_crs(4326).reset_index(drop=True)
         if zone_ids and "zone_id" in alerts and not alerts.empty:
             keep = alerts["zone_id"].astype(str).isin(zone_ids)
             if (~keep).any():
@@ -129,12 +131,11 @@ def read_alerts(out_dir: Path, register: Path | None, zone_ids: set[str]) -> gpd
 
 def latest_reviews(register: Path | None) -> dict[str, dict[str, Any]]:
     """The latest ``review_history`` row (by ``seq``) per alert id, if the register has one."""
-    if register is None or "review_history" not in {n for n, _ in pyogrio.list_layers(register)}:
+    if register is None:
         return {}
-    h = pyogrio.read_dataframe(register, layer="review_history", read_geometry=False)
-    if h.empty or "alert_id" not in h:
+    h = Register(register).history()  # ordered by seq
+    if h.empty:
         return {}
-    h = h.sort_values("seq") if "seq" in h else h
     return {str(k): row for k, row in h.groupby("alert_id").tail(1).set_index("alert_id").to_dict("index").items()}
 
 

@@ -3,6 +3,7 @@ register-driven status. Real files (geopandas, rasterio, GeoPackage), no mocks."
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from pathlib import Path
@@ -12,13 +13,14 @@ import geopandas as gpd
 import matplotlib.image
 import numpy as np
 import pandas as pd
-import pyogrio
 import pytest
 import rasterio
 import rasterio.warp
 import shapely
 from rasterio.transform import Affine
 
+from redline.alerts import ALERT_COLUMNS
+from redline.register import Register, append_history
 from maps import CATEGORY_STYLE, OSM_URL, STATUS_STYLE, TIANDITU_NAME, TIANDITU_URL, TYPE_STYLE, esc, render_map, write_composite_png
 
 CDN = re.compile(r"cdn\.jsdelivr|unpkg\.com|cdnjs|code\.jquery|maxcdn|googleapis|bootstrapcdn|netdna|fontawesome\.com")
@@ -95,20 +97,24 @@ def make_out_dir(out: Path) -> Path:
 
 
 def write_register(out: Path, status_of_first: str) -> Path:
-    """A register GeoPackage: the scan's alerts with the first one's status changed, an alert of
-    another area, and a review history with a note."""
+    """A register (through redline.register): the scan's alerts with the first one's status
+    changed, an alert of another area, and a review history with a note."""
     alerts = gpd.read_file(out / "alerts.geojson")
     alerts.loc[0, "status"] = status_of_first
     far = alerts.iloc[[1]].copy()
     far["alert_id"], far["zone_id"] = "FAR-1", "ELSEWHERE"
     far["geometry"] = [shapely.box(110, 20, 110.001, 20.001)]
     alerts = gpd.GeoDataFrame(pd.concat([alerts, far], ignore_index=True), crs=4326)
-    reg = out / "register.gpkg"
-    pyogrio.write_dataframe(alerts, reg, layer="alerts", driver="GPKG", promote_to_multi=True)
-    history = pd.DataFrame({"seq": [1], "alert_id": [alert_id_of(0)], "time": ["2023-08-01T10:00:00+00:00"], "by": ["王工"],
-                            "from_status": ["new"], "to_status": [status_of_first], "note": ["<img src=x onerror=alert(2)> 已派员核查"]})
-    pyogrio.write_dataframe(history, reg, layer="review_history", driver="GPKG")
-    return reg
+    for col in ALERT_COLUMNS:  # the fixture's alerts.geojson has the fields the map shows
+        if col not in alerts:
+            alerts[col] = None
+    alerts["n_observations"] = alerts["n_observations"].fillna(0)
+    history, _ = append_history(Register(out / "none.gpkg").history(), alert_id=alert_id_of(0), by="王工", from_status="new",
+                                to_status=status_of_first, note="<img src=x onerror=alert(2)> 已派员核查",
+                                when=dt.datetime(2023, 8, 1, 10, tzinfo=dt.timezone.utc))
+    reg = Register(out / "register.gpkg")
+    reg.write(alerts, history, pd.DataFrame())
+    return reg.path
 
 
 def _alert_tooltips(page: str) -> set[str]:
