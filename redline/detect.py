@@ -82,6 +82,7 @@ __all__ = [
     "GROWING_SEASON_MONTHS",
     "stack_indices",
     "nanmedian_last",
+    "chunk_kernel",
     "detect",
     "design_matrix",
     "decimal_year",
@@ -975,7 +976,7 @@ def season_support(doys: np.ndarray, in_base: np.ndarray, window: float | None =
     return np.cumsum(ptr), base[cols].astype(np.int64), np.sign(delta[rows, cols]).astype(np.int64)
 
 
-def _kernel(
+def chunk_kernel(
     block: np.ndarray,
     *,
     t: np.ndarray,
@@ -1058,7 +1059,7 @@ def detect(
     # one kernel call per spatial chunk: (var, time, y, x) → (field, y, x), laid out so that
     # neither the input nor the per-field outputs need a transposed copy
     kernel = partial(
-        _kernel,
+        chunk_kernel,
         t=decimal_year(stack["time"].values),
         days=(times - _EPOCH).astype("float64"),
         months=pd.DatetimeIndex(stack["time"].values).month.values,

@@ -251,11 +251,7 @@ def _crossings(importer: str, ref: str, known: set[str]) -> list[str]:
 
 
 #: the private names still used across modules, each with its reason; nothing else may be added
-ALLOWED_PRIVATE = {
-    # the reference kernel run in place of the numba one through redline.detect's own hook;
-    # redline/detect.py is being reworked on another branch
-    ("tests.test_detect_kernel", "redline.detect._kernel"),
-}
+ALLOWED_PRIVATE: set[tuple[str, str]] = set()
 
 
 def test_no_module_test_or_benchmark_uses_another_modules_private_names():

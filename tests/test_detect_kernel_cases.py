@@ -96,7 +96,7 @@ def test_compiled_kernel_matches_the_former_numpy_kernel_on_every_case(cube, mon
         stack = cube.where(cube["var"] != "NDBI")  # a band no scene has: NaN throughout
     new = _fields(stack, **over)
     with monkeypatch.context() as m:
-        m.setattr(detect_module, "_kernel", lambda b, **kw: reference_kernel(b.transpose(2, 3, 0, 1), **kw).transpose(2, 0, 1))
+        m.setattr(detect_module, "chunk_kernel", lambda b, **kw: reference_kernel(b.transpose(2, 3, 0, 1), **kw).transpose(2, 0, 1))
         ref = _fields(stack, **over)
     for f in FIELDS:
         np.testing.assert_array_equal(np.isnan(new[f]), np.isnan(ref[f]), err_msg=f"{f}: NaN where the other is not")
