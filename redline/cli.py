@@ -174,7 +174,7 @@ def demo(
 def validate(config: Path = typer.Argument(..., help="scan.yml")) -> None:
     """Check the config, the zones and the STAC API; scan nothing."""
     from pipelines import open_client
-    from redline import ei
+    from redline.assess import ei
     from redline.config import load_config
     from redline.run import read_areas
 

@@ -29,7 +29,8 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 import pipelines
-from redline import assess, ei, outputs, provenance
+from redline import assess, outputs, provenance
+from redline.assess import ei
 from redline import bands as bandplan
 from redline.alerts import ALERT_COLUMNS
 from redline.config import ScanConfig
