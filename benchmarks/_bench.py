@@ -38,7 +38,7 @@ def setup(argv: list[str] | None, description: str):
 
     import aoi
     from redline.config import load_config
-    from redline.scan import _analysis_geobox
+    from redline.run import analysis_grid
 
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--preset", default="small")
@@ -48,7 +48,7 @@ def setup(argv: list[str] | None, description: str):
     bld = build(args.preset, args.seed, args.size)
     cfg = load_config(bld.config, overrides={"stac": {"url": "http://unused.invalid"}})
     zones = aoi.read_zones(cfg.zones.path, id_field=cfg.zones.id_field, layer=cfg.zones.layer)
-    geobox = _analysis_geobox(zones.to_crs(aoi.utm_crs_for(zones)), cfg.resolution)
+    geobox = analysis_grid(zones.to_crs(aoi.utm_crs_for(zones)), cfg.resolution)
     return args, bld, items_of(bld), cfg, zones, geobox
 
 

@@ -35,7 +35,7 @@ def main() -> None:
     from redline import assess
     from redline.config import load_config
     from redline.demo import generate_demo
-    from redline.scan import _analysis_geobox, _graph_parts
+    from redline.run import analysis_grid, tile_graph
 
     root = Path(tempfile.gettempdir()) / "redline-bench-scenes" / args.preset
     scenes = generate_demo(root, preset=args.preset)
@@ -46,15 +46,17 @@ def main() -> None:
                                category_field=cfg.zones.category_field, admin_field=cfg.zones.admin_field)
         admin = aoi.read_admin_units(cfg.admin_units.path, id_field=cfg.admin_units.id_field, layer=cfg.admin_units.layer, name_field=cfg.admin_units.name_field)
         utm = aoi.utm_crs_for(zones)
-        geobox = _analysis_geobox(zones.to_crs(utm), cfg.resolution)
+        geobox = analysis_grid(zones.to_crs(utm), cfg.resolution)
         with pipelines.dask_client(None, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, processes=cfg.dask.processes):
             rows = []
             for _ in range(args.repeat):
-                det, composite, _, refl, _, _ = _graph_parts(cfg, items, geobox)
+                g = tile_graph(cfg, items, geobox)
+                det, composite, refl = g.detection, g.composite, g.reflectance
                 t0 = time.perf_counter()
                 dask.compute(det, composite)
                 base = time.perf_counter() - t0
-                det, composite, _, refl, _, _ = _graph_parts(cfg, items, geobox)
+                g = tile_graph(cfg, items, geobox)
+                det, composite, refl = g.detection, g.composite, g.reflectance
                 t0 = time.perf_counter()
                 _, _, extra = dask.compute(det, composite, assess.lazy_inputs(cfg, refl))
                 both = time.perf_counter() - t0

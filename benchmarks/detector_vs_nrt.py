@@ -51,7 +51,7 @@ from scipy import ndimage
 from redline.config import load_config
 from redline.demo import generate_demo
 from redline.detect import detect
-from redline.scan import _analysis_geobox, _graph_parts
+from redline.run import analysis_grid, tile_graph
 
 import aoi
 
@@ -64,8 +64,9 @@ def load_cube(preset: str, seed: int, cache: Path):
     items = list(pystac.ItemCollection.from_file(str(build.items)))
     zones = aoi.read_zones(cfg.zones.path, id_field=cfg.zones.id_field, layer=cfg.zones.layer)
     zones_utm = zones.to_crs(aoi.utm_crs_for(zones))
-    geobox = _analysis_geobox(zones_utm, cfg.resolution)
-    _, _, _, refl, stack, _ = _graph_parts(cfg, items, geobox)
+    geobox = analysis_grid(zones_utm, cfg.resolution)
+    g = tile_graph(cfg, items, geobox)
+    refl, stack = g.reflectance, g.stack
     t0 = time.monotonic()
     with dask.config.set(scheduler="threads", num_workers=2):
         stack_np, green, swir = dask.compute(stack, refl["green"], refl["swir16"])

@@ -13,7 +13,7 @@ On one generated COG stack, in the same run:
 * **scan**: :func:`redline.scan.run_scan` on the same build served by the embedded STAC API
   (search, probe, load, mask, indices, baseline + detection, alerts, register, assessment,
   outputs, map), wall time from the call to its return, LocalCluster start included;
-* **scan's compute step**: the scan's eager step alone (``_run_tiles``: per tile, the
+* **scan's compute step**: the scan's eager step alone (``redline.run.run_tiles``: per tile, the
   detection fields, composite, assessment inputs and clear-pixel counts computed together and
   written into the tile mosaics, and the tile's alerts) on an already running LocalCluster, and the load alone
   (``pipelines.load_series``: odc-stac onto the grid, scaling, quality mask; every chunk
@@ -40,9 +40,9 @@ import _bench
 import pipelines
 from pipelines._cluster import _set_gdal_env
 from redline.config import load_config
-import aoi
-from redline.scan import _margin_px, _run_tiles, run_scan
-from redline.tiles import Mosaic, plan_tiles
+from redline.run import ScanPlan, run_tiles
+from redline.scan import run_scan
+from redline.tiles import Mosaic
 
 ASSETS = (*pipelines.REFLECTANCE_BANDS, "scl")
 
@@ -79,12 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         result = run_scan(cfg, Path(tmp) / "out")
         scan_s = time.perf_counter() - t0
     with pipelines.dask_client(None, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, processes=cfg.dask.processes):
-        utm = aoi.utm_crs_for(zones)
-        zones_utm = zones.to_crs(utm)
-        tiles = plan_tiles(zones_utm, geobox, max_px=cfg.tiling.max_tile_px, margin_px=_margin_px(cfg))
+        plan = ScanPlan.build(cfg, zones, None, None, items=items)
         with tempfile.TemporaryDirectory(prefix="redline-bench-") as tmp:
             t0 = time.perf_counter()
-            _run_tiles(cfg, items, tiles, geobox, Mosaic(Path(tmp), geobox, zones_utm), progress=False, alerts_for=(utm, zones_utm, "bench"))
+            run_tiles(plan, Mosaic(Path(tmp), plan.grid, plan.zones_utm), progress=False, scan_id="bench")
             compute_s = time.perf_counter() - t0
         loaded = pipelines.load_series(items, geobox, profile=pipelines.get_profile(cfg.stac.profile),
                                        mask=pipelines.MaskRules(scl_classes=tuple(cfg.detection.scl_mask_classes)))

@@ -34,7 +34,7 @@ from redline.config import load_config
 from redline.demo import generate_demo
 from redline.detect import FIELDS, detect
 from redline.evaluate import per_type_line, score_alerts
-from redline.scan import _analysis_geobox, _graph_parts
+from redline.run import analysis_grid, tile_graph
 
 from accuracy import RUNS  # benchmarks/ is the script's folder
 
@@ -52,11 +52,11 @@ def _cube(preset: str, seed: int, work: Path):
                                category_field=cfg.zones.category_field, admin_field=cfg.zones.admin_field)
         utm = aoi.utm_crs_for(zones)
         zones_utm = zones.to_crs(utm)
-        geobox = _analysis_geobox(zones_utm, cfg.resolution)
+        geobox = analysis_grid(zones_utm, cfg.resolution)
         cache = work / f"{preset}-{seed}-stack.npy"
         search = pipelines.search_items(url, collections=cfg.stac.collections, bbox=aoi.zones_bbox_4326(zones),
                                         datetime=f"{cfg.baseline.start}/{cfg.monitor.end}", max_cloud_cover=cfg.stac.max_cloud_cover)
-        _, _, _, _, stack, _ = _graph_parts(cfg, search.items, geobox)
+        stack = tile_graph(cfg, search.items, geobox).stack
         if cache.exists():
             values = np.load(cache)
         else:

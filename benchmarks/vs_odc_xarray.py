@@ -43,7 +43,8 @@ import xarray as xr
 import _bench
 import pipelines
 from redline.config import load_config
-from redline.scan import _graph_parts, run_scan
+from redline.run import tile_graph
+from redline.scan import run_scan
 
 BANDS = list(pipelines.REFLECTANCE_BANDS)
 
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             got = obvious_pipeline(items, geobox, cfg).compute()
         obvious_s = time.perf_counter() - t0
     with pipelines.dask_client(None, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, processes=cfg.dask.processes):
-        det, composite, *_ = _graph_parts(cfg, items, geobox)
+        g = tile_graph(cfg, items, geobox)
+        det, composite = g.detection, g.composite
         t0 = time.perf_counter()
         dask.compute(det, composite)
         eager_s = time.perf_counter() - t0

@@ -24,7 +24,7 @@ from pipelines._load import ItemScaling, MaskRules, SeriesLoad, load_reflectance
 from pipelines._profiles import PROFILES, Profile, get_profile
 from pipelines._progress import compute_tiles
 from pipelines._probe import SceneFailure, find_unreadable, probe_items
-from pipelines._search import SearchResult, search_items
+from pipelines._search import SearchResult, open_client, search_items
 from pipelines._server import serve_stac
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "import_folder",
     "ImportResult",
     "search_items",
+    "open_client",
     "SearchResult",
     "load_reflectance",
     "load_series",

@@ -1,4 +1,4 @@
-"""Check each scene's assets before the scan builds its graph (design.md §10).
+"""Check each scene's assets before the scan builds its graph (docs/architecture.md §5).
 
 A scene whose asset cannot be read (HTTP 404, unreachable, not a raster, truncated), that lacks
 a band the scan needs, or whose band lies on another grid than the item declares is reported

@@ -1,5 +1,6 @@
-"""The ``redline`` command line (design.md §6). The only place that configures logging and
-prints; every :class:`~redline.errors.RedlineInputError` becomes one line on stderr, exit 2."""
+"""The ``redline`` command line (docs/architecture.md §4.1). The only place that configures
+logging and prints; every :class:`~redline.errors.RedlineInputError` becomes one line on
+stderr, exit 2."""
 
 from __future__ import annotations
 
@@ -119,7 +120,7 @@ def assess(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Assess every zone and county (NDVI, FVC, RSEI, trends) without running detection."""
-    from redline.assess import run_assessment
+    from redline.run import run_assessment
     from redline.config import load_config
 
     _setup_logging(verbose)
@@ -169,17 +170,13 @@ def demo(
 @app.command()
 def validate(config: Path = typer.Argument(..., help="scan.yml")) -> None:
     """Check the config, the zones and the STAC API; scan nothing."""
-    import aoi
-    from pipelines._search import open_client
+    from pipelines import open_client
+    from redline import ei
     from redline.config import load_config
+    from redline.run import read_areas
 
     cfg = load_config(config)
-    zones = aoi.read_zones(cfg.zones.path, id_field=cfg.zones.id_field, layer=cfg.zones.layer, name_field=cfg.zones.name_field,
-                           category_field=cfg.zones.category_field, admin_field=cfg.zones.admin_field, tier_field=cfg.zones.tier_field)
-    if cfg.admin_units is not None:
-        aoi.read_admin_units(cfg.admin_units.path, id_field=cfg.admin_units.id_field, layer=cfg.admin_units.layer, name_field=cfg.admin_units.name_field)
-    from redline import ei
-
+    zones, _ = read_areas(cfg)
     ei.check_inputs(cfg.assess)
     if cfg.stac.url:
         open_client(cfg.stac.url, timeout=cfg.stac.timeout_s)

@@ -1,4 +1,4 @@
-"""The scan configuration (``scan.yml``, design.md §4) as pydantic models.
+"""The scan configuration (``scan.yml``, docs/architecture.md §4.2) as pydantic models.
 
 Every problem is reported as one :class:`~redline.errors.ConfigError` line naming the file,
 the key path and the value, and what to do. Relative paths are resolved against the folder of
@@ -31,8 +31,9 @@ __all__ = [
     "PROFILES",
 ]
 
-#: Known STAC profiles (design.md §3; defaults in :data:`pipelines.PROFILES`). ``embedded`` is
-#: the loopback API of ``redline demo``; ``generic`` (or no profile) is any STAC API.
+#: Known STAC profiles (docs/architecture.md §4.2; defaults in :data:`pipelines.PROFILES`).
+#: ``embedded`` is the loopback API of ``redline demo``; ``generic`` (or no profile) is any
+#: STAC API.
 PROFILES = ("embedded", "earth-search", "planetary-computer", "landsat", "generic")
 
 _Strict = ConfigDict(extra="forbid", frozen=True)
@@ -205,7 +206,7 @@ class TilingConfig(BaseModel):
 
 
 class ScanConfig(BaseModel):
-    """A whole scan (design.md §4)."""
+    """A whole scan (docs/architecture.md §4.2)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")

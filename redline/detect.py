@@ -80,6 +80,7 @@ __all__ = [
     "MIN_DROP",
     "GROWING_SEASON_MONTHS",
     "stack_indices",
+    "nanmedian_last",
     "detect",
     "design_matrix",
     "decimal_year",
@@ -296,7 +297,7 @@ def stack_indices(indices: xr.Dataset, reflectance: xr.Dataset) -> xr.DataArray:
 
 
 
-def _nanmedian_last(a: np.ndarray) -> np.ndarray:
+def nanmedian_last(a: np.ndarray) -> np.ndarray:
     """Median over the last axis ignoring NaN (NaN where all are NaN), keepdims: the same
     values as ``np.nanmedian``, by one sort (NaN sort last) and the counts."""
     s = np.sort(a, axis=-1)
@@ -308,8 +309,8 @@ def _nanmedian_last(a: np.ndarray) -> np.ndarray:
 
 def _robust_sigma(resid: np.ndarray) -> np.ndarray:
     """1.4826 · MAD over the last axis, ignoring NaN (numpy; :func:`baseline_model` uses it)."""
-    med = _nanmedian_last(resid)
-    return 1.4826 * _nanmedian_last(np.abs(resid - med))[..., 0]
+    med = nanmedian_last(resid)
+    return 1.4826 * nanmedian_last(np.abs(resid - med))[..., 0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 Typical use: a collection was reprocessed (a new processing baseline) or a scene was added or
 withdrawn, and the team needs to know which alerts moved. Alerts are paired across the two
-``alerts.geojson`` files as the register pairs them (design.md §5, "same place ⇒ same alert"):
-same ``alert_id`` if both hold it and the polygons intersect, else the same zone and
-intersecting polygons, the largest overlap first, one to one. Unpaired alerts of B are
+``alerts.geojson`` files as the register pairs them (docs/architecture.md §4.4, "same place ⇒
+same alert"): same ``alert_id`` if both hold it and the polygons intersect, else the same zone
+and intersecting polygons, the largest overlap first, one to one. Unpaired alerts of B are
 *added*, unpaired alerts of A *withdrawn*; a pair is *changed* when any of
 :data:`COMPARED` differs (area by more than :data:`AREA_TOLERANCE_M2`). The manifests give
 the item ids each scan used, their processing baselines (``s2:processing_baseline``, recorded per

@@ -1,4 +1,4 @@
-"""Provenance: the scan manifest (design.md §8) and its verification.
+"""Provenance: the scan manifest (docs/architecture.md §4.5) and its verification.
 
 ``manifest.json`` records what produced the outputs — redline version and git commit, the
 config as given and resolved with its sha256, the STAC API and exact search parameters, every
@@ -9,6 +9,7 @@ was changed afterwards.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import platform
@@ -17,7 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["sha256_file", "library_versions", "git_commit", "write_manifest", "record_rerender", "verify_outputs", "MANIFEST"]
+__all__ = ["sha256_file", "library_versions", "git_commit", "run_record", "item_records", "write_manifest", "record_rerender", "verify_outputs",
+           "MANIFEST"]
 
 MANIFEST = "manifest.json"
 _LIBS = ("redline", "rasterio", "numpy", "xarray", "dask", "distributed", "odc-stac", "odc-geo", "pystac",
@@ -63,6 +65,37 @@ def git_commit() -> str | None:
         return None
     dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
     return res.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def run_record(*, started: dt.datetime, config_text: str | None, cfg: Any, search: Any, grid: Any) -> dict[str, Any]:
+    """The manifest's head, the same for a scan and an assessment: redline version and git
+    commit, start and finish times (UTC), the config as given (with its sha256) and resolved,
+    the STAC API and search parameters (``search``: a :class:`pipelines.SearchResult`), and the
+    analysis grid (CRS, affine transform, shape)."""
+    return {
+        "redline_version": library_versions()["redline"],
+        "git_commit": git_commit(),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": {"as_given": config_text, "sha256": hashlib.sha256((config_text or "").encode()).hexdigest(), "resolved": json.loads(cfg.model_dump_json())},
+        "stac": {"url": search.url, "search": search.parameters, "client_side_cloud_filter": search.client_side_cloud_filter, "notes": search.notes},
+        "grid": {"crs": str(grid.crs), "transform": list(grid.transform)[:6], "shape": list(grid.shape)},
+    }
+
+
+def item_records(items: list[Any], scalings: list[Any], *, skip: set[str] = frozenset()) -> list[dict[str, Any]]:
+    """One manifest record per STAC item used (those in ``skip`` left out): id, collection,
+    datetime, asset hrefs, processing baseline and, per band, the scaling applied
+    (``refl = DN · scale + offset``, no-data DN, the asset, where the scaling came from and why;
+    ``scalings``: :class:`pipelines.ItemScaling` records)."""
+    return [
+        {"id": it.id, "collection": it.collection_id, "datetime": it.datetime.isoformat() if it.datetime else None,
+         "assets": {k: a.href for k, a in it.assets.items()},
+         "processing_baseline": it.properties.get("s2:processing_baseline") or it.properties.get("processing:version"),
+         "scaling": {s.band: {"scale": s.scale, "offset": s.offset, "nodata": s.nodata, "asset": s.asset, "source": s.source, "reason": s.reason}
+                     for s in scalings if s.item_id == it.id}}
+        for it in items if it.id not in skip
+    ]
 
 
 def _outputs(out_dir: Path) -> dict[str, dict[str, Any]]:

@@ -25,7 +25,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 
 from redline.activity import RECOVERY_SHARE, recovery_verdict
-from redline.detect import _nanmedian_last, baseline_model
+from redline.detect import nanmedian_last, baseline_model
 from redline.register import SCAN_REVIEWER, append_history
 
 __all__ = ["recheck_rectified"]
@@ -114,7 +114,7 @@ def recheck_rectified(
             continue
         px = arr[:, inside]
         clear = np.isfinite(px).mean(axis=1)
-        med = _nanmedian_last(px)[:, 0]  # per date; NaN on dates without a clear pixel, without a warning
+        med = nanmedian_last(px)[:, 0]  # per date; NaN on dates without a clear pixel, without a warning
         if np.isfinite(med[in_base]).sum() < 4:
             continue
         expected, _ = baseline_model(times, med, in_base, var="NDVI", harmonics=harmonics, trend=trend)

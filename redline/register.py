@@ -1,4 +1,4 @@
-"""The alert register: a GeoPackage that outlives scans (design.md §5).
+"""The alert register: a GeoPackage that outlives scans (docs/architecture.md §4.4).
 
 Layers
 ------

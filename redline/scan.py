@@ -1,6 +1,8 @@
 """The scan: search → lazy load → mask → indices → baseline + detection → alerts → register →
-assessment → outputs (design.md §2). Library code up to :func:`_compute` builds a Dask graph;
-:func:`_compute` is the one place that computes, and the writer functions below it write.
+assessment → outputs. :func:`run_scan` orchestrates: the lazy graph of a tile is built in
+:mod:`redline.run.graph`, computed tile by tile in :mod:`redline.run.tileloop` (the one place
+that computes the scenes), and the functions here stitch, merge into the register, make chips
+and write the outputs.
 """
 
 from __future__ import annotations
@@ -26,35 +28,24 @@ import shapely
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
-import aoi
-import indices
 import pipelines
 from redline import assess, ei, provenance
 from redline import bands as bandplan
-from redline.alerts import ALERT_COLUMNS, alerts_from_fields, disturbed_mask
+from redline.alerts import ALERT_COLUMNS, alerts_from_fields
 from redline.config import ScanConfig
-from redline.detect import FIELDS, STACK_VARS, _nanmedian_last, baseline_model, detect, stack_indices
+from redline.detect import baseline_model
 from redline.errors import RasterError, SmallZoneWarning, StacError
 from redline.rectify import recheck_rectified
-from redline.tiles import Mosaic, Tile, plan_tiles
 from redline.register import Register, merge_alerts
+from redline.run.graph import items_over, monitor_median, tile_graph
+from redline.run.plan import ScanPlan, find_scenes, read_areas
+from redline.run.rasters import write_rasters
+from redline.run.tileloop import STITCH_FIELDS, run_tiles
+from redline.tiles import Mosaic, Tile
 
 __all__ = ["ScanResult", "run_scan", "scan_id_for"]
 
 log = logging.getLogger(__name__)
-
-DETECTION_RASTERS = {
-    # output file stem: (field, dtype, nodata, description)
-    "disturbance_date": ("first_date", "int32", -1, "first anomalous observation, days since 1970-01-01"),
-    "magnitude": ("magnitude", "float32", np.nan, "index drop of the triggering index (index units)"),
-    "n_confirm": ("n_confirm", "int16", -1, "confirming anomalous observations"),
-    "n_clear_monitor": ("n_mon_clear", "int16", -1, "clear observations in the monitor window"),
-    "n_unsupported_monitor": ("n_mon_unsupported", "int16", -1,
-                              "clear monitor observations without seasonal support (no clear baseline look on both sides of their day of year)"),
-    "unsupported_months": ("unsupported_months", "int16", -1, "months (bit m-1 for month m) with a clear monitor observation without seasonal support"),
-}
-#: Detection rasters written at every pixel (the others only where disturbed).
-_EVERYWHERE = ("n_mon_clear", "n_mon_unsupported", "unsupported_months")
 
 
 @dataclass
@@ -80,64 +71,6 @@ def scan_id_for(cfg: ScanConfig) -> str:
     return f"{cfg.name}-{cfg.monitor.end:%Y%m%d}"
 
 
-def _analysis_geobox(zones_utm: gpd.GeoDataFrame, resolution: float) -> GeoBox:
-    w, s, e, n = zones_utm.total_bounds
-    pad = 2 * resolution
-    return GeoBox.from_bbox((w - pad, s - pad, e + pad, n + pad), crs=zones_utm.crs, resolution=resolution)
-
-
-def _graph(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox) -> tuple[xr.Dataset, xr.Dataset, list]:
-    det, composite, scalings, _, _, _ = _graph_parts(cfg, items, geobox)
-    return det, composite, scalings
-
-
-def _graph_parts(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox, *, check_assets: bool = True, chunk: int | None = None,
-                 plan: bandplan.BandPlan | None = None):
-    """The lazy part: load (per-profile scaling, quality masks, sensors merged), mask, indices,
-    detection and the monitor true-colour composite. Also returns the scenes skipped.
-    ``check_assets=False`` when the items were already probed (:func:`pipelines.probe_items`).
-    ``chunk``: compute chunk edge in pixels (default: the load's); the reads stay large.
-    ``plan``: the bands of the whole scan's scenes (default: of ``items``); bands not every scene
-    has are loaded as optional (NaN where a scene lacks them), and the stack variables that need
-    them are NaN and out of detection (:mod:`redline.bands`)."""
-    plan = plan if plan is not None else bandplan.plan_bands(items)
-    loaded = pipelines.load_series(
-        items, geobox, bands=plan.every, optional_bands=plan.optional, profile=pipelines.get_profile(cfg.stac.profile),
-        mask=pipelines.MaskRules(scl_classes=tuple(cfg.detection.scl_mask_classes)), check_assets=check_assets, thermal=True,
-        **({"chunk": chunk} if chunk else {}),
-    )
-    ds, scalings = loaded.data, loaded.scalings
-    bands = list(pipelines.REFLECTANCE_BANDS)
-    clear = ds["clear"] & ds[list(plan.every)].to_array("band").notnull().all("band")
-    if cfg.detection.mask_dilation_m > 0:
-        clear = indices.dilate_mask(clear, cfg.detection.mask_dilation_m, cfg.resolution)
-    # the thermal band (land-surface temperature, K; Landsat only) is masked like reflectance
-    refl = ds[bands + (["lst"] if "lst" in ds else [])].where(clear)
-    names = ["NDVI", "MNDWI", "NBR", "BI", "NDBI"]
-    idx = indices.compute_indices(refl, [n for n in names if n in plan.stack_vars])
-    idx = idx.assign({n: xr.full_like(refl["red"], np.nan, dtype="float32").rename(n) for n in names if n not in idx})
-    stack = stack_indices(idx, refl)
-    if not plan.complete:  # ALB and indices some scene lacks the bands of: NaN throughout (redline.bands)
-        stack = stack.where(xr.DataArray([v in plan.stack_vars for v in STACK_VARS], dims="var", coords={"var": list(STACK_VARS)}))
-    det = detect(
-        stack,
-        baseline=(cfg.baseline.start, cfg.baseline.end),
-        monitor=(cfg.monitor.start, cfg.monitor.end),
-        indices=plan.detection_indices(cfg.detection.indices),
-        present=plan.stack_vars,
-        z_threshold=cfg.detection.z_threshold,
-        consecutive=cfg.detection.consecutive,
-        harmonics=cfg.detection.harmonics,
-        trend=cfg.detection.trend,
-        min_baseline_obs=cfg.detection.min_baseline_obs,
-    )
-    mon = refl[["red", "green", "blue"]].sel(time=slice(str(cfg.monitor.start), str(cfg.monitor.end)))
-    composite = xr.apply_ufunc(
-        _nanmedian, mon.chunk({"time": -1}), input_core_dims=[["time"]], dask="parallelized", output_dtypes=[np.float32]
-    )
-    return det, composite, scalings, refl, stack, loaded.skipped
-
-
 #: Scans of the area after a read failure (each leaves out the scenes a full re-read found bad).
 _READ_RETRIES = 2
 
@@ -147,101 +80,6 @@ def _is_read_error(exc: BaseException) -> bool:
     ``Exception('RasterioIOError(...)')``."""
     return isinstance(exc, rasterio.errors.RasterioError) or any(
         k in f"{type(exc).__name__} {exc}" for k in ("RasterioIOError", "RasterioError", "Read failed", "TIFFRead", "IReadBlock"))
-
-
-def _nanmedian(a: np.ndarray) -> np.ndarray:
-    """Median over the last axis ignoring NaN, float32; pixels never seen clear stay NaN,
-    silently (no all-NaN warning to catch: ``warnings.catch_warnings`` is not thread-safe, and
-    the scan's Dask workers are threads of this process). The detector's sort-based median:
-    the same values as ``np.nanmedian``, ~10× faster on a (band, y, x, dates) chunk."""
-    return _nanmedian_last(np.asarray(a, dtype="float32"))[..., 0]
-
-
-def _items_over(items: list[pystac.Item], geobox: GeoBox) -> list[pystac.Item]:
-    """The scenes whose footprint touches ``geobox`` (the tile's ItemCollection)."""
-    import shapely
-
-    area = shapely.geometry.shape(geobox.extent.to_crs(4326).geom.__geo_interface__)
-    return [it for it in items if not it.geometry or shapely.geometry.shape(it.geometry).intersects(area)]
-
-
-@dataclass
-class _Tiled:
-    """What the tile loop gathered (everything but the rasters, which went to the mosaics)."""
-
-    found: list[gpd.GeoDataFrame] = field(default_factory=list)
-    clear_px: pd.Series = field(default_factory=lambda: pd.Series(dtype=int))
-    skipped: dict[str, str] = field(default_factory=dict)
-    scalings: dict[tuple[str, str], Any] = field(default_factory=dict)
-    years: list[int] = field(default_factory=list)
-    attrs: dict[str, Any] = field(default_factory=dict)
-    empty_tiles: list[Tile] = field(default_factory=list)
-
-
-def _margin_px(cfg: ScanConfig) -> int:
-    """Pixels computed around a tile's core: the cloud-mask dilation reaches this far."""
-    return int(np.ceil(cfg.detection.mask_dilation_m / cfg.resolution)) + 2
-
-
-def _run_tiles(
-    cfg: ScanConfig, items: list[pystac.Item], tiles: list[Tile], grid: GeoBox, mosaic: Mosaic, *, progress: bool | None,
-    alerts_for: tuple[Any, gpd.GeoDataFrame, str] | None = None, check_assets: bool = False, plan: bandplan.BandPlan | None = None,
-) -> _Tiled:
-    """The eager part of a scan (or of ``redline assess``), tile by tile: each tile's graph —
-    detection fields, monitor composite, assessment inputs and clear-pixel counts, all from one
-    read of its scenes — is computed on the cluster and its core written into ``mosaic``; its
-    alerts are found on its own zones (``alerts_for = (utm, zones_utm, scan_id)``; None: the
-    assessment only). At most ``tiling.in_flight`` tiles are in memory at once.
-    ``check_assets``: check each scene's assets while loading (the scan probed them already).
-    ``plan``: the bands of ``items`` (:func:`redline.bands.plan_bands`, default: worked out here)."""
-    got = _Tiled()
-    plan = plan if plan is not None else bandplan.plan_bands(items)
-    tile_items = {t.id: _items_over(items, t.geobox(grid)) for t in tiles}
-    runnable = [t for t in tiles if tile_items[t.id]]
-    got.empty_tiles = [t for t in tiles if not tile_items[t.id]]
-
-    def graph(tile: Tile) -> list:
-        gb = tile.geobox(grid)
-        det, composite, scalings, refl, _, skipped = _graph_parts(cfg, tile_items[tile.id], gb, check_assets=check_assets, plan=plan)
-        for sc in scalings:
-            got.scalings[(sc.item_id, sc.band)] = sc
-        for line in skipped:
-            got.skipped.setdefault(line.split(":", 1)[0], line.split(":", 1)[-1].strip())
-        clear = refl["red"].notnull().sum(("y", "x"))
-        return [det, composite, assess.lazy_inputs(cfg, refl), clear] if alerts_for else [assess.lazy_inputs(cfg, refl), clear]
-
-    results = pipelines.compute_tiles(runnable, graph, scenes=[len(tile_items[t.id]) for t in runnable], show=progress, in_flight=cfg.tiling.in_flight)
-    for tile, computed in results:
-        extra_np, clear_np = computed[-2], computed[-1]
-        got.years = assess.write_inputs(mosaic, tile, extra_np)
-        got.attrs = dict(extra_np.attrs)
-        counts = pd.Series(clear_np.values.astype(int), index=pd.DatetimeIndex(clear_np["time"].values).normalize())
-        got.clear_px = got.clear_px.add(counts.groupby(level=0).sum(), fill_value=0).astype(int)
-        if alerts_for is None:
-            continue
-        det_np, comp_np = computed[0], computed[1]
-        fields = {k: det_np[k].values for k in FIELDS}
-        _put_tile_rasters(mosaic, tile, fields, {k: comp_np[k].values for k in ("red", "green", "blue")})
-        utm, zones_utm, scan_id = alerts_for
-        if tile.split_ids:  # the fields a patch crossing a cut is stitched from (_stitch)
-            for k in _STITCH_FIELDS:
-                mosaic.put(f"f_{k}", tile, fields[k].astype("float32"), nodata=np.nan)
-        # pieces of split zones keep every patch (the unit applies to the stitched patch)
-        found = alerts_from_fields(
-            fields, tile.geobox(grid).transform, utm, tile.zones(zones_utm, grid), min_area_m2=0.0 if tile.split_ids else cfg.detection.min_area_m2,
-            consecutive=cfg.detection.consecutive, z_threshold=cfg.detection.z_threshold,
-            scan_id=scan_id, baseline={"NDVI": extra_np["NDVI_baseline"].values, "MNDWI": extra_np["MNDWI_baseline"].values},
-        )
-        got.found.append(found[found["zone_id"].isin(tile.split_ids) | (found["area_m2"] >= cfg.detection.min_area_m2)])
-        log.info("tile %s: %d zone(s), %d piece(s) of split zones, %d scene(s), %d alert(s)",
-                 tile.id, len(tile.zone_ids), len(tile.split_ids), len(tile_items[tile.id]), len(got.found[-1]))
-    return got
-
-
-#: Per-pixel fields :func:`redline.alerts.alerts_from_fields` reads, written for tiles holding
-#: pieces of split zones so that patches cut by a tile edge can be stitched.
-_STITCH_FIELDS = ("disturbed", "weak", "first_date", "last_observed", "last_normal", "n_confirm", "zscore", "magnitude", "burn",
-                  *(f"pre_{v}" for v in STACK_VARS), *(f"post_{v}" for v in STACK_VARS))
 
 
 def _stitch(found: gpd.GeoDataFrame, tiles: list[Tile], grid: GeoBox, mosaic: Mosaic, cfg: ScanConfig, utm: Any,
@@ -297,7 +135,7 @@ def _stitch(found: gpd.GeoDataFrame, tiles: list[Tile], grid: GeoBox, mosaic: Mo
                 whole.append(members[0])
             continue
         win = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
-        fields = {k: mosaic.read(f"f_{k}", win) for k in _STITCH_FIELDS}
+        fields = {k: mosaic.read(f"f_{k}", win) for k in STITCH_FIELDS}
         base = {n: mosaic.read(f"in_{n}_baseline", win) for n in ("NDVI", "MNDWI")}
         zone = zones_utm[zones_utm["zone_id"] == parts.at[members[0], "zone_id"]].reset_index(drop=True)
         again = alerts_from_fields(
@@ -386,67 +224,6 @@ def _warn_small_zones(zones_utm: gpd.GeoDataFrame, resolution: float) -> None:
         )
 
 
-
-def _write_cog(path: Path, data: np.ndarray, geobox: GeoBox, *, nodata: float | int | None, description: str = "", band_descriptions: list[str] | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = data if data.ndim == 3 else data[None]
-    profile = dict(
-        driver="COG", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0], dtype=arr.dtype.name,
-        crs=str(geobox.crs), transform=geobox.transform, nodata=nodata, compress="deflate", blocksize=256,
-    )
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(arr)
-        if description:
-            dst.update_tags(description=description)
-        for i, text in enumerate(band_descriptions or []):
-            dst.set_band_description(i + 1, text)
-
-
-def _true_colour(rgb: dict[str, np.ndarray]) -> np.ndarray:
-    """uint8 RGB of reflectance with one fixed stretch (0–0.3 reflectance → 1–255, gamma 1/1.6),
-    the same for every scan so colours compare across scans; 0 = no data."""
-    stack = np.stack([rgb["red"], rgb["green"], rgb["blue"]])
-    valid = np.isfinite(stack).all(0)
-    scaled = np.clip(np.nan_to_num(stack) / 0.3, 0, 1) ** (1 / 1.6)
-    out = (1 + scaled * 254).astype("uint8")
-    out[:, ~valid] = 0
-    return out
-
-
-#: Rasters of the scan's own, written per tile: stem → (field or None, dtype, nodata, description)
-_CONTINUOUS = {
-    "ndvi_baseline": ("ndvi_base_gs", "growing-season mean NDVI of the baseline window"),
-    "ndvi_monitor": ("ndvi_mon_gs", "growing-season mean NDVI of the monitor window"),
-}
-
-
-def _put_tile_rasters(mosaic: Mosaic, tile: Tile, fields: dict[str, np.ndarray], rgb: dict[str, np.ndarray]) -> None:
-    """Write one tile's detection rasters, NDVI means, observed mask and true colour into the mosaics."""
-    disturbed = disturbed_mask(fields)  # weak pixels only where they join a patch (as in the alerts)
-    for stem, (fname, dtype, nodata, desc) in DETECTION_RASTERS.items():
-        data = fields[fname] if fname in _EVERYWHERE else np.where(disturbed, fields[fname], np.nan)
-        mosaic.put(stem, tile, np.where(np.isfinite(data), data, nodata).astype(dtype), nodata=nodata, description=desc)
-    for stem, (fname, desc) in _CONTINUOUS.items():
-        mosaic.put(stem, tile, fields[fname].astype("float32"), nodata=np.nan, description=desc)
-    mosaic.put("observed", tile, (np.nan_to_num(fields["n_mon_clear"]) >= 1).astype("float32"), nodata=np.nan,
-               description="1 if seen clear at least once in the monitor window")
-    mosaic.put("true_colour_monitor", tile, _true_colour(rgb), nodata=0, description="monitor-window median true colour")
-
-
-def _write_rasters(out: Path, mosaic: Mosaic) -> dict[str, Path]:
-    """The scan's COGs from the mosaics; FVC's end-members are fitted over the land pixels of
-    the zones of the whole region (streamed block by block, :func:`redline.assess.land_ndvi`)."""
-    rdir = out / "rasters"
-    paths = {stem: mosaic.to_cog(stem, rdir / f"{stem}.tif") for stem in (*DETECTION_RASTERS, *_CONTINUOUS, "observed", "true_colour_monitor")}
-    blocks = list(mosaic.blocks())
-    soil, veg = assess.fvc_end_members(assess.land_ndvi(mosaic, "monitor", blocks, stem="ndvi_monitor"))
-    for w in blocks:
-        mosaic.put_window("fvc_monitor", w, assess.fvc_from(mosaic.read("ndvi_monitor", w), soil, veg), nodata=np.nan,
-                          description=f"fractional vegetation cover, NDVI soil {soil:.3f} / veg {veg:.3f}")
-    paths["fvc_monitor"] = mosaic.to_cog("fvc_monitor", rdir / "fvc_monitor.tif")
-    return paths
-
-
 def _write_catalog(out: Path, scan_id: str, bbox: tuple[float, ...], geometry: dict, when: dt.datetime, files: list[Path]) -> Path:
     """A STAC catalogue of the outputs: one Item for the scan with an asset per output file."""
     cat = pystac.Catalog(id=scan_id, description=f"redline scan {scan_id}: alerts, statistics and rasters")
@@ -533,7 +310,7 @@ def _alert_products(out: Path, jobs: list[tuple[gpd.GeoDataFrame, xr.Dataset, xr
                 rings.append(np.column_stack([np.asarray(cols) - c0 - 0.5, np.asarray(rows) - r0 - 0.5]))
             paths = []
             for tag, sel in (("before", before_t), ("after", after_t)):
-                comp = _nanmedian(np.moveaxis(win[:, sel], 1, -1)) if sel.any() else np.full(win.shape[:1] + win.shape[2:], np.nan, "float32")
+                comp = monitor_median(np.moveaxis(win[:, sel], 1, -1)) if sel.any() else np.full(win.shape[:1] + win.shape[2:], np.nan, "float32")
                 rel = f"chips/{a.alert_id}_{tag}.png"
                 maps.render_chip(out / rel, comp, rings, f"{a.alert_id} {tag}")  # ASCII: no CJK font needed
                 paths.append(rel)
@@ -622,7 +399,7 @@ def run_scan(
     cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config_text: str | None = None, lock_timeout: float = 30.0,
     progress: bool | None = None,
 ) -> ScanResult:
-    """Run a whole scan and write its outputs (design.md §5) to ``out``.
+    """Run a whole scan and write its outputs (docs/architecture.md §4.3) to ``out``.
 
     Parameters
     ----------
@@ -642,7 +419,7 @@ def run_scan(
         read and computed; ``None``: only when stderr is a terminal.
 
     Scenes that cannot be read and zones outside every scene are left out and listed in
-    ``ScanResult.failures`` and the manifest's ``failures`` (design.md §10); the rest is scanned.
+    ``ScanResult.failures`` and the manifest's ``failures`` (docs/architecture.md §5); the rest is scanned.
     """
     t0 = time.monotonic()
     started = dt.datetime.now(dt.timezone.utc)
@@ -650,27 +427,9 @@ def run_scan(
     if not cfg.stac.url:
         raise StacError("stac.url is not set; give the STAC API URL (or a profile) in the config")
     scan_id = scan_id_for(cfg)
-
-    zones = aoi.read_zones(
-        cfg.zones.path, id_field=cfg.zones.id_field, layer=cfg.zones.layer, name_field=cfg.zones.name_field,
-        category_field=cfg.zones.category_field, admin_field=cfg.zones.admin_field, tier_field=cfg.zones.tier_field,
-    )
-    admin = None
-    if cfg.admin_units is not None:
-        admin = aoi.read_admin_units(cfg.admin_units.path, id_field=cfg.admin_units.id_field, layer=cfg.admin_units.layer, name_field=cfg.admin_units.name_field)
+    zones, admin = read_areas(cfg)
     ei.check_inputs(cfg.assess)  # bad EI inputs (assess.*) fail before anything is searched or computed
-    bbox = aoi.zones_bbox_4326(zones)
-
-    search = pipelines.search_items(
-        cfg.stac.url, collections=cfg.stac.collections, bbox=bbox,
-        datetime=f"{cfg.baseline.start}/{cfg.monitor.end}", max_cloud_cover=cfg.stac.max_cloud_cover,
-        timeout=cfg.stac.timeout_s,
-    )
-    if not search.items:
-        raise StacError(
-            f"stac: the search on {cfg.stac.url} found no scenes for collections {cfg.stac.collections} between "
-            f"{cfg.baseline.start} and {cfg.monitor.end} over the zones; check the window, the zones and max_cloud_cover"
-        )
+    search = find_scenes(cfg, zones)
     log.info("%d scenes found (%d before the cloud filter)", len(search.items), search.n_before_cloud_filter)
     previous = _up_to_date(out, cfg, config_text, search.items, t0)
     if previous is not None:
@@ -682,17 +441,13 @@ def run_scan(
     bandplan.check_scenes(bandplan.plan_bands(search.items), masks=cfg.masks, configured=cfg.detection.indices, config=cfg.source)
     zones, outside = _zones_in_scenes(zones, search.items)
     failures += outside
-    utm = aoi.utm_crs_for(zones)
-    zones_utm = zones.to_crs(utm)
-    _warn_small_zones(zones_utm, cfg.resolution)
-    geobox = _analysis_geobox(zones_utm, cfg.resolution)
-    bbox = aoi.zones_bbox_4326(zones)
     profile = pipelines.get_profile(cfg.stac.profile)
     items, unreadable = _probe(cfg, search.items, profile)
     failures += [{"kind": "scene", "id": f.item_id, "reason": f.reason} for f in unreadable]
     _check_windows(cfg, items, "readable", [f for f in failures if f["kind"] == "scene"])
-
-    tiles = plan_tiles(zones_utm, geobox, max_px=cfg.tiling.max_tile_px, margin_px=_margin_px(cfg))
+    plan = ScanPlan.build(cfg, zones, admin, search, items=items, failures=failures)
+    utm, zones_utm, geobox, tiles, bbox = plan.utm, plan.zones_utm, plan.grid, plan.tiles, plan.bbox
+    _warn_small_zones(zones_utm, cfg.resolution)
     log.info("%d zone(s) in %d tile(s) of ≤ %d px", len(zones_utm), len(tiles), cfg.tiling.max_tile_px)
 
     register = Register(cfg.register_path or out / "register.gpkg")
@@ -705,15 +460,14 @@ def run_scan(
         for attempt in range(_READ_RETRIES + 1):
             mosaic = Mosaic(out / ".tiles", geobox, zones_utm)
             mosaic.remove()  # a killed scan's or the failed attempt's mosaics
-            plan = bandplan.plan_bands(items)
             try:
-                tiled = _run_tiles(cfg, items, tiles, geobox, mosaic, progress=progress, alerts_for=(utm, zones_utm, scan_id), plan=plan)
+                tiled = run_tiles(plan, mosaic, progress=progress, scan_id=scan_id)
                 break
             except Exception as exc:  # noqa: BLE001 - Dask re-raises a worker's rasterio error as a plain Exception
                 if not _is_read_error(exc):
                     raise
                 # a scene that passed the probe failed to decode in the full read: find it, leave it out, scan again
-                bad = [] if attempt == _READ_RETRIES else _probe(cfg, items, profile, bbox)[1]
+                bad = [] if attempt == _READ_RETRIES else _probe(cfg, plan.items, profile, bbox)[1]
                 if not bad:
                     mosaic.remove()
                     raise RasterError(
@@ -722,16 +476,16 @@ def run_scan(
                     ) from None
                 for f in bad:
                     log.info("scene %s left out: read failed during the scan: %s", f.item_id, f.reason)
-                failures += [{"kind": "scene", "id": f.item_id, "reason": f"read failed during the scan: {f.reason}"} for f in bad]
-                gone = {f.item_id for f in bad}
-                items = [it for it in items if it.id not in gone]
-                _check_windows(cfg, items, "readable", [f for f in failures if f["kind"] == "scene"])
+                plan = plan.without({f.item_id for f in bad}, [{"kind": "scene", "id": f.item_id, "reason": f"read failed during the scan: {f.reason}"}
+                                                              for f in bad])
+                _check_windows(cfg, plan.items, "readable", [f for f in plan.failures if f["kind"] == "scene"])
+        items, failures = plan.items, list(plan.failures)
         skipped = [f"{i}: {r}" for i, r in tiled.skipped.items()]
         scalings = list(tiled.scalings.values())
         failures += [{"kind": "scene", "id": i, "reason": r} for i, r in tiled.skipped.items()]
         for t in tiled.empty_tiles:
             failures += [{"kind": "zone", "id": z, "reason": f"no readable scene over its tile {t.id}; not assessed"} for z in t.zone_ids]
-        raster_paths = _write_rasters(out, mosaic)
+        raster_paths = write_rasters(out, mosaic)
         found = pd.concat(tiled.found, ignore_index=True) if tiled.found else gpd.GeoDataFrame({c: [] for c in ALERT_COLUMNS}, geometry=[], crs="EPSG:4326")
         found = _stitch(found, tiles, geobox, mosaic, cfg, utm, zones_utm, scan_id)
         merged, stats = merge_alerts(register.alerts(), found, scan_id)
@@ -760,11 +514,12 @@ def run_scan(
             if not len(mine_idx) and not rectified.any():
                 continue
             gb = _chip_geobox(merged.loc[in_tile].to_crs(utm), geobox, cfg.resolution)
-            tile_items = _items_over(items, gb)
+            tile_items = items_over(items, gb)
             if not tile_items:
                 continue
-            _, _, _, refl, stack, _ = _graph_parts(cfg, tile_items, gb, check_assets=False, chunk=CHIP_CHUNK, plan=plan)
-            jobs.append((merged.loc[mine_idx].to_crs(utm), refl, stack, gb))
+            g = tile_graph(cfg, tile_items, gb, check_assets=False, chunk=CHIP_CHUNK, plan=plan.bands)
+            stack = g.stack
+            jobs.append((merged.loc[mine_idx].to_crs(utm), g.reflectance, stack, gb))
             merged, history, _ = recheck_rectified(  # 整改销号: has vegetation come back on rectified sites?
                 merged, history, stack, gb, baseline=(str(cfg.baseline.start), str(cfg.baseline.end)), scan_id=scan_id,
                 harmonics=cfg.detection.harmonics, trend=cfg.detection.trend, alert_ids=set(merged.loc[in_tile, "alert_id"]),
@@ -806,27 +561,14 @@ def run_scan(
     skipped_ids = {line.split(":", 1)[0] for line in skipped}
     reg_rel = register.path.resolve().relative_to(out.resolve()).as_posix() if register.path.resolve().is_relative_to(out.resolve()) else None
     record: dict[str, Any] = {
-        "redline_version": provenance.library_versions()["redline"],
-        "git_commit": provenance.git_commit(),
+        **provenance.run_record(started=started, config_text=config_text, cfg=cfg, search=search, grid=geobox),
         "scan_id": scan_id,
-        "started": started.isoformat(timespec="seconds"),
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": {"as_given": config_text, "sha256": hashlib.sha256((config_text or "").encode()).hexdigest(), "resolved": json.loads(cfg.model_dump_json())},
-        "stac": {"url": search.url, "search": search.parameters, "client_side_cloud_filter": search.client_side_cloud_filter, "notes": search.notes},
-        "grid": {"crs": str(geobox.crs), "transform": list(geobox.transform)[:6], "shape": list(geobox.shape)},
-        "items": [
-            {"id": it.id, "collection": it.collection_id, "datetime": it.datetime.isoformat() if it.datetime else None,
-             "assets": {k: a.href for k, a in it.assets.items()},
-             "processing_baseline": it.properties.get("s2:processing_baseline") or it.properties.get("processing:version"),
-             "scaling": {s.band: {"scale": s.scale, "offset": s.offset, "nodata": s.nodata, "asset": s.asset, "source": s.source, "reason": s.reason}
-                         for s in scalings if s.item_id == it.id}}
-            for it in items if it.id not in skipped_ids
-        ],
+        "items": provenance.item_records(items, scalings, skip=skipped_ids),
         "scenes_without_clear_pixels": _scenes_without_clear_pixels(items, tiled.clear_px),
         "tiles": [{"id": t.id, "zones": list(t.zone_ids), "pieces_of": list(t.split_ids), "rows": list(t.core[:2]), "cols": list(t.core[2:])}
                   for t in tiles],
         "register": {"path": str(register.path.resolve()), "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged},
-        **plan.record(cfg.detection.indices, cfg.masks),  # "bands" and "masks": what the scenes lack and what it took away
+        **plan.bands.record(cfg.detection.indices, cfg.masks),  # "bands" and "masks": what the scenes lack and what it took away
         "failures": failures,
         "libraries": provenance.library_versions(),
         "not_checksummed": [reg_rel] if reg_rel else [],

@@ -1,7 +1,7 @@
-"""Processing tiles and the mosaics their results are written into (design.md §2, §9).
+"""Processing tiles and the mosaics their results are written into (docs/architecture.md §1.3).
 
 A scan's zones are grouped into **tiles**: windows of the scan's analysis grid (one UTM zone,
-the grid of :func:`redline.scan._analysis_geobox`) of at most ``tiling.max_tile_px`` pixels a
+the grid of :func:`redline.run.graph.analysis_grid`) of at most ``tiling.max_tile_px`` pixels a
 side. Each zone belongs to exactly one tile (the grid cell of its bounding-box centre), so a
 zone crossing a cell edge is processed once and its alerts are never counted twice; the tile's
 **core** is the union of its zones' pixel boxes, and it is computed on the core plus a margin

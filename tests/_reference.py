@@ -88,7 +88,7 @@ def reference_kernel(block: np.ndarray, **kw) -> np.ndarray:
     return out.reshape(ny, nx, -1)
 
 
-def _nanmedian_last(a: np.ndarray) -> np.ndarray:
+def nanmedian_last(a: np.ndarray) -> np.ndarray:
     """Median over the last axis ignoring NaN (NaN where all are NaN), keepdims.
 
     The same values as ``np.nanmedian`` but by one sort (NaN sort last) and the counts, several
@@ -109,8 +109,8 @@ def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def _robust_sigma(resid: np.ndarray) -> np.ndarray:
     """1.4826 · MAD over the last axis, ignoring NaN."""
-    med = _nanmedian_last(resid)
-    return 1.4826 * _nanmedian_last(np.abs(resid - med))[..., 0]
+    med = nanmedian_last(resid)
+    return 1.4826 * nanmedian_last(np.abs(resid - med))[..., 0]
 
 
 def _pixels(
@@ -338,7 +338,7 @@ def _pixels(
         dmean[:, det] = _masked_mean(np.stack([drop[v] for v in det], 1), conf[:, None, :])
         post = np.full((m, nv), np.nan)  # (m, V): median of the clear looks since the date
         with _quiet():
-            post[dist] = _nanmedian_last(np.where((Wmk & after)[dist][:, None, :], Yk[dist], np.nan))[..., 0]
+            post[dist] = nanmedian_last(np.where((Wmk & after)[dist][:, None, :], Yk[dist], np.nan))[..., 0]
         zdet = np.where(np.isfinite(zmean[:, det]), zmean[:, det], -np.inf)
         trig = det[np.argmax(zdet, axis=1)]
         rows = np.arange(m)

@@ -1,4 +1,4 @@
-"""Bad input and faults, through the real command line (issue 10, design.md §10).
+"""Bad input and faults, through the real command line (issue 10, docs/architecture.md §5).
 
 Two tables:
 

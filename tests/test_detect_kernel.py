@@ -13,7 +13,7 @@ import pytest
 import aoi
 from redline import detect as detect_module
 from redline.detect import FIELDS, detect
-from redline.scan import _analysis_geobox, _graph_parts
+from redline.run import analysis_grid, tile_graph
 
 from tests._reference import reference_kernel
 
@@ -30,7 +30,7 @@ def small_stack(small_scenes, small_config):
     ~155 × 148 px), loaded through the scan's own path and held in memory."""
     items = [pystac.Item.from_dict(f) for f in json.loads(small_scenes.items.read_text())["features"]]
     zones = aoi.read_zones(small_config.zones.path, id_field="HXBH", layer="hongxian").to_crs(32648)
-    _, _, _, _, stack, _ = _graph_parts(small_config, items, _analysis_geobox(zones, 10))
+    stack = tile_graph(small_config, items, analysis_grid(zones, 10)).stack
     with dask.config.set(scheduler="threads"):
         return stack.compute()
 

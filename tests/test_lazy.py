@@ -10,7 +10,7 @@ import dask
 import pystac
 import pytest
 
-from redline.scan import _analysis_geobox, _graph
+from redline.run import analysis_grid, tile_graph
 
 
 def _refuse(*args, **kwargs):
@@ -23,7 +23,8 @@ def test_building_the_scan_graph_computes_nothing(small_scenes, small_config):
     items = [pystac.Item.from_dict(f) for f in json.loads(small_scenes.items.read_text())["features"]]
     zones = aoi.read_zones(small_config.zones.path, id_field="HXBH", layer="hongxian").to_crs(32648)
     with dask.config.set(scheduler=_refuse):
-        det, composite, scalings = _graph(small_config, items, _analysis_geobox(zones, 10))
+        g = tile_graph(small_config, items, analysis_grid(zones, 10))
+        det, composite, scalings = g.detection, g.composite, g.scalings
     assert det["disturbed"].chunks is not None and composite["red"].chunks is not None
     assert {s.band for s in scalings} >= {"red", "nir", "swir16"}
     with pytest.raises(AssertionError, match="computed"):
@@ -52,12 +53,12 @@ def test_validate_checks_config_zones_and_api(small_scenes, stac_url, tmp_path):
 def test_building_the_assessment_inputs_computes_nothing(small_scenes, small_config):
     import aoi
     from redline import assess
-    from redline.scan import _analysis_geobox, _graph_parts
+    from redline.run import analysis_grid, tile_graph
 
     items = [pystac.Item.from_dict(f) for f in json.loads(small_scenes.items.read_text())["features"]]
     zones = aoi.read_zones(small_config.zones.path, id_field="HXBH", layer="hongxian").to_crs(32648)
     with dask.config.set(scheduler=_refuse):
-        _, _, _, refl, _, _ = _graph_parts(small_config, items, _analysis_geobox(zones, 10))
+        refl = tile_graph(small_config, items, analysis_grid(zones, 10)).reflectance
         lazy = assess.lazy_inputs(small_config, refl)
     for name in ("NDVI_baseline", "WET_monitor", "NDBSI_monitor", "MNDWI_baseline", "nclear_monitor", "ndvi_annual"):
         assert lazy[name].chunks is not None, name

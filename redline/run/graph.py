@@ -1,0 +1,115 @@
+"""The lazy graph of one tile: load, mask, indices, detection and the monitor composite.
+
+Nothing here computes: :func:`tile_graph` returns a :class:`TileGraph` of dask-backed arrays
+that the tile loop (:mod:`redline.run.tileloop`) or the chips compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pystac
+import xarray as xr
+from odc.geo.geobox import GeoBox
+
+import indices
+import pipelines
+from redline import bands as bandplan
+from redline.config import ScanConfig
+from redline.detect import STACK_VARS, detect, nanmedian_last, stack_indices
+
+__all__ = ["TileGraph", "analysis_grid", "items_over", "monitor_median", "tile_graph"]
+
+
+@dataclass(frozen=True)
+class TileGraph:
+    """The lazy graph of one tile (or chip window), nothing computed.
+
+    ``detection``: the detector's per-pixel fields (:data:`redline.detect.FIELDS`);
+    ``composite``: the monitor window's median true colour (red, green, blue reflectance);
+    ``scalings``: how each item's DN became reflectance (for the manifest); ``reflectance``:
+    the masked reflectance series (NaN where not clear); ``stack``: the detector's input
+    (:data:`redline.detect.STACK_VARS` × time); ``skipped``: one line per scene left out.
+    All arrays on the tile's grid (its UTM CRS, metres).
+    """
+
+    detection: xr.Dataset
+    composite: xr.Dataset
+    scalings: list[pipelines.ItemScaling]
+    reflectance: xr.Dataset
+    stack: xr.DataArray
+    skipped: list[str]
+
+
+def analysis_grid(zones_utm: gpd.GeoDataFrame, resolution: float) -> GeoBox:
+    """The analysis grid: the zones' bounding box in their UTM CRS padded by two pixels, at
+    ``resolution`` metres."""
+    w, s, e, n = zones_utm.total_bounds
+    pad = 2 * resolution
+    return GeoBox.from_bbox((w - pad, s - pad, e + pad, n + pad), crs=zones_utm.crs, resolution=resolution)
+
+
+def tile_graph(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox, *, check_assets: bool = True, chunk: int | None = None,
+               plan: bandplan.BandPlan | None = None) -> TileGraph:
+    """The lazy graph of ``items`` on ``geobox`` (a tile, or a chip window): load (per-profile
+    scaling, quality masks, sensors merged), mask, indices, detection and the monitor
+    true-colour composite; nothing is computed.
+    ``check_assets=False`` when the items were already probed (:func:`pipelines.probe_items`).
+    ``chunk``: compute chunk edge in pixels (default: the load's); the reads stay large.
+    ``plan``: the bands of the whole scan's scenes (default: of ``items``); bands not every scene
+    has are loaded as optional (NaN where a scene lacks them), and the stack variables that need
+    them are NaN and out of detection (:mod:`redline.bands`)."""
+    plan = plan if plan is not None else bandplan.plan_bands(items)
+    loaded = pipelines.load_series(
+        items, geobox, bands=plan.every, optional_bands=plan.optional, profile=pipelines.get_profile(cfg.stac.profile),
+        mask=pipelines.MaskRules(scl_classes=tuple(cfg.detection.scl_mask_classes)), check_assets=check_assets, thermal=True,
+        **({"chunk": chunk} if chunk else {}),
+    )
+    ds, scalings = loaded.data, loaded.scalings
+    bands = list(pipelines.REFLECTANCE_BANDS)
+    clear = ds["clear"] & ds[list(plan.every)].to_array("band").notnull().all("band")
+    if cfg.detection.mask_dilation_m > 0:
+        clear = indices.dilate_mask(clear, cfg.detection.mask_dilation_m, cfg.resolution)
+    # the thermal band (land-surface temperature, K; Landsat only) is masked like reflectance
+    refl = ds[bands + (["lst"] if "lst" in ds else [])].where(clear)
+    names = ["NDVI", "MNDWI", "NBR", "BI", "NDBI"]
+    idx = indices.compute_indices(refl, [n for n in names if n in plan.stack_vars])
+    idx = idx.assign({n: xr.full_like(refl["red"], np.nan, dtype="float32").rename(n) for n in names if n not in idx})
+    stack = stack_indices(idx, refl)
+    if not plan.complete:  # ALB and indices some scene lacks the bands of: NaN throughout (redline.bands)
+        stack = stack.where(xr.DataArray([v in plan.stack_vars for v in STACK_VARS], dims="var", coords={"var": list(STACK_VARS)}))
+    det = detect(
+        stack,
+        baseline=(cfg.baseline.start, cfg.baseline.end),
+        monitor=(cfg.monitor.start, cfg.monitor.end),
+        indices=plan.detection_indices(cfg.detection.indices),
+        present=plan.stack_vars,
+        z_threshold=cfg.detection.z_threshold,
+        consecutive=cfg.detection.consecutive,
+        harmonics=cfg.detection.harmonics,
+        trend=cfg.detection.trend,
+        min_baseline_obs=cfg.detection.min_baseline_obs,
+    )
+    mon = refl[["red", "green", "blue"]].sel(time=slice(str(cfg.monitor.start), str(cfg.monitor.end)))
+    composite = xr.apply_ufunc(
+        monitor_median, mon.chunk({"time": -1}), input_core_dims=[["time"]], dask="parallelized", output_dtypes=[np.float32]
+    )
+    return TileGraph(detection=det, composite=composite, scalings=scalings, reflectance=refl, stack=stack, skipped=loaded.skipped)
+
+
+def monitor_median(a: np.ndarray) -> np.ndarray:
+    """Median over the last axis ignoring NaN, float32; pixels never seen clear stay NaN,
+    silently (no all-NaN warning to catch: ``warnings.catch_warnings`` is not thread-safe, and
+    the scan's Dask workers are threads of this process). The detector's sort-based median:
+    the same values as ``np.nanmedian``, ~10× faster on a (band, y, x, dates) chunk."""
+    return nanmedian_last(np.asarray(a, dtype="float32"))[..., 0]
+
+
+def items_over(items: list[pystac.Item], geobox: GeoBox) -> list[pystac.Item]:
+    """The scenes whose footprint touches ``geobox`` (the tile's ItemCollection)."""
+    import shapely
+
+    area = shapely.geometry.shape(geobox.extent.to_crs(4326).geom.__geo_interface__)
+    return [it for it in items if not it.geometry or shapely.geometry.shape(it.geometry).intersects(area)]

@@ -1,0 +1,103 @@
+"""The eager part of a scan or an assessment: the tiles computed one after the other.
+
+Each tile's graph (:func:`redline.run.graph.tile_graph`: detection fields, monitor composite,
+assessment inputs and clear-pixel counts, all from one read of its scenes) is computed on the
+cluster, its core written into the mosaics (:class:`redline.tiles.Mosaic`) and its alerts found
+on its own zones; the orchestrators (:func:`redline.scan.run_scan`,
+:func:`redline.run.assessment.run_assessment`) call :func:`run_tiles` once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+import pipelines
+from redline import assess
+from redline.alerts import alerts_from_fields
+from redline.detect import FIELDS, STACK_VARS
+from redline.run.graph import items_over, tile_graph
+from redline.run.plan import ScanPlan
+from redline.run.rasters import put_tile_rasters
+from redline.tiles import Mosaic, Tile
+
+__all__ = ["STITCH_FIELDS", "Tiled", "run_tiles"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Tiled:
+    """What the tile loop gathered (everything but the rasters, which went to the mosaics)."""
+
+    found: list[gpd.GeoDataFrame] = field(default_factory=list)
+    clear_px: pd.Series = field(default_factory=lambda: pd.Series(dtype=int))
+    skipped: dict[str, str] = field(default_factory=dict)
+    scalings: dict[tuple[str, str], Any] = field(default_factory=dict)
+    years: list[int] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    empty_tiles: list[Tile] = field(default_factory=list)
+
+
+def run_tiles(plan: ScanPlan, mosaic: Mosaic, *, progress: bool | None, scan_id: str | None = None, check_assets: bool = False) -> Tiled:
+    """The eager part of a scan (or of ``redline assess``), tile by tile: each tile's graph —
+    detection fields, monitor composite, assessment inputs and clear-pixel counts, all from one
+    read of its scenes — is computed on the cluster and its core written into ``mosaic``; its
+    alerts (found by ``scan_id``) are found on its own zones (``scan_id`` None: the
+    assessment only). At most ``tiling.in_flight`` tiles are in memory at once.
+    ``check_assets``: check each scene's assets while loading (the scan probed them already).
+    The plan's scenes, tiles and grid; its band plan says which bands every scene has."""
+    got = Tiled()
+    cfg, items, tiles, grid = plan.cfg, plan.items, plan.tiles, plan.grid
+    tile_items = {t.id: items_over(items, t.geobox(grid)) for t in tiles}
+    runnable = [t for t in tiles if tile_items[t.id]]
+    got.empty_tiles = [t for t in tiles if not tile_items[t.id]]
+
+    def graph(tile: Tile) -> list:
+        gb = tile.geobox(grid)
+        g = tile_graph(cfg, tile_items[tile.id], gb, check_assets=check_assets, plan=plan.bands)
+        for sc in g.scalings:
+            got.scalings[(sc.item_id, sc.band)] = sc
+        for line in g.skipped:
+            got.skipped.setdefault(line.split(":", 1)[0], line.split(":", 1)[-1].strip())
+        clear = g.reflectance["red"].notnull().sum(("y", "x"))
+        inputs = assess.lazy_inputs(cfg, g.reflectance)
+        return [g.detection, g.composite, inputs, clear] if scan_id is not None else [inputs, clear]
+
+    results = pipelines.compute_tiles(runnable, graph, scenes=[len(tile_items[t.id]) for t in runnable], show=progress, in_flight=cfg.tiling.in_flight)
+    for tile, computed in results:
+        extra_np, clear_np = computed[-2], computed[-1]
+        got.years = assess.write_inputs(mosaic, tile, extra_np)
+        got.attrs = dict(extra_np.attrs)
+        counts = pd.Series(clear_np.values.astype(int), index=pd.DatetimeIndex(clear_np["time"].values).normalize())
+        got.clear_px = got.clear_px.add(counts.groupby(level=0).sum(), fill_value=0).astype(int)
+        if scan_id is None:
+            continue
+        det_np, comp_np = computed[0], computed[1]
+        fields = {k: det_np[k].values for k in FIELDS}
+        put_tile_rasters(mosaic, tile, fields, {k: comp_np[k].values for k in ("red", "green", "blue")})
+        utm, zones_utm = plan.utm, plan.zones_utm
+        if tile.split_ids:  # the fields a patch crossing a cut is stitched from (redline.scan)
+            for k in STITCH_FIELDS:
+                mosaic.put(f"f_{k}", tile, fields[k].astype("float32"), nodata=np.nan)
+        # pieces of split zones keep every patch (the unit applies to the stitched patch)
+        found = alerts_from_fields(
+            fields, tile.geobox(grid).transform, utm, tile.zones(zones_utm, grid), min_area_m2=0.0 if tile.split_ids else cfg.detection.min_area_m2,
+            consecutive=cfg.detection.consecutive, z_threshold=cfg.detection.z_threshold,
+            scan_id=scan_id, baseline={"NDVI": extra_np["NDVI_baseline"].values, "MNDWI": extra_np["MNDWI_baseline"].values},
+        )
+        got.found.append(found[found["zone_id"].isin(tile.split_ids) | (found["area_m2"] >= cfg.detection.min_area_m2)])
+        log.info("tile %s: %d zone(s), %d piece(s) of split zones, %d scene(s), %d alert(s)",
+                 tile.id, len(tile.zone_ids), len(tile.split_ids), len(tile_items[tile.id]), len(got.found[-1]))
+    return got
+
+
+#: Per-pixel fields :func:`redline.alerts.alerts_from_fields` reads, written for tiles holding
+#: pieces of split zones so that patches cut by a tile edge can be stitched.
+STITCH_FIELDS = ("disturbed", "weak", "first_date", "last_observed", "last_normal", "n_confirm", "zscore", "magnitude", "burn",
+                  *(f"pre_{v}" for v in STACK_VARS), *(f"post_{v}" for v in STACK_VARS))
