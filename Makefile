@@ -36,7 +36,7 @@ demo: install fonts
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes apt-get install -y -qq
 fonts: install
-	@$(BIN)/python -c 'import sys; from maps._fonts import find_cjk_font_file; sys.exit(find_cjk_font_file() is None)' || \
+	@$(BIN)/python -c 'import sys; from maps import find_cjk_font_file; sys.exit(find_cjk_font_file() is None)' || \
 	  ( echo "installing Debian's fonts-noto-cjk (Chinese labels in figures and reports)" && $(APT_INSTALL) fonts-noto-cjk >/dev/null )
 
 browser:

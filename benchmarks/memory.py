@@ -18,7 +18,7 @@ and reports the peak of the sum, with the scan's wall time.
 
 With the workers as threads (``dask.processes: false``, the default) their memory is the scan
 process's own: ``--malloc redline,glibc`` runs each area with ``malloc_trim`` after each tile
-(``pipelines._cluster.trim_memory``, as the scan runs) and without it, alternating per area so
+(``pipelines.trim_memory``, as the scan runs) and without it, alternating per area so
 that both see the same load. glibc's tunables reach the scans through the environment
 (``MALLOC_TRIM_THRESHOLD_=65536 python benchmarks/memory.py``: what Dask's nanny gives its
 worker processes).
@@ -62,14 +62,29 @@ def _thinned(build) -> Path:
 MALLOC = ("redline", "glibc")
 
 
+def _without_malloc_trim() -> None:
+    """This process's scan as where malloc is not glibc's: :func:`pipelines.trim_memory` (called
+    by ``compute_tiles`` after each tile) finds no ``malloc_trim`` in ``libc.so.6`` and does
+    nothing; every other library loads as usual (nothing else here opens libc.so.6)."""
+    import ctypes
+
+    real = ctypes.CDLL
+
+    def cdll(name, *args, **kwargs):
+        if name == "libc.so.6":
+            raise OSError("benchmarks/memory.py --malloc glibc: no malloc_trim after each tile")
+        return real(name, *args, **kwargs)
+
+    ctypes.CDLL = cdll
+
+
 def _one(preset: str, size: int | None, every2nd: bool, tile_px: int | None = None, in_flight: int | None = None,
          malloc: str = "redline") -> None:
     """Child process: one scan; prints a JSON line with its wall time, scenes and grid."""
     import pipelines
-    import pipelines._progress
 
     if malloc == "glibc":  # no malloc_trim after each tile
-        pipelines._progress.trim_memory = lambda: False
+        _without_malloc_trim()
     from redline.config import load_config
     from redline.scan import run_scan
 

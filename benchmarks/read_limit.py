@@ -38,7 +38,6 @@ from rasterio.windows import from_bounds
 
 import _bench
 import pipelines
-from pipelines._cluster import _set_gdal_env
 from redline.config import load_config
 from redline.run import ScanPlan, run_tiles
 from redline.scan import run_scan
@@ -56,9 +55,9 @@ def _read(path: str, bounds: tuple[float, float, float, float]) -> int:
 
 def read_limit(items, bounds: tuple[float, float, float, float], threads: int) -> tuple[float, int]:
     """Seconds to read and decode the analysis window of every asset, and the pixels read."""
-    paths = [pipelines._load.local_href_patch(it.assets[a].href) for it in items for a in ASSETS]
+    paths = [pipelines.local_href_patch(it.assets[a].href) for it in items for a in ASSETS]
     t0 = time.perf_counter()
-    _set_gdal_env()  # the scan's GDAL settings (pipelines._cluster.GDAL_ENV), as on its workers
+    pipelines.set_gdal_env()  # the scan's GDAL settings (pipelines._cluster.GDAL_ENV), as on its workers
     with ThreadPoolExecutor(threads) as pool:
         n = sum(pool.map(lambda p: _read(p, bounds), paths))
     return time.perf_counter() - t0, n

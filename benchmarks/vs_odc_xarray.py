@@ -73,7 +73,7 @@ def _fit_detect(y: np.ndarray, t_years: np.ndarray, base: np.ndarray, harmonics:
 def obvious_pipeline(items, geobox, cfg):
     """The lazy graph of the obvious odc-stac + xarray pipeline (first date, z) per index."""
     ds = odc.stac.load(items, bands=[*BANDS, "scl"], geobox=geobox, chunks={"x": 256, "y": 256}, groupby="solar_day",
-                       resampling={"scl": "nearest", "*": "bilinear"}, patch_url=pipelines._load.local_href_patch)
+                       resampling={"scl": "nearest", "*": "bilinear"}, patch_url=pipelines.local_href_patch)
     clear = ~ds["scl"].isin(list(cfg.detection.scl_mask_classes))
     refl = {b: (ds[b].where(clear & (ds[b] != 0)) * 0.0001 - 0.1) for b in BANDS}
     idx = {

@@ -15,10 +15,10 @@ from urllib.parse import quote
 import folium
 import geopandas as gpd
 import pandas as pd
-import pyogrio
 from folium.map import CustomPane
 
 from maps._composite import write_composite_png
+from redline.register import Register
 from maps._offline import copy_assets
 from maps._style import (
     ADMIN_STYLE,
@@ -70,7 +70,7 @@ def _pane(key: str) -> str:
     return f"redline_{key}"
 
 
-def _missing(value: object) -> bool:
+def is_missing(value: object) -> bool:
     if value is None:
         return True
     try:
@@ -79,9 +79,9 @@ def _missing(value: object) -> bool:
         return False
 
 
-def _text(value: object) -> str:
+def display_text(value: object) -> str:
     """Display text of a field value: '–' when missing, ISO date for dates/timestamps."""
-    if _missing(value):
+    if is_missing(value):
         return "–"
     if isinstance(value, (pd.Timestamp, dt.datetime)):
         return value.date().isoformat() if (value.hour, value.minute, value.second) == (0, 0, 0) else value.isoformat(timespec="minutes")
@@ -90,7 +90,7 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _read_layer(path: Path, *, layer: str | None = None) -> gpd.GeoDataFrame:
+def read_layer(path: Path, *, layer: str | None = None) -> gpd.GeoDataFrame:
     """A vector layer in EPSG:4326 (GeoJSON without a CRS is taken as EPSG:4326, per RFC 7946);
     features without geometry are dropped."""
     df = gpd.read_file(path, layer=layer, engine="pyogrio")
@@ -102,7 +102,7 @@ def _read_layer(path: Path, *, layer: str | None = None) -> gpd.GeoDataFrame:
     return df.reset_index(drop=True)
 
 
-def _read_alerts(out_dir: Path, register: Path | None, zone_ids: set[str]) -> gpd.GeoDataFrame:
+def read_alerts(out_dir: Path, register: Path | None, zone_ids: set[str]) -> gpd.GeoDataFrame:
     """Alerts from the register's ``alerts`` layer (authoritative status) or ``alerts.geojson``.
 
     The register may hold alerts of other areas; only those in this map's zones are kept.
@@ -111,9 +111,11 @@ def _read_alerts(out_dir: Path, register: Path | None, zone_ids: set[str]) -> gp
         register = Path(register)
         if not register.exists():
             raise FileNotFoundError(f"register {register} does not exist")
-        if "alerts" not in {name for name, _ in pyogrio.list_layers(register)}:
-            raise ValueError(f"register {register} has no 'alerts' layer")
-        alerts = _read_layer(register, layer="alerts")
+        alerts = Register(register).alerts()  # through the register's schema check (redline.register)
+        empty = alerts.geometry.isna() | alerts.geometry.is_empty
+        if empty.any():
+            log.warning("%s: %d alert(s) without geometry left off the map", register.name, int(empty.sum()))
+        alerts = alerts[~empty].to_crs(4326).reset_index(drop=True)
         if zone_ids and "zone_id" in alerts and not alerts.empty:
             keep = alerts["zone_id"].astype(str).isin(zone_ids)
             if (~keep).any():
@@ -124,23 +126,22 @@ def _read_alerts(out_dir: Path, register: Path | None, zone_ids: set[str]) -> gp
     if not path.exists():
         log.warning("%s not found; the map shows no alerts", path)
         return gpd.GeoDataFrame(geometry=[], crs=4326)
-    return _read_layer(path)
+    return read_layer(path)
 
 
-def _latest_reviews(register: Path | None) -> dict[str, dict[str, Any]]:
+def latest_reviews(register: Path | None) -> dict[str, dict[str, Any]]:
     """The latest ``review_history`` row (by ``seq``) per alert id, if the register has one."""
-    if register is None or "review_history" not in {n for n, _ in pyogrio.list_layers(register)}:
+    if register is None:
         return {}
-    h = pyogrio.read_dataframe(register, layer="review_history", read_geometry=False)
-    if h.empty or "alert_id" not in h:
+    h = Register(register).history()  # ordered by seq
+    if h.empty:
         return {}
-    h = h.sort_values("seq") if "seq" in h else h
     return {str(k): row for k, row in h.groupby("alert_id").tail(1).set_index("alert_id").to_dict("index").items()}
 
 
-def _relative_file(out_dir: Path, rel: object) -> str | None:
+def relative_file(out_dir: Path, rel: object) -> str | None:
     """``rel`` if it names an existing file inside ``out_dir`` (as a POSIX relative path)."""
-    if _missing(rel) or not str(rel).strip():
+    if is_missing(rel) or not str(rel).strip():
         return None
     p = PurePosixPath(str(rel).replace("\\", "/"))
     if p.is_absolute() or ".." in p.parts:
@@ -157,41 +158,41 @@ def _img(rel: str, caption: str, width: int = 160) -> str:
 def _popup_html(a: Mapping[str, Any], out_dir: Path, review: Mapping[str, Any] | None) -> str:
     """An alert's popup: a table of its fields and any chips/figure found next to the page."""
     area = a.get("area_m2")
-    area_txt = "–" if _missing(area) else f"{float(area):,.0f} m² ({float(area) / 1e4:,.2f} ha)"
+    area_txt = "–" if is_missing(area) else f"{float(area):,.0f} m² ({float(area) / 1e4:,.2f} ha)"
     lon, lat = a.get("centroid_lon"), a.get("centroid_lat")
     rows: list[tuple[str, str]] = [
-        ("alert 预警编号", _text(a.get("alert_id"))),
-        ("zone 红线区", f"{_text(a.get('zone_name'))} ({_text(a.get('zone_id'))})"),
-        ("type 类型", _text(a.get("disturbance_type"))),
-        ("first detected 首次发现", _text(a.get("first_detected"))),
-        ("last observed 最近观测", _text(a.get("last_observed"))),
+        ("alert 预警编号", display_text(a.get("alert_id"))),
+        ("zone 红线区", f"{display_text(a.get('zone_name'))} ({display_text(a.get('zone_id'))})"),
+        ("type 类型", display_text(a.get("disturbance_type"))),
+        ("first detected 首次发现", display_text(a.get("first_detected"))),
+        ("last observed 最近观测", display_text(a.get("last_observed"))),
         ("area 面积", area_txt),
-        ("confidence 置信度", _text(a.get("confidence"))),
-        ("status 状态", _text(a.get("status"))),
+        ("confidence 置信度", display_text(a.get("confidence"))),
+        ("status 状态", display_text(a.get("status"))),
     ]
-    if not _missing(a.get("magnitude")):
+    if not is_missing(a.get("magnitude")):
         rows.append(("magnitude 变化幅度", f"{float(a['magnitude']):.3f}"))
-    if not _missing(a.get("n_observations")):
-        rows.append(("observations 观测次数", _text(int(a["n_observations"]))))
-    if not (_missing(lon) or _missing(lat)):
+    if not is_missing(a.get("n_observations")):
+        rows.append(("observations 观测次数", display_text(int(a["n_observations"]))))
+    if not (is_missing(lon) or is_missing(lat)):
         rows.append(("centroid 中心点", f"{float(lon):.5f}, {float(lat):.5f}"))
-    if not _missing(a.get("admin_id")):
-        rows.append(("county 行政区", _text(a.get("admin_id"))))
+    if not is_missing(a.get("admin_id")):
+        rows.append(("county 行政区", display_text(a.get("admin_id"))))
     for key, label in (("change_type", "change 变化类型"), ("activity_class", "activity 人类活动"), ("activity_candidates", "candidates 候选类型")):
-        if not _missing(a.get(key)):
-            rows.append((label, _text(a.get(key))))
+        if not is_missing(a.get(key)):
+            rows.append((label, display_text(a.get(key))))
     if review:
-        rows.append(("last review 最近审核", f"{_text(review.get('time'))} · {_text(review.get('by'))}"))
-        if not _missing(review.get("note")):
-            rows.append(("note 备注", _text(review.get("note"))))
+        rows.append(("last review 最近审核", f"{display_text(review.get('time'))} · {display_text(review.get('by'))}"))
+        if not is_missing(review.get("note")):
+            rows.append(("note 备注", display_text(review.get("note"))))
     table = "".join(f"<tr><th style='text-align:left;padding-right:8px;white-space:nowrap'>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
 
-    aid = _text(a.get("alert_id"))
+    aid = display_text(a.get("alert_id"))
     images = []
     for rel, caption, width in (
-        (_relative_file(out_dir, a.get("chip_before")) or _relative_file(out_dir, f"chips/{aid}_before.png"), "before 变化前", 160),
-        (_relative_file(out_dir, a.get("chip_after")) or _relative_file(out_dir, f"chips/{aid}_after.png"), "after 变化后", 160),
-        (_relative_file(out_dir, f"figures/{aid}.png"), "index time series 指数时序", 330),
+        (relative_file(out_dir, a.get("chip_before")) or relative_file(out_dir, f"chips/{aid}_before.png"), "before 变化前", 160),
+        (relative_file(out_dir, a.get("chip_after")) or relative_file(out_dir, f"chips/{aid}_after.png"), "after 变化后", 160),
+        (relative_file(out_dir, f"figures/{aid}.png"), "index time series 指数时序", 330),
     ):
         if rel:
             images.append(_img(rel, caption, width))
@@ -208,25 +209,25 @@ def _alert_style(a: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _zone_tooltip(z: Mapping[str, Any]) -> str:
-    lines = [f"<b>{esc(_text(z.get('zone_name')))}</b>", f"{esc(_text(z.get('zone_id')))} · {esc(_text(z.get('category')))}"]
-    if not _missing(z.get("area_km2")):
+    lines = [f"<b>{esc(display_text(z.get('zone_name')))}</b>", f"{esc(display_text(z.get('zone_id')))} · {esc(display_text(z.get('category')))}"]
+    if not is_missing(z.get("area_km2")):
         lines.append(f"area 面积 {float(z['area_km2']):,.2f} km²")
-    if not _missing(z.get("alerts_total")):
+    if not is_missing(z.get("alerts_total")):
         lines.append(f"alerts 预警 {int(z['alerts_total'])}")
-    if not _missing(z.get("tier")):
+    if not is_missing(z.get("tier")):
         lines.append(f"tier 管控分区 {esc(_TIER_LABELS.get(str(z['tier']), str(z['tier'])))}")
-    if not _missing(z.get("valid_obs_fraction")):
+    if not is_missing(z.get("valid_obs_fraction")):
         lines.append(f"observed 有效观测 {100 * float(z['valid_obs_fraction']):.0f} %")
-    if not _missing(z.get("clear_obs_monitor")):
-        base = "" if _missing(z.get("clear_obs_baseline")) else f" (baseline 基准期 {float(z['clear_obs_baseline']):.0f})"
+    if not is_missing(z.get("clear_obs_monitor")):
+        base = "" if is_missing(z.get("clear_obs_baseline")) else f" (baseline 基准期 {float(z['clear_obs_baseline']):.0f})"
         lines.append(f"clear views 晴空观测次数 {float(z['clear_obs_monitor']):.0f}{base}")
-    if not _missing(z.get("last_clear_date")):
-        age = "" if _missing(z.get("last_clear_age_days")) else f", {int(z['last_clear_age_days'])} d before the window end 距监测期末"
-        lines.append(f"last clear view 最近晴空观测 {esc(_text(z.get('last_clear_date')))}{age}")
-    if not _missing(z.get("unsupported_fraction")):
-        months = "" if _missing(z.get("unsupported_months")) or not str(z.get("unsupported_months")) else f"; not months 月份 {esc(_text(z.get('unsupported_months')))}"
+    if not is_missing(z.get("last_clear_date")):
+        age = "" if is_missing(z.get("last_clear_age_days")) else f", {int(z['last_clear_age_days'])} d before the window end 距监测期末"
+        lines.append(f"last clear view 最近晴空观测 {esc(display_text(z.get('last_clear_date')))}{age}")
+    if not is_missing(z.get("unsupported_fraction")):
+        months = "" if is_missing(z.get("unsupported_months")) or not str(z.get("unsupported_months")) else f"; not months 月份 {esc(display_text(z.get('unsupported_months')))}"
         lines.append(f"judged by the baseline 基准期可判读 {100 * (1 - float(z['unsupported_fraction'])):.0f} %{months}")
-    if not _missing(z.get("status")):
+    if not is_missing(z.get("status")):
         lines.append(esc(_ZONE_STATUS.get(str(z["status"]), str(z["status"]))))
     return "<br>".join(lines)
 
@@ -323,12 +324,12 @@ def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: 
     zones_path = out_dir / "zones.geojson"
     if not zones_path.exists():
         raise FileNotFoundError(f"{zones_path} not found; render_map needs a finished scan's output folder")
-    zones = _read_layer(zones_path)
+    zones = read_layer(zones_path)
     admin_path = out_dir / "admin_units.geojson"
-    admin = _read_layer(admin_path) if admin_path.exists() else None
+    admin = read_layer(admin_path) if admin_path.exists() else None
     zone_ids = {str(z) for z in zones["zone_id"]} if "zone_id" in zones else set()
-    alerts = _read_alerts(out_dir, register, zone_ids)
-    reviews = _latest_reviews(Path(register)) if register is not None else {}
+    alerts = read_alerts(out_dir, register, zone_ids)
+    reviews = latest_reviews(Path(register)) if register is not None else {}
     assets = copy_assets(out_dir)
 
     m = folium.Map(tiles=None, control_scale=True)
@@ -354,7 +355,7 @@ def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: 
     fg_zones = folium.FeatureGroup(name=ZONES_NAME, show=True).add_to(m)
     has_uncategorised = has_not_observed = False
     for z in zones.to_dict("records"):
-        cat = None if _missing(z.get("category")) else str(z["category"])
+        cat = None if is_missing(z.get("category")) else str(z["category"])
         colour = categories.get(cat, UNCATEGORISED[0]) if cat else UNCATEGORISED[0]
         has_uncategorised |= cat is None or cat not in categories
         style: dict[str, Any] = {"color": colour, "weight": 2, "opacity": 0.9, "fillColor": colour, "fillOpacity": 0.1}
@@ -370,7 +371,7 @@ def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: 
         fg_admin = folium.FeatureGroup(name=ADMIN_NAME, show=True).add_to(m)
         for a in admin.to_dict("records"):
             gj = folium.GeoJson(_display_geometry(a["geometry"], True), style_function=lambda _f: dict(ADMIN_STYLE), pane=_pane("admin"))
-            folium.Tooltip(f"{esc(_text(a.get('admin_name')))} ({esc(_text(a.get('admin_id')))})", sticky=True).add_to(gj)
+            folium.Tooltip(f"{esc(display_text(a.get('admin_name')))} ({esc(display_text(a.get('admin_id')))})", sticky=True).add_to(gj)
             gj.add_to(fg_admin)
 
     fg_alerts = folium.FeatureGroup(name=ALERTS_NAME, show=True).add_to(m)
@@ -385,7 +386,7 @@ def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: 
         gj = folium.GeoJson(_display_geometry(a["geometry"], False), style_function=lambda _f, s=_alert_style(a): s, pane=_pane("alerts"))
         review = reviews.get(str(a.get("alert_id")))
         folium.Popup(_popup_html(a, out_dir, review), max_width=460).add_to(gj)
-        folium.Tooltip(f"{esc(_text(a.get('alert_id')))} · {esc(_text(a.get('disturbance_type')))} · {esc(_text(a.get('status')))}").add_to(gj)
+        folium.Tooltip(f"{esc(display_text(a.get('alert_id')))} · {esc(display_text(a.get('disturbance_type')))} · {esc(display_text(a.get('status')))}").add_to(gj)
         gj.add_to(fg_alerts)
 
     folium.LayerControl(collapsed=False).add_to(m)

@@ -22,19 +22,19 @@ import pandas as pd
 from rasterio.errors import RasterioError
 
 from maps._fonts import CSS_FONT_STACK
-from maps._map import COMPOSITE_PNG, MAP_HTML, _latest_reviews, _missing, _read_alerts, _read_layer, _relative_file, _text
+from maps._map import COMPOSITE_PNG, MAP_HTML, display_text, is_missing, latest_reviews, read_alerts, read_layer, relative_file
 from maps._style import STATUS_STYLE, TYPE_STYLE
-from maps._summary import _label as _label_of
-from maps._summary import index_pairs, render_county_figure, render_overview, render_zone_figure, safe_name
+from maps._summary import index_label, index_pairs, render_county_figure, render_overview, render_zone_figure, safe_name
 
 log = logging.getLogger(__name__)
 
-__all__ = ["render_report", "print_pdf", "REPORT_HTML", "REPORT_PDF"]
+__all__ = ["render_report", "print_pdf", "REPORT_HTML", "REPORT_PDF", "REPORT_GRADE_COLOURS"]
 
 REPORT_HTML = "report.html"
 REPORT_PDF = "report.pdf"
-#: HJ 192-2015 (生态环境状况评价技术规范) grades, best first, with a colour each
-GRADE_COLOURS = {"优": "#1a9850", "良": "#91cf60", "一般": "#fee08b", "较差": "#fc8d59", "差": "#d73027"}
+#: HJ 192-2015 (生态环境状况评价技术规范) grades, best first, with a colour each (the report's
+#: badges; the assessment figures' English RSEI grades are maps.GRADE_COLOURS)
+REPORT_GRADE_COLOURS = {"优": "#1a9850", "良": "#91cf60", "一般": "#fee08b", "较差": "#fc8d59", "差": "#d73027"}
 #: Chromium flags for printing: no network at all (every host name resolves to nothing)
 _OFFLINE_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1")
@@ -42,7 +42,7 @@ _NO_ADMIN = "(none)"
 
 
 def _num(value: object, fmt: str, scale: float = 1.0) -> str:
-    return "–" if _missing(value) else format(float(value) * scale, fmt)
+    return "–" if is_missing(value) else format(float(value) * scale, fmt)
 
 
 def _src(rel: str | None) -> str | None:
@@ -66,40 +66,40 @@ def _manifest(out_dir: Path) -> Mapping[str, Any]:
 
 def _zone_row(z: Mapping[str, Any], stems: list[str], grades: list[str]) -> dict[str, Any]:
     return {
-        "zone_id": _text(z.get("zone_id")), "zone_name": _text(z.get("zone_name")), "category": _text(z.get("category")),
+        "zone_id": display_text(z.get("zone_id")), "zone_name": display_text(z.get("zone_name")), "category": display_text(z.get("category")),
         "area_km2": _num(z.get("area_km2"), ",.3f"), "observed": _num(z.get("valid_obs_fraction"), ".0f", 100),
         "pairs": [(_num(z.get(f"{s}_baseline"), ".3f"), _num(z.get(f"{s}_monitor"), ".3f"),
-                   _num(None if _missing(z.get(f"{s}_baseline")) or _missing(z.get(f"{s}_monitor")) else float(z[f"{s}_monitor"]) - float(z[f"{s}_baseline"]), "+.3f"))
+                   _num(None if is_missing(z.get(f"{s}_baseline")) or is_missing(z.get(f"{s}_monitor")) else float(z[f"{s}_monitor"]) - float(z[f"{s}_baseline"]), "+.3f"))
                   for s in stems],
-        "fvc": _num(z.get("fvc_monitor"), ".2f"), "alerts": _text(z.get("alerts_total")),
-        "disturbed_ha": _num(z.get("disturbed_area_m2"), ",.2f", 1e-4), "status": _text(z.get("status")),
+        "fvc": _num(z.get("fvc_monitor"), ".2f"), "alerts": display_text(z.get("alerts_total")),
+        "disturbed_ha": _num(z.get("disturbed_area_m2"), ",.2f", 1e-4), "status": display_text(z.get("status")),
         "not_observed": str(z.get("status")) == "not_observed",
-        "tier": _text(z.get("tier")),
+        "tier": display_text(z.get("tier")),
         "clear_views": f"{_num(z.get('clear_obs_monitor'), '.0f')} / {_num(z.get('clear_obs_baseline'), '.0f')}",
-        "last_clear": _text(z.get("last_clear_date")) + ("" if _missing(z.get("last_clear_age_days")) else f" ({int(z['last_clear_age_days'])} d)"),
-        "judged": ("" if _missing(z.get("unsupported_fraction")) else _num(1 - float(z["unsupported_fraction"]), ".0f", 100))
-                  + ("" if _missing(z.get("unsupported_months")) or not str(z.get("unsupported_months")) else f" ({_text(z.get('unsupported_months'))} 月)"),
-        "grades": [(_text(z.get(g)), GRADE_COLOURS.get(str(z.get(g)), "#eeeeee")) for g in grades],
+        "last_clear": display_text(z.get("last_clear_date")) + ("" if is_missing(z.get("last_clear_age_days")) else f" ({int(z['last_clear_age_days'])} d)"),
+        "judged": ("" if is_missing(z.get("unsupported_fraction")) else _num(1 - float(z["unsupported_fraction"]), ".0f", 100))
+                  + ("" if is_missing(z.get("unsupported_months")) or not str(z.get("unsupported_months")) else f" ({display_text(z.get('unsupported_months'))} 月)"),
+        "grades": [(display_text(z.get(g)), REPORT_GRADE_COLOURS.get(str(z.get(g)), "#eeeeee")) for g in grades],
     }
 
 
 def _alert_row(a: Mapping[str, Any], out_dir: Path, review: Mapping[str, Any] | None) -> dict[str, Any]:
-    aid = _text(a.get("alert_id"))
+    aid = display_text(a.get("alert_id"))
     status = str(a.get("status"))
-    figure = _relative_file(out_dir, f"figures/{aid}.png")
+    figure = relative_file(out_dir, f"figures/{aid}.png")
     return {
         "alert_id": aid, "type": TYPE_STYLE.get(str(a.get("disturbance_type")), TYPE_STYLE["other"]).label,
         "type_colour": TYPE_STYLE.get(str(a.get("disturbance_type")), TYPE_STYLE["other"]).colour,
-        "first_detected": _text(a.get("first_detected")), "last_observed": _text(a.get("last_observed")),
-        "area_ha": _num(a.get("area_m2"), ",.2f", 1e-4), "confidence": _text(a.get("confidence")),
-        "status": STATUS_STYLE[status].label if status in STATUS_STYLE else _text(a.get("status")),
+        "first_detected": display_text(a.get("first_detected")), "last_observed": display_text(a.get("last_observed")),
+        "area_ha": _num(a.get("area_m2"), ",.2f", 1e-4), "confidence": display_text(a.get("confidence")),
+        "status": STATUS_STYLE[status].label if status in STATUS_STYLE else display_text(a.get("status")),
         "status_colour": STATUS_STYLE[status].colour if status in STATUS_STYLE else "#333333",
         "magnitude": _num(a.get("magnitude"), ".3f"),
-        "before": _src(_relative_file(out_dir, a.get("chip_before")) or _relative_file(out_dir, f"chips/{aid}_before.png")),
-        "after": _src(_relative_file(out_dir, a.get("chip_after")) or _relative_file(out_dir, f"chips/{aid}_after.png")),
-        "figure": _src(figure), "figure_svg": _src(_relative_file(out_dir, f"figures/{aid}.svg")),
-        "review": None if not review else {"time": _text(review.get("time")), "by": _text(review.get("by")),
-                                           "note": "" if _missing(review.get("note")) else str(review.get("note"))},
+        "before": _src(relative_file(out_dir, a.get("chip_before")) or relative_file(out_dir, f"chips/{aid}_before.png")),
+        "after": _src(relative_file(out_dir, a.get("chip_after")) or relative_file(out_dir, f"chips/{aid}_after.png")),
+        "figure": _src(figure), "figure_svg": _src(relative_file(out_dir, f"figures/{aid}.svg")),
+        "review": None if not review else {"time": display_text(review.get("time")), "by": display_text(review.get("by")),
+                                           "note": "" if is_missing(review.get("note")) else str(review.get("note"))},
     }
 
 
@@ -123,12 +123,12 @@ def render_report(out_dir: Path, *, register: Path | None = None, pdf: bool = Fa
     for req in ("zones.geojson", "zone_stats.csv"):
         if not (out_dir / req).exists():
             raise FileNotFoundError(f"{out_dir / req} not found; render_report needs a finished scan's output folder")
-    zones = _read_layer(out_dir / "zones.geojson")
+    zones = read_layer(out_dir / "zones.geojson")
     zone_stats = pd.read_csv(out_dir / "zone_stats.csv", dtype={"zone_id": str, "admin_id": str})
     admin_stats = pd.read_csv(out_dir / "admin_stats.csv", dtype={"admin_id": str}) if (out_dir / "admin_stats.csv").exists() else pd.DataFrame()
-    admin = _read_layer(out_dir / "admin_units.geojson") if (out_dir / "admin_units.geojson").exists() else None
-    alerts = _read_alerts(out_dir, register, set(zone_stats["zone_id"].astype(str)))
-    reviews = _latest_reviews(Path(register)) if register is not None else {}
+    admin = read_layer(out_dir / "admin_units.geojson") if (out_dir / "admin_units.geojson").exists() else None
+    alerts = read_alerts(out_dir, register, set(zone_stats["zone_id"].astype(str)))
+    reviews = latest_reviews(Path(register)) if register is not None else {}
     manifest = _manifest(out_dir)
     written: list[Path] = []
 
@@ -170,18 +170,18 @@ def render_report(out_dir: Path, *, register: Path | None = None, pdf: bool = Fa
                 "alerts": [_alert_row(a, out_dir, reviews.get(str(a.get("alert_id")))) for a in za.to_dict("records")],
             })
         counties.append({
-            "anchor": f"county-{safe_name(admin_id)}", "admin_id": _text(admin_id),
-            "admin_name": "" if _missing(arow.get("admin_name")) else str(arow.get("admin_name")),
+            "anchor": f"county-{safe_name(admin_id)}", "admin_id": display_text(admin_id),
+            "admin_name": "" if is_missing(arow.get("admin_name")) else str(arow.get("admin_name")),
             "summary": {
-                "zones": _text(arow.get("zones_total", len(zrows))), "zones_area_km2": _num(arow.get("zones_area_km2"), ",.3f"),
-                "observed": _num(arow.get("valid_obs_fraction"), ".0f", 100), "alerts": _text(arow.get("alerts_total")),
+                "zones": display_text(arow.get("zones_total", len(zrows))), "zones_area_km2": _num(arow.get("zones_area_km2"), ",.3f"),
+                "observed": _num(arow.get("valid_obs_fraction"), ".0f", 100), "alerts": display_text(arow.get("alerts_total")),
                 "disturbed_ha": _num(arow.get("disturbed_area_m2"), ",.2f", 1e-4),
-                "zones_with_alerts": _text(arow.get("zones_with_alerts")), "zones_not_observed": _text(arow.get("zones_not_observed")),
-                "pairs": [(_label_of(s), _num(arow.get(f"{s}_baseline"), ".3f"), _num(arow.get(f"{s}_monitor"), ".3f")) for s in stems],
-                "grades": [(g, _text(arow.get(g)), GRADE_COLOURS.get(str(arow.get(g)), "#eeeeee")) for g in agrades],
+                "zones_with_alerts": display_text(arow.get("zones_with_alerts")), "zones_not_observed": display_text(arow.get("zones_not_observed")),
+                "pairs": [(index_label(s), _num(arow.get(f"{s}_baseline"), ".3f"), _num(arow.get(f"{s}_monitor"), ".3f")) for s in stems],
+                "grades": [(g, display_text(arow.get(g)), REPORT_GRADE_COLOURS.get(str(arow.get(g)), "#eeeeee")) for g in agrades],
                 "ei": None if "ei_habitat_quality" not in arow else (
-                    f"{_num(arow.get('ei'), '.1f')} {_text(arow.get('ei_grade'))}" if not _missing(arow.get("ei"))
-                    else f"– (missing 缺: {_text(arow.get('ei_missing'))})"),
+                    f"{_num(arow.get('ei'), '.1f')} {display_text(arow.get('ei_grade'))}" if not is_missing(arow.get("ei"))
+                    else f"– (missing 缺: {display_text(arow.get('ei_missing'))})"),
             },
             "chart": _relative(out_dir, chart), "zones": zone_blocks,
         })
@@ -195,7 +195,7 @@ def render_report(out_dir: Path, *, register: Path | None = None, pdf: bool = Fa
         "n_zones": len(zone_stats), "n_alerts": len(alerts), "n_counties": len(counties),
         "n_not_observed": int((zone_stats.get("status") == "not_observed").sum()) if "status" in zone_stats else 0,
         "status_counts": [(STATUS_STYLE[k].label, int((alerts["status"] == k).sum()) if "status" in alerts else 0) for k in STATUS_STYLE],
-        "stems": [_label_of(s) for s in stems], "zone_grades": zgrades, "admin_grades": agrades,
+        "stems": [index_label(s) for s in stems], "zone_grades": zgrades, "admin_grades": agrades,
         "map": MAP_HTML if (out_dir / MAP_HTML).exists() else None,
         "overview": _relative(out_dir, overview), "counties": counties,
         "has_manifest": bool(manifest),

@@ -33,7 +33,7 @@ from maps._style import TYPE_STYLE, category_colours  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-__all__ = ["index_pairs", "safe_name", "render_zone_figure", "render_county_figure", "render_overview", "FIGURE_DIR"]
+__all__ = ["index_pairs", "index_label", "safe_name", "render_zone_figure", "render_county_figure", "render_overview", "FIGURE_DIR"]
 
 FIGURE_DIR = "figures"
 #: stacked-bar order of alert types (the register's ``disturbance_type`` values)
@@ -59,7 +59,8 @@ def index_pairs(columns: Iterable[str]) -> list[str]:
     return sorted(stems, key=lambda s: (s != "ndvi", s))
 
 
-def _label(stem: str) -> str:
+def index_label(stem: str) -> str:
+    """The display name of an index stem (``ndvi`` → NDVI; others upper-cased)."""
     return _INDEX_LABEL.get(stem, stem.upper())
 
 
@@ -137,7 +138,7 @@ def render_zone_figure(out_dir: Path, zone: pd.Series, geom_4326, alerts: gpd.Ge
                     for patch in bp["boxes"]:
                         patch.set(facecolor=colour, alpha=0.25, edgecolor=colour)
             if pd.notna(b) and pd.notna(m):
-                ax.plot([k * 0.08, 1 + k * 0.08], [b, m], "o-", color=colour, lw=2, label=f"{_label(stem)} {b:.3f} → {m:.3f} ({m - b:+.3f})")
+                ax.plot([k * 0.08, 1 + k * 0.08], [b, m], "o-", color=colour, lw=2, label=f"{index_label(stem)} {b:.3f} → {m:.3f} ({m - b:+.3f})")
         if pd.notna(zone.get("fvc_monitor")):
             ax.plot([1.2], [zone["fvc_monitor"]], "D", color="#555555", label=f"FVC monitor {zone['fvc_monitor']:.2f}")
         ax.set_xticks([0, 1], ["baseline 基准期", "monitor 监测期"])
@@ -200,7 +201,7 @@ def render_county_figure(out_dir: Path, admin: pd.Series, zones: pd.DataFrame) -
             for j, period in enumerate(("baseline", "monitor")):
                 off = (2 * k + j - (2 * len(stems) - 1) / 2) * h
                 axes[2].barh(y + off, zones[f"{stem}_{period}"], height=h, color=f"C{k}", alpha=0.45 if period == "baseline" else 0.95,
-                             label=f"{_label(stem)} {period}")
+                             label=f"{index_label(stem)} {period}")
         axes[2].set_title("zonal means 区域均值", fontsize=9)
         if stems:
             axes[2].legend(fontsize=6, loc="lower right")

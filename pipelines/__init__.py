@@ -14,13 +14,21 @@
 - :func:`probe_items` checks every scene's assets first; unreadable scenes are left out.
 - :func:`import_folder` turns a folder of GeoTIFF / JPEG2000 scene files (Landsat, Sentinel-2,
   Gaofen, or any layout a band-mapping file describes) into COGs + STAC Items for :func:`serve_stac`.
-- :func:`dask_client` gives a LocalCluster client, or one attached to an existing scheduler.
+- :func:`dask_client` gives a LocalCluster client, or one attached to an existing scheduler;
+  :func:`set_gdal_env` applies the scan's GDAL settings in this process, :func:`trim_memory`
+  gives freed heap memory back to the OS (glibc) as :func:`compute_tiles` does after each tile.
+- :func:`local_href_patch` reads a bare local path a STAC API served as ``http://host/abs/path``
+  as the file; :func:`solar_day` is an item's local solar date, as odc-stac groups dates;
+  :func:`coarse_grid` is the band's own grid that :func:`load_series` reads a coarser band on
+  (None: warped); :data:`LAYOUTS` names the scene-file layouts :func:`import_folder` knows.
 """
 
 from pipelines._bands import REFLECTANCE_BANDS, BandInfo, MaskInfo, ParsedItem, parse_item
-from pipelines._cluster import dask_client
-from pipelines._import import ImportResult, import_folder
-from pipelines._load import ItemScaling, MaskRules, SeriesLoad, load_reflectance, load_series
+from pipelines._cluster import dask_client, set_gdal_env, trim_memory
+from pipelines._files import replaced_folder
+from pipelines._import import LAYOUTS, ImportResult, import_folder
+from pipelines._load import ItemScaling, MaskRules, SeriesLoad, load_reflectance, load_series, local_href_patch, solar_day
+from pipelines._native import CoarseGrid, coarse_grid
 from pipelines._profiles import PROFILES, Profile, get_profile
 from pipelines._progress import compute_tiles
 from pipelines._probe import SceneFailure, find_unreadable, probe_items
@@ -30,13 +38,19 @@ from pipelines._server import serve_stac
 __all__ = [
     "serve_stac",
     "import_folder",
+    "replaced_folder",
     "ImportResult",
+    "LAYOUTS",
     "search_items",
     "open_client",
     "SearchResult",
     "load_reflectance",
     "load_series",
     "SeriesLoad",
+    "local_href_patch",
+    "solar_day",
+    "coarse_grid",
+    "CoarseGrid",
     "MaskRules",
     "ItemScaling",
     "parse_item",
@@ -48,6 +62,8 @@ __all__ = [
     "PROFILES",
     "get_profile",
     "dask_client",
+    "set_gdal_env",
+    "trim_memory",
     "probe_items",
     "compute_tiles",
     "find_unreadable",

@@ -363,7 +363,9 @@ def _mask_of(item: pystac.Item, sensor: str | None) -> MaskInfo | None:
     return sorted(cands, key=lambda c: c[0])[0][1]
 
 
-def _grid(item: pystac.Item, asset: pystac.Asset | None) -> tuple[int | None, tuple[int, int] | None, tuple[float, ...] | None]:
+def item_grid(item: pystac.Item, asset: pystac.Asset | None) -> tuple[int | None, tuple[int, int] | None, tuple[float, ...] | None]:
+    """EPSG code, (rows, cols) and affine transform of ``asset``'s pixels from its ``proj:``
+    fields, else the item's; None for what neither declares."""
     src = [asset.extra_fields if asset is not None else {}, item.properties]
     epsg = shape = transform = None
     for d in src:
@@ -415,7 +417,7 @@ def parse_item(item: pystac.Item) -> ParsedItem:
         if source == "rule" and cn in REFLECTANCE_BANDS and reason not in notes:
             notes.append(reason)
     first = next((item.assets[b.asset] for b in out.values()), None)
-    epsg, shape, transform = _grid(item, item.assets.get(out["red"].asset) if "red" in out else first)
+    epsg, shape, transform = item_grid(item, item.assets.get(out["red"].asset) if "red" in out else first)
     return ParsedItem(
         id=item.id, collection=item.collection_id, sensor=sensor, platform=item.properties.get("platform"),
         processing_baseline=baseline, bands=out, mask=_mask_of(item, sensor), epsg=epsg, shape=shape,

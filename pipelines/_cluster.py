@@ -32,7 +32,9 @@ GDAL_ENV = {
 }
 
 
-def _set_gdal_env(extra: dict[str, str] | None = None) -> None:
+def set_gdal_env(extra: dict[str, str] | None = None) -> None:
+    """Set :data:`GDAL_ENV` (and ``extra``) in this process's environment, keeping values already
+    set; :func:`dask_client` runs it here and on every worker."""
     for key, value in {**GDAL_ENV, **(extra or {})}.items():
         os.environ.setdefault(key, value)
     # odc-loader warps each read into a numpy destination given by its transform; rasterio
@@ -88,13 +90,13 @@ def dask_client(address: str | None = None, *, workers: int = 2, threads_per_wor
         Extra GDAL settings a STAC profile needs (e.g. ``AWS_REQUEST_PAYER``), set with
         :data:`GDAL_ENV` in this process and on every worker.
     """
-    _set_gdal_env(env)
+    set_gdal_env(env)
     if address:
         try:
             client = Client(address, timeout="20s")
         except (OSError, TimeoutError) as exc:
             raise RedlineInputError(f"dask.address {address}: cannot reach the Dask scheduler ({exc}); start it or fix the address") from None
-        client.run(_set_gdal_env, env)
+        client.run(set_gdal_env, env)
         try:
             yield client
         finally:
@@ -112,5 +114,5 @@ def dask_client(address: str | None = None, *, workers: int = 2, threads_per_wor
             silence_logs=logging.CRITICAL,
         )
     with cluster, Client(cluster) as client:
-        client.run(_set_gdal_env, env)
+        client.run(set_gdal_env, env)
         yield client

@@ -62,9 +62,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import re
-import shutil
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -79,6 +77,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rasterio.io import MemoryFile
 from rasterio.warp import transform as warp_transform
 
+from pipelines._files import replaced_folder
 from redline.errors import SceneFilesError
 
 __all__ = ["ImportResult", "import_folder", "load_mapping", "Mapping", "LAYOUTS"]
@@ -976,13 +975,7 @@ def import_folder(
     for s in scenes:
         _check_scene(s, grids)
     cid = collection or default_cid
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.with_name(f".{root.name}.importing-{os.getpid()}")
-    old = root.with_name(f".{root.name}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    done = False
-    try:
+    with replaced_folder(root, label="importing") as tmp:
         items = [_item(s, cid, tmp, root, grids) for s in scenes]
         items.sort(key=lambda it: (it["properties"]["datetime"], it["id"]))
         layouts: dict[str, int] = {}
@@ -990,14 +983,6 @@ def import_folder(
             layouts[s.layout] = layouts.get(s.layout, 0) + 1
         (tmp / "items.json").write_text(json.dumps({"type": "FeatureCollection", "features": items}, ensure_ascii=False, indent=1), encoding="utf-8")
         (tmp / "collection.json").write_text(json.dumps(_collection(cid, items, layouts, folder), ensure_ascii=False, indent=1), encoding="utf-8")
-        if root.exists():
-            os.replace(root, old)
-        os.replace(tmp, root)
-        done = True
-    finally:
-        if not done:
-            shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     bands = tuple(n for n in COMMON_NAMES if any(b.common_name == n for s in scenes for b in s.bands))
     masked = {s.id for s in scenes if any(b.role == "mask" for b in s.bands)}
     unmasked = tuple(it["id"] for it in items if it["id"] not in masked)

@@ -45,7 +45,9 @@ class ItemScaling:
     reason: str | None = None
 
 
-def _asset_for(item: pystac.Item, band: str) -> pystac.Asset:
+def asset_for(item: pystac.Item, band: str) -> pystac.Asset:
+    """The asset of ``band`` (an asset key, or a common name or name in ``eo:bands``); StacError
+    when the item has none."""
     if band in item.assets:
         return item.assets[band]
     for asset in item.assets.values():
@@ -66,7 +68,7 @@ def item_scaling(item: pystac.Item, band: str) -> ItemScaling:
     return ItemScaling(item.id, band, b.scale, b.offset, b.nodata, b.asset, b.source, b.reason)
 
 
-def _solar_day(item: pystac.Item) -> np.datetime64:
+def solar_day(item: pystac.Item) -> np.datetime64:
     """The local solar date of an item (UTC time shifted by longitude / 15 h), as odc-stac groups."""
     lon = 0.5 * (item.bbox[0] + item.bbox[2]) if item.bbox else 0.0
     t = pd.Timestamp(item.datetime).tz_convert(None) if pd.Timestamp(item.datetime).tzinfo else pd.Timestamp(item.datetime)
@@ -139,7 +141,7 @@ def load_reflectance(
     days = pd.DatetimeIndex(raw.time.values).normalize()
     out = {}
     for band in bands:
-        per_item = {(_solar_day(it)): item_scaling(it, band) for it in items}
+        per_item = {(solar_day(it)): item_scaling(it, band) for it in items}
         scale = xr.DataArray(np.array([per_item[np.datetime64(d, "ns")].scale for d in days], "float32"), dims="time", coords={"time": raw.time})
         offset = xr.DataArray(np.array([per_item[np.datetime64(d, "ns")].offset for d in days], "float32"), dims="time", coords={"time": raw.time})
         nodata = raw[band].attrs.get("nodata", 0)
@@ -193,7 +195,9 @@ class _HrefPatch:
         return self.signer(url) if self.signer is not None else url
 
 
-def _href(item: pystac.Item, key: str, profile: Profile | None) -> str:
+def asset_href(item: pystac.Item, key: str, profile: Profile | None) -> str:
+    """The href of asset ``key``: the profile's alternate href (``alternate_href``) when the
+    asset has one, else its own."""
     asset = item.assets[key]
     if profile is not None and profile.alternate_href:
         alt = (asset.extra_fields.get("alternate") or {}).get(profile.alternate_href) or {}
@@ -234,7 +238,7 @@ def _normalised_item(item: pystac.Item, parsed: ParsedItem, bands: tuple[str, ..
         if dtype:
             rb["data_type"] = dtype
         extra["raster:bands"] = [rb]
-        return pystac.Asset(href=_href(item, key, profile), media_type=src.media_type, roles=["data"], extra_fields=extra)
+        return pystac.Asset(href=asset_href(item, key, profile), media_type=src.media_type, roles=["data"], extra_fields=extra)
 
     for b in bands:
         info = parsed.bands[b]
@@ -430,7 +434,7 @@ def load_series(
         own[it.id] = (*bands, *(b for b in optional_bands if b in p.bands))
         keep.append((it, p))
     if check_assets and keep:
-        hrefs = [(i, key, _href(it, key, profile)) for i, (it, p) in enumerate(keep)
+        hrefs = [(i, key, asset_href(it, key, profile)) for i, (it, p) in enumerate(keep)
                  for key in [p.bands[b].asset for b in _with_lst(own[it.id], p)] + ([p.mask.asset] if (mask is not None and p.mask) else [])]
         with ThreadPoolExecutor(max_workers=8) as pool:
             errors = list(pool.map(lambda h: _check_readable(h[2], patch), hrefs))

@@ -34,7 +34,7 @@ from odc.geo import CRS
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
-from pipelines._bands import _grid
+from pipelines._bands import item_grid
 
 #: Largest coarse-to-grid ratio read natively (30 m Landsat on a 10 m grid is 3).
 MAX_FACTOR = 8
@@ -66,7 +66,7 @@ def coarse_grid(items: list[pystac.Item], band: str, geobox: GeoBox) -> CoarseGr
     origin = None
     k = None
     for it in items:
-        epsg, _, tr = _grid(it, it.assets.get(band)) if band in it.assets else (None, None, None)
+        epsg, _, tr = item_grid(it, it.assets.get(band)) if band in it.assets else (None, None, None)
         if tr is None or epsg is None or CRS(f"EPSG:{epsg}") != geobox.crs:
             return None
         t = Affine(*tr)

@@ -19,8 +19,8 @@ import rasterio
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from pipelines._cluster import _set_gdal_env
-from pipelines._load import _asset_for, local_href_patch
+from pipelines._cluster import set_gdal_env
+from pipelines._load import asset_for, local_href_patch
 from redline.errors import StacError
 
 __all__ = ["SceneFailure", "probe_items", "find_unreadable"]
@@ -150,7 +150,7 @@ def _asset_keys(item: pystac.Item, bands: tuple[str, ...], optional: tuple[str, 
             keys[band] = parsed.bands[band].asset
         else:
             try:
-                asset = _asset_for(item, "scl" if band == "mask" else band)
+                asset = asset_for(item, "scl" if band == "mask" else band)
             except StacError:
                 return f"no asset for band '{band}' (asset keys: {', '.join(item.assets) or 'none'})"
             keys[band] = next(k for k, a in item.assets.items() if a is asset)
@@ -159,14 +159,14 @@ def _asset_keys(item: pystac.Item, bands: tuple[str, ...], optional: tuple[str, 
 
 def _check_item(item: pystac.Item, bands: tuple[str, ...], profile: object | None = None, signer=None, read_bbox=None,
                 optional: tuple[str, ...] = ()) -> str | None:
-    from pipelines._load import _href
+    from pipelines._load import asset_href
 
     keys = _asset_keys(item, bands, optional)
     if isinstance(keys, str):
         return keys
     grids: dict[str, tuple] = {}
     for band, key in keys.items():
-        href = _href(item, key, profile)
+        href = asset_href(item, key, profile)
         if signer is not None:
             href = signer(href)
         asset = item.assets[key].clone()
@@ -214,7 +214,7 @@ def probe_items(
     (good items, failures)
         Items in their input order, and one :class:`SceneFailure` per scene left out.
     """
-    _set_gdal_env()
+    set_gdal_env()
     with ThreadPoolExecutor(max_workers=threads) as pool:
         reasons = list(pool.map(lambda it: _check_item(it, bands, profile, signer, optional=optional), items))
     good, failures = [], []
@@ -238,7 +238,7 @@ def find_unreadable(
     The scan then calls this: every pixel of every asset over the area is read (threads), and
     the scenes that fail are returned, to be left out and reported. Costs one read of the area.
     """
-    _set_gdal_env()
+    set_gdal_env()
     with ThreadPoolExecutor(max_workers=threads) as pool:
         reasons = list(pool.map(lambda it: _check_item(it, bands, profile, signer, read_bbox=bbox_4326, optional=optional), items))
     return [SceneFailure(it.id, r) for it, r in zip(items, reasons) if r is not None]

@@ -42,6 +42,8 @@ import rasterio.features
 import shapely
 from affine import Affine
 
+from redline.vocabulary import ACTIVITY_CLASSES, ACTIVITY_CODES, CHANGE_TYPES
+
 __all__ = [
     "ACTIVITY_CLASSES",
     "ACTIVITY_CODES",
@@ -55,22 +57,6 @@ __all__ = [
     "recovery_verdict",
 ]
 
-#: The nine national human-activity classes: code → (Chinese label, English label).
-ACTIVITY_CLASSES: dict[str, tuple[str, str]] = {
-    "settlement": ("居民点", "settlement"),
-    "agriculture": ("农业用地", "agricultural land"),
-    "quarry": ("采石场", "quarry"),
-    "industrial_mining": ("工矿用地", "industrial and mining land"),
-    "energy": ("能源设施", "energy facility"),
-    "transport": ("交通设施", "transport facility"),
-    "tourism": ("旅游设施", "tourism facility"),
-    "aquaculture": ("养殖场", "aquaculture / livestock farm"),
-    "other_artificial": ("其他人工设施", "other artificial facility"),
-}
-ACTIVITY_CODES = tuple(ACTIVITY_CLASSES)
-
-#: Change type code → (Chinese, English).
-CHANGE_TYPES: dict[str, tuple[str, str]] = {"new": ("新增", "new"), "expansion": ("规模扩大", "expansion")}
 
 #: Candidate classes per spectral disturbance type (redline.alerts.DISTURBANCE_TYPES), most
 #: likely first. Expert ordering from the classes' definitions: a bright bare pit is a quarry

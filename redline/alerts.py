@@ -76,7 +76,6 @@ import datetime as dt
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import rasterio.features
 import shapely
 from affine import Affine
@@ -84,6 +83,7 @@ from scipy import ndimage
 
 from redline.activity import NDVI_BARE, activity_candidates, change_type, join_codes
 from redline.detect import MIN_DROP, STACK_VARS
+from redline.vocabulary import CONFIDENCE_LEVELS, DISTURBANCE_TYPES
 
 __all__ = [
     "ALERT_COLUMNS",
@@ -95,10 +95,9 @@ __all__ = [
     "growth_share",
     "confidence_level",
     "alerts_from_fields",
+    "apply_unit",
 ]
 
-DISTURBANCE_TYPES = ("clearing", "construction", "mining", "fire", "water_loss", "other")
-CONFIDENCE_LEVELS = ("low", "nominal", "high")
 
 #: Thresholds of the type rule (module docstring gives the sources).
 MNDWI_WATER = 0.0
@@ -257,6 +256,18 @@ def disturbed_mask(fields: dict[str, np.ndarray]) -> np.ndarray:
     return np.isin(labels, keep[keep > 0])
 
 
+def apply_unit(pieces: gpd.GeoDataFrame, min_area_m2: float, *, exempt: frozenset[str] | set[str] = frozenset()) -> gpd.GeoDataFrame:
+    """The minimum mapping unit, the one place it is applied: the patch pieces (one zone each,
+    ``zone_id``) of at least ``min_area_m2`` m², and every piece of the zones in ``exempt``. The
+    area is the pieces' ``area_m2`` where they have it (measured in the analysis CRS), else
+    their geometry's (which must then be in a metric CRS)."""
+    area = pieces["area_m2"].values if "area_m2" in pieces else pieces.geometry.area.values
+    keep = area >= min_area_m2
+    if exempt:
+        keep |= pieces["zone_id"].isin(exempt).values
+    return pieces[keep]
+
+
 def alerts_from_fields(
     fields: dict[str, np.ndarray],
     transform: Affine,
@@ -268,6 +279,7 @@ def alerts_from_fields(
     z_threshold: float,
     scan_id: str,
     baseline: dict[str, np.ndarray] | None = None,
+    unit_exempt: frozenset[str] | set[str] = frozenset(),
 ) -> gpd.GeoDataFrame:
     """Turn computed per-pixel detection fields into alerts, one per patch per zone.
 
@@ -280,7 +292,10 @@ def alerts_from_fields(
     zones
         Zones in the same CRS with ``zone_id, zone_name, admin_id``.
     min_area_m2
-        Minimum mapping unit, applied after clipping to each zone.
+        Minimum mapping unit, applied after clipping to each zone (:func:`apply_unit`).
+    unit_exempt
+        Zones whose patches are all kept whatever their area: the pieces of a zone split across
+        tiles, to which the unit applies once they are stitched whole (:mod:`redline.tiles`).
     baseline
         Computed baseline growing-season means on the same grid, ``{"NDVI": …, "MNDWI": …}``;
         when given, ``change_type`` is decided (:func:`redline.activity.change_type`), else None.
@@ -305,7 +320,7 @@ def alerts_from_fields(
         {"patch": list(polys)}, geometry=[shapely.union_all(p) for p in polys.values()], crs=crs
     )
     pieces = gpd.overlay(patches, zones[["zone_id", "zone_name", "admin_id", "geometry"]], how="intersection", keep_geom_type=True)
-    pieces = pieces[pieces.geometry.area >= min_area_m2]
+    pieces = apply_unit(pieces, min_area_m2, exempt=unit_exempt)
     if pieces.empty:
         return empty
 

@@ -39,10 +39,10 @@ import xarray as xr
 from exactextract import exact_extract
 
 from redline import rsei as _rsei
+from redline import outputs
 from redline import trends as _trends
-from redline.alerts import DISTURBANCE_TYPES
-from redline.register import STATUSES
 from redline.tiles import Mosaic, Tile
+from redline.vocabulary import DISTURBANCE_TYPES, STATUSES
 
 if TYPE_CHECKING:
     from odc.geo.geobox import GeoBox
@@ -487,7 +487,7 @@ def _assessment_rasters(out: Path, mosaic: Mosaic, years: list[int], *, basic: b
     pixels inside the zones (the study area: the same pixels whatever the tiling), so no
     output needs the region in memory. RSEI outside the zones (the tiles' margins) is clipped
     to [0, 1]."""
-    rdir = out / "rasters"
+    rdir = out / outputs.RASTERS_DIR
     paths: dict[str, Path] = {}
     info: dict[str, Any] = {"fvc_end_members": {}, "fvc_quantiles": list(FVC_QUANTILES),
                             "fvc_fitted_over": f"land pixels inside the zones (period-mean MNDWI ≤ {_rsei.WATER_MNDWI})"}
@@ -633,10 +633,10 @@ def write_assessment(
     admin_stats = admin_statistics(zone_stats, admin_utm, zones=zones_utm, rasters=paths, alerts=alerts, rsei_variant=variant, window_end=cfg.monitor.end)
     if cfg.assess.land_cover is not None:
         admin_stats = _with_ei(admin_stats, cfg, admin_utm, zones_utm, paths, info)
-    zone_stats.to_csv(out / "zone_stats.csv", index=False, encoding="utf-8")
-    admin_stats.to_csv(out / "admin_stats.csv", index=False, encoding="utf-8")
+    zone_stats.to_csv(out / outputs.ZONE_STATS_CSV, index=False, encoding="utf-8")
+    admin_stats.to_csv(out / outputs.ADMIN_STATS_CSV, index=False, encoding="utf-8")
 
-    gpkg = out / "assessment.gpkg"
+    gpkg = out / outputs.ASSESSMENT_GPKG
     gpkg.unlink(missing_ok=True)
     zgeo = zones[["zone_id", "geometry"]].to_crs(4326).merge(zone_stats, on="zone_id")
     zgeo.to_file(gpkg, layer="zone_stats", driver="GPKG")
@@ -651,9 +651,9 @@ def write_assessment(
     import pyogrio
 
     pyogrio.write_dataframe(annual, gpkg, layer="ndvi_annual", driver="GPKG")
-    annual.to_csv(out / "ndvi_annual.csv", index=False, encoding="utf-8")
+    annual.to_csv(out / outputs.NDVI_ANNUAL_CSV, index=False, encoding="utf-8")
 
-    figs = out / "figures"
+    figs = out / outputs.FIGURES_DIR
     maps.render_grade_shares(figs / "rsei_grades_by_zone.png", zone_stats, periods=PERIODS, title=info["rsei"]["variant"])
     adm = annual[annual["unit_type"] == "admin"].rename(columns={"unit_id": "admin_id"})
     names = admin_stats.set_index("admin_id")["admin_name"].to_dict()
@@ -664,7 +664,7 @@ def write_assessment(
     info["trends"] = {"years": years, "min_years": _trends.MIN_YEARS, "alpha": _trends.ALPHA,
                       "method": "Theil–Sen slope (scipy.stats.theilslopes), Mann–Kendall via Kendall's tau (scipy.stats.kendalltau)"}
     info["growing_season_months"] = list(_rsei.GROWING_SEASON_MONTHS)
-    (out / "assessment.json").write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+    (out / outputs.ASSESSMENT_JSON).write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
     return zone_stats, admin_stats
 
 

@@ -16,7 +16,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from redline import outputs
 from redline.errors import RedlineError, RedlineInputError, ScanFault
+from redline.vocabulary import ACTIVITY_CODES, DISTURBANCE_TYPES, REVIEW_STEPS, STATUSES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Remote-sensing supervision of ecological protection red-line zones.")
 alerts_app = typer.Typer(no_args_is_help=True, help="List and review alerts in the register.")
@@ -59,7 +61,8 @@ def _summary(result) -> None:
     a = result.alerts
     if result.up_to_date:
         out_console.print(f"{result.out_dir}: up to date, no new scenes since its last scan ({result.n_items} scenes, {len(a)} alert(s)); nothing redone")
-    types = [("clearing", "clearing"), ("construction", "constr."), ("mining", "mining"), ("fire", "fire"), ("water_loss", "water"), ("other", "other")]
+    short = {"construction": "constr.", "water_loss": "water"}  # column heads that fit a terminal
+    types = [(t, short.get(t, t)) for t in DISTURBANCE_TYPES]
     table = Table(title=f"alerts of scan {result.scan_id} per zone and type")
     table.add_column("zone", no_wrap=True)
     for _, head in types:
@@ -160,7 +163,7 @@ def demo(
     build = generate_demo(_demo_scenes_dir(scenes) / preset, preset=preset)
     with serve_stac(build.root) as url:
         out_console.print(f"embedded STAC API on {url} serving {build.n_scenes} scenes")
-        cfg = load_config(build.config, overrides={"stac": {"url": url}, "register": str((out / "register.gpkg").resolve())})
+        cfg = load_config(build.config, overrides={"stac": {"url": url}, "register": str((out / outputs.REGISTER_GPKG).resolve())})
         result = run_scan(cfg, out, config_text=build.config.read_text(encoding="utf-8"))
         _summary(result)
         if result.failures:
@@ -184,9 +187,7 @@ def validate(config: Path = typer.Argument(..., help="scan.yml")) -> None:
 
 
 def _register_path(register: Optional[Path], out: Optional[Path]) -> Path:
-    if register is not None:
-        return register
-    return (out or Path("out")) / "register.gpkg"
+    return outputs.default_register(out, register)
 
 
 def _open_register(register: Optional[Path], out: Optional[Path]):
@@ -312,7 +313,7 @@ def _export_ledger(reg, alerts, dest: Path, fmt: str, lang: str, out: Optional[P
 
     folder = out or reg.path.parent
     tables = {}
-    for key, name in (("zones", "zones.geojson"), ("admin", "admin_units.geojson")):
+    for key, name in (("zones", outputs.ZONES_GEOJSON), ("admin", outputs.ADMIN_GEOJSON)):
         f = folder / name
         tables[key] = gpd.read_file(f).drop(columns="geometry") if f.is_file() else None
         if tables[key] is not None and "admin_id" in tables[key]:
@@ -324,10 +325,10 @@ def _export_ledger(reg, alerts, dest: Path, fmt: str, lang: str, out: Optional[P
 def alerts_review(
     alert_id: str = typer.Argument(...),
     by: str = typer.Option(..., "--by", help="reviewer's name"),
-    status: Optional[str] = typer.Option(None, "--status", help="new status (see `redline alerts list --status`), e.g. confirmed, rectifying, rectified"),
-    step: Optional[str] = typer.Option(None, "--step", help="review step done: self_check (自检) | specialist_check (专检) | acceptance (验收)"),
+    status: Optional[str] = typer.Option(None, "--status", help=f"new status: {' | '.join(STATUSES)}"),
+    step: Optional[str] = typer.Option(None, "--step", help="review step done: " + " | ".join(f"{k} ({zh})" for k, (zh, _) in REVIEW_STEPS.items())),
     result: Optional[str] = typer.Option(None, "--result", help="result of --step: pass (default) | fail"),
-    activity_class: Optional[str] = typer.Option(None, "--class", help="human-activity class: settlement | agriculture | quarry | industrial_mining | energy | transport | tourism | aquaculture | other_artificial"),
+    activity_class: Optional[str] = typer.Option(None, "--class", help=f"human-activity class: {' | '.join(ACTIVITY_CODES)}"),
     cause: Optional[str] = typer.Option(None, "--cause", help="cause found (free text)"),
     legality: Optional[str] = typer.Option(None, "--legality", help="legality note, e.g. a permit number (free text)"),
     note: Optional[str] = typer.Option(None, "--note"),
@@ -389,16 +390,16 @@ def map_cmd(
 
     from redline.provenance import MANIFEST, record_rerender
 
-    if not (out / "zones.geojson").exists():
+    if not (out / outputs.ZONES_GEOJSON).exists():
         raise RedlineInputError(f"{out}: no zones.geojson; give the output folder of a finished scan")
     if tianditu_key is not None and not tianditu_key.isalnum():
         raise RedlineInputError(f"--tianditu-key {tianditu_key!r}: expected letters and digits only (the tk of a Tianditu key)")
-    reg = register or out / "register.gpkg"
+    reg = outputs.default_register(out, register)
     files = maps.render_outputs(out, register=reg if reg.exists() else None, pdf=pdf, online_basemaps=online, tianditu_key=tianditu_key)
     if (out / MANIFEST).exists():
         record_rerender(out, files, f"redline map (register {reg})")
     out_console.print(f"map: {files[0].resolve()}")
-    report = out / "report.html"
+    report = out / outputs.REPORT_HTML
     if report in files:
         out_console.print(f"report: {report.resolve()}")
 
@@ -457,8 +458,7 @@ def stac_import(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty --out"),
 ) -> None:
     """Turn scene files (Landsat, Sentinel-2, Gaofen, or a --mapping) into COGs + STAC Items for `redline stac serve`."""
-    from pipelines import import_folder
-    from pipelines._import import LAYOUTS
+    from pipelines import LAYOUTS, import_folder
 
     res = import_folder(folder, out, mapping=mapping, collection=collection, overwrite=overwrite)
     for layout, n in res.layouts.items():

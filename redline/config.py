@@ -55,7 +55,7 @@ class StacConfig(BaseModel):
     def _profile_defaults(cls, data: Any) -> Any:
         if not isinstance(data, dict) or data.get("profile") not in PROFILES:
             return data
-        from pipelines._profiles import get_profile  # imported here: the config module stays light to import
+        from pipelines import get_profile  # imported here: the config module stays light to import
 
         prof = get_profile(data["profile"])
         filled = dict(data)

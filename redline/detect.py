@@ -54,8 +54,9 @@ an NBR anomaly counts only where the 10 m NDVI also falls (by more than one σ a
 :data:`NBR_NDVI_SUPPORT`), so patch outlines keep the 10 m detail (tuned on the generated
 landscapes, tune seed).
 
-Everything here is lazy: :func:`detect` builds a Dask graph with ``xarray.apply_ufunc``; the
-numeric kernel (compiled with numba, one pass per pixel, float64 arithmetic) runs per spatial
+Everything here is lazy: :func:`detect` builds a Dask graph (``dask.array.map_blocks`` over the
+spatial chunks); the numeric kernel (compiled with numba, one pass per pixel, float64
+arithmetic; one named step per rule above, inlined into one compiled function) runs per spatial
 chunk when the scan's writer computes.
 """
 
@@ -81,6 +82,7 @@ __all__ = [
     "GROWING_SEASON_MONTHS",
     "stack_indices",
     "nanmedian_last",
+    "chunk_kernel",
     "detect",
     "design_matrix",
     "decimal_year",
@@ -318,8 +320,10 @@ def _robust_sigma(resid: np.ndarray) -> np.ndarray:
 # touches only the values each step needs (no (pixels, var, time) temporaries) and takes medians
 # by selection, not sorting: ~5× faster than the former numpy kernel vectorised over pixel batches
 # (kept in tests/_reference.py; tests/test_detect_kernel.py checks the fields are the same;
-# timings in benchmarks/README.md). Compiled on first use and cached beside this module
-# (numba ``cache=True``), so later processes only load the machine code.
+# timings in benchmarks/README.md). _detect_block runs the named steps below for every pixel of a
+# chunk; numba inlines them into it, so they compile to one function as the kernel did when it was
+# written as one. Compiled on first use and cached beside this module (numba ``cache=True``), so
+# later processes only load the machine code.
 # ---------------------------------------------------------------------------------------------
 
 _F = {name: i for i, name in enumerate(FIELDS)}
@@ -335,6 +339,10 @@ _V_NDVI, _V_MNDWI, _V_NBR, _V_ALB = (STACK_VARS.index(v) for v in ("NDVI", "MNDW
 _MIN_DROP_V = np.array([MIN_DROP.get(v, np.inf) for v in STACK_VARS])  # per variable, inf: not a detection index
 _FLOORS_V = np.array([SIGMA_FLOOR[v] for v in STACK_VARS])
 _PRIOR_V = np.array([PRIOR_SIGMA[v] for v in STACK_VARS])
+#: numba options of the per-pixel steps: inlined into _detect_block (numba IR inlining). As plain
+#: calls they cost 6–12 % of the kernel's speed on the hard-7 cube of benchmarks/detector_vs_nrt.py
+#: (LLVM leaves them calls); inlined, the speed of the single function (benchmarks/README.md).
+_STEP = dict(cache=True, nogil=True, error_model="numpy", inline="always")
 
 
 @numba.njit(cache=True, nogil=True)
@@ -404,7 +412,281 @@ def _solve_inplace(A: np.ndarray, B: np.ndarray) -> None:
             B[v, r] = s / A[r, r]
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+# --- the steps of one pixel, in the order _detect_block takes them ----------------------------
+# Each is a numba function of its own, inlined into the block (_STEP) and working in the block's
+# preallocated scratch arrays: nothing is allocated per pixel. Inside them, arrays are walked by
+# index (``for k in range(det.shape[0])``), never iterated or sliced (``for v in det``,
+# ``a[:] = 0``), and the per-look steps take scalars: an array iterator or view is a counted
+# reference, and one inside an inlined step keeps numba from pruning the reference counts
+# (atomic) of the step's array arguments — 2–4 % of the kernel's time when they were there.
+
+
+@numba.njit(**_STEP)
+def _clear_looks(y: np.ndarray, present: np.ndarray, in_base: np.ndarray, in_mon: np.ndarray, gs: np.ndarray, days: np.ndarray,
+                 W: np.ndarray, Wm: np.ndarray, o: np.ndarray) -> tuple[int, int]:
+    """Clear looks and counts of one pixel (``y``: var × time): marks its clear baseline looks
+    (``W``) and clear monitor looks (``Wm``) — a look is clear where every ``present`` variable is
+    finite — and writes n_base_clear, n_mon_clear, last_clear and the growing-season (``gs``) NDVI
+    means of both windows into its output row ``o``. Returns (clear baseline, clear monitor looks)."""
+    nv, nt = y.shape
+    n_base = 0
+    n_mon = 0
+    last = -1
+    gs_b = 0.0
+    gs_bn = 0
+    gs_m = 0.0
+    gs_mn = 0
+    for t in range(nt):
+        total = 0.0  # finite iff every present variable is: NaN (or ±inf) propagates through the sum
+        for v in range(nv):
+            if present[v]:
+                total += y[v, t]
+        c = np.isfinite(total)
+        W[t] = c and in_base[t]
+        Wm[t] = c and in_mon[t]
+        if W[t]:
+            n_base += 1
+            if gs[t]:
+                gs_b += y[_V_NDVI, t]
+                gs_bn += 1
+        if Wm[t]:
+            n_mon += 1
+            last = t
+            if gs[t]:
+                gs_m += y[_V_NDVI, t]
+                gs_mn += 1
+    o[_F_NBASE] = n_base
+    o[_F_NMON] = n_mon
+    if last >= 0:
+        o[_F_LAST_CLEAR] = days[last]
+    o[_F_GS_BASE] = gs_b / gs_bn  # NaN where none (0/0)
+    o[_F_GS_MON] = gs_m / gs_mn
+    return n_base, n_mon
+
+
+@numba.njit(**_STEP)
+def _unmonitored(o: np.ndarray, n_mon: int, Wm: np.ndarray, month: np.ndarray) -> None:
+    """A pixel with too few clear baseline looks is not monitored: none of its ``n_mon`` clear
+    monitor looks is judged (n_mon_unsupported; unsupported_months: bit m − 1 for month m)."""
+    o[_F_UNSUP] = n_mon
+    months_seen = 0
+    for t in range(Wm.shape[0]):
+        if Wm[t]:
+            months_seen |= 1 << (month[t] - 1)
+    o[_F_UNSUP_MONTHS] = months_seen
+
+
+@numba.njit(**_STEP)
+def _fit_baseline(y: np.ndarray, X: np.ndarray, W: np.ndarray, A: np.ndarray, beta: np.ndarray) -> None:
+    """The weighted least-squares fit of the harmonic model (design matrix ``X``, time × P) to one
+    pixel's clear baseline looks (weight 1 where ``W``, else 0), every variable at once, into
+    ``beta`` (var × P): A = Σ_t x_t x_tᵀ + 10⁻⁶ I (shared by the variables), B_v = Σ_t y_vt x_t,
+    β_v = A⁻¹ B_v (:func:`_solve_inplace`; ``A`` is scratch)."""
+    nv, nt = y.shape
+    P = X.shape[1]
+    for i in range(P):
+        for j in range(P):
+            A[i, j] = 1e-6 if i == j else 0.0
+    for v in range(nv):
+        for i in range(P):
+            beta[v, i] = 0.0
+    for t in range(nt):
+        if W[t]:
+            for i in range(P):
+                xi = X[t, i]
+                for j in range(i, P):  # the upper triangle; A is symmetric
+                    A[i, j] += xi * X[t, j]
+                for v in range(nv):
+                    beta[v, i] += y[v, t] * xi
+    for i in range(1, P):
+        for j in range(i):
+            A[i, j] = A[j, i]
+    _solve_inplace(A, beta)
+
+
+@numba.njit(**_STEP)
+def _residuals(y: np.ndarray, XT: np.ndarray, beta: np.ndarray, resid_vars: np.ndarray, fit: np.ndarray, resid: np.ndarray) -> None:
+    """Residuals y − ŷ of the variables ``resid_vars`` at every date, into ``resid`` (NaN where
+    unclear, unused): ŷ accumulated term by term over the dates (``XT``: the design matrix
+    transposed, P × time; ``fit`` is scratch), a loop the compiler vectorises."""
+    nv, nt = y.shape
+    for v in range(nv):
+        if resid_vars[v]:
+            for t in range(nt):
+                fit[t] = 0.0
+            for i in range(XT.shape[0]):
+                b = beta[v, i]
+                for t in range(nt):
+                    fit[t] += b * XT[i, t]
+            for t in range(nt):
+                resid[v, t] = y[v, t] - fit[t]
+
+
+@numba.njit(**_STEP)
+def _robust_spread(resid: np.ndarray, W: np.ndarray, need: np.ndarray, n_base: int, P: int, buf: np.ndarray, sigma: np.ndarray) -> None:
+    """The robust residual spread σ of each variable of one pixel, into ``sigma``: 1.4826 · MAD of
+    the clear baseline residuals (``W``) — the normal-consistent MAD, Rousseeuw & Croux 1993 — for
+    the variables ``need``, floored at :data:`SIGMA_FLOOR` (stable pixels must not alert on sensor
+    noise) and, for short series, at the prior spread :data:`PRIOR_SIGMA` weighted by the residual
+    degrees of freedom: ``PRIOR_SIGMA · sqrt(PRIOR_DOF / (PRIOR_DOF + d))``, d = n_base − P terms
+    (Smyth 2004's moderated variance, used as a floor). ``buf`` is scratch."""
+    nv, nt = resid.shape
+    short_floor = np.sqrt(PRIOR_DOF / (PRIOR_DOF + max(n_base - P, 0)))
+    for v in range(nv):
+        s = np.nan
+        if need[v]:
+            n = 0
+            for t in range(nt):
+                if W[t]:
+                    buf[n] = resid[v, t]
+                    n += 1
+            med = _median_inplace(buf, n)
+            for i in range(n):
+                buf[i] = abs(buf[i] - med)
+            s = 1.4826 * _median_inplace(buf, n)
+        sigma[v] = max(0.0 if np.isnan(s) else s, _FLOORS_V[v], short_floor * _PRIOR_V[v])
+
+
+@numba.njit(**_STEP)
+def _baseline_water(y: np.ndarray, W: np.ndarray, n_base: int) -> bool:
+    """Whether the pixel was water in the baseline: mean MNDWI of its clear baseline looks > 0
+    (Xu 2006, doi:10.1080/01431160600589179)."""
+    water = 0.0
+    for t in range(W.shape[0]):
+        if W[t]:
+            water += y[_V_MNDWI, t]
+    return water / n_base > 0.0
+
+
+@numba.njit(**_STEP)
+def _supported(W: np.ndarray, near_ptr: np.ndarray, near_idx: np.ndarray, near_side: np.ndarray, t: int) -> bool:
+    """Seasonal support: whether clear baseline looks (``W``) bracket date t's day of year — one on
+    or before it and one on or after it, each within :data:`SEASON_SUPPORT_DAYS` (in any baseline
+    year; :func:`season_support`'s ``near_*``) — so that the harmonic model there interpolates."""
+    before = False
+    after = False
+    for k in range(near_ptr[t], near_ptr[t + 1]):
+        if W[near_idx[k]]:
+            before = before or near_side[k] <= 0
+            after = after or near_side[k] >= 0
+    return before and after
+
+
+@numba.njit(**_STEP)
+def _strong_look(rv: float, rb: float, rm: float, ra: float, sv: float, sb: float, sm: float, z_threshold: float, z_strong: float,
+                 water: bool) -> bool:
+    """A look two independent indices agree on (:data:`PROVISIONAL_Z_FACTOR`), from its NDVI,
+    NBR, MNDWI and ALB residuals (``rv``, ``rb``, ``rm``, ``ra``) and the NDVI, NBR and MNDWI σ
+    (``sv``, ``sb``, ``sm``): on land NDVI and NBR both below the model by the threshold and their
+    minimum drops, one of them by ``z_strong`` (haze lowers NDVI only, snow raises NBR); on
+    baseline ``water`` MNDWI below it by ``z_strong`` on a brighter surface (ALB above the model:
+    an exposed bed, not a cloud shadow)."""
+    zv = rv / sv
+    zb = rb / sb
+    land = (-rv >= _MIN_DROP_V[_V_NDVI] and -rb >= _MIN_DROP_V[_V_NBR] and zv < -z_threshold
+            and zb < -z_threshold and min(zv, zb) < -z_strong)
+    wet = water and -rm >= _MIN_DROP_V[_V_MNDWI] and rm / sm < -z_strong and ra > 0.0
+    return land or wet
+
+
+@numba.njit(**_STEP)
+def _look_anomaly(resid: np.ndarray, sigma: np.ndarray, det: np.ndarray, t: int, supported: bool, water: bool, z_threshold: float,
+                  z_weak: float) -> tuple[bool, bool, bool]:
+    """The index tests of look t: (weakly below the model on some detection index, anomalous,
+    weakly anomalous). An index is below the model when it drops by its :data:`MIN_DROP` and by
+    ``z_weak`` σ (:data:`WEAK_Z_FACTOR` × the threshold), anomalous at ``z_threshold`` σ — MNDWI
+    only on baseline ``water``, NBR only where the NDVI falls with it; only a look with seasonal
+    support (``supported``) is anomalous here."""
+    a = False
+    aw = False  # weak: the same tests at WEAK_Z_FACTOR × the threshold
+    below = False
+    for k in range(det.shape[0]):
+        v = det[k]
+        r = resid[v, t]
+        ok = -r >= _MIN_DROP_V[v]
+        if v == _V_MNDWI:
+            ok = ok and water  # MNDWI drops only on baseline water
+        if v == _V_NBR:
+            # NBR's 20 m SWIR bleeds beyond a 10 m change: the 10 m NDVI must also fall, by more
+            # than one σ and NBR_NDVI_SUPPORT
+            r0 = resid[_V_NDVI, t]
+            ok = ok and (r0 / sigma[_V_NDVI] < -1.0) and (-r0 >= NBR_NDVI_SUPPORT)
+        if not (ok and r / sigma[v] < -z_weak):
+            continue
+        below = True
+        if not supported:
+            continue
+        a = a or r / sigma[v] < -z_threshold
+        aw = True
+    return below, a, aw
+
+
+@numba.njit(**_STEP)
+def _burn_signature(rb: float, ra: float, rm: float, sb: float, shown: bool, z_threshold: float) -> tuple[bool, bool]:
+    """Burn signature of a look, where ``shown`` (judged with seasonal support, or anomalous), from
+    its NBR, ALB and MNDWI residuals and the NBR σ (``sb``): dNBR ≥ :data:`BURN_DNBR` (Key & Benson
+    2006: moderate-low severity), darker (ALB below the model: char) and not wetter (MNDWI not
+    above it: no flood). And *severe* (it confirms alone): dNBR ≥ :data:`SEVERE_DNBR`
+    (moderate-high) and NBR at least twice the z threshold below the model. Returns (burn, severe)."""
+    burn = shown and (-rb >= BURN_DNBR) and (ra < 0) and (rm <= 0)
+    severe = burn and (-rb >= SEVERE_DNBR) and (rb < -2 * z_threshold * sb)
+    return burn, severe
+
+
+@numba.njit(**_STEP)
+def _judge_look(W: np.ndarray, near_ptr: np.ndarray, near_idx: np.ndarray, near_side: np.ndarray, resid: np.ndarray, sigma: np.ndarray,
+                det: np.ndarray, t: int, water: bool, mndwi_det: bool, z_threshold: float, z_weak: float,
+                z_strong: float) -> tuple[bool, bool, bool, bool, bool, bool, bool]:
+    """The anomaly test of one clear monitor look t: (seasonal support, judged, anomalous, weakly
+    anomalous, strong, burn, severe burn). With seasonal support (:func:`_supported`) the index
+    tests (:func:`_look_anomaly`) decide; without it the harmonic model extrapolates, so only a
+    strong look (:func:`_strong_look`: a burn or soil where forest stood, which no extrapolation of
+    a smooth seasonal curve makes) is an anomaly, a look not below the model at all is judged
+    normal (towards withdrawal), and the rest are not judged. An anomalous look is also tested for
+    strength (the provisional rule's looks), and one with seasonal support or anomalous for a burn
+    (:func:`_burn_signature`)."""
+    supported = _supported(W, near_ptr, near_idx, near_side, t)
+    below, a, aw = _look_anomaly(resid, sigma, det, t, supported, water, z_threshold, z_weak)
+    rv = resid[_V_NDVI, t]
+    rb = resid[_V_NBR, t]
+    rm = resid[_V_MNDWI, t]
+    ra = resid[_V_ALB, t]
+    sv = sigma[_V_NDVI]
+    sb = sigma[_V_NBR]
+    sm = sigma[_V_MNDWI]
+    on_water = mndwi_det and water
+    judged = True
+    if not supported and below:
+        judged = a = aw = _strong_look(rv, rb, rm, ra, sv, sb, sm, z_threshold, z_strong, on_water)
+    strong = a and _strong_look(rv, rb, rm, ra, sv, sb, sm, z_threshold, z_strong, on_water)
+    burn, severe = _burn_signature(rb, ra, rm, sb, supported or a, z_threshold)
+    return supported, judged, a, aw, strong, burn, severe
+
+
+@numba.njit(**_STEP)
+def _judge_looks(W: np.ndarray, Wm: np.ndarray, near_ptr: np.ndarray, near_idx: np.ndarray, near_side: np.ndarray, month: np.ndarray,
+                 resid: np.ndarray, sigma: np.ndarray, det: np.ndarray, water: bool, mndwi_det: bool, z_threshold: float, z_weak: float,
+                 z_strong: float, Wj: np.ndarray, anom: np.ndarray, weak_anom: np.ndarray, strong: np.ndarray, burn_look: np.ndarray,
+                 severe: np.ndarray) -> tuple[int, int]:
+    """The anomaly test (:func:`_judge_look`) of each clear monitor look (``Wm``) of one pixel,
+    into the per-look flags ``Wj`` (judged), ``anom``, ``weak_anom``, ``strong``, ``burn_look``
+    and ``severe`` (all False on other looks). Returns (clear monitor looks without seasonal
+    support, their months: bit m − 1 for month m)."""
+    unsupported = 0
+    unsup_months = 0
+    for t in range(Wm.shape[0]):
+        if not Wm[t]:
+            Wj[t] = anom[t] = weak_anom[t] = strong[t] = burn_look[t] = severe[t] = False
+            continue
+        supported, Wj[t], anom[t], weak_anom[t], strong[t], burn_look[t], severe[t] = _judge_look(
+            W, near_ptr, near_idx, near_side, resid, sigma, det, t, water, mndwi_det, z_threshold, z_weak, z_strong)
+        if not supported:
+            unsupported += 1
+            unsup_months |= 1 << (month[t] - 1)
+    return unsupported, unsup_months
+
+
+@numba.njit(**_STEP)
 def _confirm(mon_t: np.ndarray, Wm: np.ndarray, anom: np.ndarray, burn_look: np.ndarray, severe: np.ndarray, strong: np.ndarray,
              ndvi: np.ndarray, ndvi_resid: np.ndarray, ndvi_sigma: float, days: np.ndarray, consecutive: int, z: float) -> tuple[int, bool, float]:
     """Confirmation, withdrawal and burns of one pixel, date by date: ``consecutive`` anomalous
@@ -425,7 +707,8 @@ def _confirm(mon_t: np.ndarray, Wm: np.ndarray, anom: np.ndarray, burn_look: np.
     last_anom = -1
     level = 0.0  # sum, then mean, of the NDVI of the run's anomalous looks: the disturbed level
     n_level = 0
-    for ti in mon_t:
+    for k in range(mon_t.shape[0]):
+        ti = mon_t[k]
         c = Wm[ti]
         a = anom[ti]
         pending = first < 0
@@ -471,33 +754,93 @@ def _confirm(mon_t: np.ndarray, Wm: np.ndarray, anom: np.ndarray, burn_look: np.
     return first, burn, span
 
 
-@numba.njit(cache=True, nogil=True)
-def _supported(W: np.ndarray, near_ptr: np.ndarray, near_idx: np.ndarray, near_side: np.ndarray, t: int) -> bool:
-    """Whether clear baseline looks (``W``) bracket date t's day of year: one on or before it and
-    one on or after it, each within SEASON_SUPPORT_DAYS (in any baseline year)."""
-    before = False
-    after = False
-    for k in range(near_ptr[t], near_ptr[t + 1]):
-        if W[near_idx[k]]:
-            before = before or near_side[k] <= 0
-            after = after or near_side[k] >= 0
-    return before and after
+@numba.njit(**_STEP)
+def _weakly_disturbed(mon_t: np.ndarray, Wj: np.ndarray, weak_anom: np.ndarray, burn_look: np.ndarray, severe: np.ndarray, never: np.ndarray,
+                      ndvi: np.ndarray, ndvi_resid: np.ndarray, ndvi_sigma: float, days: np.ndarray, consecutive: int, z_weak: float) -> int:
+    """The weak pass of a pixel the first did not confirm: its weak anomalies (``weak_anom``)
+    confirmed by :func:`_confirm` (no provisional looks: ``never``), spread over
+    :data:`WEAK_LASTING_DAYS`, and steady — at least :data:`WEAK_SHARE` of the clear looks since
+    the date that could show it (the model ≥ z_weak·σ above the disturbed NDVI level) are weak
+    anomalies: a shift, not the intermittent dips of mowing or grazing. Returns the index of the
+    first weak anomalous look of the run, or −1 (not weakly disturbed)."""
+    nt = Wj.shape[0]
+    first_w, _, span_w = _confirm(mon_t, Wj, weak_anom, burn_look, severe, never, ndvi, ndvi_resid, ndvi_sigma, days, consecutive, z_weak)
+    level_w = 0.0  # the disturbed level: mean NDVI of the weak anomalous looks since the date
+    n_level_w = 0
+    for t in range(max(first_w, 0), nt):
+        if Wj[t] and weak_anom[t]:
+            level_w += ndvi[t]
+            n_level_w += 1
+    level_w = level_w / max(n_level_w, 1)
+    n_clear_w = 0
+    n_anom_w = 0
+    for t in range(max(first_w, 0), nt):
+        if Wj[t] and (ndvi[t] - ndvi_resid[t]) - level_w >= z_weak * ndvi_sigma:
+            n_clear_w += 1
+            n_anom_w += 1 if weak_anom[t] else 0
+    if first_w >= 0 and span_w >= WEAK_LASTING_DAYS and n_anom_w >= WEAK_SHARE * n_clear_w:
+        return first_w
+    return -1
 
 
-@numba.njit(cache=True, nogil=True)
-def _strong_look(resid: np.ndarray, sigma: np.ndarray, t: int, z_threshold: float, z_strong: float, water: bool) -> bool:
-    """A look two independent indices agree on (:data:`PROVISIONAL_Z_FACTOR`): on land NDVI and
-    NBR both below the model by the threshold and their minimum drops, one of them by
-    ``z_strong``; on baseline ``water`` MNDWI below it by ``z_strong`` on a brighter surface."""
-    rv = resid[_V_NDVI, t]
-    rb = resid[_V_NBR, t]
-    zv = rv / sigma[_V_NDVI]
-    zb = rb / sigma[_V_NBR]
-    land = (-rv >= _MIN_DROP_V[_V_NDVI] and -rb >= _MIN_DROP_V[_V_NBR] and zv < -z_threshold
-            and zb < -z_threshold and min(zv, zb) < -z_strong)
-    rm = resid[_V_MNDWI, t]
-    wet = water and -rm >= _MIN_DROP_V[_V_MNDWI] and rm / sigma[_V_MNDWI] < -z_strong and resid[_V_ALB, t] > 0.0
-    return land or wet
+@numba.njit(**_STEP)
+def _disturbance_record(o: np.ndarray, first: int, days: np.ndarray, Wj: np.ndarray, Wm: np.ndarray, anom: np.ndarray, resid: np.ndarray,
+                        sigma: np.ndarray, det: np.ndarray, zsum: np.ndarray, dsum: np.ndarray) -> None:
+    """The disturbance of one pixel whose first anomalous look is ``first``, into its output row
+    ``o``: first_date; last_normal (the last judged look before it that showed the pixel
+    undisturbed); last_observed (the last clear look since); n_confirm (the anomalous looks
+    since: the confirming ones); the triggering index (the detection variable with the largest
+    mean z-drop over them), its mean z-drop (zscore) and mean drop (magnitude). ``zsum`` and
+    ``dsum`` are scratch."""
+    nt = Wm.shape[0]
+    o[_F_FIRST] = days[first]
+    for t in range(first - 1, -1, -1):  # the last look that showed the pixel undisturbed
+        if Wj[t] and not anom[t]:
+            o[_F_LAST_NORMAL] = days[t]
+            break
+    n_conf = 0
+    last_after = first
+    for v in range(zsum.shape[0]):
+        zsum[v] = 0.0
+        dsum[v] = 0.0
+    for t in range(first, nt):
+        if Wm[t]:
+            last_after = t
+        if anom[t]:  # a confirming look: anomalous since the date
+            n_conf += 1
+            for k in range(det.shape[0]):
+                v = det[k]
+                zsum[v] += -(resid[v, t] / sigma[v])
+                dsum[v] += -resid[v, t]
+    o[_F_LAST_OBS] = days[last_after]
+    o[_F_NCONF] = n_conf
+    trig = -1
+    for k in range(det.shape[0]):
+        v = det[k]
+        if trig < 0 or zsum[v] / n_conf > zsum[trig] / n_conf:
+            trig = v
+    o[_F_TRIG] = trig
+    o[_F_Z] = zsum[trig] / n_conf
+    o[_F_MAG] = dsum[trig] / n_conf
+
+
+@numba.njit(**_STEP)
+def _pre_post(o: np.ndarray, y: np.ndarray, X: np.ndarray, beta: np.ndarray, first: int, Wm: np.ndarray, buf: np.ndarray) -> None:
+    """pre_* and post_* of every variable of a disturbed pixel, into its output row ``o``: the
+    model's expectation on the disturbance date (look ``first``) and the median of the clear
+    looks since (``buf`` is scratch)."""
+    nv, nt = y.shape
+    for v in range(nv):
+        pred = 0.0
+        for i in range(X.shape[1]):
+            pred += beta[v, i] * X[first, i]
+        o[_F_PRE + v] = pred
+        n = 0
+        for t in range(first, nt):
+            if Wm[t]:
+                buf[n] = y[v, t]
+                n += 1
+        o[_F_POST + v] = _median_inplace(buf, n)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -536,33 +879,34 @@ def _detect_block(
     resid_vars[_V_NBR] = True
     resid_vars[_V_MNDWI] = True
     resid_vars[_V_ALB] = True
-    # scratch, reused for every pixel
-    rows = np.empty((nx, nv, nt))
-    orow = np.empty((nx, nf), dtype=np.float32)
-    XT = np.ascontiguousarray(X.T)
-    fit = np.empty(nt)
-    W = np.zeros(nt, dtype=np.bool_)  # clear in the baseline
-    Wj = np.zeros(nt, dtype=np.bool_)  # clear in the monitor window and judged (seasonal support, or strong)
-    Wm = np.zeros(nt, dtype=np.bool_)  # clear in the monitor window
-    A = np.empty((P, P))
-    beta = np.empty((nv, P))
-    resid = np.empty((nv, nt))
-    sigma = np.empty(nv)
-    buf = np.empty(nt)
-    anom = np.zeros(nt, dtype=np.bool_)
-    weak_anom = np.zeros(nt, dtype=np.bool_)
-    z_weak = WEAK_Z_FACTOR * z_threshold
-    burn_look = np.zeros(nt, dtype=np.bool_)
-    severe = np.zeros(nt, dtype=np.bool_)
-    strong = np.zeros(nt, dtype=np.bool_)  # looks two indices agree on, one at PROVISIONAL_Z_FACTOR × the threshold
-    never = np.zeros(nt, dtype=np.bool_)  # the weak pass has no provisional looks
-    z_strong = PROVISIONAL_Z_FACTOR * z_threshold
     mndwi_det = False
     for v in det:
         mndwi_det = mndwi_det or v == _V_MNDWI
+    z_weak = WEAK_Z_FACTOR * z_threshold
+    z_strong = PROVISIONAL_Z_FACTOR * z_threshold
+    mon_t = np.flatnonzero(in_mon)
+    XT = np.ascontiguousarray(X.T)
+    # scratch, allocated once per block and reused for every pixel
+    rows = np.empty((nx, nv, nt))
+    orow = np.empty((nx, nf), dtype=np.float32)
+    A = np.empty((P, P))
+    beta = np.empty((nv, P))
+    fit = np.empty(nt)
+    resid = np.empty((nv, nt))
+    sigma = np.empty(nv)
+    buf = np.empty(nt)
     zsum = np.empty(nv)
     dsum = np.empty(nv)
-    mon_t = np.flatnonzero(in_mon)
+    # per look
+    W = np.zeros(nt, dtype=np.bool_)  # clear in the baseline
+    Wm = np.zeros(nt, dtype=np.bool_)  # clear in the monitor window
+    Wj = np.zeros(nt, dtype=np.bool_)  # clear in the monitor window and judged (seasonal support, or strong)
+    anom = np.zeros(nt, dtype=np.bool_)
+    weak_anom = np.zeros(nt, dtype=np.bool_)
+    strong = np.zeros(nt, dtype=np.bool_)  # looks two indices agree on, one at PROVISIONAL_Z_FACTOR × the threshold
+    burn_look = np.zeros(nt, dtype=np.bool_)
+    severe = np.zeros(nt, dtype=np.bool_)
+    never = np.zeros(nt, dtype=np.bool_)  # the weak pass has no provisional looks
 
     for iy in range(ny):
         # the row's series, pixel-major in float64: copied along x (contiguous in the block), as
@@ -576,241 +920,39 @@ def _detect_block(
         for ix in range(nx):
             y = rows[ix]
             o = orow[ix]
-            # --- clear looks, counts, growing-season NDVI means ------------------------------
-            n_base = 0
-            n_mon = 0
-            last = -1
-            gs_b = 0.0
-            gs_bn = 0
-            gs_m = 0.0
-            gs_mn = 0
-            for t in range(nt):
-                total = 0.0  # finite iff every present variable is: NaN (or ±inf) propagates through the sum
-                for v in range(nv):
-                    if present[v]:
-                        total += y[v, t]
-                c = np.isfinite(total)
-                W[t] = c and in_base[t]
-                Wm[t] = c and in_mon[t]
-                if W[t]:
-                    n_base += 1
-                    if gs[t]:
-                        gs_b += y[_V_NDVI, t]
-                        gs_bn += 1
-                if Wm[t]:
-                    n_mon += 1
-                    last = t
-                    if gs[t]:
-                        gs_m += y[_V_NDVI, t]
-                        gs_mn += 1
-            o[_F_NBASE] = n_base
-            o[_F_NMON] = n_mon
-            if last >= 0:
-                o[_F_LAST_CLEAR] = days[last]
-            o[_F_GS_BASE] = gs_b / gs_bn  # NaN where none (0/0)
-            o[_F_GS_MON] = gs_m / gs_mn
+            n_base, n_mon = _clear_looks(y, present, in_base, in_mon, gs, days, W, Wm, o)
             o[_F_DIST] = 0.0
             if n_base < min_obs:
-                o[_F_UNSUP] = n_mon  # not monitored: too few clear baseline looks, no look judged
-                months_seen = 0
-                for t in range(nt):
-                    if Wm[t]:
-                        months_seen |= 1 << (month[t] - 1)
-                o[_F_UNSUP_MONTHS] = months_seen
+                _unmonitored(o, n_mon, Wm, month)
                 continue
-
-            # --- weighted least squares on the baseline's clear looks, all variables ----------
-            # A = Σ_t x_t x_tᵀ + 10⁻⁶ I (shared by the variables), B_v = Σ_t y_vt x_t, β_v = A⁻¹ B_v
-            for i in range(P):
-                for j in range(P):
-                    A[i, j] = 1e-6 if i == j else 0.0
-            beta[:, :] = 0.0
-            for t in range(nt):
-                if W[t]:
-                    for i in range(P):
-                        xi = X[t, i]
-                        for j in range(i, P):  # the upper triangle; A is symmetric
-                            A[i, j] += xi * X[t, j]
-                        for v in range(nv):
-                            beta[v, i] += y[v, t] * xi
-            for i in range(1, P):
-                for j in range(i):
-                    A[i, j] = A[j, i]
-            _solve_inplace(A, beta)
-            # residuals y − ŷ of the variables tested, at every date (NaN where unclear, unused):
-            # ŷ accumulated term by term over the dates, a loop the compiler vectorises
-            for v in range(nv):
-                if resid_vars[v]:
-                    fit[:] = 0.0
-                    for i in range(P):
-                        b = beta[v, i]
-                        for t in range(nt):
-                            fit[t] += b * XT[i, t]
-                    for t in range(nt):
-                        resid[v, t] = y[v, t] - fit[t]
-
-            # --- robust spread: 1.4826 · MAD of the baseline residuals, floored (also by the
-            # prior spread, weighted by the residual degrees of freedom: short series) ----------
-            short_floor = np.sqrt(PRIOR_DOF / (PRIOR_DOF + max(n_base - P, 0)))
-            for v in range(nv):
-                s = np.nan
-                if need[v]:
-                    n = 0
-                    for t in range(nt):
-                        if W[t]:
-                            buf[n] = resid[v, t]
-                            n += 1
-                    med = _median_inplace(buf, n)
-                    for i in range(n):
-                        buf[i] = abs(buf[i] - med)
-                    s = 1.4826 * _median_inplace(buf, n)
-                sigma[v] = max(0.0 if np.isnan(s) else s, _FLOORS_V[v], short_floor * _PRIOR_V[v])
-
-            # baseline water: mean MNDWI of the clear baseline looks > 0 (Xu 2006)
-            water = 0.0
-            for t in range(nt):
-                if W[t]:
-                    water += y[_V_MNDWI, t]
-            water = water / n_base
-            unsupported = 0
-            unsup_months = 0  # bit m − 1: a clear monitor look in month m had no seasonal support
-
-            # --- anomalies on the clear monitor looks -----------------------------------------
-            for t in range(nt):
-                anom[t] = False
-                weak_anom[t] = False
-                burn_look[t] = False
-                severe[t] = False
-                strong[t] = False
-                Wj[t] = False
-                if not Wm[t]:
-                    continue
-                # judged with seasonal support — clear baseline looks on both sides of this day
-                # of year within SEASON_SUPPORT_DAYS; without it the harmonic model extrapolates:
-                # such a look raises an anomaly only when it is strong, and counts as normal
-                # (towards withdrawal) only when it is not below the model at all
-                supported = _supported(W, near_ptr, near_idx, near_side, t)
-                if not supported:
-                    unsupported += 1
-                    unsup_months |= 1 << (month[t] - 1)
-                a = False
-                aw = False  # weak: the same tests at WEAK_Z_FACTOR × the threshold
-                below = False  # weakly below the model on some detection index
-                for v in det:
-                    r = resid[v, t]
-                    ok = -r >= _MIN_DROP_V[v]
-                    if v == _V_MNDWI:
-                        ok = ok and water > 0.0  # MNDWI drops only on baseline water
-                    if v == _V_NBR:
-                        # NBR's 20 m SWIR bleeds beyond a 10 m change: the 10 m NDVI must also
-                        # fall, by more than one σ and NBR_NDVI_SUPPORT
-                        r0 = resid[_V_NDVI, t]
-                        ok = ok and (r0 / sigma[_V_NDVI] < -1.0) and (-r0 >= NBR_NDVI_SUPPORT)
-                    if not (ok and r / sigma[v] < -z_weak):
-                        continue
-                    below = True
-                    if not supported:
-                        continue
-                    a = a or r / sigma[v] < -z_threshold
-                    aw = True
-                if not supported and below:
-                    # without support only a strong look counts (two indices agree, one at
-                    # PROVISIONAL_Z_FACTOR × the threshold: a burn or soil where forest stood,
-                    # which no model extrapolation makes); other looks below the model are skipped
-                    if not _strong_look(resid, sigma, t, z_threshold, z_strong, mndwi_det and water > 0.0):
-                        continue
-                    a = True
-                    aw = True
-                Wj[t] = True
-                anom[t] = a
-                weak_anom[t] = aw
-                # strong (PROVISIONAL_Z_FACTOR): two independent indices agree, one at twice the
-                # threshold — on land NDVI and NBR (haze lowers NDVI only, snow raises NBR), on
-                # baseline water MNDWI on a brighter surface (an exposed bed, not a shadow)
-                if a:
-                    strong[t] = _strong_look(resid, sigma, t, z_threshold, z_strong, mndwi_det and water > 0.0)
-                # burn signature: dNBR ≥ BURN_DNBR, darker (ALB below the model), not wetter
-                # (without seasonal support only on a strong look)
-                rn = resid[_V_NBR, t]
-                burn_look[t] = (supported or a) and (-rn >= BURN_DNBR) and (resid[_V_ALB, t] < 0) and (resid[_V_MNDWI, t] <= 0)
-                severe[t] = burn_look[t] and (-rn >= SEVERE_DNBR) and (rn < -2 * z_threshold * sigma[_V_NBR])
-
-            # --- confirmation, withdrawal and burns, date by date (_confirm) ------------------
+            _fit_baseline(y, X, W, A, beta)
+            _residuals(y, XT, beta, resid_vars, fit, resid)
+            _robust_spread(resid, W, need, n_base, P, buf, sigma)
+            water = _baseline_water(y, W, n_base)
+            unsupported, unsup_months = _judge_looks(W, Wm, near_ptr, near_idx, near_side, month, resid, sigma, det, water, mndwi_det,
+                                                     z_threshold, z_weak, z_strong, Wj, anom, weak_anom, strong, burn_look, severe)
             o[_F_UNSUP] = unsupported
             o[_F_UNSUP_MONTHS] = unsup_months
-            first, burn, span = _confirm(mon_t, Wj, anom, burn_look, severe, strong, y[_V_NDVI], resid[_V_NDVI], sigma[_V_NDVI], days,
-                                         consecutive, z_threshold)
+
+            # confirmation and withdrawal: the anomalies, else the weak ones
+            first, burn, _ = _confirm(mon_t, Wj, anom, burn_look, severe, strong, y[_V_NDVI], resid[_V_NDVI], sigma[_V_NDVI], days,
+                                      consecutive, z_threshold)
             weak = False
-            if first < 0:  # weakly disturbed: weak anomalies confirmed, lasting, never withdrawn
-                first_w, _, span_w = _confirm(mon_t, Wj, weak_anom, burn_look, severe, never, y[_V_NDVI], resid[_V_NDVI], sigma[_V_NDVI],
-                                              days, consecutive, z_weak)
-                # ... and steady: most clear looks since its date that could show it (the model
-                # ≥ z_weak·σ above the disturbed level) are weak anomalies: a shift, not the
-                # intermittent dips of mowing or grazing
-                level_w = 0.0
-                n_level_w = 0
-                for t in range(max(first_w, 0), nt):
-                    if Wj[t] and weak_anom[t]:
-                        level_w += y[_V_NDVI, t]
-                        n_level_w += 1
-                level_w = level_w / max(n_level_w, 1)
-                n_clear_w = 0
-                n_anom_w = 0
-                for t in range(max(first_w, 0), nt):
-                    if Wj[t] and (y[_V_NDVI, t] - resid[_V_NDVI, t]) - level_w >= z_weak * sigma[_V_NDVI]:
-                        n_clear_w += 1
-                        n_anom_w += 1 if weak_anom[t] else 0
-                if first_w >= 0 and span_w >= WEAK_LASTING_DAYS and n_anom_w >= WEAK_SHARE * n_clear_w:
+            if first < 0:
+                first_w = _weakly_disturbed(mon_t, Wj, weak_anom, burn_look, severe, never, y[_V_NDVI], resid[_V_NDVI], sigma[_V_NDVI],
+                                            days, consecutive, z_weak)
+                if first_w >= 0:
                     first, burn, weak = first_w, False, True
                     for t in range(nt):
-                        anom[t] = weak_anom[t]  # the confirming looks below are the weak ones
+                        anom[t] = weak_anom[t]  # the confirming looks are the weak ones
             dist = first >= 0
             o[_F_DIST] = 1.0 if dist else 0.0
             o[_F_SIGMA] = sigma[_V_NDVI]
             o[_F_BURN] = 1.0 if (dist and burn) else 0.0
             o[_F_WEAK] = 1.0 if weak else 0.0
-            if not dist:
-                continue
-
-            # --- the disturbance: dates, confirming looks, trigger, pre/post values -----------
-            o[_F_FIRST] = days[first]
-            for t in range(first - 1, -1, -1):  # the last look that showed the pixel undisturbed
-                if Wj[t] and not anom[t]:
-                    o[_F_LAST_NORMAL] = days[t]
-                    break
-            n_conf = 0
-            last_after = first
-            zsum[:] = 0.0
-            dsum[:] = 0.0
-            for t in range(first, nt):
-                if Wm[t]:
-                    last_after = t
-                if anom[t]:  # a confirming look: anomalous since the date
-                    n_conf += 1
-                    for v in det:
-                        zsum[v] += -(resid[v, t] / sigma[v])
-                        dsum[v] += -resid[v, t]
-            o[_F_LAST_OBS] = days[last_after]
-            o[_F_NCONF] = n_conf
-            # the triggering index: the detection variable with the largest mean z-drop
-            trig = -1
-            for v in det:
-                if trig < 0 or zsum[v] / n_conf > zsum[trig] / n_conf:
-                    trig = v
-            o[_F_TRIG] = trig
-            o[_F_Z] = zsum[trig] / n_conf
-            o[_F_MAG] = dsum[trig] / n_conf
-            for v in range(nv):
-                pred = 0.0  # the model's expectation on the disturbance date
-                for i in range(P):
-                    pred += beta[v, i] * X[first, i]
-                o[_F_PRE + v] = pred
-                n = 0  # the median of the clear looks since the date
-                for t in range(first, nt):
-                    if Wm[t]:
-                        buf[n] = y[v, t]
-                        n += 1
-                o[_F_POST + v] = _median_inplace(buf, n)
+            if dist:
+                _disturbance_record(o, first, days, Wj, Wm, anom, resid, sigma, det, zsum, dsum)
+                _pre_post(o, y, X, beta, first, Wm, buf)
         for f in range(nf):
             for ix in range(nx):
                 out[f, iy, ix] = orow[ix, f]
@@ -834,7 +976,7 @@ def season_support(doys: np.ndarray, in_base: np.ndarray, window: float | None =
     return np.cumsum(ptr), base[cols].astype(np.int64), np.sign(delta[rows, cols]).astype(np.int64)
 
 
-def _kernel(
+def chunk_kernel(
     block: np.ndarray,
     *,
     t: np.ndarray,
@@ -917,7 +1059,7 @@ def detect(
     # one kernel call per spatial chunk: (var, time, y, x) → (field, y, x), laid out so that
     # neither the input nor the per-field outputs need a transposed copy
     kernel = partial(
-        _kernel,
+        chunk_kernel,
         t=decimal_year(stack["time"].values),
         days=(times - _EPOCH).astype("float64"),
         months=pd.DatetimeIndex(stack["time"].values).month.values,

@@ -21,6 +21,7 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
+from redline import outputs
 from redline.errors import OutputsError
 
 __all__ = ["COMPARED", "AREA_TOLERANCE_M2", "ScanDiff", "diff_scans"]
@@ -58,14 +59,14 @@ def _read(out: Path) -> tuple[dict, gpd.GeoDataFrame]:
     if not out.is_dir():
         raise OutputsError(f"{out}: not a folder; give the output folder of a finished scan")
     try:
-        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads((out / outputs.MANIFEST_JSON).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise OutputsError(f"{out}: no manifest.json; give the output folder of a finished scan") from None
     except (OSError, ValueError) as exc:
         raise OutputsError(f"{out}/manifest.json: cannot be read ({exc.__class__.__name__}); restore it or re-run the scan") from None
     if not isinstance(manifest, dict) or "items" not in manifest or "config" not in manifest:
         raise OutputsError(f"{out}/manifest.json: not a redline scan manifest (no 'items'/'config'); give the output folder of a finished scan")
-    path = out / "alerts.geojson"
+    path = out / outputs.ALERTS_GEOJSON
     if not path.is_file():
         raise OutputsError(f"{out}: no alerts.geojson; give the output folder of a finished scan")
     try:

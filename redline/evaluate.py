@@ -136,7 +136,7 @@ def per_type_accuracy(confusion: dict[str, dict[str, int]]) -> dict[str, dict[st
 def per_type_line(per_type: dict[str, dict[str, float]]) -> str:
     """One line of :attr:`Score.type_accuracy_per_type`: ``types: clearing 4/4, mining 2/2, …``
     (found events typed right / found events, per true type, in the order of the types)."""
-    from redline.alerts import DISTURBANCE_TYPES
+    from redline.vocabulary import DISTURBANCE_TYPES
 
     order = [t for t in DISTURBANCE_TYPES if t in per_type] + sorted(set(per_type) - set(DISTURBANCE_TYPES))
     return "types: " + ", ".join(f"{t} {per_type[t]['correct']:.0f}/{per_type[t]['total']:.0f}" for t in order)

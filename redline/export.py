@@ -168,7 +168,7 @@ _LEDGER_TAIL = (
 
 
 def _step_columns() -> tuple[tuple[str, str, str], ...]:
-    from redline.register import REVIEW_STEPS
+    from redline.vocabulary import REVIEW_STEPS
 
     out = []
     for step, (zh, en) in REVIEW_STEPS.items():
@@ -204,8 +204,9 @@ def ledger_table(
     Coordinates are the alert centroids in CGCS2000 geographic (EPSG:4490, degrees); areas in
     m² (measured in UTM by the scan) and 亩 (:data:`MU_M2`).
     """
-    from redline.activity import CHANGE_TYPES, activity_label, split_codes
-    from redline.register import RECTIFICATION_STATUSES, steps_state
+    from redline.activity import activity_label, split_codes
+    from redline.register import steps_state
+    from redline.vocabulary import CHANGE_TYPES, RECTIFICATION_STATUSES
 
     a = alerts.sort_values("alert_id").reset_index(drop=True)
     pts = gpd.GeoSeries(gpd.points_from_xy(a["centroid_lon"].astype(float), a["centroid_lat"].astype(float)), crs=4326).to_crs(4490)

@@ -18,10 +18,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from redline.outputs import MANIFEST_JSON
+
 __all__ = ["sha256_file", "library_versions", "git_commit", "run_record", "item_records", "write_manifest", "record_rerender", "verify_outputs",
            "MANIFEST"]
 
-MANIFEST = "manifest.json"
+MANIFEST = MANIFEST_JSON
 _LIBS = ("redline", "rasterio", "numpy", "xarray", "dask", "distributed", "odc-stac", "odc-geo", "pystac",
          "pystac-client", "spyndex", "exactextract", "geopandas", "pyogrio", "shapely", "pyproj", "folium", "rustac", "matplotlib", "pillow")
 

@@ -43,12 +43,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pyogrio
 import shapely
 
 from redline.alerts import ALERT_COLUMNS, SCHEMA2_DEFAULTS
 from redline.errors import RegisterError
+from redline.vocabulary import ACTIVITY_CODES, REVIEW_STEPS, STATUSES, STEP_RESULTS, TRANSITIONS
 
 __all__ = [
     "filter_alerts",
@@ -58,28 +60,11 @@ __all__ = [
     "Register",
     "MergeStats",
     "merge_alerts",
+    "of_scan",
     "row_hash",
 ]
 
 SCHEMA_VERSION = 2
-STATUSES = ("new", "under_review", "field_check", "confirmed", "dismissed", "rectifying", "rectified", "recovered")
-#: Allowed review transitions (卫星普查 → 无人机详查 → 地面核查: satellite → UAV → ground; then
-#: 整改 → 销号: a confirmed violation is rectified, and a later scan checks that vegetation is back).
-TRANSITIONS = {
-    "new": ("under_review", "field_check", "dismissed"),
-    "under_review": ("field_check", "confirmed", "dismissed"),
-    "field_check": ("confirmed", "dismissed", "under_review"),
-    "confirmed": ("under_review", "rectifying"),
-    "dismissed": ("under_review",),
-    "rectifying": ("rectified", "under_review"),
-    "rectified": ("rectifying", "recovered"),
-    "recovered": ("rectifying",),
-}
-#: Rectification statuses (shown in the ledger's rectification column).
-RECTIFICATION_STATUSES = ("rectifying", "rectified", "recovered")
-#: The three review levels: code → (Chinese, English).
-REVIEW_STEPS = {"self_check": ("自检", "self-check"), "specialist_check": ("专检", "specialist check"), "acceptance": ("验收", "acceptance")}
-STEP_RESULTS = ("pass", "fail")
 #: Who the scan's own history rows are recorded by (rectified sites re-checked).
 SCAN_REVIEWER = "redline-scan"
 _V1_HISTORY = ["seq", "alert_id", "time", "by", "from_status", "to_status", "note", "prev_hash", "row_hash"]
@@ -142,6 +127,12 @@ def _next_id(zone_id: str, first: str, taken: set[str]) -> str:
     while f"{stem}-{n}" in taken:
         n += 1
     return f"{stem}-{n}"
+
+
+def of_scan(alerts: gpd.GeoDataFrame, scan_id: str) -> np.ndarray:
+    """Boolean mask of the alerts the scan ``scan_id`` found or updated (``scan_ids`` holds it). A plain
+    bool array: an empty object Series used as a mask would select columns instead of rows."""
+    return np.array([scan_id in str(s or "").split(",") for s in alerts["scan_ids"]], dtype=bool)
 
 
 def merge_alerts(existing: gpd.GeoDataFrame, found: gpd.GeoDataFrame, scan_id: str) -> tuple[gpd.GeoDataFrame, MergeStats]:
@@ -389,7 +380,6 @@ class Register:
         ``confirmed`` is refused until every configured step's latest record is a pass (a step
         given in the same call counts).
         """
-        from redline.activity import ACTIVITY_CODES
 
         if to_status is not None and to_status not in STATUSES:
             raise RegisterError(f"--status {to_status!r} is not a status; use one of {', '.join(STATUSES)}")

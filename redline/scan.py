@@ -29,18 +29,19 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 import pipelines
-from redline import assess, ei, provenance
+from redline import assess, ei, outputs, provenance
 from redline import bands as bandplan
-from redline.alerts import ALERT_COLUMNS, alerts_from_fields
+from redline.alerts import ALERT_COLUMNS
 from redline.config import ScanConfig
 from redline.detect import baseline_model
 from redline.errors import RasterError, SmallZoneWarning, StacError
 from redline.rectify import recheck_rectified
-from redline.register import Register, merge_alerts
+from redline.register import Register, merge_alerts, of_scan
 from redline.run.graph import items_over, monitor_median, tile_graph
 from redline.run.plan import ScanPlan, find_scenes, read_areas
 from redline.run.rasters import write_rasters
-from redline.run.tileloop import STITCH_FIELDS, run_tiles
+from redline.run.stitch import stitch_split_zones
+from redline.run.tileloop import Tiled, run_tiles
 from redline.tiles import Mosaic, Tile
 
 __all__ = ["ScanResult", "run_scan", "scan_id_for"]
@@ -82,73 +83,6 @@ def _is_read_error(exc: BaseException) -> bool:
         k in f"{type(exc).__name__} {exc}" for k in ("RasterioIOError", "RasterioError", "Read failed", "TIFFRead", "IReadBlock"))
 
 
-def _stitch(found: gpd.GeoDataFrame, tiles: list[Tile], grid: GeoBox, mosaic: Mosaic, cfg: ScanConfig, utm: Any,
-            zones_utm: gpd.GeoDataFrame, scan_id: str) -> gpd.GeoDataFrame:
-    """Alerts of split zones (:mod:`redline.tiles`) made whole again: the pieces of one patch
-    found in neighbouring tiles (same zone, touching across the cut) are grouped, and the
-    patch is derived again from the written fields over the group's window with the whole
-    zone, so area, dates, type and confidence are those of the whole patch and the minimum
-    mapping unit applies to it. Alerts of unsplit zones pass unchanged."""
-    split = {z for t in tiles for z in t.split_ids}
-    if not split or found.empty:
-        return found
-    mine = found["zone_id"].isin(split).values
-    keep, parts = found[~mine], found[mine].to_crs(utm).reset_index(drop=True)
-    if parts.empty:
-        return keep
-    parts_4326 = found[mine].reset_index(drop=True)
-    parent = list(range(len(parts)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in zip(*parts.sindex.query(parts.geometry, predicate="intersects")):
-        if i < j and parts.at[i, "zone_id"] == parts.at[j, "zone_id"]:
-            parent[root(i)] = root(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(parts)):
-        groups.setdefault(root(i), []).append(i)
-    h, w = grid.shape
-    inv = ~grid.transform
-    pad = 4  # pixels: the 20 m ring of the change type (redline.activity) and the patch's edge
-    cells: dict[str, list[tuple[int, int, int, int]]] = {}
-    for t in tiles:
-        for z in t.split_ids:
-            cells.setdefault(z, []).append(t.cell)
-    out = [keep]
-    whole = []
-    for members in groups.values():
-        geom = shapely.union_all(parts.geometry.iloc[members].values)
-        x0, y0, x1, y1 = geom.bounds
-        c0, r0 = inv * (x0, y1)
-        c1, r1 = inv * (x1, y0)
-        r0, c0 = max(int(np.floor(r0)) - pad, 0), max(int(np.floor(c0)) - pad, 0)
-        r1, c1 = min(int(np.ceil(r1)) + pad, h), min(int(np.ceil(c1)) + pad, w)
-        if len(members) == 1 and any(a <= r0 and r1 <= b and c <= c0 and c1 <= d for a, b, c, d in cells[parts.at[members[0], "zone_id"]]):
-            # a patch (with its ring) wholly inside one cell: the piece was the zone there, so the
-            # tile derived it exactly as the whole zone would; only the unit is left to apply
-            # (a ×16 area with 160-px tiles: ~890 such specks re-derived one by one took 25 s)
-            if parts.at[members[0], "area_m2"] >= cfg.detection.min_area_m2:
-                whole.append(members[0])
-            continue
-        win = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
-        fields = {k: mosaic.read(f"f_{k}", win) for k in STITCH_FIELDS}
-        base = {n: mosaic.read(f"in_{n}_baseline", win) for n in ("NDVI", "MNDWI")}
-        zone = zones_utm[zones_utm["zone_id"] == parts.at[members[0], "zone_id"]].reset_index(drop=True)
-        again = alerts_from_fields(
-            fields, rasterio.windows.transform(win, grid.transform), utm, zone, min_area_m2=cfg.detection.min_area_m2,
-            consecutive=cfg.detection.consecutive, z_threshold=cfg.detection.z_threshold, scan_id=scan_id, baseline=base,
-        )
-        if not again.empty:
-            touch = again.to_crs(utm).geometry.intersection(geom).area.values > 0  # this patch, not others cut by the window
-            out.append(again[touch])
-    out.append(parts_4326.iloc[whole])
-    return gpd.GeoDataFrame(pd.concat(out, ignore_index=True), geometry="geometry", crs="EPSG:4326")
-
-
 def _scenes_without_clear_pixels(items: list[pystac.Item], clear_px: pd.Series) -> list[dict[str, str]]:
     """Scenes that were read but gave no clear pixel on the analysis grid (the zones' bounding
     box): all no-data, or all cloud/shadow in the quality band. They add nothing, and are listed
@@ -156,7 +90,7 @@ def _scenes_without_clear_pixels(items: list[pystac.Item], clear_px: pd.Series) 
     empty = {d for d, n in clear_px.items() if n == 0}
     out = []
     for it in items:
-        day = pd.Timestamp(pipelines._load._solar_day(it))
+        day = pd.Timestamp(pipelines.solar_day(it))
         if day in empty or day not in clear_px.index:
             out.append({"id": it.id, "solar_day": day.date().isoformat()})
     if out:
@@ -195,8 +129,6 @@ def _check_windows(cfg: ScanConfig, items: list[pystac.Item], what: str, failure
 
 def _zones_in_scenes(zones: gpd.GeoDataFrame, items: list[pystac.Item]) -> tuple[gpd.GeoDataFrame, list[dict]]:
     """Drop zones that no scene footprint touches (reported as failed zones, not scanned)."""
-    import shapely
-
     footprints = shapely.union_all([shapely.geometry.shape(it.geometry) for it in items if it.geometry])
     z4326 = zones.to_crs(4326)
     seen = z4326.geometry.intersects(footprints).values
@@ -224,8 +156,10 @@ def _warn_small_zones(zones_utm: gpd.GeoDataFrame, resolution: float) -> None:
         )
 
 
-def _write_catalog(out: Path, scan_id: str, bbox: tuple[float, ...], geometry: dict, when: dt.datetime, files: list[Path]) -> Path:
-    """A STAC catalogue of the outputs: one Item for the scan with an asset per output file."""
+def _write_catalog(out: Path, scan_id: str, bbox: tuple[float, ...], geometry: dict, when: dt.datetime) -> Path:
+    """A STAC catalogue of the outputs: one Item for the scan with an asset per output file
+    (COGs, GeoJSON, CSV, HTML and the assessment GeoPackage)."""
+    files = [p for p in sorted(out.rglob("*")) if p.is_file() and (p.suffix in (".tif", ".geojson", ".csv", ".html") or p.name == outputs.ASSESSMENT_GPKG)]
     cat = pystac.Catalog(id=scan_id, description=f"redline scan {scan_id}: alerts, statistics and rasters")
     item = pystac.Item(id=scan_id, geometry=geometry, bbox=list(bbox), datetime=when, properties={"redline:scan_id": scan_id})
     media = {".tif": pystac.MediaType.COG, ".geojson": pystac.MediaType.GEOJSON, ".csv": "text/csv", ".html": pystac.MediaType.HTML, ".gpkg": pystac.MediaType.GEOPACKAGE}
@@ -236,7 +170,7 @@ def _write_catalog(out: Path, scan_id: str, bbox: tuple[float, ...], geometry: d
     cat.normalize_hrefs(str(out))
     cat.make_all_asset_hrefs_relative()
     cat.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
-    return out / "catalog.json"
+    return out / outputs.CATALOG_JSON
 
 
 #: Margin around an alert in its chips, metres.
@@ -311,7 +245,7 @@ def _alert_products(out: Path, jobs: list[tuple[gpd.GeoDataFrame, xr.Dataset, xr
             paths = []
             for tag, sel in (("before", before_t), ("after", after_t)):
                 comp = monitor_median(np.moveaxis(win[:, sel], 1, -1)) if sel.any() else np.full(win.shape[:1] + win.shape[2:], np.nan, "float32")
-                rel = f"chips/{a.alert_id}_{tag}.png"
+                rel = f"{outputs.CHIPS_DIR}/{a.alert_id}_{tag}.png"
                 maps.render_chip(out / rel, comp, rings, f"{a.alert_id} {tag}")  # ASCII: no CJK font needed
                 paths.append(rel)
             var = _FIGURE_INDEX.get(a.disturbance_type, "NDVI")
@@ -319,7 +253,7 @@ def _alert_products(out: Path, jobs: list[tuple[gpd.GeoDataFrame, xr.Dataset, xr
             grid = np.arange(days.min(), days.max() + np.timedelta64(1, "D"), np.timedelta64(5, "D")).astype("datetime64[ns]")
             model, sigma = baseline_model(times, values, in_base, var=var, harmonics=cfg.detection.harmonics, trend=cfg.detection.trend, at=grid)
             figure.render(
-                out / "figures" / f"{a.alert_id}.png", times, values, grid, model, sigma, index=var,
+                out / outputs.FIGURES_DIR / f"{a.alert_id}.png", times, values, grid, model, sigma, index=var,
                 z_threshold=cfg.detection.z_threshold, first_detected=str(a.first_detected), monitor_start=str(cfg.monitor.start),
                 title=f"{a.alert_id} · {a.disturbance_type} · {var} at the alert centre",
             )
@@ -360,12 +294,6 @@ def _chip_geobox(alerts_utm: gpd.GeoDataFrame, grid: GeoBox, resolution: float) 
     return grid[max(int(np.floor(r0)) - pad, 0):min(int(np.ceil(r1)) + pad, h), max(int(np.floor(c0)) - pad, 0):min(int(np.ceil(c1)) + pad, w)]
 
 
-def _of_scan(alerts: gpd.GeoDataFrame, scan_id: str) -> np.ndarray:
-    """Boolean mask of the alerts this scan found or updated (``scan_ids`` holds it). A plain
-    bool array: an empty object Series used as a mask would select columns instead of rows."""
-    return np.array([scan_id in str(s or "").split(",") for s in alerts["scan_ids"]], dtype=bool)
-
-
 def _up_to_date(out: Path, cfg: ScanConfig, config_text: str | None, items: list[pystac.Item], t0: float) -> ScanResult | None:
     """The result already in ``out`` when a scheduled scan finds nothing new.
 
@@ -383,14 +311,14 @@ def _up_to_date(out: Path, cfg: ScanConfig, config_text: str | None, items: list
         same_items = sorted(i["id"] for i in record["items"]) == sorted(it.id for it in items)
         if not (same_config and same_items and not record.get("failures")):
             return None
-        alerts = gpd.read_file(out / "alerts.geojson") if (out / "alerts.geojson").is_file() else gpd.GeoDataFrame()
-        zone_stats, admin_stats = pd.read_csv(out / "zone_stats.csv"), pd.read_csv(out / "admin_stats.csv")
+        alerts = gpd.read_file(out / outputs.ALERTS_GEOJSON) if (out / outputs.ALERTS_GEOJSON).is_file() else gpd.GeoDataFrame()
+        zone_stats, admin_stats = pd.read_csv(out / outputs.ZONE_STATS_CSV), pd.read_csv(out / outputs.ADMIN_STATS_CSV)
     except (OSError, ValueError, KeyError) as exc:
         log.info("%s: previous outputs unreadable (%s); scanning again", out, exc)
         return None
     return ScanResult(
         scan_id=record["scan_id"], out_dir=out, alerts=alerts, zone_stats=zone_stats, admin_stats=admin_stats,
-        n_items=len(items), register=Path(record["register"]["path"]), map_html=out / "map.html" if (out / "map.html").is_file() else None,
+        n_items=len(items), register=Path(record["register"]["path"]), map_html=out / outputs.MAP_HTML if (out / outputs.MAP_HTML).is_file() else None,
         seconds=time.monotonic() - t0, up_to_date=True, notes=_notes(record),
     )
 
@@ -435,138 +363,192 @@ def run_scan(
     if previous is not None:
         log.info("%s is up to date: same config and the same %d scenes as its last scan; nothing redone", out, len(search.items))
         return previous
-    failures = [{"kind": "item", "id": i, "reason": r} for i, r in search.failures]
-    _check_windows(cfg, search.items, "found")
-    # no red/nir anywhere, no detection index left, scenes without a mask (masks: required): exit 2
-    bandplan.check_scenes(bandplan.plan_bands(search.items), masks=cfg.masks, configured=cfg.detection.indices, config=cfg.source)
-    zones, outside = _zones_in_scenes(zones, search.items)
-    failures += outside
+    plan = _checked_plan(cfg, zones, admin, search)  # bad input: exit 2 before anything is written
+    zones = plan.zones  # less those outside every scene (failures)
     profile = pipelines.get_profile(cfg.stac.profile)
-    items, unreadable = _probe(cfg, search.items, profile)
-    failures += [{"kind": "scene", "id": f.item_id, "reason": f.reason} for f in unreadable]
-    _check_windows(cfg, items, "readable", [f for f in failures if f["kind"] == "scene"])
-    plan = ScanPlan.build(cfg, zones, admin, search, items=items, failures=failures)
-    utm, zones_utm, geobox, tiles, bbox = plan.utm, plan.zones_utm, plan.grid, plan.tiles, plan.bbox
-    _warn_small_zones(zones_utm, cfg.resolution)
-    log.info("%d zone(s) in %d tile(s) of ≤ %d px", len(zones_utm), len(tiles), cfg.tiling.max_tile_px)
-
-    register = Register(cfg.register_path or out / "register.gpkg")
+    register = Register(outputs.default_register(out, cfg.register_path))
     register.check_writable()
     with register.lock(timeout=lock_timeout), pipelines.dask_client(
         scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, processes=cfg.dask.processes,
         env=profile.gdal_env
     ):
         out.mkdir(parents=True, exist_ok=True)
-        for attempt in range(_READ_RETRIES + 1):
-            mosaic = Mosaic(out / ".tiles", geobox, zones_utm)
-            mosaic.remove()  # a killed scan's or the failed attempt's mosaics
-            try:
-                tiled = run_tiles(plan, mosaic, progress=progress, scan_id=scan_id)
-                break
-            except Exception as exc:  # noqa: BLE001 - Dask re-raises a worker's rasterio error as a plain Exception
-                if not _is_read_error(exc):
-                    raise
-                # a scene that passed the probe failed to decode in the full read: find it, leave it out, scan again
-                bad = [] if attempt == _READ_RETRIES else _probe(cfg, plan.items, profile, bbox)[1]
-                if not bad:
-                    mosaic.remove()
-                    raise RasterError(
-                        f"a scene could not be read during the scan ({' '.join(str(exc).split())[:200]}) and a re-read did not "
-                        "find which; nothing was written to the register; run the scan again (transient) or check the scenes' assets"
-                    ) from None
-                for f in bad:
-                    log.info("scene %s left out: read failed during the scan: %s", f.item_id, f.reason)
-                plan = plan.without({f.item_id for f in bad}, [{"kind": "scene", "id": f.item_id, "reason": f"read failed during the scan: {f.reason}"}
-                                                              for f in bad])
-                _check_windows(cfg, plan.items, "readable", [f for f in plan.failures if f["kind"] == "scene"])
-        items, failures = plan.items, list(plan.failures)
-        skipped = [f"{i}: {r}" for i, r in tiled.skipped.items()]
-        scalings = list(tiled.scalings.values())
-        failures += [{"kind": "scene", "id": i, "reason": r} for i, r in tiled.skipped.items()]
-        for t in tiled.empty_tiles:
-            failures += [{"kind": "zone", "id": z, "reason": f"no readable scene over its tile {t.id}; not assessed"} for z in t.zone_ids]
+        plan, tiled, mosaic = _compute(plan, out, scan_id, profile, progress)
+        failures = _failures_after(plan, tiled)
         raster_paths = write_rasters(out, mosaic)
-        found = pd.concat(tiled.found, ignore_index=True) if tiled.found else gpd.GeoDataFrame({c: [] for c in ALERT_COLUMNS}, geometry=[], crs="EPSG:4326")
-        found = _stitch(found, tiles, geobox, mosaic, cfg, utm, zones_utm, scan_id)
-        merged, stats = merge_alerts(register.alerts(), found, scan_id)
-        # recompute area and centroid of merged geometries in the analysis CRS
-        m_utm = merged.to_crs(utm)
-        merged["area_m2"] = m_utm.geometry.area.round(1).values
-        cent = m_utm.geometry.centroid.to_crs(4326)
-        merged["centroid_lon"], merged["centroid_lat"] = cent.x.round(6).values, cent.y.round(6).values
-        scans = register.scans()
-        run = {
-            "scan_id": scan_id, "name": cfg.name, "config_sha256": hashlib.sha256((config_text or "").encode()).hexdigest(),
-            "started": started.isoformat(timespec="seconds"), "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "monitor_start": str(cfg.monitor.start), "monitor_end": str(cfg.monitor.end), "n_items": len(items) - len(skipped),
-            "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged,
-        }
-        # one row per scan id: re-running a scan replaces its row (the alerts are unchanged)
-        scans = pd.concat([scans[scans["scan_id"] != scan_id] if not scans.empty else scans, pd.DataFrame([run])], ignore_index=True)
-        history = register.history()
-        mine_mask = _of_scan(merged, scan_id)
-        owner = _tile_of(merged, tiles, geobox)
-        jobs = []
-        for tile in tiles:  # chips and re-checks: small windows around each tile's alerts
-            in_tile = owner == tile.id
-            mine_idx = merged.index[mine_mask & in_tile]
-            rectified = (merged["status"] == "rectified").values & in_tile
-            if not len(mine_idx) and not rectified.any():
-                continue
-            gb = _chip_geobox(merged.loc[in_tile].to_crs(utm), geobox, cfg.resolution)
-            tile_items = items_over(items, gb)
-            if not tile_items:
-                continue
-            g = tile_graph(cfg, tile_items, gb, check_assets=False, chunk=CHIP_CHUNK, plan=plan.bands)
-            stack = g.stack
-            jobs.append((merged.loc[mine_idx].to_crs(utm), g.reflectance, stack, gb))
-            merged, history, _ = recheck_rectified(  # 整改销号: has vegetation come back on rectified sites?
-                merged, history, stack, gb, baseline=(str(cfg.baseline.start), str(cfg.baseline.end)), scan_id=scan_id,
-                harmonics=cfg.detection.harmonics, trend=cfg.detection.trend, alert_ids=set(merged.loc[in_tile, "alert_id"]),
-            )
-        products = _alert_products(out, jobs, cfg)
-        for i in merged.index[mine_mask]:
-            aid = merged.at[i, "alert_id"]
-            if aid in products:
-                merged.at[i, "chip_before"], merged.at[i, "chip_after"], merged.at[i, "before_dates"], merged.at[i, "after_dates"] = products[aid]
+        merged, stats, scans = _merge(plan, tiled, mosaic, register, scan_id, started, config_text)
+        merged, history = _chips_and_rechecks(out, plan, merged, register.history(), scan_id)
         register.write(merged, history, scans, review_steps=tuple(cfg.review.steps))
 
-    mine = merged[_of_scan(merged, scan_id)].copy()
-    mine = mine.sort_values("alert_id").reset_index(drop=True)
-    mine["zone_tier"] = mine["zone_id"].map(dict(zip(zones["zone_id"], zones["tier"])))  # 管控分区 of the alert's zone (None: no tier field)
-    (out / "alerts.geojson").write_text(mine.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
-
+    mine = _write_alerts(out, merged, scan_id, zones)
     zone_stats, admin_stats = assess.write_assessment(
-        out, cfg=cfg, zones=zones, admin=admin, utm=utm, geobox=geobox, inputs=mosaic, years=tiled.years, alerts=mine,
+        out, cfg=cfg, zones=zones, admin=admin, utm=plan.utm, geobox=plan.grid, inputs=mosaic, years=tiled.years, alerts=mine,
         rasters=raster_paths, attrs=tiled.attrs,
     )
     mosaic.remove()
+    _write_area_layers(out, zones, admin, zone_stats, admin_stats)
+    import maps  # the renderer of the output folder (map.html, figures, report.html)
+
+    map_html = maps.render_outputs(out, register=register.path)[0]
+    _write_catalog(out, scan_id, plan.bbox, _envelope(zones), started)
+    record = _manifest(out, plan, tiled, register, stats, failures, scan_id=scan_id, started=started, config_text=config_text)
+    return ScanResult(
+        scan_id=scan_id, out_dir=out, alerts=mine, zone_stats=zone_stats, admin_stats=admin_stats,
+        n_items=len(plan.items) - len(tiled.skipped), register=register.path, map_html=map_html, seconds=time.monotonic() - t0,
+        failures=[f"{f['kind']} {f['id']}: {f['reason']}" for f in failures], notes=_notes(record),
+    )
+
+
+def _checked_plan(cfg: ScanConfig, zones: gpd.GeoDataFrame, admin: gpd.GeoDataFrame | None, search: pipelines.SearchResult) -> ScanPlan:
+    """The scan's plan after the checks that need no output: the scenes of both windows, the
+    bands and masks (exit 2), the zones outside every scene and the unreadable scenes (left out
+    as failures), then the grid and tiles."""
+    failures = [{"kind": "item", "id": i, "reason": r} for i, r in search.failures]
+    _check_windows(cfg, search.items, "found")
+    # no red/nir anywhere, no detection index left, scenes without a mask (masks: required): exit 2
+    bandplan.check_scenes(bandplan.plan_bands(search.items), masks=cfg.masks, configured=cfg.detection.indices, config=cfg.source)
+    zones, outside = _zones_in_scenes(zones, search.items)
+    failures += outside
+    items, unreadable = _probe(cfg, search.items, pipelines.get_profile(cfg.stac.profile))
+    failures += [{"kind": "scene", "id": f.item_id, "reason": f.reason} for f in unreadable]
+    _check_windows(cfg, items, "readable", [f for f in failures if f["kind"] == "scene"])
+    plan = ScanPlan.build(cfg, zones, admin, search, items=items, failures=failures)
+    _warn_small_zones(plan.zones_utm, cfg.resolution)
+    log.info("%d zone(s) in %d tile(s) of ≤ %d px", len(plan.zones_utm), len(plan.tiles), cfg.tiling.max_tile_px)
+    return plan
+
+
+def _compute(plan: ScanPlan, out: Path, scan_id: str, profile: pipelines.Profile, progress: bool | None) -> tuple[ScanPlan, Tiled, Mosaic]:
+    """The tile loop (:func:`redline.run.tileloop.run_tiles`) into fresh mosaics under ``out``.
+    A scene that passed the probe but fails to decode in the full read is found by a re-read,
+    left out (a failure) and the area scanned again, at most :data:`_READ_RETRIES` times."""
+    cfg = plan.cfg
+    for attempt in range(_READ_RETRIES + 1):
+        mosaic = Mosaic(out / outputs.TILES_DIR, plan.grid, plan.zones_utm)
+        mosaic.remove()  # a killed scan's or the failed attempt's mosaics
+        try:
+            return plan, run_tiles(plan, mosaic, progress=progress, scan_id=scan_id), mosaic
+        except Exception as exc:  # noqa: BLE001 - Dask re-raises a worker's rasterio error as a plain Exception
+            if not _is_read_error(exc):
+                raise
+            bad = [] if attempt == _READ_RETRIES else _probe(cfg, plan.items, profile, plan.bbox)[1]
+            if not bad:
+                mosaic.remove()
+                raise RasterError(
+                    f"a scene could not be read during the scan ({' '.join(str(exc).split())[:200]}) and a re-read did not "
+                    "find which; nothing was written to the register; run the scan again (transient) or check the scenes' assets"
+                ) from None
+            for f in bad:
+                log.info("scene %s left out: read failed during the scan: %s", f.item_id, f.reason)
+            plan = plan.without({f.item_id for f in bad}, [{"kind": "scene", "id": f.item_id, "reason": f"read failed during the scan: {f.reason}"}
+                                                          for f in bad])
+            _check_windows(cfg, plan.items, "readable", [f for f in plan.failures if f["kind"] == "scene"])
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _failures_after(plan: ScanPlan, tiled: Tiled) -> list[dict[str, str]]:
+    """The plan's failures, the scenes the loads left out and the zones of tiles no scene covers."""
+    failures = list(plan.failures) + [{"kind": "scene", "id": i, "reason": r} for i, r in tiled.skipped.items()]
+    for t in tiled.empty_tiles:
+        failures += [{"kind": "zone", "id": z, "reason": f"no readable scene over its tile {t.id}; not assessed"} for z in t.zone_ids]
+    return failures
+
+
+def _merge(plan: ScanPlan, tiled: Tiled, mosaic: Mosaic, register: Register, scan_id: str, started: dt.datetime,
+           config_text: str | None) -> tuple[gpd.GeoDataFrame, Any, pd.DataFrame]:
+    """The tiles' alerts stitched across tile cuts and merged into the register's alerts
+    (:func:`redline.register.merge_alerts`; area and centroid measured again in the analysis
+    CRS), and the register's scans table with this scan's row (one row per scan id)."""
+    cfg = plan.cfg
+    found = pd.concat(tiled.found, ignore_index=True) if tiled.found else gpd.GeoDataFrame({c: [] for c in ALERT_COLUMNS}, geometry=[], crs="EPSG:4326")
+    found = stitch_split_zones(found, plan, mosaic, scan_id)
+    merged, stats = merge_alerts(register.alerts(), found, scan_id)
+    m_utm = merged.to_crs(plan.utm)
+    merged["area_m2"] = m_utm.geometry.area.round(1).values
+    cent = m_utm.geometry.centroid.to_crs(4326)
+    merged["centroid_lon"], merged["centroid_lat"] = cent.x.round(6).values, cent.y.round(6).values
+    scans = register.scans()
+    run = {
+        "scan_id": scan_id, "name": cfg.name, "config_sha256": hashlib.sha256((config_text or "").encode()).hexdigest(),
+        "started": started.isoformat(timespec="seconds"), "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "monitor_start": str(cfg.monitor.start), "monitor_end": str(cfg.monitor.end), "n_items": len(plan.items) - len(tiled.skipped),
+        "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged,
+    }
+    # one row per scan id: re-running a scan replaces its row (the alerts are unchanged)
+    scans = pd.concat([scans[scans["scan_id"] != scan_id] if not scans.empty else scans, pd.DataFrame([run])], ignore_index=True)
+    return merged, stats, scans
+
+
+def _chips_and_rechecks(out: Path, plan: ScanPlan, merged: gpd.GeoDataFrame, history: pd.DataFrame,
+                        scan_id: str) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """Per tile, small windows around its alerts: the rectified sites re-checked (整改销号: has
+    vegetation come back? :func:`redline.rectify.recheck_rectified`, rows added to ``history``),
+    then the chips and figures of this scan's alerts, their paths and dates set on ``merged``."""
+    cfg = plan.cfg
+    mine_mask = of_scan(merged, scan_id)
+    owner = _tile_of(merged, plan.tiles, plan.grid)
+    jobs = []
+    for tile in plan.tiles:
+        in_tile = owner == tile.id
+        mine_idx = merged.index[mine_mask & in_tile]
+        rectified = (merged["status"] == "rectified").values & in_tile
+        if not len(mine_idx) and not rectified.any():
+            continue
+        gb = _chip_geobox(merged.loc[in_tile].to_crs(plan.utm), plan.grid, cfg.resolution)
+        tile_items = items_over(plan.items, gb)
+        if not tile_items:
+            continue
+        g = tile_graph(cfg, tile_items, gb, check_assets=False, chunk=CHIP_CHUNK, plan=plan.bands)
+        jobs.append((merged.loc[mine_idx].to_crs(plan.utm), g.reflectance, g.stack, gb))
+        merged, history, _ = recheck_rectified(
+            merged, history, g.stack, gb, baseline=(str(cfg.baseline.start), str(cfg.baseline.end)), scan_id=scan_id,
+            harmonics=cfg.detection.harmonics, trend=cfg.detection.trend, alert_ids=set(merged.loc[in_tile, "alert_id"]),
+        )
+    products = _alert_products(out, jobs, cfg)
+    for i in merged.index[mine_mask]:
+        aid = merged.at[i, "alert_id"]
+        if aid in products:
+            merged.at[i, "chip_before"], merged.at[i, "chip_after"], merged.at[i, "before_dates"], merged.at[i, "after_dates"] = products[aid]
+    return merged, history
+
+
+def _write_alerts(out: Path, merged: gpd.GeoDataFrame, scan_id: str, zones: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """This scan's alerts (sorted by id, with the 管控分区 tier of their zone; None without a tier
+    field) as ``alerts.geojson``, EPSG:4326."""
+    mine = merged[of_scan(merged, scan_id)].copy().sort_values("alert_id").reset_index(drop=True)
+    mine["zone_tier"] = mine["zone_id"].map(dict(zip(zones["zone_id"], zones["tier"])))
+    (out / outputs.ALERTS_GEOJSON).write_text(mine.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
+    return mine
+
+
+def _write_area_layers(out: Path, zones: gpd.GeoDataFrame, admin: gpd.GeoDataFrame | None, zone_stats: pd.DataFrame, admin_stats: pd.DataFrame) -> None:
+    """``zones.geojson`` and ``admin_units.geojson``: the areas with their statistics, EPSG:4326."""
     zones_out = zones.to_crs(4326).merge(zone_stats.drop(columns=["zone_name", "category", "admin_id", "tier"], errors="ignore"), on="zone_id")
-    (out / "zones.geojson").write_text(zones_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
+    (out / outputs.ZONES_GEOJSON).write_text(zones_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
     if admin is not None:
         admin_out = admin.to_crs(4326).merge(admin_stats.drop(columns=["admin_name"]), on="admin_id", how="left")
-        (out / "admin_units.geojson").write_text(admin_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
+        (out / outputs.ADMIN_GEOJSON).write_text(admin_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
 
-    map_html = None
-    try:
-        import maps
 
-        map_html = maps.render_outputs(out, register=register.path)[0]  # map.html, figures, report.html
-    except (ImportError, AttributeError):  # maps is an optional renderer; the scan's data outputs stand alone
-        log.warning("maps package not available; map.html not rendered")
+def _envelope(zones: gpd.GeoDataFrame) -> dict:
+    """The zones' bounding rectangle as a GeoJSON geometry, EPSG:4326."""
+    return json.loads(gpd.GeoSeries([zones.to_crs(4326).union_all().envelope], crs=4326).to_json())["features"][0]["geometry"]
 
-    files = [p for p in sorted(out.rglob("*")) if p.is_file() and (p.suffix in (".tif", ".geojson", ".csv", ".html") or p.name == "assessment.gpkg")]
-    _write_catalog(out, scan_id, bbox, json.loads(gpd.GeoSeries([zones.to_crs(4326).union_all().envelope], crs=4326).to_json())["features"][0]["geometry"], started, files)
 
-    skipped_ids = {line.split(":", 1)[0] for line in skipped}
+def _manifest(out: Path, plan: ScanPlan, tiled: Tiled, register: Register, stats: Any, failures: list[dict[str, str]], *, scan_id: str,
+              started: dt.datetime, config_text: str | None) -> dict[str, Any]:
+    """Write ``manifest.json`` (docs/architecture.md §4.5) and return its record; the register is
+    named but not checksummed when it lies inside ``out`` (reviews change it)."""
+    cfg = plan.cfg
+    scalings = list(tiled.scalings.values())
     reg_rel = register.path.resolve().relative_to(out.resolve()).as_posix() if register.path.resolve().is_relative_to(out.resolve()) else None
     record: dict[str, Any] = {
-        **provenance.run_record(started=started, config_text=config_text, cfg=cfg, search=search, grid=geobox),
+        **provenance.run_record(started=started, config_text=config_text, cfg=cfg, search=plan.search, grid=plan.grid),
         "scan_id": scan_id,
-        "items": provenance.item_records(items, scalings, skip=skipped_ids),
-        "scenes_without_clear_pixels": _scenes_without_clear_pixels(items, tiled.clear_px),
+        "items": provenance.item_records(plan.items, scalings, skip=set(tiled.skipped)),
+        "scenes_without_clear_pixels": _scenes_without_clear_pixels(plan.items, tiled.clear_px),
         "tiles": [{"id": t.id, "zones": list(t.zone_ids), "pieces_of": list(t.split_ids), "rows": list(t.core[:2]), "cols": list(t.core[2:])}
-                  for t in tiles],
+                  for t in plan.tiles],
         "register": {"path": str(register.path.resolve()), "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged},
         **plan.bands.record(cfg.detection.indices, cfg.masks),  # "bands" and "masks": what the scenes lack and what it took away
         "failures": failures,
@@ -574,11 +556,7 @@ def run_scan(
         "not_checksummed": [reg_rel] if reg_rel else [],
     }
     provenance.write_manifest(out, record, exclude=(reg_rel,) if reg_rel else ())
-    return ScanResult(
-        scan_id=scan_id, out_dir=out, alerts=mine, zone_stats=zone_stats, admin_stats=admin_stats,
-        n_items=len(items) - len(skipped_ids), register=register.path, map_html=map_html, seconds=time.monotonic() - t0,
-        failures=[f"{f['kind']} {f['id']}: {f['reason']}" for f in failures], notes=_notes(record),
-    )
+    return record
 
 
 def _notes(record: dict[str, Any]) -> list[str]:

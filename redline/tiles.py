@@ -16,7 +16,7 @@ size, not by the region.
 A zone larger than a tile (its box wider or taller than ``max_tile_px``) is **split**: each
 grid cell it reaches holds a piece of it (the zone cut along the cell's pixel edges) in that
 cell's tile, so no tile grows with the zones. A patch crossing a cut is found in pieces; the
-scan stitches them back from the written per-pixel fields (:func:`redline.scan._stitch`), so
+scan stitches them back from the written per-pixel fields (:func:`redline.run.stitch.stitch_split_zones`), so
 each disturbance is still one alert, measured on the whole zone, with the minimum mapping unit
 applied to the whole patch.
 """

@@ -14,7 +14,7 @@ import pytest
 import rasterio
 import rasterio.features
 
-from redline.alerts import DISTURBANCE_TYPES
+from redline.vocabulary import DISTURBANCE_TYPES
 from redline.rsei import GRADES
 from tests._reference import coverage_fractions, weighted_mean
 

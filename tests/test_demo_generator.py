@@ -23,11 +23,11 @@ from scipy import ndimage
 
 from redline.config import load_config
 from redline.demo import PRESETS, DemoScenes, generate_demo
-from redline.demo import _build as B
-from redline.demo import _events as E
-from redline.demo import _landscape as L
-from redline.demo import _scenes as SC
-from redline.demo import _spectra as S
+from redline.demo import build as B
+from redline.demo import events as E
+from redline.demo import landscape as L
+from redline.demo import scenes as SC
+from redline.demo import spectra as S
 
 ASSETS = ("blue", "green", "red", "nir", "swir16", "swir22", "scl")
 GRID_UTM = shapely.box(400000, 3400000 - 1600, 400000 + 1600, 3400000)  # the small preset
@@ -341,14 +341,14 @@ def test_every_event_changes_the_spectra_as_its_type_says(small_scenes):
 
 def test_mining_pit_grows_in_steps():
     p = PRESETS["small"]
-    land = L.build_landscape(B._rng(1, B._LANDSCAPE), p.size, p.zones)
+    land = L.build_landscape(B.rng(1, B.LANDSCAPE), p.size, p.zones)
     dates = [a.date for a in B.acquisitions(p) if a.date.year == 2023]
-    events = E.place_events(B._rng(1, B._EVENTS), land, p.events, dates, SC.nodata_corner(p.size))
+    events = E.place_events(B.rng(1, B.EVENTS), land, p.events, dates, SC.nodata_corner(p.size))
     mine = next(e for e in events if e.type == "mining")
     assert 2 <= len(mine.stages) <= 3
     areas = [g.area for _, g in mine.stages]
     assert areas == sorted(areas) and areas[0] < 0.6 * areas[-1]
-    jit = {y: S.crop_jitter(B._rng(1, B._CROPS, y), land.rotation.size) for y in (2022, 2023)}
+    jit = {y: S.crop_jitter(B.rng(1, B.CROPS, y), land.rotation.size) for y in (2022, 2023)}
     surface = SC.Surface(land, jit, [mine])
     final = L.coverage(mine.geometry, p.size) > 0.5
     bright = [(surface.disturbed(d)[:4].mean(axis=0)[final] > 0.2).mean() for d, _ in mine.stages]
@@ -360,14 +360,14 @@ def test_cropland_calendar_is_irregular_year_to_year():
     rot = np.zeros(200, dtype="int8")  # rapeseed → rice
     peaks = []
     for year in (2021, 2022, 2023):
-        jit = S.crop_jitter(B._rng(5, B._CROPS, year), rot.size)
+        jit = S.crop_jitter(B.rng(5, B.CROPS, year), rot.size)
         curve = np.array([S.crop_state(d, rot, jit)[0] for d in range(150, 300)])  # summer crop
         peaks.append(150 + curve.argmax(axis=0) + (curve >= 0.5).sum(axis=0) / 2)
         harvest = np.array([S.crop_state(d, rot, jit)[0] for d in range(100, 160)])
         assert harvest[0].mean() > 0.6 and harvest[-1].mean() < 0.4  # winter crop harvested in May
     shift = np.abs(np.diff(peaks, axis=0))
     assert np.median(shift) >= 4 and shift.max() >= 10  # fields move by days to weeks between years
-    flood = np.array([S.crop_state(d, rot, S.crop_jitter(B._rng(5, B._CROPS, 2022), rot.size))[1].mean() for d in range(140, 190)])
+    flood = np.array([S.crop_state(d, rot, S.crop_jitter(B.rng(5, B.CROPS, 2022), rot.size))[1].mean() for d in range(140, 190)])
     assert flood.max() > 0.4  # rice fields are flooded for transplanting
 
 
@@ -375,14 +375,14 @@ def test_demo_preset_layout():
     p = PRESETS["demo"]
     assert (p.size, p.first, p.last, p.revisit_days) == (320, dt.date(2021, 1, 5), dt.date(2023, 12, 31), 10)
     assert len(B.acquisitions(p)) == 110
-    land = L.build_landscape(B._rng(20230101, B._LANDSCAPE), p.size, p.zones)
+    land = L.build_landscape(B.rng(20230101, B.LANDSCAPE), p.size, p.zones)
     grid = p.size * L.RES
     cover = shapely.union_all(list(land.zones.values())).area / grid**2
     assert len(land.zones) == 5 and 0.38 < cover < 0.52
     areas = sorted(g.area for g in land.zones.values())
     assert areas[-1] > 2.5 * areas[0]  # zones of different sizes
     dates = [a.date for a in B.acquisitions(p) if a.date.year == 2023]
-    events = E.place_events(B._rng(20230101, B._EVENTS), land, p.events, dates, SC.nodata_corner(p.size))
+    events = E.place_events(B.rng(20230101, B.EVENTS), land, p.events, dates, SC.nodata_corner(p.size))
     union = shapely.union_all(list(land.zones.values()))
     inside = [e for e in events if e.geometry.within(union)]
     for kind in E.TYPES:

@@ -14,7 +14,7 @@ BASE = ("2021-01-01", "2022-12-31")
 MON = ("2023-01-01", "2023-12-31")
 
 
-def _stack(ndvi: np.ndarray, mndwi: np.ndarray | None = None, nbr: np.ndarray | None = None) -> xr.DataArray:
+def make_stack(ndvi: np.ndarray, mndwi: np.ndarray | None = None, nbr: np.ndarray | None = None) -> xr.DataArray:
     """(var, time, y=1, x=n) stack; other variables are filled with a constant (NBR too unless given)."""
     t, n = ndvi.shape
     data = np.full((len(STACK_VARS), t, 1, n), 0.1, dtype="float32")
@@ -34,7 +34,7 @@ def _seasonal(rng: np.random.Generator, n: int, amp: float = 0.25, noise: float 
     return (base + rng.normal(0, noise, (len(DATES), n))).astype("float32")
 
 
-def _run(stack: xr.DataArray, **kw) -> dict[str, np.ndarray]:
+def run_detect(stack: xr.DataArray, **kw) -> dict[str, np.ndarray]:
     ds = detect(stack.chunk({"x": 4}), baseline=BASE, monitor=MON, **kw).compute()
     return {k: ds[k].values[0] for k in FIELDS}
 
@@ -52,7 +52,7 @@ def test_decimal_year_of_mid_year():
 
 def test_stable_seasonal_pixels_do_not_alert():
     rng = np.random.default_rng(1)
-    f = _run(_stack(_seasonal(rng, 200)))
+    f = run_detect(make_stack(_seasonal(rng, 200)))
     assert f["disturbed"].sum() <= 1  # ≤ 0.5 % false positives at the defaults (z = 4, k = 2)
 
 
@@ -61,7 +61,7 @@ def test_clearing_is_detected_on_the_first_anomalous_date():
     ndvi = _seasonal(rng, 8)
     start = np.searchsorted(DATES, pd.Timestamp("2023-05-15"))
     ndvi[start:, :4] = 0.15 + rng.normal(0, 0.01, (len(DATES) - start, 4))
-    f = _run(_stack(ndvi))
+    f = run_detect(make_stack(ndvi))
     assert f["disturbed"][:4].tolist() == [1, 1, 1, 1]
     assert f["disturbed"][4:].sum() == 0
     first = pd.to_datetime(f["first_date"][:4], unit="D")
@@ -75,9 +75,9 @@ def test_a_single_anomalous_observation_does_not_confirm():
     ndvi = _seasonal(rng, 4)
     i = np.searchsorted(DATES, pd.Timestamp("2023-06-01"))
     ndvi[i, :] = 0.1  # a missed cloud edge on one date
-    assert _run(_stack(ndvi))["disturbed"].sum() == 0
+    assert run_detect(make_stack(ndvi))["disturbed"].sum() == 0
     ndvi[-1, :] = 0.1  # the last observation: with k = 1 it confirms (nothing after it to recover)
-    f = _run(_stack(ndvi), consecutive=1)
+    f = run_detect(make_stack(ndvi), consecutive=1)
     assert f["disturbed"].sum() == 4
     assert (pd.to_datetime(f["first_date"], unit="D") == DATES[-1]).all()
 
@@ -87,9 +87,9 @@ def test_a_transient_dip_that_recovers_is_withdrawn():
     ndvi = _seasonal(rng, 4)
     i = np.searchsorted(DATES, pd.Timestamp("2023-02-01"))
     ndvi[i : i + 3, :] = 0.05  # a month of snow
-    assert _run(_stack(ndvi))["disturbed"].sum() == 0
+    assert run_detect(make_stack(ndvi))["disturbed"].sum() == 0
     ndvi[i + 3 :, :2] = 0.1  # ... after which two pixels stay bare: a real clearing
-    f = _run(_stack(ndvi))
+    f = run_detect(make_stack(ndvi))
     assert f["disturbed"].tolist() == [1, 1, 0, 0]
 
 
@@ -99,7 +99,7 @@ def test_cloudy_dates_between_anomalies_do_not_break_the_run():
     i = np.searchsorted(DATES, pd.Timestamp("2023-04-01"))
     ndvi[i:, :] = 0.1
     ndvi[i + 1, :] = np.nan  # masked
-    f = _run(_stack(ndvi))
+    f = run_detect(make_stack(ndvi))
     assert f["disturbed"].tolist() == [1, 1]
     assert (pd.to_datetime(f["first_date"], unit="D") == DATES[i]).all()
 
@@ -113,7 +113,7 @@ def test_water_loss_is_caught_on_mndwi_only_for_baseline_water():
     i = np.searchsorted(DATES, pd.Timestamp("2023-08-01"))
     mndwi[i:, :] -= 0.6
     ndvi[i:, :] = 0.1  # NDVI rises when water becomes mud: not an NDVI drop
-    f = _run(_stack(ndvi, mndwi))
+    f = run_detect(make_stack(ndvi, mndwi))
     assert f["disturbed"].tolist() == [1, 1, 0, 0]
     assert f["trigger"][:2].tolist() == [STACK_VARS.index("MNDWI")] * 2
 
@@ -124,14 +124,14 @@ def test_pixels_without_enough_baseline_observations_are_not_monitored():
     ndvi[: np.searchsorted(DATES, pd.Timestamp("2022-11-01")), 0] = np.nan
     i = np.searchsorted(DATES, pd.Timestamp("2023-04-01"))
     ndvi[i:, :] = 0.1
-    f = _run(_stack(ndvi), min_baseline_obs=12)
+    f = run_detect(make_stack(ndvi), min_baseline_obs=12)
     assert f["disturbed"].tolist() == [0, 1]
     assert f["n_base_clear"][0] < 12
 
 
 def test_detect_is_lazy():
     rng = np.random.default_rng(7)
-    stack = _stack(_seasonal(rng, 8)).chunk({"x": 4})
+    stack = make_stack(_seasonal(rng, 8)).chunk({"x": 4})
     ds = detect(stack, baseline=BASE, monitor=MON)
     assert ds["disturbed"].chunks is not None
 

@@ -50,7 +50,7 @@ def _reference_fields(stack, cfg, monkeypatch, **over) -> dict[str, np.ndarray]:
     with monkeypatch.context() as m:
         # the reference takes (y, x, var, time) and gives (y, x, field); the kernel's layout is
         # (var, time, y, x) → (field, y, x)
-        m.setattr(detect_module, "_kernel", lambda b, **kw: reference_kernel(b.transpose(2, 3, 0, 1), **kw).transpose(2, 0, 1))
+        m.setattr(detect_module, "chunk_kernel", lambda b, **kw: reference_kernel(b.transpose(2, 3, 0, 1), **kw).transpose(2, 0, 1))
         return _fields(stack, cfg, **over)
 
 

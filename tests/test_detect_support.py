@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from redline.detect import MIN_DROP, SEASON_SUPPORT_DAYS, baseline_model, season_support
-from tests.test_detect import DATES, _run, _stack
+from tests.test_detect import DATES, make_stack, run_detect
 
 MONTH = DATES.month.values
 MON_2023 = DATES.year.values == 2023
@@ -46,12 +46,12 @@ def test_season_support_lists_the_baseline_looks_on_each_side():
 def test_a_season_the_baseline_never_saw_clear_is_not_judged():
     rng = np.random.default_rng(11)
     ndvi = _curve(rng, 4, dip=0.15)
-    seen = _run(_stack(ndvi))
+    seen = run_detect(make_stack(ndvi))
     assert seen["disturbed"].sum() == 0 and (seen["n_mon_unsupported"] == 0).all()  # the baseline saw the dip: the model knows it
     gap = (DOY >= 253) & (DOY <= 354)  # 10 Sep – 20 Dec under cloud, as in the real Slovenia baselines
     hidden = ndvi.copy()
     hidden[gap & ~MON_2023] = np.nan
-    f = _run(_stack(hidden))
+    f = run_detect(make_stack(hidden))
     assert f["disturbed"].sum() == 0  # the model runs through the dip it never saw; those looks are not judged
     lonely = _unbracketed(~MON_2023 & ~gap)
     assert len(lonely) >= 4 and (f["n_mon_unsupported"] == len(lonely)).all()
@@ -69,7 +69,7 @@ def test_one_side_of_the_season_is_not_enough():
     late = (DOY >= 253) & ~MON_2023  # every baseline look from 10 Sep on under cloud: the model's year ends there
     ndvi_h = ndvi.copy()
     ndvi_h[late] = np.nan
-    f = _run(_stack(ndvi_h))
+    f = run_detect(make_stack(ndvi_h))
     lonely = _unbracketed(~MON_2023 & ~late)
     assert len(lonely) >= 6 and (f["n_mon_unsupported"] == len(lonely)).all()
     assert f["disturbed"].sum() == 0
@@ -88,9 +88,9 @@ def test_without_support_a_strong_look_still_counts():
     nbr[gap] = np.nan
     nbr_ndvi_only = nbr.copy()
     nbr[cleared] = -0.1  # soil where forest stood: NBR falls as well — a strong look
-    f = _run(_stack(ndvi, nbr=nbr))
+    f = run_detect(make_stack(ndvi, nbr=nbr))
     assert f["disturbed"].tolist() == [1, 1, 0, 0]
     assert (pd.to_datetime(f["first_date"][:2], unit="D") == DATES[start]).all()  # dated in the unsupported summer
     assert (f["n_mon_unsupported"][:2] > 0).all()
-    g = _run(_stack(ndvi, nbr=nbr_ndvi_only))  # NDVI alone falls: judged only once the season is supported
+    g = run_detect(make_stack(ndvi, nbr=nbr_ndvi_only))  # NDVI alone falls: judged only once the season is supported
     assert (g["disturbed"][:2] == 1).all() and (g["first_date"][:2] > f["first_date"][:2]).all()

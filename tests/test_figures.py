@@ -7,8 +7,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from maps import render_chip, render_timeseries, true_colour
-from maps._figures import CHIP_PX
+from maps import CHIP_PX, render_chip, render_timeseries, true_colour
 
 
 def _red(img: np.ndarray) -> np.ndarray:

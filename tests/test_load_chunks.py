@@ -15,7 +15,6 @@ import rasterio
 from odc.geo.geobox import GeoBox
 
 from pipelines import load_series
-from pipelines._load import _even, _split_chunks
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +26,24 @@ def scenes(small_scenes):
     return [pystac.Item.from_dict(f) for f in feats], gb
 
 
-@pytest.mark.parametrize(("n", "edge", "size"), [(608, 2048, 608), (1030, 1024, 515), (5000, 2048, 1667), (100, 64, 50)])
-def test_read_chunks_are_the_fewest_near_equal(n, edge, size):
-    assert _even(n, edge) == size
+def _row_chunks(scenes, n: int, **kw) -> tuple[int, ...]:
+    """The chunks along y of the lazy series on ``n`` rows of the scenes' grid (nothing is read)."""
+    items, gb = scenes
+    res = load_series(items, GeoBox((n, 90), gb.transform, gb.crs), check_assets=False, **kw)
+    chunks = {dict(zip(var.dims, var.chunks))["y"] for var in res.data.data_vars.values()}
+    assert len(chunks) == 1, chunks
+    return chunks.pop()
 
 
-@pytest.mark.parametrize(("chunks", "edge", "split"), [((608,), 512, (304, 304)), ((45, 45), 32, (23, 22, 23, 22)), ((100,), 512, (100,))])
-def test_compute_chunks_split_each_read_chunk_evenly(chunks, edge, split):
-    assert _split_chunks(chunks, edge) == split
+@pytest.mark.parametrize(("n", "edge", "reads"), [(608, 2048, (608,)), (1030, 1024, (515, 515)), (5000, 2048, (1667, 1667, 1666)), (100, 64, (50, 50))])
+def test_read_chunks_are_the_fewest_near_equal(scenes, n, edge, reads):
+    # ``chunk`` as large as the grid: the returned chunks are odc-stac's read chunks
+    assert _row_chunks(scenes, n, chunk=n, read_chunk=edge) == reads
+
+
+@pytest.mark.parametrize(("n", "reads", "edge", "split"), [(608, 2048, 512, (304, 304)), (90, 45, 32, (23, 22, 23, 22)), (100, 100, 512, (100,))])
+def test_compute_chunks_split_each_read_chunk_evenly(scenes, n, reads, edge, split):
+    assert _row_chunks(scenes, n, chunk=edge, read_chunk=reads) == split
 
 
 def test_all_dates_in_one_chunk_and_small_spatial_chunks(scenes):

@@ -4,48 +4,71 @@ one arrives; a no-op where malloc is not glibc's."""
 
 from __future__ import annotations
 
+import ctypes
 import sys
 
 import dask.array as da
 import pytest
 
-import pipelines._cluster as cluster
-import pipelines._progress as progress
-from pipelines import compute_tiles, dask_client
+from pipelines import compute_tiles, dask_client, trim_memory
+
+_CDLL = ctypes.CDLL  # the real one: the tests below replace it
+
+
+def _glibc():
+    """The C library when it is glibc's (it has ``malloc_trim``), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = _CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") else None
 
 
 def test_trim_acts_on_glibc():
-    if not (sys.platform.startswith("linux") and cluster._glibc() is not None):
+    if _glibc() is None:
         pytest.skip("malloc is not glibc's here")
-    assert cluster.trim_memory() is True
+    assert trim_memory() is True
 
 
 @pytest.mark.parametrize("how", ["not linux", "no libc.so.6", "no malloc_trim (musl)"])
 def test_trim_is_a_no_op_without_glibc(monkeypatch, how):
     if how == "not linux":
-        monkeypatch.setattr(cluster.sys, "platform", "darwin")
+        monkeypatch.setattr(sys, "platform", "darwin")
     elif how == "no libc.so.6":
         def missing(name, *a, **k):
             raise OSError(f"{name}: cannot open shared object file")
-        monkeypatch.setattr(cluster.ctypes, "CDLL", missing)
+        monkeypatch.setattr(ctypes, "CDLL", missing)
     else:
-        monkeypatch.setattr(cluster.sys, "platform", "linux")
-        monkeypatch.setattr(cluster.ctypes, "CDLL", lambda name, *a, **k: object())  # a C library without it
-    assert cluster._glibc() is None
-    assert cluster.trim_memory() is False
+        monkeypatch.setattr(sys, "platform", "linux")
+        monkeypatch.setattr(ctypes, "CDLL", lambda name, *a, **k: object())  # a C library without it
+    assert trim_memory() is False
+
+
+class _CountingLibc:
+    """A glibc whose ``malloc_trim`` counts its calls (and trims, when the real one is there)."""
+
+    def __init__(self, real) -> None:
+        self.calls: list[int] = []
+        self.real = real
+
+    def malloc_trim(self, pad: int) -> int:
+        self.calls.append(pad)
+        return self.real.malloc_trim(pad) if self.real is not None else 1
 
 
 def _trims_seen(monkeypatch, run) -> tuple[list[int], int, list]:
     """Run ``run()`` (iterating compute_tiles) while counting trims; per tile received, the
     trims done before it; the trims done in all; the computed values."""
-    calls = []
-    real = progress.trim_memory
-    monkeypatch.setattr(progress, "trim_memory", lambda: calls.append(1) or real())
+    libc = _CountingLibc(_glibc())
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(ctypes, "CDLL", lambda name, *a, **k: libc if name == "libc.so.6" else _CDLL(name, *a, **k))
     seen, values = [], []
     for tile, (total,) in run():
-        seen.append(len(calls))
+        seen.append(len(libc.calls))
         values.append((tile, int(total)))
-    return seen, len(calls), values
+    return seen, len(libc.calls), values
 
 
 def test_each_tile_is_trimmed_after_the_caller_wrote_it(monkeypatch):

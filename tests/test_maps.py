@@ -3,6 +3,7 @@ register-driven status. Real files (geopandas, rasterio, GeoPackage), no mocks."
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from pathlib import Path
@@ -12,16 +13,15 @@ import geopandas as gpd
 import matplotlib.image
 import numpy as np
 import pandas as pd
-import pyogrio
 import pytest
 import rasterio
 import rasterio.warp
 import shapely
 from rasterio.transform import Affine
 
-from maps import CATEGORY_STYLE, STATUS_STYLE, TYPE_STYLE, esc, render_map
-from maps._map import OSM_URL, TIANDITU_NAME, TIANDITU_URL
-from maps._composite import write_composite_png
+from redline.alerts import ALERT_COLUMNS
+from redline.register import Register, append_history
+from maps import CATEGORY_STYLE, OSM_URL, STATUS_STYLE, TIANDITU_NAME, TIANDITU_URL, TYPE_STYLE, esc, render_map, write_composite_png
 
 CDN = re.compile(r"cdn\.jsdelivr|unpkg\.com|cdnjs|code\.jquery|maxcdn|googleapis|bootstrapcdn|netdna|fontawesome\.com")
 X0, Y0 = 400_000, 3_400_000  # EPSG:32648 (UTM 48N), near 104.0° E, 30.7° N (Sichuan)
@@ -34,7 +34,7 @@ ALERTS = [  # (disturbance_type, status, zone)
 ]
 
 
-def _alert_id(i: int) -> str:
+def alert_id_of(i: int) -> str:
     return f"Z-2023060{i + 1}-{i + 1}"
 
 
@@ -73,7 +73,7 @@ def make_out_dir(out: Path) -> Path:
         x = zone_x[zone] + 150 * (i % 2)
         y = Y0 - 1400 if zone == "Z3" else Y0 - 300
         rows.append({
-            "alert_id": _alert_id(i), "zone_id": zone, "zone_name": zones.set_index("zone_id").at[zone, "zone_name"], "admin_id": "510182",
+            "alert_id": alert_id_of(i), "zone_id": zone, "zone_name": zones.set_index("zone_id").at[zone, "zone_name"], "admin_id": "510182",
             "area_m2": 8000.0, "centroid_lon": 104.0, "centroid_lat": 30.7, "first_detected": "2023-06-01", "last_observed": "2023-07-01",
             "confidence": "high", "disturbance_type": kind, "magnitude": 0.4, "n_observations": 4, "status": status,
             "geometry": shapely.box(x, y - 100, x + 80, y),
@@ -91,26 +91,30 @@ def make_out_dir(out: Path) -> Path:
     (out / "chips").mkdir()
     (out / "figures").mkdir()
     chip = np.zeros((8, 8, 3), dtype="uint8")
-    for rel in (f"chips/{_alert_id(0)}_before.png", f"chips/{_alert_id(0)}_after.png", f"figures/{_alert_id(0)}.png"):
+    for rel in (f"chips/{alert_id_of(0)}_before.png", f"chips/{alert_id_of(0)}_after.png", f"figures/{alert_id_of(0)}.png"):
         matplotlib.image.imsave(out / rel, chip)
     return out
 
 
-def _register(out: Path, status_of_first: str) -> Path:
-    """A register GeoPackage: the scan's alerts with the first one's status changed, an alert of
-    another area, and a review history with a note."""
+def write_register(out: Path, status_of_first: str) -> Path:
+    """A register (through redline.register): the scan's alerts with the first one's status
+    changed, an alert of another area, and a review history with a note."""
     alerts = gpd.read_file(out / "alerts.geojson")
     alerts.loc[0, "status"] = status_of_first
     far = alerts.iloc[[1]].copy()
     far["alert_id"], far["zone_id"] = "FAR-1", "ELSEWHERE"
     far["geometry"] = [shapely.box(110, 20, 110.001, 20.001)]
     alerts = gpd.GeoDataFrame(pd.concat([alerts, far], ignore_index=True), crs=4326)
-    reg = out / "register.gpkg"
-    pyogrio.write_dataframe(alerts, reg, layer="alerts", driver="GPKG", promote_to_multi=True)
-    history = pd.DataFrame({"seq": [1], "alert_id": [_alert_id(0)], "time": ["2023-08-01T10:00:00+00:00"], "by": ["王工"],
-                            "from_status": ["new"], "to_status": [status_of_first], "note": ["<img src=x onerror=alert(2)> 已派员核查"]})
-    pyogrio.write_dataframe(history, reg, layer="review_history", driver="GPKG")
-    return reg
+    for col in ALERT_COLUMNS:  # the fixture's alerts.geojson has the fields the map shows
+        if col not in alerts:
+            alerts[col] = None
+    alerts["n_observations"] = alerts["n_observations"].fillna(0)
+    history, _ = append_history(Register(out / "none.gpkg").history(), alert_id=alert_id_of(0), by="王工", from_status="new",
+                                to_status=status_of_first, note="<img src=x onerror=alert(2)> 已派员核查",
+                                when=dt.datetime(2023, 8, 1, 10, tzinfo=dt.timezone.utc))
+    reg = Register(out / "register.gpkg")
+    reg.write(alerts, history, pd.DataFrame())
+    return reg.path
 
 
 def _alert_tooltips(page: str) -> set[str]:
@@ -211,14 +215,14 @@ def test_large_composite_is_averaged_down(out_dir, tmp_path):
 def test_popups_show_alert_fields_and_chips(out_dir):
     page = render_map(out_dir).read_text(encoding="utf-8")
     for i, (kind, status, zone) in enumerate(ALERTS):
-        assert f"{_alert_id(i)} · {kind} · {status}" in page
+        assert f"{alert_id_of(i)} · {kind} · {status}" in page
     assert "龙门山水源涵养生态保护红线 (Z1)" in page
     assert "8,000 m² (0.80 ha)" in page
     for label in ("first detected 首次发现", "last observed 最近观测", "confidence 置信度", "status 状态", "2023-06-01", "2023-07-01"):
         assert label in page
-    for rel in (f"chips/{_alert_id(0)}_before.png", f"chips/{_alert_id(0)}_after.png", f"figures/{_alert_id(0)}.png"):
+    for rel in (f"chips/{alert_id_of(0)}_before.png", f"chips/{alert_id_of(0)}_after.png", f"figures/{alert_id_of(0)}.png"):
         assert f'<img src="{rel}"' in page
-    assert f"chips/{_alert_id(1)}_before.png" not in page  # only images that exist
+    assert f"chips/{alert_id_of(1)}_before.png" not in page  # only images that exist
 
 
 def test_legend_lists_types_statuses_and_categories(out_dir):
@@ -246,10 +250,10 @@ def test_styles_follow_type_and_status(out_dir):
 
 def test_register_status_drives_the_map(out_dir):
     without = render_map(out_dir).read_text(encoding="utf-8")
-    reg = _register(out_dir, "field_check")
+    reg = write_register(out_dir, "field_check")
     with_reg = render_map(out_dir, register=reg).read_text(encoding="utf-8")
-    assert f"{_alert_id(0)} · clearing · new" in without
-    assert _alert_tooltips(with_reg) == {f"{_alert_id(0)} · clearing · field_check"} | (_alert_tooltips(without) - {f"{_alert_id(0)} · clearing · new"})
+    assert f"{alert_id_of(0)} · clearing · new" in without
+    assert _alert_tooltips(with_reg) == {f"{alert_id_of(0)} · clearing · field_check"} | (_alert_tooltips(without) - {f"{alert_id_of(0)} · clearing · new"})
     assert "FAR-1" not in with_reg  # the register's alerts of other areas stay off this map
     assert "王工" in with_reg and "已派员核查" in with_reg  # latest review in the popup
     assert "<img src=x" not in with_reg and "&lt;img src=x onerror=alert(2)&gt;" in with_reg

@@ -1,4 +1,4 @@
-"""Coarse bands read at their own resolution and upsampled per chunk (:mod:`pipelines._native`)
+"""Coarse bands read at their own resolution and upsampled per chunk (:func:`pipelines.coarse_grid`)
 give what odc-stac's GDAL warp onto the 10 m grid gives: the same no-data pixels, values within
 GDAL's rounding to the band's integer DN (half a DN), masks exactly."""
 
@@ -15,7 +15,7 @@ import pytest
 import rasterio
 from odc.geo.geobox import GeoBox
 
-from pipelines import _native, load_series
+from pipelines import coarse_grid, load_series
 
 SCALE = 1e-4  # the generated scenes' reflectance scale (raster:bands scale)
 
@@ -51,7 +51,7 @@ def _agree(warped, native, names):
 def test_20m_bands_read_natively_match_the_gdal_warp(small_scenes, dy, dx):
     items = _items(small_scenes)
     gb = _grid(items, dy, dx)
-    grid = _native.coarse_grid([it for it in items], "swir16", gb)
+    grid = coarse_grid([it for it in items], "swir16", gb)
     assert grid is not None and grid.k == 2
     warped, native = _both(items, gb)
     _agree(warped, native, ["swir16", "swir22"])
@@ -95,7 +95,7 @@ def thirty_m(small_scenes, tmp_path_factory):
 @pytest.mark.parametrize(("dy", "dx"), [(0, 0), (2, 1)])
 def test_30m_band_with_holes_matches_the_gdal_warp(thirty_m, dy, dx):
     gb = _grid(thirty_m, dy, dx, shape=(100, 95))
-    grid = _native.coarse_grid(thirty_m, "swir16", gb)
+    grid = coarse_grid(thirty_m, "swir16", gb)
     assert grid is not None and grid.k == 3
     warped, native = _both(thirty_m, gb)
     _agree(warped, native, ["swir16"])
@@ -105,20 +105,20 @@ def test_30m_band_with_holes_matches_the_gdal_warp(thirty_m, dy, dx):
 def test_grids_that_do_not_line_up_are_warped(small_scenes):
     items = _items(small_scenes, 3)
     gb = _grid(items, 0, 0)
-    assert _native.coarse_grid(items, "red", gb) is None  # same resolution: nothing to do
+    assert coarse_grid(items, "red", gb) is None  # same resolution: nothing to do
     half = GeoBox(gb.shape, gb.transform * rasterio.Affine.translation(0.5, 0), gb.crs)  # 5 m off the lattice
-    assert _native.coarse_grid(items, "swir16", half) is None
+    assert coarse_grid(items, "swir16", half) is None
     fifteen = GeoBox(gb.shape, rasterio.Affine(15, 0, gb.transform.c, 0, -15, gb.transform.f), gb.crs)  # 20/15: not whole
-    assert _native.coarse_grid(items, "swir16", fifteen) is None
+    assert coarse_grid(items, "swir16", fifteen) is None
     other = GeoBox(gb.shape, gb.transform, "EPSG:32649")
-    assert _native.coarse_grid(items, "swir16", other) is None
+    assert coarse_grid(items, "swir16", other) is None
     bare = copy.deepcopy(items)
     del bare[1].assets["swir16"].extra_fields["proj:transform"]
-    assert _native.coarse_grid(bare, "swir16", gb) is None
+    assert coarse_grid(bare, "swir16", gb) is None
     shifted = copy.deepcopy(items)  # one scene on another 20 m lattice (10 m off)
     t = shifted[2].assets["swir16"].extra_fields["proj:transform"]
     shifted[2].assets["swir16"].extra_fields["proj:transform"] = [t[0], 0, t[2] + 10, 0, t[4], t[5]]
-    assert _native.coarse_grid(shifted, "swir16", gb) is None
+    assert coarse_grid(shifted, "swir16", gb) is None
     # and such a grid still loads, warped as before
     with dask.config.set(scheduler="synchronous"):
         v = load_series(items, half, check_assets=False).data["swir16"].compute().values
@@ -140,7 +140,7 @@ def test_a_sensor_with_every_band_coarser_loads_natively(small_scenes, tmp_path)
             _as_30m(a, data, tmp_path / f"{it.id}_{key}_30m.tif")
         items.append(it)
     gb = _grid(items, 1, 2, shape=(60, 66))
-    assert all(_native.coarse_grid(items, b, gb) is not None for b in ("red", "nir", "scl"))
+    assert all(coarse_grid(items, b, gb) is not None for b in ("red", "nir", "scl"))
     warped, native = _both(items, gb)
     assert native.sizes == warped.sizes and native.sizes["time"] == 4
     np.testing.assert_array_equal(native["time"].values, warped["time"].values)

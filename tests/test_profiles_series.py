@@ -77,7 +77,7 @@ def synthetic_lst(refl: dict[str, np.ndarray]) -> np.ndarray:
     return 288.0 + 25.0 * (refl["swir16"] - refl["nir"])
 
 
-def _landsat_item(s2: dict, stamp: str, folder: Path, *, thermal: bool = False, declare_st: bool = True) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
+def landsat_item(s2: dict, stamp: str, folder: Path, *, thermal: bool = False, declare_st: bool = True) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
     refl, scl = _read_s2(s2)
     x0, y0 = s2["assets"]["red"]["proj:transform"][2], s2["assets"]["red"]["proj:transform"][5]
     lid = f"LC08_L2SP_demo_{stamp[:10].replace('-', '')}"
@@ -130,8 +130,8 @@ def mixed(small_scenes, tmp_path_factory):
     folder = tmp_path_factory.mktemp("mixed")
     # L1 on a day without Sentinel-2 (made from the clear 2022-01-25 scene); L2 on 2022-01-15,
     # a day Sentinel-2 saw 79 % cloudy (made from the same clear scene).
-    l1, dn1, qa1 = _landsat_item(by_day["2022-01-25"], "2022-01-28T03:20:00Z", folder)
-    l2, dn2, qa2 = _landsat_item(by_day["2022-01-25"], "2022-01-15T03:20:00Z", folder)
+    l1, dn1, qa1 = landsat_item(by_day["2022-01-25"], "2022-01-28T03:20:00Z", folder)
+    l2, dn2, qa2 = landsat_item(by_day["2022-01-25"], "2022-01-15T03:20:00Z", folder)
     tr = s2[0]["assets"]["red"]["proj:transform"]
     gb = GeoBox((160, 160), rasterio.Affine(10, 0, tr[2], 0, -10, tr[5]), "EPSG:32648")
     items = [pystac.Item.from_dict(f) for f in [*s2, l1, l2]]
@@ -142,13 +142,13 @@ def mixed(small_scenes, tmp_path_factory):
     return dict(ds=ds, s2=s2_only, res=res, by_day=by_day, dn1=dn1, qa1=qa1, dn2=dn2, qa2=qa2)
 
 
-def _day(ds, day: str) -> int:
+def day_index(ds, day: str) -> int:
     days = ds.time.values.astype("datetime64[D]").astype(str)
     (i,) = np.flatnonzero(days == day)
     return int(i)
 
 
-def _up(a: np.ndarray) -> np.ndarray:
+def up_30m(a: np.ndarray) -> np.ndarray:
     """30 m (53 × 53) onto the 10 m grid (160 × 160): 3 × 3 copies, NaN in the last row/column."""
     out = np.full((160, 160), np.nan)
     out[:159, :159] = np.kron(a, np.ones((3, 3)))
@@ -167,20 +167,20 @@ def test_one_time_step_per_solar_day_with_its_sensor(mixed):
 
 def test_landsat_step_is_the_same_reflectance_as_the_sentinel2_it_was_made_from(mixed):
     ds, s2 = mixed["ds"], mixed["s2"]
-    t = _day(ds, "2022-01-28")
-    t_s2 = _day(s2, "2022-01-25")
+    t = day_index(ds, "2022-01-28")
+    t_s2 = day_index(s2, "2022-01-25")
     for b in BANDS:
         got = ds[b].values[t]
-        decoded = _up(np.where(mixed["dn1"][b] == 0, np.nan, mixed["dn1"][b] * L_SCALE + L_OFFSET))
+        decoded = up_30m(np.where(mixed["dn1"][b] == 0, np.nan, mixed["dn1"][b] * L_SCALE + L_OFFSET))
         np.testing.assert_array_equal(np.isnan(got), np.isnan(decoded))
         assert np.nanmax(np.abs(got - decoded)) < 1e-6, b
-        s2_mean = _up(_blocks(s2[b].values[t_s2].astype("float64")))
+        s2_mean = up_30m(_blocks(s2[b].values[t_s2].astype("float64")))
         assert np.nanmax(np.abs(got - s2_mean)) < L_SCALE / 2 + 1e-6, b
 
 
 def test_landsat_clear_mask_follows_qa_pixel_bits(mixed):
     ds = mixed["ds"]
-    t = _day(ds, "2022-01-28")
+    t = day_index(ds, "2022-01-28")
     qa = mixed["qa1"].astype(int)
     clear30 = (qa & 0b111111) == 0  # fill, dilated cloud, cirrus, cloud, shadow, snow (LSDS-1619)
     expected = np.zeros((160, 160), bool)
@@ -190,9 +190,9 @@ def test_landsat_clear_mask_follows_qa_pixel_bits(mixed):
 
 def test_same_day_pixels_take_clear_sentinel2_first_then_landsat(mixed):
     ds, s2 = mixed["ds"], mixed["s2"]
-    t, t_s2 = _day(ds, "2022-01-15"), _day(s2, "2022-01-15")
+    t, t_s2 = day_index(ds, "2022-01-15"), day_index(s2, "2022-01-15")
     s2_clear = s2["clear"].values[t_s2]
-    l_red = _up(np.where(mixed["dn2"]["red"] == 0, np.nan, mixed["dn2"]["red"] * L_SCALE + L_OFFSET))
+    l_red = up_30m(np.where(mixed["dn2"]["red"] == 0, np.nan, mixed["dn2"]["red"] * L_SCALE + L_OFFSET))
     l_clear = np.zeros((160, 160), bool)
     l_clear[:159, :159] = np.kron((mixed["qa2"].astype(int) & 0b111111) == 0, np.ones((3, 3), bool))
     got = ds["red"].values[t]

@@ -157,10 +157,10 @@ def test_verify_cli_names_an_edited_and_a_deleted_row(small_scan, tmp_path):
 def test_selecting_a_scans_alerts_from_an_empty_register_keeps_the_columns(tmp_path):
     """A scan that finds nothing on a new register (regression: an empty object mask selected
     columns, and the scan died on a KeyError 'alert_id')."""
-    from redline.scan import _of_scan
+    from redline.register import of_scan
 
     none = Register(tmp_path / "r.gpkg").alerts()
     empty, _ = merge_alerts(none, none.copy(), "s1")
-    mine = empty[_of_scan(empty, "s1")]
+    mine = empty[of_scan(empty, "s1")]
     assert mine.empty and "alert_id" in mine.columns
     assert mine.sort_values("alert_id").columns.tolist() == empty.columns.tolist()

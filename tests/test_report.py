@@ -21,11 +21,9 @@ import pytest
 import rasterio
 from rasterio.transform import Affine
 
-from maps import render_outputs, render_report
-from maps._report import GRADE_COLOURS, print_pdf
-from maps._summary import index_pairs, safe_name
+from maps import REPORT_GRADE_COLOURS, index_pairs, print_pdf, render_outputs, render_report, safe_name
 from redline import assess
-from tests.test_maps import ALERTS, SCRIPT_NAME, X0, Y0, _alert_id, _register, make_out_dir, out_dir  # noqa: F401 (fixture)
+from tests.test_maps import ALERTS, SCRIPT_NAME, X0, Y0, alert_id_of, make_out_dir, out_dir, write_register  # noqa: F401 (fixture)
 
 RES = 10.0
 
@@ -98,7 +96,7 @@ def test_report_has_a_section_per_county_with_its_zones_and_alerts(rendered):
         section = _section(page, f'id="county-{admin_id}"')
         assert set(re.findall(r'<article class="zone" id="zone-([^"]+)">', section)) == {safe_name(z) for z in zones["zone_id"]}
         alert_ids = set(re.findall(r'<tr class="alert" id="alert-([^"]+)">', section))
-        assert alert_ids == {_alert_id(i) for i, (_, _, zone) in enumerate(ALERTS) if zone in set(zones["zone_id"])}
+        assert alert_ids == {alert_id_of(i) for i, (_, _, zone) in enumerate(ALERTS) if zone in set(zones["zone_id"])}
     z1 = stats.set_index("zone_id").loc["Z1"]
     row = _zone_row(page, "Z1")
     for value in (f"{z1.ndvi_baseline:.3f}", f"{z1.ndvi_monitor:.3f}", f"{z1.ndvi_change:+.3f}", f"{z1.area_km2:,.3f}"):
@@ -120,7 +118,7 @@ def test_unobserved_zone_is_marked(rendered):
 
 
 def test_input_text_is_escaped_and_the_page_has_no_script(report_dir):
-    reg = _register(report_dir, "field_check")
+    reg = write_register(report_dir, "field_check")
     page = render_report(report_dir, register=reg)[0].read_text(encoding="utf-8")
     assert "<script" not in page.lower()  # the report runs no JavaScript at all
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -141,10 +139,10 @@ def test_every_link_is_a_local_file(report_dir):
 
 def test_alert_rows_show_the_chips_and_figure_that_exist(rendered):
     page = (rendered / "report.html").read_text(encoding="utf-8")
-    first = re.search(rf'<tr class="alert" id="alert-{_alert_id(0)}">.*?</tr>', page, flags=re.S).group(0)
-    for rel in (f"chips/{_alert_id(0)}_before.png", f"chips/{_alert_id(0)}_after.png", f"figures/{_alert_id(0)}.png"):
+    first = re.search(rf'<tr class="alert" id="alert-{alert_id_of(0)}">.*?</tr>', page, flags=re.S).group(0)
+    for rel in (f"chips/{alert_id_of(0)}_before.png", f"chips/{alert_id_of(0)}_after.png", f"figures/{alert_id_of(0)}.png"):
         assert f'src="{rel}"' in first
-    second = re.search(rf'<tr class="alert" id="alert-{_alert_id(1)}">.*?</tr>', page, flags=re.S).group(0)
+    second = re.search(rf'<tr class="alert" id="alert-{alert_id_of(1)}">.*?</tr>', page, flags=re.S).group(0)
     assert "<img" not in second  # no chips were written for it
     assert "clearing 林地砍伐/植被清除" in first and "0.80" in first  # type label and area in ha
 
@@ -173,7 +171,7 @@ def test_rsei_columns_and_grades_plug_in(report_dir):
     assert "<th>RSEI baseline</th>" in page and "<th>rsei_grade 等级</th>" in page
     row = _zone_row(page, "Z1")
     assert '<td class="num">0.610</td><td class="num">0.580</td><td class="num">-0.030</td>' in row
-    assert f'<span class="badge" style="background:{GRADE_COLOURS["良"]}">良</span>' in row
+    assert f'<span class="badge" style="background:{REPORT_GRADE_COLOURS["良"]}">良</span>' in row
     assert "&lt;i&gt;x&lt;/i&gt;" in page and "<i>x</i>" not in page
 
 
@@ -187,9 +185,9 @@ def test_zones_without_a_county_are_grouped(report_dir):
 
 
 def test_register_review_shows_in_the_report(report_dir):
-    reg = _register(report_dir, "confirmed")
+    reg = write_register(report_dir, "confirmed")
     page = render_report(report_dir, register=reg)[0].read_text(encoding="utf-8")
-    first = re.search(rf'<tr class="alert" id="alert-{_alert_id(0)}">.*?</tr>', page, flags=re.S).group(0)
+    first = re.search(rf'<tr class="alert" id="alert-{alert_id_of(0)}">.*?</tr>', page, flags=re.S).group(0)
     assert "confirmed 已确认" in first and "王工" in first
     assert "FAR-1" not in page  # the register's alerts of other areas stay out
 

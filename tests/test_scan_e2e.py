@@ -35,7 +35,7 @@ def test_finds_every_injected_disturbance_in_zones_above_the_unit(small_scan, tr
 
 def test_the_quarry_is_typed_mining_and_the_other_types_keep_theirs(small_scan, truth):
     """Per-type accuracy of the scan (redline.evaluate): the small preset's quarry, which grows in
-    stages (redline.demo._events), is typed mining (redline.alerts rule 3); the clearing, the
+    stages (redline.demo.events), is typed mining (redline.alerts rule 3); the clearing, the
     fire and the water loss keep their types (mining swallows none of them)."""
     per_type = score_alerts(small_scan.alerts, truth, metric_crs="EPSG:32648").type_accuracy_per_type
     assert per_type["mining"] == {"correct": 1, "total": 1, "accuracy": 1.0}, per_type

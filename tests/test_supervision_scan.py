@@ -19,8 +19,8 @@ import pytest
 from pipelines import serve_stac
 from redline.config import load_config
 from redline.demo import generate_demo
-from redline.demo._events import EventRequest
-from redline.demo._stac import PROCESSING_BASELINE
+from redline.demo.events import EventRequest
+from redline.demo.stac import PROCESSING_BASELINE
 from redline.export import ledger_columns
 from redline.register import Register
 from redline.scan import run_scan

@@ -23,7 +23,7 @@ from odc.geo.geobox import GeoBox
 import rasterio
 from pipelines import load_series, parse_item
 from redline import rsei as _rsei
-from tests.test_profiles_series import ST_OFFSET, ST_SCALE, _day, _landsat_item, _up, run_cli_on
+from tests.test_profiles_series import ST_OFFSET, ST_SCALE, day_index, landsat_item, run_cli_on, up_30m
 
 
 def _s2_features(small_scenes) -> list[dict]:
@@ -36,8 +36,8 @@ def thermal_pair(small_scenes, tmp_path_factory):
     s2 = _s2_features(small_scenes)[:12]
     by_day = {f["properties"]["datetime"][:10]: f for f in s2}
     folder = tmp_path_factory.mktemp("thermal")
-    l1, dn1, qa1 = _landsat_item(by_day["2022-01-25"], "2022-01-28T03:20:00Z", folder, thermal=True)
-    l2, dn2, qa2 = _landsat_item(by_day["2022-01-25"], "2022-01-15T03:20:00Z", folder, thermal=True, declare_st=False)
+    l1, dn1, qa1 = landsat_item(by_day["2022-01-25"], "2022-01-28T03:20:00Z", folder, thermal=True)
+    l2, dn2, qa2 = landsat_item(by_day["2022-01-25"], "2022-01-15T03:20:00Z", folder, thermal=True, declare_st=False)
     tr = s2[0]["assets"]["red"]["proj:transform"]
     gb = GeoBox((160, 160), rasterio.Affine(10, 0, tr[2], 0, -10, tr[5]), "EPSG:32648")
     items = [pystac.Item.from_dict(f) for f in [*s2, l1, l2]]
@@ -63,8 +63,8 @@ def test_lst_loaded_in_kelvin_on_landsat_days_nan_on_sentinel2_days(thermal_pair
     ds = thermal_pair["ds"]
     assert "lst" not in thermal_pair["plain"].data  # only on request
     assert ds["lst"].attrs["units"] == "K"
-    i = _day(ds, "2022-01-28")  # Landsat alone
-    want = _up(np.where(thermal_pair["dn1"]["lst"] == 0, np.nan, thermal_pair["dn1"]["lst"] * ST_SCALE + ST_OFFSET))
+    i = day_index(ds, "2022-01-28")  # Landsat alone
+    want = up_30m(np.where(thermal_pair["dn1"]["lst"] == 0, np.nan, thermal_pair["dn1"]["lst"] * ST_SCALE + ST_OFFSET))
     got = ds["lst"].isel(time=i).values
     ok = np.isfinite(want)
     assert ok.sum() > 20000
@@ -78,9 +78,9 @@ def test_fused_day_takes_temperature_where_landsat_was_clear(thermal_pair):
     """On 2022-01-15 Sentinel-2 was mostly cloudy and Landsat clear: each pixel's temperature
     comes from Landsat wherever Landsat saw it clear, whichever sensor's reflectance won."""
     ds = thermal_pair["ds"]
-    i = _day(ds, "2022-01-15")
-    qa_clear = _up(((thermal_pair["qa2"] >> 6) & 1).astype("float64")) == 1
-    want = _up(thermal_pair["dn2"]["lst"] * ST_SCALE + ST_OFFSET)
+    i = day_index(ds, "2022-01-15")
+    qa_clear = up_30m(((thermal_pair["qa2"] >> 6) & 1).astype("float64")) == 1
+    want = up_30m(thermal_pair["dn2"]["lst"] * ST_SCALE + ST_OFFSET)
     got = ds["lst"].isel(time=i).values
     np.testing.assert_allclose(got[qa_clear], want[qa_clear], atol=1e-3)
     assert np.isnan(got[~qa_clear & np.isfinite(want)]).all()
@@ -91,7 +91,7 @@ def test_fused_day_takes_temperature_where_landsat_was_clear(thermal_pair):
 @pytest.mark.slow
 def test_landsat_assessment_computes_four_component_rsei(small_scenes, tmp_path):
     # every generated Sentinel-2 scene rewritten as a Landsat C2 L2 item with ST_B10
-    feats = [_landsat_item(f, f["properties"]["datetime"], tmp_path / "scenes", thermal=True)[0] for f in _s2_features(small_scenes)]
+    feats = [landsat_item(f, f["properties"]["datetime"], tmp_path / "scenes", thermal=True)[0] for f in _s2_features(small_scenes)]
     rc = run_cli_on(small_scenes, feats, tmp_path, "assess", stac={"collections": ["landsat-c2-l2"]})
     assert rc == 0
     zs = pd.read_csv(tmp_path / "out" / "zone_stats.csv")

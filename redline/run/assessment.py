@@ -16,7 +16,7 @@ import geopandas as gpd
 import pandas as pd
 
 import pipelines
-from redline import assess, ei, provenance
+from redline import assess, ei, outputs, provenance
 from redline import bands as bandplan
 from redline.config import ScanConfig
 from redline.register import Register
@@ -49,13 +49,13 @@ def run_assessment(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, 
     profile = pipelines.get_profile(cfg.stac.profile)
     geobox = plan.grid
     out.mkdir(parents=True, exist_ok=True)
-    mosaic = Mosaic(out / ".tiles", geobox, plan.zones_utm)
+    mosaic = Mosaic(out / outputs.TILES_DIR, geobox, plan.zones_utm)
     mosaic.remove()
     with pipelines.dask_client(scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker,
                                processes=cfg.dask.processes, env=profile.gdal_env):
         tiled = run_tiles(plan, mosaic, progress=False, check_assets=True)
     scalings, skipped = list(tiled.scalings.values()), [f"{i}: {r}" for i, r in tiled.skipped.items()]
-    reg_path = cfg.register_path or out / "register.gpkg"
+    reg_path = outputs.default_register(out, cfg.register_path)
     alerts = gpd.GeoDataFrame({"zone_id": [], "area_m2": [], "disturbance_type": [], "status": []}, geometry=[], crs=4326)
     if Path(reg_path).exists():
         reg = Register(reg_path).alerts()

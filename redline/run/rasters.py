@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from redline import assess
+from redline import assess, outputs
 from redline.alerts import disturbed_mask
 from redline.tiles import Mosaic, Tile
 
@@ -67,7 +67,7 @@ def put_tile_rasters(mosaic: Mosaic, tile: Tile, fields: dict[str, np.ndarray], 
 def write_rasters(out: Path, mosaic: Mosaic) -> dict[str, Path]:
     """The scan's COGs from the mosaics; FVC's end-members are fitted over the land pixels of
     the zones of the whole region (streamed block by block, :func:`redline.assess.land_ndvi`)."""
-    rdir = out / "rasters"
+    rdir = out / outputs.RASTERS_DIR
     paths = {stem: mosaic.to_cog(stem, rdir / f"{stem}.tif") for stem in (*DETECTION_RASTERS, *CONTINUOUS, "observed", "true_colour_monitor")}
     blocks = list(mosaic.blocks())
     soil, veg = assess.fvc_end_members(assess.land_ndvi(mosaic, "monitor", blocks, stem="ndvi_monitor"))

@@ -82,16 +82,15 @@ def run_tiles(plan: ScanPlan, mosaic: Mosaic, *, progress: bool | None, scan_id:
         fields = {k: det_np[k].values for k in FIELDS}
         put_tile_rasters(mosaic, tile, fields, {k: comp_np[k].values for k in ("red", "green", "blue")})
         utm, zones_utm = plan.utm, plan.zones_utm
-        if tile.split_ids:  # the fields a patch crossing a cut is stitched from (redline.scan)
+        if tile.split_ids:  # the fields a patch crossing a cut is stitched from (redline.run.stitch)
             for k in STITCH_FIELDS:
                 mosaic.put(f"f_{k}", tile, fields[k].astype("float32"), nodata=np.nan)
         # pieces of split zones keep every patch (the unit applies to the stitched patch)
-        found = alerts_from_fields(
-            fields, tile.geobox(grid).transform, utm, tile.zones(zones_utm, grid), min_area_m2=0.0 if tile.split_ids else cfg.detection.min_area_m2,
-            consecutive=cfg.detection.consecutive, z_threshold=cfg.detection.z_threshold,
+        got.found.append(alerts_from_fields(
+            fields, tile.geobox(grid).transform, utm, tile.zones(zones_utm, grid), min_area_m2=cfg.detection.min_area_m2,
+            unit_exempt=set(tile.split_ids), consecutive=cfg.detection.consecutive, z_threshold=cfg.detection.z_threshold,
             scan_id=scan_id, baseline={"NDVI": extra_np["NDVI_baseline"].values, "MNDWI": extra_np["MNDWI_baseline"].values},
-        )
-        got.found.append(found[found["zone_id"].isin(tile.split_ids) | (found["area_m2"] >= cfg.detection.min_area_m2)])
+        ))
         log.info("tile %s: %d zone(s), %d piece(s) of split zones, %d scene(s), %d alert(s)",
                  tile.id, len(tile.zone_ids), len(tile.split_ids), len(tile_items[tile.id]), len(got.found[-1]))
     return got

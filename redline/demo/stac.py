@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from redline.demo import _landscape as L
-from redline.demo._scenes import OFFSET, SCALE
+from redline.demo import landscape as L
+from redline.demo.scenes import OFFSET, SCALE
 
 COLLECTION = "sentinel-2-c1-l2a"
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"

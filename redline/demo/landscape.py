@@ -22,7 +22,7 @@ import shapely
 from rasterio.transform import Affine
 from scipy import ndimage
 
-from redline.demo import _spectra as S
+from redline.demo import spectra as S
 
 # --- grid --------------------------------------------------------------------------------
 EPSG = 32648

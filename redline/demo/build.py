@@ -11,8 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,11 +21,12 @@ import shapely
 from pyproj import Transformer
 from scipy import ndimage
 
-from redline.demo import _events as E
-from redline.demo import _landscape as L
-from redline.demo import _scenes as SC
-from redline.demo import _spectra as S
-from redline.demo import _stac as ST
+from pipelines import replaced_folder
+from redline.demo import events as E
+from redline.demo import landscape as L
+from redline.demo import scenes as SC
+from redline.demo import spectra as S
+from redline.demo import stac as ST
 
 #: Bump when the generated pixels, vectors or metadata change (invalidates cached builds).
 GENERATOR_VERSION = "4.2"
@@ -35,7 +34,7 @@ MMU_M2 = 5000.0  # minimum mapping unit of the scan config, m²
 ZONES_CRS, TRUTH_CRS = "EPSG:4490", "EPSG:4326"  # CGCS2000 for the official layers
 
 # Random streams (second element of the seed-sequence key).
-_LANDSCAPE, _EVENTS, _CROPS, _SCENE = 0, 1, 2, 3
+LANDSCAPE, EVENTS, CROPS, SCENE = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -154,7 +153,9 @@ def _write_land_cover(tmp: Path, land: L.Landscape) -> None:
     rivers.to_crs(ZONES_CRS).to_file(tmp / "rivers.gpkg", layer="rivers", driver="GPKG")
 
 
-def _rng(seed: int, *key: int) -> np.random.Generator:
+def rng(seed: int, *key: int) -> np.random.Generator:
+    """The random stream of ``(seed, purpose[, index])``: ``purpose`` is one of LANDSCAPE,
+    EVENTS, CROPS, SCENE (the tests rebuild the generator's parts from these streams)."""
     return np.random.default_rng(np.random.SeedSequence([seed, *key]))
 
 
@@ -280,20 +281,20 @@ def _existing(root: Path, info: dict) -> DemoScenes | None:
 def _generate(tmp: Path, root: Path, p: Preset, seed: int) -> int:
     """Generate everything into ``tmp`` (hrefs point to ``root``); returns the number of scenes."""
     n = p.size
-    land = L.build_landscape(_rng(seed, _LANDSCAPE), n, p.zones)
+    land = L.build_landscape(rng(seed, LANDSCAPE), n, p.zones)
     acqs = acquisitions(p)
     monitor_year = int(p.monitor[0][:4])
     cond = p.conditions
     corner = SC.nodata_corner(n, cond.corner_line)
     forbidden = ndimage.binary_dilation(corner, iterations=4)  # no event within 40 m of the swath edge
-    events = E.place_events(_rng(seed, _EVENTS), land, p.events, [a.date for a in acqs if a.date.year == monitor_year], forbidden,
+    events = E.place_events(rng(seed, EVENTS), land, p.events, [a.date for a in acqs if a.date.year == monitor_year], forbidden,
                             quarry_gap_days=cond.quarry_gap_days, series_start=acqs[0].date)
-    jitter = {y: S.crop_jitter(_rng(seed, _CROPS, y), land.rotation.size) for y in sorted({a.date.year for a in acqs})}
+    jitter = {y: S.crop_jitter(rng(seed, CROPS, y), land.rotation.size) for y in sorted({a.date.year for a in acqs})}
     surface = SC.Surface(land, jitter, events, cond)
     centroid = Transformer.from_crs(L.EPSG, 4326, always_xy=True).transform(*L.to_utm(0.5, 0.5, n * L.RES))
     items = []
     for acq in acqs:
-        rendered = SC.render(_rng(seed, _SCENE, acq.index), acq, surface, corner)
+        rendered = SC.render(rng(seed, SCENE, acq.index), acq, surface, corner)
         items.append(_write_scene(tmp, root, rendered, acq, n, centroid, cond.corner_line))
     text = json.dumps({"type": "FeatureCollection", "features": items}, ensure_ascii=False, indent=1)
     (tmp / "items.json").write_text(text, encoding="utf-8")
@@ -362,24 +363,10 @@ def generate_demo(
         return found
     if root.exists() and any(root.iterdir()) and not (root / "BUILD.json").exists():
         raise FileExistsError(f"{root}: folder exists and is not a demo build; give an empty or new folder")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.with_name(f".{root.name}.building-{os.getpid()}")
-    old = root.with_name(f".{root.name}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    done = False
-    try:
+    with replaced_folder(root, label="building") as tmp:
         n_scenes = _generate(tmp, root, p, int(seed))
         sha = hashlib.sha256((tmp / "items.json").read_bytes()).hexdigest()
         build = {**info, "n_scenes": n_scenes, "items_sha256": sha, "first": p.first.isoformat(), "last": p.last.isoformat(),
                  "grid": {"epsg": L.EPSG, "x0": L.X0, "y0": L.Y0, "res_m": L.RES, "size_px": p.size}}
         (tmp / "BUILD.json").write_text(json.dumps(build, indent=1), encoding="utf-8")
-        if root.exists():
-            os.replace(root, old)
-        os.replace(tmp, root)
-        done = True
-    finally:
-        if not done:
-            shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return _paths(root, n_scenes)

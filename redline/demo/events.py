@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
-from redline.demo import _landscape as L
-from redline.demo import _spectra as S
+from redline.demo import landscape as L
+from redline.demo import spectra as S
 
 TYPES = ("clearing", "construction", "mining", "fire", "water_loss")
 

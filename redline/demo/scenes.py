@@ -32,9 +32,9 @@ import numpy as np
 import shapely
 from scipy import ndimage
 
-from redline.demo import _events as E
-from redline.demo import _landscape as L
-from redline.demo import _spectra as S
+from redline.demo import events as E
+from redline.demo import landscape as L
+from redline.demo import spectra as S
 
 SCALE, OFFSET = 0.0001, -0.1  # Earth Search sentinel-2-c1-l2a raster:bands (processing baseline ≥ 04.00)
 

@@ -1,0 +1,60 @@
+"""The supervision vocabulary: the codes an alert, a review and the ledger use, with their
+Chinese and English labels. Plain data, no imports: the command line takes its choices and
+help texts from here without loading the science (redline.register, redline.activity and
+redline.alerts use the same names).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ACTIVITY_CLASSES", "ACTIVITY_CODES", "CHANGE_TYPES", "CONFIDENCE_LEVELS", "DISTURBANCE_TYPES", "RECTIFICATION_STATUSES", "REVIEW_STEPS",
+    "STATUSES", "STEP_RESULTS", "TRANSITIONS",
+]
+
+#: Disturbance types of an alert (the type rule: :mod:`redline.alerts`).
+DISTURBANCE_TYPES = ("clearing", "construction", "mining", "fire", "water_loss", "other")
+
+#: Confidence of an alert (:func:`redline.alerts.confidence_level`).
+CONFIDENCE_LEVELS = ("low", "nominal", "high")
+
+#: Review statuses of an alert.
+STATUSES = ("new", "under_review", "field_check", "confirmed", "dismissed", "rectifying", "rectified", "recovered")
+
+#: Allowed review transitions (卫星普查 → 无人机详查 → 地面核查: satellite → UAV → ground; then
+#: 整改 → 销号: a confirmed violation is rectified, and a later scan checks that vegetation is back).
+TRANSITIONS = {
+    "new": ("under_review", "field_check", "dismissed"),
+    "under_review": ("field_check", "confirmed", "dismissed"),
+    "field_check": ("confirmed", "dismissed", "under_review"),
+    "confirmed": ("under_review", "rectifying"),
+    "dismissed": ("under_review",),
+    "rectifying": ("rectified", "under_review"),
+    "rectified": ("rectifying", "recovered"),
+    "recovered": ("rectifying",),
+}
+
+#: Rectification statuses (shown in the ledger's rectification column).
+RECTIFICATION_STATUSES = ("rectifying", "rectified", "recovered")
+
+#: The three review levels: code → (Chinese, English).
+REVIEW_STEPS = {"self_check": ("自检", "self-check"), "specialist_check": ("专检", "specialist check"), "acceptance": ("验收", "acceptance")}
+
+STEP_RESULTS = ("pass", "fail")
+
+#: The nine national human-activity classes: code → (Chinese label, English label).
+ACTIVITY_CLASSES: dict[str, tuple[str, str]] = {
+    "settlement": ("居民点", "settlement"),
+    "agriculture": ("农业用地", "agricultural land"),
+    "quarry": ("采石场", "quarry"),
+    "industrial_mining": ("工矿用地", "industrial and mining land"),
+    "energy": ("能源设施", "energy facility"),
+    "transport": ("交通设施", "transport facility"),
+    "tourism": ("旅游设施", "tourism facility"),
+    "aquaculture": ("养殖场", "aquaculture / livestock farm"),
+    "other_artificial": ("其他人工设施", "other artificial facility"),
+}
+
+ACTIVITY_CODES = tuple(ACTIVITY_CLASSES)
+
+#: Change type code → (Chinese, English).
+CHANGE_TYPES: dict[str, tuple[str, str]] = {"new": ("新增", "new"), "expansion": ("规模扩大", "expansion")}
