@@ -64,7 +64,7 @@ def render_trends(path: Path, annual: pd.DataFrame, *, names: dict[str, str] | N
     """Lines of annual growing-season NDVI per unit (``annual``: ``admin_id, year, ndvi_gs``; a
     county, or a zone under the same column name), with the Theil–Sen slope and Mann–Kendall p
     in the legend when ``trends`` (indexed by ``admin_id``, columns of
-    :func:`redline.trends.unit_trends`) is given."""
+    :func:`redline.assess.trends.unit_trends`) is given."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with figure_fonts():  # labels' fonts are fixed when they are made
         fig, ax = plt.subplots(figsize=(6.0, 3.0), dpi=100)

@@ -174,7 +174,7 @@ def demo(
 def validate(config: Path = typer.Argument(..., help="scan.yml")) -> None:
     """Check the config, the zones and the STAC API; scan nothing."""
     from pipelines import open_client
-    from redline import ei
+    from redline.assess import ei
     from redline.config import load_config
     from redline.run import read_areas
 
@@ -286,7 +286,7 @@ def alerts_export(
     until: Optional[str] = _FILTERS["until"],
 ) -> None:
     """Export alerts for field teams (GPX/KML waypoints and outlines, GeoJSON, ledger CSV/XLSX)."""
-    from redline.export import FORMATS, LEDGER_FORMATS, export_alerts
+    from redline.register.export import FORMATS, LEDGER_FORMATS, export_alerts
     from redline.register import filter_alerts
 
     formats = LEDGER_FORMATS if ledger else FORMATS
@@ -309,7 +309,7 @@ def _export_ledger(reg, alerts, dest: Path, fmt: str, lang: str, out: Optional[P
     admin_units.geojson (``--out``, else the register's folder) when they are there."""
     import geopandas as gpd
 
-    from redline.export import ledger_table, write_ledger
+    from redline.register.export import ledger_table, write_ledger
 
     folder = out or reg.path.parent
     tables = {}
@@ -353,7 +353,7 @@ def diff(
     baselines and parameters each used."""
     import json
 
-    from redline.diff import diff_scans
+    from redline.register.diff import diff_scans
 
     if fmt not in ("table", "json"):
         raise RedlineInputError(f"--format {fmt!r} is not supported; use table or json")

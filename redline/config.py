@@ -159,11 +159,11 @@ LandTypeCode = Literal[
     "forest", "shrubland", "sparse_forest", "grassland_high", "grassland_medium", "grassland_low", "river", "lake_reservoir",
     "tidal_flat", "marsh", "glacier_snow", "paddy", "dryland", "urban", "rural_settlement", "other_built", "sand", "saline",
     "bare_soil", "bare_rock", "other_unused",
-]  # the land types of HJ 192-2015 (redline.ei.LAND_TYPES)
+]  # the land types of HJ 192-2015 (redline.assess.ei.LAND_TYPES)
 
 
 class AssessConfig(BaseModel):
-    """Optional inputs of the assessment: the HJ 192-2015 EI per county (:mod:`redline.ei`)."""
+    """Optional inputs of the assessment: the HJ 192-2015 EI per county (:mod:`redline.assess.ei`)."""
 
     model_config = _Strict
     land_cover: Path | None = None

@@ -29,13 +29,14 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 import pipelines
-from redline import assess, ei, outputs, provenance
+from redline import assess, outputs, provenance
+from redline.assess import ei
 from redline import bands as bandplan
 from redline.alerts import ALERT_COLUMNS
 from redline.config import ScanConfig
 from redline.detect import baseline_model
 from redline.errors import RasterError, SmallZoneWarning, StacError
-from redline.rectify import recheck_rectified
+from redline.alerts.rectify import recheck_rectified
 from redline.register import Register, merge_alerts, of_scan
 from redline.run.graph import items_over, monitor_median, tile_graph
 from redline.run.plan import ScanPlan, find_scenes, read_areas
@@ -482,7 +483,7 @@ def _merge(plan: ScanPlan, tiled: Tiled, mosaic: Mosaic, register: Register, sca
 def _chips_and_rechecks(out: Path, plan: ScanPlan, merged: gpd.GeoDataFrame, history: pd.DataFrame,
                         scan_id: str) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
     """Per tile, small windows around its alerts: the rectified sites re-checked (整改销号: has
-    vegetation come back? :func:`redline.rectify.recheck_rectified`, rows added to ``history``),
+    vegetation come back? :func:`redline.alerts.rectify.recheck_rectified`, rows added to ``history``),
     then the chips and figures of this scan's alerts, their paths and dates set on ``merged``."""
     cfg = plan.cfg
     mine_mask = of_scan(merged, scan_id)

@@ -1,6 +1,6 @@
 """The supervision vocabulary: the codes an alert, a review and the ledger use, with their
 Chinese and English labels. Plain data, no imports: the command line takes its choices and
-help texts from here without loading the science (redline.register, redline.activity and
+help texts from here without loading the science (redline.register, redline.alerts.activity and
 redline.alerts use the same names).
 """
 

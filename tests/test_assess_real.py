@@ -15,7 +15,7 @@ from rasterio.enums import Resampling
 
 import indices
 from redline import assess
-from redline.rsei import GRADES, grade, rsei, rsei_periods
+from redline.assess.rsei import GRADES, grade, rsei, rsei_periods
 from tests._reference import coverage_fractions, weighted_mean
 
 DATA = Path(__file__).parent / "data" / "brandenburg"

@@ -15,7 +15,7 @@ import rasterio
 import rasterio.features
 
 from redline.vocabulary import DISTURBANCE_TYPES
-from redline.rsei import GRADES
+from redline.assess.rsei import GRADES
 from tests._reference import coverage_fractions, weighted_mean
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,8 @@ from rasterio import features
 from scipy import stats
 from shapely.geometry import shape
 
-from redline import assess, trends
+from redline import assess
+from redline.assess import trends
 from redline.detect import GROWING_SEASON_MONTHS
 
 DATA = Path(__file__).parent / "data" / "slovenia" / "ndvi_series.npz"

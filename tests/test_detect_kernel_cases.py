@@ -15,7 +15,7 @@ from redline import detect as detect_module
 from redline.detect import FIELDS, STACK_VARS, detect
 
 from tests._reference import reference_kernel
-from tests.test_detect_kernel import ATOL, EXACT
+from tests.test_detect_kernel import assert_fields_match
 
 V = {v: i for i, v in enumerate(STACK_VARS)}
 BASELINE = ("2021-01-01", "2022-12-31")
@@ -98,12 +98,7 @@ def test_compiled_kernel_matches_the_former_numpy_kernel_on_every_case(cube, mon
     with monkeypatch.context() as m:
         m.setattr(detect_module, "chunk_kernel", lambda b, **kw: reference_kernel(b.transpose(2, 3, 0, 1), **kw).transpose(2, 0, 1))
         ref = _fields(stack, **over)
-    for f in FIELDS:
-        np.testing.assert_array_equal(np.isnan(new[f]), np.isnan(ref[f]), err_msg=f"{f}: NaN where the other is not")
-        if f in EXACT:
-            np.testing.assert_array_equal(new[f], ref[f], err_msg=f)
-        else:
-            np.testing.assert_allclose(new[f], ref[f], rtol=0, atol=ATOL, equal_nan=True, err_msg=f)
+    assert_fields_match(new, ref)
 
 
 def test_the_cases_are_there(cube):

@@ -18,11 +18,11 @@ import shapely
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
-from redline.activity import ACTIVITY_CLASSES, activity_candidates, change_type, is_linear, recovery_verdict
+from redline.alerts.activity import ACTIVITY_CLASSES, activity_candidates, change_type, is_linear, recovery_verdict
 from redline.alerts import ALERT_COLUMNS
 from redline.errors import RegisterError
-from redline.export import MU_M2, ledger_columns, ledger_table, write_ledger
-from redline.rectify import recheck_rectified
+from redline.register.export import MU_M2, ledger_columns, ledger_table, write_ledger
+from redline.alerts.rectify import recheck_rectified
 from redline.register import SCAN_REVIEWER, Register, merge_alerts
 
 UTM = "EPSG:32648"

@@ -21,7 +21,7 @@ from redline.config import load_config
 from redline.demo import generate_demo
 from redline.demo.events import EventRequest
 from redline.demo.stac import PROCESSING_BASELINE
-from redline.export import ledger_columns
+from redline.register.export import ledger_columns
 from redline.register import Register
 from redline.scan import run_scan
 

@@ -22,7 +22,7 @@ from odc.geo.geobox import GeoBox
 
 import rasterio
 from pipelines import load_series, parse_item
-from redline import rsei as _rsei
+from redline.assess import rsei as _rsei
 from tests.test_profiles_series import ST_OFFSET, ST_SCALE, day_index, landsat_item, run_cli_on, up_30m
 
 

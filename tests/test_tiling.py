@@ -14,7 +14,7 @@ import rasterio.features
 import shapely
 from odc.geo.geobox import GeoBox
 
-from redline import rsei as _rsei
+from redline.assess import rsei as _rsei
 from redline.assess import fvc, stream_quantiles
 from redline.tiles import ZONE_PAD_PX, Mosaic, plan_tiles
 

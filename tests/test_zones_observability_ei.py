@@ -20,7 +20,7 @@ import rasterio
 import shapely
 
 from pipelines import serve_stac
-from redline import ei as EI
+from redline.assess import ei as EI
 from redline.config import load_config
 from redline.demo import generate_demo
 from redline.errors import ConfigError, ZonesError

@@ -130,7 +130,7 @@ def _paths(root: Path, n_scenes: int) -> DemoScenes:
                       root / "truth.gpkg", root / "scan.yml", n_scenes, root / "landcover.tif", root / "rivers.gpkg")
 
 
-#: The demo's land-cover classes (L.CLASS_NAMES) as HJ 192-2015 land types (redline.ei.LAND_TYPES):
+#: The demo's land-cover classes (L.CLASS_NAMES) as HJ 192-2015 land types (redline.assess.ei.LAND_TYPES):
 #: forest → 有林地, shrub/grass → 高覆盖度草地, the irrigated plain's cropland → 水田, the
 #: reservoir → 湖泊(库), villages → 农村居民点, roads → 其他建设用地, rock → 裸岩石砾.
 LAND_COVER_CLASSES = {

@@ -16,7 +16,8 @@ import geopandas as gpd
 import pandas as pd
 
 import pipelines
-from redline import assess, ei, outputs, provenance
+from redline import assess, outputs, provenance
+from redline.assess import ei
 from redline import bands as bandplan
 from redline.config import ScanConfig
 from redline.register import Register

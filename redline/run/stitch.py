@@ -49,7 +49,7 @@ def stitch_split_zones(found: gpd.GeoDataFrame, plan: ScanPlan, mosaic: Mosaic, 
         groups.setdefault(root(i), []).append(i)
     h, w = grid.shape
     inv = ~grid.transform
-    pad = 4  # pixels: the 20 m ring of the change type (redline.activity) and the patch's edge
+    pad = 4  # pixels: the 20 m ring of the change type (redline.alerts.activity) and the patch's edge
     cells: dict[str, list[tuple[int, int, int, int]]] = {}
     for t in tiles:
         for z in t.split_ids:

@@ -17,7 +17,7 @@ clear observations after it). First rule that matches wins:
    0.27, darker, not wetter, :data:`redline.detect.BURN_DNBR`), which catches burns that green
    up again soon, whose median after the date is vegetation again.
 3. ``mining``      a bare surface after, post NDVI < :data:`NDVI_BARE` (0.2, the bare-soil NDVI
-   of Sobrino et al. 2004, doi:10.1016/j.rse.2004.02.003, as :data:`redline.activity.NDVI_BARE`:
+   of Sobrino et al. 2004, doi:10.1016/j.rse.2004.02.003, as :data:`redline.alerts.activity.NDVI_BARE`:
    no regrowth), that is brighter than before, post − pre ALB ≥ :data:`ALB_RISE_MINING` (0.12:
    exposed rock, spoil and tailings brighten a forest far more than bare soil does; tuned), and
    any of three signs of a quarry or mine rather than a one-off clearing:
@@ -33,7 +33,7 @@ clear observations after it). First rule that matches wins:
       pixels were never seen undisturbed after the patch's date — nor is a clear-cut, which is
       done within weeks;
    c. *beside old bare ground* (the scene context): the alert touches ground already bare or
-      built in the baseline, ``change_type`` ``expansion`` (:func:`redline.activity.change_type`):
+      built in the baseline, ``change_type`` ``expansion`` (:func:`redline.alerts.activity.change_type`):
       a working face that advances from an existing pit or spoil heap.
 
    Without (a)–(c) a bare, brighter patch is a one-off change and falls to the rules below.
@@ -81,7 +81,7 @@ import shapely
 from affine import Affine
 from scipy import ndimage
 
-from redline.activity import NDVI_BARE, activity_candidates, change_type, join_codes
+from redline.alerts.activity import NDVI_BARE, activity_candidates, change_type, join_codes
 from redline.detect import MIN_DROP, STACK_VARS
 from redline.vocabulary import CONFIDENCE_LEVELS, DISTURBANCE_TYPES
 
@@ -298,7 +298,7 @@ def alerts_from_fields(
         tiles, to which the unit applies once they are stitched whole (:mod:`redline.tiles`).
     baseline
         Computed baseline growing-season means on the same grid, ``{"NDVI": …, "MNDWI": …}``;
-        when given, ``change_type`` is decided (:func:`redline.activity.change_type`), else None.
+        when given, ``change_type`` is decided (:func:`redline.alerts.activity.change_type`), else None.
 
     Returns
     -------

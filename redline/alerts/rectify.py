@@ -4,7 +4,7 @@ A reviewer marks a site ``rectified`` once the activity was stopped and the grou
 Every later scan looks at the alert polygon again: the median NDVI of its clear pixels on each
 date after the rectification was recorded, compared with the seasonal baseline model of the same
 polygon (fitted on the scan's baseline window, as :func:`redline.detect.baseline_model`).
-:func:`redline.activity.recovery_verdict` decides: ``recovered`` (the scan moves the alert to
+:func:`redline.alerts.activity.recovery_verdict` decides: ``recovered`` (the scan moves the alert to
 status ``recovered``, a history row by ``redline-scan``) or ``continuing`` (the alert stays
 ``rectified``, gets ``recheck = 1`` and a history row by ``redline-scan`` saying so). Without a
 clear look after the rectification nothing is recorded. Each scan id records at most one row per
@@ -24,7 +24,7 @@ import xarray as xr
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
-from redline.activity import RECOVERY_SHARE, recovery_verdict
+from redline.alerts.activity import RECOVERY_SHARE, recovery_verdict
 from redline.detect import nanmedian_last, baseline_model
 from redline.register import SCAN_REVIEWER, append_history
 

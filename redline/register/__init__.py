@@ -373,7 +373,7 @@ class Register:
             A review step (:data:`REVIEW_STEPS`, one of the register's :meth:`review_steps`) and
             its result (pass | fail, default pass). The steps before it must have passed.
         activity_class
-            The reviewer's activity class (:data:`redline.activity.ACTIVITY_CODES`).
+            The reviewer's activity class (:data:`redline.alerts.activity.ACTIVITY_CODES`).
         cause, legality
             Free text: the cause found on the ground and the legality note (e.g. a permit number).
 

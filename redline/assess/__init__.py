@@ -1,6 +1,9 @@
 """Ecological-status assessment per zone and per administrative unit (生态状况调查与评估;
 docs/architecture.md §1.3, §4.3): the statistics library the scan and ``redline assess``
-(:mod:`redline.run.assessment`) write their tables with.
+(:mod:`redline.run.assessment`) write their tables with. The package holds the indices of
+ecological status as well: :mod:`redline.assess.rsei` (remote-sensing ecological index),
+:mod:`redline.assess.ei` (HJ 192-2015 EI per county) and :mod:`redline.assess.trends`
+(Theil–Sen / Mann–Kendall of annual NDVI).
 
 Zonal means are weighted by the exact fraction of each pixel covered by the polygon
 (exactextract, Baston 2023, https://github.com/isciences/exactextract), not by centre-point
@@ -15,8 +18,8 @@ soil and vegetation end-members taken as the 5 % and 95 % cumulative quantiles o
 NDVI over the analysis grid, as is standard practice in China (李苗苗 等 2004, 资源科学 26(4):
 153–159). The end-members used are written to ``assessment.json``.
 
-The ecological index is RSEI (:mod:`redline.rsei`), the trends Theil–Sen / Mann–Kendall
-(:mod:`redline.trends`).
+The ecological index is RSEI (:mod:`redline.assess.rsei`), the trends Theil–Sen / Mann–Kendall
+(:mod:`redline.assess.trends`).
 
 Library functions here take arrays, rasters and frames and return frames; the writer
 (:func:`write_assessment`) is called by the scan and by ``redline assess`` after their one
@@ -38,9 +41,9 @@ import pandas as pd
 import xarray as xr
 from exactextract import exact_extract
 
-from redline import rsei as _rsei
+from redline.assess import rsei as _rsei
 from redline import outputs
-from redline import trends as _trends
+from redline.assess import trends as _trends
 from redline.tiles import Mosaic, Tile
 from redline.vocabulary import DISTURBANCE_TYPES, STATUSES
 
@@ -170,7 +173,7 @@ def _sensor(cfg: ScanConfig) -> str:
 
 def lazy_inputs(cfg: ScanConfig, refl: xr.Dataset) -> xr.Dataset:
     """The assessment's per-pixel inputs as one lazy Dataset: the RSEI indicators and clear
-    counts of both periods (:func:`redline.rsei.period_inputs`) and the annual growing-season
+    counts of both periods (:func:`redline.assess.rsei.period_inputs`) and the annual growing-season
     NDVI over the whole window (``ndvi_annual``, dims year, y, x). Nothing is computed."""
     windows = {p: (str(getattr(cfg, p).start), str(getattr(cfg, p).end)) for p in PERIODS}
     ds = _rsei.period_inputs(refl, windows, sensor=_sensor(cfg))
@@ -365,7 +368,7 @@ def zone_statistics(
     alerts
         Alerts (any CRS) with ``zone_id``, ``area_m2``, ``disturbance_type``, ``status``.
     rsei_variant
-        The RSEI variant line (:attr:`redline.rsei.RseiResult.variant`), repeated per row.
+        The RSEI variant line (:attr:`redline.assess.rsei.RseiResult.variant`), repeated per row.
     window_end
         End of the monitor window: the age of the last clear view is counted from it.
 
@@ -378,7 +381,7 @@ def zone_statistics(
         fvc_baseline, fvc_change, rsei_{baseline,monitor,change}, rsei_grade_{period}`` (差 …
         优 of the zone mean), ``rsei_{period}_share_{poor…excellent}`` (area share of each
         grade among the zone's graded pixels), ``alerts_status_{status}``, the NDVI trend
-        columns of :func:`redline.trends.unit_trends`, ``rsei_variant``. Areas in km² and m²
+        columns of :func:`redline.assess.trends.unit_trends`, ``rsei_variant``. Areas in km² and m²
         in the zones' metric CRS.
     """
     out = zones[["zone_id", "zone_name", "category", "admin_id"]].copy()
@@ -575,10 +578,10 @@ def write_inputs(mosaic: Mosaic, tile: Tile, ds: xr.Dataset) -> list[int]:
 
 def _with_ei(admin_stats: pd.DataFrame, cfg: ScanConfig, admin_utm: gpd.GeoDataFrame | None, zones_utm: gpd.GeoDataFrame,
              paths: dict[str, Path], info: dict[str, Any]) -> pd.DataFrame:
-    """``admin_stats`` with the HJ 192-2015 EI columns (:mod:`redline.ei`), measured over each
+    """``admin_stats`` with the HJ 192-2015 EI columns (:mod:`redline.assess.ei`), measured over each
     county's own polygon (``admin_units``), or over the union of its zones when no admin units
     are given; the method and coefficients go to ``assessment.json`` (``info``)."""
-    from redline import ei as _ei
+    from redline.assess import ei as _ei
 
     rivers, table = _ei.check_inputs(cfg.assess)
     if admin_utm is not None:

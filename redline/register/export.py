@@ -204,7 +204,7 @@ def ledger_table(
     Coordinates are the alert centroids in CGCS2000 geographic (EPSG:4490, degrees); areas in
     m² (measured in UTM by the scan) and 亩 (:data:`MU_M2`).
     """
-    from redline.activity import activity_label, split_codes
+    from redline.alerts.activity import activity_label, split_codes
     from redline.register import steps_state
     from redline.vocabulary import CHANGE_TYPES, RECTIFICATION_STATUSES
 
