@@ -24,7 +24,7 @@
 """
 
 from pipelines._bands import REFLECTANCE_BANDS, BandInfo, MaskInfo, ParsedItem, parse_item
-from pipelines._cluster import dask_client, set_gdal_env, trim_memory
+from pipelines._cluster import dask_client, glibc_library, set_gdal_env, trim_memory
 from pipelines._files import replaced_folder
 from pipelines._import import LAYOUTS, ImportResult, import_folder
 from pipelines._load import ItemScaling, MaskRules, SeriesLoad, load_reflectance, load_series, local_href_patch, solar_day
@@ -64,6 +64,7 @@ __all__ = [
     "dask_client",
     "set_gdal_env",
     "trim_memory",
+    "glibc_library",
     "probe_items",
     "compute_tiles",
     "find_unreadable",

@@ -44,7 +44,7 @@ def set_gdal_env(extra: dict[str, str] | None = None) -> None:
     warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio.warp")
 
 
-def _glibc() -> ctypes.CDLL | None:
+def glibc_library() -> ctypes.CDLL | None:
     """The C library when it is glibc (it has ``malloc_trim``); None elsewhere (macOS, Windows,
     musl)."""
     if not sys.platform.startswith("linux"):
@@ -63,7 +63,7 @@ def trim_memory() -> bool:
     scan's process, a tile's freed numpy buffers otherwise stay resident in glibc's heaps and
     the next, larger tile grows the process around them (benchmarks/README.md, section 5).
     False (nothing done) where malloc is not glibc's."""
-    libc = _glibc()
+    libc = glibc_library()
     if libc is None:
         return False
     libc.malloc_trim(0)

@@ -10,24 +10,13 @@ import sys
 import dask.array as da
 import pytest
 
-from pipelines import compute_tiles, dask_client, trim_memory
+from pipelines import compute_tiles, dask_client, glibc_library, trim_memory
 
 _CDLL = ctypes.CDLL  # the real one: the tests below replace it
 
 
-def _glibc():
-    """The C library when it is glibc's (it has ``malloc_trim``), else None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = _CDLL("libc.so.6")
-    except OSError:
-        return None
-    return libc if hasattr(libc, "malloc_trim") else None
-
-
 def test_trim_acts_on_glibc():
-    if _glibc() is None:
+    if glibc_library() is None:
         pytest.skip("malloc is not glibc's here")
     assert trim_memory() is True
 
@@ -43,6 +32,7 @@ def test_trim_is_a_no_op_without_glibc(monkeypatch, how):
     else:
         monkeypatch.setattr(sys, "platform", "linux")
         monkeypatch.setattr(ctypes, "CDLL", lambda name, *a, **k: object())  # a C library without it
+    assert glibc_library() is None
     assert trim_memory() is False
 
 
@@ -61,7 +51,7 @@ class _CountingLibc:
 def _trims_seen(monkeypatch, run) -> tuple[list[int], int, list]:
     """Run ``run()`` (iterating compute_tiles) while counting trims; per tile received, the
     trims done before it; the trims done in all; the computed values."""
-    libc = _CountingLibc(_glibc())
+    libc = _CountingLibc(glibc_library())
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setattr(ctypes, "CDLL", lambda name, *a, **k: libc if name == "libc.so.6" else _CDLL(name, *a, **k))
     seen, values = [], []

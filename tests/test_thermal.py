@@ -22,7 +22,7 @@ from odc.geo.geobox import GeoBox
 
 import rasterio
 from pipelines import load_series, parse_item
-from redline.assess import rsei as _rsei
+from redline.assess import rsei as rsei_index
 from tests.test_profiles_series import ST_OFFSET, ST_SCALE, day_index, landsat_item, run_cli_on, up_30m
 
 
@@ -110,10 +110,10 @@ def test_sparse_thermal_is_left_out_and_the_variant_says_why():
     rng = np.random.default_rng(3)
     comp = {n: rng.random((40, 40)).astype("float32") for n in ("NDVI", "WET", "NDBSI")}
     full = {**comp, "LST": (300 - 20 * comp["NDVI"]).astype("float32")}
-    res = _rsei.rsei_periods({"a": full, "b": full})
+    res = rsei_index.rsei_periods({"a": full, "b": full})
     assert "LST" in res.components and res.loadings["LST"] < 0 and not res.note
     sparse = dict(full, LST=np.where(rng.random((40, 40)) < 0.5, full["LST"], np.nan).astype("float32"))
-    res = _rsei.rsei_periods({"a": sparse, "b": full})
+    res = rsei_index.rsei_periods({"a": sparse, "b": full})
     assert res.components == ("NDVI", "WET", "NDBSI")
     assert "thermal band left out" in res.variant and "3-component" in res.variant
     assert np.isfinite(res.rsei["a"]).mean() == 1.0  # no pixel lost to the missing temperature

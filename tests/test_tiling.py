@@ -14,7 +14,7 @@ import rasterio.features
 import shapely
 from odc.geo.geobox import GeoBox
 
-from redline.assess import rsei as _rsei
+from redline.assess import rsei as rsei_index
 from redline.assess import fvc, stream_quantiles
 from redline.tiles import ZONE_PAD_PX, Mosaic, plan_tiles
 
@@ -90,18 +90,18 @@ def test_mosaic_blocks_cover_each_core_once_and_streamed_statistics_equal_in_mem
     assert got[0] == pytest.approx(float(np.quantile(full["NDVI"][expect_inside], 0.05)), abs=1e-7)
     # RSEI fitted block by block == fitted on whole arrays
     comps = {n: np.where(expect_inside, full[n], np.nan) for n in ("NDVI", "WET", "NDBSI")}
-    whole = _rsei.rsei_periods({"p": comps}, {"p": full["MNDWI"]})
+    whole = rsei_index.rsei_periods({"p": comps}, {"p": full["MNDWI"]})
 
     def blk():
         for w in blocks:
             m = mosaic.inside(w)
             yield {"p": {n: np.where(m, mosaic.read(n, w), np.nan) for n in ("NDVI", "WET", "NDBSI")}}, {"p": mosaic.read("MNDWI", w)}
 
-    fit = _rsei.fit_rsei(blk, ["p"], ("NDVI", "WET", "NDBSI"))
+    fit = rsei_index.fit_rsei(blk, ["p"], ("NDVI", "WET", "NDBSI"))
     assert fit.loadings == whole.loadings and fit.pc1_share == pytest.approx(whole.pc1_share, abs=1e-4)
     for w in blocks:
         m = mosaic.inside(w)
-        piece = _rsei.apply_rsei(fit, "p", {n: np.where(m, mosaic.read(n, w), np.nan) for n in ("NDVI", "WET", "NDBSI")}, mosaic.read("MNDWI", w))
+        piece = rsei_index.apply_rsei(fit, "p", {n: np.where(m, mosaic.read(n, w), np.nan) for n in ("NDVI", "WET", "NDBSI")}, mosaic.read("MNDWI", w))
         ref = whole.rsei["p"][w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width]
         np.testing.assert_allclose(piece, ref, atol=1e-6, equal_nan=True)
 
