@@ -23,8 +23,10 @@ from redline.vocabulary import ACTIVITY_CODES, DISTURBANCE_TYPES, REVIEW_STEPS, 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Remote-sensing supervision of ecological protection red-line zones.")
 alerts_app = typer.Typer(no_args_is_help=True, help="List and review alerts in the register.")
 stac_app = typer.Typer(no_args_is_help=True, help="The embedded STAC API, and scene files turned into STAC Items for it.")
+keys_app = typer.Typer(no_args_is_help=True, help="This installation's signing key, and the keys that may sign a register.")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(stac_app, name="stac")
+app.add_typer(keys_app, name="keys")
 
 out_console = Console(soft_wrap=True)  # no hard wraps in piped output (cron logs, scripts)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -159,7 +161,12 @@ def demo(
     from redline.demo import generate_demo
     from redline.scan import run_scan
 
+    from redline.register.keys import create_key, default_key_path
+
     _setup_logging(verbose)
+    if not default_key_path().exists():  # the demo signs its register like any scan: a first run makes the key
+        k = create_key()
+        out_console.print(f"created signing key {k.key_id} at {k.path} (mode 600; `redline keys show`)", markup=False)
     build = generate_demo(_demo_scenes_dir(scenes) / preset, preset=preset)
     with serve_stac(build.root) as url:
         out_console.print(f"embedded STAC API on {url} serving {build.n_scenes} scenes")
@@ -190,13 +197,16 @@ def _register_path(register: Optional[Path], out: Optional[Path]) -> Path:
     return outputs.default_register(out, register)
 
 
-def _open_register(register: Optional[Path], out: Optional[Path]):
+def _open_register(register: Optional[str], out: Optional[Path], lock_timeout: float = 30.0):
     from redline.register import Register
+    from redline.register.store import is_url
 
-    reg_path = _register_path(register, out)
+    if register is not None and is_url(register):
+        return Register(register, lock_timeout=lock_timeout)
+    reg_path = _register_path(Path(register) if register is not None else None, out)
     if not reg_path.exists():
         raise RedlineInputError(f"{reg_path}: no register there; give --register or --out of a finished scan")
-    return Register(reg_path)
+    return Register(reg_path, lock_timeout=lock_timeout)
 
 
 _FILTERS = dict(
@@ -332,11 +342,12 @@ def alerts_review(
     cause: Optional[str] = typer.Option(None, "--cause", help="cause found (free text)"),
     legality: Optional[str] = typer.Option(None, "--legality", help="legality note, e.g. a permit number (free text)"),
     note: Optional[str] = typer.Option(None, "--note"),
-    register: Optional[Path] = typer.Option(None, "--register"),
+    register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL"),
     out: Optional[Path] = typer.Option(None, "--out"),
+    lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="seconds to wait for another writer's transaction (never a whole scan)"),
 ) -> None:
-    """Record a review decision, step, activity class or finding (hash-chained history)."""
-    row = _open_register(register, out).review(alert_id, to_status=status, by=by, note=note, step=step, result=result,
+    """Record a review decision, step, activity class or finding (one signed, hash-chained history entry)."""
+    row = _open_register(register, out, lock_timeout).review(alert_id, to_status=status, by=by, note=note, step=step, result=result,
                                                activity_class=activity_class, cause=cause, legality=legality)
     what = [f"{row['from_status']} → {row['to_status']}"]
     what += [f"{k} {row[k]}" for k in ("step", "result", "activity_class") if row.get(k)]
@@ -395,9 +406,16 @@ def map_cmd(
     if tianditu_key is not None and not tianditu_key.isalnum():
         raise RedlineInputError(f"--tianditu-key {tianditu_key!r}: expected letters and digits only (the tk of a Tianditu key)")
     reg = outputs.default_register(out, register)
+    key = None
+    if (out / MANIFEST).exists():  # the manifest is signed again: no key, nothing rendered
+        from redline.register.keys import load_key
+
+        key = load_key()
     files = maps.render_outputs(out, register=reg if reg.exists() else None, pdf=pdf, online_basemaps=online, tianditu_key=tianditu_key)
-    if (out / MANIFEST).exists():
-        record_rerender(out, files, f"redline map (register {reg})")
+    if key is not None:
+        from redline.register import Register
+
+        record_rerender(out, files, f"redline map (register {reg})", key=key, head=Register(reg).head() if reg.exists() else None)
     out_console.print(f"map: {files[0].resolve()}")
     report = out / outputs.REPORT_HTML
     if report in files:
@@ -405,24 +423,68 @@ def map_cmd(
 
 
 @app.command()
-def verify(out: Path = typer.Argument(..., help="a finished scan's output folder"), register: Optional[Path] = typer.Option(None, "--register")) -> None:
-    """Check the manifest's checksums and the register's review-history chain."""
-    import json
+def verify(
+    out: Path = typer.Argument(..., help="a finished scan's output folder"),
+    register: Optional[str] = typer.Option(None, "--register", help="check this register (file or postgresql:// URL) instead of the one the manifest names"),
+    head: list[str] = typer.Option([], "--head", help="a chain head (row hash) published earlier: it must still be in the register's history"),
+) -> None:
+    """Check the signed manifest, every output's checksum, and the register's signed history (OUT's own register)."""
+    from redline.provenance import verify_folder
 
-    from redline.provenance import MANIFEST, verify_outputs
-    from redline.register import Register
-
-    if not (out / MANIFEST).exists():
-        raise RedlineInputError(f"{out}: no {MANIFEST}; give the output folder of a finished scan")
-    problems = verify_outputs(out)
-    reg = register or Path(json.loads((out / MANIFEST).read_text(encoding="utf-8"))["register"]["path"])
-    if reg.exists():
-        problems += Register(reg).verify_history()
+    problems, checked = verify_folder(out, register=register, heads=tuple(head))
+    for line in checked:
+        out_console.print(line, markup=False)
     for p in problems:
-        err_console.print(p)
+        err_console.print(p, markup=False)
     if problems:
         raise typer.Exit(1)
-    out_console.print(f"{out}: all outputs match the manifest; review history intact")
+    out_console.print(f"{out}: all outputs match the signed manifest; review history intact")
+
+
+@keys_app.command("show")
+def keys_show(key: Optional[Path] = typer.Option(None, "--key", help="key file (default: $REDLINE_KEY or ~/.config/redline/signing_key.pem)")) -> None:
+    """Print this installation's key id, public key and key file."""
+    from redline.register.keys import load_key
+
+    k = load_key(key)
+    out_console.print(f"key id: {k.key_id}\npublic key: {k.public_hex}\nfile: {k.path}", markup=False)
+
+
+@keys_app.command("create")
+def keys_create(
+    key: Optional[Path] = typer.Option(None, "--key", help="key file (default: $REDLINE_KEY or ~/.config/redline/signing_key.pem)"),
+    if_missing: bool = typer.Option(False, "--if-missing", help="keep an existing key instead of refusing"),
+) -> None:
+    """Create this installation's ed25519 signing key (file mode 0600; never overwritten)."""
+    from redline.register.keys import create_key, default_key_path, load_key
+
+    path = key or default_key_path()
+    if if_missing and path.exists():
+        k = load_key(path)
+        out_console.print(f"signing key {k.key_id} already at {k.path}", markup=False)
+        return
+    k = create_key(path)
+    out_console.print(f"created signing key {k.key_id} at {k.path} (mode 600; back it up: it signs your decisions)\npublic key: {k.public_hex}", markup=False)
+
+
+@keys_app.command("trust")
+def keys_trust(
+    public_key: str = typer.Argument(..., help="the other installation's public key (64 hex digits, from its `redline keys show`)"),
+    register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL"),
+    out: Optional[Path] = typer.Option(None, "--out"),
+    role: str = typer.Option("signer", "--role", help="signer | admin (admins add keys and change the review policy)"),
+) -> None:
+    """Let another installation's key sign this register (an admin's key signs the entry)."""
+    reg = _open_register(register, out)
+    row = reg.trust(public_key.strip(), role=role)
+    out_console.print(f"{reg.location}: key {_payload(row)['key_id']} may sign as {role} (entry seq {row['seq']})", markup=False)
+
+
+def _payload(row: dict) -> dict:
+    """The decoded ``payload`` of a history entry."""
+    import json
+
+    return json.loads(row["payload"])
 
 
 @stac_app.command("serve")

@@ -2,9 +2,12 @@
 
 ``manifest.json`` records what produced the outputs — redline version and git commit, the
 config as given and resolved with its sha256, the STAC API and exact search parameters, every
-item used with its asset hrefs and the scaling applied, library versions, times — and the
-sha256 and size of every output file, so that ``redline verify OUT`` can prove that nothing
-was changed afterwards.
+item used with its asset hrefs and the scaling applied, library versions, times — the sha256
+and size of every output file, and the register's chain head when the scan wrote it. It is
+signed (``signature``: ed25519 over its canonical JSON by the installation's key, one of the
+register's signers), so that ``redline verify OUT`` can prove that nothing was changed
+afterwards, the manifest included. May import :mod:`redline.outputs` and
+:mod:`redline.register.keys`.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from redline.outputs import MANIFEST_JSON
+from redline.register.keys import SigningKey, verify_signature
 
 __all__ = ["sha256_file", "library_versions", "git_commit", "run_record", "item_records", "write_manifest", "record_rerender", "verify_outputs",
-           "MANIFEST"]
+           "read_manifest", "manifest_signature", "manifest_register", "register_record", "verify_folder", "MANIFEST"]
 
 MANIFEST = MANIFEST_JSON
 _LIBS = ("redline", "rasterio", "numpy", "xarray", "dask", "distributed", "odc-stac", "odc-geo", "pystac",
@@ -108,26 +112,38 @@ def _outputs(out_dir: Path) -> dict[str, dict[str, Any]]:
     return files
 
 
-def write_manifest(out_dir: Path, record: dict[str, Any], *, exclude: tuple[str, ...] = ()) -> Path:
-    """Write ``OUT/manifest.json``: ``record`` plus checksums of every output file under OUT.
+def _canonical(manifest: dict[str, Any]) -> str:
+    """The signed text of a manifest: its JSON without ``signature``, keys sorted, as read back."""
+    body = {k: v for k, v in json.loads(json.dumps(manifest, ensure_ascii=False, default=str)).items() if k != "signature"}
+    return json.dumps(body, sort_keys=True, ensure_ascii=False)
+
+
+def _write(path: Path, manifest: dict[str, Any], key: SigningKey) -> None:
+    manifest = {k: v for k, v in manifest.items() if k != "signature"}
+    manifest["signature"] = {"key_id": key.key_id, "public_key": key.public_hex, "value": key.sign(_canonical(manifest))}
+    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+
+
+def write_manifest(out_dir: Path, record: dict[str, Any], *, key: SigningKey, exclude: tuple[str, ...] = ()) -> Path:
+    """Write ``OUT/manifest.json``: ``record`` plus checksums of every output file under OUT,
+    signed with ``key``.
 
     The register is not checksummed when it lives inside OUT (it changes with every review;
-    its history is hash-chained instead); pass its relative path in ``exclude``.
+    its history is hash-chained and signed instead, and ``record`` names its head); pass its
+    relative path in ``exclude``.
     """
     outputs = {k: v for k, v in _outputs(out_dir).items() if k not in exclude}
-    manifest = {**record, "outputs": outputs}
     path = out_dir / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    _write(path, {**record, "outputs": outputs}, key)
     return path
 
 
-def record_rerender(out_dir: Path, files: list[Path], reason: str) -> None:
+def record_rerender(out_dir: Path, files: list[Path], reason: str, *, key: SigningKey, head: dict[str, Any] | None = None) -> None:
     """Record in the manifest that ``files`` were rendered again (e.g. the map after a review):
-    their new checksums replace the old ones and a ``rerenders`` entry says when and why."""
-    import datetime as dt
-
+    their new checksums replace the old ones, a ``rerenders`` entry says when, why and at which
+    register head, and the manifest is signed again with ``key``."""
     path = out_dir / MANIFEST
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest = read_manifest(out_dir)
     rels = []
     for f in files:
         if f.exists():
@@ -135,14 +151,48 @@ def record_rerender(out_dir: Path, files: list[Path], reason: str) -> None:
             manifest.setdefault("outputs", {})[rel] = {"sha256": sha256_file(f), "size": f.stat().st_size}
             rels.append(rel)
     manifest.setdefault("rerenders", []).append(
-        {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "files": rels, "reason": reason, "redline_version": library_versions()["redline"]}
+        {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "files": rels, "reason": reason,
+         "redline_version": library_versions()["redline"], "register_head": head}
     )
-    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    _write(path, manifest, key)
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any]:
+    """``OUT/manifest.json`` as a dict.
+
+    Raises
+    ------
+    RedlineInputError
+        No manifest there, or not a JSON object: one line naming the file.
+    """
+    from redline.errors import RedlineInputError
+
+    path = out_dir / MANIFEST
+    if not path.is_file():
+        raise RedlineInputError(f"{out_dir}: no {MANIFEST}; give the output folder of a finished scan")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RedlineInputError(f"{path}: not a readable manifest ({exc}); restore it from a backup or run the scan again") from None
+    if not isinstance(manifest, dict):
+        raise RedlineInputError(f"{path}: not a manifest (a JSON object was expected); restore it from a backup or run the scan again")
+    return manifest
+
+
+def manifest_signature(manifest: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(key id, problem) of a manifest's signature: the key that signed it, and None when the
+    signature is valid (the caller checks the key is one it trusts)."""
+    sig = manifest.get("signature")
+    if not isinstance(sig, dict) or not {"key_id", "public_key", "value"} <= set(sig):
+        return None, f"{MANIFEST}: not signed (written before signed manifests, or its signature was removed); run the scan again"
+    if not verify_signature(str(sig["public_key"]), _canonical(manifest), str(sig["value"])):
+        return str(sig["key_id"]), f"{MANIFEST}: its signature does not match its content (edited after the scan)"
+    return str(sig["key_id"]), None
 
 
 def verify_outputs(out_dir: Path) -> list[str]:
     """Recompute every checksum of the manifest; one message per changed, missing or extra file."""
-    manifest = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
+    manifest = read_manifest(out_dir)
     recorded = manifest.get("outputs", {})
     problems = []
     for rel, meta in recorded.items():
@@ -156,3 +206,78 @@ def verify_outputs(out_dir: Path) -> list[str]:
         if rel not in recorded and rel not in excluded:
             problems.append(f"{rel}: not in the manifest (added after the scan)")
     return problems
+
+
+def manifest_register(out_dir: Path, manifest: dict[str, Any]) -> str | None:
+    """The register a scan's manifest names, resolved for the folder it is in now: a path
+    inside the scan's output folder (stored relative) is taken in ``out_dir``, so a copied or
+    moved folder is checked against its own register; a URL or an outside path as stored."""
+    rec = manifest.get("register") or {}
+    loc = rec.get("path") if isinstance(rec, dict) else None
+    if not loc:
+        return None
+    loc = str(loc)
+    if loc.startswith(("postgresql://", "postgres://")):
+        return loc
+    p = Path(loc)
+    if not p.is_absolute():
+        return str(out_dir / p)
+    if rec.get("inside_out") is None and (out_dir / p.name).exists():  # a manifest written before relative paths
+        return str(out_dir / p.name)
+    return str(p)
+
+
+def verify_folder(out_dir: Path, *, register: str | None = None, heads: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """``redline verify OUT``: (problems, what was checked).
+
+    Checks the manifest's signature (by a key the register lists), every output's checksum, the
+    register the manifest names — ``register`` instead when given, else OUT's own register when
+    it lay inside the scan's folder — with :meth:`redline.register.Register.verify`, that the
+    chain head recorded at scan time and at each re-render, and each of ``heads``, is still in
+    its chain. A register that is named but missing is a problem, never a skip."""
+    from redline.register import Register
+
+    manifest = read_manifest(out_dir)
+    problems = verify_outputs(out_dir)
+    n_out = len(manifest.get("outputs", {}))
+    checked = [f"outputs: {n_out - sum(1 for p in problems if not p.endswith('(added after the scan)'))}/{n_out} match the manifest"]
+    signer, sig_problem = manifest_signature(manifest)
+    location = register or manifest_register(out_dir, manifest)
+    recorded = [h for h in [((manifest.get("register") or {}).get("head") or {}).get("row_hash")] +
+                [((r.get("register_head") or {}).get("row_hash")) for r in manifest.get("rerenders", []) if isinstance(r, dict)] if h]
+    if location is None:  # an assessment without a register
+        v = None
+    elif not location.startswith(("postgresql://", "postgres://")) and not Path(location).exists():
+        problems.append(f"register {location}: missing (named by {MANIFEST}); restore it or give --register")
+        v = None
+    else:
+        v = Register(location).verify(heads=tuple(dict.fromkeys([*recorded, *heads])))
+        problems += v.problems
+        head = v.head or {}
+        checked.append(f"register {location}: {v.rows} history entries, {v.signed} signatures valid"
+                       + (f", {v.unsigned} written before signing (chain only)" if v.unsigned else "")
+                       + f"; {v.sealed}/{v.alerts} alerts match their seals")
+        checked.append(f"chain head: seq {head.get('seq', 0)} {head.get('row_hash') or '–'}")
+    if sig_problem:
+        problems.append(sig_problem)
+    elif v is not None and signer not in v.keys:
+        problems.append(f"{MANIFEST}: signed by key {signer}, which is not among the register's signers")
+    else:
+        checked.append(f"{MANIFEST}: signature valid (key {signer}" + (", a signer of the register)" if v is not None else "; no register to check the key against)"))
+    return problems, checked
+
+
+def register_record(out_dir: Path, location: str | Path, **extra: Any) -> dict[str, Any]:
+    """The manifest's ``register`` record: ``path`` relative to OUT when the register lies in it
+    (so the folder is checked against its own register wherever it is copied), else absolute,
+    or the URL without its password; ``inside_out``; and ``extra`` (e.g. the chain ``head``)."""
+    loc = str(location)
+    if loc.startswith(("postgresql://", "postgres://")):
+        from urllib.parse import urlsplit, urlunsplit
+
+        u = urlsplit(loc)
+        netloc = (f"{u.username}@" if u.username else "") + (u.hostname or "") + (f":{u.port}" if u.port else "")
+        return {"path": urlunsplit((u.scheme, netloc, u.path, u.query, "")), "inside_out": False, **extra}
+    p = Path(loc).resolve()
+    inside = p.is_relative_to(out_dir.resolve())
+    return {"path": p.relative_to(out_dir.resolve()).as_posix() if inside else str(p), "inside_out": inside, **extra}

@@ -1,8 +1,13 @@
 """Shared fixtures: a small generated scene set served by the real embedded STAC API, and one
-real scan of it (session-scoped: built and scanned once for the whole suite)."""
+real scan of it (session-scoped: built and scanned once for the whole suite). The session signs
+with its own ed25519 key, made in a temporary folder (``$REDLINE_KEY``, inherited by the CLI
+processes the tests start): no key is in the repository, and the user's own key is never used."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import geopandas as gpd
@@ -11,6 +16,23 @@ import pytest
 from pipelines import serve_stac
 from redline.config import load_config
 from redline.demo import generate_demo
+
+
+_KEY_DIR: str | None = None
+
+
+def pytest_configure(config):
+    """This session's signing key (before collection, so every process the tests start has it)."""
+    global _KEY_DIR
+    from redline.register.keys import KEY_ENV, create_key
+
+    _KEY_DIR = tempfile.mkdtemp(prefix="redline-test-key-")
+    os.environ[KEY_ENV] = str(create_key(Path(_KEY_DIR) / "signing_key.pem").path)
+
+
+def pytest_unconfigure(config):
+    if _KEY_DIR:
+        shutil.rmtree(_KEY_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

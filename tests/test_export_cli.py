@@ -32,8 +32,7 @@ def reg(tmp_path):
             "geometry": shapely.box(x, 30.7, x + 0.001, 30.701)})
     r = Register(tmp_path / "register.gpkg")
     merged, _ = merge_alerts(r.alerts(), gpd.GeoDataFrame(rows, geometry="geometry", crs=4326), "s1")
-    with r.lock():
-        r.write(merged, r.history(), r.scans())
+    r.commit_scan(merged, scan={"scan_id": "s1"})
     return r
 
 

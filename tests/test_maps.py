@@ -20,7 +20,7 @@ import shapely
 from rasterio.transform import Affine
 
 from redline.alerts import ALERT_COLUMNS
-from redline.register import Register, append_history
+from redline.register import Register
 from maps import CATEGORY_STYLE, OSM_URL, STATUS_STYLE, TIANDITU_NAME, TIANDITU_URL, TYPE_STYLE, esc, render_map, write_composite_png
 
 CDN = re.compile(r"cdn\.jsdelivr|unpkg\.com|cdnjs|code\.jquery|maxcdn|googleapis|bootstrapcdn|netdna|fontawesome\.com")
@@ -97,10 +97,11 @@ def make_out_dir(out: Path) -> Path:
 
 
 def write_register(out: Path, status_of_first: str) -> Path:
-    """A register (through redline.register): the scan's alerts with the first one's status
-    changed, an alert of another area, and a review history with a note."""
+    """A register (through redline.register): the scan's alerts and an alert of another area,
+    merged by a scan, then the first one reviewed to ``status_of_first`` with a note (the
+    review policy without steps, so ``confirmed`` needs none)."""
     alerts = gpd.read_file(out / "alerts.geojson")
-    alerts.loc[0, "status"] = status_of_first
+    alerts["status"] = "new"
     far = alerts.iloc[[1]].copy()
     far["alert_id"], far["zone_id"] = "FAR-1", "ELSEWHERE"
     far["geometry"] = [shapely.box(110, 20, 110.001, 20.001)]
@@ -109,11 +110,13 @@ def write_register(out: Path, status_of_first: str) -> Path:
         if col not in alerts:
             alerts[col] = None
     alerts["n_observations"] = alerts["n_observations"].fillna(0)
-    history, _ = append_history(Register(out / "none.gpkg").history(), alert_id=alert_id_of(0), by="王工", from_status="new",
-                                to_status=status_of_first, note="<img src=x onerror=alert(2)> 已派员核查",
-                                when=dt.datetime(2023, 8, 1, 10, tzinfo=dt.timezone.utc))
     reg = Register(out / "register.gpkg")
-    reg.write(alerts, history, pd.DataFrame())
+    reg.commit_scan(alerts, scan={"scan_id": "fixture"}, review_steps=())
+    path = {"field_check": ["field_check"], "confirmed": ["under_review", "confirmed"]}[status_of_first]
+    for status in path[:-1]:
+        reg.review(alert_id_of(0), to_status=status, by="李工")
+    reg.review(alert_id_of(0), to_status=path[-1], by="王工", note="<img src=x onerror=alert(2)> 已派员核查",
+               when=dt.datetime(2023, 8, 1, 10, tzinfo=dt.timezone.utc))
     return reg.path
 
 

@@ -26,12 +26,18 @@ def _gdf(rows: list[dict]) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326")[[*ALERT_COLUMNS, "geometry"]]
 
 
+def commit(reg: Register, found: gpd.GeoDataFrame, scan_id: str) -> gpd.GeoDataFrame:
+    """A scan's merge of ``found`` into ``reg`` (one transaction); the merged alerts."""
+    merged, stats = merge_alerts(reg.alerts(), found, scan_id)
+    reg.commit_scan(merged, scan={"scan_id": scan_id, "name": "test", "n_items": 3, "new": stats.new, "updated": stats.updated,
+                                  "unchanged": stats.unchanged})
+    return merged
+
+
 @pytest.fixture
 def register(tmp_path):
     reg = Register(tmp_path / "register.gpkg")
-    merged, _ = merge_alerts(reg.alerts(), _gdf([_alert("Z1", 103.9, "2023-05-01", "2023-06-01"), _alert("Z2", 104.0, "2023-07-01", "2023-07-21")]), "s1")
-    with reg.lock():
-        reg.write(merged, reg.history(), reg.scans())
+    commit(reg, _gdf([_alert("Z1", 103.9, "2023-05-01", "2023-06-01"), _alert("Z2", 104.0, "2023-07-01", "2023-07-21")]), "s1")
     return reg
 
 
@@ -79,24 +85,23 @@ def test_unknown_alert_is_a_clear_error(register):
 
 def test_history_chain_detects_an_edited_row(register):
     register.review("Z1-20230501-1", to_status="under_review", by="王工")
-    register.review("Z1-20230501-1", to_status="field_check", by="李工")
+    seq = register.review("Z1-20230501-1", to_status="field_check", by="李工")["seq"]
     register.review("Z2-20230701-1", to_status="dismissed", by="李工", note="cloud")
     assert register.verify_history() == []
     with sqlite3.connect(register.path) as con:
-        con.execute("UPDATE review_history SET \"by\" = '张工' WHERE seq = 2")
+        con.execute("UPDATE review_history SET \"by\" = '张工' WHERE seq = ?", (seq,))
     problems = register.verify_history()
-    assert any("seq 2" in p and "edited" in p for p in problems)
+    assert any(f"seq {seq} (alert Z1-20230501-1) was edited" in p for p in problems)
 
 
 def test_history_chain_detects_a_deleted_row(register):
-    for status in ("under_review", "field_check"):
-        register.review("Z1-20230501-1", to_status=status, by="王工")
+    seqs = [register.review("Z1-20230501-1", to_status=status, by="王工")["seq"] for status in ("under_review", "field_check")]
     for step in ("self_check", "specialist_check", "acceptance"):
         register.review("Z1-20230501-1", step=step, by="王工")
     register.review("Z1-20230501-1", to_status="confirmed", by="王工")
     with sqlite3.connect(register.path) as con:
-        con.execute("DELETE FROM review_history WHERE seq = 2")
-    assert any("seq 3" in p for p in register.verify_history())
+        con.execute("DELETE FROM review_history WHERE seq = ?", (seqs[0],))
+    assert any(f"entry seq {seqs[1]} where {seqs[0]} was expected" in p for p in register.verify_history())
 
 
 def test_a_locked_register_refuses_after_the_timeout(register):
@@ -119,14 +124,14 @@ def test_a_dismissed_alert_that_keeps_growing_is_flagged_not_reopened(register):
 def test_deleting_the_last_history_row_is_caught_by_the_alert_status(register):
     """The chain alone cannot see a truncated tail; the alert's status still points past it."""
     register.review("Z1-20230501-1", to_status="under_review", by="王工")
-    register.review("Z1-20230501-1", to_status="dismissed", by="李工", note="shadow")
+    last = register.review("Z1-20230501-1", to_status="dismissed", by="李工", note="shadow")["seq"]
     assert register.verify_history() == []
     with sqlite3.connect(register.path) as con:
-        con.execute("DELETE FROM review_history WHERE seq = 2")
+        con.execute("DELETE FROM review_history WHERE seq = ?", (last,))
     problems = register.verify_history()
     assert problems == [
         "alerts: alert Z1-20230501-1 has status 'dismissed' but its review history ends at 'under_review' "
-        "(a history row was deleted or the status edited)"
+        "(a history entry was deleted or the status edited)"
     ]
 
 
@@ -145,13 +150,14 @@ def test_verify_cli_names_an_edited_and_a_deleted_row(small_scan, tmp_path):
         reg.review(aid, to_status="field_check", by="王工")
     run = [sys.executable, "-m", "redline.cli", "verify", str(out), "--register", str(reg.path)]
     assert subprocess.run(run, capture_output=True, text=True).returncode == 0
+    first = int(reg.history()["seq"].min())
     with sqlite3.connect(reg.path) as con:
-        con.execute("UPDATE review_history SET note = 'changed later' WHERE seq = 1")
-        con.execute("DELETE FROM review_history WHERE seq = 3")
+        con.execute("UPDATE review_history SET note = 'changed later' WHERE seq = ?", (first,))
+        con.execute("DELETE FROM review_history WHERE seq = ?", (first + 2,))
     res = subprocess.run(run, capture_output=True, text=True)
     assert res.returncode == 1
-    assert "row seq 1 (alert" in res.stderr and "was edited" in res.stderr
-    assert "row seq 4 where 3 was expected" in res.stderr
+    assert f"entry seq {first} (alert {ids[0]}) was edited" in res.stderr
+    assert f"entry seq {first + 3} where {first + 2} was expected" in res.stderr
 
 
 def test_selecting_a_scans_alerts_from_an_empty_register_keeps_the_columns(tmp_path):

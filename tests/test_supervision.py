@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import sqlite3
 import subprocess
 import sys
 
@@ -76,12 +77,17 @@ def test_a_schema_1_register_opens_keeps_alerts_and_reviews_and_migrates_on_writ
     assert list(a.columns) == [*ALERT_COLUMNS, "geometry"]
     assert a["activity_class"].isna().all() and len(a) == 2
     reg.review("Z1-20230501-1", step="self_check", by="张三", note="影像判读")
-    assert reg.meta()["schema_version"] == "2"
+    assert reg.meta()["schema_version"] == "3"
+    assert (reg.path.parent / "register.schema1-backup.gpkg").is_file()  # the file as it was, before the upgrade
+    assert Register(reg.path.parent / "register.schema1-backup.gpkg").meta()["schema_version"] == "1"
     h = reg.history()
     assert len(h) == 3 and list(h["by"]) == ["王工", "李工", "张三"]
     assert h["step"].iloc[:2].isna().all() and h["step"].iloc[2] == "self_check"
-    assert reg.verify_history() == []
+    v = reg.verify()
+    assert v.problems == [] and v.unsigned == 2 and v.sealed == 2  # the old rows keep their chain; the upgrade sealed both alerts
+    assert list(reg.chain()["kind"].iloc[2:5]) == ["key", "policy", "scan"]
     assert reg.alerts().set_index("alert_id").loc["Z1-20230501-1", "status"] == "field_check"
+    assert set(gpd.list_layers(reg.path)["name"]) >= {"alerts", "review_history", "alert_seals", "signers", "scans", "meta"}  # GDAL reads it
 
 
 def test_confirmed_needs_every_configured_step_in_order(v1_register):
@@ -102,8 +108,7 @@ def test_confirmed_needs_every_configured_step_in_order(v1_register):
 
 def test_a_team_with_one_review_step(v1_register):
     reg = v1_register
-    with reg.lock():
-        reg.write(reg.alerts(), reg.history(), reg.scans(), review_steps=("acceptance",))
+    reg.set_policy(("acceptance",))
     assert reg.review_steps() == ("acceptance",)
     with pytest.raises(RegisterError, match="not one of this register's review steps"):
         reg.review("Z1-20230501-1", step="self_check", by="张三")
@@ -124,10 +129,8 @@ def test_reviewer_class_survives_a_merge_and_an_edit_is_caught(v1_register):
     row = merged.set_index("alert_id").loc[aid]
     assert stats.updated == 1
     assert (row["activity_class"], row["cause"], row["activity_candidates"]) == ("transport", "乡道施工", "settlement,transport,other_artificial")
-    edited = reg.alerts()
-    edited.loc[edited["alert_id"] == aid, "activity_class"] = "quarry"  # written around `alerts review`
-    with reg.lock():
-        reg.write(edited, reg.history(), reg.scans())
+    with sqlite3.connect(reg.path) as con:  # written around `alerts review`
+        con.execute("UPDATE alerts SET activity_class = 'quarry' WHERE alert_id = ?", (aid,))
     assert any("activity_class 'quarry'" in p for p in reg.verify_history())
 
 
@@ -201,10 +204,10 @@ def test_a_later_scan_marks_a_rectified_site_recovered_or_flags_it(v1_register, 
     cube = np.broadcast_to(_series(days, "2023-05-01", regrow)[:, None, None], (len(days), ny, nx)).astype("float32").copy()
     cube[::7] = np.nan  # cloudy days
     stack = xr.DataArray(cube[None], dims=("var", "time", "y", "x"), coords={"var": ["NDVI"], "time": days.values})
-    alerts, history, verdicts = recheck_rectified(reg.alerts(), reg.history(), stack, geobox, baseline=("2022-01-01", "2022-12-31"), scan_id="s2")
+    before = reg.history()
+    alerts, history, verdicts = recheck_rectified(reg.alerts(), before, stack, geobox, baseline=("2022-01-01", "2022-12-31"), scan_id="s2")
     assert verdicts == {aid: verdict}
-    with reg.lock():
-        reg.write(alerts, history, reg.scans())
+    reg.commit_scan(alerts, scan={"scan_id": "s2"}, decisions=history.iloc[len(before):].to_dict("records"))
     row = reg.alerts().set_index("alert_id").loc[aid]
     last = reg.history().iloc[-1]
     assert last["by"] == SCAN_REVIEWER and last["note"].startswith("scan s2:")

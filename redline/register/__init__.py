@@ -1,32 +1,47 @@
-"""The alert register: a GeoPackage that outlives scans (docs/architecture.md §4.4).
+"""The alert register: every alert and every decision on it, in a GeoPackage or a PostGIS database.
 
-Layers
-------
-``alerts``          one row per alert (:data:`redline.alerts.ALERT_COLUMNS`), polygons in EPSG:4326.
-``review_history``  append-only: ``seq, alert_id, time, by, from_status, to_status, note,
-                    prev_hash, row_hash`` and (schema 2) ``step, result, activity_class, cause,
-                    legality``; ``row_hash`` is the sha256 of the row's canonical JSON including
-                    ``prev_hash`` (the previous row's ``row_hash``), so an edited, inserted or
-                    deleted row breaks the chain. The schema-2 columns enter the hash only when
-                    set, so rows written by schema 1 keep their hashes.
-``scans``           one row per scan run that wrote to the register.
-``meta``            ``key, value``: ``schema_version``, ``review_steps`` (comma-separated, from
-                    the last scan's ``review.steps``).
+Layout (schema 3; docs/architecture.md §4.4)
+--------------------------------------------
+``alerts``          one row per alert (:data:`redline.alerts.ALERT_COLUMNS`), MultiPolygons in
+                    EPSG:4326, ``alert_id`` unique.
+``review_history``  append-only and hash-chained: ``seq, alert_id, time, by, from_status,
+                    to_status, note, prev_hash, row_hash``, the review columns ``step, result,
+                    activity_class, cause, legality`` and (schema 3) ``kind, payload, key_id,
+                    signature``. ``row_hash`` is the sha256 of the row's canonical JSON including
+                    ``prev_hash`` (the previous row's ``row_hash``); columns added after schema 1
+                    enter it only when set, so older rows keep their hashes. ``signature`` is the
+                    ed25519 signature of ``row_hash`` by the key ``key_id``
+                    (:mod:`redline.register.keys`).
+``alert_seals``     ``seq, alert_id, seal``: the sha256 of each alert's scan-owned fields
+                    (every column but the review-owned ``status, activity_class, cause,
+                    legality``, and the geometry) as the scan entry ``seq`` wrote them.
+``signers``         the keys that may sign: ``key_id, public_key, role`` (admin | signer), an
+                    index of the signed ``key`` entries of the history.
+``scans``           one row per scan id that wrote to the register.
+``meta``            ``key, value``: ``schema_version``.
 
-Schema 2 (issue 11) adds the alert columns ``activity_candidates, activity_class, change_type,
-cause, legality, before_dates, after_dates``, the statuses ``rectifying``, ``rectified``
-(整改销号) and ``recovered``, and the three review steps. A schema-1 register is read as is
-(missing columns empty) and written as schema 2 by the next write; nothing is lost.
+Entries (``kind``): ``review`` (a decision on one alert: a status, a review step, a class, a
+cause, a legality; scans record their re-checks of rectified sites as ``review`` rows by
+``redline-scan``), ``key`` (a key allowed to sign; the first is the register's own, an admin,
+self-signed), ``policy`` (the review steps an alert needs before ``confirmed``; admins only)
+and ``scan`` (a scan's merge: its ``scans`` row and the digest of the seals it wrote).
+
+Transactions, not rewrites: a decision is one transaction that reads one alert and the chain's
+head, inserts one history row and updates one alert; a scan's merge is one transaction. A
+writer waits at most ``lock_timeout`` seconds for another writer's transaction, never for a
+whole scan (two scans of one register still run one after the other: :meth:`Register.lock`).
+
+What the signatures prove, and what they do not (docs/architecture.md §4.4): someone who holds
+the register but not a signer's key cannot edit, insert, reorder or forge an entry, change a
+scan-owned alert field, delete an alert, or change the review policy without :meth:`verify`
+naming the entry; they can delete the newest entries (the tail) and set the statuses back to
+match. That is caught against a chain head published earlier: the manifest and the report carry
+the head at scan time, and ``redline verify --head HASH`` checks any head written down since.
 
 Three-level review: the steps 自检 ``self_check``, 专检 ``specialist_check``, 验收
-``acceptance`` (or the subset a team configures) are history rows with ``step`` and ``result``
-(pass | fail). A step can be recorded once the steps before it (in the configured order) have
-passed; an alert becomes ``confirmed`` only when the latest record of every configured step is a
-pass.
-
-Writes are transactions: the new register is written next to the old one and swapped in with
-an atomic rename, under an exclusive lock (``<register>.lock``), so a scan killed half-way
-leaves the register as it was, and two scans never write at once.
+``acceptance`` (or the subset the policy names) are history rows with ``step`` and ``result``
+(pass | fail). A step can be recorded once the steps before it have passed; an alert becomes
+``confirmed`` only when the latest record of every required step is a pass.
 """
 
 from __future__ import annotations
@@ -36,20 +51,24 @@ import datetime as dt
 import fcntl
 import hashlib
 import json
+import logging
 import os
+import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyogrio
 import shapely
 
-from redline.alerts import ALERT_COLUMNS, SCHEMA2_DEFAULTS
+from redline.alerts import ALERT_COLUMNS
 from redline.errors import RegisterError
+from redline.register.keys import SigningKey, key_id_of, load_key, verify_signature
+from redline.register.store import Store, Tx, is_url, open_store
 from redline.vocabulary import ACTIVITY_CODES, REVIEW_STEPS, STATUSES, STEP_RESULTS, TRANSITIONS
 
 __all__ = [
@@ -59,37 +78,57 @@ __all__ = [
     "TRANSITIONS",
     "Register",
     "MergeStats",
+    "Verification",
     "merge_alerts",
     "of_scan",
     "row_hash",
+    "alert_seal",
+    "alert_fields",
+    "append_history",
+    "steps_state",
+    "HISTORY_COLUMNS",
+    "REVIEW_OWNED",
+    "SCAN_REVIEWER",
 ]
 
-SCHEMA_VERSION = 2
-#: Who the scan's own history rows are recorded by (rectified sites re-checked).
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 3
+#: Who the scan's own history rows are recorded by (merges, rectified sites re-checked).
 SCAN_REVIEWER = "redline-scan"
 _V1_HISTORY = ["seq", "alert_id", "time", "by", "from_status", "to_status", "note", "prev_hash", "row_hash"]
 _V2_HISTORY = ["step", "result", "activity_class", "cause", "legality"]
-HISTORY_COLUMNS = [*_V1_HISTORY, *_V2_HISTORY]
+_V3_HISTORY = ["kind", "payload"]  # in the hash when set; key_id and signature are not (the signature binds the key)
+HISTORY_COLUMNS = [*_V1_HISTORY, *_V2_HISTORY, *_V3_HISTORY, "key_id", "signature"]
 GENESIS = "0" * 64
+#: Alert fields that decisions change; every other field (and the geometry) is the scans'.
+REVIEW_OWNED = ("status", "activity_class", "cause", "legality")
+SCAN_OWNED = [c for c in ALERT_COLUMNS if c not in REVIEW_OWNED]
+_REAL = {"area_m2", "centroid_lon", "centroid_lat", "magnitude"}
+_INTEGER = {"n_observations", "recheck"}
+ALERT_TYPES = {c: "REAL" if c in _REAL else "INTEGER" if c in _INTEGER else "TEXT" for c in ALERT_COLUMNS}
+_HISTORY_TYPES = {c: "INTEGER NOT NULL" if c == "seq" else "TEXT" for c in HISTORY_COLUMNS}
+SCAN_COLUMNS = ["scan_id", "name", "config_sha256", "started", "finished", "monitor_start", "monitor_end", "n_items", "new", "updated", "unchanged"]
 
 
 def _blank(v: object) -> bool:
-    return v is None or (isinstance(v, float) and pd.isna(v)) or v == ""
+    return v is None or v is pd.NA or (isinstance(v, float) and v != v) or (isinstance(v, str) and v == "")
 
 
-def row_hash(row: dict) -> str:
+def row_hash(row: Mapping) -> str:
     """sha256 of a history row's canonical JSON (the schema-1 columns but ``row_hash``, plus
-    each schema-2 column that is set)."""
-    body = {k: (None if pd.isna(row[k]) else row[k]) if not isinstance(row[k], (list, dict)) else row[k]
-            for k in _V1_HISTORY if k != "row_hash"}
-    body.update({k: row[k] for k in _V2_HISTORY if not _blank(row.get(k))})
+    each later column that is set; never ``key_id`` and ``signature``)."""
+    body = {k: (None if _blank(row[k]) and not isinstance(row[k], str) else row[k]) for k in _V1_HISTORY if k != "row_hash"}
+    body.update({k: row[k] for k in (*_V2_HISTORY, *_V3_HISTORY) if not _blank(row.get(k))})
     body["seq"] = int(body["seq"])
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def append_history(history: pd.DataFrame, *, alert_id: str, by: str, from_status: str, to_status: str, note: str = "",
                    when: dt.datetime | None = None, **extra: str | None) -> tuple[pd.DataFrame, dict]:
-    """``history`` with one hash-chained row appended (``extra``: schema-2 columns), and the row."""
+    """``history`` (a frame, in memory) with one hash-chained, unsigned decision row appended
+    (``extra``: the review columns), and the row. The register signs the rows it stores;
+    this is for code that works on a copy, e.g. the rectification re-check."""
     prev = history["row_hash"].iloc[-1] if not history.empty else GENESIS
     row = {
         "seq": int(history["seq"].max()) + 1 if not history.empty else 1,
@@ -101,9 +140,13 @@ def append_history(history: pd.DataFrame, *, alert_id: str, by: str, from_status
         "note": note or "",
         "prev_hash": prev,
         **{k: (extra.get(k) or None) for k in _V2_HISTORY},
+        "kind": "review",
+        "payload": None,
     }
     row["row_hash"] = row_hash(row)
-    return pd.concat([history, pd.DataFrame([row])], ignore_index=True) if not history.empty else pd.DataFrame([row], columns=HISTORY_COLUMNS), row
+    row.update(key_id=None, signature=None)
+    new = pd.DataFrame([row], columns=HISTORY_COLUMNS)
+    return (pd.concat([history, new], ignore_index=True) if not history.empty else new), row
 
 
 def steps_state(history: pd.DataFrame, alert_id: str) -> dict[str, dict]:
@@ -112,6 +155,40 @@ def steps_state(history: pd.DataFrame, alert_id: str) -> dict[str, dict]:
         return {}
     h = history[(history["alert_id"] == alert_id) & history["step"].notna() & (history["step"] != "")]
     return {r["step"]: r for r in h.sort_values("seq").to_dict("records")}
+
+
+def _multi(geom: Any) -> Any:
+    """Polygons as one-part MultiPolygons: the register's geometry type."""
+    return shapely.MultiPolygon([geom]) if isinstance(geom, shapely.Polygon) else geom
+
+
+def _canon(column: str, value: Any) -> Any:
+    """A field's value as the register stores it (blank → None; REAL → float; INTEGER → int)."""
+    if _blank(value):
+        return None
+    if column in _REAL:
+        return float(value)
+    if column in _INTEGER:
+        return int(value)
+    return str(value)
+
+
+def alert_fields(row: Mapping) -> dict[str, Any]:
+    """An alert's scan-owned fields as the register stores them, with the sha256 of its
+    geometry (ISO WKB, little-endian, as a MultiPolygon) as ``geometry_sha256``."""
+    body = {c: _canon(c, row.get(c)) for c in SCAN_OWNED}
+    body["geometry_sha256"] = hashlib.sha256(shapely.to_wkb(_multi(row["geometry"]), byte_order=1, flavor="iso")).hexdigest()
+    return body
+
+
+def alert_seal(row: Mapping) -> str:
+    """sha256 of :func:`alert_fields`' canonical JSON: what a scan entry signs for each alert it wrote."""
+    return hashlib.sha256(json.dumps(alert_fields(row), sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _seals_digest(seals: list[tuple[str, str]]) -> str:
+    """sha256 over a scan entry's sorted ``(alert_id, seal)`` pairs."""
+    return hashlib.sha256("".join(f"{a} {s}\n" for a, s in sorted(seals)).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -216,82 +293,228 @@ def filter_alerts(
     return a.sort_values("alert_id")
 
 
-class Register:
-    """The alert register at ``path`` (a GeoPackage; created on first write)."""
+@dataclass
+class Verification:
+    """What :meth:`Register.verify` checked and what it found (``problems`` empty: intact)."""
 
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
+    problems: list[str] = field(default_factory=list)
+    rows: int = 0  # history entries walked
+    signed: int = 0  # signatures checked and valid
+    unsigned: int = 0  # entries written before schema 3 (chain only)
+    alerts: int = 0
+    sealed: int = 0  # alerts whose fields match their last scan entry's seal
+    head: dict[str, Any] | None = None  # the last entry: seq, row_hash, signature, key_id
+    keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # key id → (public key, role), from the signed key entries
+
+    @property
+    def signers(self) -> dict[str, str]:
+        """Key id → role of the keys the signed entries allow."""
+        return {k: role for k, (_, role) in self.keys.items()}
+
+
+def _empty_alerts() -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame({c: pd.Series(dtype="object") for c in ALERT_COLUMNS}, geometry=[], crs="EPSG:4326")
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+class Register:
+    """The alert register at ``location``: a GeoPackage path (created on the first write) or a
+    ``postgresql://`` URL.
+
+    Parameters
+    ----------
+    key
+        The signing key of writes; default: :func:`redline.register.keys.load_key` at the first
+        write (reading and verifying need no key).
+    lock_timeout
+        Seconds a write waits for another writer's transaction before it refuses (one line).
+    """
+
+    def __init__(self, location: Path | str, *, key: SigningKey | None = None, lock_timeout: float = 30.0):
+        self.location = str(location)
+        self.store: Store = open_store(location)
+        self.path: Path | None = None if is_url(location) else Path(location)
+        self._key = key
+        self.lock_timeout = lock_timeout
+
+    def __repr__(self) -> str:
+        return f"Register({self.store.describe()!r})"
+
+    @property
+    def key(self) -> SigningKey:
+        """The key this register's writes are signed with (loaded at first use)."""
+        if self._key is None:
+            self._key = load_key()
+        return self._key
 
     # -- reading -------------------------------------------------------------------------------
-    def _check_schema(self) -> None:
-        if not self.path.exists():
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Tx | None]:
+        """A read snapshot of the register (None: it does not exist yet), after the schema check."""
+        if not self.store.exists():
+            yield None
             return
+        with self.store.transaction(write=False, timeout=self.lock_timeout) as tx:
+            yield tx if self._version(tx) is not None else None
+
+    def _version(self, tx: Tx) -> int | None:
+        """The schema version (None: an empty database); refuses a newer register or a database
+        that is not a register."""
+        tables = self.store.tables(tx)
+        if "alerts" not in tables and "meta" not in tables:
+            if not tables or tables <= {"spatial_ref_sys", "geography_columns", "geometry_columns"}:
+                return None
+            raise RegisterError(f"{self.store.describe()}: not a redline register (no 'alerts' or 'meta' table; tables: "
+                                f"{', '.join(sorted(tables))}); give another `register:` path")
+        if "meta" not in tables:
+            return 1
         try:
-            layers = {name for name, _ in pyogrio.list_layers(self.path)}
-        except (pyogrio.errors.DataSourceError, OSError) as exc:
-            raise RegisterError(f"{self.path}: cannot open the register ({exc}); is it a redline register GeoPackage?") from None
-        if "alerts" not in layers and "meta" not in layers:
-            raise RegisterError(f"{self.path}: not a redline register (no 'alerts' or 'meta' layer; layers: {', '.join(sorted(layers)) or 'none'}); give another `register:` path")
-        if "meta" in layers:
-            meta = pyogrio.read_dataframe(self.path, layer="meta", read_geometry=False)
-            try:
-                version = int(meta.loc[meta["key"] == "schema_version", "value"].iloc[0])
-            except (KeyError, IndexError, ValueError):
-                raise RegisterError(f"{self.path}: the register's meta layer has no valid schema_version; restore it from a backup") from None
-            if version > SCHEMA_VERSION:
-                raise RegisterError(
-                    f"{self.path}: register schema version {version} is newer than this redline supports "
-                    f"({SCHEMA_VERSION}); upgrade redline"
-                )
+            version = int(tx.one('SELECT "value" FROM "meta" WHERE "key" = ?', ("schema_version",))[0])
+        except (TypeError, ValueError):
+            raise RegisterError(f"{self.store.describe()}: the register's meta table has no valid schema_version; restore it from a backup") from None
+        if version > SCHEMA_VERSION:
+            raise RegisterError(f"{self.store.describe()}: register schema version {version} is newer than this redline supports "
+                                f"({SCHEMA_VERSION}); upgrade redline")
+        return version
+
+    def _frame(self, tx: Tx, table: str, wanted: list[str], where: str = "", order: str = '"fid"') -> pd.DataFrame:
+        if table not in self.store.tables(tx):
+            return pd.DataFrame({c: pd.Series(dtype="object") for c in wanted})
+        have = set(self.store.columns(tx, table))
+        cols = [c for c in wanted if c in have]
+        rows = tx.rows(f"SELECT {', '.join(map(_q, cols))} FROM {_q(table)} {where} ORDER BY {order}")
+        df = pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
+        for c in wanted:
+            if c not in df:
+                df[c] = None
+        return df[wanted]
+
+    def _alerts(self, tx: Tx) -> gpd.GeoDataFrame:
+        if "alerts" not in self.store.tables(tx):
+            return _empty_alerts()
+        have = set(self.store.columns(tx, "alerts"))
+        cols = [c for c in ALERT_COLUMNS if c in have]
+        rows = tx.rows(f'SELECT {self.store.geom_select}, {", ".join(map(_q, cols))} FROM "alerts" ORDER BY "fid"')
+        if not rows:
+            return _empty_alerts()
+        df = pd.DataFrame([r[1:] for r in rows], columns=cols)
+        for c in ALERT_COLUMNS:
+            if c not in df:
+                df[c] = 0 if c == "recheck" else None
+        for c in _REAL:
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+        for c in _INTEGER:
+            df[c] = pd.to_numeric(df[c], errors="coerce").fillna(0).astype("int64")
+        return gpd.GeoDataFrame(df[ALERT_COLUMNS], geometry=self.store.decode_geometry([r[0] for r in rows]), crs="EPSG:4326")
 
     def alerts(self) -> gpd.GeoDataFrame:
         """All alerts (EPSG:4326); an empty frame with the contract's columns if none."""
-        self._check_schema()
-        if self.path.exists() and "alerts" in {n for n, _ in pyogrio.list_layers(self.path)}:
-            df = gpd.read_file(self.path, layer="alerts", engine="pyogrio")
-            if not df.empty:
-                if "recheck" not in df:
-                    df["recheck"] = 0
-                for col, default in SCHEMA2_DEFAULTS.items():  # a schema-1 register
-                    if col not in df:
-                        df[col] = default
-                return df[[*ALERT_COLUMNS, "geometry"]]
-        return gpd.GeoDataFrame({c: pd.Series(dtype="object") for c in ALERT_COLUMNS}, geometry=[], crs="EPSG:4326")
+        with self._reading() as tx:
+            return self._alerts(tx) if tx is not None else _empty_alerts()
 
-    def _table(self, layer: str, columns: list[str]) -> pd.DataFrame:
-        if self.path.exists() and layer in {n for n, _ in pyogrio.list_layers(self.path)}:
-            df = pyogrio.read_dataframe(self.path, layer=layer, read_geometry=False)
-            if "fid" in df.columns:
-                df = df.drop(columns="fid")
-            return df
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        """One alert's fields and geometry (None: no such alert), read by its id."""
+        with self._reading() as tx:
+            if tx is None:
+                return None
+            have = set(self.store.columns(tx, "alerts"))
+            cols = [c for c in ALERT_COLUMNS if c in have]
+            row = tx.one(f'SELECT {self.store.geom_select}, {", ".join(map(_q, cols))} FROM "alerts" WHERE "alert_id" = ?', (alert_id,))
+        if row is None:
+            return None
+        return {**dict(zip(cols, row[1:])), "geometry": self.store.decode_geometry([row[0]])[0]}
+
+    def _chain(self, tx: Tx, where: str = "") -> pd.DataFrame:
+        h = self._frame(tx, "review_history", HISTORY_COLUMNS, where, order='"seq"')
+        h["seq"] = pd.to_numeric(h["seq"]).astype("int64") if not h.empty else h["seq"]
+        return h.reset_index(drop=True)
 
     def history(self) -> pd.DataFrame:
-        """The review history, ordered by ``seq`` (schema-2 columns None in schema-1 rows)."""
-        h = self._table("review_history", HISTORY_COLUMNS)
-        for col in _V2_HISTORY:
-            if col not in h:
-                h[col] = None
-        return h.sort_values("seq").reset_index(drop=True)[HISTORY_COLUMNS] if not h.empty else h[HISTORY_COLUMNS]
+        """The decisions on alerts (``review`` entries), ordered by ``seq``: the review history a
+        reviewer reads. :meth:`chain` has every entry."""
+        with self._reading() as tx:
+            if tx is None:
+                return pd.DataFrame({c: pd.Series(dtype="object") for c in HISTORY_COLUMNS})
+            return self._chain(tx, "WHERE \"kind\" IS NULL OR \"kind\" = 'review'") if "kind" in self._history_columns(tx) else self._chain(tx)
+
+    def _history_columns(self, tx: Tx) -> set[str]:
+        return set(self.store.columns(tx, "review_history")) if "review_history" in self.store.tables(tx) else set()
+
+    def chain(self) -> pd.DataFrame:
+        """Every history entry (decisions, keys, policies, scans), ordered by ``seq``."""
+        with self._reading() as tx:
+            return self._chain(tx) if tx is not None else pd.DataFrame({c: pd.Series(dtype="object") for c in HISTORY_COLUMNS})
 
     def meta(self) -> dict[str, str]:
-        """The ``meta`` layer as a dict (empty for a new register)."""
-        m = self._table("meta", ["key", "value"])
-        return dict(zip(m["key"], m["value"])) if not m.empty else {}
-
-    def review_steps(self) -> tuple[str, ...]:
-        """The review steps an alert needs before ``confirmed`` (meta ``review_steps``, written
-        by each scan from its ``review.steps``; all three when never set)."""
-        text = self.meta().get("review_steps")
-        return tuple(s for s in text.split(",") if s) if text is not None else tuple(REVIEW_STEPS)
+        """The ``meta`` table as a dict (empty for a new register)."""
+        with self._reading() as tx:
+            if tx is None:
+                return {}
+            m = self._frame(tx, "meta", ["key", "value"])
+        return dict(zip(m["key"], m["value"]))
 
     def scans(self) -> pd.DataFrame:
-        return self._table("scans", ["scan_id", "name", "config_sha256", "started", "finished", "monitor_start", "monitor_end", "n_items", "new", "updated", "unchanged"])
+        """One row per scan id that wrote to the register."""
+        with self._reading() as tx:
+            return self._frame(tx, "scans", SCAN_COLUMNS) if tx is not None else pd.DataFrame({c: [] for c in SCAN_COLUMNS})
+
+    def signers(self) -> dict[str, str]:
+        """The keys that may sign this register: key id → role (admin | signer)."""
+        with self._reading() as tx:
+            if tx is None:
+                return {}
+            s = self._frame(tx, "signers", ["key_id", "role"])
+        return dict(zip(s["key_id"], s["role"]))
+
+    @staticmethod
+    def _policy(tx: Tx, has_kind: bool, meta_steps: str | None) -> tuple[str, ...]:
+        row = tx.one("SELECT \"payload\" FROM \"review_history\" WHERE \"kind\" = 'policy' ORDER BY \"seq\" DESC LIMIT 1") if has_kind else None
+        if row is not None:
+            return tuple(json.loads(row[0])["review_steps"])
+        if meta_steps is not None:  # a register written before schema 3
+            return tuple(s for s in meta_steps.split(",") if s)
+        return tuple(REVIEW_STEPS)
+
+    def review_steps(self) -> tuple[str, ...]:
+        """The review steps an alert needs before ``confirmed``: the latest signed ``policy``
+        entry (all three steps when there is none)."""
+        with self._reading() as tx:
+            if tx is None:
+                return tuple(REVIEW_STEPS)
+            legacy = self._version(tx) < SCHEMA_VERSION  # before signed policies, meta held the steps
+            return self._policy(tx, not legacy, self._meta_value(tx, "review_steps") if legacy else None)
+
+    def _meta_value(self, tx: Tx, key: str) -> str | None:
+        if "meta" not in self.store.tables(tx):
+            return None
+        row = tx.one('SELECT "value" FROM "meta" WHERE "key" = ?', (key,))
+        return row[0] if row else None
+
+    def head(self) -> dict[str, Any] | None:
+        """The chain's last entry: ``seq``, ``row_hash``, ``signature``, ``key_id`` (None: empty)."""
+        with self._reading() as tx:
+            return self._head(tx) if tx is not None and "review_history" in self.store.tables(tx) else None
+
+    def _head(self, tx: Tx) -> dict[str, Any] | None:
+        signed = "signature" in self._history_columns(tx)
+        row = tx.one('SELECT "seq", "row_hash"' + (', "signature", "key_id"' if signed else "") + ' FROM "review_history" ORDER BY "seq" DESC LIMIT 1')
+        if row is None:
+            return None
+        return {"seq": int(row[0]), "row_hash": row[1], "signature": row[2] if signed else None, "key_id": row[3] if signed else None}
 
     # -- writing -------------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, timeout: float = 30.0) -> Iterator[None]:
-        """Exclusive writer lock; waits up to ``timeout`` seconds, then refuses with a clear error."""
+        """The scans' lock: two scans of one register run one after the other (a scan holds it
+        from its merge's read to its write). Reviews never take it. Waits up to ``timeout``
+        seconds, then refuses with a clear error."""
+        if self.path is None:
+            with self.store.scan_lock(timeout):  # type: ignore[attr-defined]
+                yield
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")
         try:
@@ -318,44 +541,201 @@ class Register:
             fh.close()
 
     def _read_only(self) -> bool:
-        """A register without write permission, or marked read-only (no write bit for anyone,
-        e.g. ``chmod a-w`` to freeze it), is never written, not even by root."""
-        return self.path.exists() and (not os.access(self.path, os.W_OK) or not self.path.stat().st_mode & 0o222)
+        """A register file without write permission, or marked read-only (no write bit for
+        anyone, e.g. ``chmod a-w`` to freeze it), is never written, not even by root."""
+        return self.path is not None and self.path.exists() and (not os.access(self.path, os.W_OK) or not self.path.stat().st_mode & 0o222)
 
     def check_writable(self) -> None:
         """Refuse, before a scan starts, a register this scan could not write: read-only, of a
-        newer schema, not a register, or in a folder that cannot be written."""
-        self._check_schema()
+        newer schema, not a register, in a folder that cannot be written, or one this
+        installation's key may not sign (or no key at all)."""
+        key = self.key  # no key: one line naming where it was looked for
+        with self._reading() as tx:
+            if tx is not None and "signers" in self.store.tables(tx):
+                self._check_signer(tx, key, admin=False)
         if self._read_only():
             raise RegisterError(f"{self.path}: the register is read-only; make it writable (chmod u+w) or set `register:` to another file")
-        folder = next((p for p in [self.path.parent, *self.path.parent.parents] if p.exists()), None)
-        if folder is None or not os.access(folder, os.W_OK):
-            raise RegisterError(f"{self.path}: cannot write in folder {folder}; check its permissions or set `register:` to another file")
+        if self.path is not None:
+            folder = next((p for p in [self.path.parent, *self.path.parent.parents] if p.exists()), None)
+            if folder is None or not os.access(folder, os.W_OK):
+                raise RegisterError(f"{self.path}: cannot write in folder {folder}; check its permissions or set `register:` to another file")
 
-    def write(self, alerts: gpd.GeoDataFrame, history: pd.DataFrame, scans: pd.DataFrame, *, review_steps: tuple[str, ...] | None = None) -> None:
-        """Write all layers to a temporary GeoPackage and swap it in atomically (call under :meth:`lock`).
-        ``review_steps`` replaces the stored required steps (kept as they are when None)."""
-        steps = ",".join(review_steps) if review_steps is not None else (self.meta().get("review_steps") if self.path.exists() else None)
+    def _check_signer(self, tx: Tx, key: SigningKey, *, admin: bool) -> None:
+        row = tx.one('SELECT "role" FROM "signers" WHERE "key_id" = ?', (key.key_id,))
+        if row is None:
+            raise RegisterError(
+                f"{self.store.describe()}: this installation's signing key {key.key_id} ({key.path}) may not sign this register; "
+                f"an admin of the register adds it with `redline keys trust {key.public_hex} --register {self.location}`")
+        if admin and row[0] != "admin":
+            raise RegisterError(f"{self.store.describe()}: key {key.key_id} is a signer, not an admin; only an admin changes the review "
+                                "policy or the signers")
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Tx]:
+        """A write transaction on a register of the current schema, signed by :attr:`key`: a new
+        register is created (every table, empty; this key its admin), an older one migrated
+        in place after a backup copy."""
         if self._read_only():
             raise RegisterError(f"{self.path}: the register is read-only; make it writable (chmod u+w) or set `register:` to another file")
-        tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.gpkg")
-        for stale in self.path.parent.glob(f".{self.path.stem}.*.tmp.gpkg"):  # left by a killed writer
-            stale.unlink(missing_ok=True)
+        key = self.key
+        with self.store.transaction(write=True, timeout=self.lock_timeout) as tx:
+            version = self._version(tx)
+            if version is None:
+                self.store.create(tx, ALERT_TYPES, _HISTORY_TYPES)
+                tx.run('INSERT INTO "meta" ("key", "value") VALUES (?, ?)', ("schema_version", str(SCHEMA_VERSION)))
+                self._add_key(tx, key.public_hex, "admin")
+                self._set_policy(tx, tuple(REVIEW_STEPS))  # every register starts with a signed policy
+            elif version < SCHEMA_VERSION:
+                self._migrate(tx, version)
+            self._check_signer(tx, key, admin=False)
+            yield tx
+
+    def _append(self, tx: Tx, *, alert_id: str = "", by: str, from_status: str = "", to_status: str = "", note: str = "",
+                when: dt.datetime | None = None, kind: str = "review", payload: Mapping | None = None, **review: str | None) -> dict:
+        """Insert the next signed history entry after the chain's head (in ``tx``) and return it."""
+        head = self._head(tx)
+        row = {
+            "seq": head["seq"] + 1 if head else 1, "alert_id": alert_id,
+            "time": (when or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds"), "by": by,
+            "from_status": from_status, "to_status": to_status, "note": note or "", "prev_hash": head["row_hash"] if head else GENESIS,
+            **{k: (review.get(k) or None) for k in _V2_HISTORY},
+            "kind": kind, "payload": json.dumps(payload, sort_keys=True, ensure_ascii=False) if payload is not None else None,
+        }
+        row["row_hash"] = row_hash(row)
+        row["key_id"] = self.key.key_id
+        row["signature"] = self.key.sign(row["row_hash"])
+        tx.run(f'INSERT INTO "review_history" ({", ".join(map(_q, HISTORY_COLUMNS))}) VALUES ({", ".join("?" * len(HISTORY_COLUMNS))})',
+               [row[c] for c in HISTORY_COLUMNS])
+        return row
+
+    def _add_key(self, tx: Tx, public_hex: str, role: str) -> dict:
+        kid = key_id_of(public_hex)
+        row = self._append(tx, by=self.key.key_id, kind="key", payload={"key_id": kid, "public_key": public_hex, "role": role},
+                           note=f"key {kid} may sign as {role}")
+        tx.run('DELETE FROM "signers" WHERE "key_id" = ?', (kid,))
+        tx.run('INSERT INTO "signers" ("key_id", "public_key", "role", "seq") VALUES (?, ?, ?, ?)', (kid, public_hex, role, row["seq"]))
+        return row
+
+    def trust(self, public_hex: str, *, role: str = "signer") -> dict:
+        """Let another installation's key (64 hex digits) sign this register (``role``: signer |
+        admin). Only an admin may; a signed ``key`` entry records it."""
+        if role not in ("signer", "admin"):
+            raise RegisterError(f"--role {role!r}: use signer or admin")
         try:
-            alerts = gpd.GeoDataFrame(alerts[[*ALERT_COLUMNS, "geometry"]], geometry="geometry", crs="EPSG:4326")
-            alerts = alerts.astype({"n_observations": "int64", "area_m2": "float64", "magnitude": "float64"}) if not alerts.empty else alerts
-            text_cols = list(SCHEMA2_DEFAULTS)
-            alerts[text_cols] = alerts[text_cols].astype("object")
-            pyogrio.write_dataframe(alerts, tmp, layer="alerts", driver="GPKG", geometry_type="MultiPolygon" if alerts.empty else None, promote_to_multi=True)
-            for layer, df in (("review_history", history), ("scans", scans)):
-                if not df.empty:
-                    pyogrio.write_dataframe(df.reset_index(drop=True), tmp, layer=layer, driver="GPKG")
-            meta = {"schema_version": str(SCHEMA_VERSION), **({"review_steps": steps} if steps is not None else {})}
-            pyogrio.write_dataframe(pd.DataFrame({"key": list(meta), "value": list(meta.values())}), tmp, layer="meta", driver="GPKG")
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise RegisterError(f"{self.path}: cannot write the register ({exc.strerror or exc}); check disk space and permissions") from None
+            if len(bytes.fromhex(public_hex)) != 32:
+                raise ValueError
+        except ValueError:
+            raise RegisterError(f"{public_hex!r} is not an ed25519 public key (64 hex digits, as `redline keys show` prints it)") from None
+        with self._writing() as tx:
+            self._check_signer(tx, self.key, admin=True)
+            return self._add_key(tx, public_hex, role)
+
+    def set_policy(self, steps: tuple[str, ...] | list[str]) -> dict | None:
+        """Set the review steps an alert needs before ``confirmed`` (a signed ``policy`` entry; an
+        admin's key only). None when they are already the policy."""
+        with self._writing() as tx:
+            return self._set_policy(tx, tuple(steps))
+
+    def _set_policy(self, tx: Tx, steps: tuple[str, ...]) -> dict | None:
+        unknown = [s for s in steps if s not in REVIEW_STEPS]
+        if unknown:
+            raise RegisterError(f"review steps {', '.join(unknown)} are not steps; use {', '.join(REVIEW_STEPS)}")
+        if self._policy(tx, True, None) == steps and tx.one("SELECT 1 FROM \"review_history\" WHERE \"kind\" = 'policy' LIMIT 1"):
+            return None
+        self._check_signer(tx, self.key, admin=True)
+        return self._append(tx, by=self.key.key_id, kind="policy", payload={"review_steps": list(steps)},
+                            note=f"review steps: {', '.join(steps) or 'none'}")
+
+    def _migrate(self, tx: Tx, version: int) -> None:
+        """Schema 1/2 → 3 in place: the history checked, a backup copy, GDAL's R-tree index
+        dropped, the new columns and tables, this key as the admin, the policy, and a signed
+        entry sealing every alert as it stands."""
+        chain = self._chain(tx)
+        if not chain.empty:
+            broken = self._walk(chain, Verification()).problems
+            if broken:
+                raise RegisterError(f"{self.store.describe()}: cannot upgrade a register whose history is broken ({broken[0]}); "
+                                    "restore it from a backup first")
+        if self.path is not None:
+            backup = self.path.with_name(f"{self.path.stem}.schema{version}-backup{self.path.suffix}")
+            shutil.copyfile(self.path, backup)
+            log.info("%s: schema %d backed up to %s before the upgrade to schema %d", self.path, version, backup, SCHEMA_VERSION)
+            self.store.drop_spatial_index(tx)  # type: ignore[attr-defined]
+        have = set(self.store.columns(tx, "review_history")) if "review_history" in self.store.tables(tx) else None
+        if have is not None:
+            for c in HISTORY_COLUMNS:
+                if c not in have:
+                    tx.run(f'ALTER TABLE "review_history" ADD COLUMN {_q(c)} TEXT')
+        alerts_have = set(self.store.columns(tx, "alerts")) if "alerts" in self.store.tables(tx) else set()
+        for c in ALERT_COLUMNS:
+            if alerts_have and c not in alerts_have:
+                tx.run(f'ALTER TABLE "alerts" ADD COLUMN {_q(c)} {ALERT_TYPES[c]}')
+        meta_steps = self._meta_value(tx, "review_steps")
+        self.store.create(tx, ALERT_TYPES, _HISTORY_TYPES)
+        tx.run('DELETE FROM "meta" WHERE "key" IN (?, ?)', ("schema_version", "review_steps"))
+        tx.run('INSERT INTO "meta" ("key", "value") VALUES (?, ?)', ("schema_version", str(SCHEMA_VERSION)))
+        self._add_key(tx, self.key.public_hex, "admin")
+        self._set_policy(tx, self._policy(tx, False, meta_steps))
+        alerts = self._alerts(tx)
+        self._seal(tx, alerts, {"scan_id": f"schema {version} → {SCHEMA_VERSION}", "migrated_from": version})
+
+    def _seal(self, tx: Tx, alerts: gpd.GeoDataFrame, scan: Mapping[str, Any]) -> dict:
+        """A signed ``scan`` entry sealing ``alerts`` as they are written now."""
+        fields = [alert_fields(r) for r in alerts.to_dict("records")]
+        texts = [json.dumps(f, sort_keys=True, ensure_ascii=False) for f in fields]
+        seals = [(str(f["alert_id"]), hashlib.sha256(t.encode()).hexdigest()) for f, t in zip(fields, texts)]
+        payload = {**{k: (None if _blank(v) else v if isinstance(v, (str, int, float)) else str(v)) for k, v in scan.items()},
+                   "sealed": len(seals), "seals": _seals_digest(seals)}
+        row = self._append(tx, by=SCAN_REVIEWER, kind="scan", payload=payload, note=f"scan {scan.get('scan_id')}: {len(seals)} alert(s) sealed")
+        tx.many('INSERT INTO "alert_seals" ("seq", "alert_id", "seal", "fields") VALUES (?, ?, ?, ?)',
+                [(row["seq"], a, s, t) for (a, s), t in zip(seals, texts)])
+        return row
+
+    def commit_scan(self, merged: gpd.GeoDataFrame, *, scan: Mapping[str, Any], decisions: list[Mapping[str, Any]] = (),
+                    review_steps: tuple[str, ...] | None = None) -> dict:
+        """A scan's merge as one transaction: the alerts of ``merged`` whose scan-owned fields or
+        geometry differ from the register's are inserted or updated (never their status or the
+        reviewers' fields), sealed in a signed ``scan`` entry with the ``scans`` row ``scan``;
+        then ``decisions`` (the scan's re-checks: ``alert_id, from_status, to_status, note``)
+        are recorded for alerts still in ``from_status``; ``review_steps``, when they differ
+        from the policy, become a new policy (admins only). Returns the scan entry."""
+        merged = gpd.GeoDataFrame(merged, geometry="geometry", crs="EPSG:4326")
+        with self._writing() as tx:
+            if review_steps is not None:
+                self._set_policy(tx, tuple(review_steps))
+            stored = {a: s for a, s in tx.rows('SELECT "alert_id", "seal" FROM "alert_seals" ORDER BY "seq"')}
+            existing = {r[0] for r in tx.rows('SELECT "alert_id" FROM "alerts"')}
+            rows = []
+            for r in merged.to_dict("records"):
+                r["geometry"] = _multi(r["geometry"])
+                if alert_seal(r) != stored.get(str(r["alert_id"])):
+                    rows.append(r)
+            new = [r for r in rows if str(r["alert_id"]) not in existing]
+            upd = [r for r in rows if str(r["alert_id"]) in existing]
+            cols = [c for c in ALERT_COLUMNS]
+            tx.many(f'INSERT INTO "alerts" ("geom", {", ".join(map(_q, cols))}) VALUES ({self.store.geom_param}, {", ".join("?" * len(cols))})',
+                    [[self.store.encode_geometry(r["geometry"]), *[_canon(c, r.get(c)) if c != "status" else (r.get("status") or "new") for c in cols]]
+                     for r in new])
+            owned = [c for c in SCAN_OWNED if c != "alert_id"]
+            tx.many(f'UPDATE "alerts" SET "geom" = {self.store.geom_param}, {", ".join(f"{_q(c)} = ?" for c in owned)} WHERE "alert_id" = ?',
+                    [[self.store.encode_geometry(r["geometry"]), *[_canon(c, r.get(c)) for c in owned], str(r["alert_id"])] for r in upd])
+            run = {k: _canon(k, v) if k in ("n_items", "new", "updated", "unchanged") else v for k, v in scan.items()}
+            entry = self._seal(tx, gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326") if rows else _empty_alerts(), run)
+            tx.run('DELETE FROM "scans" WHERE "scan_id" = ?', (run["scan_id"],))
+            tx.run(f'INSERT INTO "scans" ({", ".join(map(_q, SCAN_COLUMNS))}) VALUES ({", ".join("?" * len(SCAN_COLUMNS))})',
+                   [run.get(c) for c in SCAN_COLUMNS])
+            for d in decisions:
+                cur = tx.one('SELECT "status" FROM "alerts" WHERE "alert_id" = ?', (d["alert_id"],))
+                if cur is None or cur[0] != d["from_status"]:
+                    log.info("alert %s: re-check not recorded (status is now %s)", d["alert_id"], cur[0] if cur else "gone")
+                    continue
+                self._append(tx, alert_id=d["alert_id"], by=d.get("by") or SCAN_REVIEWER, from_status=d["from_status"], to_status=d["to_status"],
+                             note=d.get("note") or "", kind="review")
+                tx.run('UPDATE "alerts" SET "status" = ? WHERE "alert_id" = ?', (d["to_status"], d["alert_id"]))
+            if rows:
+                b = merged.total_bounds
+                self.store.touched(tx, tuple(float(v) for v in b))
+            return entry
 
     # -- reviewing ------------------------------------------------------------------------------
     def review(
@@ -363,7 +743,8 @@ class Register:
         step: str | None = None, result: str | None = None, activity_class: str | None = None,
         cause: str | None = None, legality: str | None = None,
     ) -> dict:
-        """Record a review decision as one hash-chained history row.
+        """Record a review decision: one transaction inserts one signed history row and updates
+        one alert.
 
         Parameters
         ----------
@@ -377,10 +758,9 @@ class Register:
         cause, legality
             Free text: the cause found on the ground and the legality note (e.g. a permit number).
 
-        ``confirmed`` is refused until every configured step's latest record is a pass (a step
+        ``confirmed`` is refused until every required step's latest record is a pass (a step
         given in the same call counts).
         """
-
         if to_status is not None and to_status not in STATUSES:
             raise RegisterError(f"--status {to_status!r} is not a status; use one of {', '.join(STATUSES)}")
         if not by or not by.strip():
@@ -395,20 +775,20 @@ class Register:
             raise RegisterError(f"--result {result!r} is not a step result; use pass or fail")
         if all(v is None for v in (to_status, step, activity_class, cause, legality)):
             raise RegisterError("nothing to record; give --status, --step, --class, --cause or --legality")
-        with self.lock():
-            alerts = self.alerts()
-            hit = alerts.index[alerts["alert_id"] == alert_id]
-            if len(hit) == 0:
-                raise RegisterError(f"{self.path}: no alert '{alert_id}'; list them with `redline alerts list`")
-            i = hit[0]
-            current = alerts.at[i, "status"]
+        if not self.store.exists():
+            raise RegisterError(f"{self.store.describe()}: no register there yet; run a scan first or give --register")
+        with self._writing() as tx:
+            cur = tx.one('SELECT "status" FROM "alerts" WHERE "alert_id" = ?', (alert_id,))
+            if cur is None:
+                raise RegisterError(f"{self.store.describe()}: no alert '{alert_id}'; list them with `redline alerts list`")
+            current = cur[0]
             target = to_status or current
             if to_status is not None and to_status not in TRANSITIONS[current]:
                 allowed = ", ".join(TRANSITIONS[current]) or "none"
                 raise RegisterError(f"alert {alert_id}: cannot go from '{current}' to '{to_status}'; allowed: {allowed}")
-            history = self.history()
-            required = self.review_steps()
-            done = {k: r["result"] for k, r in steps_state(history, alert_id).items()}
+            required = self._policy(tx, True, None)
+            done = {s: r for s, r in tx.rows('SELECT "step", "result" FROM "review_history" WHERE "alert_id" = ? AND "step" IS NOT NULL '
+                                             'AND "step" != \'\' ORDER BY "seq"', (alert_id,))}
             if step is not None:
                 if step not in required:
                     raise RegisterError(f"--step {step!r} is not one of this register's review steps ({', '.join(required)}); see review.steps in the scan config")
@@ -420,48 +800,159 @@ class Register:
                 missing = [s for s in required if done.get(s) != "pass"]
                 if missing:
                     raise RegisterError(f"alert {alert_id}: cannot be confirmed before the review step(s) {', '.join(missing)} have passed; record them with --step")
-            history, row = append_history(
-                history, alert_id=alert_id, by=by.strip(), from_status=current, to_status=target, note=note or "", when=when,
-                step=step, result=result, activity_class=activity_class, cause=cause, legality=legality,
-            )
-            alerts.at[i, "status"] = target
-            for col, value in (("activity_class", activity_class), ("cause", cause), ("legality", legality)):
-                if value is not None:
-                    alerts.at[i, col] = value
-            self.write(alerts, history, self.scans())
+            row = self._append(tx, alert_id=alert_id, by=by.strip(), from_status=current, to_status=target, note=note or "", when=when,
+                               step=step, result=result, activity_class=activity_class, cause=cause, legality=legality)
+            sets = {"status": target, **{c: v for c, v in (("activity_class", activity_class), ("cause", cause), ("legality", legality)) if v is not None}}
+            tx.run(f'UPDATE "alerts" SET {", ".join(f"{_q(c)} = ?" for c in sets)} WHERE "alert_id" = ?', [*sets.values(), alert_id])
             return row
 
-    def verify_history(self) -> list[str]:
-        """Walk the hash chain; return one message per broken link (empty when intact)."""
-        problems = []
-        prev = GENESIS
-        expected_seq = 1
-        for row in self.history().to_dict("records"):
-            if int(row["seq"]) != expected_seq:
-                problems.append(f"review_history: row seq {row['seq']} where {expected_seq} was expected (a row was inserted or deleted)")
-                expected_seq = int(row["seq"])
-            if row["prev_hash"] != prev:
-                problems.append(f"review_history: row seq {row['seq']} does not chain to the previous row (a row was inserted, deleted or edited)")
-            if row_hash(row) != row["row_hash"]:
-                problems.append(f"review_history: row seq {row['seq']} (alert {row['alert_id']}) was edited after it was written")
-            prev = row["row_hash"]
-            expected_seq += 1
-        problems += self._status_matches_history()
-        return problems
+    # -- verifying ------------------------------------------------------------------------------
+    def verify(self, *, heads: tuple[str, ...] = ()) -> Verification:
+        """Check everything the register can prove: the hash chain, every signature (by a key
+        the register lists, keys and policies by an admin), each alert's scan-owned fields
+        against its last seal, no sealed alert missing, the statuses and reviewers' fields
+        where the decisions leave them, the scans table against the signed scan entries, and
+        that each of ``heads`` (row hashes published earlier) is still in the chain."""
+        v = Verification()
+        with self._reading() as tx:
+            if tx is None:
+                if heads:
+                    v.problems.append(f"{self.store.describe()}: no register there, so published head(s) {', '.join(h[:12] for h in heads)} are missing")
+                return v
+            chain = self._chain(tx)
+            alerts = self._alerts(tx)
+            seals = self._frame(tx, "alert_seals", ["seq", "alert_id", "seal", "fields"], order='"seq"')
+            signers = self._frame(tx, "signers", ["key_id", "public_key", "role"])
+            scans = self._frame(tx, "scans", SCAN_COLUMNS)
+        self._walk(chain, v)
+        v.alerts = len(alerts)
+        v.head = None if chain.empty else {k: (int(chain.iloc[-1][k]) if k == "seq" else chain.iloc[-1][k]) for k in ("seq", "row_hash", "signature", "key_id")}
+        listed = {r["key_id"]: (r["public_key"], r["role"]) for r in signers.to_dict("records")}
+        if v.signed and listed != v.keys:
+            v.problems.append("signers: the table differs from the signed key entries (a key was added or its role changed outside `redline keys trust`)")
+        if v.signed:
+            self._check_seals(chain, alerts, seals, v)
+            self._check_scans(chain, scans, v)
+        v.problems += self._status_matches_history(alerts, chain)
+        known = set(chain["row_hash"]) if not chain.empty else set()
+        for h in heads:
+            if h not in known:
+                v.problems.append(f"review_history: the published head {h[:16]}… is not in the chain (entries after an earlier head were deleted, "
+                                  "or the register was replaced by an older copy)")
+        return v
 
-    def _status_matches_history(self) -> list[str]:
-        """Each alert's status must be where its history leaves it (``new`` with no history):
-        catches a deleted last row, which the chain alone cannot, and a status edited in place."""
-        alerts = self.alerts()
+    @staticmethod
+    def _walk(chain: pd.DataFrame, v: Verification) -> Verification:
+        """The chain, signatures and key roles, entry by entry (``v`` filled in)."""
+        keys = v.keys
+        prev, expected = GENESIS, 1
+        for row in chain.to_dict("records"):
+            seq = int(row["seq"])
+            what = f"review_history: entry seq {seq}" + (f" (alert {row['alert_id']})" if not _blank(row["alert_id"]) else f" ({row['kind']})" if not _blank(row.get("kind")) else "")
+            if seq != expected:
+                v.problems.append(f"review_history: entry seq {seq} where {expected} was expected (an entry was inserted or deleted)")
+                expected = seq
+            if row["prev_hash"] != prev:
+                v.problems.append(f"{what} does not chain to the entry before it (an entry was inserted, deleted or edited)")
+            if row_hash(row) != row["row_hash"]:
+                v.problems.append(f"{what} was edited after it was written (its hash differs)")
+            prev, expected = row["row_hash"], expected + 1
+            v.rows += 1
+            kid, sig = row.get("key_id"), row.get("signature")
+            if _blank(kid) or _blank(sig):
+                if keys:
+                    v.problems.append(f"{what} is not signed (entries after the first signed one must be)")
+                else:
+                    v.unsigned += 1
+                continue
+            payload = json.loads(row["payload"]) if not _blank(row.get("payload")) else {}
+            genesis = not keys and row.get("kind") == "key"
+            public, role = (payload.get("public_key"), payload.get("role")) if genesis else keys.get(kid, (None, None))
+            if public is None:
+                v.problems.append(f"{what} is signed by key {kid}, which is not among the register's signers")
+                continue
+            if key_id_of(public) != kid or not verify_signature(public, row["row_hash"], sig):
+                v.problems.append(f"{what} has an invalid signature by key {kid} (forged, or edited and re-hashed)")
+                continue
+            v.signed += 1
+            if row.get("kind") in ("key", "policy") and role != "admin":
+                v.problems.append(f"{what} changes the {row['kind']} but key {kid} is not an admin")
+                continue
+            if row.get("kind") == "key":
+                if key_id_of(payload.get("public_key", "00")) != payload.get("key_id"):
+                    v.problems.append(f"{what} names key {payload.get('key_id')} with another key's public key")
+                else:
+                    keys[payload["key_id"]] = (payload["public_key"], payload["role"])
+        return v
+
+    @staticmethod
+    def _check_seals(chain: pd.DataFrame, alerts: gpd.GeoDataFrame, seals: pd.DataFrame, v: Verification) -> None:
+        """Each scan entry's seals match its signed digest; each alert matches its last seal."""
+        entries = {int(r["seq"]): json.loads(r["payload"]) for r in chain.to_dict("records") if r.get("kind") == "scan"}
+        seals = seals.assign(seq=pd.to_numeric(seals["seq"]).astype("int64")) if not seals.empty else seals
+        by_seq = {int(s): list(zip(g["alert_id"], g["seal"])) for s, g in seals.groupby("seq")} if not seals.empty else {}
+        for seq, payload in entries.items():
+            got = by_seq.get(seq, [])
+            if len(got) != payload.get("sealed") or _seals_digest(got) != payload.get("seals"):
+                v.problems.append(f"alert_seals: the seals of scan entry seq {seq} ({payload.get('scan_id')}) differ from what it signed "
+                                  "(a seal was edited, added or deleted)")
+        for seq in set(by_seq) - set(entries):
+            v.problems.append(f"alert_seals: seals under seq {seq}, which is no scan entry (added outside a scan)")
+        last = {a: (int(q), s, f) for q, a, s, f in seals[["seq", "alert_id", "seal", "fields"]].itertuples(index=False)} if not seals.empty else {}
+        present = set()
+        for r in alerts.to_dict("records"):
+            aid = str(r["alert_id"])
+            present.add(aid)
+            if aid not in last:
+                v.problems.append(f"alerts: alert {aid} has no seal (added outside a scan)")
+            elif alert_seal(r) != last[aid][1]:
+                now, then = alert_fields(r), json.loads(last[aid][2]) if isinstance(last[aid][2], str) else {}
+                changed = ", ".join(("geometry" if k == "geometry_sha256" else k) for k in now if now[k] != then.get(k)) or "its fields"
+                v.problems.append(f"alerts: alert {aid}: {changed} differ(s) from what scan entry seq {last[aid][0]} sealed (edited outside a scan)")
+            else:
+                v.sealed += 1
+        for aid in sorted(set(last) - present):
+            v.problems.append(f"alerts: alert {aid}, sealed by scan entry seq {last[aid][0]}, is missing (deleted)")
+
+    @staticmethod
+    def _check_scans(chain: pd.DataFrame, scans: pd.DataFrame, v: Verification) -> None:
+        """The ``scans`` table holds, per scan id, what its last signed scan entry recorded."""
+        signed = {}
+        for r in chain.to_dict("records"):
+            if r.get("kind") == "scan":
+                p = json.loads(r["payload"])
+                if "migrated_from" not in p:
+                    signed[p["scan_id"]] = p
+        seen = set()
+        for r in scans.to_dict("records"):
+            sid = r["scan_id"]
+            seen.add(sid)
+            p = signed.get(sid)
+            if p is None:
+                v.problems.append(f"scans: scan {sid} has no signed scan entry (added outside a scan)")
+            elif any(str(_canon(c, r.get(c))) != str(_canon(c, p.get(c))) for c in SCAN_COLUMNS):
+                v.problems.append(f"scans: the row of scan {sid} differs from its signed scan entry (edited)")
+        for sid in sorted(set(signed) - seen):
+            v.problems.append(f"scans: the row of scan {sid} is missing (deleted)")
+
+    def verify_history(self) -> list[str]:
+        """:meth:`verify`'s problems (empty when intact)."""
+        return self.verify().problems
+
+    @staticmethod
+    def _status_matches_history(alerts: gpd.GeoDataFrame, chain: pd.DataFrame) -> list[str]:
+        """Each alert's status must be where its decisions leave it (``new`` with none), and its
+        class, cause and legality what the last decision that set them said: catches a deleted
+        last entry (with the chain's tail) and a field edited in place."""
         if alerts.empty:
             return []
-        last = self.history().groupby("alert_id")["to_status"].last() if not self.history().empty else pd.Series(dtype=str)
+        h = chain[chain["kind"].isna() | (chain["kind"] == "review")] if not chain.empty else chain
+        last = h.groupby("alert_id")["to_status"].last() if not h.empty else pd.Series(dtype=str)
         out = []
         for aid, status in zip(alerts["alert_id"], alerts["status"], strict=True):
             expected = last.get(aid, "new")
             if status != expected:
-                out.append(f"alerts: alert {aid} has status '{status}' but its review history ends at '{expected}' (a history row was deleted or the status edited)")
-        h = self.history()
+                out.append(f"alerts: alert {aid} has status '{status}' but its review history ends at '{expected}' (a history entry was deleted or the status edited)")
         for col in ("activity_class", "cause", "legality"):
             set_rows = h[h[col].notna() & (h[col] != "")] if not h.empty else h
             last_set = set_rows.groupby("alert_id")[col].last() if not set_rows.empty else pd.Series(dtype=str)
@@ -470,3 +961,40 @@ class Register:
                 if not (_blank(value) and expected is None) and value != expected:
                     out.append(f"alerts: alert {aid} has {col} {value!r} but its review history sets {expected!r} (the field was edited outside `redline alerts review`)")
         return out
+
+    # -- copying --------------------------------------------------------------------------------
+    def copy_to(self, destination: Register) -> int:
+        """Copy this register, row for row, into ``destination`` (a new file, or an empty
+        PostgreSQL database): the same alerts, entries, seals, signers, scans and meta, so every
+        hash and signature stays valid (GeoPackage ↔ PostGIS both ways). Returns the number of
+        history entries copied. Refuses a source that does not verify, or a destination that
+        already holds a register."""
+        with self._reading() as tx:
+            if tx is None or self._version(tx) < SCHEMA_VERSION:
+                raise RegisterError(f"{self.store.describe()}: not a schema-{SCHEMA_VERSION} register; a review or `redline keys trust` "
+                                    "upgrades an older one first")
+            alerts = self._alerts(tx)
+            tables = {t: self._frame(tx, t, cols) for t, cols in (
+                ("review_history", HISTORY_COLUMNS), ("alert_seals", ["seq", "alert_id", "seal", "fields"]),
+                ("signers", ["key_id", "public_key", "role", "seq"]), ("scans", SCAN_COLUMNS), ("meta", ["key", "value"]))}
+        problems = self.verify().problems
+        if problems:
+            raise RegisterError(f"{self.store.describe()}: does not verify ({problems[0]}); copy only an intact register")
+        if destination.path is not None and destination.path.exists():
+            raise RegisterError(f"{destination.path}: exists; copy into a new file")
+        with destination.store.transaction(write=True, timeout=destination.lock_timeout) as tx:
+            if destination._version(tx) is not None:
+                raise RegisterError(f"{destination.store.describe()}: already holds a register; copy into an empty database")
+            destination.store.create(tx, ALERT_TYPES, _HISTORY_TYPES)
+            cols = list(ALERT_COLUMNS)
+            tx.many(f'INSERT INTO "alerts" ("geom", {", ".join(map(_q, cols))}) VALUES ({destination.store.geom_param}, {", ".join("?" * len(cols))})',
+                    [[destination.store.encode_geometry(_multi(r["geometry"])), *[_canon(c, r[c]) if c not in ("status",) else r[c] for c in cols]]
+                     for r in alerts.to_dict("records")])
+            for table, df in tables.items():
+                df = df.astype(object).where(df.notna(), None)
+                if table in ("review_history", "alert_seals", "signers"):
+                    df["seq"] = [int(s) for s in df["seq"]]
+                tx.many(f'INSERT INTO {_q(table)} ({", ".join(map(_q, df.columns))}) VALUES ({", ".join("?" * len(df.columns))})',
+                        df.values.tolist())
+            destination.store.touched(tx, tuple(float(v) for v in alerts.total_bounds) if not alerts.empty else None)
+        return len(tables["review_history"])

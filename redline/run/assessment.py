@@ -21,6 +21,7 @@ from redline.assess import ei
 from redline import bands as bandplan
 from redline.config import ScanConfig
 from redline.register import Register
+from redline.register.keys import load_key
 from redline.run.plan import ScanPlan, find_scenes, read_areas
 from redline.run.tileloop import run_tiles
 from redline.tiles import Mosaic
@@ -41,6 +42,7 @@ def run_assessment(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, 
     t0 = time.monotonic()
     started = dt.datetime.now(dt.timezone.utc)
     out = Path(out)
+    key = load_key()  # the manifest is signed: no key, nothing done (exit 2)
     zones, admin = read_areas(cfg)
     ei.check_inputs(cfg.assess)
     search = find_scenes(cfg, zones)
@@ -70,7 +72,7 @@ def run_assessment(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, 
         **provenance.run_record(started=started, config_text=config_text, cfg=cfg, search=search, grid=geobox),
         "seconds": round(time.monotonic() - t0, 1),
         "items": provenance.item_records(search.items, scalings),
-        "register": {"path": str(Path(reg_path).resolve()), "alerts_used": int(len(alerts))} if Path(reg_path).exists() else None,
+        "register": provenance.register_record(out, reg_path, alerts_used=int(len(alerts))) if Path(reg_path).exists() else None,
         **plan.bands.record(cfg.detection.indices, cfg.masks),  # "bands" and "masks" (redline.bands)
         "failures": [f"scene {line}" for line in skipped],
         "libraries": provenance.library_versions(),
@@ -78,5 +80,5 @@ def run_assessment(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, 
     for line in skipped:
         log.warning("scene %s", line)
     reg_rel = Path(reg_path).resolve().relative_to(out.resolve()).as_posix() if Path(reg_path).resolve().is_relative_to(out.resolve()) else None
-    provenance.write_manifest(out, record, exclude=(reg_rel,) if reg_rel else ())
+    provenance.write_manifest(out, record, key=key, exclude=(reg_rel,) if reg_rel else ())
     return zone_stats, admin_stats
