@@ -1,6 +1,7 @@
 # redline: two commands for a fresh clone.
 #   make demo   creates .venv, installs redline, runs the main job on the embedded STAC API
-#   make test   same set-up with test extras (and Debian's chromium for page tests), runs pytest
+#   make test   same set-up with test extras (and Debian's chromium for page tests, Debian's
+#               postgresql and postgis for the register's PostGIS tests), runs pytest
 #   both install Debian's fonts-noto-cjk when no CJK font is found (target fonts)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test install install-test install-bench fonts browser accuracy bench bench-nrt clean
+.PHONY: demo test install install-test install-bench fonts browser postgres accuracy bench bench-nrt clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,11 @@ demo: install fonts
 #   fonts-noto-cjk             Chinese labels in figures, pages and the PDF report (demo and test);
 #                              skipped when redline already finds a CJK font by file (maps/_fonts.py)
 #   chromium, chromium-driver  the page tests in a real browser, no browser download (test)
+#   postgresql, postgresql-postgis
+#                              a throw-away PostgreSQL + PostGIS server for the register tests (tests/pg.py):
+#                              Debian's default server version and its postgis (Debian 12: postgresql-15,
+#                              postgresql-15-postgis-3); skipped when a /usr/lib/postgresql/<version> has
+#                              its server and its postgis.control is there (test)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes apt-get install -y -qq
 fonts: install
@@ -43,7 +49,15 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  ( echo "installing Debian's chromium and chromium-driver (page tests in a real browser)" && $(APT_INSTALL) chromium chromium-driver >/dev/null )
 
-test: install-test fonts browser
+# a Debian server major with both its binaries and the postgis extension files (as tests/pg.py looks)
+postgres:
+	@for c in /usr/share/postgresql/*/extension/postgis.control; do \
+	  [ -x "/usr/lib/postgresql/$$(basename "$$(dirname "$$(dirname "$$c")")")/bin/postgres" ] && exit 0; \
+	done; \
+	echo "installing Debian's postgresql and postgresql-postgis (register tests on a throw-away PostGIS server)" && \
+	$(APT_INSTALL) postgresql postgresql-postgis >/dev/null
+
+test: install-test fonts browser postgres
 	$(BIN)/python -m pytest
 
 clean:

@@ -3,7 +3,7 @@
 Run with ``python benchmarks/figures.py [--alerts 13] [--repeat 3]``.
 
 The scan draws, per alert, a before and an after chip and a time-series figure
-(``redline.scan._alert_products``; 13 alerts at the ×16 area of ``benchmarks/memory.py``). This
+(``redline.run.chips.alert_products``; 13 alerts at the ×16 area of ``benchmarks/memory.py``). This
 times :func:`maps.render_chip` and one :class:`maps.SeriesFigure` drawn for every alert (as the
 scan does) against the matplotlib versions they replaced (kept below as the baseline: a
 matplotlib figure per chip, and a new time-series figure per alert laid out by

@@ -1,5 +1,6 @@
-"""Shared fixtures: a small generated scene set served by the real embedded STAC API, and one
-real scan of it (session-scoped: built and scanned once for the whole suite). The session signs
+"""Shared fixtures: a small generated scene set served by the real embedded STAC API, one real
+scan of it (session-scoped: built and scanned once for the whole suite), and a throw-away
+PostgreSQL + PostGIS server (started once, only when a test asks for it). The session signs
 with its own ed25519 key, made in a temporary folder (``$REDLINE_KEY``, inherited by the CLI
 processes the tests start): no key is in the repository, and the user's own key is never used."""
 
@@ -64,3 +65,28 @@ def small_scan(small_config, small_scenes, tmp_path_factory):
 @pytest.fixture(scope="session")
 def truth(small_scenes):
     return gpd.read_file(small_scenes.truth, layer="events")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throw-away PostgreSQL + PostGIS cluster on a free 127.0.0.1 port (tests/pg.py), one per
+    session, started only when a test asks for it: ``.url`` is its first database,
+    ``.new_database(postgis=True)`` the URL of a new empty one. Fails (never skips) without the
+    server: ``make test`` installs it."""
+    from tests.pg import throwaway_cluster
+
+    with throwaway_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def postgres_url(pg_cluster):
+    """``postgresql://USER:PASS@127.0.0.1:PORT/DB`` of the session cluster's first database (with postgis)."""
+    return pg_cluster.url
+
+
+def pytest_collection_modifyitems(items):
+    """Tests on the PostgreSQL server carry the ``postgres`` marker (``-m postgres`` picks them)."""
+    for item in items:
+        if {"pg_cluster", "postgres_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)

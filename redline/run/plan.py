@@ -4,28 +4,37 @@
 does), :func:`find_scenes` searches the STAC API for the scenes over them (the one search,
 with the config's timeout), and :class:`ScanPlan` holds the result — zones, scenes, the
 analysis grid (UTM, metres) and its processing tiles — for :func:`redline.run.tileloop.run_tiles`,
-the scan, the assessment and the benchmarks.
+the scan, the assessment and the benchmarks. :func:`checked_plan` is the scan's plan after the
+checks that need no output (both windows have scenes, the bands and masks, zones outside every
+scene, scenes that cannot be read: :func:`probe_scenes`). This room may import ``aoi``,
+``pipelines``, :mod:`redline.bands`, :mod:`redline.tiles`, :mod:`redline.run.graph` and the
+config and errors; it reads nothing but the zones and the STAC API's answers.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import geopandas as gpd
 import pystac
+import shapely
 from odc.geo.geobox import GeoBox
 
 import aoi
 import pipelines
 from redline import bands as bandplan
 from redline.config import ScanConfig
-from redline.errors import StacError
+from redline.errors import RasterError, SmallZoneWarning, StacError
 from redline.run.graph import analysis_grid
 from redline.tiles import Tile, plan_tiles
 
-__all__ = ["ScanPlan", "find_scenes", "margin_px", "read_areas"]
+__all__ = ["ScanPlan", "check_windows", "checked_plan", "find_scenes", "margin_px", "probe_scenes", "read_areas"]
+
+log = logging.getLogger(__name__)
 
 
 def read_areas(cfg: ScanConfig) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame | None]:
@@ -119,3 +128,98 @@ class ScanPlan:
         """The same plan without the scenes ``item_ids``, with ``failures`` added."""
         items = [it for it in self.items if it.id not in item_ids]
         return replace(self, items=items, bands=bandplan.plan_bands(items), failures=[*self.failures, *failures])
+
+
+def check_windows(cfg: ScanConfig, items: list[pystac.Item], what: str, failures: list[dict] | None = None) -> None:
+    """Both windows need scenes: a monitor window without scenes would report 'no alert'."""
+    if not items and failures:
+        raise RasterError(f"none of the {len(failures)} scene(s) found can be read (first: {failures[-1]['id']}: {failures[-1]['reason']}); check the assets' hrefs and access")
+    for key, win in (("baseline", cfg.baseline), ("monitor", cfg.monitor)):
+        dates = sorted((it.datetime or it.common_metadata.start_datetime).date() for it in items)
+        if not any(win.start <= d <= win.end for d in dates):
+            span = f"{what} scenes span {dates[0]} to {dates[-1]}" if dates else f"no {what} scenes"
+            msg = f"{key} window {win.start} to {win.end} has no {what} scenes ({span}); move {key}.start/{key}.end or check stac.collections"
+            if failures:
+                raise RasterError(msg)
+            raise StacError(msg)
+    # the detector monitors a pixel only with min_baseline_obs clear baseline looks: fewer scene
+    # dates than that in the whole baseline window and no pixel can be, which the scan would
+    # report as "no alert"
+    days = {(it.datetime or it.common_metadata.start_datetime).date() for it in items}
+    n_base = sum(1 for d in days if cfg.baseline.start <= d <= cfg.baseline.end)
+    need = cfg.detection.min_baseline_obs
+    if n_base < need:
+        terms = cfg.detection.model_terms
+        msg = (f"baseline window {cfg.baseline.start} to {cfg.baseline.end} has {n_base} {what} scene date(s), fewer than "
+               f"detection.min_baseline_obs {need} clear looks a pixel needs: no pixel could be monitored; lengthen the baseline, "
+               + (f"or lower detection.min_baseline_obs to {n_base} (more than the model's {terms} terms with harmonics: {cfg.detection.harmonics})"
+                  if n_base > terms else f"or set detection.harmonics: 1 and detection.min_baseline_obs: {max(n_base, 4)} (the model needs 4 looks at least)"))
+        if failures:
+            raise RasterError(msg)
+        raise StacError(msg)
+
+
+def _zones_in_scenes(zones: gpd.GeoDataFrame, items: list[pystac.Item]) -> tuple[gpd.GeoDataFrame, list[dict]]:
+    """Drop zones that no scene footprint touches (reported as failed zones, not scanned)."""
+    footprints = shapely.union_all([shapely.geometry.shape(it.geometry) for it in items if it.geometry])
+    z4326 = zones.to_crs(4326)
+    seen = z4326.geometry.intersects(footprints).values
+    failures = [
+        {"kind": "zone", "id": zid, "reason": f"outside every scene found ({len(items)} scenes); not assessed, check the zone's geometry and CRS"}
+        for zid in zones.loc[~seen, "zone_id"]
+    ]
+    for f in failures:
+        log.warning("zone %s: %s", f["id"], f["reason"])
+    if not seen.any():
+        raise StacError(f"no zone lies inside any of the {len(items)} scenes found; check the zones' CRS and stac.collections")
+    return zones.loc[seen].reset_index(drop=True), failures
+
+
+def _warn_small_zones(zones_utm: gpd.GeoDataFrame, resolution: float) -> None:
+    """Zones smaller than one analysis pixel are assessed from partial pixels (exactextract
+    coverage fractions) and can hold no alert; say so rather than let it pass unnoticed."""
+    small = zones_utm.geometry.area < resolution**2
+    for zid, area in zip(zones_utm.loc[small, "zone_id"], zones_utm.loc[small].geometry.area):
+        warnings.warn(
+            f"zone {zid}: {area:.0f} m² is smaller than one {resolution:g} m pixel ({resolution**2:.0f} m²); "
+            "statistics come from partial pixels and no alert can reach detection.min_area_m2",
+            SmallZoneWarning,
+            stacklevel=3,
+        )
+
+
+def probe_scenes(cfg: ScanConfig, items: list[pystac.Item], profile: pipelines.Profile,
+           bbox: tuple[float, float, float, float] | None = None) -> tuple[list[pystac.Item], list[pipelines.SceneFailure]]:
+    """:func:`pipelines.probe_items` (or with ``bbox``, :func:`pipelines.find_unreadable` over
+    that area) of each collection's scenes with the bands that collection has
+    (:func:`redline.bands.bands_by_collection`), the quality mask (only where a scene has one
+    with ``masks: assume-clear``) and the thermal band where there is one. Items and failures
+    in input order."""
+    optional = ("mask", "lst") if cfg.masks == "assume-clear" else ("lst",)
+    failed: dict[str, pipelines.SceneFailure] = {}
+    for coll, need in bandplan.bands_by_collection(items).items():
+        members = [it for it in items if (it.collection_id or "") == coll]
+        kw = dict(profile=profile, signer=profile.signer, optional=optional)
+        bad = (pipelines.probe_items(members, (*need, "mask", "lst"), **kw)[1] if bbox is None
+               else pipelines.find_unreadable(members, (*need, "mask", "lst"), bbox, **kw))
+        failed.update({f.item_id: f for f in bad})
+    return [it for it in items if it.id not in failed], [failed[it.id] for it in items if it.id in failed]
+
+
+def checked_plan(cfg: ScanConfig, zones: gpd.GeoDataFrame, admin: gpd.GeoDataFrame | None, search: pipelines.SearchResult) -> ScanPlan:
+    """The scan's plan after the checks that need no output: the scenes of both windows, the
+    bands and masks (exit 2), the zones outside every scene and the unreadable scenes (left out
+    as failures), then the grid and tiles."""
+    failures = [{"kind": "item", "id": i, "reason": r} for i, r in search.failures]
+    check_windows(cfg, search.items, "found")
+    # no red/nir anywhere, no detection index left, scenes without a mask (masks: required): exit 2
+    bandplan.check_scenes(bandplan.plan_bands(search.items), masks=cfg.masks, configured=cfg.detection.indices, config=cfg.source)
+    zones, outside = _zones_in_scenes(zones, search.items)
+    failures += outside
+    items, unreadable = probe_scenes(cfg, search.items, pipelines.get_profile(cfg.stac.profile))
+    failures += [{"kind": "scene", "id": f.item_id, "reason": f.reason} for f in unreadable]
+    check_windows(cfg, items, "readable", [f for f in failures if f["kind"] == "scene"])
+    plan = ScanPlan.build(cfg, zones, admin, search, items=items, failures=failures)
+    _warn_small_zones(plan.zones_utm, cfg.resolution)
+    log.info("%d zone(s) in %d tile(s) of ≤ %d px", len(plan.zones_utm), len(plan.tiles), cfg.tiling.max_tile_px)
+    return plan
