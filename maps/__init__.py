@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 
-def render_outputs(out_dir: Path, *, register: Path | None = None, pdf: bool = False, online_basemaps: bool = True,
+def render_outputs(out_dir: Path, *, register: Path | str | None = None, pdf: bool = False, online_basemaps: bool = True,
                    tianditu_key: str | None = None) -> list[Path]:
     """Render everything a reviewer reads from a finished scan and the register: ``map.html``
     (with its base composite), the zone/county figures and ``report.html`` (``report.pdf`` with

@@ -102,16 +102,17 @@ def read_layer(path: Path, *, layer: str | None = None) -> gpd.GeoDataFrame:
     return df.reset_index(drop=True)
 
 
-def read_alerts(out_dir: Path, register: Path | None, zone_ids: set[str]) -> gpd.GeoDataFrame:
+def read_alerts(out_dir: Path, register: Path | str | None, zone_ids: set[str]) -> gpd.GeoDataFrame:
     """Alerts from the register's ``alerts`` layer (authoritative status) or ``alerts.geojson``.
 
     The register may hold alerts of other areas; only those in this map's zones are kept.
     """
     if register is not None:
-        register = Path(register)
-        if not register.exists():
+        reg = Register(register)  # a GeoPackage or a postgresql:// URL
+        if reg.path is not None and not reg.path.exists():
             raise FileNotFoundError(f"register {register} does not exist")
-        alerts = Register(register).alerts()  # through the register's schema check (redline.register)
+        register = reg.path or Path(reg.store.describe())  # for the messages: never the password
+        alerts = reg.alerts()  # through the register's schema check (redline.register)
         empty = alerts.geometry.isna() | alerts.geometry.is_empty
         if empty.any():
             log.warning("%s: %d alert(s) without geometry left off the map", register.name, int(empty.sum()))
@@ -129,7 +130,7 @@ def read_alerts(out_dir: Path, register: Path | None, zone_ids: set[str]) -> gpd
     return read_layer(path)
 
 
-def latest_reviews(register: Path | None) -> dict[str, dict[str, Any]]:
+def latest_reviews(register: Path | str | None) -> dict[str, dict[str, Any]]:
     """The latest ``review_history`` row (by ``seq``) per alert id, if the register has one."""
     if register is None:
         return {}
@@ -329,7 +330,7 @@ def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: 
     admin = read_layer(admin_path) if admin_path.exists() else None
     zone_ids = {str(z) for z in zones["zone_id"]} if "zone_id" in zones else set()
     alerts = read_alerts(out_dir, register, zone_ids)
-    reviews = latest_reviews(Path(register)) if register is not None else {}
+    reviews = latest_reviews(register) if register is not None else {}
     assets = copy_assets(out_dir)
 
     m = folium.Map(tiles=None, control_scale=True)

@@ -22,6 +22,7 @@ import pandas as pd
 from rasterio.errors import RasterioError
 
 from maps._fonts import CSS_FONT_STACK
+from redline.register import Register
 from maps._map import COMPOSITE_PNG, MAP_HTML, display_text, is_missing, latest_reviews, read_alerts, read_layer, relative_file
 from maps._style import STATUS_STYLE, TYPE_STYLE
 from maps._summary import index_label, index_pairs, render_county_figure, render_overview, render_zone_figure, safe_name
@@ -128,7 +129,7 @@ def render_report(out_dir: Path, *, register: Path | None = None, pdf: bool = Fa
     admin_stats = pd.read_csv(out_dir / "admin_stats.csv", dtype={"admin_id": str}) if (out_dir / "admin_stats.csv").exists() else pd.DataFrame()
     admin = read_layer(out_dir / "admin_units.geojson") if (out_dir / "admin_units.geojson").exists() else None
     alerts = read_alerts(out_dir, register, set(zone_stats["zone_id"].astype(str)))
-    reviews = latest_reviews(Path(register)) if register is not None else {}
+    reviews = latest_reviews(register) if register is not None else {}
     manifest = _manifest(out_dir)
     written: list[Path] = []
 
@@ -199,6 +200,7 @@ def render_report(out_dir: Path, *, register: Path | None = None, pdf: bool = Fa
         "map": MAP_HTML if (out_dir / MAP_HTML).exists() else None,
         "overview": _relative(out_dir, overview), "counties": counties,
         "has_manifest": bool(manifest),
+        "register_head": Register(register).head() if register is not None else None,
         "has_ei": any(c["summary"]["ei"] is not None for c in counties),
     }
     page = _ENV.get_template("report").render(**ctx)
@@ -271,6 +273,8 @@ _TEMPLATE = r"""<!DOCTYPE html>
 {% if baseline %} · baseline 基准期 {{ baseline.start }} – {{ baseline.end }}{% endif %}
 {% if monitor %} · monitor 监测期 {{ monitor.start }} – {{ monitor.end }}{% endif %}
 · generated 生成于 {{ generated }}{% if has_manifest %} · provenance 溯源 <a href="manifest.json">manifest.json</a>{% endif %}</p>
+{% if register_head %}<p class="muted" id="register-head">register chain head 台账链头: seq {{ register_head.seq }} · <code>{{ register_head.row_hash }}</code>
+(keep it: <code>redline verify OUT --head {{ register_head.row_hash }}</code> proves no later decision was deleted 可用于核验此后记录未被删除)</p>{% endif %}
 <p>{{ n_counties }} counties 县级行政区 · {{ n_zones }} zones 红线区 · <b>{{ n_alerts }}</b> alerts 预警图斑
 ({% for label, n in status_counts %}{{ label }} {{ n }}{% if not loop.last %}, {% endif %}{% endfor %})
 {% if n_not_observed %} · <b>{{ n_not_observed }}</b> zone(s) not observed 未有效观测 (no alert there does not mean no change){% endif %}</p>

@@ -24,9 +24,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Remote-sensi
 alerts_app = typer.Typer(no_args_is_help=True, help="List and review alerts in the register.")
 stac_app = typer.Typer(no_args_is_help=True, help="The embedded STAC API, and scene files turned into STAC Items for it.")
 keys_app = typer.Typer(no_args_is_help=True, help="This installation's signing key, and the keys that may sign a register.")
+register_app = typer.Typer(no_args_is_help=True, help="The alert register as a whole: copy it between a GeoPackage and PostGIS.")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(stac_app, name="stac")
 app.add_typer(keys_app, name="keys")
+app.add_typer(register_app, name="register")
 
 out_console = Console(soft_wrap=True)  # no hard wraps in piped output (cron logs, scripts)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -194,7 +196,7 @@ def validate(config: Path = typer.Argument(..., help="scan.yml")) -> None:
 
 
 def _register_path(register: Optional[Path], out: Optional[Path]) -> Path:
-    return outputs.default_register(out, register)
+    return Path(outputs.default_register(out, register))
 
 
 def _open_register(register: Optional[str], out: Optional[Path], lock_timeout: float = 30.0):
@@ -222,7 +224,7 @@ _FILTERS = dict(
 
 @alerts_app.command("list")
 def alerts_list(
-    register: Optional[Path] = typer.Option(None, "--register", help="register.gpkg (default OUT/register.gpkg)"),
+    register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL (default OUT/register.gpkg)"),
     out: Optional[Path] = typer.Option(None, "--out", help="scan output folder holding register.gpkg"),
     status: Optional[str] = _FILTERS["status"],
     zone: Optional[str] = _FILTERS["zone"],
@@ -259,7 +261,7 @@ def alerts_list(
 @alerts_app.command("show")
 def alerts_show(
     alert_id: str = typer.Argument(...),
-    register: Optional[Path] = typer.Option(None, "--register"),
+    register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL"),
     out: Optional[Path] = typer.Option(None, "--out"),
 ) -> None:
     """Show one alert and its review history."""
@@ -267,7 +269,7 @@ def alerts_show(
     a = reg.alerts()
     hit = a[a["alert_id"] == alert_id]
     if hit.empty:
-        raise RedlineInputError(f"{reg.path}: no alert '{alert_id}'; list them with `redline alerts list`")
+        raise RedlineInputError(f"{reg.store.describe()}: no alert '{alert_id}'; list them with `redline alerts list`")
     row = hit.iloc[0]
     for col in a.columns:
         if col != "geometry":
@@ -285,7 +287,7 @@ def alerts_export(
     fmt: str = typer.Option("geojson", "--format", help="gpx | kml | geojson | csv; with --ledger: csv | xlsx"),
     lang: str = typer.Option("en", "--lang", help="en | zh (CSV/XLSX headers and values)"),
     ledger: bool = typer.Option(False, "--ledger", help="the full 台账: one row per alert with classes, review steps, rectification"),
-    register: Optional[Path] = typer.Option(None, "--register"),
+    register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL"),
     out: Optional[Path] = typer.Option(None, "--out"),
     status: Optional[str] = _FILTERS["status"],
     zone: Optional[str] = _FILTERS["zone"],
@@ -321,7 +323,7 @@ def _export_ledger(reg, alerts, dest: Path, fmt: str, lang: str, out: Optional[P
 
     from redline.register.export import ledger_table, write_ledger
 
-    folder = out or reg.path.parent
+    folder = out or (reg.path.parent if reg.path is not None else Path("."))
     tables = {}
     for key, name in (("zones", outputs.ZONES_GEOJSON), ("admin", outputs.ADMIN_GEOJSON)):
         f = folder / name
@@ -391,7 +393,7 @@ def diff(
 @app.command("map")
 def map_cmd(
     out: Path = typer.Argument(..., help="a finished scan's output folder"),
-    register: Optional[Path] = typer.Option(None, "--register"),
+    register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL (default OUT/register.gpkg)"),
     pdf: bool = typer.Option(False, "--pdf", help="also print report.pdf with the installed chromium"),
     online: bool = typer.Option(True, "--online-basemaps/--no-online-basemaps", help="OpenStreetMap as an optional layer (off when the page opens)"),
     tianditu_key: Optional[str] = typer.Option(None, "--tianditu-key", envvar="TIANDITU_KEY", help="adds Tianditu imagery + labels as optional layers"),
@@ -406,16 +408,18 @@ def map_cmd(
     if tianditu_key is not None and not tianditu_key.isalnum():
         raise RedlineInputError(f"--tianditu-key {tianditu_key!r}: expected letters and digits only (the tk of a Tianditu key)")
     reg = outputs.default_register(out, register)
+    have_register = isinstance(reg, str) or reg.exists()  # a URL, or a file that is there
     key = None
     if (out / MANIFEST).exists():  # the manifest is signed again: no key, nothing rendered
         from redline.register.keys import load_key
 
         key = load_key()
-    files = maps.render_outputs(out, register=reg if reg.exists() else None, pdf=pdf, online_basemaps=online, tianditu_key=tianditu_key)
+    files = maps.render_outputs(out, register=reg if have_register else None, pdf=pdf, online_basemaps=online, tianditu_key=tianditu_key)
     if key is not None:
         from redline.register import Register
 
-        record_rerender(out, files, f"redline map (register {reg})", key=key, head=Register(reg).head() if reg.exists() else None)
+        r = Register(reg) if have_register else None
+        record_rerender(out, files, f"redline map (register {r.store.describe() if r else reg})", key=key, head=r.head() if r else None)
     out_console.print(f"map: {files[0].resolve()}")
     report = out / outputs.REPORT_HTML
     if report in files:
@@ -478,6 +482,24 @@ def keys_trust(
     reg = _open_register(register, out)
     row = reg.trust(public_key.strip(), role=role)
     out_console.print(f"{reg.location}: key {_payload(row)['key_id']} may sign as {role} (entry seq {row['seq']})", markup=False)
+
+
+@register_app.command("copy")
+def register_copy(
+    source: str = typer.Argument(..., help="register file or postgresql:// URL"),
+    destination: str = typer.Argument(..., help="a new GeoPackage file, or an empty postgresql:// database"),
+) -> None:
+    """Copy a register row for row (GeoPackage ↔ PostGIS): every hash and signature stays valid."""
+    from redline.register import Register
+    from redline.register.store import is_url
+
+    if not is_url(source) and not Path(source).exists():
+        raise RedlineInputError(f"{source}: no register there; give a register file or a postgresql:// URL")
+    src, dst = Register(source), Register(destination)
+    n = src.copy_to(dst)
+    head = dst.head() or {}
+    out_console.print(f"{src.store.describe()} → {dst.store.describe()}: {len(dst.alerts())} alerts, {n} history entries; "
+                      f"chain head seq {head.get('seq', 0)} {head.get('row_hash', '')}", markup=False)
 
 
 def _payload(row: dict) -> dict:

@@ -219,7 +219,7 @@ class ScanConfig(BaseModel):
     masks: Literal["required", "assume-clear"] = Field(
         "required", description="scenes without a quality-mask asset: refused (required) or clear wherever they have data (assume-clear)")
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
-    register_path: Path | None = Field(None, alias="register", description="alert register GeoPackage")
+    register_path: Path | str | None = Field(None, alias="register", description="alert register: a GeoPackage path or a postgresql:// URL")
     dask: DaskConfig = Field(default_factory=DaskConfig)
     tiling: TilingConfig = Field(default_factory=TilingConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
@@ -230,6 +230,14 @@ class ScanConfig(BaseModel):
     def source(self) -> Path | None:
         """The config file this was read from (:func:`load_config`), else None."""
         return self._source
+
+    @field_validator("register_path", mode="after")
+    @classmethod
+    def _register_location(cls, v: Path | str | None) -> Path | str | None:
+        """A ``postgresql://`` URL stays a string; anything else is a path."""
+        if v is None or (isinstance(v, str) and v.startswith(("postgresql://", "postgres://"))):
+            return v
+        return Path(v)
 
     @model_validator(mode="after")
     def _windows(self) -> "ScanConfig":
@@ -251,7 +259,7 @@ class ScanConfig(BaseModel):
         update: dict[str, Any] = {"zones": self.zones.model_copy(update={"path": _abs(self.zones.path)})}
         if self.admin_units is not None:
             update["admin_units"] = self.admin_units.model_copy(update={"path": _abs(self.admin_units.path)})
-        if self.register_path is not None:
+        if isinstance(self.register_path, Path):
             update["register_path"] = _abs(self.register_path)
         update["assess"] = self.assess.model_copy(update={k: _abs(getattr(self.assess, k)) for k in ("land_cover", "rivers", "county_table")})
         return self.model_copy(update=update)

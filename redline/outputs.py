@@ -35,9 +35,10 @@ CHIPS_DIR = "chips"
 TILES_DIR = ".tiles"  # the tile mosaics while a run computes; removed when it ends
 
 
-def default_register(out: Path | str | None, configured: Path | str | None = None) -> Path:
+def default_register(out: Path | str | None, configured: Path | str | None = None) -> Path | str:
     """The register a run or a command uses: the configured one (``register:`` in scan.yml, or
-    ``--register``), else ``OUT/register.gpkg`` (``OUT`` default ``out``)."""
+    ``--register``; a ``postgresql://`` URL stays a string), else ``OUT/register.gpkg``
+    (``OUT`` default ``out``)."""
     if configured is not None:
-        return Path(configured)
+        return configured if str(configured).startswith(("postgresql://", "postgres://")) else Path(configured)
     return Path(out if out is not None else "out") / REGISTER_GPKG

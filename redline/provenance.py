@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import json
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -25,7 +26,7 @@ from redline.outputs import MANIFEST_JSON
 from redline.register.keys import SigningKey, verify_signature
 
 __all__ = ["sha256_file", "library_versions", "git_commit", "run_record", "item_records", "write_manifest", "record_rerender", "verify_outputs",
-           "read_manifest", "manifest_signature", "manifest_register", "register_record", "verify_folder", "MANIFEST"]
+           "read_manifest", "manifest_signature", "manifest_register", "register_record", "verify_folder", "redact", "MANIFEST"]
 
 MANIFEST = MANIFEST_JSON
 _LIBS = ("redline", "rasterio", "numpy", "xarray", "dask", "distributed", "odc-stac", "odc-geo", "pystac",
@@ -73,6 +74,15 @@ def git_commit() -> str | None:
     return res.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+_URL_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s\"']+):[^@\s\"']*@")
+
+
+def redact(text: str | None) -> str | None:
+    """``text`` with the password of every ``postgresql://user:password@`` URL replaced by
+    ``***`` (the sha256 of the config is of the text as given)."""
+    return None if text is None else _URL_PASSWORD.sub(r"\1:***@", text)
+
+
 def run_record(*, started: dt.datetime, config_text: str | None, cfg: Any, search: Any, grid: Any) -> dict[str, Any]:
     """The manifest's head, the same for a scan and an assessment: redline version and git
     commit, start and finish times (UTC), the config as given (with its sha256) and resolved,
@@ -83,7 +93,8 @@ def run_record(*, started: dt.datetime, config_text: str | None, cfg: Any, searc
         "git_commit": git_commit(),
         "started": started.isoformat(timespec="seconds"),
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": {"as_given": config_text, "sha256": hashlib.sha256((config_text or "").encode()).hexdigest(), "resolved": json.loads(cfg.model_dump_json())},
+        "config": {"as_given": redact(config_text), "sha256": hashlib.sha256((config_text or "").encode()).hexdigest(),
+                   "resolved": json.loads(redact(cfg.model_dump_json()))},
         "stac": {"url": search.url, "search": search.parameters, "client_side_cloud_filter": search.client_side_cloud_filter, "notes": search.notes},
         "grid": {"crs": str(grid.crs), "transform": list(grid.transform)[:6], "shape": list(grid.shape)},
     }
@@ -104,10 +115,15 @@ def item_records(items: list[Any], scalings: list[Any], *, skip: set[str] = froz
     ]
 
 
+#: Files next to a register that are not outputs: SQLite's write-ahead log and shared memory, the
+#: scans' lock file, and the copy kept when an older register is upgraded.
+_SIDECARS = re.compile(r".*(-wal|-shm|-journal|\.lock|\.schema\d+-backup\.gpkg)$")
+
+
 def _outputs(out_dir: Path) -> dict[str, dict[str, Any]]:
     files = {}
     for p in sorted(out_dir.rglob("*")):
-        if p.is_file() and p.name != MANIFEST and not p.name.endswith(".lock") and "lib" not in p.relative_to(out_dir).parts[:1]:
+        if p.is_file() and p.name != MANIFEST and not _SIDECARS.match(p.name) and "lib" not in p.relative_to(out_dir).parts[:1]:
             files[p.relative_to(out_dir).as_posix()] = {"sha256": sha256_file(p), "size": p.stat().st_size}
     return files
 

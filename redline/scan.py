@@ -55,7 +55,7 @@ class ScanResult:
     zone_stats: pd.DataFrame
     admin_stats: pd.DataFrame
     n_items: int
-    register: Path
+    register: Path | str  # a GeoPackage path or a postgresql:// URL
     map_html: Path | None
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -118,7 +118,7 @@ def _up_to_date(out: Path, cfg: ScanConfig, config_text: str | None, items: list
         return None
     return ScanResult(
         scan_id=record["scan_id"], out_dir=out, alerts=alerts, zone_stats=zone_stats, admin_stats=admin_stats,
-        n_items=len(items), register=Path(record["register"]["path"]), map_html=out / outputs.MAP_HTML if (out / outputs.MAP_HTML).is_file() else None,
+        n_items=len(items), register=_as_location(provenance.manifest_register(out, record)), map_html=out / outputs.MAP_HTML if (out / outputs.MAP_HTML).is_file() else None,
         seconds=time.monotonic() - t0, up_to_date=True, notes=_notes(record),
     )
 
@@ -166,8 +166,8 @@ def run_scan(
     plan = checked_plan(cfg, zones, admin, search)  # bad input: exit 2 before anything is written
     zones = plan.zones  # less those outside every scene (failures)
     profile = pipelines.get_profile(cfg.stac.profile)
-    register = Register(outputs.default_register(out, cfg.register_path))
-    register.check_writable()
+    register = Register(outputs.default_register(out, cfg.register_path), lock_timeout=lock_timeout)
+    register.check_writable(review_steps=tuple(cfg.review.steps))  # no key, not a signer, a policy only an admin may set: exit 2
     with register.lock(timeout=lock_timeout), pipelines.dask_client(
         scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, processes=cfg.dask.processes,
         env=profile.gdal_env
@@ -176,9 +176,9 @@ def run_scan(
         plan, tiled, mosaic = _compute(plan, out, scan_id, profile, progress)
         failures = _failures_after(plan, tiled)
         raster_paths = write_rasters(out, mosaic)
-        merged, stats, scans = _merge(plan, tiled, mosaic, register, scan_id, started, config_text)
-        merged, history = chips_and_rechecks(out, plan, merged, register.history(), scan_id)
-        register.write(merged, history, scans, review_steps=tuple(cfg.review.steps))
+        merged, stats, run = _merge(plan, tiled, mosaic, register, scan_id, started, config_text)
+        merged, rechecks = chips_and_rechecks(out, plan, merged, register.history(), scan_id)
+        register.commit_scan(merged, scan=run, decisions=rechecks, review_steps=tuple(cfg.review.steps))  # one transaction
 
     mine = _write_alerts(out, merged, scan_id, zones)
     zone_stats, admin_stats = assess.write_assessment(
@@ -189,12 +189,12 @@ def run_scan(
     _write_area_layers(out, zones, admin, zone_stats, admin_stats)
     import maps  # the renderer of the output folder (map.html, figures, report.html)
 
-    map_html = maps.render_outputs(out, register=register.path)[0]
+    map_html = maps.render_outputs(out, register=register.path or register.location)[0]
     write_catalog(out, scan_id, plan.bbox, zones, started)
     record = _manifest(out, plan, tiled, register, stats, failures, scan_id=scan_id, started=started, config_text=config_text)
     return ScanResult(
         scan_id=scan_id, out_dir=out, alerts=mine, zone_stats=zone_stats, admin_stats=admin_stats,
-        n_items=len(plan.items) - len(tiled.skipped), register=register.path, map_html=map_html, seconds=time.monotonic() - t0,
+        n_items=len(plan.items) - len(tiled.skipped), register=register.path or register.location, map_html=map_html, seconds=time.monotonic() - t0,
         failures=[f"{f['kind']} {f['id']}: {f['reason']}" for f in failures], notes=_notes(record),
     )
 
@@ -236,10 +236,10 @@ def _failures_after(plan: ScanPlan, tiled: Tiled) -> list[dict[str, str]]:
 
 
 def _merge(plan: ScanPlan, tiled: Tiled, mosaic: Mosaic, register: Register, scan_id: str, started: dt.datetime,
-           config_text: str | None) -> tuple[gpd.GeoDataFrame, Any, pd.DataFrame]:
+           config_text: str | None) -> tuple[gpd.GeoDataFrame, Any, dict[str, Any]]:
     """The tiles' alerts stitched across tile cuts and merged into the register's alerts
     (:func:`redline.register.merge_alerts`; area and centroid measured again in the analysis
-    CRS), and the register's scans table with this scan's row (one row per scan id)."""
+    CRS), and this scan's row of the register's ``scans`` table."""
     cfg = plan.cfg
     found = pd.concat(tiled.found, ignore_index=True) if tiled.found else gpd.GeoDataFrame({c: [] for c in ALERT_COLUMNS}, geometry=[], crs="EPSG:4326")
     found = stitch_split_zones(found, plan, mosaic, scan_id)
@@ -248,16 +248,13 @@ def _merge(plan: ScanPlan, tiled: Tiled, mosaic: Mosaic, register: Register, sca
     merged["area_m2"] = m_utm.geometry.area.round(1).values
     cent = m_utm.geometry.centroid.to_crs(4326)
     merged["centroid_lon"], merged["centroid_lat"] = cent.x.round(6).values, cent.y.round(6).values
-    scans = register.scans()
     run = {
         "scan_id": scan_id, "name": cfg.name, "config_sha256": hashlib.sha256((config_text or "").encode()).hexdigest(),
         "started": started.isoformat(timespec="seconds"), "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "monitor_start": str(cfg.monitor.start), "monitor_end": str(cfg.monitor.end), "n_items": len(plan.items) - len(tiled.skipped),
         "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged,
     }
-    # one row per scan id: re-running a scan replaces its row (the alerts are unchanged)
-    scans = pd.concat([scans[scans["scan_id"] != scan_id] if not scans.empty else scans, pd.DataFrame([run])], ignore_index=True)
-    return merged, stats, scans
+    return merged, stats, run
 
 
 def _write_alerts(out: Path, merged: gpd.GeoDataFrame, scan_id: str, zones: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -284,7 +281,8 @@ def _manifest(out: Path, plan: ScanPlan, tiled: Tiled, register: Register, stats
     named but not checksummed when it lies inside ``out`` (reviews change it)."""
     cfg = plan.cfg
     scalings = list(tiled.scalings.values())
-    reg_rel = register.path.resolve().relative_to(out.resolve()).as_posix() if register.path.resolve().is_relative_to(out.resolve()) else None
+    reg_rel = (register.path.resolve().relative_to(out.resolve()).as_posix()
+               if register.path is not None and register.path.resolve().is_relative_to(out.resolve()) else None)
     record: dict[str, Any] = {
         **provenance.run_record(started=started, config_text=config_text, cfg=cfg, search=plan.search, grid=plan.grid),
         "scan_id": scan_id,
@@ -292,14 +290,20 @@ def _manifest(out: Path, plan: ScanPlan, tiled: Tiled, register: Register, stats
         "scenes_without_clear_pixels": _scenes_without_clear_pixels(plan.items, tiled.clear_px),
         "tiles": [{"id": t.id, "zones": list(t.zone_ids), "pieces_of": list(t.split_ids), "rows": list(t.core[:2]), "cols": list(t.core[2:])}
                   for t in plan.tiles],
-        "register": {"path": str(register.path.resolve()), "new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged},
+        "register": provenance.register_record(out, register.location, head=register.head(), new=stats.new, updated=stats.updated,
+                                               unchanged=stats.unchanged),
         **plan.bands.record(cfg.detection.indices, cfg.masks),  # "bands" and "masks": what the scenes lack and what it took away
         "failures": failures,
         "libraries": provenance.library_versions(),
         "not_checksummed": [reg_rel] if reg_rel else [],
     }
-    provenance.write_manifest(out, record, exclude=(reg_rel,) if reg_rel else ())
+    provenance.write_manifest(out, record, key=register.key, exclude=(reg_rel,) if reg_rel else ())
     return record
+
+
+def _as_location(location: str | None) -> Path | str | None:
+    """A register location as a path, or a URL as it is."""
+    return None if location is None else location if location.startswith(("postgresql://", "postgres://")) else Path(location)
 
 
 def _notes(record: dict[str, Any]) -> list[str]:

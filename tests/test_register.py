@@ -170,3 +170,57 @@ def test_selecting_a_scans_alerts_from_an_empty_register_keeps_the_columns(tmp_p
     mine = empty[of_scan(empty, "s1")]
     assert mine.empty and "alert_id" in mine.columns
     assert mine.sort_values("alert_id").columns.tolist() == empty.columns.tolist()
+
+
+def _cli(*args: str, env: dict | None = None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "redline.cli", *args], capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+def test_bad_registers_and_keys_are_one_line_exit_2_and_write_nothing(register, tmp_path):
+    """A file that is not a register, a key file that is missing or readable by others, and a key
+    the register does not list: one line each, exit 2, the register unchanged."""
+    from redline.register.keys import create_key
+
+    before = register.head()
+    parcels = tmp_path / "parcels.gpkg"
+    gpd.GeoDataFrame({"name": ["a"]}, geometry=[shapely.box(0, 0, 1, 1)], crs=4326).to_file(parcels, layer="parcels")
+    stranger = create_key(tmp_path / "stranger.pem")
+    loose = create_key(tmp_path / "loose.pem")
+    loose.path.chmod(0o644)
+    cases = [
+        (("alerts", "review", "Z1-20230501-1", "--status", "under_review", "--by", "王工", "--register", str(parcels)), {},
+         f"{parcels}: not a redline register (no 'alerts' or 'meta' table; tables: "),
+        (("alerts", "review", "Z1-20230501-1", "--status", "under_review", "--by", "王工", "--register", str(register.path)),
+         {"REDLINE_KEY": str(tmp_path / "missing.pem")}, f"no signing key at {tmp_path / 'missing.pem'}; create one with `redline keys create`"),
+        (("alerts", "review", "Z1-20230501-1", "--status", "under_review", "--by", "王工", "--register", str(register.path)),
+         {"REDLINE_KEY": str(loose.path)}, f"signing key {loose.path} can be read by others (mode 644); run `chmod 600 {loose.path}`"),
+        (("alerts", "review", "Z1-20230501-1", "--status", "under_review", "--by", "王工", "--register", str(register.path)),
+         {"REDLINE_KEY": str(stranger.path)}, f"this installation's signing key {stranger.key_id} ({stranger.path}) may not sign this register"),
+    ]
+    for args, env, message in cases:
+        res = _cli(*args, env=env)
+        assert res.returncode == 2, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1 and message in res.stderr, res.stderr
+    assert register.head() == before and register.verify().problems == []
+    assert "Z1" not in str(gpd.read_file(parcels).columns)  # the foreign file untouched
+    res = _cli("keys", "show", env={"REDLINE_KEY": str(stranger.path)})
+    assert res.returncode == 0 and stranger.public_hex in res.stdout and stranger.key_id in res.stdout
+    res = _cli("keys", "create", env={"REDLINE_KEY": str(stranger.path)})
+    assert res.returncode == 2 and "is never overwritten" in res.stderr
+    res = _cli("keys", "trust", stranger.public_hex, "--register", str(register.path))
+    assert res.returncode == 0 and f"key {stranger.key_id} may sign as signer" in res.stdout
+    ok = _cli("alerts", "review", "Z1-20230501-1", "--status", "under_review", "--by", "王工", "--register", str(register.path),
+              env={"REDLINE_KEY": str(stranger.path)})
+    assert ok.returncode == 0, ok.stderr
+    assert register.verify().problems == [] and register.chain()["key_id"].iloc[-1] == stranger.key_id
+
+
+def test_a_new_key_file_is_private(tmp_path):
+    res = _cli("keys", "create", "--key", str(tmp_path / "cfg" / "k.pem"))
+    assert res.returncode == 0 and "created signing key" in res.stdout
+    assert (tmp_path / "cfg" / "k.pem").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "cfg").stat().st_mode & 0o777 == 0o700

@@ -68,7 +68,8 @@ import shapely
 from redline.alerts import ALERT_COLUMNS
 from redline.errors import RegisterError
 from redline.register.keys import SigningKey, key_id_of, load_key, verify_signature
-from redline.register.store import Store, Tx, is_url, open_store
+from redline.register.postgis import PostgisStore
+from redline.register.store import GeoPackageStore, Store, Tx, is_url
 from redline.vocabulary import ACTIVITY_CODES, REVIEW_STEPS, STATUSES, STEP_RESULTS, TRANSITIONS
 
 __all__ = [
@@ -335,7 +336,7 @@ class Register:
 
     def __init__(self, location: Path | str, *, key: SigningKey | None = None, lock_timeout: float = 30.0):
         self.location = str(location)
-        self.store: Store = open_store(location)
+        self.store: Store = PostgisStore(str(location)) if is_url(location) else GeoPackageStore(location)
         self.path: Path | None = None if is_url(location) else Path(location)
         self._key = key
         self.lock_timeout = lock_timeout
@@ -545,14 +546,17 @@ class Register:
         anyone, e.g. ``chmod a-w`` to freeze it), is never written, not even by root."""
         return self.path is not None and self.path.exists() and (not os.access(self.path, os.W_OK) or not self.path.stat().st_mode & 0o222)
 
-    def check_writable(self) -> None:
+    def check_writable(self, *, review_steps: tuple[str, ...] | None = None) -> None:
         """Refuse, before a scan starts, a register this scan could not write: read-only, of a
-        newer schema, not a register, in a folder that cannot be written, or one this
-        installation's key may not sign (or no key at all)."""
+        newer schema, not a register, in a folder that cannot be written, one this
+        installation's key may not sign (or no key at all), or whose review policy differs from
+        ``review_steps`` when this key is not an admin."""
         key = self.key  # no key: one line naming where it was looked for
         with self._reading() as tx:
             if tx is not None and "signers" in self.store.tables(tx):
                 self._check_signer(tx, key, admin=False)
+                if review_steps is not None and self._version(tx) == SCHEMA_VERSION and self._policy(tx, True, None) != tuple(review_steps):
+                    self._check_signer(tx, key, admin=True)
         if self._read_only():
             raise RegisterError(f"{self.path}: the register is read-only; make it writable (chmod u+w) or set `register:` to another file")
         if self.path is not None:

@@ -15,7 +15,7 @@ QGIS and GDAL open as they are. No R-tree spatial index: its triggers call ``ST_
 functions that plain SQLite lacks; a register of tens of thousands of alerts needs none.
 
 This module imports ``shapely``, ``pyproj`` (the WKT of EPSG:4326) and :mod:`redline.errors`;
-``psycopg`` only for a PostgreSQL register.
+the PostgreSQL store is :mod:`redline.register.postgis`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import shapely
 
 from redline.errors import RegisterError
 
-__all__ = ["Store", "GeoPackageStore", "open_store", "is_url", "encode_gpkg_geometry", "decode_gpkg_geometry", "REGISTER_TABLES"]
+__all__ = ["Store", "GeoPackageStore", "is_url", "encode_gpkg_geometry", "decode_gpkg_geometry", "REGISTER_TABLES"]
 
 #: The register's tables besides ``alerts`` (each an attributes table of the GeoPackage).
 REGISTER_TABLES = ("review_history", "alert_seals", "signers", "scans", "meta")
@@ -277,12 +277,3 @@ class GeoPackageStore(Store):
             tx.run('DROP TABLE "rtree_alerts_geom"')
         if "gpkg_extensions" in self.tables(tx):
             tx.run("DELETE FROM gpkg_extensions WHERE table_name = 'alerts' AND extension_name = 'gpkg_rtree_index'")
-
-
-def open_store(location: Path | str) -> Store:
-    """The store of a register location: a ``postgresql://`` URL, else a GeoPackage path."""
-    if is_url(location):
-        from redline.register.postgis import PostgisStore
-
-        return PostgisStore(str(location))
-    return GeoPackageStore(location)

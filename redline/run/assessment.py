@@ -59,8 +59,9 @@ def run_assessment(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, 
         tiled = run_tiles(plan, mosaic, progress=False, check_assets=True)
     scalings, skipped = list(tiled.scalings.values()), [f"{i}: {r}" for i, r in tiled.skipped.items()]
     reg_path = outputs.default_register(out, cfg.register_path)
+    has_register = isinstance(reg_path, str) or Path(reg_path).exists()  # a URL, or a file that is there
     alerts = gpd.GeoDataFrame({"zone_id": [], "area_m2": [], "disturbance_type": [], "status": []}, geometry=[], crs=4326)
-    if Path(reg_path).exists():
+    if has_register:
         reg = Register(reg_path).alerts()
         when = reg["first_detected"].astype(str)
         alerts = reg[(when >= str(cfg.monitor.start)) & (when <= str(cfg.monitor.end)) & reg["zone_id"].isin(zones["zone_id"])]
@@ -72,13 +73,14 @@ def run_assessment(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, 
         **provenance.run_record(started=started, config_text=config_text, cfg=cfg, search=search, grid=geobox),
         "seconds": round(time.monotonic() - t0, 1),
         "items": provenance.item_records(search.items, scalings),
-        "register": provenance.register_record(out, reg_path, alerts_used=int(len(alerts))) if Path(reg_path).exists() else None,
+        "register": provenance.register_record(out, reg_path, alerts_used=int(len(alerts))) if has_register else None,
         **plan.bands.record(cfg.detection.indices, cfg.masks),  # "bands" and "masks" (redline.bands)
         "failures": [f"scene {line}" for line in skipped],
         "libraries": provenance.library_versions(),
     }
     for line in skipped:
         log.warning("scene %s", line)
-    reg_rel = Path(reg_path).resolve().relative_to(out.resolve()).as_posix() if Path(reg_path).resolve().is_relative_to(out.resolve()) else None
+    reg_rel = (Path(reg_path).resolve().relative_to(out.resolve()).as_posix()
+               if isinstance(reg_path, Path) and Path(reg_path).resolve().is_relative_to(out.resolve()) else None)
     provenance.write_manifest(out, record, key=key, exclude=(reg_rel,) if reg_rel else ())
     return zone_stats, admin_stats

@@ -156,11 +156,14 @@ def _chip_geobox(alerts_utm: gpd.GeoDataFrame, grid: GeoBox, resolution: float) 
 
 
 def chips_and_rechecks(out: Path, plan: ScanPlan, merged: gpd.GeoDataFrame, history: pd.DataFrame,
-                        scan_id: str) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+                        scan_id: str) -> tuple[gpd.GeoDataFrame, list[dict]]:
     """Per tile, small windows around its alerts: the rectified sites re-checked (整改销号: has
-    vegetation come back? :func:`redline.alerts.rectify.recheck_rectified`, rows added to ``history``),
-    then the chips and figures of this scan's alerts, their paths and dates set on ``merged``."""
+    vegetation come back? :func:`redline.alerts.rectify.recheck_rectified`), then the chips and
+    figures of this scan's alerts, their paths and dates set on ``merged``. Returns ``merged``
+    and the re-checks' decisions (``alert_id, from_status, to_status, note, by``) for
+    :meth:`redline.register.Register.commit_scan` to record."""
     cfg = plan.cfg
+    n_before = len(history)
     mine_mask = of_scan(merged, scan_id)
     owner = _tile_of(merged, plan.tiles, plan.grid)
     jobs = []
@@ -185,4 +188,4 @@ def chips_and_rechecks(out: Path, plan: ScanPlan, merged: gpd.GeoDataFrame, hist
         aid = merged.at[i, "alert_id"]
         if aid in products:
             merged.at[i, "chip_before"], merged.at[i, "chip_after"], merged.at[i, "before_dates"], merged.at[i, "after_dates"] = products[aid]
-    return merged, history
+    return merged, history.iloc[n_before:].to_dict("records")
