@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import shutil
+import sqlite3
 import socket
 import subprocess
 import sys
@@ -344,7 +345,12 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, bad_runs, small_s
     assert not (tmp / "out").exists(), sorted(p.name for p in (tmp / "out").iterdir())
     if case.id.startswith("register-") and case.id != "register-not-a-register":
         reg = tmp / "shared" / "register.gpkg"
-        assert len(Register(reg).history()) == len(Register(small_scan.register).history())  # untouched
+
+        def entries(path) -> int:  # read around redline: the newer-schema register is refused by it
+            with sqlite3.connect(path) as con:
+                return con.execute("SELECT count(*) FROM review_history").fetchone()[0]
+
+        assert entries(reg) == entries(small_scan.register)  # untouched
 
 
 # --- faults inside a running scan: reported, left out, the rest scanned (exit 1) -----------

@@ -96,12 +96,17 @@ def make_out_dir(out: Path) -> Path:
     return out
 
 
+#: A way through the allowed transitions from ``new`` to each status (review policy without steps).
+_PATH = {"new": [], "under_review": ["under_review"], "field_check": ["field_check"], "dismissed": ["dismissed"],
+         "confirmed": ["under_review", "confirmed"], "rectifying": ["under_review", "confirmed", "rectifying"],
+         "rectified": ["under_review", "confirmed", "rectifying", "rectified"]}
+
+
 def write_register(out: Path, status_of_first: str) -> Path:
     """A register (through redline.register): the scan's alerts and an alert of another area,
-    merged by a scan, then the first one reviewed to ``status_of_first`` with a note (the
-    review policy without steps, so ``confirmed`` needs none)."""
+    merged by a scan, each reviewed to its status in alerts.geojson, and the first one then to
+    ``status_of_first`` with a note (the review policy without steps)."""
     alerts = gpd.read_file(out / "alerts.geojson")
-    alerts["status"] = "new"
     far = alerts.iloc[[1]].copy()
     far["alert_id"], far["zone_id"] = "FAR-1", "ELSEWHERE"
     far["geometry"] = [shapely.box(110, 20, 110.001, 20.001)]
@@ -111,11 +116,11 @@ def write_register(out: Path, status_of_first: str) -> Path:
             alerts[col] = None
     alerts["n_observations"] = alerts["n_observations"].fillna(0)
     reg = Register(out / "register.gpkg")
-    reg.commit_scan(alerts, scan={"scan_id": "fixture"}, review_steps=())
-    path = {"field_check": ["field_check"], "confirmed": ["under_review", "confirmed"]}[status_of_first]
-    for status in path[:-1]:
-        reg.review(alert_id_of(0), to_status=status, by="李工")
-    reg.review(alert_id_of(0), to_status=path[-1], by="王工", note="<img src=x onerror=alert(2)> 已派员核查",
+    reg.commit_scan(alerts.assign(status="new"), scan={"scan_id": "fixture"}, review_steps=())
+    for i, (aid, status) in enumerate(zip(alerts["alert_id"], alerts["status"])):
+        for to in _PATH[status_of_first if i == 0 else status][: None if i else -1]:
+            reg.review(aid, to_status=to, by="李工")
+    reg.review(alert_id_of(0), to_status=_PATH[status_of_first][-1], by="王工", note="<img src=x onerror=alert(2)> 已派员核查",
                when=dt.datetime(2023, 8, 1, 10, tzinfo=dt.timezone.utc))
     return reg.path
 

@@ -18,7 +18,7 @@ from redline.errors import RegisterError
 from redline.register import Register, merge_alerts
 from tests.pg import free_port
 from tests.test_register_concurrency import PER_PROCESS, PROCESSES, run_concurrently
-from tests.test_register_tamper import _alert
+from tests.test_register_tamper import alert_row
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -26,7 +26,7 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def _found(n: int = 3) -> gpd.GeoDataFrame:
-    rows = [_alert(f"Z{i}", 103.9 + 0.1 * i, f"2023-0{5 + i}-01") for i in range(n)]
+    rows = [alert_row(f"Z{i}", 103.9 + 0.1 * i, f"2023-0{5 + i}-01") for i in range(n)]
     rows[1]["geometry"] = shapely.MultiPolygon([shapely.box(104.0, 30.7, 104.001, 30.701), shapely.box(104.002, 30.7, 104.003, 30.701)])
     return gpd.GeoDataFrame(rows, geometry="geometry", crs=4326)
 

@@ -449,13 +449,16 @@ class Register:
         with self._reading() as tx:
             return self._chain(tx) if tx is not None else pd.DataFrame({c: pd.Series(dtype="object") for c in HISTORY_COLUMNS})
 
-    def meta(self) -> dict[str, str]:
-        """The ``meta`` table as a dict (empty for a new register)."""
+    def _pairs(self, table: str, key: str, value: str) -> dict[str, str]:
         with self._reading() as tx:
             if tx is None:
                 return {}
-            m = self._frame(tx, "meta", ["key", "value"])
-        return dict(zip(m["key"], m["value"]))
+            df = self._frame(tx, table, [key, value])
+        return dict(zip(df[key], df[value]))
+
+    def meta(self) -> dict[str, str]:
+        """The ``meta`` table as a dict (empty for a new register)."""
+        return self._pairs("meta", "key", "value")
 
     def scans(self) -> pd.DataFrame:
         """One row per scan id that wrote to the register."""
@@ -464,11 +467,7 @@ class Register:
 
     def signers(self) -> dict[str, str]:
         """The keys that may sign this register: key id → role (admin | signer)."""
-        with self._reading() as tx:
-            if tx is None:
-                return {}
-            s = self._frame(tx, "signers", ["key_id", "role"])
-        return dict(zip(s["key_id"], s["role"]))
+        return self._pairs("signers", "key_id", "role")
 
     @staticmethod
     def _policy(tx: Tx, has_kind: bool, meta_steps: str | None) -> tuple[str, ...]:

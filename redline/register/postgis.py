@@ -22,14 +22,14 @@ import numpy as np
 import shapely
 
 from redline.errors import RegisterError
-from redline.register.store import REGISTER_TABLES, Store, Tx
+from redline.register.store import REGISTER_TABLES, Store, Tx, create_indexes, table_ddl
 
 __all__ = ["PostgisStore", "public_url"]
 
 #: Advisory lock keys (two int4): writers' transactions, and whole scans.
 _WRITE_LOCK = (0x7265646C, 1)  # "redl"
 _SCAN_LOCK = (0x7265646C, 2)
-_TYPES = {"REAL": "double precision", "INTEGER": "bigint", "TEXT": "text", "INTEGER NOT NULL": "bigint NOT NULL"}
+_TYPES = {"REAL": "double precision", "INTEGER": "bigint", "TEXT": "text"}
 
 
 def public_url(url: str) -> str:
@@ -131,28 +131,13 @@ class PostgisStore(Store):
                                 "(Debian: package postgresql-postgis), then try again")
         have = self.tables(tx)
         if "alerts" not in have:
-            cols = ", ".join(f"{_q(c)} {_TYPES[t]}" + (" NOT NULL UNIQUE" if c == "alert_id" else "") for c, t in alert_columns.items())
+            cols = ", ".join(f"{_q(c)} {_TYPES[t]}" + (" NOT NULL" if c == "alert_id" else "") for c, t in alert_columns.items())
             tx.run(f'CREATE TABLE "alerts" ("fid" bigserial PRIMARY KEY, "geom" geometry(MultiPolygon, 4326), {cols})')
             tx.run('CREATE INDEX IF NOT EXISTS "alerts_geom" ON "alerts" USING gist ("geom")')
-        ddl = {
-            "review_history": ", ".join(f"{_q(c)} {_TYPES[t]}" for c, t in history_columns.items()),
-            "alert_seals": '"seq" bigint NOT NULL, "alert_id" text NOT NULL, "seal" text NOT NULL, "fields" text NOT NULL',
-            "signers": '"key_id" text NOT NULL UNIQUE, "public_key" text NOT NULL, "role" text NOT NULL, "seq" bigint NOT NULL',
-            "scans": ('"scan_id" text NOT NULL UNIQUE, "name" text, "config_sha256" text, "started" text, "finished" text, "monitor_start" text, '
-                      '"monitor_end" text, "n_items" bigint, "new" bigint, "updated" bigint, "unchanged" bigint'),
-            "meta": '"key" text NOT NULL UNIQUE, "value" text',
-        }
         for table in REGISTER_TABLES:
             if table not in have:
-                tx.run(f'CREATE TABLE {_q(table)} ("fid" bigserial PRIMARY KEY, {ddl[table]})')
-        for sql in (
-            'CREATE UNIQUE INDEX IF NOT EXISTS "review_history_seq" ON "review_history" ("seq")',
-            'CREATE INDEX IF NOT EXISTS "review_history_alert" ON "review_history" ("alert_id", "seq")',
-            'CREATE INDEX IF NOT EXISTS "review_history_kind" ON "review_history" ("kind", "seq")',
-            'CREATE INDEX IF NOT EXISTS "alert_seals_alert" ON "alert_seals" ("alert_id", "seq")',
-            'CREATE INDEX IF NOT EXISTS "alert_seals_seq" ON "alert_seals" ("seq")',
-        ):
-            tx.run(sql)
+                tx.run(f'CREATE TABLE {_q(table)} ("fid" bigserial PRIMARY KEY, {table_ddl(table, history_columns, _TYPES)})')
+        create_indexes(tx)
 
     def encode_geometry(self, geom: Any) -> bytes:
         return shapely.to_wkb(geom, byte_order=1, flavor="iso")

@@ -32,10 +32,46 @@ import shapely
 
 from redline.errors import RegisterError
 
-__all__ = ["Store", "GeoPackageStore", "is_url", "encode_gpkg_geometry", "decode_gpkg_geometry", "REGISTER_TABLES"]
+__all__ = ["Store", "GeoPackageStore", "is_url", "TABLE_COLUMNS", "INDEXES", "table_ddl", "create_indexes", "encode_gpkg_geometry", "decode_gpkg_geometry", "REGISTER_TABLES"]
 
 #: The register's tables besides ``alerts`` (each an attributes table of the GeoPackage).
 REGISTER_TABLES = ("review_history", "alert_seals", "signers", "scans", "meta")
+#: Their columns in portable types (TEXT, INTEGER, REAL; each store names them in its dialect);
+#: ``review_history``'s come from the register (``history_columns``).
+TABLE_COLUMNS = {
+    "alert_seals": [("seq", "INTEGER NOT NULL"), ("alert_id", "TEXT NOT NULL"), ("seal", "TEXT NOT NULL"), ("fields", "TEXT NOT NULL")],
+    "signers": [("key_id", "TEXT NOT NULL UNIQUE"), ("public_key", "TEXT NOT NULL"), ("role", "TEXT NOT NULL"), ("seq", "INTEGER NOT NULL")],
+    "scans": [("scan_id", "TEXT NOT NULL UNIQUE"), *[(c, "TEXT") for c in ("name", "config_sha256", "started", "finished", "monitor_start", "monitor_end")],
+              *[(c, "INTEGER") for c in ("n_items", "new", "updated", "unchanged")]],
+    "meta": [("key", "TEXT NOT NULL UNIQUE"), ("value", "TEXT")],
+}
+#: Indexes of every store: (name, table, columns, unique).
+INDEXES = [
+    ("alerts_alert_id", "alerts", ("alert_id",), True),
+    ("review_history_seq", "review_history", ("seq",), True),
+    ("review_history_alert", "review_history", ("alert_id", "seq"), False),
+    ("review_history_kind", "review_history", ("kind", "seq"), False),
+    ("alert_seals_alert", "alert_seals", ("alert_id", "seq"), False),
+    ("alert_seals_seq", "alert_seals", ("seq",), False),
+    ("scans_scan_id", "scans", ("scan_id",), True),
+    ("meta_key", "meta", ("key",), True),
+]
+
+
+def table_ddl(table: str, history_columns: dict[str, str], types: dict[str, str] | None = None) -> str:
+    """The column list of a register table, with the portable type names mapped by ``types``."""
+    cols = list(history_columns.items()) if table == "review_history" else TABLE_COLUMNS[table]
+    out = []
+    for c, t in cols:
+        base, _, rest = t.partition(" ")
+        out.append(f'"{c}" {(types or {}).get(base, base)}' + (f" {rest}" if rest else ""))
+    return ", ".join(out)
+
+
+def create_indexes(tx: "Tx") -> None:
+    """Every index of :data:`INDEXES` that is missing (same SQL in SQLite and PostgreSQL)."""
+    for name, table, cols, unique in INDEXES:
+        tx.run(f'CREATE {"UNIQUE " if unique else ""}INDEX IF NOT EXISTS "{name}" ON "{table}" ({", ".join(f"{chr(34)}{c}{chr(34)}" for c in cols)})')
 
 _GPKG_APPLICATION_ID = 0x47504B47  # "GPKG" (GeoPackage 1.2+, req. 2)
 _GPKG_USER_VERSION = 10300  # GeoPackage 1.3.0
@@ -227,33 +263,11 @@ class GeoPackageStore(Store):
     def create_tables(self, tx: Tx, history_columns: dict[str, str]) -> None:
         """The register's attribute tables that are missing, registered in ``gpkg_contents``."""
         have = self.tables(tx)
-        ddl = {
-            "review_history": ", ".join(f"{_q(c)} {t}" for c, t in history_columns.items()),
-            "alert_seals": '"seq" INTEGER NOT NULL, "alert_id" TEXT NOT NULL, "seal" TEXT NOT NULL, "fields" TEXT NOT NULL',
-            "signers": '"key_id" TEXT NOT NULL UNIQUE, "public_key" TEXT NOT NULL, "role" TEXT NOT NULL, "seq" INTEGER NOT NULL',
-            "scans": ('"scan_id" TEXT NOT NULL UNIQUE, "name" TEXT, "config_sha256" TEXT, "started" TEXT, "finished" TEXT, "monitor_start" TEXT, '
-                      '"monitor_end" TEXT, "n_items" INTEGER, "new" INTEGER, "updated" INTEGER, "unchanged" INTEGER'),
-            "meta": '"key" TEXT NOT NULL UNIQUE, "value" TEXT',
-        }
         for table in REGISTER_TABLES:
             if table not in have:
-                tx.run(f'CREATE TABLE {_q(table)} ("fid" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, {ddl[table]})')
+                tx.run(f'CREATE TABLE {_q(table)} ("fid" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, {table_ddl(table, history_columns)})')
                 tx.run("INSERT OR REPLACE INTO gpkg_contents (table_name, data_type, identifier) VALUES (?, 'attributes', ?)", (table, table))
-        self.indexes(tx)
-
-    @staticmethod
-    def indexes(tx: Tx) -> None:
-        for sql in (
-            'CREATE UNIQUE INDEX IF NOT EXISTS "alerts_alert_id" ON "alerts" ("alert_id")',
-            'CREATE UNIQUE INDEX IF NOT EXISTS "review_history_seq" ON "review_history" ("seq")',
-            'CREATE INDEX IF NOT EXISTS "review_history_alert" ON "review_history" ("alert_id", "seq")',
-            'CREATE INDEX IF NOT EXISTS "review_history_kind" ON "review_history" ("kind", "seq")',
-            'CREATE INDEX IF NOT EXISTS "alert_seals_alert" ON "alert_seals" ("alert_id", "seq")',
-            'CREATE INDEX IF NOT EXISTS "alert_seals_seq" ON "alert_seals" ("seq")',
-            'CREATE UNIQUE INDEX IF NOT EXISTS "scans_scan_id" ON "scans" ("scan_id")',
-            'CREATE UNIQUE INDEX IF NOT EXISTS "meta_key" ON "meta" ("key")',
-        ):
-            tx.run(sql)
+        create_indexes(tx)
 
     def encode_geometry(self, geom: Any) -> bytes:
         return encode_gpkg_geometry(geom)
