@@ -17,6 +17,19 @@ import pystac
 CACHE = Path(__file__).resolve().parent.parent / ".cache" / "bench"
 
 
+def _signing_key() -> None:
+    """Scans sign their register and manifest: the benchmarks sign with a key of their own, in a
+    temporary folder (``$REDLINE_KEY``, inherited by the processes they start), never the user's."""
+    import tempfile
+
+    from redline.register.keys import throwaway_key
+
+    throwaway_key(tempfile.mkdtemp(prefix="redline-bench-key-"))
+
+
+_signing_key()
+
+
 def build(preset: str = "small", seed: int = 20230101, size: int | None = None, cache: Path = CACHE):
     """A demo build (reused when it exists) under ``cache``: preset, seed and grid edge in px."""
     from redline.demo import generate_demo

@@ -25,6 +25,7 @@ from pipelines import serve_stac
 from redline.config import load_config
 from redline.demo import generate_demo
 from redline.evaluate import first_clear_looks, per_type_line, score_alerts
+from redline.register.keys import throwaway_key
 from redline.scan import run_scan
 
 TUNE_SEEDS = (20230101,)
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed:
         runs = [(args.preset or "demo", s) for s in args.seed]
     work = args.work or Path(tempfile.mkdtemp(prefix="redline-accuracy-"))
+    throwaway_key(tempfile.mkdtemp(prefix="redline-accuracy-key-"))  # the scans sign with a key of their own, not the user's
     rows = []
     for pr, s in runs:
         rows.append(run_one(pr, s, work))

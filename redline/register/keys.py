@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from redline.errors import RegisterError
 
-__all__ = ["KEY_ENV", "SigningKey", "default_key_path", "key_id_of", "load_key", "create_key", "verify_signature"]
+__all__ = ["KEY_ENV", "SigningKey", "default_key_path", "key_id_of", "load_key", "create_key", "throwaway_key", "verify_signature"]
 
 #: Environment variable naming the signing key file (overrides the default path).
 KEY_ENV = "REDLINE_KEY"
@@ -112,3 +112,11 @@ def verify_signature(public_hex: str, message: str, signature_hex: str) -> bool:
         return True
     except (InvalidSignature, ValueError):
         return False
+
+
+def throwaway_key(folder: Path | str) -> SigningKey:
+    """A new key in ``folder``, made this process's (and its children's) signing key through
+    ``$REDLINE_KEY``: for benchmarks and tests, which never sign with the user's own key."""
+    key = create_key(Path(folder) / "signing_key.pem")
+    os.environ[KEY_ENV] = str(key.path)
+    return key
