@@ -536,6 +536,8 @@ def _read_password(from_stdin: bool, *, confirm: bool, env: bool = False, prompt
 
 
 _ROLE_HELP = " | ".join(USER_ROLES)
+_REGISTER_OPTION = typer.Option(None, "--register", help="register file or postgresql:// URL (default OUT/register.gpkg)")
+_OUT_OPTION = typer.Option(None, "--out", help="scan output folder holding register.gpkg")
 
 
 @users_app.command("add")
@@ -545,8 +547,8 @@ def users_add(
     counties: str = typer.Option("", "--counties", help="comma list of county (admin_id) codes the user acts on; empty: all"),
     zones: str = typer.Option("", "--zones", help="comma list of zone codes the user acts on; empty: all"),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from one line of stdin (else asked twice)"),
-    register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL (default OUT/register.gpkg)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="scan output folder holding register.gpkg"),
+    register: Optional[str] = _REGISTER_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
 ) -> None:
     """Add a user (an admin key signs the entry; the password is stored as an argon2id hash)."""
     reg = _open_register(register, out)
@@ -556,8 +558,8 @@ def users_add(
 
 @users_app.command("list")
 def users_list(
-    register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL"),
-    out: Optional[Path] = typer.Option(None, "--out"),
+    register: Optional[str] = _REGISTER_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
 ) -> None:
     """List the users: name, role, counties, zones, enabled, created (never a password hash)."""
     reg = _open_register(register, out)
@@ -578,21 +580,13 @@ def _change_user(register: Optional[str], out: Optional[Path], name: str, **chan
 
 
 @users_app.command("disable")
-def users_disable(
-    name: str = typer.Argument(...),
-    register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL"),
-    out: Optional[Path] = typer.Option(None, "--out"),
-) -> None:
+def users_disable(name: str = typer.Argument(...), register: Optional[str] = _REGISTER_OPTION, out: Optional[Path] = _OUT_OPTION) -> None:
     """Disable a user: no more logins or decisions (their decisions stay in the history)."""
     _change_user(register, out, name, disabled=True)
 
 
 @users_app.command("enable")
-def users_enable(
-    name: str = typer.Argument(...),
-    register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL"),
-    out: Optional[Path] = typer.Option(None, "--out"),
-) -> None:
+def users_enable(name: str = typer.Argument(...), register: Optional[str] = _REGISTER_OPTION, out: Optional[Path] = _OUT_OPTION) -> None:
     """Enable a disabled user again."""
     _change_user(register, out, name, disabled=False)
 
@@ -605,8 +599,8 @@ def users_set(
     zones: Optional[str] = typer.Option(None, "--zones", help="new comma list of zone codes ('' for all)"),
     password: bool = typer.Option(False, "--password", help="set a new password (asked twice, or --password-stdin)"),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="with --password: read it from one line of stdin"),
-    register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL"),
-    out: Optional[Path] = typer.Option(None, "--out"),
+    register: Optional[str] = _REGISTER_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
 ) -> None:
     """Change a user's role, counties, zones or password (a signed entry)."""
     if role is None and counties is None and zones is None and not password:
@@ -620,8 +614,8 @@ def users_policy(
     step_role: list[str] = typer.Option([], "--step-role", help="STEP=ROLE, e.g. specialist_check=admin (repeatable)"),
     separation: Optional[bool] = typer.Option(None, "--separation-of-duties/--no-separation-of-duties",
                                               help="may one user record two review steps of one alert (default: no)"),
-    register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL"),
-    out: Optional[Path] = typer.Option(None, "--out"),
+    register: Optional[str] = _REGISTER_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
 ) -> None:
     """Show the review policy (steps, the role of each, separation of duties); change it (an admin key)."""
     reg = _open_register(register, out)

@@ -1094,22 +1094,19 @@ class Register:
             if r.get("kind") == "user":
                 p = json.loads(r["payload"])
                 signed[p["name"]] = (int(r["seq"]), p)
-        seen = set()
-        for r in users.to_dict("records"):
-            name = str(r["name"])
-            seen.add(name)
-            if name not in signed:
-                v.problems.append(f"users: user {name} has no signed user entry (added outside `redline users`)")
-                continue
-            seq, p = signed[name]
+        rows = {str(r["name"]): r for r in users.to_dict("records")}
+        for name in sorted(set(rows) - set(signed)):
+            v.problems.append(f"users: user {name} has no signed user entry (added outside `redline users`)")
+        for name in sorted(set(signed) - set(rows)):
+            v.problems.append(f"users: user {name}, recorded by entry seq {signed[name][0]}, is missing (deleted)")
+        for name in sorted(set(rows) & set(signed)):
+            r, (seq, p) = rows[name], signed[name]
             # the stored text as it is (a tampered value may not even parse)
             now = user_payload(name, str(r["role"]), [str(r["counties"] or "")], [str(r["zones"] or "")],
                                str(r["disabled"]).strip() not in ("0", "", "None"), str(r["password_hash"] or ""))
             differ = [("password hash" if k == "password_sha256" else k) for k in now if now[k] != p.get(k)]
             if differ:
                 v.problems.append(f"users: user {name}: {', '.join(differ)} differ(s) from its signed entry seq {seq} (edited outside `redline users`)")
-        for name in sorted(set(signed) - seen):
-            v.problems.append(f"users: user {name}, recorded by entry seq {signed[name][0]}, is missing (deleted)")
 
     def verify_history(self) -> list[str]:
         """:meth:`verify`'s problems (empty when intact)."""

@@ -53,6 +53,9 @@ _CONFIDENCE_RANK = {c: i for i, c in enumerate(CONFIDENCE_LEVELS)}
 _CHIP_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 #: longest free text a form may send (characters)
 MAX_TEXT = 4000
+#: argon2 verifications at once (each takes 64 MiB and ~0.2 s): a burst of logins queues instead
+#: of taking the machine's memory
+LOGIN_SLOTS = 4
 #: OWASP HTTP Headers / Clickjacking Defense / Content Security Policy cheat sheets. ``img-src
 #: data:`` for the SVG icons inside Bootstrap's CSS; no inline script or style anywhere.
 SECURITY_HEADERS = {
@@ -190,7 +193,8 @@ def _queue_qs(q: _Queue, **changes: Any) -> str:
 
 def _local_next(target: str | None) -> str:
     """Where to go after login: a local path only (never ``//host`` or a scheme: no open redirect)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(c.isspace() or ord(c) < 0x20 for c in target)):  # browsers drop tabs and newlines: "/\t/x" would be "//x"
         return "/"
     return target
 
@@ -221,6 +225,7 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
     limiter = LoginLimiter()
     cache = _AlertCache(reg)
     cookie = cookie_name(secure_cookies)
+    login_slots = threading.BoundedSemaphore(LOGIN_SLOTS)
     t = translator(lang)
     zones_geojson = _zone_geometries(out)
 
@@ -303,7 +308,8 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
             ctx = {"next": _local_next(next), "name": username[:64], "error": f"{t('too_many')} ({wait} {t('retry_in')})"}
             return page(request, "login.html", ctx, status_code=429, session=s, headers={"Retry-After": str(wait)})
         try:
-            user = reg.authenticate(username, password)
+            with login_slots:
+                user = reg.authenticate(username, password)
         except NotPermitted:
             limiter.failed(keys)
             log.warning("failed login for %r from %s", username[:64], keys[1][5:])
