@@ -19,12 +19,21 @@ Layout (schema 3; docs/architecture.md §4.4)
                     index of the signed ``key`` entries of the history.
 ``scans``           one row per scan id that wrote to the register.
 ``meta``            ``key, value``: ``schema_version``.
+``users``           the review service's accounts (:mod:`redline.register.users`): ``name``
+                    (unique), ``role``, ``counties``, ``zones``, ``password_hash`` (argon2id),
+                    ``disabled``, ``created``, ``seq``; created when missing by the first user.
 
 Entries (``kind``): ``review`` (a decision on one alert: a status, a review step, a class, a
 cause, a legality; scans record their re-checks of rectified sites as ``review`` rows by
 ``redline-scan``), ``key`` (a key allowed to sign; the first is the register's own, an admin,
-self-signed), ``policy`` (the review steps an alert needs before ``confirmed``; admins only)
-and ``scan`` (a scan's merge: its ``scans`` row and the digest of the seals it wrote).
+self-signed), ``policy`` (the review steps an alert needs before ``confirmed``; admins only),
+``scan`` (a scan's merge: its ``scans`` row and the digest of the seals it wrote) and ``user``
+(a user added or changed: name, role, scope, disabled, the sha256 of the password hash; admins
+only). The policy names the role of each step (``step_roles``) and whether duties are separated.
+
+Who may record what (:mod:`redline.register.rules`): a register with users accepts decisions
+only by an enabled user whose role and scope allow them, one review step of an alert per user;
+a register without users records any name (single-user mode).
 
 Transactions, not rewrites: a decision is one transaction that reads one alert and the chain's
 head, inserts one history row and updates one alert; a scan's merge is one transaction. A
@@ -72,7 +81,7 @@ from redline.register.keys import SigningKey, key_id_of, load_key, verify_signat
 from redline.register.postgis import PostgisStore
 from redline.register.rules import Actions, Policy, StepRecord, allowed_actions, refusal
 from redline.register.store import TABLE_COLUMNS, GeoPackageStore, Store, Tx, is_url
-from redline.register.users import User, check_name, check_password, check_role, dummy_verify, hash_password, parse_codes, password_matches, user_payload
+from redline.register.users import User, check_name, check_role, dummy_verify, hash_password, parse_codes, password_matches, user_payload
 from redline.vocabulary import ACTIVITY_CODES, REVIEW_STEPS, STATUSES, STEP_RESULTS, TRANSITIONS
 
 __all__ = [
@@ -93,6 +102,9 @@ __all__ = [
     "HISTORY_COLUMNS",
     "REVIEW_OWNED",
     "SCAN_REVIEWER",
+    "Policy",
+    "User",
+    "Actions",
 ]
 
 log = logging.getLogger(__name__)
