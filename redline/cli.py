@@ -18,20 +18,24 @@ from rich.table import Table
 
 from redline import outputs
 from redline.errors import RedlineError, RedlineInputError, ScanFault
-from redline.vocabulary import ACTIVITY_CODES, DISTURBANCE_TYPES, REVIEW_STEPS, STATUSES
+from redline.vocabulary import ACTIVITY_CODES, DISTURBANCE_TYPES, REVIEW_STEPS, STATUSES, USER_ROLES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Remote-sensing supervision of ecological protection red-line zones.")
 alerts_app = typer.Typer(no_args_is_help=True, help="List and review alerts in the register.")
 stac_app = typer.Typer(no_args_is_help=True, help="The embedded STAC API, and scene files turned into STAC Items for it.")
 keys_app = typer.Typer(no_args_is_help=True, help="This installation's signing key, and the keys that may sign a register.")
 register_app = typer.Typer(no_args_is_help=True, help="The alert register as a whole: copy it between a GeoPackage and PostGIS.")
+users_app = typer.Typer(no_args_is_help=True, help="The register's users (review service accounts): add, list, change, disable; the review policy's roles.")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(stac_app, name="stac")
 app.add_typer(keys_app, name="keys")
 app.add_typer(register_app, name="register")
+app.add_typer(users_app, name="users")
 
 out_console = Console(soft_wrap=True)  # no hard wraps in piped output (cron logs, scripts)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+#: The environment variable `redline alerts review` reads a user's password from (after --password-stdin).
+PASSWORD_ENV = "REDLINE_PASSWORD"
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -347,10 +351,18 @@ def alerts_review(
     register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL"),
     out: Optional[Path] = typer.Option(None, "--out"),
     lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="seconds to wait for another writer's transaction (never a whole scan)"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help=f"read the password of --by from one line of stdin (else ${PASSWORD_ENV}, else a prompt)"),
 ) -> None:
-    """Record a review decision, step, activity class or finding (one signed, hash-chained history entry)."""
-    row = _open_register(register, out, lock_timeout).review(alert_id, to_status=status, by=by, note=note, step=step, result=result,
-                                               activity_class=activity_class, cause=cause, legality=legality)
+    """Record a review decision, step, activity class or finding (one signed, hash-chained history entry).
+
+    On a register with users, --by names a user who authenticates with their password
+    (--password-stdin, the environment variable REDLINE_PASSWORD, or a prompt) and whose role
+    and scope allow the decision; a register without users records any name (single-user mode)."""
+    reg = _open_register(register, out, lock_timeout)
+    if reg.has_users():
+        by = reg.authenticate(by, _read_password(password_stdin, confirm=False, env=True, prompt=f"password of {by}: ")).name
+    row = reg.review(alert_id, to_status=status, by=by, note=note, step=step, result=result,
+                     activity_class=activity_class, cause=cause, legality=legality)
     what = [f"{row['from_status']} → {row['to_status']}"]
     what += [f"{k} {row[k]}" for k in ("step", "result", "activity_class") if row.get(k)]
     out_console.print(f"{alert_id}: {', '.join(what)} by {row['by']} ({row['time']})", markup=False)
@@ -500,6 +512,160 @@ def register_copy(
     head = dst.head() or {}
     out_console.print(f"{src.store.describe()} → {dst.store.describe()}: {len(dst.alerts())} alerts, {n} history entries; "
                       f"chain head seq {head.get('seq', 0)} {head.get('row_hash', '')}", markup=False)
+
+
+def _read_password(from_stdin: bool, *, confirm: bool, env: bool = False, prompt: str = "password: ") -> str:
+    """A password: one line of stdin (``--password-stdin``), else ``$REDLINE_PASSWORD`` (``env``),
+    else asked with getpass (twice when ``confirm``); never echoed, never an argument (it would
+    show in the process list and the shell's history)."""
+    import getpass
+
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise RedlineInputError("--password-stdin: nothing on stdin; pipe one line holding the password")
+        return line.rstrip("\r\n")
+    if env and os.environ.get(PASSWORD_ENV):
+        return os.environ[PASSWORD_ENV]
+    if not sys.stdin.isatty():
+        raise RedlineInputError(f"no password: give --password-stdin{f' or set {PASSWORD_ENV}' if env else ''}, or run in a terminal to be asked")
+    first = getpass.getpass(prompt)
+    if confirm and getpass.getpass("again: ") != first:
+        raise RedlineInputError("the two passwords differ; nothing was changed")
+    return first
+
+
+_ROLE_HELP = " | ".join(USER_ROLES)
+_REGISTER_OPTION = typer.Option(None, "--register", help="register file or postgresql:// URL (default OUT/register.gpkg)")
+_OUT_OPTION = typer.Option(None, "--out", help="scan output folder holding register.gpkg")
+
+
+@users_app.command("add")
+def users_add(
+    name: str = typer.Argument(..., help="user name (unique; not redline-…)"),
+    role: str = typer.Option(..., "--role", help=_ROLE_HELP),
+    counties: str = typer.Option("", "--counties", help="comma list of county (admin_id) codes the user acts on; empty: all"),
+    zones: str = typer.Option("", "--zones", help="comma list of zone codes the user acts on; empty: all"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from one line of stdin (else asked twice)"),
+    register: Optional[str] = _REGISTER_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
+) -> None:
+    """Add a user (an admin key signs the entry; the password is stored as an argon2id hash)."""
+    reg = _open_register(register, out)
+    row = reg.add_user(name, role=role, counties=counties, zones=zones, password=_read_password(password_stdin, confirm=True))
+    out_console.print(f"{reg.store.describe()}: {row['note']} as {role} (entry seq {row['seq']})", markup=False)
+
+
+@users_app.command("list")
+def users_list(
+    register: Optional[str] = _REGISTER_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
+) -> None:
+    """List the users: name, role, counties, zones, enabled, created (never a password hash)."""
+    reg = _open_register(register, out)
+    users = reg.users()
+    table = Table()
+    for c in ("name", "role", "counties", "zones", "state", "created"):
+        table.add_column(c)
+    for u in users:
+        table.add_row(u.name, u.role, ",".join(u.counties) or "all", ",".join(u.zones) or "all", "disabled" if u.disabled else "enabled", u.created)
+    out_console.print(table)
+    out_console.print(f"{len(users)} user(s)" if users else "no users: the register is in single-user mode (any --by name is recorded)")
+
+
+def _change_user(register: Optional[str], out: Optional[Path], name: str, **changes) -> None:
+    reg = _open_register(register, out)
+    row = reg.update_user(name, **changes)
+    out_console.print(f"{reg.store.describe()}: {row['note']} (entry seq {row['seq']})", markup=False)
+
+
+@users_app.command("disable")
+def users_disable(name: str = typer.Argument(...), register: Optional[str] = _REGISTER_OPTION, out: Optional[Path] = _OUT_OPTION) -> None:
+    """Disable a user: no more logins or decisions (their decisions stay in the history)."""
+    _change_user(register, out, name, disabled=True)
+
+
+@users_app.command("enable")
+def users_enable(name: str = typer.Argument(...), register: Optional[str] = _REGISTER_OPTION, out: Optional[Path] = _OUT_OPTION) -> None:
+    """Enable a disabled user again."""
+    _change_user(register, out, name, disabled=False)
+
+
+@users_app.command("set")
+def users_set(
+    name: str = typer.Argument(...),
+    role: Optional[str] = typer.Option(None, "--role", help=_ROLE_HELP),
+    counties: Optional[str] = typer.Option(None, "--counties", help="new comma list of county codes ('' for all)"),
+    zones: Optional[str] = typer.Option(None, "--zones", help="new comma list of zone codes ('' for all)"),
+    password: bool = typer.Option(False, "--password", help="set a new password (asked twice, or --password-stdin)"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="with --password: read it from one line of stdin"),
+    register: Optional[str] = _REGISTER_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
+) -> None:
+    """Change a user's role, counties, zones or password (a signed entry)."""
+    if role is None and counties is None and zones is None and not password:
+        raise RedlineInputError("nothing to change; give --role, --counties, --zones or --password")
+    pw = _read_password(password_stdin, confirm=True) if password else None
+    _change_user(register, out, name, role=role, counties=counties, zones=zones, password=pw)
+
+
+@users_app.command("policy")
+def users_policy(
+    step_role: list[str] = typer.Option([], "--step-role", help="STEP=ROLE, e.g. specialist_check=admin (repeatable)"),
+    separation: Optional[bool] = typer.Option(None, "--separation-of-duties/--no-separation-of-duties",
+                                              help="may one user record two review steps of one alert (default: no)"),
+    register: Optional[str] = _REGISTER_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
+) -> None:
+    """Show the review policy (steps, the role of each, separation of duties); change it (an admin key)."""
+    reg = _open_register(register, out)
+    roles = {}
+    for item in step_role:
+        step, sep, role = item.partition("=")
+        if not sep:
+            raise RedlineInputError(f"--step-role {item!r}: write STEP=ROLE, e.g. specialist_check=specialist")
+        roles[step.strip()] = role.strip()
+    if roles or separation is not None:
+        row = reg.set_policy(step_roles=roles or None, separation_of_duties=separation)
+        if row is not None:
+            out_console.print(f"new policy entry seq {row['seq']}", markup=False)
+    out_console.print(f"policy: {reg.policy().describe()}", markup=False)
+
+
+@app.command()
+def serve(
+    out: Optional[Path] = typer.Argument(None, help="a scan's output folder: its register.gpkg, and the chips the pages show"),
+    register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL (default OUT/register.gpkg)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on; keep 127.0.0.1 behind a TLS reverse proxy"),
+    port: int = typer.Option(8000, "--port", help="TCP port"),
+    lang: str = typer.Option("zh", "--lang", help="zh | en: the language of the pages"),
+    secure_cookies: bool = typer.Option(False, "--secure-cookies", help="mark the session cookie Secure (when the proxy serves HTTPS)"),
+    idle_minutes: float = typer.Option(30.0, "--idle-timeout", help="minutes of inactivity after which a session ends"),
+    dismiss_reasons: Optional[Path] = typer.Option(None, "--dismiss-reasons", help="UTF-8 file, one dismissal reason a line (default: the built-in list)"),
+    forwarded_allow_ips: str = typer.Option("127.0.0.1", "--forwarded-allow-ips", help="proxies whose X-Forwarded-For/-Proto are trusted"),
+) -> None:
+    """The review service: reviewers, specialists and acceptance officers decide on alerts in a browser."""
+    from redline.serve import create_app, run
+
+    if out is None and register is None:
+        raise RedlineInputError("give a scan's output folder (OUT) or --register")
+    if out is not None and not out.is_dir():
+        raise RedlineInputError(f"{out}: not a folder; give a scan's output folder or --register")
+    if lang not in ("zh", "en"):
+        raise RedlineInputError(f"--lang {lang!r} is not supported; use zh or en")
+    reasons = None
+    if dismiss_reasons is not None:
+        try:
+            reasons = [r.strip() for r in dismiss_reasons.read_text(encoding="utf-8").splitlines() if r.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RedlineInputError(f"--dismiss-reasons {dismiss_reasons}: cannot be read ({exc}); give a UTF-8 text file") from None
+        if not reasons:
+            raise RedlineInputError(f"--dismiss-reasons {dismiss_reasons}: no reason in it; write one reason a line")
+    reg = _open_register(register, out)
+    application = create_app(reg.location, out, lang=lang, secure_cookies=secure_cookies, idle_timeout_s=idle_minutes * 60,
+                             dismiss_reasons=reasons)
+    out_console.print(f"review service for {reg.store.describe()} on http://{host}:{port}/ (Ctrl-C to stop)", markup=False)
+    run(application, host=host, port=port, forwarded_allow_ips=forwarded_allow_ips)
 
 
 def _payload(row: dict) -> dict:

@@ -16,6 +16,7 @@ __all__ = [
     "StacError",
     "RasterError",
     "RegisterError",
+    "NotPermitted",
     "SceneFilesError",
     "ScanFault",
     "RedlineWarning",
@@ -52,6 +53,17 @@ class RasterError(RedlineError):
 
 class RegisterError(RedlineInputError):
     """The alert register cannot be opened or written."""
+
+
+class NotPermitted(RegisterError):
+    """A user of the register may not record this decision: not a user or disabled, a role the
+    policy does not give the step, an alert outside the user's counties or zones, or a second
+    review step of one alert by one user (separation of duties). ``reason`` says which:
+    ``user``, ``role``, ``scope`` or ``separation``."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 class ScanFault(RedlineError):

@@ -7,8 +7,8 @@ redline.alerts use the same names).
 from __future__ import annotations
 
 __all__ = [
-    "ACTIVITY_CLASSES", "ACTIVITY_CODES", "CHANGE_TYPES", "CONFIDENCE_LEVELS", "DISTURBANCE_TYPES", "RECTIFICATION_STATUSES", "REVIEW_STEPS",
-    "STATUSES", "STEP_RESULTS", "TRANSITIONS",
+    "ACTIVITY_CLASSES", "ACTIVITY_CODES", "CHANGE_TYPES", "CONFIDENCE_LABELS", "CONFIDENCE_LEVELS", "DISTURBANCE_LABELS", "DISTURBANCE_TYPES",
+    "RECTIFICATION_STATUSES", "REVIEW_STEPS", "STATUS_LABELS", "STATUSES", "STEP_RESULTS", "STEP_ROLES", "TRANSITIONS", "USER_ROLES",
 ]
 
 #: Disturbance types of an alert (the type rule: :mod:`redline.alerts`).
@@ -58,3 +58,33 @@ ACTIVITY_CODES = tuple(ACTIVITY_CLASSES)
 
 #: Change type code → (Chinese, English).
 CHANGE_TYPES: dict[str, tuple[str, str]] = {"new": ("新增", "new"), "expansion": ("规模扩大", "expansion")}
+
+#: Review statuses: code → (Chinese, English) (the ledger's and the review service's labels).
+STATUS_LABELS: dict[str, tuple[str, str]] = {
+    "new": ("新发现", "new"), "under_review": ("审核中", "under review"), "field_check": ("实地核查", "field check"),
+    "confirmed": ("已确认", "confirmed"), "dismissed": ("已排除", "dismissed"), "rectifying": ("整改中", "rectifying"),
+    "rectified": ("已整改销号", "rectified"), "recovered": ("已恢复", "recovered"),
+}
+
+#: Disturbance types: code → (Chinese, English).
+DISTURBANCE_LABELS: dict[str, tuple[str, str]] = {
+    "clearing": ("植被清除", "clearing"), "construction": ("建设占用", "construction"), "mining": ("采矿采石", "mining"),
+    "fire": ("火烧", "fire"), "water_loss": ("水域减少", "water loss"), "other": ("其他", "other"),
+}
+
+#: Confidence levels: code → (Chinese, English).
+CONFIDENCE_LABELS: dict[str, tuple[str, str]] = {"low": ("低", "low"), "nominal": ("中", "nominal"), "high": ("高", "high")}
+
+#: Roles of the register's users (``redline users``): code → (Chinese, English). ``admin`` may
+#: record any review step; the others the steps the policy's ``step_roles`` give them.
+USER_ROLES: dict[str, tuple[str, str]] = {
+    "reviewer": ("县级审核员", "county reviewer"),
+    "specialist": ("省级专家", "provincial specialist"),
+    "acceptor": ("验收人员", "acceptance officer"),
+    "admin": ("管理员", "administrator"),
+}
+
+#: Which role records which review step, unless the register's signed policy says otherwise
+#: (its ``step_roles``): 自检 by the county reviewer, 专检 by the provincial specialist, 验收 by
+#: the acceptance officer.
+STEP_ROLES: dict[str, str] = {"self_check": "reviewer", "specialist_check": "specialist", "acceptance": "acceptor"}

@@ -2,6 +2,9 @@
 
 Two locks keep every request on the machine: ``--host-resolver-rules`` makes every host name but
 127.0.0.1 unresolvable, and the DevTools ``Network.setBlockedURLs`` blocks http(s)/ws(s) URLs.
+Pages of a server on 127.0.0.1 (:func:`open_server_page`, the review service) keep plain http
+to it: there every other http request goes to a closed proxy port instead (Chromium never
+proxies loopback), and https/ws(s) stay blocked.
 Every URL the page asks for is still recorded (DevTools ``Network.requestWillBeSent`` in the
 performance log, and the page's own ``performance`` resource entries), so a test can assert that
 nothing tried to leave.
@@ -37,11 +40,14 @@ class PageVisit:
     console_errors: list[str]
     load_ms: float
     resources: list[str] = field(default_factory=list)
+    origin: str = ""  # a server's own origin (http://127.0.0.1:PORT), whose URLs are local too
 
     def external_requests(self) -> list[str]:
-        """Every requested URL that is not a local file/data/blob URL (should be empty)."""
+        """Every requested URL that is not a local file/data/blob URL nor the server's own
+        (should be empty)."""
         self.refresh_logs()
-        return [u for u in [*self.requests, *self.resources] if not u.startswith(LOCAL_SCHEMES)]
+        local = LOCAL_SCHEMES + ((self.origin + "/",) if self.origin else ())
+        return [u for u in [*self.requests, *self.resources] if not u.startswith(local)]
 
     def refresh_logs(self) -> None:
         """Collect the requests and console errors logged since the page opened."""
@@ -80,25 +86,27 @@ def _errors(driver: webdriver.Chrome) -> list[str]:
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
-def open_page(path: Path, *, settle_s: float = 0.5, timeout_s: float = 30.0) -> PageVisit:
-    """Open a local HTML file in headless Chromium with the network cut off; wait for the load
-    event (and ``settle_s`` for scripts run after it)."""
+def _chromium(extra: tuple[str, ...] = ()) -> webdriver.Chrome:
+    """Headless Chromium whose host names, but 127.0.0.1, do not resolve."""
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--disable-default-apps", "--disable-domain-reliability", "--no-pings",
                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--force-device-scale-factor=1",
-                "--allow-file-access-from-files", f"--window-size={WIDTH},{HEIGHT}", "--lang=zh-CN"):
+                "--allow-file-access-from-files", f"--window-size={WIDTH},{HEIGHT}", "--lang=zh-CN", *extra):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+
+
+def _visit(driver: webdriver.Chrome, url: str, blocked: list[str], *, settle_s: float, timeout_s: float, origin: str = "") -> PageVisit:
     try:
         driver.set_page_load_timeout(timeout_s)
         driver.execute_cdp_cmd("Network.enable", {})
-        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["http://*", "https://*", "ws://*", "wss://*"]})
-        driver.get(Path(path).resolve().as_uri())
-        visit = PageVisit(driver=driver, requests=[], console_errors=[], load_ms=float("nan"))
+        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": blocked})
+        driver.get(url)
+        visit = PageVisit(driver=driver, requests=[], console_errors=[], load_ms=float("nan"), origin=origin)
         visit.wait_for("return document.readyState === 'complete' && performance.timing.loadEventEnd > 0", timeout_s)
         time.sleep(settle_s)
         visit.load_ms = float(driver.execute_script("return performance.timing.loadEventEnd - performance.timing.navigationStart"))
@@ -107,3 +115,20 @@ def open_page(path: Path, *, settle_s: float = 0.5, timeout_s: float = 30.0) -> 
     except BaseException:
         driver.quit()
         raise
+
+
+def open_page(path: Path, *, settle_s: float = 0.5, timeout_s: float = 30.0) -> PageVisit:
+    """Open a local HTML file in headless Chromium with the network cut off; wait for the load
+    event (and ``settle_s`` for scripts run after it)."""
+    return _visit(_chromium(), Path(path).resolve().as_uri(), ["http://*", "https://*", "ws://*", "wss://*"], settle_s=settle_s, timeout_s=timeout_s)
+
+
+def open_server_page(url: str, *, settle_s: float = 0.2, timeout_s: float = 30.0) -> PageVisit:
+    """Open a page of a server on 127.0.0.1 (``http://127.0.0.1:PORT/…``) in headless Chromium
+    with the rest of the network cut off: other host names do not resolve, other http goes to a
+    closed proxy port (loopback is never proxied), https and ws(s) are blocked."""
+    origin = "/".join(url.split("/")[:3])
+    if not origin.startswith("http://127.0.0.1:"):
+        raise ValueError(f"{url}: only servers on http://127.0.0.1 are opened")
+    driver = _chromium(("--proxy-server=http://127.0.0.1:9",))
+    return _visit(driver, url, ["https://*", "ws://*", "wss://*"], settle_s=settle_s, timeout_s=timeout_s, origin=origin)

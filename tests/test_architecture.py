@@ -118,6 +118,21 @@ def test_each_package_imports_only_the_rooms_below_it():
             assert not bad, f"{mod} imports {sorted(bad)}"
 
 
+def test_the_review_service_imports_the_register_and_only_the_cli_imports_it():
+    """``redline.serve`` (the web pages) reads and writes the register through its API and takes
+    its words from the vocabulary; nothing of the house but the command line starts it
+    (docs/architecture.md §3)."""
+    graph = _graph()
+    allowed = ("redline.serve", "redline.register", "redline.vocabulary", "redline.outputs", "redline.errors")
+    serve = {m for m in graph if m == "redline.serve" or m.startswith("redline.serve.")}
+    assert serve, "redline.serve is missing"
+    for mod in serve:
+        bad = {t for t in graph[mod] if not any(t == a or t.startswith(a + ".") for a in allowed)}
+        assert not bad, f"{mod} imports {sorted(bad)}"
+    users = {m for m, targets in graph.items() if m not in serve and any(t in serve for t in targets)}
+    assert users == {"redline.cli"}, sorted(users)
+
+
 def test_the_science_modules_do_not_import_the_run_or_the_cli():
     graph = _graph()
     orchestration = ("redline.run", "redline.scan", "redline.cli")

@@ -19,12 +19,21 @@ Layout (schema 3; docs/architecture.md §4.4)
                     index of the signed ``key`` entries of the history.
 ``scans``           one row per scan id that wrote to the register.
 ``meta``            ``key, value``: ``schema_version``.
+``users``           the review service's accounts (:mod:`redline.register.users`): ``name``
+                    (unique), ``role``, ``counties``, ``zones``, ``password_hash`` (argon2id),
+                    ``disabled``, ``created``, ``seq``; created when missing by the first user.
 
 Entries (``kind``): ``review`` (a decision on one alert: a status, a review step, a class, a
 cause, a legality; scans record their re-checks of rectified sites as ``review`` rows by
 ``redline-scan``), ``key`` (a key allowed to sign; the first is the register's own, an admin,
-self-signed), ``policy`` (the review steps an alert needs before ``confirmed``; admins only)
-and ``scan`` (a scan's merge: its ``scans`` row and the digest of the seals it wrote).
+self-signed), ``policy`` (the review steps an alert needs before ``confirmed``; admins only),
+``scan`` (a scan's merge: its ``scans`` row and the digest of the seals it wrote) and ``user``
+(a user added or changed: name, role, scope, disabled, the sha256 of the password hash; admins
+only). The policy names the role of each step (``step_roles``) and whether duties are separated.
+
+Who may record what (:mod:`redline.register.rules`): a register with users accepts decisions
+only by an enabled user whose role and scope allow them, one review step of an alert per user;
+a register without users records any name (single-user mode).
 
 Transactions, not rewrites: a decision is one transaction that reads one alert and the chain's
 head, inserts one history row and updates one alert; a scan's merge is one transaction. A
@@ -55,6 +64,7 @@ import logging
 import os
 import shutil
 import time
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,10 +76,12 @@ import pandas as pd
 import shapely
 
 from redline.alerts import ALERT_COLUMNS
-from redline.errors import RegisterError
+from redline.errors import NotPermitted, RegisterError
 from redline.register.keys import SigningKey, key_id_of, load_key, verify_signature
 from redline.register.postgis import PostgisStore
-from redline.register.store import GeoPackageStore, Store, Tx, is_url
+from redline.register.rules import Actions, Policy, StepRecord, allowed_actions, refusal
+from redline.register.store import TABLE_COLUMNS, GeoPackageStore, Store, Tx, is_url
+from redline.register.users import User, check_name, check_role, dummy_verify, hash_password, parse_codes, password_matches, user_payload
 from redline.vocabulary import ACTIVITY_CODES, REVIEW_STEPS, STATUSES, STEP_RESULTS, TRANSITIONS
 
 __all__ = [
@@ -90,6 +102,9 @@ __all__ = [
     "HISTORY_COLUMNS",
     "REVIEW_OWNED",
     "SCAN_REVIEWER",
+    "Policy",
+    "User",
+    "Actions",
 ]
 
 log = logging.getLogger(__name__)
@@ -381,12 +396,12 @@ class Register:
                                 f"({SCHEMA_VERSION}); upgrade redline")
         return version
 
-    def _frame(self, tx: Tx, table: str, wanted: list[str], where: str = "", order: str = '"fid"') -> pd.DataFrame:
+    def _frame(self, tx: Tx, table: str, wanted: list[str], where: str = "", order: str = '"fid"', params: tuple = ()) -> pd.DataFrame:
         if table not in self.store.tables(tx):
             return pd.DataFrame({c: pd.Series(dtype="object") for c in wanted})
         have = set(self.store.columns(tx, table))
         cols = [c for c in wanted if c in have]
-        rows = tx.rows(f"SELECT {', '.join(map(_q, cols))} FROM {_q(table)} {where} ORDER BY {order}")
+        rows = tx.rows(f"SELECT {', '.join(map(_q, cols))} FROM {_q(table)} {where} ORDER BY {order}", params)
         df = pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
         for c in wanted:
             if c not in df:
@@ -428,18 +443,23 @@ class Register:
             return None
         return {**dict(zip(cols, row[1:])), "geometry": self.store.decode_geometry([row[0]])[0]}
 
-    def _chain(self, tx: Tx, where: str = "") -> pd.DataFrame:
-        h = self._frame(tx, "review_history", HISTORY_COLUMNS, where, order='"seq"')
+    def _chain(self, tx: Tx, where: str = "", params: tuple = ()) -> pd.DataFrame:
+        h = self._frame(tx, "review_history", HISTORY_COLUMNS, where, order='"seq"', params=params)
         h["seq"] = pd.to_numeric(h["seq"]).astype("int64") if not h.empty else h["seq"]
         return h.reset_index(drop=True)
 
-    def history(self) -> pd.DataFrame:
+    def history(self, alert_id: str | None = None) -> pd.DataFrame:
         """The decisions on alerts (``review`` entries), ordered by ``seq``: the review history a
-        reviewer reads. :meth:`chain` has every entry."""
+        reviewer reads (of one alert with ``alert_id``). :meth:`chain` has every entry."""
         with self._reading() as tx:
             if tx is None:
                 return pd.DataFrame({c: pd.Series(dtype="object") for c in HISTORY_COLUMNS})
-            return self._chain(tx, "WHERE \"kind\" IS NULL OR \"kind\" = 'review'") if "kind" in self._history_columns(tx) else self._chain(tx)
+            clauses = ["(\"kind\" IS NULL OR \"kind\" = 'review')"] if "kind" in self._history_columns(tx) else []
+            if alert_id is not None:
+                clauses.append('"alert_id" = ?')
+            where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+            params = (alert_id,) if alert_id is not None else ()
+            return self._chain(tx, where, params)
 
     def _history_columns(self, tx: Tx) -> set[str]:
         return set(self.store.columns(tx, "review_history")) if "review_history" in self.store.tables(tx) else set()
@@ -470,13 +490,29 @@ class Register:
         return self._pairs("signers", "key_id", "role")
 
     @staticmethod
-    def _policy(tx: Tx, has_kind: bool, meta_steps: str | None) -> tuple[str, ...]:
-        row = tx.one("SELECT \"payload\" FROM \"review_history\" WHERE \"kind\" = 'policy' ORDER BY \"seq\" DESC LIMIT 1") if has_kind else None
-        if row is not None:
-            return tuple(json.loads(row[0])["review_steps"])
+    def _policy_entry(tx: Tx) -> Policy | None:
+        """The policy of the latest signed ``policy`` entry (None: there is none)."""
+        row = tx.one("SELECT \"payload\" FROM \"review_history\" WHERE \"kind\" = 'policy' ORDER BY \"seq\" DESC LIMIT 1")
+        return Policy.from_payload(json.loads(row[0])) if row is not None else None
+
+    @classmethod
+    def _policy(cls, tx: Tx, has_kind: bool, meta_steps: str | None) -> tuple[str, ...]:
+        entry = cls._policy_entry(tx) if has_kind else None
+        if entry is not None:
+            return entry.review_steps
         if meta_steps is not None:  # a register written before schema 3
             return tuple(s for s in meta_steps.split(",") if s)
         return tuple(REVIEW_STEPS)
+
+    def policy(self) -> Policy:
+        """The review policy: steps, the role of each step, separation of duties (the latest
+        signed ``policy`` entry; defaults when there is none)."""
+        with self._reading() as tx:
+            if tx is None:
+                return Policy()
+            if self._version(tx) < SCHEMA_VERSION:
+                return Policy(review_steps=self._policy(tx, False, self._meta_value(tx, "review_steps")))
+            return self._policy_entry(tx) or Policy()
 
     def review_steps(self) -> tuple[str, ...]:
         """The review steps an alert needs before ``confirmed``: the latest signed ``policy``
@@ -587,7 +623,7 @@ class Register:
                 self.store.create(tx, ALERT_TYPES, _HISTORY_TYPES)
                 tx.run('INSERT INTO "meta" ("key", "value") VALUES (?, ?)', ("schema_version", str(SCHEMA_VERSION)))
                 self._add_key(tx, key.public_hex, "admin")
-                self._set_policy(tx, tuple(REVIEW_STEPS))  # every register starts with a signed policy
+                self._set_policy(tx, tuple(REVIEW_STEPS))  # every register starts with a signed policy (default roles, duties separated)
             elif version < SCHEMA_VERSION:
                 self._migrate(tx, version)
             self._check_signer(tx, key, admin=False)
@@ -633,21 +669,26 @@ class Register:
             self._check_signer(tx, self.key, admin=True)
             return self._add_key(tx, public_hex, role)
 
-    def set_policy(self, steps: tuple[str, ...] | list[str]) -> dict | None:
-        """Set the review steps an alert needs before ``confirmed`` (a signed ``policy`` entry; an
-        admin's key only). None when they are already the policy."""
+    def set_policy(self, steps: tuple[str, ...] | list[str] | None = None, *, step_roles: Mapping[str, str] | None = None,
+                   separation_of_duties: bool | None = None) -> dict | None:
+        """Change the review policy (a signed ``policy`` entry; an admin's key only): the steps an
+        alert needs before ``confirmed``, the role that records each step (``step_roles``, merged
+        into the current ones) and whether one user may record two steps of one alert. What is
+        not given stays as it is. None when nothing changes."""
         with self._writing() as tx:
-            return self._set_policy(tx, tuple(steps))
+            return self._set_policy(tx, tuple(steps) if steps is not None else None, step_roles=step_roles,
+                                    separation_of_duties=separation_of_duties)
 
-    def _set_policy(self, tx: Tx, steps: tuple[str, ...]) -> dict | None:
-        unknown = [s for s in steps if s not in REVIEW_STEPS]
-        if unknown:
-            raise RegisterError(f"review steps {', '.join(unknown)} are not steps; use {', '.join(REVIEW_STEPS)}")
-        if self._policy(tx, True, None) == steps and tx.one("SELECT 1 FROM \"review_history\" WHERE \"kind\" = 'policy' LIMIT 1"):
+    def _set_policy(self, tx: Tx, steps: tuple[str, ...] | None, *, step_roles: Mapping[str, str] | None = None,
+                    separation_of_duties: bool | None = None) -> dict | None:
+        current = self._policy_entry(tx)
+        base = current or Policy()
+        new = Policy(review_steps=base.review_steps if steps is None else tuple(steps), step_roles={**base.step_roles, **(step_roles or {})},
+                     separation_of_duties=base.separation_of_duties if separation_of_duties is None else bool(separation_of_duties)).checked()
+        if current is not None and new == current:
             return None
         self._check_signer(tx, self.key, admin=True)
-        return self._append(tx, by=self.key.key_id, kind="policy", payload={"review_steps": list(steps)},
-                            note=f"review steps: {', '.join(steps) or 'none'}")
+        return self._append(tx, by=self.key.key_id, kind="policy", payload=new.payload(), note=new.describe())
 
     def _migrate(self, tx: Tx, version: int) -> None:
         """Schema 1/2 → 3 in place: the history checked, a backup copy, GDAL's R-tree index
@@ -776,38 +817,154 @@ class Register:
             result = "pass"
         if result is not None and result not in STEP_RESULTS:
             raise RegisterError(f"--result {result!r} is not a step result; use pass or fail")
-        if all(v is None for v in (to_status, step, activity_class, cause, legality)):
-            raise RegisterError("nothing to record; give --status, --step, --class, --cause or --legality")
+        if all(v is None for v in (to_status, step, activity_class, cause, legality)) and not (note or "").strip():
+            raise RegisterError("nothing to record; give --status, --step, --class, --cause, --legality or --note")
         if not self.store.exists():
             raise RegisterError(f"{self.store.describe()}: no register there yet; run a scan first or give --register")
         with self._writing() as tx:
-            cur = tx.one('SELECT "status" FROM "alerts" WHERE "alert_id" = ?', (alert_id,))
+            cur = tx.one('SELECT "status", "admin_id", "zone_id" FROM "alerts" WHERE "alert_id" = ?', (alert_id,))
             if cur is None:
                 raise RegisterError(f"{self.store.describe()}: no alert '{alert_id}'; list them with `redline alerts list`")
-            current = cur[0]
+            alert = {"alert_id": alert_id, "status": cur[0], "admin_id": cur[1], "zone_id": cur[2]}
+            users_mode, user = self._user_of(tx, by)
+            problem = refusal(self._policy_entry(tx) or Policy(), alert, self._step_records(tx, alert_id), by=by.strip(), user=user,
+                              users_mode=users_mode, to_status=to_status, step=step, result=result)
+            if problem is not None:
+                raise problem
+            current = alert["status"]
             target = to_status or current
-            if to_status is not None and to_status not in TRANSITIONS[current]:
-                allowed = ", ".join(TRANSITIONS[current]) or "none"
-                raise RegisterError(f"alert {alert_id}: cannot go from '{current}' to '{to_status}'; allowed: {allowed}")
-            required = self._policy(tx, True, None)
-            done = {s: r for s, r in tx.rows('SELECT "step", "result" FROM "review_history" WHERE "alert_id" = ? AND "step" IS NOT NULL '
-                                             'AND "step" != \'\' ORDER BY "seq"', (alert_id,))}
-            if step is not None:
-                if step not in required:
-                    raise RegisterError(f"--step {step!r} is not one of this register's review steps ({', '.join(required)}); see review.steps in the scan config")
-                missing = [s for s in required[: required.index(step)] if done.get(s) != "pass"]
-                if missing:
-                    raise RegisterError(f"alert {alert_id}: step '{step}' needs {', '.join(missing)} passed first")
-                done[step] = result
-            if to_status == "confirmed":
-                missing = [s for s in required if done.get(s) != "pass"]
-                if missing:
-                    raise RegisterError(f"alert {alert_id}: cannot be confirmed before the review step(s) {', '.join(missing)} have passed; record them with --step")
-            row = self._append(tx, alert_id=alert_id, by=by.strip(), from_status=current, to_status=target, note=note or "", when=when,
-                               step=step, result=result, activity_class=activity_class, cause=cause, legality=legality)
+            row = self._append(tx, alert_id=alert_id, by=user.name if user is not None else by.strip(), from_status=current, to_status=target,
+                               note=note or "", when=when, step=step, result=result, activity_class=activity_class, cause=cause, legality=legality)
             sets = {"status": target, **{c: v for c, v in (("activity_class", activity_class), ("cause", cause), ("legality", legality)) if v is not None}}
             tx.run(f'UPDATE "alerts" SET {", ".join(f"{_q(c)} = ?" for c in sets)} WHERE "alert_id" = ?', [*sets.values(), alert_id])
             return row
+
+    @staticmethod
+    def _step_records(tx: Tx, alert_id: str) -> list[StepRecord]:
+        """The review steps recorded on an alert, in history order."""
+        return [StepRecord(step=st, result=r or "pass", by=b) for st, r, b in tx.rows(
+            'SELECT "step", "result", "by" FROM "review_history" WHERE "alert_id" = ? AND "step" IS NOT NULL AND "step" != \'\' ORDER BY "seq"',
+            (alert_id,))]
+
+    def allowed_actions(self, alert_id: str, user: User | None) -> Actions | None:
+        """What ``user`` (None in the single-user mode) may record on an alert now, by the same
+        rules :meth:`review` enforces (:func:`redline.register.rules.allowed_actions`); None:
+        no such alert."""
+        with self._reading() as tx:
+            if tx is None:
+                return None
+            cur = tx.one('SELECT "status", "admin_id", "zone_id" FROM "alerts" WHERE "alert_id" = ?', (alert_id,))
+            if cur is None:
+                return None
+            alert = {"alert_id": alert_id, "status": cur[0], "admin_id": cur[1], "zone_id": cur[2]}
+            legacy = self._version(tx) < SCHEMA_VERSION
+            policy = Policy(review_steps=self._policy(tx, False, self._meta_value(tx, "review_steps"))) if legacy else (self._policy_entry(tx) or Policy())
+            records = self._step_records(tx, alert_id) if "step" in self._history_columns(tx) else []
+            users_mode = self._has_users(tx)
+        return allowed_actions(policy, alert, records, user, users_mode=users_mode)
+
+    # -- users ----------------------------------------------------------------------------------
+    def _has_users(self, tx: Tx) -> bool:
+        """The register has users (multi-user mode): the ``users`` table holds a row, enabled or not."""
+        return "users" in self.store.tables(tx) and tx.one('SELECT 1 FROM "users" LIMIT 1') is not None
+
+    def _user_row(self, tx: Tx, name: str) -> dict[str, Any] | None:
+        cols = [c for c, _ in TABLE_COLUMNS["users"]]
+        row = tx.one(f'SELECT {", ".join(map(_q, cols))} FROM "users" WHERE "name" = ?', (name,)) if "users" in self.store.tables(tx) else None
+        return dict(zip(cols, row)) if row is not None else None
+
+    def _user_of(self, tx: Tx, by: str) -> tuple[bool, User | None]:
+        """(multi-user mode, the user named ``by`` or None)."""
+        if not self._has_users(tx):
+            return False, None
+        row = self._user_row(tx, unicodedata.normalize("NFC", by.strip()))
+        return True, User.from_row(row) if row is not None else None
+
+    def users(self) -> list[User]:
+        """The register's users, by name (empty: the single-user mode)."""
+        with self._reading() as tx:
+            if tx is None:
+                return []
+            df = self._frame(tx, "users", [c for c, _ in TABLE_COLUMNS["users"]], order='"name"')
+        return [User.from_row(r) for r in df.to_dict("records")]
+
+    def user(self, name: str) -> User | None:
+        """The user ``name`` (None: no such user)."""
+        with self._reading() as tx:
+            row = self._user_row(tx, unicodedata.normalize("NFC", (name or "").strip())) if tx is not None else None
+        return User.from_row(row) if row is not None else None
+
+    def has_users(self) -> bool:
+        """True when the register has users (multi-user mode), enabled or not."""
+        with self._reading() as tx:
+            return tx is not None and self._has_users(tx)
+
+    def authenticate(self, name: str, password: str) -> User:
+        """The enabled user ``name`` if ``password`` is theirs; else :class:`NotPermitted`
+        (reason ``credentials``) with the same line for an unknown name, a wrong password and a
+        disabled user, after the same argon2 work (no user enumeration; OWASP Authentication
+        Cheat Sheet)."""
+        with self._reading() as tx:
+            row = self._user_row(tx, unicodedata.normalize("NFC", (name or "").strip())) if tx is not None else None
+        if row is None:
+            dummy_verify(password)
+        elif password_matches(row["password_hash"], password or "") and not int(row["disabled"] or 0):
+            return User.from_row(row)
+        raise NotPermitted(f"{self.store.describe()}: wrong user name or password (or the user is disabled)", "credentials")
+
+    def add_user(self, name: str, *, role: str, password: str, counties: str | tuple[str, ...] = "", zones: str | tuple[str, ...] = "") -> dict:
+        """Add a user (``role``: reviewer | specialist | acceptor | admin; ``counties`` / ``zones``:
+        comma lists of codes, empty = all) with an argon2id hash of ``password``: a ``users`` row
+        and a signed ``user`` entry, by an admin key. Returns the entry."""
+        name, role = check_name(name), check_role(role)
+        c, z = parse_codes(",".join(counties) if isinstance(counties, tuple) else counties, "counties"), parse_codes(
+            ",".join(zones) if isinstance(zones, tuple) else zones, "zones")
+        pw_hash = hash_password(password)
+        with self._writing() as tx:
+            self._check_signer(tx, self.key, admin=True)
+            if "users" not in self.store.tables(tx):
+                self.store.create_tables(tx, _HISTORY_TYPES)
+            if self._user_row(tx, name) is not None:
+                raise RegisterError(f"user {name} exists; change them with `redline users set {name}` or choose another name")
+            entry = self._user_entry(tx, name, role, c, z, False, pw_hash, f"user {name} added")
+            tx.run(f'INSERT INTO "users" ({", ".join(_q(col) for col, _ in TABLE_COLUMNS["users"])}) VALUES ({", ".join("?" * len(TABLE_COLUMNS["users"]))})',
+                   (name, role, ",".join(c), ",".join(z), pw_hash, 0, entry["time"], entry["seq"]))
+            return entry
+
+    def update_user(self, name: str, *, role: str | None = None, counties: str | None = None, zones: str | None = None,
+                    disabled: bool | None = None, password: str | None = None) -> dict:
+        """Change a user's role, counties, zones, disabled flag or password (what is given; an
+        admin key): the row and a signed ``user`` entry. Returns the entry."""
+        role = check_role(role) if role is not None else None
+        c = parse_codes(counties, "counties") if counties is not None else None
+        z = parse_codes(zones, "zones") if zones is not None else None
+        pw_hash = hash_password(password) if password is not None else None
+        with self._writing() as tx:
+            self._check_signer(tx, self.key, admin=True)
+            row = self._user_row(tx, unicodedata.normalize("NFC", (name or "").strip()))
+            if row is None:
+                raise RegisterError(f"no user {name!r} in {self.store.describe()}; list them with `redline users list`")
+            old = User.from_row(row)
+            new = User(name=old.name, role=role or old.role, counties=old.counties if c is None else c, zones=old.zones if z is None else z,
+                       disabled=old.disabled if disabled is None else bool(disabled), created=old.created)
+            pw = pw_hash or row["password_hash"]
+            changed = [w for w, a, b in (("role", old.role, new.role), ("counties", old.counties, new.counties), ("zones", old.zones, new.zones),
+                                         ("disabled" if new.disabled else "enabled", old.disabled, new.disabled), ("password", row["password_hash"], pw))
+                       if a != b]
+            if not changed:
+                raise RegisterError(f"user {old.name}: nothing to change (the user already has these values)")
+            entry = self._user_entry(tx, new.name, new.role, new.counties, new.zones, new.disabled, pw, f"user {new.name}: {', '.join(changed)}")
+            tx.run('UPDATE "users" SET "role" = ?, "counties" = ?, "zones" = ?, "password_hash" = ?, "disabled" = ?, "seq" = ? WHERE "name" = ?',
+                   (new.role, ",".join(new.counties), ",".join(new.zones), pw, int(new.disabled), entry["seq"], new.name))
+            return entry
+
+    def disable_user(self, name: str) -> dict:
+        """Disable a user (they can no longer log in or record); their decisions stay."""
+        return self.update_user(name, disabled=True)
+
+    def _user_entry(self, tx: Tx, name: str, role: str, counties: tuple[str, ...], zones: tuple[str, ...], disabled: bool, pw_hash: str,
+                    note: str) -> dict:
+        return self._append(tx, by=self.key.key_id, kind="user", payload=user_payload(name, role, counties, zones, disabled, pw_hash), note=note)
 
     # -- verifying ------------------------------------------------------------------------------
     def verify(self, *, heads: tuple[str, ...] = ()) -> Verification:
@@ -827,6 +984,7 @@ class Register:
             seals = self._frame(tx, "alert_seals", ["seq", "alert_id", "seal", "fields"], order='"seq"')
             signers = self._frame(tx, "signers", ["key_id", "public_key", "role"])
             scans = self._frame(tx, "scans", SCAN_COLUMNS)
+            users = self._frame(tx, "users", [c for c, _ in TABLE_COLUMNS["users"]])
         self._walk(chain, v)
         v.alerts = len(alerts)
         v.head = None if chain.empty else {k: (int(chain.iloc[-1][k]) if k == "seq" else chain.iloc[-1][k]) for k in ("seq", "row_hash", "signature", "key_id")}
@@ -836,6 +994,7 @@ class Register:
         if v.signed:
             self._check_seals(chain, alerts, seals, v)
             self._check_scans(chain, scans, v)
+        self._check_users(chain, users, v)
         v.problems += self._status_matches_history(alerts, chain)
         known = set(chain["row_hash"]) if not chain.empty else set()
         for h in heads:
@@ -878,7 +1037,7 @@ class Register:
                 v.problems.append(f"{what} has an invalid signature by key {kid} (forged, or edited and re-hashed)")
                 continue
             v.signed += 1
-            if row.get("kind") in ("key", "policy") and role != "admin":
+            if row.get("kind") in ("key", "policy", "user") and role != "admin":
                 v.problems.append(f"{what} changes the {row['kind']} but key {kid} is not an admin")
                 continue
             if row.get("kind") == "key":
@@ -938,6 +1097,29 @@ class Register:
         for sid in sorted(set(signed) - seen):
             v.problems.append(f"scans: the row of scan {sid} is missing (deleted)")
 
+    @staticmethod
+    def _check_users(chain: pd.DataFrame, users: pd.DataFrame, v: Verification) -> None:
+        """The ``users`` table holds, per name, what its latest signed ``user`` entry recorded
+        (role, counties, zones, disabled, the sha256 of the password hash)."""
+        signed: dict[str, tuple[int, dict]] = {}
+        for r in chain.to_dict("records"):
+            if r.get("kind") == "user":
+                p = json.loads(r["payload"])
+                signed[p["name"]] = (int(r["seq"]), p)
+        rows = {str(r["name"]): r for r in users.to_dict("records")}
+        for name in sorted(set(rows) - set(signed)):
+            v.problems.append(f"users: user {name} has no signed user entry (added outside `redline users`)")
+        for name in sorted(set(signed) - set(rows)):
+            v.problems.append(f"users: user {name}, recorded by entry seq {signed[name][0]}, is missing (deleted)")
+        for name in sorted(set(rows) & set(signed)):
+            r, (seq, p) = rows[name], signed[name]
+            # the stored text as it is (a tampered value may not even parse)
+            now = user_payload(name, str(r["role"]), [str(r["counties"] or "")], [str(r["zones"] or "")],
+                               str(r["disabled"]).strip() not in ("0", "", "None"), str(r["password_hash"] or ""))
+            differ = [("password hash" if k == "password_sha256" else k) for k in now if now[k] != p.get(k)]
+            if differ:
+                v.problems.append(f"users: user {name}: {', '.join(differ)} differ(s) from its signed entry seq {seq} (edited outside `redline users`)")
+
     def verify_history(self) -> list[str]:
         """:meth:`verify`'s problems (empty when intact)."""
         return self.verify().problems
@@ -979,7 +1161,8 @@ class Register:
             alerts = self._alerts(tx)
             tables = {t: self._frame(tx, t, cols) for t, cols in (
                 ("review_history", HISTORY_COLUMNS), ("alert_seals", ["seq", "alert_id", "seal", "fields"]),
-                ("signers", ["key_id", "public_key", "role", "seq"]), ("scans", SCAN_COLUMNS), ("meta", ["key", "value"]))}
+                ("signers", ["key_id", "public_key", "role", "seq"]), ("scans", SCAN_COLUMNS), ("meta", ["key", "value"]),
+                ("users", [c for c, _ in TABLE_COLUMNS["users"]]))}
         problems = self.verify().problems
         if problems:
             raise RegisterError(f"{self.store.describe()}: does not verify ({problems[0]}); copy only an intact register")
@@ -995,8 +1178,10 @@ class Register:
                      for r in alerts.to_dict("records")])
             for table, df in tables.items():
                 df = df.astype(object).where(df.notna(), None)
-                if table in ("review_history", "alert_seals", "signers"):
+                if table in ("review_history", "alert_seals", "signers", "users"):
                     df["seq"] = [int(s) for s in df["seq"]]
+                if table == "users":
+                    df["disabled"] = [int(d) for d in df["disabled"]]
                 tx.many(f'INSERT INTO {_q(table)} ({", ".join(map(_q, df.columns))}) VALUES ({", ".join("?" * len(df.columns))})',
                         df.values.tolist())
             destination.store.touched(tx, tuple(float(v) for v in alerts.total_bounds) if not alerts.empty else None)

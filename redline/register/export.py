@@ -18,6 +18,8 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 
+from redline.vocabulary import DISTURBANCE_LABELS, STATUS_LABELS
+
 __all__ = ["FORMATS", "LEDGER_COLUMNS", "LEDGER_FORMATS", "MU_M2", "export_alerts", "ledger_table", "write_ledger"]
 
 FORMATS = ("geojson", "gpx", "kml", "csv")
@@ -39,9 +41,8 @@ LEDGER_COLUMNS = (
     ("status", "status", "核查状态"),
 )
 
-_TYPE_ZH = {"clearing": "植被清除", "construction": "建设占用", "mining": "采矿采石", "fire": "火烧", "water_loss": "水域减少", "other": "其他"}
-_STATUS_ZH = {"new": "新发现", "under_review": "审核中", "field_check": "实地核查", "confirmed": "已确认", "dismissed": "已排除",
-              "rectifying": "整改中", "rectified": "已整改销号", "recovered": "已恢复"}
+_TYPE_ZH = {k: zh for k, (zh, _) in DISTURBANCE_LABELS.items()}
+_STATUS_ZH = {k: zh for k, (zh, _) in STATUS_LABELS.items()}
 
 
 def _description(a: pd.Series) -> str:

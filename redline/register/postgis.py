@@ -134,6 +134,11 @@ class PostgisStore(Store):
             cols = ", ".join(f"{_q(c)} {_TYPES[t]}" + (" NOT NULL" if c == "alert_id" else "") for c, t in alert_columns.items())
             tx.run(f'CREATE TABLE "alerts" ("fid" bigserial PRIMARY KEY, "geom" geometry(MultiPolygon, 4326), {cols})')
             tx.run('CREATE INDEX IF NOT EXISTS "alerts_geom" ON "alerts" USING gist ("geom")')
+        self.create_tables(tx, history_columns)
+
+    def create_tables(self, tx: Tx, history_columns: dict[str, str]) -> None:
+        """The register's attribute tables that are missing, and their indexes."""
+        have = self.tables(tx)
         for table in REGISTER_TABLES:
             if table not in have:
                 tx.run(f'CREATE TABLE {_q(table)} ("fid" bigserial PRIMARY KEY, {table_ddl(table, history_columns, _TYPES)})')

@@ -34,8 +34,9 @@ from redline.errors import RegisterError
 
 __all__ = ["Store", "GeoPackageStore", "is_url", "TABLE_COLUMNS", "INDEXES", "table_ddl", "create_indexes", "encode_gpkg_geometry", "decode_gpkg_geometry", "REGISTER_TABLES"]
 
-#: The register's tables besides ``alerts`` (each an attributes table of the GeoPackage).
-REGISTER_TABLES = ("review_history", "alert_seals", "signers", "scans", "meta")
+#: The register's tables besides ``alerts`` (each an attributes table of the GeoPackage). ``users``
+#: came after the first schema-3 registers: it is created when missing, by the first write of a user.
+REGISTER_TABLES = ("review_history", "alert_seals", "signers", "scans", "meta", "users")
 #: Their columns in portable types (TEXT, INTEGER, REAL; each store names them in its dialect);
 #: ``review_history``'s come from the register (``history_columns``).
 TABLE_COLUMNS = {
@@ -44,6 +45,9 @@ TABLE_COLUMNS = {
     "scans": [("scan_id", "TEXT NOT NULL UNIQUE"), *[(c, "TEXT") for c in ("name", "config_sha256", "started", "finished", "monitor_start", "monitor_end")],
               *[(c, "INTEGER") for c in ("n_items", "new", "updated", "unchanged")]],
     "meta": [("key", "TEXT NOT NULL UNIQUE"), ("value", "TEXT")],
+    # the review service's accounts (redline.register.users); each change is also a signed ``user`` entry
+    "users": [("name", "TEXT NOT NULL UNIQUE"), ("role", "TEXT NOT NULL"), ("counties", "TEXT NOT NULL"), ("zones", "TEXT NOT NULL"),
+              ("password_hash", "TEXT NOT NULL"), ("disabled", "INTEGER NOT NULL"), ("created", "TEXT NOT NULL"), ("seq", "INTEGER NOT NULL")],
 }
 #: Indexes of every store: (name, table, columns, unique).
 INDEXES = [
@@ -55,6 +59,7 @@ INDEXES = [
     ("alert_seals_seq", "alert_seals", ("seq",), False),
     ("scans_scan_id", "scans", ("scan_id",), True),
     ("meta_key", "meta", ("key",), True),
+    ("users_name", "users", ("name",), True),
 ]
 
 
@@ -145,6 +150,10 @@ class Store:
         raise NotImplementedError
 
     def create(self, tx: Tx, alert_columns: dict[str, str], history_columns: dict[str, str]) -> None:
+        raise NotImplementedError
+
+    def create_tables(self, tx: Tx, history_columns: dict[str, str]) -> None:
+        """The register's attribute tables (:data:`REGISTER_TABLES`) that are missing, and their indexes."""
         raise NotImplementedError
 
     def encode_geometry(self, geom: Any) -> Any:

@@ -1,0 +1,155 @@
+"""The register's users: who may record decisions, in which role and for which counties and zones.
+
+A register with users is in **multi-user mode**: every decision names an enabled user
+(``Register.review(by=…)``) whose role and scope allow it (:mod:`redline.register.rules`). A
+register without users keeps the **single-user mode** of earlier versions: any name is recorded
+as given, and the installation's signing key vouches for it.
+
+A user is a row of the ``users`` table (``name`` unique, ``role``, ``counties``, ``zones``,
+``password_hash``, ``disabled``, ``created``, ``seq``) and, for every change, a signed history
+entry of kind ``user`` by an admin key whose payload (:func:`user_payload`) holds the name, the
+role, the counties, the zones, the disabled flag and ``password_sha256``: the sha256 of the
+stored password hash (never the hash itself), so ``Register.verify`` sees an edited role or
+scope, an inserted or deleted user and a swapped password hash.
+
+Passwords are hashed with argon2id, the first choice of the OWASP Password Storage Cheat Sheet,
+through ``argon2-cffi``'s :class:`~argon2.PasswordHasher` with its defaults (RFC 9106 low-memory
+profile: t=3, m=64 MiB, p=4, 16-byte salt). A password is never stored, logged or recorded.
+
+This module imports ``argon2-cffi``, :mod:`redline.vocabulary` and :mod:`redline.errors`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from redline.errors import RegisterError
+from redline.vocabulary import USER_ROLES
+
+__all__ = [
+    "ROLES", "RESERVED_PREFIX", "MIN_PASSWORD_LENGTH", "User", "check_name", "check_password", "check_role", "parse_codes",
+    "hash_password", "password_matches", "dummy_verify", "user_payload",
+]
+
+ROLES = tuple(USER_ROLES)
+#: Names of this prefix are the system's own (``redline-scan`` records a scan's re-checks).
+RESERVED_PREFIX = "redline-"
+#: OWASP Authentication Cheat Sheet: at least 8 characters; no composition rules, no maximum
+#: below 64 (argon2 takes any length; 1024 bounds the work one request can ask for).
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+_MAX_NAME = 64
+_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
+
+_HASHER = PasswordHasher()  # argon2id, RFC 9106 low-memory defaults
+#: verified against when a name is unknown, so a login takes as long for a wrong name as for a
+#: wrong password (no user enumeration by timing; OWASP Authentication Cheat Sheet)
+_DUMMY_HASH = _HASHER.hash("redline: no such user")
+
+
+@dataclass(frozen=True)
+class User:
+    """A user of the register. ``counties`` / ``zones`` empty: every county / zone."""
+
+    name: str
+    role: str
+    counties: tuple[str, ...] = ()
+    zones: tuple[str, ...] = ()
+    disabled: bool = False
+    created: str = ""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> User:
+        """A user from a ``users`` row (a mapping of its columns)."""
+        return cls(name=str(row["name"]), role=str(row["role"]), counties=parse_codes(row.get("counties"), "counties"),
+                   zones=parse_codes(row.get("zones"), "zones"), disabled=bool(int(row.get("disabled") or 0)), created=str(row.get("created") or ""))
+
+    def in_scope(self, admin_id: object, zone_id: object) -> bool:
+        """True when an alert of county ``admin_id`` and zone ``zone_id`` is within the user's
+        counties and zones (exact codes; an empty list is every one)."""
+        return (not self.counties or str(admin_id) in self.counties) and (not self.zones or str(zone_id) in self.zones)
+
+    def scope_text(self) -> str:
+        """``counties 5101,5102; zones all``: the scope in one phrase."""
+        return f"counties {','.join(self.counties) or 'all'}; zones {','.join(self.zones) or 'all'}"
+
+
+def check_name(name: str) -> str:
+    """A user name as stored: stripped, 1–64 printable characters without spaces or commas, not
+    the system's (``redline-scan`` or any ``redline-…``). Raises one-line :class:`RegisterError`."""
+    n = unicodedata.normalize("NFC", (name or "").strip())
+    if not n:
+        raise RegisterError("the user name is empty; give a name such as wang.gong or 王工")
+    if len(n) > _MAX_NAME or any(c.isspace() or c == "," or not c.isprintable() for c in n):
+        raise RegisterError(f"user name {n!r}: use at most {_MAX_NAME} printable characters without spaces or commas")
+    if n.lower().startswith(RESERVED_PREFIX):
+        raise RegisterError(f"user name {n!r}: names starting with {RESERVED_PREFIX!r} are the system's (e.g. redline-scan); choose another")
+    return n
+
+
+def check_role(role: str) -> str:
+    """``role`` if it is one of :data:`ROLES`, else one-line :class:`RegisterError`."""
+    if role not in ROLES:
+        raise RegisterError(f"--role {role!r} is not a role; use one of {', '.join(ROLES)}")
+    return role
+
+
+def parse_codes(text: object, what: str) -> tuple[str, ...]:
+    """A comma list of county (``admin_id``) or zone codes as a tuple (blanks dropped, order
+    kept, no repeats); empty text is every county or zone."""
+    if text is None or (isinstance(text, float) and text != text):
+        return ()
+    out: list[str] = []
+    for part in str(text).split(","):
+        code = part.strip()
+        if not code:
+            continue
+        if not _CODE.match(code):
+            raise RegisterError(f"--{what} {code!r}: a code has 1–32 letters, digits, '.', '_' or '-' (e.g. --{what} 510182,510183)")
+        if code not in out:
+            out.append(code)
+    return tuple(out)
+
+
+def check_password(password: str) -> str:
+    """``password`` if it is long enough (OWASP: at least 8 characters, no composition rules)."""
+    if password is None or len(password) < MIN_PASSWORD_LENGTH:
+        raise RegisterError(f"the password is too short; use at least {MIN_PASSWORD_LENGTH} characters (a passphrase is best)")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise RegisterError(f"the password is longer than {MAX_PASSWORD_LENGTH} characters")
+    return password
+
+
+def hash_password(password: str) -> str:
+    """The argon2id hash of ``password`` (PHC string format, salt and parameters included)."""
+    return _HASHER.hash(check_password(password))
+
+
+def password_matches(stored_hash: str, password: str) -> bool:
+    """True when ``password`` matches ``stored_hash`` (constant-time compare inside argon2)."""
+    if not password or len(password) > MAX_PASSWORD_LENGTH:
+        return False
+    try:
+        return _HASHER.verify(stored_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def dummy_verify(password: str) -> None:
+    """Spend the time of one verification, for a name that is not a user (always fails)."""
+    password_matches(_DUMMY_HASH, password or "-")
+
+
+def user_payload(name: str, role: str, counties: Iterable[str], zones: Iterable[str], disabled: bool, password_hash: str) -> dict[str, Any]:
+    """The signed payload of a ``user`` entry: everything of the row but the password hash
+    itself, which enters as its sha256."""
+    return {"name": name, "role": role, "counties": ",".join(counties), "zones": ",".join(zones), "disabled": bool(disabled),
+            "password_sha256": hashlib.sha256(password_hash.encode()).hexdigest()}

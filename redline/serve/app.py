@@ -1,0 +1,463 @@
+"""The review service's pages (FastAPI + Jinja2): login, the queue, an alert and its decisions.
+
+Every decision goes through :meth:`redline.register.Register.review` with ``by`` = the logged-in
+user, so the web obeys the same rules as the command line (:mod:`redline.register.rules`). An
+alert outside the user's counties or zones answers 404 (its id reveals nothing); an action the
+user may not take, 403 with the reason; a decision the alert's state no longer allows (the page
+was stale), 409 with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode
+
+import jinja2
+import pandas as pd
+import shapely
+import xstatic.pkg.bootstrap as xs_bootstrap
+import xstatic.pkg.leaflet as xs_leaflet
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from redline.outputs import ZONES_GEOJSON
+from redline.errors import NotPermitted, RegisterError
+from redline.register import Register
+from redline.register.users import User
+from redline.serve.auth import IDLE_TIMEOUT_S, LoginLimiter, Session, SessionStore, cookie_name, load_secret, secret_path
+from redline.serve.i18n import DISMISS_REASONS, LANGS, label, translator
+from redline.vocabulary import ACTIVITY_CLASSES, CONFIDENCE_LEVELS, DISTURBANCE_TYPES, STATUSES, STEP_RESULTS
+
+__all__ = ["create_app", "PAGE_SIZE", "SORT_COLUMNS", "SECURITY_HEADERS"]
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+PAGE_SIZE = 50
+#: queue columns one may sort by
+SORT_COLUMNS = ("alert_id", "first_detected", "area_m2", "confidence", "status", "zone_id", "admin_id", "disturbance_type")
+_CONFIDENCE_RANK = {c: i for i, c in enumerate(CONFIDENCE_LEVELS)}
+_CHIP_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+#: longest free text a form may send (characters)
+MAX_TEXT = 4000
+#: argon2 verifications at once (each takes 64 MiB and ~0.2 s): a burst of logins queues instead
+#: of taking the machine's memory
+LOGIN_SLOTS = 4
+#: OWASP HTTP Headers / Clickjacking Defense / Content Security Policy cheat sheets. ``img-src
+#: data:`` for the SVG icons inside Bootstrap's CSS; no inline script or style anywhere.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+                               "frame-ancestors 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+}
+_STATIC_PREFIXES = ("/static/", "/lib/")
+
+
+class _SecurityHeaders:
+    """ASGI middleware: the security headers on every response, ``Cache-Control: no-store`` on
+    every page (pages carry names and decisions; assets may be cached), HSTS behind TLS."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool):
+        self.app = app
+        self.hsts = hsts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = str(scope.get("path", "")).startswith(_STATIC_PREFIXES)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for k, v in SECURITY_HEADERS.items():
+                    headers[k] = v
+                if not static:
+                    headers["Cache-Control"] = "no-store"
+                if self.hsts:
+                    headers["Strict-Transport-Security"] = "max-age=31536000"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+@dataclass
+class _Queue:
+    """One page of the queue: the filtered, sorted alerts (no geometry), the filters as given
+    and as applied, counts per status, and problems with the filters."""
+
+    rows: pd.DataFrame
+    params: dict[str, str]
+    counts: dict[str, int]
+    total: int
+    page: int
+    pages: int
+    sort: str
+    order: str
+    problems: list[str] = field(default_factory=list)
+
+
+class _AlertCache:
+    """The register's alerts without geometry, read again only when the chain's head moved
+    (every change to an alert comes with a history entry: a scan's seal or a decision)."""
+
+    def __init__(self, reg: Register):
+        self._reg = reg
+        self._head: str | None = None
+        self._frame: pd.DataFrame | None = None
+        self._lock = threading.Lock()
+
+    def frame(self) -> pd.DataFrame:
+        head = (self._reg.head() or {}).get("row_hash")
+        with self._lock:
+            if self._frame is None or head != self._head:
+                a = pd.DataFrame(self._reg.alerts().drop(columns="geometry"))
+                a["admin_id"] = a["admin_id"].astype(str)
+                a["zone_id"] = a["zone_id"].astype(str)
+                self._frame, self._head = a, head
+            return self._frame
+
+
+def _in_scope(a: pd.DataFrame, user: User) -> pd.DataFrame:
+    if user.counties:
+        a = a[a["admin_id"].isin(user.counties)]
+    if user.zones:
+        a = a[a["zone_id"].isin(user.zones)]
+    return a
+
+
+def _date(value: str) -> str | None:
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        return None
+
+
+def _queue(frame: pd.DataFrame, user: User, query: Mapping[str, str], t: Any) -> _Queue:
+    """The queue a user sees with the filters, sort and page of ``query``."""
+    params = {k: str(query.get(k, "")).strip() for k in ("status", "zone", "county", "type", "confidence", "since", "until")}
+    problems = []
+    a = _in_scope(frame, user)
+    for key, col in (("zone", "zone_id"), ("county", "admin_id"), ("type", "disturbance_type"), ("confidence", "confidence")):
+        if params[key]:
+            a = a[a[col].astype(str) == params[key]]
+    for key, op in (("since", "ge"), ("until", "le")):
+        if params[key]:
+            d = _date(params[key])
+            if d is None:
+                problems.append(f"{t(key)}: {t('bad_date')}")
+                params[key] = ""
+            else:
+                a = a[getattr(a["first_detected"].astype(str), op)(d)]
+    counts = {s: int(n) for s, n in a["status"].value_counts().items()}
+    if params["status"]:
+        a = a[a["status"] == params["status"]]
+    sort = query.get("sort", "first_detected")
+    sort = sort if sort in SORT_COLUMNS else "first_detected"
+    order = "asc" if query.get("order") == "asc" else "desc"
+    key = (lambda s: s.map(_CONFIDENCE_RANK)) if sort == "confidence" else None
+    a = a.sort_values([sort, "alert_id"] if sort != "alert_id" else ["alert_id"], ascending=order == "asc", key=key, kind="stable")
+    total = len(a)
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    try:
+        page = min(max(1, int(query.get("page", 1))), pages)
+    except ValueError:
+        page = 1
+    return _Queue(rows=a, params=params, counts=counts, total=total, page=page, pages=pages, sort=sort, order=order, problems=problems)
+
+
+def _queue_qs(q: _Queue, **changes: Any) -> str:
+    """The queue's query string (non-empty filters, sort, order, page) with ``changes``."""
+    p = {k: v for k, v in q.params.items() if v}
+    p.update(sort=q.sort, order=q.order, page=q.page)
+    p.update(changes)
+    return urlencode({k: v for k, v in p.items() if v not in ("", None)})
+
+
+def _local_next(target: str | None) -> str:
+    """Where to go after login: a local path only (never ``//host`` or a scheme: no open redirect)."""
+    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(c.isspace() or ord(c) < 0x20 for c in target)):  # browsers drop tabs and newlines: "/\t/x" would be "//x"
+        return "/"
+    return target
+
+
+def create_app(register_location: str | Path, out_dir: str | Path | None = None, *, secret: bytes | None = None, lang: str = "zh",
+               secure_cookies: bool = False, idle_timeout_s: float = IDLE_TIMEOUT_S, dismiss_reasons: Sequence[str] | None = None,
+               register: Register | None = None) -> FastAPI:
+    """The review service for the register at ``register_location`` (a GeoPackage or a
+    ``postgresql://`` URL); ``out_dir``: the scan's output folder whose chips the alert pages
+    show. ``secret``: the session secret (default: ``serve_secret`` next to the signing key,
+    made on first use). ``secure_cookies``: behind TLS. ``dismiss_reasons``: the reasons a
+    dismissal chooses from (default :data:`redline.serve.i18n.DISMISS_REASONS`).
+
+    Refuses (one-line :class:`RegisterError`) a register without users, a missing signing key,
+    or one the register does not list."""
+    if lang not in LANGS:
+        raise RegisterError(f"--lang {lang!r} is not supported; use {' or '.join(LANGS)}")
+    reg = register or Register(register_location)
+    if not reg.has_users():
+        raise RegisterError(f"{reg.store.describe()}: the register has no users, so no one could log in; add one with "
+                            "`redline users add NAME --role admin --register …`")
+    reg.check_writable()  # the signing key is there and may sign this register
+    if secret is None:
+        secret = load_secret(secret_path(reg.key.path))
+    out = Path(out_dir).resolve() if out_dir is not None else None
+    reasons = tuple(dismiss_reasons) if dismiss_reasons else DISMISS_REASONS[lang]
+    sessions = SessionStore(secret, idle_timeout_s=idle_timeout_s)
+    limiter = LoginLimiter()
+    cache = _AlertCache(reg)
+    cookie = cookie_name(secure_cookies)
+    login_slots = threading.BoundedSemaphore(LOGIN_SLOTS)
+    t = translator(lang)
+    zones_geojson = _zone_geometries(out)
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined)
+    env.globals.update(t=t, lang=lang, label=lambda kind, code: label(kind, code, lang), statuses=STATUSES, types=DISTURBANCE_TYPES,
+                       confidences=CONFIDENCE_LEVELS, activity_classes=ACTIVITY_CLASSES, results=STEP_RESULTS)
+    templates = Jinja2Templates(env=env)
+
+    app = FastAPI(title="redline review service", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(_SecurityHeaders, hsts=secure_cookies)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.mount("/lib/leaflet", StaticFiles(directory=xs_leaflet.BASE_DIR), name="leaflet")
+    app.mount("/lib/bootstrap", StaticFiles(directory=xs_bootstrap.BASE_DIR), name="bootstrap")
+
+    # -- helpers ------------------------------------------------------------------------------
+    def session_of(request: Request) -> Session | None:
+        return sessions.get(request.cookies.get(cookie))
+
+    def logged_in(request: Request) -> tuple[Session, User] | None:
+        """The session and its user, re-read from the register on every request (a disabled
+        user, or one removed, is logged out at once; a changed role or scope applies at once)."""
+        s = session_of(request)
+        if s is None or s.user is None:
+            return None
+        u = reg.user(s.user)
+        if u is None or u.disabled:
+            sessions.drop(s)
+            return None
+        return s, u
+
+    def set_cookie(response: Response, s: Session) -> Response:
+        response.set_cookie(cookie, sessions.cookie_value(s), httponly=True, samesite="strict", secure=secure_cookies, path="/")
+        return response
+
+    def page(request: Request, name: str, context: dict[str, Any], *, status_code: int = 200, session: Session | None = None,
+             user: User | None = None, headers: Mapping[str, str] | None = None) -> HTMLResponse:
+        flash = list(session.flash) if session is not None else []
+        if session is not None:
+            session.flash.clear()
+        ctx = {"user": user, "csrf": sessions.csrf_token(session) if session is not None else "", "flash": flash, **context}
+        return templates.TemplateResponse(request, name, ctx, status_code=status_code, headers=dict(headers or {}))
+
+    def error(request: Request, status_code: int, title: str, message: str, *, session: Session | None = None, user: User | None = None,
+              headers: Mapping[str, str] | None = None) -> HTMLResponse:
+        return page(request, "error.html", {"title": title, "message": message, "status_code": status_code}, status_code=status_code,
+                    session=session, user=user, headers=headers)
+
+    def to_login(request: Request) -> RedirectResponse:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
+
+    def visible_alert(user: User, alert_id: str) -> dict[str, Any] | None:
+        a = reg.alert(alert_id)
+        return a if a is not None and user.in_scope(a.get("admin_id"), a.get("zone_id")) else None
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        titles = {404: t("not_found"), 405: t("not_allowed")}
+        return error(request, exc.status_code, titles.get(exc.status_code, str(exc.status_code)), str(exc.detail))
+
+    # -- login --------------------------------------------------------------------------------
+    @app.get("/login", response_class=HTMLResponse)
+    def login_form(request: Request, next: str = "/") -> Response:
+        s = session_of(request)
+        if s is not None and s.user is not None:
+            return RedirectResponse(_local_next(next), status_code=303)
+        if s is None:
+            s = sessions.new(None)
+        return set_cookie(page(request, "login.html", {"next": _local_next(next), "name": ""}, session=s), s)
+
+    @app.post("/login", response_class=HTMLResponse)
+    def login(request: Request, username: str = Form(""), password: str = Form(""), csrf: str = Form(""), next: str = Form("/")) -> Response:
+        s = session_of(request)
+        if not sessions.csrf_ok(s, csrf):
+            return error(request, 403, t("not_allowed"), t("forbidden_csrf"))
+        keys = limiter.keys(username, request.client.host if request.client else "?")
+        wait = limiter.retry_after(keys)
+        if wait is not None:
+            log.warning("login refused for %r from %s: too many failures (retry in %d s)", username[:64], keys[1][5:], wait)
+            ctx = {"next": _local_next(next), "name": username[:64], "error": f"{t('too_many')} ({wait} {t('retry_in')})"}
+            return page(request, "login.html", ctx, status_code=429, session=s, headers={"Retry-After": str(wait)})
+        try:
+            with login_slots:
+                user = reg.authenticate(username, password)
+        except NotPermitted:
+            limiter.failed(keys)
+            log.warning("failed login for %r from %s", username[:64], keys[1][5:])
+            return page(request, "login.html", {"next": _local_next(next), "name": username[:64], "error": t("login_failed")}, status_code=401, session=s)
+        limiter.succeeded(keys[0])
+        sessions.drop(s)  # a new id at login: no session fixation
+        fresh = sessions.new(user.name)
+        log.info("login: %s (%s)", user.name, user.role)
+        return set_cookie(RedirectResponse(_local_next(next), status_code=303), fresh)
+
+    @app.post("/logout")
+    def logout(request: Request, csrf: str = Form("")) -> Response:
+        s = session_of(request)
+        if not sessions.csrf_ok(s, csrf):
+            return error(request, 403, t("not_allowed"), t("forbidden_csrf"))
+        sessions.drop(s)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(cookie, path="/", secure=secure_cookies, httponly=True, samesite="strict")
+        return response
+
+    # -- the queue ----------------------------------------------------------------------------
+    @app.get("/", response_class=HTMLResponse)
+    def queue(request: Request) -> Response:
+        who = logged_in(request)
+        if who is None:
+            return to_login(request)
+        s, user = who
+        frame = cache.frame()
+        q = _queue(frame, user, request.query_params, t)
+        rows = q.rows.iloc[(q.page - 1) * PAGE_SIZE: q.page * PAGE_SIZE].to_dict("records")
+        scoped = _in_scope(frame, user)
+        ctx = {"q": q, "rows": rows, "qs": _queue_qs(q), "zones": sorted(scoped["zone_id"].unique()), "counties": sorted(scoped["admin_id"].unique()),
+               "sort_link": lambda col: _queue_qs(q, sort=col, order="asc" if q.sort == col and q.order == "desc" else "desc", page=1),
+               "page_link": lambda n: _queue_qs(q, page=n), "status_link": lambda st: _queue_qs(q, status=st, page=1)}
+        return page(request, "queue.html", ctx, session=s, user=user)
+
+    # -- one alert ----------------------------------------------------------------------------
+    @app.get("/alerts/{alert_id}", response_class=HTMLResponse)
+    def alert_page(request: Request, alert_id: str) -> Response:
+        who = logged_in(request)
+        if who is None:
+            return to_login(request)
+        s, user = who
+        a = visible_alert(user, alert_id)
+        if a is None:
+            return error(request, 404, t("not_found"), alert_id, session=s, user=user)
+        q = _queue(cache.frame(), user, request.query_params, t)
+        ids = list(q.rows["alert_id"])
+        i = ids.index(alert_id) if alert_id in ids else None
+        prev_id = ids[i - 1] if i is not None and i > 0 else None
+        next_id = ids[i + 1] if i is not None and i + 1 < len(ids) else None
+        history = reg.history(alert_id).to_dict("records")
+        geometry = a.pop("geometry")
+        chips = {w: f"/alerts/{alert_id}/chip/{w}" for w in ("before", "after") if _chip_file(out, a, w) is not None}
+        ctx = {"a": a, "history": history, "actions": reg.allowed_actions(alert_id, user), "chips": chips, "prev_id": prev_id, "next_id": next_id,
+               "qs": _queue_qs(q), "position": (i + 1 if i is not None else None, len(ids)), "reasons": reasons,
+               "geometry": json.dumps(shapely.geometry.mapping(geometry)) if geometry is not None else "",
+               "zone_geometry": zones_geojson.get(str(a.get("zone_id")), "")}
+        return page(request, "alert.html", ctx, session=s, user=user)
+
+    @app.get("/alerts/{alert_id}/chip/{which}")
+    def chip(request: Request, alert_id: str, which: str) -> Response:
+        who = logged_in(request)
+        if who is None:
+            return to_login(request)
+        s, user = who
+        a = visible_alert(user, alert_id)
+        f = _chip_file(out, a, which) if a is not None else None
+        if f is None:
+            return error(request, 404, t("not_found"), f"{alert_id} {which}", session=s, user=user)
+        return FileResponse(f, headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.post("/alerts/{alert_id}", response_class=HTMLResponse)
+    def decide(request: Request, alert_id: str, csrf: str = Form(""), action: str = Form(""), step: str = Form(""), result: str = Form(""),
+               to_status: str = Form(""), reason: str = Form(""), explanation: str = Form(""), note: str = Form(""),
+               activity_class: str = Form(""), cause: str = Form(""), legality: str = Form(""), q: str = Form("")) -> Response:
+        s = session_of(request)
+        if not sessions.csrf_ok(s, csrf):  # before anything else: a forged form does nothing
+            return error(request, 403, t("not_allowed"), t("forbidden_csrf"))
+        who = logged_in(request)
+        if who is None:
+            return to_login(request)
+        s, user = who
+        if visible_alert(user, alert_id) is None:
+            return error(request, 404, t("not_found"), alert_id, session=s, user=user)
+        queue_qs = urlencode(parse_qsl(q)[:20])  # the queue's filters, re-encoded: nothing else rides on the redirect
+        back = f"/alerts/{quote(alert_id)}" + (f"?{queue_qs}" if queue_qs else "")
+        if any(len(v) > MAX_TEXT for v in (note, explanation, cause, legality)):
+            return error(request, 400, t("bad_request"), f"{t('note')}: > {MAX_TEXT}", session=s, user=user)
+        kwargs: dict[str, Any] = {"note": note.strip() or None}
+        if action == "step":
+            kwargs.update(step=step or None, result=result or "pass")
+        elif action == "status":
+            kwargs["to_status"] = to_status or None
+            if to_status == "dismissed":
+                if not reason or not explanation.strip():
+                    s.flash.append(("error", t("reasons_required")))
+                    return RedirectResponse(back, status_code=303)
+                if reason not in reasons:
+                    s.flash.append(("error", t("unknown_reason")))
+                    return RedirectResponse(back, status_code=303)
+                kwargs["note"] = f"{reason}: {explanation.strip()}" + (f" ({note.strip()})" if note.strip() else "")
+        elif action == "annotate":
+            kwargs.update(activity_class=activity_class or None, cause=cause.strip() or None, legality=legality.strip() or None)
+        else:
+            return error(request, 400, t("bad_request"), f"action {action[:40]!r}", session=s, user=user)
+        try:
+            reg.review(alert_id, by=user.name, **kwargs)
+        except NotPermitted as exc:
+            log.warning("refused: %s on %s: %s", user.name, alert_id, exc)
+            if exc.reason == "scope":
+                return error(request, 404, t("not_found"), alert_id, session=s, user=user)
+            return error(request, 403, t("not_allowed"), str(exc), session=s, user=user)
+        except RegisterError as exc:
+            return error(request, 409, t("conflict"), str(exc), session=s, user=user)
+        log.info("decision: %s on %s: %s", user.name, alert_id, {k: v for k, v in kwargs.items() if v is not None and k != "note"})
+        s.flash.append(("ok", t("saved")))
+        return RedirectResponse(back, status_code=303)
+
+    return app
+
+
+def _chip_file(out: Path | None, alert: Mapping[str, Any] | None, which: str) -> Path | None:
+    """The chip image an alert row names (``chip_before`` / ``chip_after``), if it is a file
+    inside ``out`` with an image suffix: only files the row names, never outside OUT."""
+    if out is None or alert is None or which not in ("before", "after"):
+        return None
+    name = alert.get(f"chip_{which}")
+    if not name or not isinstance(name, str):
+        return None
+    try:
+        f = (out / name).resolve()
+    except (OSError, ValueError):
+        return None
+    if not f.is_relative_to(out) or f.suffix.lower() not in _CHIP_SUFFIXES or not f.is_file():
+        return None
+    return f
+
+
+def _zone_geometries(out: Path | None) -> dict[str, str]:
+    """Zone id → its geometry as GeoJSON text, from OUT's ``zones.geojson`` (EPSG:4326); empty
+    without it."""
+    f = out / ZONES_GEOJSON if out is not None else None
+    if f is None or not f.is_file():
+        return {}
+    try:
+        features = json.loads(f.read_text(encoding="utf-8")).get("features", [])
+    except (OSError, ValueError) as exc:
+        log.warning("%s: not read (%s); alert pages show no zone outline", f, exc)
+        return {}
+    return {str(ft.get("properties", {}).get("zone_id")): json.dumps(ft.get("geometry")) for ft in features if ft.get("geometry")}

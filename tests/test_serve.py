@@ -1,0 +1,399 @@
+"""The review service end to end: a real ``redline serve`` (uvicorn) in a subprocess on a free
+127.0.0.1 port, over a register built by the real API (a ``commit_scan`` of alerts in two
+counties) with users made by the real command line, driven by Debian's chromium (selenium) and
+by raw HTTP requests (httpx). One server for the module."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import httpx
+import pytest
+import shapely
+from PIL import Image
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+from redline.alerts import ALERT_COLUMNS, SCHEMA2_DEFAULTS
+from redline.register import Register, merge_alerts
+from redline.serve import SECURITY_HEADERS, SessionStore
+from tests.browser import PageVisit, open_server_page
+
+pytestmark = [pytest.mark.browser]
+
+PASSWORD = "l0ng enough passphrase"  # noqa: S105 - test accounts
+EVIL = "<script>window.pwned=1</script>红线"
+CLI = [sys.executable, "-m", "redline.cli"]
+#: users: name → (role, counties, zones)
+USERS = {
+    "wang": ("reviewer", "510182", ""),    # county reviewer of 510182
+    "li": ("specialist", "", ""),          # provincial specialist
+    "zhao": ("acceptor", "", ""),          # acceptance officer
+    "boss": ("admin", "", ""),
+    "zhou": ("reviewer", "510183", ""),    # county reviewer of 510183
+    "qian": ("reviewer", "", ""),          # only for the rate-limit test
+}
+A1, A2, A3, B1, B2 = "Z1-20230501-1", "Z1-20230601-1", "Z2-20230701-1", "Z3-20230801-1", "Z3-20230901-1"
+
+
+def _alert(zone: str, admin: str, x: float, first: str, dtype: str = "clearing", confidence: str = "nominal", **extra) -> dict:
+    return {
+        "alert_id": None, "zone_id": zone, "zone_name": "龙门山", "admin_id": admin, "area_m2": 10000.0 + 1000 * x % 7,
+        "centroid_lon": x + 0.0005, "centroid_lat": 30.7005, "first_detected": first, "last_observed": "2023-10-01", "confidence": confidence,
+        "disturbance_type": dtype, "magnitude": 0.4, "n_observations": 3, "status": "new", "scan_ids": "s1",
+        "chip_before": None, "chip_after": None, "recheck": 0, **SCHEMA2_DEFAULTS, **extra,
+        "geometry": shapely.box(x, 30.7, x + 0.001, 30.701),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, input=stdin, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+@dataclass
+class Site:
+    url: str
+    out: Path
+    register: Path
+
+
+def _build(out: Path) -> Path:
+    """OUT with a register of five alerts (three in county 510182, two in 510183), chips for
+    A1, a zone name with a <script> tag on A3, a chip path that leaves OUT on B2, and zones.geojson."""
+    (out / "chips").mkdir(parents=True)
+    for tag, colour in (("before", (40, 120, 40)), ("after", (170, 140, 90))):
+        Image.new("RGB", (64, 64), colour).save(out / "chips" / f"{A1}_{tag}.png")
+    (out.parent / "secret.png").write_bytes((out / "chips" / f"{A1}_before.png").read_bytes())
+    rows = [
+        _alert("Z1", "510182", 103.90, "2023-05-01", chip_before=f"chips/{A1}_before.png", chip_after=f"chips/{A1}_after.png"),
+        _alert("Z1", "510182", 103.92, "2023-06-01", "construction", "high"),
+        _alert("Z2", "510182", 104.00, "2023-07-01", "mining", "low", zone_name=EVIL),
+        _alert("Z3", "510183", 104.10, "2023-08-01"),
+        _alert("Z3", "510183", 104.12, "2023-09-01", chip_before="../secret.png"),
+    ]
+    reg = Register(out / "register.gpkg")
+    found = gpd.GeoDataFrame(rows, geometry="geometry", crs=4326)[[*ALERT_COLUMNS, "geometry"]]
+    merged, _ = merge_alerts(reg.alerts(), found, "s1")
+    reg.commit_scan(merged, scan={"scan_id": "s1", "name": "t", "n_items": 5, "new": 5, "updated": 0, "unchanged": 0})
+    zones = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"zone_id": z}, "geometry": shapely.geometry.mapping(shapely.box(x - 0.01, 30.69, x + 0.03, 30.71))}
+        for z, x in (("Z1", 103.90), ("Z2", 104.00), ("Z3", 104.10))]}
+    (out / "zones.geojson").write_text(json.dumps(zones), encoding="utf-8")
+    return reg.path
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Site:
+    out = tmp_path_factory.mktemp("serve") / "out"
+    register = _build(out)
+    for name, (role, counties, zones) in USERS.items():
+        res = cli("users", "add", name, "--role", role, "--counties", counties, "--zones", zones, "--password-stdin", "--out", out, stdin=PASSWORD + "\n")
+        assert res.returncode == 0, res.stderr
+    port = _free_port()
+    log = (out.parent / "server.log").open("w")
+    proc = subprocess.Popen([*CLI, "serve", str(out), "--port", str(port), "--lang", "zh"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"redline serve exited {proc.returncode}: {(out.parent / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/login", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"redline serve did not answer in 90 s: {(out.parent / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield Site(url=url, out=out, register=register)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+# -- helpers --------------------------------------------------------------------------------
+_CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+
+
+def csrf_of(html: str) -> str:
+    return _CSRF.search(html).group(1)
+
+
+def http_login(site: Site, name: str, password: str = PASSWORD, *, headers: dict | None = None) -> tuple[httpx.Client, httpx.Response]:
+    """A client with a session: the login form read (its CSRF token), then posted."""
+    c = httpx.Client(base_url=site.url, headers=headers or {}, timeout=30)
+    form = c.get("/login")
+    res = c.post("/login", data={"username": name, "password": password, "csrf": csrf_of(form.text), "next": "/"})
+    return c, res
+
+
+@pytest.fixture
+def browser(site):
+    """``browser(name)``: chromium logged in as ``name`` on the queue page; quit after the test."""
+    opened: list[PageVisit] = []
+
+    def _open(name: str) -> PageVisit:
+        v = open_server_page(f"{site.url}/login")
+        opened.append(v)
+        v.driver.find_element(By.ID, "username").send_keys(name)
+        v.driver.find_element(By.ID, "password").send_keys(PASSWORD)
+        v.driver.find_element(By.ID, "login").click()
+        v.wait_for("return document.getElementById('who') !== null")
+        return v
+
+    yield _open
+    for v in opened:
+        v.driver.quit()
+
+
+def _go(v: PageVisit, url: str) -> None:
+    v.driver.get(url)
+    v.wait_for("return document.readyState === 'complete'")
+
+
+def _submit(v: PageVisit, button_id: str) -> None:
+    """Click a submit button and wait for the page it leads to."""
+    old = v.driver.find_element(By.TAG_NAME, "html")
+    v.driver.find_element(By.ID, button_id).click()
+    end = time.monotonic() + 15
+    while time.monotonic() < end:
+        try:
+            old.tag_name  # noqa: B018 - raises once the page was replaced
+        except Exception:  # selenium's StaleElementReferenceException: the new page is there
+            break
+        time.sleep(0.05)
+    v.wait_for("return document.readyState === 'complete'")
+
+
+def _texts(v: PageVisit, css: str) -> list[str]:
+    return [e.text for e in v.driver.find_elements(By.CSS_SELECTOR, css)]
+
+
+# -- pages in a real browser ----------------------------------------------------------------
+def test_login_filter_the_queue_and_open_an_alert(site, browser):
+    v = browser("wang")
+    rows = v.driver.find_elements(By.CSS_SELECTOR, "#queue tbody tr")
+    assert sorted(r.get_attribute("data-alert") for r in rows) == [A1, A2, A3]  # county 510182 only
+    assert v.driver.find_element(By.CSS_SELECTOR, "[data-status=new] .count").text == "3"
+    Select(v.driver.find_element(By.ID, "f-zone")).select_by_value("Z1")
+    Select(v.driver.find_element(By.ID, "f-type")).select_by_value("construction")
+    _submit(v, "apply")
+    assert [r.get_attribute("data-alert") for r in v.driver.find_elements(By.CSS_SELECTOR, "#queue tbody tr")] == [A2]
+    _go(v, f"{site.url}/?zone=Z1&sort=first_detected&order=asc")
+    assert [r.get_attribute("data-alert") for r in v.driver.find_elements(By.CSS_SELECTOR, "#queue tbody tr")] == [A1, A2]
+    v.driver.find_element(By.LINK_TEXT, A1).click()
+    v.wait_for("return window.redlineAlertMap !== undefined")
+    assert v.driver.find_element(By.ID, "alert-id").text.startswith(A1)
+    fields = {e.get_attribute("data-field") for e in v.driver.find_elements(By.CSS_SELECTOR, "#fields tr")}
+    assert fields == set(ALERT_COLUMNS)
+    for w in ("before", "after"):
+        assert v.wait_for(f"var i = document.getElementById('chip-{w}'); return i && i.complete && i.naturalWidth === 64")
+    assert v.driver.find_elements(By.CSS_SELECTOR, "#alert-map path.leaflet-interactive")  # the alert (and its zone) drawn
+    nxt = v.driver.find_element(By.ID, "next")
+    assert nxt.get_attribute("accesskey") == "n" and f"/alerts/{A2}?" in nxt.get_attribute("href") and "zone=Z1" in nxt.get_attribute("href")
+    assert v.driver.find_element(By.ID, "back").get_attribute("accesskey") == "b"
+    assert v.driver.find_element(By.ID, "form-step").is_displayed()  # wang may record 自检 …
+    assert "专检" not in v.driver.find_element(By.ID, "form-step").text  # … and nothing of another role
+    v.screenshot("serve_alert_page")
+    nxt.click()
+    v.wait_for("return document.getElementById('prev') !== null")
+    assert v.driver.find_element(By.ID, "alert-id").text.startswith(A2)
+    assert v.external_requests() == [] and v.console_errors == []
+
+
+def test_three_users_record_the_three_steps_and_the_acceptor_confirms(site, browser):
+    v = browser("wang")
+    _go(v, f"{site.url}/alerts/{A1}")
+    v.driver.find_element(By.ID, "to-under_review").click()
+    _submit(v, "submit-status")
+    v.driver.find_element(By.ID, "step-note").send_keys("影像判读：疑似林地砍伐")
+    _submit(v, "submit-step")
+    assert "已记录" in v.driver.find_element(By.CSS_SELECTOR, ".flash").text
+    assert not v.driver.find_elements(By.ID, "form-step")  # 专检 is not wang's
+    v = browser("li")
+    _go(v, f"{site.url}/alerts/{A1}")
+    assert "专检" in v.driver.find_element(By.ID, "form-step").text
+    _submit(v, "submit-step")
+    v = browser("zhao")
+    _go(v, f"{site.url}/alerts/{A1}")
+    assert not v.driver.find_elements(By.ID, "to-confirmed")  # not before 验收
+    assert "验收" in v.driver.find_element(By.ID, "form-step").text
+    _submit(v, "submit-step")
+    v.driver.find_element(By.ID, "to-confirmed").click()
+    _submit(v, "submit-status")
+    assert "已确认" in v.driver.find_element(By.ID, "alert-id").text
+    assert _texts(v, "#history td.by") == ["wang", "wang", "li", "zhao", "zhao"]
+    assert _texts(v, "#history td.step")[1:4] == ["自检 · 通过", "专检 · 通过", "验收 · 通过"]
+    assert v.console_errors == []
+    reg = Register(site.register)
+    assert reg.alert(A1)["status"] == "confirmed" and reg.verify().problems == []
+
+
+def test_a_script_in_a_note_or_a_zone_name_shows_as_text(site, browser):
+    v = browser("boss")
+    assert EVIL in v.driver.find_element(By.CSS_SELECTOR, f"tr[data-alert='{A3}']").text
+    _go(v, f"{site.url}/alerts/{A3}")
+    v.driver.find_element(By.ID, "annotate-note").send_keys(EVIL)
+    v.driver.find_element(By.ID, "cause").send_keys(EVIL)
+    Select(v.driver.find_element(By.ID, "activity_class")).select_by_value("quarry")
+    _submit(v, "submit-annotate")
+    assert _texts(v, "#history td.note")[-1] == EVIL
+    assert EVIL in v.driver.find_element(By.CSS_SELECTOR, "tr[data-field=zone_name] td").text
+    assert EVIL in v.driver.find_element(By.CSS_SELECTOR, "tr[data-field=cause] td").text
+    assert v.driver.execute_script("return window.pwned === undefined")
+    assert v.console_errors == []
+
+
+# -- raw requests ---------------------------------------------------------------------------
+def test_pages_need_a_login_and_carry_the_security_headers(site):
+    res = httpx.get(f"{site.url}/alerts/{A1}")
+    assert res.status_code == 303 and res.headers["location"].startswith("/login?next=")
+    login = httpx.get(f"{site.url}/login")
+    for k, v in SECURITY_HEADERS.items():
+        assert login.headers[k] == v
+    assert login.headers["cache-control"] == "no-store"
+    cookie = login.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+    c = httpx.Client(base_url=site.url)
+    form = c.get("/login")
+    anonymous = c.cookies["redline_session"]
+    res = c.post("/login", data={"username": "wang", "password": PASSWORD, "csrf": csrf_of(form.text), "next": "/"})
+    assert res.status_code == 303 and res.headers["location"] == "/"
+    assert c.cookies["redline_session"] != anonymous  # a new session id at login (no fixation)
+    assert c.get("/").status_code == 200
+    c2 = httpx.Client(base_url=site.url)
+    form = c2.get("/login?next=//evil.example/x")
+    res = c2.post("/login", data={"username": "wang", "password": PASSWORD, "csrf": csrf_of(form.text), "next": "//evil.example/x"})
+    assert res.headers["location"] == "/"  # never an open redirect
+
+
+def test_the_wrong_role_is_refused_with_403_and_the_reason(site):
+    c, _ = http_login(site, "li")
+    page = c.get(f"/alerts/{A2}")
+    assert page.status_code == 200 and 'id="form-step"' not in page.text  # the next step (自检) is not a specialist's
+    res = c.post(f"/alerts/{A2}", data={"csrf": csrf_of(page.text), "action": "step", "step": "self_check", "result": "pass"})
+    assert res.status_code == 403 and "recorded by a reviewer" in res.text and "li is a specialist" in res.text
+    assert Register(site.register).history(A2).empty
+
+
+def test_one_user_cannot_record_two_steps_of_an_alert(site):
+    c, _ = http_login(site, "boss")
+    token = csrf_of(c.get(f"/alerts/{B1}").text)
+    assert c.post(f"/alerts/{B1}", data={"csrf": token, "action": "status", "to_status": "under_review"}).status_code == 303
+    assert c.post(f"/alerts/{B1}", data={"csrf": token, "action": "step", "step": "self_check"}).status_code == 303
+    res = c.post(f"/alerts/{B1}", data={"csrf": token, "action": "step", "step": "specialist_check"})
+    assert res.status_code == 403 and "separation of duties" in res.text
+    assert Register(site.register).history(B1)["step"].dropna().tolist() == ["self_check"]
+
+
+def test_a_county_user_cannot_reach_another_countys_alert(site):
+    c, _ = http_login(site, "wang")
+    token = csrf_of(c.get("/").text)
+    assert c.get(f"/alerts/{B1}").status_code == 404
+    assert c.get(f"/alerts/{B1}/chip/before").status_code == 404
+    assert c.post(f"/alerts/{B1}", data={"csrf": token, "action": "annotate", "cause": "x"}).status_code == 404
+    assert B1 not in c.get("/").text
+    z, _ = http_login(site, "zhou")
+    assert z.get(f"/alerts/{B1}").status_code == 200
+
+
+def test_chips_are_only_the_files_the_alert_names_inside_out(site):
+    c, _ = http_login(site, "boss")
+    assert c.get(f"/alerts/{A1}/chip/before").content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert c.get(f"/alerts/{B2}/chip/before").status_code == 404  # its row names ../secret.png
+    assert c.get(f"/alerts/{A1}/chip/..%2F..%2Fregister.gpkg").status_code == 404
+    assert c.get("/static/../register.gpkg").status_code == 404
+
+
+def test_a_post_without_or_with_a_wrong_csrf_token_is_403(site):
+    c, _ = http_login(site, "zhou")
+    other, _ = http_login(site, "boss")
+    foreign = csrf_of(other.get("/").text)
+    for data in ({}, {"csrf": "0" * 64}, {"csrf": foreign}):
+        res = c.post(f"/alerts/{B2}", data={**data, "action": "annotate", "cause": "forged"})
+        assert res.status_code == 403, data
+    assert Register(site.register).history(B2).empty
+    assert httpx.post(f"{site.url}/login", data={"username": "zhou", "password": PASSWORD}).status_code == 403
+    assert c.post("/logout").status_code == 403 and c.get("/").status_code == 200  # still logged in
+
+
+def test_six_wrong_passwords_answer_429_with_retry_after(site):
+    """Per name (qian, from one address) and per address (many names): the 6th try is refused
+    with 429, even with the right password. The addresses come through X-Forwarded-For, which
+    the server trusts from 127.0.0.1 (a reverse proxy on the same host), so this test does not
+    lock out the other tests' logins from 127.0.0.1; nothing is sent to those addresses."""
+    c = httpx.Client(base_url=site.url, headers={"X-Forwarded-For": "192.0.2.10"})
+    token = csrf_of(c.get("/login").text)
+    codes = [c.post("/login", data={"username": "qian", "password": f"wrong {i}", "csrf": token}).status_code for i in range(5)]
+    assert codes == [401] * 5
+    res = c.post("/login", data={"username": "qian", "password": "wrong 6", "csrf": token})
+    assert res.status_code == 429 and 0 < int(res.headers["retry-after"]) <= 15 * 60
+    assert c.post("/login", data={"username": "qian", "password": PASSWORD, "csrf": token}).status_code == 429
+    d = httpx.Client(base_url=site.url, headers={"X-Forwarded-For": "192.0.2.11"})
+    token = csrf_of(d.get("/login").text)
+    assert [d.post("/login", data={"username": f"nobody{i}", "password": "x" * 10, "csrf": token}).status_code for i in range(6)] == [401] * 5 + [429]
+    ok, res = http_login(site, "zhou")  # 127.0.0.1 and other names are not affected
+    assert res.status_code == 303
+
+
+def test_sessions_end_after_the_idle_timeout():
+    now = [0.0]
+    store = SessionStore(b"k" * 32, idle_timeout_s=30 * 60, clock=lambda: now[0])
+    s = store.new("wang")
+    cookie = store.cookie_value(s)
+    now[0] = 29 * 60
+    assert store.get(cookie) is s  # activity moves the deadline
+    now[0] = 29 * 60 + 30 * 60 + 1
+    assert store.get(cookie) is None
+    assert store.get(cookie.replace(".", "x.")) is None and store.get(s.sid + ".0") is None  # a forged cookie
+
+
+# -- the command line with users --------------------------------------------------------------
+def test_cli_review_on_a_register_with_users_needs_the_right_password(site):
+    args = ["alerts", "review", A3, "--by", "wang", "--status", "under_review", "--out", site.out]
+    res = cli(*args, "--password-stdin", stdin="not the password\n")
+    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0 and "wrong user name or password" in res.stderr
+    res = cli(*args, stdin="", env={"REDLINE_PASSWORD": ""})
+    assert res.returncode == 2 and "--password-stdin" in res.stderr
+    res = cli("alerts", "review", A3, "--by", "li", "--step", "self_check", "--out", site.out, env={"REDLINE_PASSWORD": PASSWORD})
+    assert res.returncode == 2 and "recorded by a reviewer" in res.stderr
+    res = cli(*args, env={"REDLINE_PASSWORD": PASSWORD})
+    assert res.returncode == 0, res.stderr
+    assert Register(site.register).history(A3)["by"].tolist()[-1] == "wang"
+
+
+def test_the_register_verifies_and_names_a_tampered_users_row(site, tmp_path):
+    import sqlite3
+
+    reg = Register(site.register)
+    assert reg.verify().problems == []
+    copy = Register(tmp_path / "copy.gpkg")
+    reg.copy_to(copy)
+    with sqlite3.connect(copy.path) as con:
+        con.execute("UPDATE users SET role = 'admin', counties = '' WHERE name = 'wang'")
+    problems = copy.verify().problems
+    assert any(p.startswith("users: user wang: role, counties differ(s) from its signed entry") for p in problems), problems
+    res = cli("users", "list", "--register", copy.path)
+    assert res.returncode == 0 and "argon2" not in res.stdout
