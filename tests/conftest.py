@@ -6,7 +6,6 @@ processes the tests start): no key is in the repository, and the user's own key 
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,10 +24,10 @@ _KEY_DIR: str | None = None
 def pytest_configure(config):
     """This session's signing key (before collection, so every process the tests start has it)."""
     global _KEY_DIR
-    from redline.register.keys import KEY_ENV, create_key
+    from redline.register.keys import throwaway_key
 
     _KEY_DIR = tempfile.mkdtemp(prefix="redline-test-key-")
-    os.environ[KEY_ENV] = str(create_key(Path(_KEY_DIR) / "signing_key.pem").path)
+    throwaway_key(_KEY_DIR)
 
 
 def pytest_unconfigure(config):
