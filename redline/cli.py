@@ -205,9 +205,7 @@ def _register_path(register: Optional[Path], out: Optional[Path]) -> Path:
 
 def _open_register(register: Optional[str], out: Optional[Path], lock_timeout: float = 30.0):
     from redline.register import Register
-    from redline.register.store import is_url
-
-    if register is not None and is_url(register):
+    if outputs.is_register_url(register):
         return Register(register, lock_timeout=lock_timeout)
     reg_path = _register_path(Path(register) if register is not None else None, out)
     if not reg_path.exists():
@@ -503,9 +501,7 @@ def register_copy(
 ) -> None:
     """Copy a register row for row (GeoPackage ↔ PostGIS): every hash and signature stays valid."""
     from redline.register import Register
-    from redline.register.store import is_url
-
-    if not is_url(source) and not Path(source).exists():
+    if not outputs.is_register_url(source) and not Path(source).exists():
         raise RedlineInputError(f"{source}: no register there; give a register file or a postgresql:// URL")
     src, dst = Register(source), Register(destination)
     n = src.copy_to(dst)

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from redline.errors import ConfigError
+from redline.outputs import register_location
 
 __all__ = [
     "ScanConfig",
@@ -235,9 +236,7 @@ class ScanConfig(BaseModel):
     @classmethod
     def _register_location(cls, v: Path | str | None) -> Path | str | None:
         """A ``postgresql://`` URL stays a string; anything else is a path."""
-        if v is None or (isinstance(v, str) and v.startswith(("postgresql://", "postgres://"))):
-            return v
-        return Path(v)
+        return None if v is None else register_location(v)
 
     @model_validator(mode="after")
     def _windows(self) -> "ScanConfig":

@@ -13,7 +13,7 @@ from pathlib import Path
 __all__ = [
     "ADMIN_GEOJSON", "ADMIN_STATS_CSV", "ALERTS_GEOJSON", "ASSESSMENT_GPKG", "ASSESSMENT_JSON", "CATALOG_JSON", "CHIPS_DIR", "FIGURES_DIR",
     "MANIFEST_JSON", "MAP_HTML", "NDVI_ANNUAL_CSV", "RASTERS_DIR", "REGISTER_GPKG", "REPORT_HTML", "TILES_DIR", "ZONES_GEOJSON",
-    "ZONE_STATS_CSV", "default_register",
+    "ZONE_STATS_CSV", "default_register", "is_register_url", "register_location",
 ]
 
 ALERTS_GEOJSON = "alerts.geojson"  # this scan's alerts, EPSG:4326
@@ -35,10 +35,20 @@ CHIPS_DIR = "chips"
 TILES_DIR = ".tiles"  # the tile mosaics while a run computes; removed when it ends
 
 
+def is_register_url(location: Path | str | None) -> bool:
+    """True for a ``postgresql://`` (or ``postgres://``) register URL."""
+    return location is not None and str(location).startswith(("postgresql://", "postgres://"))
+
+
+def register_location(location: Path | str) -> Path | str:
+    """A register location as redline keeps it: a URL stays a string, anything else is a path."""
+    return str(location) if is_register_url(location) else Path(location)
+
+
 def default_register(out: Path | str | None, configured: Path | str | None = None) -> Path | str:
     """The register a run or a command uses: the configured one (``register:`` in scan.yml, or
     ``--register``; a ``postgresql://`` URL stays a string), else ``OUT/register.gpkg``
     (``OUT`` default ``out``)."""
     if configured is not None:
-        return configured if str(configured).startswith(("postgresql://", "postgres://")) else Path(configured)
+        return register_location(configured)
     return Path(out if out is not None else "out") / REGISTER_GPKG

@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from redline.outputs import MANIFEST_JSON
+from redline.outputs import MANIFEST_JSON, is_register_url
 from redline.register.keys import SigningKey, verify_signature
 
 __all__ = ["sha256_file", "library_versions", "git_commit", "run_record", "item_records", "write_manifest", "record_rerender", "verify_outputs",
@@ -233,7 +233,7 @@ def manifest_register(out_dir: Path, manifest: dict[str, Any]) -> str | None:
     if not loc:
         return None
     loc = str(loc)
-    if loc.startswith(("postgresql://", "postgres://")):
+    if is_register_url(loc):
         return loc
     p = Path(loc)
     if not p.is_absolute():
@@ -263,7 +263,7 @@ def verify_folder(out_dir: Path, *, register: str | None = None, heads: tuple[st
                 [((r.get("register_head") or {}).get("row_hash")) for r in manifest.get("rerenders", []) if isinstance(r, dict)] if h]
     if location is None:  # an assessment without a register
         v = None
-    elif not location.startswith(("postgresql://", "postgres://")) and not Path(location).exists():
+    elif not is_register_url(location) and not Path(location).exists():
         problems.append(f"register {location}: missing (named by {MANIFEST}); restore it or give --register")
         v = None
     else:
@@ -287,13 +287,10 @@ def register_record(out_dir: Path, location: str | Path, **extra: Any) -> dict[s
     """The manifest's ``register`` record: ``path`` relative to OUT when the register lies in it
     (so the folder is checked against its own register wherever it is copied), else absolute,
     or the URL without its password; ``inside_out``; and ``extra`` (e.g. the chain ``head``)."""
-    loc = str(location)
-    if loc.startswith(("postgresql://", "postgres://")):
-        from urllib.parse import urlsplit, urlunsplit
+    if is_register_url(location):
+        from redline.register.postgis import public_url
 
-        u = urlsplit(loc)
-        netloc = (f"{u.username}@" if u.username else "") + (u.hostname or "") + (f":{u.port}" if u.port else "")
-        return {"path": urlunsplit((u.scheme, netloc, u.path, u.query, "")), "inside_out": False, **extra}
-    p = Path(loc).resolve()
+        return {"path": public_url(str(location)), "inside_out": False, **extra}
+    p = Path(location).resolve()
     inside = p.is_relative_to(out_dir.resolve())
     return {"path": p.relative_to(out_dir.resolve()).as_posix() if inside else str(p), "inside_out": inside, **extra}

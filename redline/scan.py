@@ -118,7 +118,7 @@ def _up_to_date(out: Path, cfg: ScanConfig, config_text: str | None, items: list
         return None
     return ScanResult(
         scan_id=record["scan_id"], out_dir=out, alerts=alerts, zone_stats=zone_stats, admin_stats=admin_stats,
-        n_items=len(items), register=_as_location(provenance.manifest_register(out, record)), map_html=out / outputs.MAP_HTML if (out / outputs.MAP_HTML).is_file() else None,
+        n_items=len(items), register=outputs.register_location(provenance.manifest_register(out, record)), map_html=out / outputs.MAP_HTML if (out / outputs.MAP_HTML).is_file() else None,
         seconds=time.monotonic() - t0, up_to_date=True, notes=_notes(record),
     )
 
@@ -299,11 +299,6 @@ def _manifest(out: Path, plan: ScanPlan, tiled: Tiled, register: Register, stats
     }
     provenance.write_manifest(out, record, key=register.key, exclude=(reg_rel,) if reg_rel else ())
     return record
-
-
-def _as_location(location: str | None) -> Path | str | None:
-    """A register location as a path, or a URL as it is."""
-    return None if location is None else location if location.startswith(("postgresql://", "postgres://")) else Path(location)
 
 
 def _notes(record: dict[str, Any]) -> list[str]:

@@ -80,7 +80,8 @@ from redline.errors import NotPermitted, RegisterError
 from redline.register.keys import SigningKey, key_id_of, load_key, verify_signature
 from redline.register.postgis import PostgisStore
 from redline.register.rules import Actions, Policy, StepRecord, allowed_actions, refusal
-from redline.register.store import TABLE_COLUMNS, GeoPackageStore, Store, Tx, is_url
+from redline.outputs import is_register_url
+from redline.register.store import TABLE_COLUMNS, GeoPackageStore, Store, Tx
 from redline.register.users import User, check_name, check_role, dummy_verify, hash_password, parse_codes, password_matches, user_payload
 from redline.vocabulary import ACTIVITY_CODES, REVIEW_STEPS, STATUSES, STEP_RESULTS, TRANSITIONS
 
@@ -336,6 +337,14 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
+def _insert_alerts(tx: Tx, store: Store, rows: list[Mapping[str, Any]]) -> None:
+    """Insert whole alert rows (every column as the register stores it; no status: ``new``)."""
+    cols = list(ALERT_COLUMNS)
+    tx.many(f'INSERT INTO "alerts" ("geom", {", ".join(map(_q, cols))}) VALUES ({store.geom_param}, {", ".join("?" * len(cols))})',
+            [[store.encode_geometry(_multi(r["geometry"])), *[(r.get(c) or "new") if c == "status" else _canon(c, r.get(c)) for c in cols]]
+             for r in rows])
+
+
 class Register:
     """The alert register at ``location``: a GeoPackage path (created on the first write) or a
     ``postgresql://`` URL.
@@ -351,8 +360,8 @@ class Register:
 
     def __init__(self, location: Path | str, *, key: SigningKey | None = None, lock_timeout: float = 30.0):
         self.location = str(location)
-        self.store: Store = PostgisStore(str(location)) if is_url(location) else GeoPackageStore(location)
-        self.path: Path | None = None if is_url(location) else Path(location)
+        self.store: Store = PostgisStore(str(location)) if is_register_url(location) else GeoPackageStore(location)
+        self.path: Path | None = None if is_register_url(location) else Path(location)
         self._key = key
         self.lock_timeout = lock_timeout
 
@@ -756,10 +765,7 @@ class Register:
                     rows.append(r)
             new = [r for r in rows if str(r["alert_id"]) not in existing]
             upd = [r for r in rows if str(r["alert_id"]) in existing]
-            cols = [c for c in ALERT_COLUMNS]
-            tx.many(f'INSERT INTO "alerts" ("geom", {", ".join(map(_q, cols))}) VALUES ({self.store.geom_param}, {", ".join("?" * len(cols))})',
-                    [[self.store.encode_geometry(r["geometry"]), *[_canon(c, r.get(c)) if c != "status" else (r.get("status") or "new") for c in cols]]
-                     for r in new])
+            _insert_alerts(tx, self.store, new)
             owned = [c for c in SCAN_OWNED if c != "alert_id"]
             tx.many(f'UPDATE "alerts" SET "geom" = {self.store.geom_param}, {", ".join(f"{_q(c)} = ?" for c in owned)} WHERE "alert_id" = ?',
                     [[self.store.encode_geometry(r["geometry"]), *[_canon(c, r.get(c)) for c in owned], str(r["alert_id"])] for r in upd])
@@ -973,18 +979,33 @@ class Register:
         against its last seal, no sealed alert missing, the statuses and reviewers' fields
         where the decisions leave them, the scans table against the signed scan entries, and
         that each of ``heads`` (row hashes published earlier) is still in the chain."""
-        v = Verification()
         with self._reading() as tx:
             if tx is None:
+                v = Verification()
                 if heads:
                     v.problems.append(f"{self.store.describe()}: no register there, so published head(s) {', '.join(h[:12] for h in heads)} are missing")
                 return v
-            chain = self._chain(tx)
-            alerts = self._alerts(tx)
-            seals = self._frame(tx, "alert_seals", ["seq", "alert_id", "seal", "fields"], order='"seq"')
-            signers = self._frame(tx, "signers", ["key_id", "public_key", "role"])
-            scans = self._frame(tx, "scans", SCAN_COLUMNS)
-            users = self._frame(tx, "users", [c for c, _ in TABLE_COLUMNS["users"]])
+            snap = self._snapshot(tx)
+        return self._verify(snap, heads)
+
+    #: The tables besides ``alerts`` as :meth:`_snapshot` reads them (every column: a copy takes them as they are).
+    _SNAPSHOT_TABLES = (("review_history", HISTORY_COLUMNS), ("alert_seals", [c for c, _ in TABLE_COLUMNS["alert_seals"]]),
+                        ("signers", [c for c, _ in TABLE_COLUMNS["signers"]]), ("scans", SCAN_COLUMNS), ("meta", ["key", "value"]),
+                        ("users", [c for c, _ in TABLE_COLUMNS["users"]]))
+
+    def _snapshot(self, tx: Tx) -> dict[str, pd.DataFrame]:
+        """Every table of the register in one read snapshot: ``alerts`` (a GeoDataFrame), the
+        history ordered by ``seq`` as ``review_history``, and the others as they are stored."""
+        snap: dict[str, pd.DataFrame] = {"review_history": self._chain(tx)}
+        snap.update({t: self._frame(tx, t, cols, order='"seq"' if t == "alert_seals" else '"fid"')
+                     for t, cols in self._SNAPSHOT_TABLES if t != "review_history"})
+        snap["alerts"] = self._alerts(tx)
+        return snap
+
+    def _verify(self, snap: dict[str, pd.DataFrame], heads: tuple[str, ...]) -> Verification:
+        """:meth:`verify` of a :meth:`_snapshot`."""
+        v = Verification()
+        chain, alerts, seals, signers, scans, users = (snap[t] for t in ("review_history", "alerts", "alert_seals", "signers", "scans", "users"))
         self._walk(chain, v)
         v.alerts = len(alerts)
         v.head = None if chain.empty else {k: (int(chain.iloc[-1][k]) if k == "seq" else chain.iloc[-1][k]) for k in ("seq", "row_hash", "signature", "key_id")}
@@ -1158,12 +1179,10 @@ class Register:
             if tx is None or self._version(tx) < SCHEMA_VERSION:
                 raise RegisterError(f"{self.store.describe()}: not a schema-{SCHEMA_VERSION} register; a review or `redline keys trust` "
                                     "upgrades an older one first")
-            alerts = self._alerts(tx)
-            tables = {t: self._frame(tx, t, cols) for t, cols in (
-                ("review_history", HISTORY_COLUMNS), ("alert_seals", ["seq", "alert_id", "seal", "fields"]),
-                ("signers", ["key_id", "public_key", "role", "seq"]), ("scans", SCAN_COLUMNS), ("meta", ["key", "value"]),
-                ("users", [c for c, _ in TABLE_COLUMNS["users"]]))}
-        problems = self.verify().problems
+            snap = self._snapshot(tx)  # what is checked is what is copied: one snapshot
+        problems = self._verify(snap, ()).problems
+        alerts = snap.pop("alerts")
+        tables = snap
         if problems:
             raise RegisterError(f"{self.store.describe()}: does not verify ({problems[0]}); copy only an intact register")
         if destination.path is not None and destination.path.exists():
@@ -1172,10 +1191,7 @@ class Register:
             if destination._version(tx) is not None:
                 raise RegisterError(f"{destination.store.describe()}: already holds a register; copy into an empty database")
             destination.store.create(tx, ALERT_TYPES, _HISTORY_TYPES)
-            cols = list(ALERT_COLUMNS)
-            tx.many(f'INSERT INTO "alerts" ("geom", {", ".join(map(_q, cols))}) VALUES ({destination.store.geom_param}, {", ".join("?" * len(cols))})',
-                    [[destination.store.encode_geometry(_multi(r["geometry"])), *[_canon(c, r[c]) if c not in ("status",) else r[c] for c in cols]]
-                     for r in alerts.to_dict("records")])
+            _insert_alerts(tx, destination.store, alerts.to_dict("records"))
             for table, df in tables.items():
                 df = df.astype(object).where(df.notna(), None)
                 if table in ("review_history", "alert_seals", "signers", "users"):

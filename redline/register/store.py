@@ -32,7 +32,7 @@ import shapely
 
 from redline.errors import RegisterError
 
-__all__ = ["Store", "GeoPackageStore", "is_url", "TABLE_COLUMNS", "INDEXES", "table_ddl", "create_indexes", "encode_gpkg_geometry", "decode_gpkg_geometry", "REGISTER_TABLES"]
+__all__ = ["Store", "GeoPackageStore", "TABLE_COLUMNS", "INDEXES", "table_ddl", "create_indexes", "encode_gpkg_geometry", "decode_gpkg_geometry", "REGISTER_TABLES"]
 
 #: The register's tables besides ``alerts`` (each an attributes table of the GeoPackage). ``users``
 #: came after the first schema-3 registers: it is created when missing, by the first write of a user.
@@ -81,11 +81,6 @@ def create_indexes(tx: "Tx") -> None:
 _GPKG_APPLICATION_ID = 0x47504B47  # "GPKG" (GeoPackage 1.2+, req. 2)
 _GPKG_USER_VERSION = 10300  # GeoPackage 1.3.0
 _ENVELOPE_BYTES = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
-
-
-def is_url(location: str | Path) -> bool:
-    """True for a ``postgresql://`` (or ``postgres://``) register URL."""
-    return str(location).startswith(("postgresql://", "postgres://"))
 
 
 def encode_gpkg_geometry(geom: Any, srs_id: int = 4326) -> bytes:
@@ -226,6 +221,8 @@ class GeoPackageStore(Store):
             if "locked" in str(exc) or "busy" in str(exc):
                 raise RegisterError(f"{self.path}: the register is busy (another writer held it longer than {timeout:g} s); "
                                     "try again or raise --lock-timeout") from None
+            if isinstance(exc, sqlite3.IntegrityError):  # a write that breaks a table's constraint, not a broken file
+                raise RegisterError(f"{self.path}: the write breaks a constraint of the register ({exc}); nothing was written") from None
             raise RegisterError(f"{self.path}: not a readable register ({exc}); give a redline register GeoPackage") from None
         finally:
             con.close()
