@@ -131,10 +131,12 @@ def read_alerts(out_dir: Path, register: Path | str | None, zone_ids: set[str]) 
 
 
 def latest_reviews(register: Path | str | None) -> dict[str, dict[str, Any]]:
-    """The latest ``review_history`` row (by ``seq``) per alert id, if the register has one."""
+    """The latest decision (``review`` entry, by ``seq``) per alert id, if the register has one;
+    assignments are not decisions."""
     if register is None:
         return {}
     h = Register(register).history()  # ordered by seq
+    h = h[h["kind"].isna() | (h["kind"] == "review")] if "kind" in h else h
     if h.empty:
         return {}
     return {str(k): row for k, row in h.groupby("alert_id").tail(1).set_index("alert_id").to_dict("index").items()}

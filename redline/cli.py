@@ -328,18 +328,10 @@ def alerts_export(
 def _export_ledger(reg, alerts, dest: Path, fmt: str, lang: str, out: Optional[Path]) -> None:
     """The ledger, with zone tiers and county names from the scan folder's zones.geojson /
     admin_units.geojson (``--out``, else the register's folder) when they are there."""
-    import geopandas as gpd
+    from redline.register.export import ledger_context, ledger_table, write_ledger
 
-    from redline.register.export import ledger_table, write_ledger
-
-    folder = out or (reg.path.parent if reg.path is not None else Path("."))
-    tables = {}
-    for key, name in (("zones", outputs.ZONES_GEOJSON), ("admin", outputs.ADMIN_GEOJSON)):
-        f = folder / name
-        tables[key] = gpd.read_file(f).drop(columns="geometry") if f.is_file() else None
-        if tables[key] is not None and "admin_id" in tables[key]:
-            tables[key]["admin_id"] = tables[key]["admin_id"].astype(str)
-    write_ledger(ledger_table(alerts, reg.history(), lang=lang, zones=tables["zones"], admin=tables["admin"]), dest, fmt)
+    zones, admin = ledger_context(out or (reg.path.parent if reg.path is not None else Path(".")))
+    write_ledger(ledger_table(alerts, reg.history(), lang=lang, zones=zones, admin=admin), dest, fmt)
 
 
 @alerts_app.command("review")

@@ -437,3 +437,42 @@ def test_assignment_is_checked_like_a_decision(site):
     zhou, _ = http_login(site, "zhou")
     assert zhou.post("/assign", data={"csrf": csrf_of(zhou.get("/").text), "ids": A3, "to": "zhou"}).status_code == 404  # not in zhou's county
     assert Register(site.register).assignments().get(A3) is None and Register(site.register).verify().problems == []
+
+
+# -- the filtered set: map and downloads -------------------------------------------------------
+def test_the_queue_maps_every_alert_of_its_filter(site, browser):
+    v = browser("wang")
+    _go(v, f"{site.url}/?zone=Z1")
+    assert v.wait_for("return window.redlineQueueMap && window.redlineQueueMap.count") == 2  # Z1's alerts, of every page
+    v.driver.execute_script("window.redlineQueueMap.layer.getLayers()[0].openPopup()")
+    link = v.driver.find_element(By.CSS_SELECTOR, ".leaflet-popup-content a")
+    assert link.text in (A1, A2) and "zone=Z1" in link.get_attribute("href")
+    _go(v, f"{site.url}/")
+    assert v.wait_for("return window.redlineQueueMap && window.redlineQueueMap.count") == 3  # county 510182 only
+    assert v.external_requests() == [] and v.console_errors == []
+
+
+def test_downloads_hold_the_filtered_set_written_by_the_cli_writers(site, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    import openpyxl
+
+    c, _ = http_login(site, "wang")
+    res = c.get("/export/alerts.gpx?zone=Z1")
+    assert res.status_code == 200 and res.headers["content-type"] == "application/gpx+xml"
+    assert "attachment" in res.headers["content-disposition"]
+    ns = {"g": "http://www.topografix.com/GPX/1/1"}
+    assert sorted(w.find("g:name", ns).text for w in ET.fromstring(res.content).findall("g:wpt", ns)) == [A1, A2]
+    gj = c.get("/export/alerts.geojson").json()  # no filter: wang's county, every page
+    assert sorted(f["properties"]["alert_id"] for f in gj["features"]) == [A1, A2, A3]
+    assert all(f["geometry"]["type"] in ("Polygon", "MultiPolygon") for f in gj["features"])
+    (tmp_path / "l.xlsx").write_bytes(c.get("/export/ledger.xlsx?type=mining").content)
+    rows = list(openpyxl.load_workbook(tmp_path / "l.xlsx").active.values)
+    assert len(rows) == 2 and rows[0][1] == "图斑编号" and rows[1][1] == A3  # Chinese headers: the service's language
+    csv = c.get("/export/alerts.csv?county=510183").content.decode("utf-8-sig")
+    assert csv.count("\n") == 1  # the header only: 510183 is not wang's county
+    kml = c.get("/export/alerts.kml?zone=Z2")
+    assert kml.status_code == 200 and "<script>" not in kml.text  # escaped in the XML …
+    assert any(EVIL in text for text in ET.fromstring(kml.content).itertext())  # … and read back as the zone's name
+    assert c.get("/export/register.gpkg").status_code == 404
+    assert httpx.get(f"{site.url}/export/alerts.gpx").status_code == 303  # a login first

@@ -20,9 +20,15 @@ import shapely
 
 from redline.vocabulary import DISTURBANCE_LABELS, STATUS_LABELS
 
-__all__ = ["FORMATS", "LEDGER_COLUMNS", "LEDGER_FORMATS", "MU_M2", "export_alerts", "ledger_table", "write_ledger"]
+__all__ = ["FORMATS", "LEDGER_COLUMNS", "LEDGER_FORMATS", "MU_M2", "MEDIA_TYPES", "export_alerts", "ledger_table", "write_ledger", "ledger_context"]
 
 FORMATS = ("geojson", "gpx", "kml", "csv")
+#: media type of each written format (IANA: application/geo+json is RFC 7946's, GPX and KML
+#: their registered types; the ledger's XLSX is Office Open XML)
+MEDIA_TYPES = {
+    "geojson": "application/geo+json", "gpx": "application/gpx+xml", "kml": "application/vnd.google-earth.kml+xml",
+    "csv": "text/csv; charset=utf-8", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
 
 #: (field, English header, Chinese header) in ledger order
 LEDGER_COLUMNS = (
@@ -241,6 +247,22 @@ def ledger_table(
     t = t[[f for f, _, _ in cols]]
     t.columns = [(z if zh else e) for _, e, z in cols]
     return t
+
+
+def ledger_context(folder: Path | None) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The zone and county tables a ledger takes (``zones``, ``admin`` of :func:`ledger_table`)
+    from a scan's output folder: its ``zones.geojson`` and ``admin_units.geojson`` without
+    geometry (None for a file that is not there)."""
+    from redline.outputs import ADMIN_GEOJSON, ZONES_GEOJSON
+
+    tables: list[pd.DataFrame | None] = []
+    for name in (ZONES_GEOJSON, ADMIN_GEOJSON):
+        f = Path(folder) / name if folder is not None else None
+        t = pd.DataFrame(gpd.read_file(f).drop(columns="geometry")) if f is not None and f.is_file() else None
+        if t is not None and "admin_id" in t:
+            t["admin_id"] = t["admin_id"].astype(str)
+        tables.append(t)
+    return tables[0], tables[1]
 
 
 def write_ledger(table: pd.DataFrame, path: Path, fmt: str) -> Path:

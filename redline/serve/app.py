@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import math
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 import jinja2
+import geopandas as gpd
 import pandas as pd
 import shapely
 import xstatic.pkg.bootstrap as xs_bootstrap
@@ -36,12 +38,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from redline.outputs import ZONES_GEOJSON
 from redline.errors import NotPermitted, RegisterError
 from redline.register import Register
+from redline.register.export import MEDIA_TYPES, export_alerts, ledger_context, ledger_table, write_ledger
 from redline.register.users import User
 from redline.serve.auth import IDLE_TIMEOUT_S, LoginLimiter, Session, SessionStore, cookie_name, load_secret, secret_path
 from redline.serve.i18n import DISMISS_REASONS, LANGS, label, translator
 from redline.vocabulary import ACTIVITY_CLASSES, CONFIDENCE_LEVELS, DISTURBANCE_TYPES, STATUSES, STEP_RESULTS
 
-__all__ = ["create_app", "PAGE_SIZE", "SORT_COLUMNS", "SECURITY_HEADERS"]
+__all__ = ["create_app", "PAGE_SIZE", "SORT_COLUMNS", "SECURITY_HEADERS", "EXPORTS"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,10 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
 }
 _STATIC_PREFIXES = ("/static/", "/lib/")
+#: the queue's downloads of its filtered set: file name → (format, the full ledger?), written by
+#: the command line's writers (:mod:`redline.register.export`)
+EXPORTS = {"alerts.geojson": ("geojson", False), "alerts.gpx": ("gpx", False), "alerts.kml": ("kml", False),
+           "alerts.csv": ("csv", False), "ledger.csv": ("csv", True), "ledger.xlsx": ("xlsx", True)}
 
 
 class _SecurityHeaders:
@@ -151,6 +158,32 @@ class _Assignments:
             if head != self._head:
                 self._held, self._head = self._reg.assignments(), head
             return self._held
+
+
+class _Geometries:
+    """Alert id → outline (EPSG:4326), read again only when the register's scans changed (only a
+    scan writes geometries; decisions do not)."""
+
+    def __init__(self, reg: Register):
+        self._reg = reg
+        self._key: tuple | None = None
+        self._geoms: pd.Series = pd.Series(dtype=object)
+        self._lock = threading.Lock()
+
+    def series(self) -> pd.Series:
+        scans = self._reg.scans()
+        key = tuple(map(tuple, scans[["scan_id", "finished"]].astype(str).itertuples(index=False))) if not scans.empty else ()
+        with self._lock:
+            if key != self._key or self._geoms.empty:
+                a = self._reg.alerts()
+                self._geoms, self._key = pd.Series(a.geometry.values, index=a["alert_id"].values), key
+            return self._geoms
+
+
+def _with_geometry(rows: pd.DataFrame, geoms: pd.Series) -> gpd.GeoDataFrame:
+    """Queue rows as a GeoDataFrame (EPSG:4326) with their outlines."""
+    g = rows.drop(columns=[c for c in ("assigned_to",) if c in rows])
+    return gpd.GeoDataFrame(g, geometry=gpd.GeoSeries(rows["alert_id"].map(geoms).values, index=rows.index, crs=4326), crs=4326)
 
 
 def _with_assignments(frame: pd.DataFrame, held: Mapping[str, str]) -> pd.DataFrame:
@@ -251,6 +284,7 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
     limiter = LoginLimiter()
     cache = _AlertCache(reg)
     assignments = _Assignments(reg)
+    geometries = _Geometries(reg)
     cookie = cookie_name(secure_cookies)
     login_slots = threading.BoundedSemaphore(LOGIN_SLOTS)
     t = translator(lang)
@@ -370,7 +404,7 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         scoped = _in_scope(frame, user)
         can_assign = user.role in reg.policy().assign_roles
         ctx = {"q": q, "rows": rows, "qs": _queue_qs(q), "zones": sorted(scoped["zone_id"].unique()), "counties": sorted(scoped["admin_id"].unique()),
-               "can_assign": can_assign, "assignees": [u.name for u in reg.users() if not u.disabled] if can_assign else [],
+               "can_assign": can_assign, "exports": list(EXPORTS), "assignees": [u.name for u in reg.users() if not u.disabled] if can_assign else [],
                "sort_link": lambda col: _queue_qs(q, sort=col, order="asc" if q.sort == col and q.order == "desc" else "desc", page=1),
                "page_link": lambda n: _queue_qs(q, page=n), "status_link": lambda st: _queue_qs(q, status=st, page=1)}
         return page(request, "queue.html", ctx, session=s, user=user)
@@ -461,6 +495,46 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         log.info("decision: %s on %s: %s", user.name, alert_id, {k: v for k, v in kwargs.items() if v is not None and k != "note"})
         s.flash.append(("ok", t("saved")))
         return RedirectResponse(back, status_code=303)
+
+    # -- the filtered set: map and downloads ---------------------------------------------------
+    @app.get("/map.geojson")
+    def queue_map(request: Request) -> Response:
+        """The queue's filtered alerts (every page) as GeoJSON for the queue's map: id, status,
+        type, zone, first date and outline (EPSG:4326)."""
+        who = logged_in(request)
+        if who is None:
+            return to_login(request)
+        _, user = who
+        q = _queue(_with_assignments(cache.frame(), assignments.held()), user, request.query_params, t)
+        g = _with_geometry(q.rows[["alert_id", "status", "disturbance_type", "zone_id", "first_detected"]], geometries.series())
+        g = g.assign(status_label=[label("status", v, lang) for v in g["status"]], type_label=[label("type", v, lang) for v in g["disturbance_type"]])
+        return Response(g.to_json(drop_id=True, ensure_ascii=False), media_type="application/geo+json")
+
+    @app.get("/export/{name}")
+    def export(request: Request, name: str) -> Response:
+        """The queue's filtered alerts (every page) as a download: GPX / KML / GeoJSON / CSV for
+        field teams, or the 台账 as CSV / XLSX (:data:`EXPORTS`), in the service's language."""
+        who = logged_in(request)
+        if who is None:
+            return to_login(request)
+        s, user = who
+        if name not in EXPORTS:
+            return error(request, 404, t("not_found"), name[:80], session=s, user=user)
+        fmt, full = EXPORTS[name]
+        q = _queue(_with_assignments(cache.frame(), assignments.held()), user, request.query_params, t)
+        alerts = _with_geometry(q.rows, geometries.series())
+        stem = f"redline-{dt.date.today().isoformat()}-{name}"
+        with tempfile.TemporaryDirectory(prefix="redline-export-") as tmp:
+            dest = Path(tmp) / stem
+            if full:
+                zones, admin = ledger_context(out)
+                history = reg.history()
+                write_ledger(ledger_table(alerts, history[history["alert_id"].isin(set(alerts["alert_id"]))], lang=lang, zones=zones, admin=admin), dest, fmt)
+            else:
+                export_alerts(alerts, dest, fmt, lang=lang)
+            body = dest.read_bytes()
+        log.info("export: %s downloaded %s of %d alert(s)", user.name, name, len(alerts))
+        return Response(body, media_type=MEDIA_TYPES[fmt], headers={"Content-Disposition": f'attachment; filename="{stem}"'})
 
     @app.post("/assign", response_class=HTMLResponse)
     async def assign(request: Request) -> Response:

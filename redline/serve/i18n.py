@@ -105,6 +105,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "unassigned": ("未分派", "nobody"),
     "nothing_selected": ("未选择预警", "No alert selected"),
     "select": ("选择", "Select"),
+    "download": ("下载筛选结果", "Download the filtered alerts"),
 }
 
 #: Default reasons for dismissing an alert (``--dismiss-reasons FILE`` replaces them): the usual
