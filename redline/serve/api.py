@@ -68,6 +68,9 @@ CSRF_HEADER = "X-CSRF-Token"
 SWAGGER_UI_DIR = Path(fastapi_offline.__file__).parent / "static"
 _SWAGGER_FILES = ("swagger-ui-bundle.js", "swagger-ui.css")
 _REALM = 'Bearer realm="redline"'
+_DESCRIPTION = ("The review service's alerts, history and decisions, with the same rules and permissions as its pages. Scripts send "
+                "`Authorization: Bearer <token>` (a token from `redline users token NAME`); a logged-in browser's POSTs send the header "
+                f"`{CSRF_HEADER}` (from `GET /api/me`). Errors are `{{\"detail\": \"one line\"}}`.")
 _DOCS_PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -486,8 +489,7 @@ def api_router(reg: Register, *, secret: bytes, sessions: SessionStore, session_
                 version = metadata.version("redline")
             except metadata.PackageNotFoundError:
                 version = "unknown"
-            openapi.update(get_openapi(title="redline review service API", version=version, routes=router.routes,
-                                       description=(__doc__ or "").split("\n\n", 1)[0]))
+            openapi.update(get_openapi(title="redline review service API", version=version, routes=router.routes, description=_DESCRIPTION))
         return JSONResponse(openapi)
 
     @router.get("/api/docs", include_in_schema=False, response_class=HTMLResponse)
