@@ -16,6 +16,7 @@ import pytest
 from redline.alerts import ALERT_COLUMNS
 from redline.register import Register
 from redline.serve import CSRF_HEADER, MAX_FAILURES, user_token
+from redline.serve.auth import ApiToken, issue_token, read_token
 from tests.browser import open_server_page
 from tests.serve_site import A1, A2, A3, B1, B2, Site, add_users, build_out, cli, http_login, serving
 
@@ -88,6 +89,20 @@ def test_a_token_from_the_command_line_authenticates_its_user(site):
     assert (body["name"], body["role"], body["counties"], body["zones"], body["auth"], body["csrf"]) == ("wang", "reviewer", ["510182"], [], "bearer", None)
     expires = dt.datetime.fromisoformat(body["token_expires"])
     assert dt.timedelta(days=7) - dt.timedelta(minutes=1) < expires - before < dt.timedelta(days=7, minutes=1)
+
+
+def test_a_token_says_only_what_was_signed():
+    """Each part of a token is under its MAC: another name, a later expiry, another seq, another
+    register or another installation's secret, and it reads as nothing."""
+    secret, register = b"s" * 32, "f" * 64
+    token = issue_token(secret, register, "王工", 7, 1_900_000_000)
+    assert read_token(secret, register, token) == ApiToken(name="王工", expires=1_900_000_000, seq=7)
+    prefix, name, expires, seq, mac = token.split(".")
+    other = issue_token(secret, register, "li", 7, 1_900_000_000).split(".")[1]
+    for forged in (f"{prefix}.{other}.{expires}.{seq}.{mac}", f"{prefix}.{name}.1999999999.{seq}.{mac}", f"{prefix}.{name}.{expires}.8.{mac}",
+                   f"{prefix}.{name}.{expires}.{seq}.{mac[:-1]}", token + ".x", "", "Bearer " + token):
+        assert read_token(secret, register, forged) is None, forged
+    assert read_token(secret, "0" * 64, token) is None and read_token(b"t" * 32, register, token) is None
 
 
 def test_no_credentials_is_401_with_a_bearer_challenge(site):
