@@ -641,6 +641,26 @@ def users_set(
     _change_user(register, out, name, role=role, counties=counties, zones=zones, password=pw)
 
 
+@users_app.command("token")
+def users_token(
+    name: str = typer.Argument(..., help="the user whose scripts use the token"),
+    days: int = typer.Option(30, "--days", min=1, max=365, help="days until the token expires (1–365)"),
+    register: Optional[str] = _REGISTER_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
+) -> None:
+    """Print a bearer token for NAME's scripts (the review service's API: `Authorization: Bearer …`),
+    once: it is stored nowhere. Run it on the server, as the installation that serves (an admin
+    key; the token is signed with the service's secret). It carries NAME's rights, no more, and
+    stops working when it expires, when NAME is disabled or their account changes (password,
+    role, scope), or when the service's secret is replaced."""
+    from redline.serve import user_token
+
+    reg = _open_register(register, out)
+    token, expires = user_token(reg, name, days=days)
+    out_console.print(token, markup=False, highlight=False)  # stdout: the token alone (TOKEN=$(redline users token …))
+    err_console.print(f"token for {name} of {reg.store.describe()}, valid until {expires:%Y-%m-%d %H:%M} UTC; keep it secret", markup=False)
+
+
 @users_app.command("policy")
 def users_policy(
     step_role: list[str] = typer.Option([], "--step-role", help="STEP=ROLE, e.g. specialist_check=admin (repeatable)"),

@@ -1,39 +1,25 @@
 """The review service end to end: a real ``redline serve`` (uvicorn) in a subprocess on a free
 127.0.0.1 port, over a register built by the real API (a ``commit_scan`` of alerts in two
-counties) with users made by the real command line, driven by Debian's chromium (selenium) and
-by raw HTTP requests (httpx). One server for the module."""
+counties) with users made by the real command line (tests/serve_site.py), driven by Debian's
+chromium (selenium) and by raw HTTP requests (httpx). One server for the module."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
-import geopandas as gpd
 import httpx
 import pytest
-import shapely
-from PIL import Image
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from redline.alerts import ALERT_COLUMNS, SCHEMA2_DEFAULTS
-from redline.register import Register, merge_alerts
+from redline.alerts import ALERT_COLUMNS
+from redline.register import Register
 from redline.serve import SECURITY_HEADERS, SessionStore
 from tests.browser import PageVisit, open_server_page
+from tests.serve_site import A1, A2, A3, B1, B2, EVIL, PASSWORD, Site, add_users, build_out, cli, csrf_of, http_login, serving
 
 pytestmark = [pytest.mark.browser]
 
-PASSWORD = "l0ng enough passphrase"  # noqa: S105 - test accounts
-EVIL = "<script>window.pwned=1</script>红线"
-CLI = [sys.executable, "-m", "redline.cli"]
 #: users: name → (role, counties, zones)
 USERS = {
     "wang": ("reviewer", "510182", ""),    # county reviewer of 510182
@@ -43,112 +29,18 @@ USERS = {
     "zhou": ("reviewer", "510183", ""),    # county reviewer of 510183
     "qian": ("reviewer", "", ""),          # only for the rate-limit test
 }
-A1, A2, A3, B1, B2 = "Z1-20230501-1", "Z1-20230601-1", "Z2-20230701-1", "Z3-20230801-1", "Z3-20230901-1"
-
-
-def _alert(zone: str, admin: str, x: float, first: str, dtype: str = "clearing", confidence: str = "nominal", **extra) -> dict:
-    return {
-        "alert_id": None, "zone_id": zone, "zone_name": "龙门山", "admin_id": admin, "area_m2": 10000.0 + 1000 * x % 7,
-        "centroid_lon": x + 0.0005, "centroid_lat": 30.7005, "first_detected": first, "last_observed": "2023-10-01", "confidence": confidence,
-        "disturbance_type": dtype, "magnitude": 0.4, "n_observations": 3, "status": "new", "scan_ids": "s1",
-        "chip_before": None, "chip_after": None, "recheck": 0, **SCHEMA2_DEFAULTS, **extra,
-        "geometry": shapely.box(x, 30.7, x + 0.001, 30.701),
-    }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cli(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, input=stdin, timeout=120,
-                          env={**os.environ, **(env or {})})
-
-
-@dataclass
-class Site:
-    url: str
-    out: Path
-    register: Path
-
-
-def _build(out: Path) -> Path:
-    """OUT with a register of five alerts (three in county 510182, two in 510183), chips for
-    A1, a zone name with a <script> tag on A3, a chip path that leaves OUT on B2, and zones.geojson."""
-    (out / "chips").mkdir(parents=True)
-    for tag, colour in (("before", (40, 120, 40)), ("after", (170, 140, 90))):
-        Image.new("RGB", (64, 64), colour).save(out / "chips" / f"{A1}_{tag}.png")
-    (out.parent / "secret.png").write_bytes((out / "chips" / f"{A1}_before.png").read_bytes())
-    rows = [
-        _alert("Z1", "510182", 103.90, "2023-05-01", chip_before=f"chips/{A1}_before.png", chip_after=f"chips/{A1}_after.png"),
-        _alert("Z1", "510182", 103.92, "2023-06-01", "construction", "high"),
-        _alert("Z2", "510182", 104.00, "2023-07-01", "mining", "low", zone_name=EVIL),
-        _alert("Z3", "510183", 104.10, "2023-08-01"),
-        _alert("Z3", "510183", 104.12, "2023-09-01", chip_before="../secret.png"),
-    ]
-    reg = Register(out / "register.gpkg")
-    found = gpd.GeoDataFrame(rows, geometry="geometry", crs=4326)[[*ALERT_COLUMNS, "geometry"]]
-    merged, _ = merge_alerts(reg.alerts(), found, "s1")
-    reg.commit_scan(merged, scan={"scan_id": "s1", "name": "t", "n_items": 5, "new": 5, "updated": 0, "unchanged": 0})
-    zones = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"zone_id": z}, "geometry": shapely.geometry.mapping(shapely.box(x - 0.01, 30.69, x + 0.03, 30.71))}
-        for z, x in (("Z1", 103.90), ("Z2", 104.00), ("Z3", 104.10))]}
-    (out / "zones.geojson").write_text(json.dumps(zones), encoding="utf-8")
-    return reg.path
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Site:
     out = tmp_path_factory.mktemp("serve") / "out"
-    register = _build(out)
-    for name, (role, counties, zones) in USERS.items():
-        res = cli("users", "add", name, "--role", role, "--counties", counties, "--zones", zones, "--password-stdin", "--out", out, stdin=PASSWORD + "\n")
-        assert res.returncode == 0, res.stderr
-    port = _free_port()
-    log = (out.parent / "server.log").open("w")
-    proc = subprocess.Popen([*CLI, "serve", str(out), "--port", str(port), "--lang", "zh"], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"redline serve exited {proc.returncode}: {(out.parent / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/login", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"redline serve did not answer in 90 s: {(out.parent / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+    register = build_out(out)
+    add_users(out, USERS)
+    with serving(out, "--lang", "zh") as url:
         yield Site(url=url, out=out, register=register)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 # -- helpers --------------------------------------------------------------------------------
-_CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
-
-
-def csrf_of(html: str) -> str:
-    return _CSRF.search(html).group(1)
-
-
-def http_login(site: Site, name: str, password: str = PASSWORD, *, headers: dict | None = None) -> tuple[httpx.Client, httpx.Response]:
-    """A client with a session: the login form read (its CSRF token), then posted."""
-    c = httpx.Client(base_url=site.url, headers=headers or {}, timeout=30)
-    form = c.get("/login")
-    res = c.post("/login", data={"username": name, "password": password, "csrf": csrf_of(form.text), "next": "/"})
-    return c, res
-
-
 @pytest.fixture
 def browser(site):
     """``browser(name)``: chromium logged in as ``name`` on the queue page; quit after the test."""

@@ -1199,6 +1199,8 @@ class Register:
             differ = [("password hash" if k == "password_sha256" else k) for k in now if now[k] != p.get(k)]
             if differ:
                 v.problems.append(f"users: user {name}: {', '.join(differ)} differ(s) from its signed entry seq {seq} (edited outside `redline users`)")
+            elif str(r["seq"]) != str(seq):  # API tokens name the seq: setting it back would revive revoked tokens
+                v.problems.append(f"users: user {name}: seq {r['seq']} is not that of its latest signed entry, {seq} (edited outside `redline users`)")
 
     def verify_history(self) -> list[str]:
         """:meth:`verify`'s problems (empty when intact)."""

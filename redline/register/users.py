@@ -57,7 +57,10 @@ _DUMMY_HASH = _HASHER.hash("redline: no such user")
 
 @dataclass(frozen=True)
 class User:
-    """A user of the register. ``counties`` / ``zones`` empty: every county / zone."""
+    """A user of the register. ``counties`` / ``zones`` empty: every county / zone. ``seq``: the
+    seq of the user's latest signed ``user`` entry, which every change to the account (role,
+    scope, disabled, password) moves; the review service's API tokens name it, so any change
+    revokes them (:mod:`redline.serve.auth`)."""
 
     name: str
     role: str
@@ -65,12 +68,14 @@ class User:
     zones: tuple[str, ...] = ()
     disabled: bool = False
     created: str = ""
+    seq: int = 0
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> User:
         """A user from a ``users`` row (a mapping of its columns)."""
         return cls(name=str(row["name"]), role=str(row["role"]), counties=parse_codes(row.get("counties"), "counties"),
-                   zones=parse_codes(row.get("zones"), "zones"), disabled=bool(int(row.get("disabled") or 0)), created=str(row.get("created") or ""))
+                   zones=parse_codes(row.get("zones"), "zones"), disabled=bool(int(row.get("disabled") or 0)), created=str(row.get("created") or ""),
+                   seq=int(row.get("seq") or 0))
 
     def in_scope(self, admin_id: object, zone_id: object) -> bool:
         """True when an alert of county ``admin_id`` and zone ``zone_id`` is within the user's

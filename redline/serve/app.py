@@ -9,20 +9,18 @@ was stale), 409 with the reason.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
+import datetime as dt
 import logging
-import math
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
-import jinja2
 import geopandas as gpd
+import jinja2
 import pandas as pd
 import shapely
 import xstatic.pkg.bootstrap as xs_bootstrap
@@ -40,8 +38,12 @@ from redline.errors import NotPermitted, RegisterError
 from redline.register import Register
 from redline.register.export import MEDIA_TYPES, export_alerts, ledger_context, ledger_table, write_ledger
 from redline.register.users import User
+from redline.serve.api import api_router
 from redline.serve.auth import IDLE_TIMEOUT_S, LoginLimiter, Session, SessionStore, cookie_name, load_secret, secret_path
 from redline.serve.i18n import DISMISS_REASONS, LANGS, label, translator
+from redline.serve.review import (
+    MAX_TEXT, PAGE_SIZE, SORT_COLUMNS, AlertCache, Assignments, Queue, dismissal_note, in_scope, queue_page, with_assignments,
+)
 from redline.vocabulary import ACTIVITY_CLASSES, CONFIDENCE_LEVELS, DISTURBANCE_TYPES, STATUSES, STEP_RESULTS
 
 __all__ = ["create_app", "PAGE_SIZE", "SORT_COLUMNS", "SECURITY_HEADERS", "EXPORTS"]
@@ -49,13 +51,7 @@ __all__ = ["create_app", "PAGE_SIZE", "SORT_COLUMNS", "SECURITY_HEADERS", "EXPOR
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-PAGE_SIZE = 50
-#: queue columns one may sort by
-SORT_COLUMNS = ("alert_id", "first_detected", "area_m2", "confidence", "status", "zone_id", "admin_id", "disturbance_type")
-_CONFIDENCE_RANK = {c: i for i, c in enumerate(CONFIDENCE_LEVELS)}
 _CHIP_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-#: longest free text a form may send (characters)
-MAX_TEXT = 4000
 #: argon2 verifications at once (each takes 64 MiB and ~0.2 s): a burst of logins queues instead
 #: of taking the machine's memory
 LOGIN_SLOTS = 4
@@ -105,144 +101,7 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-@dataclass
-class _Queue:
-    """One page of the queue: the filtered, sorted alerts (no geometry), the filters as given
-    and as applied, counts per status, and problems with the filters."""
-
-    rows: pd.DataFrame
-    params: dict[str, str]
-    counts: dict[str, int]
-    total: int
-    page: int
-    pages: int
-    sort: str
-    order: str
-    problems: list[str] = field(default_factory=list)
-
-
-class _AlertCache:
-    """The register's alerts without geometry, read again only when the chain's head moved
-    (every change to an alert comes with a history entry: a scan's seal or a decision)."""
-
-    def __init__(self, reg: Register):
-        self._reg = reg
-        self._head: str | None = None
-        self._frame: pd.DataFrame | None = None
-        self._lock = threading.Lock()
-
-    def frame(self) -> pd.DataFrame:
-        head = (self._reg.head() or {}).get("row_hash")
-        with self._lock:
-            if self._frame is None or head != self._head:
-                a = pd.DataFrame(self._reg.alerts().drop(columns="geometry"))
-                a["admin_id"] = a["admin_id"].astype(str)
-                a["zone_id"] = a["zone_id"].astype(str)
-                self._frame, self._head = a, head
-            return self._frame
-
-
-class _Assignments:
-    """Who holds each alert now (:meth:`Register.assignments`), read again only when the chain's
-    head moved (an assignment is a history entry)."""
-
-    def __init__(self, reg: Register):
-        self._reg = reg
-        self._head: str | None = None
-        self._held: dict[str, str] = {}
-        self._lock = threading.Lock()
-
-    def held(self) -> dict[str, str]:
-        head = (self._reg.head() or {}).get("row_hash")
-        with self._lock:
-            if head != self._head:
-                self._held, self._head = self._reg.assignments(), head
-            return self._held
-
-
-class _Geometries:
-    """Alert id → outline (EPSG:4326), read again only when the register's scans changed (only a
-    scan writes geometries; decisions do not)."""
-
-    def __init__(self, reg: Register):
-        self._reg = reg
-        self._key: tuple | None = None
-        self._geoms: pd.Series = pd.Series(dtype=object)
-        self._lock = threading.Lock()
-
-    def series(self) -> pd.Series:
-        scans = self._reg.scans()
-        key = tuple(map(tuple, scans[["scan_id", "finished"]].astype(str).itertuples(index=False))) if not scans.empty else ()
-        with self._lock:
-            if key != self._key or self._geoms.empty:
-                a = self._reg.alerts()
-                self._geoms, self._key = pd.Series(a.geometry.values, index=a["alert_id"].values), key
-            return self._geoms
-
-
-def _with_geometry(rows: pd.DataFrame, geoms: pd.Series) -> gpd.GeoDataFrame:
-    """Queue rows as a GeoDataFrame (EPSG:4326) with their outlines."""
-    g = rows.drop(columns=[c for c in ("assigned_to",) if c in rows])
-    return gpd.GeoDataFrame(g, geometry=gpd.GeoSeries(rows["alert_id"].map(geoms).values, index=rows.index, crs=4326), crs=4326)
-
-
-def _with_assignments(frame: pd.DataFrame, held: Mapping[str, str]) -> pd.DataFrame:
-    """The alerts with column ``assigned_to`` (the holder's name, NaN when nobody)."""
-    return frame.assign(assigned_to=frame["alert_id"].map(held))
-
-
-def _in_scope(a: pd.DataFrame, user: User) -> pd.DataFrame:
-    if user.counties:
-        a = a[a["admin_id"].isin(user.counties)]
-    if user.zones:
-        a = a[a["zone_id"].isin(user.zones)]
-    return a
-
-
-def _date(value: str) -> str | None:
-    try:
-        return dt.date.fromisoformat(value).isoformat()
-    except ValueError:
-        return None
-
-
-def _queue(frame: pd.DataFrame, user: User, query: Mapping[str, str], t: Any) -> _Queue:
-    """The queue a user sees with the filters, sort and page of ``query``."""
-    params = {k: str(query.get(k, "")).strip() for k in ("status", "zone", "county", "type", "confidence", "since", "until", "mine")}
-    problems = []
-    a = _in_scope(frame, user)
-    if params["mine"]:
-        params["mine"] = "1"
-        a = a[a["assigned_to"] == user.name] if "assigned_to" in a else a.iloc[:0]
-    for key, col in (("zone", "zone_id"), ("county", "admin_id"), ("type", "disturbance_type"), ("confidence", "confidence")):
-        if params[key]:
-            a = a[a[col].astype(str) == params[key]]
-    for key, op in (("since", "ge"), ("until", "le")):
-        if params[key]:
-            d = _date(params[key])
-            if d is None:
-                problems.append(f"{t(key)}: {t('bad_date')}")
-                params[key] = ""
-            else:
-                a = a[getattr(a["first_detected"].astype(str), op)(d)]
-    counts = {s: int(n) for s, n in a["status"].value_counts().items()}
-    if params["status"]:
-        a = a[a["status"] == params["status"]]
-    sort = query.get("sort", "first_detected")
-    sort = sort if sort in SORT_COLUMNS else "first_detected"
-    order = "asc" if query.get("order") == "asc" else "desc"
-    key = (lambda s: s.map(_CONFIDENCE_RANK)) if sort == "confidence" else None
-    a = a.sort_values([sort, "alert_id"] if sort != "alert_id" else ["alert_id"], ascending=order == "asc", key=key, kind="stable")
-    total = len(a)
-    pages = max(1, math.ceil(total / PAGE_SIZE))
-    try:
-        page = min(max(1, int(query.get("page", 1))), pages)
-    except ValueError:
-        page = 1
-    return _Queue(rows=a, params=params, counts=counts, total=total, page=page, pages=pages, sort=sort, order=order, problems=problems)
-
-
-def _queue_qs(q: _Queue, **changes: Any) -> str:
+def _queue_qs(q: Queue, **changes: Any) -> str:
     """The queue's query string (non-empty filters, sort, order, page) with ``changes``."""
     p = {k: v for k, v in q.params.items() if v}
     p.update(sort=q.sort, order=q.order, page=q.page)
@@ -282,8 +141,8 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
     reasons = tuple(dismiss_reasons) if dismiss_reasons else DISMISS_REASONS[lang]
     sessions = SessionStore(secret, idle_timeout_s=idle_timeout_s)
     limiter = LoginLimiter()
-    cache = _AlertCache(reg)
-    assignments = _Assignments(reg)
+    cache = AlertCache(reg)
+    assignments = Assignments(reg)
     geometries = _Geometries(reg)
     cookie = cookie_name(secure_cookies)
     login_slots = threading.BoundedSemaphore(LOGIN_SLOTS)
@@ -398,10 +257,10 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         if who is None:
             return to_login(request)
         s, user = who
-        frame = _with_assignments(cache.frame(), assignments.held())
-        q = _queue(frame, user, request.query_params, t)
-        rows = q.rows.iloc[(q.page - 1) * PAGE_SIZE: q.page * PAGE_SIZE].to_dict("records")
-        scoped = _in_scope(frame, user)
+        frame = with_assignments(cache.frame(), assignments.held())
+        q = queue_page(frame, user, request.query_params, t)
+        rows = q.page_rows().to_dict("records")
+        scoped = in_scope(frame, user)
         can_assign = user.role in reg.policy().assign_roles
         ctx = {"q": q, "rows": rows, "qs": _queue_qs(q), "zones": sorted(scoped["zone_id"].unique()), "counties": sorted(scoped["admin_id"].unique()),
                "can_assign": can_assign, "exports": list(EXPORTS), "assignees": [u.name for u in reg.users() if not u.disabled] if can_assign else [],
@@ -420,7 +279,7 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         if a is None:
             return error(request, 404, t("not_found"), alert_id, session=s, user=user)
         held = assignments.held()
-        q = _queue(_with_assignments(cache.frame(), held), user, request.query_params, t)
+        q = queue_page(with_assignments(cache.frame(), held), user, request.query_params, t)
         ids = list(q.rows["alert_id"])
         i = ids.index(alert_id) if alert_id in ids else None
         prev_id = ids[i - 1] if i is not None and i > 0 else None
@@ -478,7 +337,7 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
                 if reason not in reasons:
                     s.flash.append(("error", t("unknown_reason")))
                     return RedirectResponse(back, status_code=303)
-                kwargs["note"] = f"{reason}: {explanation.strip()}" + (f" ({note.strip()})" if note.strip() else "")
+                kwargs["note"] = dismissal_note(reason, explanation, note)
         elif action == "annotate":
             kwargs.update(activity_class=activity_class or None, cause=cause.strip() or None, legality=legality.strip() or None)
         else:
@@ -505,7 +364,7 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         if who is None:
             return to_login(request)
         _, user = who
-        q = _queue(_with_assignments(cache.frame(), assignments.held()), user, request.query_params, t)
+        q = queue_page(with_assignments(cache.frame(), assignments.held()), user, request.query_params, t)
         g = _with_geometry(q.rows[["alert_id", "status", "disturbance_type", "zone_id", "first_detected"]], geometries.series())
         g = g.assign(status_label=[label("status", v, lang) for v in g["status"]], type_label=[label("type", v, lang) for v in g["disturbance_type"]])
         return Response(g.to_json(drop_id=True, ensure_ascii=False), media_type="application/geo+json")
@@ -521,7 +380,7 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         if name not in EXPORTS:
             return error(request, 404, t("not_found"), name[:80], session=s, user=user)
         fmt, full = EXPORTS[name]
-        q = _queue(_with_assignments(cache.frame(), assignments.held()), user, request.query_params, t)
+        q = queue_page(with_assignments(cache.frame(), assignments.held()), user, request.query_params, t)
         alerts = _with_geometry(q.rows, geometries.series())
         stem = f"redline-{dt.date.today().isoformat()}-{name}"
         with tempfile.TemporaryDirectory(prefix="redline-export-") as tmp:
@@ -549,12 +408,12 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
             return to_login(request)
         s, user = who
         queue_qs = urlencode(parse_qsl(str(form.get("q", "")))[:20])
-        frame = _with_assignments(cache.frame(), assignments.held())
+        frame = with_assignments(cache.frame(), assignments.held())
         if form.get("scope") == "filtered":
-            ids = list(_queue(frame, user, dict(parse_qsl(queue_qs)), t).rows["alert_id"])
+            ids = list(queue_page(frame, user, dict(parse_qsl(queue_qs)), t).rows["alert_id"])
         else:
             ids = [str(v) for v in form.getlist("ids")][:10_000]
-            visible = set(_in_scope(frame, user)["alert_id"])
+            visible = set(in_scope(frame, user)["alert_id"])
             if any(i not in visible for i in ids):  # out of scope or no such alert: the same answer
                 return error(request, 404, t("not_found"), next(i for i in ids if i not in visible)[:80], session=s, user=user)
         one = form.get("from") == "alert" and len(ids) == 1
@@ -575,7 +434,35 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         s.flash.append(("ok", f"{len(rows)} {t('alerts_shown')} → {to or t('unassigned')}"))
         return RedirectResponse(back, status_code=303)
 
+    app.include_router(api_router(reg, secret=secret, sessions=sessions, session_user=logged_in, alerts=cache, assignments=assignments,
+                                  reasons=reasons, translate=t))
     return app
+
+
+class _Geometries:
+    """Alert id → outline (EPSG:4326), read again only when the register's scans changed (only a
+    scan writes geometries; decisions do not)."""
+
+    def __init__(self, reg: Register):
+        self._reg = reg
+        self._key: tuple | None = None
+        self._geoms: pd.Series = pd.Series(dtype=object)
+        self._lock = threading.Lock()
+
+    def series(self) -> pd.Series:
+        scans = self._reg.scans()
+        key = tuple(map(tuple, scans[["scan_id", "finished"]].astype(str).itertuples(index=False))) if not scans.empty else ()
+        with self._lock:
+            if key != self._key or self._geoms.empty:
+                a = self._reg.alerts()
+                self._geoms, self._key = pd.Series(a.geometry.values, index=a["alert_id"].values), key
+            return self._geoms
+
+
+def _with_geometry(rows: pd.DataFrame, geoms: pd.Series) -> gpd.GeoDataFrame:
+    """Queue rows as a GeoDataFrame (EPSG:4326) with their outlines."""
+    g = rows.drop(columns=[c for c in ("assigned_to",) if c in rows])
+    return gpd.GeoDataFrame(g, geometry=gpd.GeoSeries(rows["alert_id"].map(geoms).values, index=rows.index, crs=4326), crs=4326)
 
 
 def _chip_file(out: Path | None, alert: Mapping[str, Any] | None, which: str) -> Path | None:

@@ -22,10 +22,22 @@ refused before any look-up.
 
 Sessions are in memory: a restart logs everyone out, and the service runs as one process
 (``redline serve`` starts one uvicorn worker).
+
+API tokens (``redline users token``; RFC 6750 bearer tokens, OWASP REST Security Cheat Sheet)
+are stateless and never stored: ``rl1.<name>.<expiry>.<seq>.<mac>``, the user's name (base64url
+of its UTF-8), the expiry (Unix seconds, UTC), the seq of the user's latest signed ``user``
+entry (:attr:`redline.register.users.User.seq`) and an HMAC-SHA256 with the installation's
+secret over those and the register's identity (the hash of its first history entry). A token is
+good while the MAC matches (:func:`hmac.compare_digest`), it has not expired, and the user is
+enabled with that seq still: disabling the user or any change to their account (password, role,
+scope) revokes all their tokens at once, and a token grants nothing beyond its user's rights.
+A new secret revokes every token (and session).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -42,7 +54,7 @@ from redline.errors import RegisterError
 
 __all__ = [
     "Session", "SessionStore", "LoginLimiter", "load_secret", "secret_path", "MAX_FAILURES", "FAILURE_WINDOW_S", "IDLE_TIMEOUT_S",
-    "ABSOLUTE_TIMEOUT_S", "cookie_name",
+    "ABSOLUTE_TIMEOUT_S", "cookie_name", "ApiToken", "issue_token", "read_token", "TOKEN_DAYS", "MAX_TOKEN_DAYS",
 ]
 
 #: OWASP Session Management: idle timeouts of 15–30 min for low-risk applications.
@@ -56,6 +68,11 @@ MAX_SESSIONS = 10_000
 MAX_FAILURES = 5
 FAILURE_WINDOW_S = 15 * 60.0
 SECRET_FILE = "serve_secret"
+#: default and longest life of an API token (days): short-lived credentials limit what a leaked
+#: one can do (OWASP REST Security Cheat Sheet); a script's owner issues a new one
+TOKEN_DAYS = 30
+MAX_TOKEN_DAYS = 365
+_TOKEN_PREFIX = "rl1"
 
 
 def cookie_name(secure: bool) -> str:
@@ -239,3 +256,50 @@ class LoginLimiter:
         """A successful login clears its name's failures (not its address's)."""
         with self._lock:
             self._failures.pop(name_key, None)
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """What an API token says (its MAC checked): the user's ``name``, when it ``expires`` (Unix
+    seconds, UTC) and the ``seq`` of the user's latest ``user`` entry when it was issued."""
+
+    name: str
+    expires: int
+    seq: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _token_mac(secret: bytes, register_id: str, name_b64: str, expires: int, seq: int) -> str:
+    msg = f"redline-api-token:{_TOKEN_PREFIX}:{register_id}:{name_b64}:{expires}:{seq}".encode()
+    return _b64(hmac.new(secret, msg, hashlib.sha256).digest())
+
+
+def issue_token(secret: bytes, register_id: str, name: str, seq: int, expires: int) -> str:
+    """A bearer token for user ``name`` (whose latest ``user`` entry is ``seq``) of the register
+    ``register_id``, good until ``expires`` (Unix seconds, UTC). Nothing is stored."""
+    name_b64 = _b64(name.encode("utf-8"))
+    return f"{_TOKEN_PREFIX}.{name_b64}.{int(expires)}.{int(seq)}.{_token_mac(secret, register_id, name_b64, int(expires), int(seq))}"
+
+
+def read_token(secret: bytes, register_id: str, token: str) -> ApiToken | None:
+    """What ``token`` says, if this installation issued it for this register (its MAC matches,
+    constant-time comparison); None for anything else. Expiry and revocation are the caller's
+    to check against the clock and the register."""
+    if not token or len(token) > 512 or not token.isascii():
+        return None
+    parts = token.split(".")
+    if len(parts) != 5 or parts[0] != _TOKEN_PREFIX:
+        return None
+    _, name_b64, expires, seq, mac = parts
+    if not (expires.isdigit() and seq.isdigit()) or len(expires) > 12 or len(seq) > 18:
+        return None
+    if not hmac.compare_digest(_token_mac(secret, register_id, name_b64, int(expires), int(seq)).encode(), mac.encode("ascii", "replace")):
+        return None
+    try:
+        name = base64.urlsafe_b64decode(name_b64 + "=" * (-len(name_b64) % 4)).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    return ApiToken(name=name, expires=int(expires), seq=int(seq))
