@@ -10,7 +10,6 @@ import io
 import json
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
@@ -26,25 +25,18 @@ from redline.register.keys import load_key
 from redline.register.photos import MAX_PHOTO_BYTES, PhotoError, PhotoStore, inspect_photo
 from redline.serve import SECURITY_HEADERS
 from tests.browser import PageVisit, open_server_page
-from tests.serving import PASSWORD, alert_row, cli, csrf_of, http_login, running_server
+from tests.serving import PASSWORD, Site, alert_row, cli, csrf_of, http_login, serving
 
 pytestmark = [pytest.mark.browser]
 
-#: field_check alerts of county 510182: (zone, lon, lat, first detected)
-FIELD = {"Z1-20230401-1": ("Z1", 103.90, 30.70, "2023-04-01"), "Z1-20230501-1": ("Z1", 103.95, 30.70, "2023-05-01"),
-         "Z2-20230601-1": ("Z2", 104.20, 30.70, "2023-06-01"), "Z2-20230901-1": ("Z2", 104.40, 30.70, "2023-09-01")}
+#: field_check alerts of county 510182 (latitude 30.7005): id → (zone, centroid longitude − 0.0005, first detected)
+FIELD = {"Z1-20230401-1": ("Z1", 103.90, "2023-04-01"), "Z1-20230501-1": ("Z1", 103.95, "2023-05-01"),
+         "Z2-20230601-1": ("Z2", 104.20, "2023-06-01"), "Z2-20230901-1": ("Z2", 104.40, "2023-09-01")}
 MID, NEAR, FAR, HTTP_ALERT = FIELD
 NEW_ONE = "Z1-20230701-1"  # county 510182, status new: not a field check
 OTHER = "Z3-20230801-1"  # county 510183, field_check: not tian's
 HERE = (30.7005, 103.9505)  # the phone's position: next to NEAR
 USERS = {"tian": ("reviewer", "510182"), "zhou": ("reviewer", "510183")}  # tian: a county field reviewer
-
-
-@dataclass
-class Site:
-    url: str
-    out: Path
-    register: Path
 
 
 def jpeg(*, taken: str = "2024:05:01 10:20:30", lat: tuple = (30.0, 42.0, 1.8), lon: tuple = (103.0, 57.0, 1.8), seed: int = 1,
@@ -66,20 +58,23 @@ def jpeg(*, taken: str = "2024:05:01 10:20:30", lat: tuple = (30.0, 42.0, 1.8), 
 def site(tmp_path_factory) -> Site:
     out = tmp_path_factory.mktemp("field") / "out"
     out.mkdir()
-    rows = [alert_row(z, "510182", lon, lat, first) for z, lon, lat, first in FIELD.values()]
-    rows += [alert_row("Z1", "510182", 103.951, 30.70, "2023-07-01"), alert_row("Z3", "510183", 104.50, 30.70, "2023-08-01")]
+    rows = [alert_row(z, "510182", x, first) for z, x, first in FIELD.values()]
+    rows += [alert_row("Z1", "510182", 103.951, "2023-07-01"), alert_row("Z3", "510183", 104.50, "2023-08-01")]
     reg = Register(out / "register.gpkg")
     merged, _ = merge_alerts(reg.alerts(), gpd.GeoDataFrame(rows, geometry="geometry", crs=4326)[[*ALERT_COLUMNS, "geometry"]], "s1")
     reg.commit_scan(merged, scan={"scan_id": "s1", "name": "t", "n_items": 6, "new": 6, "updated": 0, "unchanged": 0})
     assert set(reg.alerts()["alert_id"]) == {*FIELD, NEW_ONE, OTHER}
     for aid in [*FIELD, OTHER]:  # single-user mode still: the desk review sends them to the field
         reg.review(aid, by="desk", to_status="field_check")
+    if hasattr(reg, "assign"):  # alert assignment (#23 item 5), once it is on main: /field lists the alerts assigned to me
+        reg.assign(list(FIELD), to="tian", by="desk")
+        reg.assign([OTHER], to="zhou", by="desk")
     for name, (role, counties) in USERS.items():
         res = cli("users", "add", name, "--role", role, "--counties", counties, "--password-stdin", "--out", out, stdin=PASSWORD + "\n")
         assert res.returncode == 0, res.stderr
     write_manifest(out, {"register": register_record(out, reg.path, head=reg.head()), "not_checksummed": ["register.gpkg"]},
                    key=load_key(), exclude=("register.gpkg",))
-    with running_server(out, "--lang", "zh", log=out.parent / "server.log") as url:
+    with serving(out, "--lang", "zh") as url:
         yield Site(url=url, out=out, register=reg.path)
 
 
@@ -176,7 +171,7 @@ def test_a_field_check_with_a_photo_on_a_360px_phone(site, tmp_path):
 
 # -- the list without JavaScript -----------------------------------------------------------
 def test_without_a_position_the_list_is_by_date_and_typed_coordinates_sort_it(site):
-    c = http_login(site.url, "tian")
+    c = http_login(site, "tian")[0]
     by_date = re.findall(r'data-alert="([^"]+)"', c.get("/field").text)
     assert [a for a in by_date if a != NEAR] == [MID, FAR, HTTP_ALERT]  # NEAR may have left the list (the phone test closed it)
     typed = re.findall(r'data-alert="([^"]+)"', c.get("/field", params={"lat": "30.7005", "lon": "104.4005"}).text)
@@ -186,7 +181,7 @@ def test_without_a_position_the_list_is_by_date_and_typed_coordinates_sort_it(si
 
 
 def test_the_pages_may_ask_for_the_position_and_nothing_else(site):
-    res = http_login(site.url, "tian").get("/field")
+    res = http_login(site, "tian")[0].get("/field")
     assert res.headers["Permissions-Policy"] == SECURITY_HEADERS["Permissions-Policy"]
     assert "geolocation=(self)" in res.headers["Permissions-Policy"] and "camera=()" in res.headers["Permissions-Policy"]
     assert "<script>" not in res.text and "script-src" not in res.headers["Content-Security-Policy"]  # default-src 'self' only
@@ -194,7 +189,7 @@ def test_the_pages_may_ask_for_the_position_and_nothing_else(site):
 
 # -- uploads over HTTP ------------------------------------------------------------------------
 def test_a_text_file_named_jpg_is_refused_with_415(site):
-    c = http_login(site.url, "tian")
+    c = http_login(site, "tian")[0]
     before = len(Register(site.register).history(HTTP_ALERT))
     res = _post(c, HTTP_ALERT, [("IMG_0002.jpg", b"this is not a photo\n" * 50, "image/jpeg")])
     assert res.status_code == 415 and "not a JPEG or PNG photo" in res.text
@@ -202,21 +197,21 @@ def test_a_text_file_named_jpg_is_refused_with_415(site):
 
 
 def test_a_photo_above_the_limit_is_refused_with_413(site):
-    c = http_login(site.url, "tian")
+    c = http_login(site, "tian")[0]
     big = jpeg(seed=3) + b"\0" * MAX_PHOTO_BYTES
     res = _post(c, HTTP_ALERT, [("big.jpg", big, "image/jpeg")])
     assert res.status_code == 413 and "MiB" in res.text
 
 
 def test_a_finding_without_the_csrf_token_is_403(site):
-    c = http_login(site.url, "tian")
+    c = http_login(site, "tian")[0]
     for token in (None, "0" * 64):
         res = _post(c, HTTP_ALERT, [("a.jpg", jpeg(seed=4), "image/jpeg")], csrf=token)
         assert res.status_code == 403
 
 
 def test_another_countys_alert_is_404(site):
-    c = http_login(site.url, "tian")
+    c = http_login(site, "tian")[0]
     assert c.get(f"/field/{OTHER}").status_code == 404
     assert _post(c, OTHER, [], csrf=csrf_of(c.get("/field").text)).status_code == 404
     assert OTHER not in c.get("/field").text
@@ -225,7 +220,7 @@ def test_another_countys_alert_is_404(site):
 @pytest.fixture(scope="module")
 def recorded(site) -> tuple[str, bytes, int]:
     """A finding with one JPEG recorded over HTTP on HTTP_ALERT (status kept): (sha256, bytes, entry seq)."""
-    c = http_login(site.url, "tian")
+    c = http_login(site, "tian")[0]
     photo = jpeg(seed=11, taken="2024:06:02 08:00:00")
     res = _post(c, HTTP_ALERT, [("IMG_0003.JPG", photo, "application/octet-stream")], lat="30.70", lon="104.40", accuracy="25")
     assert res.status_code == 303, res.text[-800:]
@@ -236,11 +231,11 @@ def recorded(site) -> tuple[str, bytes, int]:
 
 def test_a_recorded_photo_is_served_to_who_may_see_the_alert(site, recorded):
     sha, photo, _ = recorded
-    res = http_login(site.url, "tian").get(f"/field/{HTTP_ALERT}/photos/{sha}")
+    res = http_login(site, "tian")[0].get(f"/field/{HTTP_ALERT}/photos/{sha}")
     assert res.status_code == 200 and res.content == photo and res.headers["content-type"] == "image/jpeg"
     assert res.headers["X-Content-Type-Options"] == "nosniff"
-    assert http_login(site.url, "zhou").get(f"/field/{HTTP_ALERT}/photos/{sha}").status_code == 404
-    assert http_login(site.url, "tian").get(f"/field/{HTTP_ALERT}/photos/{'0' * 64}").status_code == 404
+    assert http_login(site, "zhou")[0].get(f"/field/{HTTP_ALERT}/photos/{sha}").status_code == 404
+    assert http_login(site, "tian")[0].get(f"/field/{HTTP_ALERT}/photos/{'0' * 64}").status_code == 404
 
 
 def test_verify_names_an_altered_or_missing_photo(site, recorded):
