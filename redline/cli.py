@@ -235,13 +235,19 @@ def alerts_list(
     confidence: Optional[str] = _FILTERS["confidence"],
     since: Optional[str] = _FILTERS["since"],
     until: Optional[str] = _FILTERS["until"],
+    assigned: Optional[str] = typer.Option(None, "--assigned", help="only alerts assigned to this user"),
     fmt: str = typer.Option("table", "--format", help="table | geojson | csv"),
 ) -> None:
     """List alerts in the register, filtered."""
     from redline.register import filter_alerts
 
-    a = filter_alerts(_open_register(register, out).alerts(), status=status, zone=zone, admin=admin, disturbance_type=dtype,
+    reg = _open_register(register, out)
+    a = filter_alerts(reg.alerts(), status=status, zone=zone, admin=admin, disturbance_type=dtype,
                       confidence=confidence, since=since, until=until)
+    held = reg.assignments()
+    a = a.assign(assigned_to=a["alert_id"].map(held))
+    if assigned is not None:
+        a = a[a["assigned_to"] == assigned]
     if fmt == "geojson":
         sys.stdout.write(a.to_json(drop_id=True, ensure_ascii=False) + "\n")
         return
@@ -251,11 +257,12 @@ def alerts_list(
     if fmt != "table":
         raise RedlineInputError(f"--format {fmt!r} is not supported; use table, geojson or csv")
     table = Table()
-    for c in ("alert_id", "zone_id", "admin_id", "disturbance_type", "first_detected", "area_m2", "confidence", "status"):
+    for c in ("alert_id", "zone_id", "admin_id", "disturbance_type", "first_detected", "area_m2", "confidence", "status", "assigned_to"):
         table.add_column(c)
     for r in a.itertuples():
         flag = " (recheck)" if getattr(r, "recheck", 0) else ""
-        table.add_row(r.alert_id, r.zone_id, str(r.admin_id), r.disturbance_type, r.first_detected, f"{r.area_m2:.0f}", r.confidence, r.status + flag)
+        table.add_row(r.alert_id, r.zone_id, str(r.admin_id), r.disturbance_type, r.first_detected, f"{r.area_m2:.0f}", r.confidence, r.status + flag,
+                      r.assigned_to if isinstance(r.assigned_to, str) else "")
     out_console.print(table)
     out_console.print(f"{len(a)} alert(s)")
 
@@ -276,8 +283,8 @@ def alerts_show(
     for col in a.columns:
         if col != "geometry":
             out_console.print(f"{col:18s} {row[col]}", markup=False)
-    hist = reg.history()
-    hist = hist[hist["alert_id"] == alert_id] if not hist.empty else hist
+    out_console.print(f"{'assigned_to':18s} {reg.assignments().get(alert_id, '')}", markup=False)
+    hist = reg.history(alert_id)
     out_console.print(f"history ({len(hist)} step(s)):")
     for h in hist.itertuples():
         out_console.print(f"  {h.time}  {h.by}: {h.from_status} → {h.to_status}  {h.note or ''}", markup=False)
@@ -364,6 +371,43 @@ def alerts_review(
     what = [f"{row['from_status']} → {row['to_status']}"]
     what += [f"{k} {row[k]}" for k in ("step", "result", "activity_class") if row.get(k)]
     out_console.print(f"{alert_id}: {', '.join(what)} by {row['by']} ({row['time']})", markup=False)
+
+
+@alerts_app.command("assign")
+def alerts_assign(
+    alert_ids: list[str] = typer.Argument(None, help="alert ids (none: every alert the filters select)"),
+    to: Optional[str] = typer.Option(None, "--to", help="the user the alerts go to"),
+    unassign: bool = typer.Option(False, "--unassign", help="take the assignment back instead"),
+    by: str = typer.Option(..., "--by", help="the assigning user (a specialist or admin by default)"),
+    status: Optional[str] = _FILTERS["status"],
+    zone: Optional[str] = _FILTERS["zone"],
+    admin: Optional[str] = _FILTERS["admin"],
+    note: Optional[str] = typer.Option(None, "--note"),
+    register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL"),
+    out: Optional[Path] = typer.Option(None, "--out"),
+    lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="seconds to wait for another writer's transaction (never a whole scan)"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help=f"read the password of --by from one line of stdin (else ${PASSWORD_ENV}, else a prompt)"),
+) -> None:
+    """Assign alerts to a user (one, several, or all a zone/county/status filter selects): one
+    signed `assign` entry per alert, in one transaction. --by authenticates as in `alerts review`."""
+    from redline.register import filter_alerts
+
+    if (to is None) == (not unassign):
+        raise RedlineInputError("give --to NAME (assign) or --unassign (take back), one of them")
+    if alert_ids and any(v is not None for v in (status, zone, admin)):
+        raise RedlineInputError("give alert ids or filters (--status/--zone/--admin), not both")
+    reg = _open_register(register, out, lock_timeout)
+    if not alert_ids:
+        if all(v is None for v in (status, zone, admin)):
+            raise RedlineInputError("give alert ids, or a filter (--zone, --admin, --status) selecting the alerts to assign")
+        alert_ids = list(filter_alerts(reg.alerts(), status=status, zone=zone, admin=admin)["alert_id"])
+        if not alert_ids:
+            raise RedlineInputError(f"{reg.store.describe()}: no alert matches the filters; nothing assigned")
+    if reg.has_users():
+        by = reg.authenticate(by, _read_password(password_stdin, confirm=False, env=True, prompt=f"password of {by}: ")).name
+    rows = reg.assign(alert_ids, to=None if unassign else to, by=by, note=note)
+    what = f"assigned to {to}" if not unassign else "unassigned"
+    out_console.print(f"{len(rows)} alert(s) {what} by {by} (entries seq {rows[0]['seq']}–{rows[-1]['seq']})", markup=False)
 
 
 @app.command()
@@ -611,6 +655,7 @@ def users_policy(
     step_role: list[str] = typer.Option([], "--step-role", help="STEP=ROLE, e.g. specialist_check=admin (repeatable)"),
     separation: Optional[bool] = typer.Option(None, "--separation-of-duties/--no-separation-of-duties",
                                               help="may one user record two review steps of one alert (default: no)"),
+    assign_roles: Optional[str] = typer.Option(None, "--assign-roles", help="comma list of the roles that assign alerts (default specialist,admin)"),
     register: Optional[str] = _REGISTER_OPTION,
     out: Optional[Path] = _OUT_OPTION,
 ) -> None:
@@ -622,8 +667,9 @@ def users_policy(
         if not sep:
             raise RedlineInputError(f"--step-role {item!r}: write STEP=ROLE, e.g. specialist_check=specialist")
         roles[step.strip()] = role.strip()
-    if roles or separation is not None:
-        row = reg.set_policy(step_roles=roles or None, separation_of_duties=separation)
+    assigners = [r.strip() for r in assign_roles.split(",") if r.strip()] if assign_roles is not None else None
+    if roles or separation is not None or assigners is not None:
+        row = reg.set_policy(step_roles=roles or None, separation_of_duties=separation, assign_roles=assigners)
         if row is not None:
             out_console.print(f"new policy entry seq {row['seq']}", markup=False)
     out_console.print(f"policy: {reg.policy().describe()}", markup=False)

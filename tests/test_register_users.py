@@ -293,3 +293,78 @@ def test_users_cli_add_list_disable(tmp_path):
     assert res.returncode == 0 and "wang" in res.stdout and "510182" in res.stdout and "argon2" not in res.stdout
     assert cli("users", "disable", "wang", "--register", str(r.path)).returncode == 0
     assert r.user("wang").disabled and r.verify().problems == []
+
+
+# -- assignment -------------------------------------------------------------------------------
+def test_a_specialist_assigns_alerts_in_one_transaction_recorded_and_signed(reg):
+    rows = reg.assign([A1, A2], to="wang", by="li")
+    assert [r["kind"] for r in rows] == ["assign", "assign"] and {r["by"] for r in rows} == {"li"}
+    assert [json.loads(r["payload"]) for r in rows] == [{"to": "wang"}, {"to": "wang"}]
+    assert reg.assignments() == {A1: "wang", A2: "wang"}
+    h = reg.history(A1)  # the alert's history shows who assigned it to whom
+    assert list(h["kind"]) == ["assign"] and h["note"].iloc[0] == "assigned to wang"
+    assert reg.alert(A1)["status"] == "new"  # the status does not change
+    reg.assign([A1], to="boss", by="boss")  # re-assigned by the admin
+    reg.assign([A2], to=None, by="li")  # taken back
+    assert reg.assignments() == {A1: "boss"}
+    assert reg.verify().problems == []
+
+
+def test_assignment_refusals_name_the_rule_and_record_nothing(reg):
+    seq = int(reg.chain()["seq"].max())
+    with pytest.raises(NotPermitted, match="assigned by a specialist or an admin, and wang is a reviewer") as e:
+        reg.assign([A1], to="wang", by="wang")
+    assert e.value.reason == "role"
+    with pytest.raises(RegisterError, match=r"outside the scope of wang \(counties 510182"):
+        reg.assign([A1, A3], to="wang", by="li")  # A3 lies in county 510183: neither is assigned
+    with pytest.raises(RegisterError, match="'nobody' is not a user"):
+        reg.assign([A1], to="nobody", by="li")
+    with pytest.raises(RegisterError, match="no alert 'X-1'"):
+        reg.assign(["X-1"], to="li", by="li")
+    reg.disable_user("zhou")
+    with pytest.raises(RegisterError, match="zhou is disabled"):
+        reg.assign([A3], to="zhou", by="li")
+    assert reg.assignments() == {}
+    assert int(reg.chain()["seq"].max()) == seq + 1  # only the disable entry
+    assert reg.allowed_actions(A1, reg.user("li")).assign and not reg.allowed_actions(A1, reg.user("wang")).assign
+
+
+def test_the_policy_may_give_assignment_to_reviewers(reg):
+    reg.set_policy(assign_roles=["reviewer", "admin"])
+    assert reg.policy().assign_roles == ("reviewer", "admin")
+    reg.assign([A1], to="wang", by="wang")
+    with pytest.raises(NotPermitted, match="assigned by a reviewer or an admin"):
+        reg.assign([A2], to="wang", by="li")
+    with pytest.raises(RegisterError, match="'chief' is not a role"):
+        reg.set_policy(assign_roles=["chief"])
+    assert reg.verify().problems == []
+
+
+def test_an_edited_assignment_is_named_by_verify(tmp_path, template):
+    r = Register(tmp_path / "register.gpkg")
+    template.copy_to(r)
+    r.assign([A1], to="wang", by="li")
+    with sqlite3.connect(r.path) as con:
+        con.execute("""UPDATE review_history SET payload = '{"to": "zhao"}' WHERE kind = 'assign'""")
+    assert any("was edited after it was written" in p for p in r.verify().problems)
+
+
+def test_alerts_assign_cli_assigns_a_zones_alerts_as_an_authenticated_specialist(tmp_path, template):
+    r = Register(tmp_path / "register.gpkg")
+    template.copy_to(r)
+
+    def cli(*args, stdin=PASSWORD + "\n"):
+        return subprocess.run([sys.executable, "-m", "redline.cli", "alerts", *args, "--register", str(r.path)], capture_output=True,
+                              text=True, input=stdin, timeout=120)
+
+    res = cli("assign", "--zone", "Z1", "--to", "wang", "--by", "li", "--password-stdin")
+    assert res.returncode == 0, res.stderr
+    assert "1 alert(s) assigned to wang by li" in res.stdout
+    res = cli("assign", A3, "--to", "wang", "--by", "li", "--password-stdin")  # outside wang's county
+    assert res.returncode == 2 and "outside the scope of wang" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    res = cli("assign", A2, "--to", "wang", "--by", "li", "--password-stdin", stdin="wrong password\n")
+    assert res.returncode == 2 and "wrong user name or password" in res.stderr
+    res = cli("list", "--assigned", "wang", "--format", "csv")
+    lines = res.stdout.strip().splitlines()
+    assert res.returncode == 0 and len(lines) == 2 and lines[1].startswith(A1) and lines[1].endswith(",wang")
+    assert r.assignments() == {A1: "wang"} and r.history(A1)["by"].tolist() == ["li"]

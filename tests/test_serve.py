@@ -397,3 +397,43 @@ def test_the_register_verifies_and_names_a_tampered_users_row(site, tmp_path):
     assert any(p.startswith("users: user wang: role, counties differ(s) from its signed entry") for p in problems), problems
     res = cli("users", "list", "--register", copy.path)
     assert res.returncode == 0 and "argon2" not in res.stdout
+
+
+# -- assignment (after the tests that read whole histories) --------------------------------------
+def test_a_specialist_assigns_in_the_browser_and_the_reviewer_filters_assigned_to_me(site, browser):
+    v = browser("li")
+    _go(v, f"{site.url}/?zone=Z1")
+    for aid in (A1, A2):
+        v.driver.find_element(By.CSS_SELECTOR, f"tr[data-alert='{aid}'] input[name=ids]").click()
+    Select(v.driver.find_element(By.ID, "assign-to")).select_by_value("wang")
+    _submit(v, "assign-selected")
+    assert "2" in v.driver.find_element(By.CSS_SELECTOR, ".flash").text
+    assert _texts(v, "#queue td.assigned") == ["wang", "wang"]  # back on the same filtered queue
+    assert Register(site.register).assignments() == {A1: "wang", A2: "wang"}
+    v = browser("wang")
+    assert not v.driver.find_elements(By.ID, "assign-form")  # a reviewer does not assign
+    v.driver.find_element(By.ID, "f-mine").click()
+    _submit(v, "apply")
+    assert sorted(r.get_attribute("data-alert") for r in v.driver.find_elements(By.CSS_SELECTOR, "#queue tbody tr")) == [A1, A2]
+    _go(v, f"{site.url}/alerts/{A2}")
+    assert v.driver.find_element(By.CSS_SELECTOR, "#assigned .holder").text == "wang"
+    assert "分派" in _texts(v, "#history td")[3] and _texts(v, "#history td.by")[-1] == "li"
+    assert v.console_errors == []
+
+
+def test_assignment_is_checked_like_a_decision(site):
+    li, _ = http_login(site, "li")
+    token = csrf_of(li.get("/").text)
+    res = li.post("/assign", data={"csrf": token, "ids": B1, "to": "wang", "from": "alert"}, follow_redirects=True)
+    assert "outside the scope of wang" in res.text  # B1 lies in county 510183
+    res = li.post("/assign", data={"csrf": token, "scope": "filtered", "q": "zone=Z3", "to": "zhou"})
+    assert res.status_code == 303 and res.headers["location"] == "/?zone=Z3"
+    held = Register(site.register).assignments()
+    assert held[B1] == held[B2] == "zhou" and held.get(A3) is None
+    assert li.post("/assign", data={"ids": A3, "to": "li"}).status_code == 403  # no CSRF token
+    wang, _ = http_login(site, "wang")
+    res = wang.post("/assign", data={"csrf": csrf_of(wang.get("/").text), "ids": A3, "to": "wang"})
+    assert res.status_code == 403 and "assigned by a specialist or an admin" in res.text
+    zhou, _ = http_login(site, "zhou")
+    assert zhou.post("/assign", data={"csrf": csrf_of(zhou.get("/").text), "ids": A3, "to": "zhou"}).status_code == 404  # not in zhou's county
+    assert Register(site.register).assignments().get(A3) is None and Register(site.register).verify().problems == []

@@ -65,7 +65,7 @@ import os
 import shutil
 import time
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,7 @@ from redline.errors import NotPermitted, RegisterError
 from redline.register.keys import SigningKey, key_id_of, load_key, verify_signature
 from redline.register.photos import FieldFinding, default_photo_folder, verify_photos
 from redline.register.postgis import PostgisStore
-from redline.register.rules import Actions, Policy, StepRecord, allowed_actions, refusal
+from redline.register.rules import Actions, Policy, StepRecord, allowed_actions, assign_refusal, refusal
 from redline.outputs import is_register_url
 from redline.register.store import TABLE_COLUMNS, GeoPackageStore, Store, Tx
 from redline.register.users import User, check_name, check_role, dummy_verify, hash_password, parse_codes, password_matches, user_payload
@@ -102,6 +102,7 @@ __all__ = [
     "append_history",
     "steps_state",
     "HISTORY_COLUMNS",
+    "ALERT_KINDS",
     "REVIEW_OWNED",
     "SCAN_REVIEWER",
     "Policy",
@@ -127,6 +128,9 @@ _REAL = {"area_m2", "centroid_lon", "centroid_lat", "magnitude"}
 _INTEGER = {"n_observations", "recheck"}
 ALERT_TYPES = {c: "REAL" if c in _REAL else "INTEGER" if c in _INTEGER else "TEXT" for c in ALERT_COLUMNS}
 _HISTORY_TYPES = {c: "INTEGER NOT NULL" if c == "seq" else "TEXT" for c in HISTORY_COLUMNS}
+#: History entry kinds about one alert that people write: ``review`` (a decision, step or note) and
+#: ``assign`` (the alert handed to a user; payload ``{"to": name}``, ``null`` takes it back).
+ALERT_KINDS = ("review", "assign")
 SCAN_COLUMNS = ["scan_id", "name", "config_sha256", "started", "finished", "monitor_start", "monitor_end", "n_items", "new", "updated", "unchanged"]
 
 
@@ -462,12 +466,14 @@ class Register:
         return h.reset_index(drop=True)
 
     def history(self, alert_id: str | None = None) -> pd.DataFrame:
-        """The decisions on alerts (``review`` entries), ordered by ``seq``: the review history a
-        reviewer reads (of one alert with ``alert_id``). :meth:`chain` has every entry."""
+        """The entries about alerts (kinds :data:`ALERT_KINDS`: decisions and assignments), ordered
+        by ``seq``: the review history a reviewer reads (of one alert with ``alert_id``).
+        :meth:`chain` has every entry."""
         with self._reading() as tx:
             if tx is None:
                 return pd.DataFrame({c: pd.Series(dtype="object") for c in HISTORY_COLUMNS})
-            clauses = ["(\"kind\" IS NULL OR \"kind\" = 'review')"] if "kind" in self._history_columns(tx) else []
+            kinds = ", ".join(f"'{k}'" for k in ALERT_KINDS)
+            clauses = [f'("kind" IS NULL OR "kind" IN ({kinds}))'] if "kind" in self._history_columns(tx) else []
             if alert_id is not None:
                 clauses.append('"alert_id" = ?')
             where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
@@ -683,21 +689,22 @@ class Register:
             return self._add_key(tx, public_hex, role)
 
     def set_policy(self, steps: tuple[str, ...] | list[str] | None = None, *, step_roles: Mapping[str, str] | None = None,
-                   separation_of_duties: bool | None = None) -> dict | None:
+                   separation_of_duties: bool | None = None, assign_roles: Sequence[str] | None = None) -> dict | None:
         """Change the review policy (a signed ``policy`` entry; an admin's key only): the steps an
         alert needs before ``confirmed``, the role that records each step (``step_roles``, merged
-        into the current ones) and whether one user may record two steps of one alert. What is
-        not given stays as it is. None when nothing changes."""
+        into the current ones), whether one user may record two steps of one alert, and the roles
+        that assign alerts. What is not given stays as it is. None when nothing changes."""
         with self._writing() as tx:
             return self._set_policy(tx, tuple(steps) if steps is not None else None, step_roles=step_roles,
-                                    separation_of_duties=separation_of_duties)
+                                    separation_of_duties=separation_of_duties, assign_roles=assign_roles)
 
     def _set_policy(self, tx: Tx, steps: tuple[str, ...] | None, *, step_roles: Mapping[str, str] | None = None,
-                    separation_of_duties: bool | None = None) -> dict | None:
+                    separation_of_duties: bool | None = None, assign_roles: Sequence[str] | None = None) -> dict | None:
         current = self._policy_entry(tx)
         base = current or Policy()
         new = Policy(review_steps=base.review_steps if steps is None else tuple(steps), step_roles={**base.step_roles, **(step_roles or {})},
-                     separation_of_duties=base.separation_of_duties if separation_of_duties is None else bool(separation_of_duties)).checked()
+                     separation_of_duties=base.separation_of_duties if separation_of_duties is None else bool(separation_of_duties),
+                     assign_roles=base.assign_roles if assign_roles is None else tuple(assign_roles)).checked()
         if current is not None and new == current:
             return None
         self._check_signer(tx, self.key, admin=True)
@@ -852,6 +859,58 @@ class Register:
             sets = {"status": target, **{c: v for c, v in (("activity_class", activity_class), ("cause", cause), ("legality", legality)) if v is not None}}
             tx.run(f'UPDATE "alerts" SET {", ".join(f"{_q(c)} = ?" for c in sets)} WHERE "alert_id" = ?', [*sets.values(), alert_id])
             return row
+
+    def assign(self, alert_ids: Sequence[str], *, to: str | None, by: str, note: str | None = None, when: dt.datetime | None = None) -> list[dict]:
+        """Hand alerts to user ``to`` (None: take the assignment back): one signed ``assign``
+        entry per alert (payload ``{"to": name}``), all in one transaction: every alert is
+        assigned or none (the first refusal is the one line of the error).
+
+        On a register with users, ``by`` is a user whose role is among the policy's
+        ``assign_roles`` (default specialist, admin) with the alerts in scope, and ``to`` an
+        enabled user whose scope covers each alert (:func:`redline.register.rules.assign_refusal`).
+        The status does not change."""
+        ids = list(dict.fromkeys(alert_ids))
+        if not ids:
+            raise RegisterError("no alert to assign; give alert ids (or a filter that matches some)")
+        if not by or not by.strip():
+            raise RegisterError("--by is empty; give the assigning user's name")
+        target = check_name(to) if to is not None else None
+        if not self.store.exists():
+            raise RegisterError(f"{self.store.describe()}: no register there yet; run a scan first or give --register")
+        with self._writing() as tx:
+            users_mode, user = self._user_of(tx, by)
+            _, assignee = self._user_of(tx, target) if target is not None else (users_mode, None)
+            policy = self._policy_entry(tx) or Policy()
+            rows = []
+            for aid in ids:
+                cur = tx.one('SELECT "status", "admin_id", "zone_id" FROM "alerts" WHERE "alert_id" = ?', (aid,))
+                if cur is None:
+                    raise RegisterError(f"{self.store.describe()}: no alert '{aid}'; list them with `redline alerts list`")
+                alert = {"alert_id": aid, "status": cur[0], "admin_id": cur[1], "zone_id": cur[2]}
+                problem = assign_refusal(policy, alert, by=by.strip(), user=user, users_mode=users_mode, to=target, assignee=assignee)
+                if problem is not None:
+                    raise problem
+                name = assignee.name if assignee is not None else target
+                rows.append(self._append(tx, alert_id=aid, by=user.name if user is not None else by.strip(), from_status=cur[0], to_status=cur[0],
+                                         note=note or (f"assigned to {name}" if name else "assignment taken back"), when=when, kind="assign",
+                                         payload={"to": name}))
+            return rows
+
+    def assignments(self) -> dict[str, str]:
+        """Alert id → the user it is assigned to now (its latest ``assign`` entry; alerts never
+        assigned, or taken back, are absent)."""
+        with self._reading() as tx:
+            if tx is None or "kind" not in self._history_columns(tx):
+                return {}
+            rows = tx.rows("SELECT \"alert_id\", \"payload\" FROM \"review_history\" WHERE \"kind\" = 'assign' ORDER BY \"seq\"")
+        current: dict[str, str] = {}
+        for aid, payload in rows:
+            to = json.loads(payload).get("to") if payload else None
+            if to:
+                current[aid] = to
+            else:
+                current.pop(aid, None)
+        return current
 
     @staticmethod
     def _step_records(tx: Tx, alert_id: str) -> list[StepRecord]:

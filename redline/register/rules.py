@@ -16,6 +16,10 @@ The rules, checked in this order (the first that fails is the one line of the re
 5. **State**: the status change is one of :data:`redline.vocabulary.TRANSITIONS`; a step needs
    the steps before it passed; ``confirmed`` needs every step of the policy passed.
 
+**Assignment** (:func:`assign_refusal`): the assigning user is enabled, has the alert in scope and
+holds a role of the policy's ``assign_roles`` (default: specialist or admin: the provincial
+specialist tasks county and field teams); the assignee is an enabled user whose scope covers the alert.
+
 Rules 1–4 apply only when the register has users (the single-user mode records any name, as
 before users existed). A refusal by rules 1–4 is :class:`redline.errors.NotPermitted` (its
 ``reason``: ``user``, ``scope``, ``role``, ``separation``); by rule 5 a plain
@@ -35,10 +39,13 @@ from redline.errors import NotPermitted, RegisterError
 from redline.register.users import User
 from redline.vocabulary import REVIEW_STEPS, STEP_ROLES, TRANSITIONS, USER_ROLES
 
-__all__ = ["Policy", "StepRecord", "Actions", "refusal", "allowed_actions", "FINAL_STATUS"]
+__all__ = ["Policy", "StepRecord", "Actions", "refusal", "allowed_actions", "assign_refusal", "FINAL_STATUS", "ASSIGN_ROLES"]
 
 #: The status whose setting (and leaving) is the final decision on an alert.
 FINAL_STATUS = "confirmed"
+#: Who hands alerts to users by default: the provincial specialist, who tasks the county and field
+#: teams (卫星普查 → 无人机详查 → 地面核查), and the admin.
+ASSIGN_ROLES = ("specialist", "admin")
 
 
 @dataclass(frozen=True)
@@ -48,18 +55,23 @@ class Policy:
     review_steps: tuple[str, ...] = tuple(REVIEW_STEPS)
     step_roles: Mapping[str, str] = field(default_factory=lambda: dict(STEP_ROLES))
     separation_of_duties: bool = True
+    assign_roles: tuple[str, ...] = ASSIGN_ROLES
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any] | None) -> Policy:
         """The policy of a ``policy`` entry's payload; keys an older entry lacks take their defaults."""
         p = payload or {}
         return cls(review_steps=tuple(p.get("review_steps", REVIEW_STEPS)), step_roles={**STEP_ROLES, **(p.get("step_roles") or {})},
-                   separation_of_duties=bool(p.get("separation_of_duties", True)))
+                   separation_of_duties=bool(p.get("separation_of_duties", True)), assign_roles=tuple(p.get("assign_roles", ASSIGN_ROLES)))
 
     def payload(self) -> dict[str, Any]:
-        """The signed payload of this policy (``review_steps``, ``step_roles``, ``separation_of_duties``)."""
-        return {"review_steps": list(self.review_steps), "step_roles": dict(sorted(self.step_roles.items())),
-                "separation_of_duties": self.separation_of_duties}
+        """The signed payload of this policy (``review_steps``, ``step_roles``, ``separation_of_duties``,
+        and ``assign_roles`` when they are not the default, so earlier entries read the same)."""
+        p: dict[str, Any] = {"review_steps": list(self.review_steps), "step_roles": dict(sorted(self.step_roles.items())),
+                             "separation_of_duties": self.separation_of_duties}
+        if tuple(self.assign_roles) != ASSIGN_ROLES:
+            p["assign_roles"] = list(self.assign_roles)
+        return p
 
     def checked(self) -> Policy:
         """This policy if its steps and roles are known ones, else one-line :class:`RegisterError`."""
@@ -71,6 +83,9 @@ class Policy:
                 raise RegisterError(f"step_roles: {step!r} is not a review step; use {', '.join(REVIEW_STEPS)}")
             if role not in USER_ROLES:
                 raise RegisterError(f"step_roles: {step}={role!r} is not a role; use one of {', '.join(USER_ROLES)}")
+        for role in self.assign_roles:
+            if role not in USER_ROLES:
+                raise RegisterError(f"assign_roles: {role!r} is not a role; use one of {', '.join(USER_ROLES)}")
         return self
 
     def role_of(self, step: str) -> str:
@@ -86,7 +101,8 @@ class Policy:
     def describe(self) -> str:
         """One line: the steps with their roles and whether duties are separated."""
         steps = ", ".join(f"{s} by {self.role_of(s)}" for s in self.review_steps) or "no review step"
-        return f"{steps}; confirmed by {self.final_role}; separation of duties {'on' if self.separation_of_duties else 'off'}"
+        return (f"{steps}; confirmed by {self.final_role}; separation of duties {'on' if self.separation_of_duties else 'off'}; "
+                f"assigned by {' or '.join(self.assign_roles) or 'nobody'}")
 
 
 @dataclass(frozen=True)
@@ -102,11 +118,13 @@ class StepRecord:
 class Actions:
     """What a user may record on an alert now: ``statuses`` (the allowed status changes),
     ``step`` (the next review step, or None), ``annotate`` (class, cause, legality and notes),
-    and ``why_not`` (per refused status or step, the reason, for the page)."""
+    ``assign`` (hand the alert to a user), and ``why_not`` (per refused status or step, the
+    reason, for the page)."""
 
     statuses: tuple[str, ...] = ()
     step: str | None = None
     annotate: bool = False
+    assign: bool = False
     why_not: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -207,4 +225,37 @@ def allowed_actions(policy: Policy, alert: Mapping[str, Any], records: Sequence[
         else:
             why[nxt] = str(r)
     annotate = _permission(user, users_mode, by, policy, alert, records, to_status=None, step=None) is None
-    return Actions(statuses=tuple(statuses), step=step, annotate=annotate, why_not=why)
+    assign = _assigner(policy, alert, by=by, user=user, users_mode=users_mode) is None
+    return Actions(statuses=tuple(statuses), step=step, annotate=annotate, assign=assign, why_not=why)
+
+
+def _assigner(policy: Policy, alert: Mapping[str, Any], *, by: str, user: User | None, users_mode: bool) -> NotPermitted | None:
+    if not users_mode:
+        return None
+    if user is None or user.disabled:
+        return _permission(user, users_mode, by, policy, alert, (), to_status=None, step=None)
+    if not user.in_scope(alert.get("admin_id"), alert.get("zone_id")):
+        return _permission(user, users_mode, by, policy, alert, (), to_status=None, step=None)
+    if user.role not in policy.assign_roles:
+        who = " or ".join(_a(r) for r in policy.assign_roles) or "nobody"
+        return NotPermitted(f"alert {alert['alert_id']}: alerts are assigned by {who}, and {user.name} is {_a(user.role)}", "role")
+    return None
+
+
+def assign_refusal(policy: Policy, alert: Mapping[str, Any], *, by: str, user: User | None, users_mode: bool, to: str | None,
+                   assignee: User | None) -> RegisterError | None:
+    """Why ``by`` may not assign ``alert`` to ``to`` (None: take the assignment back); None when
+    they may. ``assignee``: the register's user named ``to`` (None: no such user). In the
+    single-user mode any names are recorded."""
+    problem = _assigner(policy, alert, by=by, user=user, users_mode=users_mode)
+    if problem is not None or to is None or not users_mode:
+        return problem
+    aid = alert["alert_id"]
+    if assignee is None:
+        return RegisterError(f"alert {aid}: {to!r} is not a user of this register; assign to one of `redline users list`")
+    if assignee.disabled:
+        return RegisterError(f"alert {aid}: user {assignee.name} is disabled; assign to an enabled user")
+    if not assignee.in_scope(alert.get("admin_id"), alert.get("zone_id")):
+        return RegisterError(f"alert {aid} (county {alert.get('admin_id')}, zone {alert.get('zone_id')}) is outside the scope of "
+                             f"{assignee.name} ({assignee.scope_text()}); assign it to a user of that county or zone")
+    return None

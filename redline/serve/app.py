@@ -136,6 +136,29 @@ class _AlertCache:
             return self._frame
 
 
+class _Assignments:
+    """Who holds each alert now (:meth:`Register.assignments`), read again only when the chain's
+    head moved (an assignment is a history entry)."""
+
+    def __init__(self, reg: Register):
+        self._reg = reg
+        self._head: str | None = None
+        self._held: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def held(self) -> dict[str, str]:
+        head = (self._reg.head() or {}).get("row_hash")
+        with self._lock:
+            if head != self._head:
+                self._held, self._head = self._reg.assignments(), head
+            return self._held
+
+
+def _with_assignments(frame: pd.DataFrame, held: Mapping[str, str]) -> pd.DataFrame:
+    """The alerts with column ``assigned_to`` (the holder's name, NaN when nobody)."""
+    return frame.assign(assigned_to=frame["alert_id"].map(held))
+
+
 def _in_scope(a: pd.DataFrame, user: User) -> pd.DataFrame:
     if user.counties:
         a = a[a["admin_id"].isin(user.counties)]
@@ -153,9 +176,12 @@ def _date(value: str) -> str | None:
 
 def _queue(frame: pd.DataFrame, user: User, query: Mapping[str, str], t: Any) -> _Queue:
     """The queue a user sees with the filters, sort and page of ``query``."""
-    params = {k: str(query.get(k, "")).strip() for k in ("status", "zone", "county", "type", "confidence", "since", "until")}
+    params = {k: str(query.get(k, "")).strip() for k in ("status", "zone", "county", "type", "confidence", "since", "until", "mine")}
     problems = []
     a = _in_scope(frame, user)
+    if params["mine"]:
+        params["mine"] = "1"
+        a = a[a["assigned_to"] == user.name] if "assigned_to" in a else a.iloc[:0]
     for key, col in (("zone", "zone_id"), ("county", "admin_id"), ("type", "disturbance_type"), ("confidence", "confidence")):
         if params[key]:
             a = a[a[col].astype(str) == params[key]]
@@ -228,6 +254,7 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
     sessions = SessionStore(secret, idle_timeout_s=idle_timeout_s)
     limiter = LoginLimiter()
     cache = _AlertCache(reg)
+    assignments = _Assignments(reg)
     cookie = cookie_name(secure_cookies)
     login_slots = threading.BoundedSemaphore(LOGIN_SLOTS)
     t = translator(lang)
@@ -341,11 +368,13 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         if who is None:
             return to_login(request)
         s, user = who
-        frame = cache.frame()
+        frame = _with_assignments(cache.frame(), assignments.held())
         q = _queue(frame, user, request.query_params, t)
         rows = q.rows.iloc[(q.page - 1) * PAGE_SIZE: q.page * PAGE_SIZE].to_dict("records")
         scoped = _in_scope(frame, user)
+        can_assign = user.role in reg.policy().assign_roles
         ctx = {"q": q, "rows": rows, "qs": _queue_qs(q), "zones": sorted(scoped["zone_id"].unique()), "counties": sorted(scoped["admin_id"].unique()),
+               "can_assign": can_assign, "assignees": [u.name for u in reg.users() if not u.disabled] if can_assign else [],
                "sort_link": lambda col: _queue_qs(q, sort=col, order="asc" if q.sort == col and q.order == "desc" else "desc", page=1),
                "page_link": lambda n: _queue_qs(q, page=n), "status_link": lambda st: _queue_qs(q, status=st, page=1)}
         return page(request, "queue.html", ctx, session=s, user=user)
@@ -360,7 +389,8 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         a = visible_alert(user, alert_id)
         if a is None:
             return error(request, 404, t("not_found"), alert_id, session=s, user=user)
-        q = _queue(cache.frame(), user, request.query_params, t)
+        held = assignments.held()
+        q = _queue(_with_assignments(cache.frame(), held), user, request.query_params, t)
         ids = list(q.rows["alert_id"])
         i = ids.index(alert_id) if alert_id in ids else None
         prev_id = ids[i - 1] if i is not None and i > 0 else None
@@ -368,7 +398,10 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         history = reg.history(alert_id).to_dict("records")
         geometry = a.pop("geometry")
         chips = {w: f"/alerts/{alert_id}/chip/{w}" for w in ("before", "after") if _chip_file(out, a, w) is not None}
-        ctx = {"a": a, "history": history, "actions": reg.allowed_actions(alert_id, user), "chips": chips, "prev_id": prev_id, "next_id": next_id,
+        actions = reg.allowed_actions(alert_id, user)
+        assignees = [u.name for u in reg.users() if not u.disabled and u.in_scope(a.get("admin_id"), a.get("zone_id"))] if actions.assign else []
+        ctx = {"a": a, "history": history, "actions": actions, "chips": chips, "prev_id": prev_id, "next_id": next_id,
+               "assigned_to": held.get(alert_id), "assignees": assignees,
                "qs": _queue_qs(q), "position": (i + 1 if i is not None else None, len(ids)), "reasons": reasons,
                "geometry": json.dumps(shapely.geometry.mapping(geometry)) if geometry is not None else "",
                "zone_geometry": zones_geojson.get(str(a.get("zone_id")), "")}
@@ -431,6 +464,45 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
             return error(request, 409, t("conflict"), str(exc), session=s, user=user)
         log.info("decision: %s on %s: %s", user.name, alert_id, {k: v for k, v in kwargs.items() if v is not None and k != "note"})
         s.flash.append(("ok", t("saved")))
+        return RedirectResponse(back, status_code=303)
+
+    @app.post("/assign", response_class=HTMLResponse)
+    async def assign(request: Request) -> Response:
+        """Hand the selected alerts (``ids``), or every alert of the queue's current filters
+        (``scope=filtered``), to user ``to`` (empty: take them back); back to where the form was."""
+        form = await request.form()
+        s = session_of(request)
+        if not sessions.csrf_ok(s, str(form.get("csrf", ""))):
+            return error(request, 403, t("not_allowed"), t("forbidden_csrf"))
+        who = logged_in(request)
+        if who is None:
+            return to_login(request)
+        s, user = who
+        queue_qs = urlencode(parse_qsl(str(form.get("q", "")))[:20])
+        frame = _with_assignments(cache.frame(), assignments.held())
+        if form.get("scope") == "filtered":
+            ids = list(_queue(frame, user, dict(parse_qsl(queue_qs)), t).rows["alert_id"])
+        else:
+            ids = [str(v) for v in form.getlist("ids")][:10_000]
+            visible = set(_in_scope(frame, user)["alert_id"])
+            if any(i not in visible for i in ids):  # out of scope or no such alert: the same answer
+                return error(request, 404, t("not_found"), next(i for i in ids if i not in visible)[:80], session=s, user=user)
+        one = form.get("from") == "alert" and len(ids) == 1
+        back = (f"/alerts/{quote(ids[0])}" if one else "/") + (f"?{queue_qs}" if queue_qs else "")
+        if not ids:
+            s.flash.append(("error", t("nothing_selected")))
+            return RedirectResponse(back, status_code=303)
+        to = str(form.get("to", "")).strip() or None
+        try:
+            rows = reg.assign(ids, to=to, by=user.name)
+        except NotPermitted as exc:
+            log.warning("assignment refused: %s: %s", user.name, exc)
+            return error(request, 403, t("not_allowed"), str(exc), session=s, user=user)
+        except RegisterError as exc:
+            s.flash.append(("error", str(exc)))
+            return RedirectResponse(back, status_code=303)
+        log.info("assignment: %s assigned %d alert(s) to %s", user.name, len(rows), to)
+        s.flash.append(("ok", f"{len(rows)} {t('alerts_shown')} → {to or t('unassigned')}"))
         return RedirectResponse(back, status_code=303)
 
     app.include_router(field_router(reg, photos, alerts=cache.frame, logged_in=logged_in, session_of=session_of,

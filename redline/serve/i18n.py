@@ -95,6 +95,16 @@ TEXT: dict[str, tuple[str, str]] = {
     "recheck": ("需复核", "recheck"),
     "accesskeys": ("快捷键：Alt+P 上一条，Alt+N 下一条，Alt+B 返回列表", "Shortcuts: Alt+P previous, Alt+N next, Alt+B back to the queue"),
     "head": ("记录链头", "Chain head"),
+    "assigned_to": ("承办人", "Assigned to"),
+    "mine": ("仅分派给我的", "assigned to me"),
+    "assign": ("分派", "Assign"),
+    "assign_to": ("分派给", "Assign to"),
+    "assign_selected": ("分派所选预警", "Assign the selected alerts"),
+    "assign_filtered": ("分派全部筛选结果", "Assign every alert of this filter"),
+    "unassign": ("收回分派", "take back"),
+    "unassigned": ("未分派", "nobody"),
+    "nothing_selected": ("未选择预警", "No alert selected"),
+    "select": ("选择", "Select"),
 }
 
 #: The field pages (redline/serve/field.py): key → (Chinese, English)
