@@ -1,5 +1,5 @@
 """Field checks on a phone, end to end: a real ``redline serve`` on a free 127.0.0.1 port over a
-register built by the real API (alerts in two counties, five of them in ``field_check``), a
+register built by the real API (alerts in two counties, five in ``field_check``, assigned), a
 signed manifest, users made by the real command line; Debian's chromium at a phone's 360 × 740
 viewport with an emulated position, raw HTTP requests (httpx), and the real ``redline verify``."""
 
@@ -33,8 +33,8 @@ pytestmark = [pytest.mark.browser]
 FIELD = {"Z1-20230401-1": ("Z1", 103.90, "2023-04-01"), "Z1-20230501-1": ("Z1", 103.95, "2023-05-01"),
          "Z2-20230601-1": ("Z2", 104.20, "2023-06-01"), "Z2-20230901-1": ("Z2", 104.40, "2023-09-01")}
 MID, NEAR, FAR, HTTP_ALERT = FIELD
-NEW_ONE = "Z1-20230701-1"  # county 510182, status new: not a field check
-OTHER = "Z3-20230801-1"  # county 510183, field_check: not tian's
+NEW_ONE = "Z1-20230701-1"  # county 510182, status new, assigned to no one
+OTHER = "Z3-20230801-1"  # county 510183, field_check, zhou's
 HERE = (30.7005, 103.9505)  # the phone's position: next to NEAR
 USERS = {"tian": ("reviewer", "510182"), "zhou": ("reviewer", "510183")}  # tian: a county field reviewer
 
@@ -64,11 +64,10 @@ def site(tmp_path_factory) -> Site:
     merged, _ = merge_alerts(reg.alerts(), gpd.GeoDataFrame(rows, geometry="geometry", crs=4326)[[*ALERT_COLUMNS, "geometry"]], "s1")
     reg.commit_scan(merged, scan={"scan_id": "s1", "name": "t", "n_items": 6, "new": 6, "updated": 0, "unchanged": 0})
     assert set(reg.alerts()["alert_id"]) == {*FIELD, NEW_ONE, OTHER}
-    for aid in [*FIELD, OTHER]:  # single-user mode still: the desk review sends them to the field
+    for aid in [*FIELD, OTHER]:  # single-user mode still: the desk review sends them to the field …
         reg.review(aid, by="desk", to_status="field_check")
-    if hasattr(reg, "assign"):  # alert assignment (#23 item 5), once it is on main: /field lists the alerts assigned to me
-        reg.assign(list(FIELD), to="tian", by="desk")
-        reg.assign([OTHER], to="zhou", by="desk")
+    reg.assign(list(FIELD), to="tian", by="desk")  # … and assigns them: /field lists the alerts assigned to me
+    reg.assign([OTHER], to="zhou", by="desk")
     for name, (role, counties) in USERS.items():
         res = cli("users", "add", name, "--role", role, "--counties", counties, "--password-stdin", "--out", out, stdin=PASSWORD + "\n")
         assert res.returncode == 0, res.stderr
@@ -125,7 +124,7 @@ def test_a_field_check_with_a_photo_on_a_360px_phone(site, tmp_path):
         # field.js asks for the position and reloads the list sorted by distance from it
         assert v.wait_for("var l = document.getElementById('field-list'); return l && l.dataset.positioned === '1'", 20)
         items = v.driver.find_elements(By.CSS_SELECTOR, "#field-checks li")
-        assert [li.get_attribute("data-alert") for li in items] == [NEAR, MID, FAR, HTTP_ALERT]  # NEW_ONE is no field check, OTHER not tian's
+        assert [li.get_attribute("data-alert") for li in items] == [NEAR, MID, FAR, HTTP_ALERT]  # NEW_ONE is no one's, OTHER zhou's
         km = [float(li.find_element(By.CSS_SELECTOR, ".distance").get_attribute("data-km")) for li in items]
         assert km == sorted(km) and km[0] < 0.1 and 4 < km[1] < 6
         geo = items[0].find_element(By.CSS_SELECTOR, "a.geo-link").get_attribute("href")

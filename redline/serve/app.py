@@ -505,7 +505,7 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         s.flash.append(("ok", f"{len(rows)} {t('alerts_shown')} → {to or t('unassigned')}"))
         return RedirectResponse(back, status_code=303)
 
-    app.include_router(field_router(reg, photos, alerts=cache.frame, logged_in=logged_in, session_of=session_of,
+    app.include_router(field_router(reg, photos, alerts=cache.frame, assigned=assignments.held, logged_in=logged_in, session_of=session_of,
                                     csrf_ok=sessions.csrf_ok, page=page, error=error, to_login=to_login, visible_alert=visible_alert, t=t))
     return app
 

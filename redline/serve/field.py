@@ -3,9 +3,9 @@ opens each site in a maps app, and the form that records a finding with photos.
 
 Pages (README "Field checks on a phone"):
 
-- ``GET /field``: the field checks assigned to the logged-in user (``Register.assignments()``:
-  alert → user, when the register has it; until then the alerts in ``field_check`` status) that
-  are in the user's scope and still open (:data:`OPEN_STATUSES`), sorted by the great-circle
+- ``GET /field``: the alerts assigned to the logged-in user (``Register.assignments()``: alert →
+  user, the latest ``assign`` entry) that are in the user's scope and still open
+  (:data:`OPEN_STATUSES`), sorted by the great-circle
   distance from ``?lat=…&lon=…`` (WGS 84 degrees; ``static/field.js`` fills them from
   ``navigator.geolocation``; without JavaScript a small form sends them), else by first-detected
   date, the longest waiting first. Each site links to ``geo:lat,lon`` (RFC 5870, WGS 84) and to
@@ -129,15 +129,12 @@ def _where(row: Mapping[str, Any]) -> tuple[float, float] | None:
     return (lat, lon) if math.isfinite(lat) and math.isfinite(lon) else None
 
 
-def _mine(reg: Register, frame: pd.DataFrame, user: User) -> pd.DataFrame:
-    """The field checks of ``user``: assigned to them (``Register.assignments``) and open, or,
-    on a register without assignments, every ``field_check`` alert; in their scope either way."""
-    scoped = frame[[user.in_scope(a, z) for a, z in zip(frame["admin_id"], frame["zone_id"])]] if len(frame) else frame
-    assignments = getattr(reg, "assignments", None)
-    if callable(assignments):
-        mine = {a for a, who in assignments().items() if who == user.name}
-        return scoped[scoped["alert_id"].isin(mine) & scoped["status"].isin(OPEN_STATUSES)]
-    return scoped[scoped["status"] == "field_check"]
+def _mine(frame: pd.DataFrame, held: Mapping[str, str], user: User) -> pd.DataFrame:
+    """The field checks of ``user``: the alerts of ``frame`` that ``held`` (alert → user) gives
+    them, in their scope and open (:data:`OPEN_STATUSES`)."""
+    mine = frame[frame["alert_id"].map(held) == user.name]
+    mine = mine[[user.in_scope(a, z) for a, z in zip(mine["admin_id"], mine["zone_id"])]] if len(mine) else mine
+    return mine[mine["status"].isin(OPEN_STATUSES)]
 
 
 def _findings(history: pd.DataFrame) -> list[dict[str, Any]]:
@@ -155,13 +152,13 @@ def _findings(history: pd.DataFrame) -> list[dict[str, Any]]:
     return out[::-1]
 
 
-def field_router(reg: Register, photos: PhotoStore, *, alerts: Callable[[], pd.DataFrame],
+def field_router(reg: Register, photos: PhotoStore, *, alerts: Callable[[], pd.DataFrame], assigned: Callable[[], Mapping[str, str]],
                  logged_in: Callable[[Request], tuple[Any, User] | None], session_of: Callable[[Request], Any],
                  csrf_ok: Callable[[Any, str | None], bool], page: Callable[..., HTMLResponse], error: Callable[..., HTMLResponse],
                  to_login: Callable[[Request], Response], visible_alert: Callable[[User, str], dict[str, Any] | None],
                  t: Callable[[str], str]) -> APIRouter:
     """The field pages (module docstring) on the app factory's helpers: ``alerts`` the register's
-    alerts without geometry (cached), ``logged_in`` the session and user of a request,
+    alerts without geometry and ``assigned`` who holds each alert (both cached), ``logged_in`` the session and user of a request,
     ``session_of`` its session, ``csrf_ok`` the CSRF check, ``page`` / ``error`` the page
     renderers, ``to_login`` the redirect to the login, ``visible_alert`` an alert the user may
     see (None: 404), ``t`` the page text."""
@@ -173,7 +170,7 @@ def field_router(reg: Register, photos: PhotoStore, *, alerts: Callable[[], pd.D
         if who is None:
             return to_login(request)
         s, user = who
-        rows = _mine(reg, alerts(), user).copy()
+        rows = _mine(alerts(), assigned(), user).copy()
         problems = []
         try:
             here = _position(request.query_params)
