@@ -216,6 +216,14 @@ def test_another_countys_alert_is_404(site):
     assert OTHER not in c.get("/field").text
 
 
+def test_field_check_done_applies_only_to_an_alert_in_field_check(site):
+    c = http_login(site, "tian")[0]
+    before = len(Register(site.register).history(NEW_ONE))
+    res = _post(c, NEW_ONE, [], done="1")  # status new: the page offers no "done"; a crafted form is refused
+    assert res.status_code == 409 and "not field_check" in res.text
+    assert len(Register(site.register).history(NEW_ONE)) == before
+
+
 @pytest.fixture(scope="module")
 def recorded(site) -> tuple[str, bytes, int]:
     """A finding with one JPEG recorded over HTTP on HTTP_ALERT (status kept): (sha256, bytes, entry seq)."""

@@ -253,7 +253,8 @@ def field_router(reg: Register, photos: PhotoStore, *, alerts: Callable[[], pd.D
         if who is None:
             return to_login(request)
         s, user = who
-        if visible_alert(user, alert_id) is None:
+        a = visible_alert(user, alert_id)
+        if a is None:
             return error(request, 404, t("not_found"), alert_id, session=s, user=user)
         actions = reg.allowed_actions(alert_id, user)
         if actions is None or not actions.annotate:
@@ -283,6 +284,8 @@ def field_router(reg: Register, photos: PhotoStore, *, alerts: Callable[[], pd.D
             except RegisterError as exc:  # the folder cannot be written
                 return error(request, 500, t("conflict"), str(exc), session=s, user=user)
         done = fields["done"] == "1"
+        if done and a.get("status") != "field_check":  # "field check done" ends a field check, nothing else (a stale page)
+            return error(request, 409, t("conflict"), f"{alert_id}: status {a.get('status')}, not field_check", session=s, user=user)
         try:
             finding = FieldFinding(result=fields["result"], photos=tuple(stored), lat=here[0] if here else None, lon=here[1] if here else None,
                                    accuracy_m=accuracy)
