@@ -293,6 +293,14 @@ def test_the_store_keeps_the_bytes_under_their_sha256_once(tmp_path):
         store.path_of("../../etc/passwd", "image/jpeg")
 
 
+def test_a_photo_with_a_broken_exif_block_is_kept_without_time_or_place():
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buf, "JPEG", exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff broken")
+    with pytest.warns(UserWarning, match="Corrupt EXIF"):  # Pillow's own warning; the photo is still a photo
+        photo = inspect_photo(buf.getvalue())
+    assert (photo.media_type, photo.exif_time, photo.exif_lat, photo.exif_lon) == ("image/jpeg", None, None, None)
+
+
 def test_a_postgresql_register_needs_a_photo_folder():
     res = cli("serve", "--register", "postgresql://redline@127.0.0.1:1/none")
     assert res.returncode == 2 and "--photos DIR" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr

@@ -200,7 +200,15 @@ def _degrees(dms: object, ref: object) -> float | None:
 
 
 def _exif(im: Image.Image) -> tuple[str | None, float | None, float | None]:
-    """(DateTimeOriginal, latitude, longitude) from an image's EXIF block (JPEG APP1, PNG eXIf)."""
+    """(DateTimeOriginal, latitude, longitude) from an image's EXIF block (JPEG APP1, PNG eXIf);
+    Nones when it has none or it cannot be read (the photo itself is still a photo)."""
+    try:
+        return _exif_values(im)
+    except _UNREADABLE:
+        return None, None, None
+
+
+def _exif_values(im: Image.Image) -> tuple[str | None, float | None, float | None]:
     exif = im.getexif()
     sub = exif.get_ifd(ExifTags.IFD.Exif)
     taken = _exif_time(sub.get(ExifTags.Base.DateTimeOriginal), sub.get(ExifTags.Base.OffsetTimeOriginal))

@@ -28,12 +28,14 @@ Limits and checks follow the OWASP File Upload Cheat Sheet (see :mod:`redline.re
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -66,8 +68,6 @@ def distance_km(lat1: float, lon1: float, lat2: Any, lon2: Any) -> Any:
     """Great-circle (haversine) distance in km from one point to one or many (degrees; numpy
     arrays or pandas Series broadcast). A sphere is within 0.5 % of the ellipsoid: enough to
     order the sites of a day's round."""
-    import numpy as np
-
     p1, p2 = np.radians(lat1), np.radians(lat2)
     dphi, dlmb = p2 - p1, np.radians(lon2) - np.radians(lon1)
     a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
@@ -139,8 +139,6 @@ def _mine(frame: pd.DataFrame, held: Mapping[str, str], user: User) -> pd.DataFr
 
 def _findings(history: pd.DataFrame) -> list[dict[str, Any]]:
     """The field findings among an alert's history rows (payload ``field``), newest first."""
-    import json
-
     out = []
     for h in history.to_dict("records"):
         try:
