@@ -22,7 +22,7 @@ from redline.alerts import ALERT_COLUMNS
 from redline.provenance import register_record, write_manifest
 from redline.register import Register, merge_alerts
 from redline.register.keys import load_key
-from redline.register.photos import MAX_PHOTO_BYTES, PhotoError, PhotoStore, inspect_photo
+from redline.register.photos import MAX_PHOTO_BYTES, PhotoError, PhotoStore, inspect_photo, verify_photos
 from redline.serve import SECURITY_HEADERS
 from tests.browser import PageVisit, open_server_page
 from tests.serving import PASSWORD, Site, alert_row, cli, csrf_of, http_login, serving
@@ -261,6 +261,13 @@ def test_verify_names_an_altered_or_missing_photo(site, recorded):
     finally:
         stored.write_bytes(photo)
     assert cli("verify", site.out).returncode == 0
+
+
+def test_photos_named_but_no_folder_is_a_problem_not_a_skip(site, recorded):
+    """A register on PostgreSQL checked without --photos: its photos cannot be found, and verify says so."""
+    check = verify_photos(Register(site.register).chain(), None)
+    assert check.named >= 1 and check.intact == 0 and len(check.problems) == 1 and "give --photos DIR" in check.problems[0]
+    assert verify_photos(Register(site.register).chain(), site.out / "register-photos").problems == []
 
 
 # -- the photo store ----------------------------------------------------------------------------

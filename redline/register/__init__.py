@@ -26,8 +26,8 @@ Layout (schema 3; docs/architecture.md §4.4)
 Entries (``kind``): ``review`` (a decision on one alert: a status, a review step, a class, a
 cause, a legality, or a field check's finding, whose ``payload`` is ``{"field": …}`` with the
 sha256 of each photo (:mod:`redline.register.photos`); scans record their re-checks of
-rectified sites as ``review`` rows by ``redline-scan``), ``key`` (a key allowed to sign; the first is the register's own, an admin,
-self-signed), ``policy`` (the review steps an alert needs before ``confirmed``; admins only),
+rectified sites as ``review`` rows by ``redline-scan``), ``key`` (a key allowed to sign; the
+first is the register's own, an admin, self-signed), ``policy`` (the review steps an alert needs before ``confirmed``; admins only),
 ``scan`` (a scan's merge: its ``scans`` row and the digest of the seals it wrote) and ``user``
 (a user added or changed: name, role, scope, disabled, the sha256 of the password hash; admins
 only). The policy names the role of each step (``step_roles``) and whether duties are separated.
