@@ -477,11 +477,12 @@ def verify(
     out: Path = typer.Argument(..., help="a finished scan's output folder"),
     register: Optional[str] = typer.Option(None, "--register", help="check this register (file or postgresql:// URL) instead of the one the manifest names"),
     head: list[str] = typer.Option([], "--head", help="a chain head (row hash) published earlier: it must still be in the register's history"),
+    photos: Optional[Path] = typer.Option(None, "--photos", help="the field photos' folder (default: REGISTER-photos next to a GeoPackage register)"),
 ) -> None:
-    """Check the signed manifest, every output's checksum, and the register's signed history (OUT's own register)."""
+    """Check the signed manifest, every output's checksum, the register's signed history (OUT's own register) and its field photos."""
     from redline.provenance import verify_folder
 
-    problems, checked = verify_folder(out, register=register, heads=tuple(head))
+    problems, checked = verify_folder(out, register=register, heads=tuple(head), photos=photos)
     for line in checked:
         out_console.print(line, markup=False)
     for p in problems:
@@ -697,6 +698,8 @@ def serve(
     idle_minutes: float = typer.Option(30.0, "--idle-timeout", help="minutes of inactivity after which a session ends"),
     dismiss_reasons: Optional[Path] = typer.Option(None, "--dismiss-reasons", help="UTF-8 file, one dismissal reason a line (default: the built-in list)"),
     forwarded_allow_ips: str = typer.Option("127.0.0.1", "--forwarded-allow-ips", help="proxies whose X-Forwarded-For/-Proto are trusted"),
+    photos: Optional[Path] = typer.Option(None, "--photos", help="folder of the field photos (default: REGISTER-photos next to a GeoPackage "
+                                          "register; required for a postgresql:// register)"),
 ) -> None:
     """The review service: reviewers, specialists and acceptance officers decide on alerts in a browser."""
     from redline.serve import create_app, run
@@ -717,7 +720,7 @@ def serve(
             raise RedlineInputError(f"--dismiss-reasons {dismiss_reasons}: no reason in it; write one reason a line")
     reg = _open_register(register, out)
     application = create_app(reg.location, out, lang=lang, secure_cookies=secure_cookies, idle_timeout_s=idle_minutes * 60,
-                             dismiss_reasons=reasons)
+                             dismiss_reasons=reasons, photos_dir=photos)
     out_console.print(f"review service for {reg.store.describe()} on http://{host}:{port}/ (Ctrl-C to stop)", markup=False)
     run(application, host=host, port=port, forwarded_allow_ips=forwarded_allow_ips)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 __all__ = [
     "ADMIN_GEOJSON", "ADMIN_STATS_CSV", "ALERTS_GEOJSON", "ASSESSMENT_GPKG", "ASSESSMENT_JSON", "CATALOG_JSON", "CHIPS_DIR", "FIGURES_DIR",
     "MANIFEST_JSON", "MAP_HTML", "NDVI_ANNUAL_CSV", "RASTERS_DIR", "REGISTER_GPKG", "REPORT_HTML", "TILES_DIR", "ZONES_GEOJSON",
-    "ZONE_STATS_CSV", "default_register", "is_register_url", "register_location",
+    "ZONE_STATS_CSV", "PHOTOS_SUFFIX", "default_register", "is_register_url", "register_location",
 ]
 
 ALERTS_GEOJSON = "alerts.geojson"  # this scan's alerts, EPSG:4326
@@ -33,6 +33,9 @@ RASTERS_DIR = "rasters"
 FIGURES_DIR = "figures"
 CHIPS_DIR = "chips"
 TILES_DIR = ".tiles"  # the tile mosaics while a run computes; removed when it ends
+#: a GeoPackage register's field photos lie in ``<stem>`` + this, next to it (``register-photos``
+#: for ``register.gpkg``; redline.register.photos); never an output: the signed history checks them
+PHOTOS_SUFFIX = "-photos"
 
 
 def is_register_url(location: Path | str | None) -> bool:

@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from redline.outputs import MANIFEST_JSON, is_register_url
+from redline.outputs import MANIFEST_JSON, PHOTOS_SUFFIX, is_register_url
 from redline.register.keys import SigningKey, verify_signature
 
 __all__ = ["sha256_file", "library_versions", "git_commit", "run_record", "item_records", "write_manifest", "record_rerender", "verify_outputs",
@@ -120,10 +120,17 @@ def item_records(items: list[Any], scalings: list[Any], *, skip: set[str] = froz
 _SIDECARS = re.compile(r".*(-wal|-shm|-journal|\.lock|\.schema\d+-backup\.gpkg)$")
 
 
+def _photo_folder(rel: Path, out_dir: Path) -> bool:
+    """True for a file in a register's photo folder (``<stem>-photos`` next to ``<stem>.gpkg``):
+    field photos come after the scan, and the register's signed history checks them."""
+    return any(d.name.endswith(PHOTOS_SUFFIX) and (out_dir / d.parent / f"{d.name[: -len(PHOTOS_SUFFIX)]}.gpkg").is_file() for d in rel.parents[:-1])
+
+
 def _outputs(out_dir: Path) -> dict[str, dict[str, Any]]:
     files = {}
     for p in sorted(out_dir.rglob("*")):
-        if p.is_file() and p.name != MANIFEST and not _SIDECARS.match(p.name) and "lib" not in p.relative_to(out_dir).parts[:1]:
+        if (p.is_file() and p.name != MANIFEST and not _SIDECARS.match(p.name) and "lib" not in p.relative_to(out_dir).parts[:1]
+                and not _photo_folder(p.relative_to(out_dir), out_dir)):
             files[p.relative_to(out_dir).as_posix()] = {"sha256": sha256_file(p), "size": p.stat().st_size}
     return files
 
@@ -243,14 +250,17 @@ def manifest_register(out_dir: Path, manifest: dict[str, Any]) -> str | None:
     return str(p)
 
 
-def verify_folder(out_dir: Path, *, register: str | None = None, heads: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+def verify_folder(out_dir: Path, *, register: str | None = None, heads: tuple[str, ...] = (),
+                  photos: Path | None = None) -> tuple[list[str], list[str]]:
     """``redline verify OUT``: (problems, what was checked).
 
     Checks the manifest's signature (by a key the register lists), every output's checksum, the
     register the manifest names — ``register`` instead when given, else OUT's own register when
     it lay inside the scan's folder — with :meth:`redline.register.Register.verify`, that the
     chain head recorded at scan time and at each re-render, and each of ``heads``, is still in
-    its chain. A register that is named but missing is a problem, never a skip."""
+    its chain, and that every field photo its history names is intact in ``photos`` (default:
+    the GeoPackage register's ``<stem>-photos`` folder). A register that is named but missing is
+    a problem, never a skip."""
     from redline.register import Register
 
     manifest = read_manifest(out_dir)
@@ -267,12 +277,13 @@ def verify_folder(out_dir: Path, *, register: str | None = None, heads: tuple[st
         problems.append(f"register {location}: missing (named by {MANIFEST}); restore it or give --register")
         v = None
     else:
-        v = Register(location).verify(heads=tuple(dict.fromkeys([*recorded, *heads])))
+        v = Register(location).verify(heads=tuple(dict.fromkeys([*recorded, *heads])), photos=photos)
         problems += v.problems
         head = v.head or {}
         checked.append(f"register {location}: {v.rows} history entries, {v.signed} signatures valid"
                        + (f", {v.unsigned} written before signing (chain only)" if v.unsigned else "")
                        + f"; {v.sealed}/{v.alerts} alerts match their seals")
+        checked.append(f"photos: {v.photos_intact}/{v.photos} intact")
         checked.append(f"chain head: seq {head.get('seq', 0)} {head.get('row_hash') or '–'}")
     if sig_problem:
         problems.append(sig_problem)

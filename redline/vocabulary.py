@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ACTIVITY_CLASSES", "ACTIVITY_CODES", "CHANGE_TYPES", "CONFIDENCE_LABELS", "CONFIDENCE_LEVELS", "DISTURBANCE_LABELS", "DISTURBANCE_TYPES",
+    "FIELD_RESULTS",
     "RECTIFICATION_STATUSES", "REVIEW_STEPS", "STATUS_LABELS", "STATUSES", "STEP_RESULTS", "STEP_ROLES", "TRANSITIONS", "USER_ROLES",
 ]
 
@@ -88,3 +89,11 @@ USER_ROLES: dict[str, tuple[str, str]] = {
 #: (its ``step_roles``): 自检 by the county reviewer, 专检 by the provincial specialist, 验收 by
 #: the acceptance officer.
 STEP_ROLES: dict[str, str] = {"self_check": "reviewer", "specialist_check": "specialist", "acceptance": "acceptor"}
+
+#: What a field check (外业核查) found on the ground: code → (Chinese, English). A finding records
+#: one of them (``redline.register.photos.FieldFinding``); it changes no status by itself.
+FIELD_RESULTS: dict[str, tuple[str, str]] = {
+    "activity_found": ("发现人类活动", "human activity found"),
+    "nothing_found": ("未发现人类活动", "no human activity found"),
+    "rectified": ("已整改恢复", "already rectified"),
+}

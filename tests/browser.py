@@ -86,15 +86,15 @@ def _errors(driver: webdriver.Chrome) -> list[str]:
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
-def _chromium(extra: tuple[str, ...] = ()) -> webdriver.Chrome:
-    """Headless Chromium whose host names, but 127.0.0.1, do not resolve."""
+def _chromium(extra: tuple[str, ...] = (), window: tuple[int, int] = (WIDTH, HEIGHT)) -> webdriver.Chrome:
+    """Headless Chromium whose host names, but 127.0.0.1, do not resolve; ``window``: its size in CSS px."""
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--disable-default-apps", "--disable-domain-reliability", "--no-pings",
                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--force-device-scale-factor=1",
-                "--allow-file-access-from-files", f"--window-size={WIDTH},{HEIGHT}", "--lang=zh-CN", *extra):
+                "--allow-file-access-from-files", f"--window-size={window[0]},{window[1]}", "--lang=zh-CN", *extra):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
@@ -123,12 +123,18 @@ def open_page(path: Path, *, settle_s: float = 0.5, timeout_s: float = 30.0) -> 
     return _visit(_chromium(), Path(path).resolve().as_uri(), ["http://*", "https://*", "ws://*", "wss://*"], settle_s=settle_s, timeout_s=timeout_s)
 
 
-def open_server_page(url: str, *, settle_s: float = 0.2, timeout_s: float = 30.0) -> PageVisit:
+def open_server_page(url: str, *, settle_s: float = 0.2, timeout_s: float = 30.0, window: tuple[int, int] = (WIDTH, HEIGHT)) -> PageVisit:
     """Open a page of a server on 127.0.0.1 (``http://127.0.0.1:PORT/…``) in headless Chromium
     with the rest of the network cut off: other host names do not resolve, other http goes to a
-    closed proxy port (loopback is never proxied), https and ws(s) are blocked."""
+    closed proxy port (loopback is never proxied), https and ws(s) are blocked. ``window``:
+    the window's size in CSS px (a phone: 360 × 740)."""
     origin = "/".join(url.split("/")[:3])
     if not origin.startswith("http://127.0.0.1:"):
         raise ValueError(f"{url}: only servers on http://127.0.0.1 are opened")
-    driver = _chromium(("--proxy-server=http://127.0.0.1:9",))
+    driver = _chromium(("--proxy-server=http://127.0.0.1:9",), window)
+    if window != (WIDTH, HEIGHT):
+        # headless Chromium's windows are at least 500 px wide: a phone's viewport is emulated
+        # (DevTools), laid out as a phone does (``mobile``: the viewport meta tag applies)
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": window[0], "height": window[1], "deviceScaleFactor": 1, "mobile": window[0] < 600})
     return _visit(driver, url, ["https://*", "ws://*", "wss://*"], settle_s=settle_s, timeout_s=timeout_s, origin=origin)

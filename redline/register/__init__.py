@@ -24,9 +24,10 @@ Layout (schema 3; docs/architecture.md §4.4)
                     ``disabled``, ``created``, ``seq``; created when missing by the first user.
 
 Entries (``kind``): ``review`` (a decision on one alert: a status, a review step, a class, a
-cause, a legality; scans record their re-checks of rectified sites as ``review`` rows by
-``redline-scan``), ``key`` (a key allowed to sign; the first is the register's own, an admin,
-self-signed), ``policy`` (the review steps an alert needs before ``confirmed``; admins only),
+cause, a legality, or a field check's finding, whose ``payload`` is ``{"field": …}`` with the
+sha256 of each photo (:mod:`redline.register.photos`); scans record their re-checks of
+rectified sites as ``review`` rows by ``redline-scan``), ``key`` (a key allowed to sign; the
+first is the register's own, an admin, self-signed), ``policy`` (the review steps an alert needs before ``confirmed``; admins only),
 ``scan`` (a scan's merge: its ``scans`` row and the digest of the seals it wrote) and ``user``
 (a user added or changed: name, role, scope, disabled, the sha256 of the password hash; admins
 only). The policy names the role of each step (``step_roles``) and whether duties are separated.
@@ -78,6 +79,7 @@ import shapely
 from redline.alerts import ALERT_COLUMNS
 from redline.errors import NotPermitted, RegisterError
 from redline.register.keys import SigningKey, key_id_of, load_key, verify_signature
+from redline.register.photos import FieldFinding, default_photo_folder, verify_photos
 from redline.register.postgis import PostgisStore
 from redline.register.rules import Actions, Policy, StepRecord, allowed_actions, assign_refusal, refusal
 from redline.outputs import is_register_url
@@ -107,6 +109,7 @@ __all__ = [
     "Policy",
     "User",
     "Actions",
+    "FieldFinding",
 ]
 
 log = logging.getLogger(__name__)
@@ -326,6 +329,8 @@ class Verification:
     sealed: int = 0  # alerts whose fields match their last scan entry's seal
     head: dict[str, Any] | None = None  # the last entry: seq, row_hash, signature, key_id
     keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # key id → (public key, role), from the signed key entries
+    photos: int = 0  # photos the field findings name (redline.register.photos)
+    photos_intact: int = 0  # of them, present with their signed sha256
 
     @property
     def signers(self) -> dict[str, str]:
@@ -798,7 +803,7 @@ class Register:
     def review(
         self, alert_id: str, *, by: str, to_status: str | None = None, note: str | None = None, when: dt.datetime | None = None,
         step: str | None = None, result: str | None = None, activity_class: str | None = None,
-        cause: str | None = None, legality: str | None = None,
+        cause: str | None = None, legality: str | None = None, finding: FieldFinding | None = None,
     ) -> dict:
         """Record a review decision: one transaction inserts one signed history row and updates
         one alert.
@@ -814,6 +819,9 @@ class Register:
             The reviewer's activity class (:data:`redline.alerts.activity.ACTIVITY_CODES`).
         cause, legality
             Free text: the cause found on the ground and the legality note (e.g. a permit number).
+        finding
+            A field check's finding (:class:`~redline.register.photos.FieldFinding`; its photos
+            stored first): the entry's payload ``{"field": …}``, with ``note`` as its text.
 
         ``confirmed`` is refused until every required step's latest record is a pass (a step
         given in the same call counts).
@@ -830,7 +838,7 @@ class Register:
             result = "pass"
         if result is not None and result not in STEP_RESULTS:
             raise RegisterError(f"--result {result!r} is not a step result; use pass or fail")
-        if all(v is None for v in (to_status, step, activity_class, cause, legality)) and not (note or "").strip():
+        if all(v is None for v in (to_status, step, activity_class, cause, legality, finding)) and not (note or "").strip():
             raise RegisterError("nothing to record; give --status, --step, --class, --cause, --legality or --note")
         if not self.store.exists():
             raise RegisterError(f"{self.store.describe()}: no register there yet; run a scan first or give --register")
@@ -847,7 +855,8 @@ class Register:
             current = alert["status"]
             target = to_status or current
             row = self._append(tx, alert_id=alert_id, by=user.name if user is not None else by.strip(), from_status=current, to_status=target,
-                               note=note or "", when=when, step=step, result=result, activity_class=activity_class, cause=cause, legality=legality)
+                               note=note or "", when=when, step=step, result=result, activity_class=activity_class, cause=cause, legality=legality,
+                               payload={"field": finding.payload()} if finding is not None else None)
             sets = {"status": target, **{c: v for c, v in (("activity_class", activity_class), ("cause", cause), ("legality", legality)) if v is not None}}
             tx.run(f'UPDATE "alerts" SET {", ".join(f"{_q(c)} = ?" for c in sets)} WHERE "alert_id" = ?', [*sets.values(), alert_id])
             return row
@@ -1032,12 +1041,14 @@ class Register:
         return self._append(tx, by=self.key.key_id, kind="user", payload=user_payload(name, role, counties, zones, disabled, pw_hash), note=note)
 
     # -- verifying ------------------------------------------------------------------------------
-    def verify(self, *, heads: tuple[str, ...] = ()) -> Verification:
+    def verify(self, *, heads: tuple[str, ...] = (), photos: Path | str | None = None) -> Verification:
         """Check everything the register can prove: the hash chain, every signature (by a key
         the register lists, keys and policies by an admin), each alert's scan-owned fields
         against its last seal, no sealed alert missing, the statuses and reviewers' fields
-        where the decisions leave them, the scans table against the signed scan entries, and
-        that each of ``heads`` (row hashes published earlier) is still in the chain."""
+        where the decisions leave them, the scans table against the signed scan entries, that
+        each of ``heads`` (row hashes published earlier) is still in the chain, and that every
+        photo a field finding names is in the photo folder with its signed sha256 (``photos``;
+        default: a GeoPackage's ``<stem>-photos`` folder, :mod:`redline.register.photos`)."""
         with self._reading() as tx:
             if tx is None:
                 v = Verification()
@@ -1045,7 +1056,12 @@ class Register:
                     v.problems.append(f"{self.store.describe()}: no register there, so published head(s) {', '.join(h[:12] for h in heads)} are missing")
                 return v
             snap = self._snapshot(tx)
-        return self._verify(snap, heads)
+        v = self._verify(snap, heads)
+        folder = photos if photos is not None else default_photo_folder(self.location)
+        check = verify_photos(snap["review_history"], folder, where=f" for {self.store.describe()}")
+        v.photos, v.photos_intact = check.named, check.intact
+        v.problems += check.problems
+        return v
 
     #: The tables besides ``alerts`` as :meth:`_snapshot` reads them (every column: a copy takes them as they are).
     _SNAPSHOT_TABLES = (("review_history", HISTORY_COLUMNS), ("alert_seals", [c for c, _ in TABLE_COLUMNS["alert_seals"]]),

@@ -40,6 +40,7 @@ from redline.register.export import MEDIA_TYPES, export_alerts, ledger_context, 
 from redline.register.users import User
 from redline.serve.api import api_router
 from redline.serve.auth import IDLE_TIMEOUT_S, LoginLimiter, Session, SessionStore, cookie_name, load_secret, secret_path
+from redline.serve.field import field_router, photo_store
 from redline.serve.i18n import DISMISS_REASONS, LANGS, label, translator
 from redline.serve.review import (
     MAX_TEXT, PAGE_SIZE, SORT_COLUMNS, AlertCache, Assignments, Queue, dismissal_note, in_scope, queue_page, with_assignments,
@@ -64,7 +65,7 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Opener-Policy": "same-origin",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(self), payment=()",  # geolocation: the field pages (serve/field.py)
 }
 _STATIC_PREFIXES = ("/static/", "/lib/")
 #: the queue's downloads of its filtered set: file name → (format, the full ledger?), written by
@@ -119,18 +120,21 @@ def _local_next(target: str | None) -> str:
 
 def create_app(register_location: str | Path, out_dir: str | Path | None = None, *, secret: bytes | None = None, lang: str = "zh",
                secure_cookies: bool = False, idle_timeout_s: float = IDLE_TIMEOUT_S, dismiss_reasons: Sequence[str] | None = None,
-               register: Register | None = None) -> FastAPI:
+               register: Register | None = None, photos_dir: str | Path | None = None) -> FastAPI:
     """The review service for the register at ``register_location`` (a GeoPackage or a
     ``postgresql://`` URL); ``out_dir``: the scan's output folder whose chips the alert pages
     show. ``secret``: the session secret (default: ``serve_secret`` next to the signing key,
     made on first use). ``secure_cookies``: behind TLS. ``dismiss_reasons``: the reasons a
-    dismissal chooses from (default :data:`redline.serve.i18n.DISMISS_REASONS`).
+    dismissal chooses from (default :data:`redline.serve.i18n.DISMISS_REASONS`). ``photos_dir``:
+    the field photos' folder (default: the GeoPackage's ``<stem>-photos``; required for a
+    ``postgresql://`` register; :mod:`redline.serve.field`).
 
     Refuses (one-line :class:`RegisterError`) a register without users, a missing signing key,
     or one the register does not list."""
     if lang not in LANGS:
         raise RegisterError(f"--lang {lang!r} is not supported; use {' or '.join(LANGS)}")
     reg = register or Register(register_location)
+    photos = photo_store(reg, photos_dir)  # before any connection: a PostgreSQL register needs --photos
     if not reg.has_users():
         raise RegisterError(f"{reg.store.describe()}: the register has no users, so no one could log in; add one with "
                             "`redline users add NAME --role admin --register …`")
@@ -436,6 +440,8 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
 
     app.include_router(api_router(reg, secret=secret, sessions=sessions, session_user=logged_in, alerts=cache, assignments=assignments,
                                   reasons=reasons, translate=t))
+    app.include_router(field_router(reg, photos, alerts=cache.frame, assigned=assignments.held, logged_in=logged_in, session_of=session_of,
+                                    csrf_ok=sessions.csrf_ok, page=page, error=error, to_login=to_login, visible_alert=visible_alert, t=t))
     return app
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from redline.vocabulary import (
-    ACTIVITY_CLASSES, CONFIDENCE_LABELS, DISTURBANCE_LABELS, REVIEW_STEPS, STATUS_LABELS, USER_ROLES,
+    ACTIVITY_CLASSES, CONFIDENCE_LABELS, DISTURBANCE_LABELS, FIELD_RESULTS, REVIEW_STEPS, STATUS_LABELS, USER_ROLES,
 )
 
 __all__ = ["LANGS", "TEXT", "DISMISS_REASONS", "translator", "label"]
@@ -108,6 +108,46 @@ TEXT: dict[str, tuple[str, str]] = {
     "download": ("下载筛选结果", "Download the filtered alerts"),
 }
 
+#: The field pages (redline/serve/field.py): key → (Chinese, English)
+TEXT.update({
+    "field_checks": ("我的外业核查", "My field checks"),
+    "field_check": ("外业核查", "Field check"),
+    "no_field_checks": ("目前没有分配给您的外业核查", "No field check is assigned to you"),
+    "distance_km": ("距离 km", "km away"),
+    "by_distance": ("按与您所在位置的距离排序", "Nearest first, from your position"),
+    "by_date": ("按首次发现日期排序（允许定位或输入坐标可按距离排序）", "Oldest first (allow location, or type coordinates, to sort by distance)"),
+    "latitude": ("纬度", "Latitude"),
+    "longitude": ("经度", "Longitude"),
+    "accuracy_m": ("精度 (m)", "Accuracy (m)"),
+    "sort_by_distance": ("按距离排序", "Sort by distance"),
+    "maps_app": ("地图应用", "Maps app"),
+    "osm": ("OpenStreetMap", "OpenStreetMap"),
+    "record_finding": ("记录核查结果", "Record the finding"),
+    "field_result": ("核查结果", "Finding"),
+    "finding_text": ("现场情况说明", "What you found"),
+    "photos": ("现场照片", "Photos"),
+    "photos_hint": ("JPEG 或 PNG，保留拍摄时间和位置；每张最大", "JPEG or PNG, time and place kept; each at most"),
+    "photos_max": ("张以内", "photos at most"),
+    "position": ("您的位置（WGS 84）", "Your position (WGS 84)"),
+    "position_hint": ("允许浏览器定位后自动填写，也可手动输入", "Filled in when the browser may locate you; or type it"),
+    "locating": ("正在定位…", "Locating…"),
+    "located": ("已定位", "Located"),
+    "no_location": ("无法定位，可手动输入坐标", "No position; type the coordinates"),
+    "field_done": ("外业核查完成，转回审核（审核中）", "Field check done: back to review (under review)"),
+    "findings_recorded": ("外业核查记录", "Field findings"),
+    "no_findings": ("尚无外业核查记录", "No field finding yet"),
+    "photo": ("照片", "Photo"),
+    "taken": ("拍摄", "taken"),
+    "at": ("位置", "at"),
+    "bad_position": ("坐标无效（纬度 -90…90，经度 -180…180，十进制度）", "Invalid coordinates (latitude -90…90, longitude -180…180, decimal degrees)"),
+    "result_required": ("请选择核查结果", "Choose the finding"),
+    "photo_refused": ("照片不被接受", "Photo refused"),
+    "too_large": ("文件过大", "Too large"),
+    "length_required": ("请求缺少 Content-Length，无法上传", "The request has no Content-Length; the upload is refused"),
+    "may_not_record": ("您不能在此预警上记录外业核查", "You may not record a field finding on this alert"),
+    "alert_page": ("预警详情", "Alert page"),
+})
+
 #: Default reasons for dismissing an alert (``--dismiss-reasons FILE`` replaces them): the usual
 #: false alarms of optical change detection and the alerts that need no action.
 DISMISS_REASONS: dict[str, tuple[str, ...]] = {
@@ -124,12 +164,13 @@ _LABELS: dict[str, dict[str, tuple[str, str]]] = {
     "role": USER_ROLES,
     "class": ACTIVITY_CLASSES,
     "result": {"pass": TEXT["pass"], "fail": TEXT["fail"]},
+    "field_result": FIELD_RESULTS,
 }
 
 
 def label(kind: str, code: object, lang: str) -> str:
     """The label of a supervision code (``kind``: status, step, type, confidence, role, class,
-    result) in ``lang``; the code itself when it has none."""
+    result, field_result) in ``lang``; the code itself when it has none."""
     pair = _LABELS.get(kind, {}).get(str(code))
     return pair[LANGS.index(lang)] if pair else ("" if code is None else str(code))
 
