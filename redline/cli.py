@@ -179,8 +179,46 @@ def demo(
         cfg = load_config(build.config, overrides={"stac": {"url": url}, "register": str((out / outputs.REGISTER_GPKG).resolve())})
         result = run_scan(cfg, out, config_text=build.config.read_text(encoding="utf-8"))
         _summary(result)
+        _demo_service(out)
         if result.failures:
             raise ScanFault(result.failures)
+
+
+#: the demo register's first account (an admin: it adds the others with `redline users add`)
+DEMO_ADMIN = "admin"
+
+
+def _program() -> str:
+    """How this command was called, for a command line to print: ``.venv/bin/redline`` when the
+    executable lies under the working folder (``make demo``), else ``redline``."""
+    prog = Path(sys.argv[0])
+    if prog.name != "redline":
+        return "redline"
+    try:
+        return str(prog.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return "redline"
+
+
+def _demo_service(out: Path) -> None:
+    """Print the one command that serves the demo's output. The first time, make the demo
+    register's admin account with a random password (``secrets``, 16 characters) and print it
+    once: it is stored only as its argon2id hash."""
+    import secrets
+
+    from redline.register import Register
+
+    reg = Register(out / outputs.REGISTER_GPKG)
+    command = f"{_program()} serve {out}"
+    if reg.has_users():
+        out_console.print(f"review service: {command}   → http://127.0.0.1:8000 (log in as a user of `{_program()} users list --out {out}`)",
+                          markup=False)
+        return
+    password = secrets.token_urlsafe(12)
+    reg.add_user(DEMO_ADMIN, role="admin", password=password)
+    out_console.print(f"review service: {command}   → http://127.0.0.1:8000\n"
+                      f"  log in as {DEMO_ADMIN}, password {password}  (shown this once; "
+                      f"change it with `{_program()} users set {DEMO_ADMIN} --password --out {out}`)", markup=False)
 
 
 @app.command()
