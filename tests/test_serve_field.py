@@ -245,6 +245,16 @@ def test_a_recorded_photo_is_served_to_who_may_see_the_alert(site, recorded):
     assert http_login(site, "tian")[0].get(f"/field/{HTTP_ALERT}/photos/{'0' * 64}").status_code == 404
 
 
+
+def test_the_alert_page_lists_the_finding_and_links_its_photo(site, recorded):
+    sha, _, seq = recorded
+    page = http_login(site, "tian")[0].get(f"/alerts/{HTTP_ALERT}")
+    assert page.status_code == 200
+    row = re.search(rf'<tr data-seq="{seq}">(.*?)</tr>', page.text, re.S).group(1)
+    assert f'href="/field/{HTTP_ALERT}/photos/{sha}"' in row and 'class="field-finding"' in row
+    assert f'href="/field/{HTTP_ALERT}"' in page.text  # the alert's field page
+
+
 def test_verify_names_an_altered_or_missing_photo(site, recorded):
     sha, photo, seq = recorded
     stored = site.out / "register-photos" / f"{sha}.jpg"

@@ -289,6 +289,9 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         prev_id = ids[i - 1] if i is not None and i > 0 else None
         next_id = ids[i + 1] if i is not None and i + 1 < len(ids) else None
         history = reg.history(alert_id).to_dict("records")
+        for h in history:  # a field finding's result, position and photos (its payload's ``field``)
+            payload = json.loads(h["payload"]) if isinstance(h.get("payload"), str) and h.get("kind") == "review" else {}
+            h["field"] = payload.get("field") if isinstance(payload, dict) else None
         geometry = a.pop("geometry")
         chips = {w: f"/alerts/{alert_id}/chip/{w}" for w in ("before", "after") if _chip_file(out, a, w) is not None}
         actions = reg.allowed_actions(alert_id, user)

@@ -106,6 +106,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "nothing_selected": ("未选择预警", "No alert selected"),
     "select": ("选择", "Select"),
     "download": ("下载筛选结果", "Download the filtered alerts"),
+    "field_page": ("外业核查页", "field check page"),
 }
 
 #: The field pages (redline/serve/field.py): key → (Chinese, English)
