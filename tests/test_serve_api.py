@@ -30,7 +30,7 @@ USERS = {
     "sun": ("reviewer", "", ""),           # disabled in a test
     "wu": ("reviewer", "", ""),            # a new password in a test
 }
-PATHS = {"/api/me", "/api/alerts", "/api/alerts/{alert_id}", "/api/alerts/{alert_id}/decisions"}
+PATHS = {"/api/me", "/api/alerts", "/api/alerts/{alert_id}", "/api/alerts/{alert_id}/decisions", "/api/assignments"}
 
 
 @pytest.fixture(scope="module")
@@ -331,7 +331,7 @@ def test_other_api_paths_and_methods_answer_json(site, token):
 def test_the_docs_page_renders_the_schema_offline(site):
     v = open_server_page(f"{site.url}/api/docs")
     try:
-        assert v.wait_for("return document.querySelectorAll('.opblock').length === 4", 20)
+        assert v.wait_for("return document.querySelectorAll('.opblock').length === 5", 20)
         paths = v.driver.execute_script("return Array.from(document.querySelectorAll('.opblock-summary-path')).map(e => e.dataset.path)")
         assert set(paths) == PATHS
         v.screenshot("serve_api_docs")
@@ -351,3 +351,19 @@ def test_verify_names_a_users_seq_set_back(site, tmp_path):
     with sqlite3.connect(copy.path) as con:
         con.execute("UPDATE users SET seq = seq - 1 WHERE name = 'wu'")
     assert any(p.startswith("users: user wu: seq ") and "not that of its latest signed entry" in p for p in copy.verify().problems)
+
+
+# -- assignment (last: it adds entries to A3's history) ------------------------------------------
+def test_a_specialist_assigns_through_the_api_under_the_same_rules(site, token):
+    li = api(site, token("li"))
+    res = li.post("/api/assignments", json={"alert_ids": [A3], "to": "wang"})
+    assert res.status_code == 201 and [(r["kind"], r["by"], r["alert_id"]) for r in res.json()] == [("assign", "li", A3)]
+    assert api(site, token("wang")).get(f"/api/alerts/{A3}").json()["assigned_to"] == "wang"
+    res = li.post("/api/assignments", json={"alert_ids": [B1], "to": "wang"})  # B1 lies outside wang's county
+    assert res.status_code == 422 and "outside the scope of wang" in one_line(res)
+    res = api(site, token("wang")).post("/api/assignments", json={"alert_ids": [A3], "to": "wang"})
+    assert res.status_code == 403 and "assigned by a specialist or an admin" in one_line(res)
+    res = api(site, token("zhou")).post("/api/assignments", json={"alert_ids": [A3], "to": None})
+    assert res.status_code == 404  # not zhou's county: the same answer as no such alert
+    res = li.post("/api/assignments", json={"alert_ids": [A3], "to": None})
+    assert res.status_code == 201 and Register(site.register).assignments().get(A3) is None

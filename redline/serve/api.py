@@ -52,7 +52,9 @@ from redline.errors import NotPermitted, RegisterError
 from redline.register import Register
 from redline.register.users import User
 from redline.serve.auth import MAX_TOKEN_DAYS, TOKEN_DAYS, ApiToken, LoginLimiter, Session, SessionStore, issue_token, load_secret, read_token, secret_path
-from redline.serve.review import MAX_TEXT, PAGE_SIZE, SORT_COLUMNS, AlertCache, Assignments, dismissal_note, queue_page, with_assignments
+from redline.serve.review import (
+    MAX_TEXT, PAGE_SIZE, SORT_COLUMNS, AlertCache, Assignments, dismissal_note, in_scope, queue_page, with_assignments,
+)
 from redline.vocabulary import ACTIVITY_CODES, CONFIDENCE_LEVELS, DISTURBANCE_TYPES, REVIEW_STEPS, STATUSES, STEP_RESULTS, USER_ROLES
 
 __all__ = [
@@ -231,6 +233,17 @@ class Decision(BaseModel):
         if not any((self.step, self.to_status, self.activity_class, self.cause, self.legality, self.note)):
             raise ValueError("nothing to record; give step, to_status, activity_class, cause, legality or note")
         return self
+
+
+class Assignment(BaseModel):
+    """Hand alerts to a user (``to``; null takes them back): the given ``alert_ids``, all in one
+    transaction (every one is assigned or none)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    alert_ids: list[str] = Field(..., min_length=1, max_length=10_000)
+    to: str | None = Field(..., max_length=64, description="a user whose counties and zones cover each alert; null: take back")
+    note: str | None = Field(None, max_length=MAX_TEXT)
 
 
 _ERRORS = {code: {"model": ApiError, "description": text} for code, text in (
@@ -480,6 +493,25 @@ def api_router(reg: Register, *, secret: bytes, sessions: SessionStore, session_
             raise HTTPException(409, str(exc)) from None
         log.info("API decision: %s on %s: %s", user.name, alert_id, d.model_dump(exclude_none=True, exclude={"note", "explanation"}))
         return HistoryEntry(**_plain(row))
+
+    @router.post("/api/assignments", response_model=list[HistoryEntry], status_code=201, responses=_errors(400, 401, 403, 404, 422, 429),
+                 summary="Assign alerts to a user (Register.assign by the caller)")
+    def assign(body: Assignment, who: _Caller = Depends(writer)) -> list[HistoryEntry]:
+        user = who.user
+        ids = list(dict.fromkeys(body.alert_ids))
+        visible_ids = set(in_scope(alerts.frame(), user)["alert_id"])
+        hidden = next((i for i in ids if i not in visible_ids), None)
+        if hidden is not None:  # out of scope or no such alert: the same answer
+            raise HTTPException(404, f"no alert {hidden[:80]!r}")
+        try:
+            rows = reg.assign(ids, to=body.to, by=user.name, note=body.note)
+        except NotPermitted as exc:
+            log.warning("API assignment refused: %s: %s", user.name, exc)
+            raise _Refused(str(exc), exc.reason) from None
+        except RegisterError as exc:  # the assignee is no user, disabled, or does not cover an alert
+            raise HTTPException(422, str(exc)) from None
+        log.info("API assignment: %s assigned %d alert(s) to %s", user.name, len(rows), body.to)
+        return [HistoryEntry(**_plain(r)) for r in rows]
 
     # -- the schema and its page ------------------------------------------------------------------
     @router.get("/api/openapi.json", include_in_schema=False)
