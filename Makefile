@@ -86,5 +86,6 @@ bench: install-bench
 	$(BIN)/python benchmarks/zonal_stats.py
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/register_decision.py
+	$(BIN)/python benchmarks/serve_load.py
 	$(BIN)/python benchmarks/figures.py
 	$(BIN)/python benchmarks/detector_vs_nrt.py

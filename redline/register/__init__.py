@@ -110,6 +110,7 @@ __all__ = [
     "User",
     "Actions",
     "FieldFinding",
+    "AlertChanges",
 ]
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,18 @@ def alert_fields(row: Mapping) -> dict[str, Any]:
 def alert_seal(row: Mapping) -> str:
     """sha256 of :func:`alert_fields`' canonical JSON: what a scan entry signs for each alert it wrote."""
     return hashlib.sha256(json.dumps(alert_fields(row), sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _sealed(rows: list[Mapping]) -> list[tuple[str, str, str]]:
+    """Per alert row: its id, :func:`alert_seal` and the canonical JSON of its fields (what
+    ``alert_seals`` stores)."""
+    texts = [json.dumps(alert_fields(r), sort_keys=True, ensure_ascii=False) for r in rows]
+    return [(str(_canon("alert_id", r.get("alert_id"))), hashlib.sha256(t.encode()).hexdigest(), t) for r, t in zip(rows, texts)]
+
+
+def _holder(payload: str | None) -> str | None:
+    """The user an ``assign`` entry's payload hands its alert to (None: taken back)."""
+    return (json.loads(payload).get("to") or None) if payload else None
 
 
 def _seals_digest(seals: list[tuple[str, str]]) -> str:
@@ -342,6 +355,56 @@ def _empty_alerts() -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame({c: pd.Series(dtype="object") for c in ALERT_COLUMNS}, geometry=[], crs="EPSG:4326")
 
 
+def _number(value: Any, blank: float = float("nan")) -> float:
+    """``value`` as a float (as ``pd.to_numeric(errors="coerce")``: what is no number is ``blank``)."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return blank
+    return blank if f != f else f
+
+
+def _alert_table(rows: list[tuple], cols: list[str], *, objects: bool = False) -> pd.DataFrame:
+    """Alert rows of the columns ``cols`` as a frame of every :data:`ALERT_COLUMNS` (missing
+    ones blank, ``recheck`` 0), REAL columns float64 and INTEGER columns int64; the text
+    columns as pandas infers them, or with ``objects`` as the Python values read (None where
+    NULL)."""
+    if objects:  # column by column: a few rows (a decision's) cost little
+        values = dict(zip(cols, zip(*rows))) if rows else {}
+        blank = (None,) * len(rows)
+        return pd.DataFrame({c: np.array([_number(v) for v in values.get(c, blank)], dtype="float64") if c in _REAL
+                             else np.array([int(_number(v, 0)) for v in values.get(c, blank)], dtype="int64") if c in _INTEGER
+                             else pd.Series(values.get(c, blank), dtype=object) for c in ALERT_COLUMNS})
+    if rows:
+        df = pd.DataFrame(rows, columns=cols)
+    else:
+        df = pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
+    for c in ALERT_COLUMNS:
+        if c not in df:
+            df[c] = 0 if c == "recheck" else None
+    for c in _REAL:
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+    for c in _INTEGER:
+        df[c] = pd.to_numeric(df[c], errors="coerce").fillna(0).astype("int64")
+    return df[ALERT_COLUMNS]
+
+
+@dataclass(frozen=True)
+class AlertChanges:
+    """What :meth:`Register.alert_changes` found: the chain's ``head`` (``seq``, ``row_hash``,
+    ``signature``, ``key_id``; None: no entry yet); ``alerts`` (no geometry; numbers as
+    :meth:`Register.alerts` reads them, text as Python objects, None where blank): every alert
+    when ``full``, else those changed since the given entry (None: none changed); and
+    ``assigned``: when ``full`` who holds each alert now (as :meth:`Register.assignments`), else
+    the alerts whose assignment changed since the given entry → their holder now (None: taken
+    back)."""
+
+    head: dict[str, Any] | None
+    full: bool
+    alerts: pd.DataFrame | None
+    assigned: dict[str, str | None] = field(default_factory=dict)
+
+
 def _q(name: str) -> str:
     return f'"{name}"'
 
@@ -434,15 +497,54 @@ class Register:
         rows = tx.rows(f'SELECT {self.store.geom_select}, {", ".join(map(_q, cols))} FROM "alerts" ORDER BY "fid"')
         if not rows:
             return _empty_alerts()
-        df = pd.DataFrame([r[1:] for r in rows], columns=cols)
-        for c in ALERT_COLUMNS:
-            if c not in df:
-                df[c] = 0 if c == "recheck" else None
-        for c in _REAL:
-            df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
-        for c in _INTEGER:
-            df[c] = pd.to_numeric(df[c], errors="coerce").fillna(0).astype("int64")
-        return gpd.GeoDataFrame(df[ALERT_COLUMNS], geometry=self.store.decode_geometry([r[0] for r in rows]), crs="EPSG:4326")
+        return gpd.GeoDataFrame(_alert_table([r[1:] for r in rows], cols), geometry=self.store.decode_geometry([r[0] for r in rows]),
+                                crs="EPSG:4326")
+
+    def _alert_rows(self, tx: Tx, ids: list[str] | None = None) -> pd.DataFrame:
+        """The alerts without geometry (of ``ids``; every alert with None), in ``fid`` order;
+        text as the Python values read (None where NULL)."""
+        if "alerts" not in self.store.tables(tx):
+            return _alert_table([], list(ALERT_COLUMNS), objects=True)
+        cols = [c for c in ALERT_COLUMNS if c in set(self.store.columns(tx, "alerts"))]
+        select = f'SELECT {", ".join(map(_q, cols))} FROM "alerts"'
+        if ids is None:
+            return _alert_table(tx.rows(f'{select} ORDER BY "fid"'), cols, objects=True)
+        rows: list[tuple] = []
+        for i in range(0, len(ids), 500):  # bound the parameters of one statement
+            chunk = ids[i:i + 500]
+            rows += tx.rows(f'{select} WHERE "alert_id" IN ({", ".join("?" * len(chunk))}) ORDER BY "fid"', chunk)
+        return _alert_table(rows, cols, objects=True)
+
+    def alert_changes(self, since: Mapping[str, Any] | None = None) -> AlertChanges:
+        """The alerts (without geometry) and the assignments that changed after the chain's
+        entry ``since`` (``seq`` and ``row_hash``, as :meth:`head` gives them), read in one
+        snapshot with the head they lead to.
+
+        Only entries about alerts (:data:`ALERT_KINDS`) came after ``since``: the alerts the
+        ``review`` entries name, as they are now (an ``assign`` entry changes no alert row), and
+        the holders the ``assign`` entries leave. Anything else (a scan, a policy, a key or user
+        entry), no ``since``, or a ``since`` that is no longer in the chain (another register, a
+        shortened chain): every alert and every holder (``full``). Nothing changed: ``full``
+        False, ``alerts`` None, ``assigned`` empty. Every change to an alert comes with a history
+        entry (a scan's seal or a decision), so a reader that applies these changes to its copy
+        holds what :meth:`alerts` and :meth:`assignments` would read."""
+        with self._reading() as tx:
+            if tx is None or "review_history" not in self.store.tables(tx):
+                return AlertChanges(head=None, full=True, alerts=self._alert_rows(tx) if tx is not None else _alert_table([], list(ALERT_COLUMNS), objects=True))
+            head = self._head(tx)
+            same = head is not None and since is not None and (int(since["seq"]), since["row_hash"]) == (head["seq"], head["row_hash"])
+            if same:
+                return AlertChanges(head=head, full=False, alerts=None)
+            kinds = "kind" in self._history_columns(tx)
+            if kinds and since is not None and head is not None and int(since["seq"]) < head["seq"]:
+                at = tx.one('SELECT "row_hash" FROM "review_history" WHERE "seq" = ?', (int(since["seq"]),))
+                later = tx.rows('SELECT "kind", "alert_id", "payload" FROM "review_history" WHERE "seq" > ? ORDER BY "seq"', (int(since["seq"]),)) \
+                    if at is not None and at[0] == since["row_hash"] else None
+                if later is not None and all(_blank(k) or k in ALERT_KINDS for k, _, _ in later):
+                    ids = sorted({str(a) for k, a, _ in later if k != "assign" and not _blank(a)})
+                    assigned = {str(a): _holder(p) for k, a, p in later if k == "assign" and not _blank(a)}
+                    return AlertChanges(head=head, full=False, alerts=self._alert_rows(tx, ids) if ids else None, assigned=assigned)
+            return AlertChanges(head=head, full=True, alerts=self._alert_rows(tx), assigned=self._assignments(tx) if kinds else {})
 
     def alerts(self) -> gpd.GeoDataFrame:
         """All alerts (EPSG:4326); an empty frame with the contract's columns if none."""
@@ -742,18 +844,16 @@ class Register:
         self._add_key(tx, self.key.public_hex, "admin")
         self._set_policy(tx, self._policy(tx, False, meta_steps))
         alerts = self._alerts(tx)
-        self._seal(tx, alerts, {"scan_id": f"schema {version} → {SCHEMA_VERSION}", "migrated_from": version})
+        self._seal(tx, _sealed(alerts.to_dict("records")), {"scan_id": f"schema {version} → {SCHEMA_VERSION}", "migrated_from": version})
 
-    def _seal(self, tx: Tx, alerts: gpd.GeoDataFrame, scan: Mapping[str, Any]) -> dict:
-        """A signed ``scan`` entry sealing ``alerts`` as they are written now."""
-        fields = [alert_fields(r) for r in alerts.to_dict("records")]
-        texts = [json.dumps(f, sort_keys=True, ensure_ascii=False) for f in fields]
-        seals = [(str(f["alert_id"]), hashlib.sha256(t.encode()).hexdigest()) for f, t in zip(fields, texts)]
+    def _seal(self, tx: Tx, sealed: list[tuple[str, str, str]], scan: Mapping[str, Any]) -> dict:
+        """A signed ``scan`` entry sealing the alerts of ``sealed`` (:func:`_sealed`) as they are written now."""
+        seals = [(a, s) for a, s, _ in sealed]
         payload = {**{k: (None if _blank(v) else v if isinstance(v, (str, int, float)) else str(v)) for k, v in scan.items()},
                    "sealed": len(seals), "seals": _seals_digest(seals)}
         row = self._append(tx, by=SCAN_REVIEWER, kind="scan", payload=payload, note=f"scan {scan.get('scan_id')}: {len(seals)} alert(s) sealed")
         tx.many('INSERT INTO "alert_seals" ("seq", "alert_id", "seal", "fields") VALUES (?, ?, ?, ?)',
-                [(row["seq"], a, s, t) for (a, s), t in zip(seals, texts)])
+                [(row["seq"], a, s, t) for a, s, t in sealed])
         return row
 
     def commit_scan(self, merged: gpd.GeoDataFrame, *, scan: Mapping[str, Any], decisions: list[Mapping[str, Any]] = (),
@@ -765,16 +865,17 @@ class Register:
         are recorded for alerts still in ``from_status``; ``review_steps``, when they differ
         from the policy, become a new policy (admins only). Returns the scan entry."""
         merged = gpd.GeoDataFrame(merged, geometry="geometry", crs="EPSG:4326")
+        records = merged.to_dict("records")
+        for r in records:
+            r["geometry"] = _multi(r["geometry"])
+        sealed = _sealed(records)  # before the transaction: the writers' lock is held for the writes, not for hashing
         with self._writing() as tx:
             if review_steps is not None:
                 self._set_policy(tx, tuple(review_steps))
             stored = {a: s for a, s in tx.rows('SELECT "alert_id", "seal" FROM "alert_seals" ORDER BY "seq"')}
             existing = {r[0] for r in tx.rows('SELECT "alert_id" FROM "alerts"')}
-            rows = []
-            for r in merged.to_dict("records"):
-                r["geometry"] = _multi(r["geometry"])
-                if alert_seal(r) != stored.get(str(r["alert_id"])):
-                    rows.append(r)
+            changed = [i for i, (a, seal, _) in enumerate(sealed) if seal != stored.get(a)]
+            rows = [records[i] for i in changed]
             new = [r for r in rows if str(r["alert_id"]) not in existing]
             upd = [r for r in rows if str(r["alert_id"]) in existing]
             _insert_alerts(tx, self.store, new)
@@ -782,7 +883,7 @@ class Register:
             tx.many(f'UPDATE "alerts" SET "geom" = {self.store.geom_param}, {", ".join(f"{_q(c)} = ?" for c in owned)} WHERE "alert_id" = ?',
                     [[self.store.encode_geometry(r["geometry"]), *[_canon(c, r.get(c)) for c in owned], str(r["alert_id"])] for r in upd])
             run = {k: _canon(k, v) if k in ("n_items", "new", "updated", "unchanged") else v for k, v in scan.items()}
-            entry = self._seal(tx, gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326") if rows else _empty_alerts(), run)
+            entry = self._seal(tx, [sealed[i] for i in changed], run)
             tx.run('DELETE FROM "scans" WHERE "scan_id" = ?', (run["scan_id"],))
             tx.run(f'INSERT INTO "scans" ({", ".join(map(_q, SCAN_COLUMNS))}) VALUES ({", ".join("?" * len(SCAN_COLUMNS))})',
                    [run.get(c) for c in SCAN_COLUMNS])
@@ -903,10 +1004,14 @@ class Register:
         with self._reading() as tx:
             if tx is None or "kind" not in self._history_columns(tx):
                 return {}
-            rows = tx.rows("SELECT \"alert_id\", \"payload\" FROM \"review_history\" WHERE \"kind\" = 'assign' ORDER BY \"seq\"")
+            return self._assignments(tx)
+
+    @staticmethod
+    def _assignments(tx: Tx) -> dict[str, str]:
+        """:meth:`assignments` in the open transaction ``tx``."""
         current: dict[str, str] = {}
-        for aid, payload in rows:
-            to = json.loads(payload).get("to") if payload else None
+        for aid, payload in tx.rows("SELECT \"alert_id\", \"payload\" FROM \"review_history\" WHERE \"kind\" = 'assign' ORDER BY \"seq\""):
+            to = _holder(payload)
             if to:
                 current[aid] = to
             else:

@@ -116,11 +116,11 @@ class PostgisStore(Store):
         finally:
             con.close()  # ends the session: the lock goes with it
 
-    def tables(self, tx: Tx) -> set[str]:
+    def _list_tables(self, tx: Tx) -> set[str]:
         return {r[0] for r in tx.rows("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
                                       "AND table_type = 'BASE TABLE'")}
 
-    def columns(self, tx: Tx, table: str) -> list[str]:
+    def _list_columns(self, tx: Tx, table: str) -> list[str]:
         return [r[0] for r in tx.rows("SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
                                       "AND table_name = ? ORDER BY ordinal_position", (table,))]
 

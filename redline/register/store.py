@@ -8,7 +8,10 @@ the geometry column's encoding, DDL types, how the write lock is taken and how l
 **GeoPackage** (OGC 12-128r18, GeoPackage 1.3): ``sqlite3`` in WAL mode (readers never block and
 are never blocked) with ``synchronous=FULL`` (a decision is on disk when it returns). A write is
 ``BEGIN IMMEDIATE``: it takes SQLite's write lock at once, waiting at most the lock timeout
-(``busy_timeout``) for another writer's transaction, then one clear line. The file stays a valid
+(``busy_timeout``) for another writer's transaction, then one clear line. The writers of one
+process (the review service's threads) first queue on a lock, already connected: each is woken
+as soon as the one before commits (SQLite's busy handler polls with sleeps of up to 100 ms), and
+the one finishing is never the last connection to close, which would checkpoint the WAL. The file stays a valid
 GeoPackage (``application_id`` GPKG, ``gpkg_contents``, ``gpkg_geometry_columns``,
 ``gpkg_spatial_ref_sys``; the ``alerts`` geometry in GeoPackage binary with its envelope), which
 QGIS and GDAL open as they are. No R-tree spatial index: its triggers call ``ST_*`` SQL
@@ -23,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import struct
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +83,8 @@ def create_indexes(tx: "Tx") -> None:
     for name, table, cols, unique in INDEXES:
         tx.run(f'CREATE {"UNIQUE " if unique else ""}INDEX IF NOT EXISTS "{name}" ON "{table}" ({", ".join(f"{chr(34)}{c}{chr(34)}" for c in cols)})')
 
+#: statements that change the schema (their first six letters): they clear :attr:`Tx.schema`
+_DDL = ("CREATE", "ALTER ", "DROP T", "DROP I", "DROP V")
 _GPKG_APPLICATION_ID = 0x47504B47  # "GPKG" (GeoPackage 1.2+, req. 2)
 _GPKG_USER_VERSION = 10300  # GeoPackage 1.3.0
 _ENVELOPE_BYTES = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
@@ -97,11 +104,18 @@ def decode_gpkg_geometry(blobs: Sequence[bytes | None]) -> np.ndarray:
 
 
 class Tx:
-    """One open transaction: ``rows``/``one``/``run``/``many`` with ``?`` placeholders."""
+    """One open transaction: ``rows``/``one``/``run``/``many`` with ``?`` placeholders.
+
+    ``schema`` holds what the store read of the schema in this transaction (its tables, a
+    table's columns: :meth:`Store.tables`, :meth:`Store.columns`), so a decision asks the
+    catalogue once, not at every step; a ``CREATE``, ``ALTER`` or ``DROP`` run through
+    :meth:`run` clears it. A transaction sees one snapshot, so nothing else changes the schema
+    under it."""
 
     def __init__(self, cursor: Any, placeholder: str):
         self._cur = cursor
         self._ph = placeholder
+        self.schema: dict[Any, Any] = {}
 
     def _sql(self, sql: str) -> str:
         return sql if self._ph == "?" else sql.replace("?", self._ph)
@@ -115,6 +129,8 @@ class Tx:
         return self._cur.fetchone()
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        if sql.lstrip()[:6].upper() in _DDL:
+            self.schema.clear()
         self._cur.execute(self._sql(sql), tuple(params))
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -139,9 +155,22 @@ class Store:
         raise NotImplementedError
 
     def tables(self, tx: Tx) -> set[str]:
-        raise NotImplementedError
+        """The tables of the register's database (read once per transaction)."""
+        if "tables" not in tx.schema:
+            tx.schema["tables"] = frozenset(self._list_tables(tx))
+        return set(tx.schema["tables"])
 
     def columns(self, tx: Tx, table: str) -> list[str]:
+        """The columns of ``table``, in order (read once per transaction)."""
+        key = ("columns", table)
+        if key not in tx.schema:
+            tx.schema[key] = tuple(self._list_columns(tx, table))
+        return list(tx.schema[key])
+
+    def _list_tables(self, tx: Tx) -> set[str]:
+        raise NotImplementedError
+
+    def _list_columns(self, tx: Tx, table: str) -> list[str]:
         raise NotImplementedError
 
     def create(self, tx: Tx, alert_columns: dict[str, str], history_columns: dict[str, str]) -> None:
@@ -170,6 +199,9 @@ class GeoPackageStore(Store):
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
+        #: this process's writers queue here before ``BEGIN IMMEDIATE``: woken as soon as the one
+        #: before them commits, where SQLite's busy handler would poll with sleeps of up to 100 ms
+        self._writers = threading.Lock()
 
     def describe(self) -> str:
         return str(self.path)
@@ -193,7 +225,43 @@ class GeoPackageStore(Store):
     @contextlib.contextmanager
     def transaction(self, *, write: bool, timeout: float) -> Iterator[Tx]:
         """A read snapshot (``BEGIN``) or a write transaction (``BEGIN IMMEDIATE``, waiting at most
-        ``timeout`` s for another writer), committed on success, rolled back on any error."""
+        ``timeout`` s for another writer: of this process in a queue, of another through
+        SQLite's busy timeout), committed on success, rolled back on any error."""
+        if not write:
+            with self._transaction(False, timeout) as tx:
+                yield tx
+            return
+        start = time.monotonic()
+        held = []
+
+        def take() -> float:
+            """Queue behind this process's other writers; the seconds left to wait for SQLite's lock."""
+            if not self._writers.acquire(timeout=max(timeout, 0.0)):
+                raise RegisterError(self._busy(timeout))
+            held.append(True)
+            return max(timeout - (time.monotonic() - start), 0.001)
+
+        def release() -> None:
+            if held:
+                held.clear()
+                self._writers.release()
+
+        try:
+            with self._transaction(True, timeout, take=take, done=release) as tx:
+                yield tx
+        finally:
+            release()
+
+    def _busy(self, timeout: float) -> str:
+        return f"{self.path}: the register is busy (another writer held it longer than {timeout:g} s); try again or raise --lock-timeout"
+
+    @contextlib.contextmanager
+    def _transaction(self, write: bool, timeout: float, *, take: Callable[[], float] | None = None,
+                     done: Callable[[], None] | None = None) -> Iterator[Tx]:
+        """:meth:`transaction`, waiting at most ``timeout`` s for SQLite's locks. A writer
+        connects first, then ``take()`` (its turn; returns the seconds left to wait), and ``done()`` once its transaction is over, before its connection closes: the
+        writers queued behind it are connected by then, so its close is never the last one, which
+        would checkpoint the WAL (~15 ms of fsyncs at every decision)."""
         try:
             con = self._connect(write, timeout)
         except sqlite3.Error as exc:
@@ -203,6 +271,8 @@ class GeoPackageStore(Store):
                 if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     con.execute("PRAGMA journal_mode = WAL")  # persistent: set once, by the first writer
                 con.execute("PRAGMA synchronous = FULL")
+                if take is not None:
+                    con.execute(f"PRAGMA busy_timeout = {int(take() * 1000)}")
                 con.execute("BEGIN IMMEDIATE")
             else:
                 con.execute("BEGIN")
@@ -219,18 +289,19 @@ class GeoPackageStore(Store):
                 raise RegisterError(f"{self.path}: the transaction could not be committed ({exc}); nothing was written, try again") from None
         except sqlite3.DatabaseError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
-                raise RegisterError(f"{self.path}: the register is busy (another writer held it longer than {timeout:g} s); "
-                                    "try again or raise --lock-timeout") from None
+                raise RegisterError(self._busy(timeout)) from None
             if isinstance(exc, sqlite3.IntegrityError):  # a write that breaks a table's constraint, not a broken file
                 raise RegisterError(f"{self.path}: the write breaks a constraint of the register ({exc}); nothing was written") from None
             raise RegisterError(f"{self.path}: not a readable register ({exc}); give a redline register GeoPackage") from None
         finally:
+            if done is not None:
+                done()
             con.close()
 
-    def tables(self, tx: Tx) -> set[str]:
+    def _list_tables(self, tx: Tx) -> set[str]:
         return {r[0] for r in tx.rows("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
-    def columns(self, tx: Tx, table: str) -> list[str]:
+    def _list_columns(self, tx: Tx, table: str) -> list[str]:
         return [r[1] for r in tx.rows(f"PRAGMA table_info({_q(table)})")]
 
     def create(self, tx: Tx, alert_columns: dict[str, str], history_columns: dict[str, str]) -> None:

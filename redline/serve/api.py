@@ -27,8 +27,10 @@ Swagger UI from the installed ``fastapi-offline`` package (no CDN), started by
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -53,7 +55,7 @@ from redline.register import Register
 from redline.register.users import User
 from redline.serve.auth import MAX_TOKEN_DAYS, TOKEN_DAYS, ApiToken, LoginLimiter, Session, SessionStore, issue_token, load_secret, read_token, secret_path
 from redline.serve.review import (
-    MAX_TEXT, PAGE_SIZE, SORT_COLUMNS, AlertCache, Assignments, dismissal_note, in_scope, queue_page, with_assignments,
+    MAX_TEXT, PAGE_SIZE, SORT_COLUMNS, AlertCache, dismissal_note, in_scope, queue_page,
 )
 from redline.vocabulary import ACTIVITY_CODES, CONFIDENCE_LEVELS, DISTURBANCE_TYPES, REVIEW_STEPS, STATUSES, STEP_RESULTS, USER_ROLES
 
@@ -366,13 +368,15 @@ def _client(request: Request) -> str:
 
 
 def api_router(reg: Register, *, secret: bytes, sessions: SessionStore, session_user: Callable[[Request], tuple[Session, User] | None],
-               alerts: AlertCache, assignments: Assignments, reasons: Sequence[str], translate: Callable[[str], str], clock: Callable[[], float] = time.time) -> APIRouter:
+               alerts: AlertCache, reasons: Sequence[str], translate: Callable[[str], str], clock: Callable[[], float] = time.time,
+               page_slots: threading.BoundedSemaphore | None = None) -> APIRouter:
     """The JSON API of the review service over ``reg`` (module docstring), to include in the
     app of :func:`redline.serve.create_app`: ``secret`` the installation's session secret (it
     signs the tokens), ``sessions`` and ``session_user`` the pages' sessions and who is logged in
-    through the request's cookie, ``alerts`` and ``assignments`` the pages' caches of the alerts
-    and their holders, ``reasons`` the dismissal
-    reasons, ``translate`` the pages' words (the queue's problems)."""
+    through the request's cookie, ``alerts`` the pages' cache of the alerts and their holders,
+    ``reasons`` the dismissal reasons, ``translate`` the pages' words (the queue's problems),
+    ``page_slots`` the pages' slots (:data:`redline.serve.app.PAGE_SLOTS`), for which the heavy
+    reads (the queue, an alert) wait as the pages do (None: no wait)."""
     router = APIRouter(route_class=_JSONErrorsRoute, tags=["review"])
     register_id = register_identity(reg)
     bearer = HTTPBearer(auto_error=False, scheme_name="bearer", bearerFormat="rl1 token",
@@ -381,6 +385,18 @@ def api_router(reg: Register, *, secret: bytes, sessions: SessionStore, session_
                                description="a logged-in browser's POSTs: the session's CSRF token (GET /api/me)")
     bad_tokens = LoginLimiter()  # forged or malformed tokens, per client address
     openapi: dict[str, Any] = {}
+
+    def one_at_a_time(handler: Callable[..., Any]) -> Callable[..., Any]:
+        """``handler`` (sync: it runs in the thread pool) waits for a page slot. Defined here:
+        FastAPI reads the handler's annotations in its wrapper's module."""
+        if page_slots is None:
+            return handler
+
+        @functools.wraps(handler)
+        def slotted(*args: Any, **kwargs: Any) -> Any:
+            with page_slots:
+                return handler(*args, **kwargs)
+        return slotted
 
     def unauthorized(detail: str, error: str | None = None) -> HTTPException:
         challenge = _REALM + (f', error="{error}", error_description="{detail}"' if error else "")
@@ -433,6 +449,7 @@ def api_router(reg: Register, *, secret: bytes, sessions: SessionStore, session_
 
     # -- the queue ------------------------------------------------------------------------------
     @router.get("/api/alerts", response_model=AlertPage, responses=_errors(401, 422, 429), summary="The queue: alerts in the caller's scope")
+    @one_at_a_time
     def list_alerts(
         who: _Caller = Depends(caller),
         status: Literal[STATUSES] | None = Query(None),
@@ -449,15 +466,15 @@ def api_router(reg: Register, *, secret: bytes, sessions: SessionStore, session_
     ) -> AlertPage:
         given = {"status": status, "zone": zone, "county": county, "type": type, "confidence": confidence, "since": since, "until": until,
                  "mine": "1" if mine else None, "sort": sort, "order": order, "page": page}
-        frame = with_assignments(alerts.frame(), assignments.held())
-        q = queue_page(frame, who.user, {k: str(v) for k, v in given.items() if v is not None}, translate)
-        items = [Alert(**_plain(r)) for r in q.page_rows().to_dict("records")]
+        q = queue_page(alerts.state(), who.user, {k: str(v) for k, v in given.items() if v is not None}, translate)
+        items = [Alert(**_plain(r)) for r in q.page_rows()]
         return AlertPage(items=items, total=q.total, page=q.page, pages=q.pages, sort=q.sort, order=q.order, counts=q.counts,
                          filters={k: v for k, v in q.params.items() if v})
 
     # -- one alert ------------------------------------------------------------------------------
     @router.get("/api/alerts/{alert_id}", response_model=AlertDetail, responses=_errors(401, 404, 429),
                 summary="An alert: its fields, outline, history and what the caller may record")
+    @one_at_a_time
     def get_alert(alert_id: str, who: _Caller = Depends(caller)) -> AlertDetail:
         a = visible(who.user, alert_id)
         geometry = a.pop("geometry")
@@ -467,7 +484,7 @@ def api_router(reg: Register, *, secret: bytes, sessions: SessionStore, session_
             raise HTTPException(404, f"no alert {alert_id[:80]!r}")
         actions = Actions(statuses=list(acts.statuses), step=acts.step, annotate=acts.annotate, assign=acts.assign, why_not=dict(acts.why_not),
                           dismiss_reasons=list(reasons) if "dismissed" in acts.statuses else [])
-        return AlertDetail(**_plain(a), assigned_to=assignments.held().get(alert_id), geometry=shapely.geometry.mapping(geometry) if geometry is not None else None, history=history,
+        return AlertDetail(**_plain(a), assigned_to=alerts.held().get(alert_id), geometry=shapely.geometry.mapping(geometry) if geometry is not None else None, history=history,
                            actions=actions)
 
     @router.post("/api/alerts/{alert_id}/decisions", response_model=HistoryEntry, status_code=201,

@@ -9,8 +9,9 @@ was stale), 409 with the reason.
 
 from __future__ import annotations
 
-import json
 import datetime as dt
+import functools
+import json
 import logging
 import tempfile
 import threading
@@ -21,6 +22,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 import geopandas as gpd
 import jinja2
+import numpy as np
 import pandas as pd
 import shapely
 import xstatic.pkg.bootstrap as xs_bootstrap
@@ -43,7 +45,7 @@ from redline.serve.auth import IDLE_TIMEOUT_S, LoginLimiter, Session, SessionSto
 from redline.serve.field import field_router, photo_store
 from redline.serve.i18n import DISMISS_REASONS, LANGS, label, translator
 from redline.serve.review import (
-    MAX_TEXT, PAGE_SIZE, SORT_COLUMNS, AlertCache, Assignments, Queue, dismissal_note, in_scope, queue_page, with_assignments,
+    MAX_TEXT, PAGE_SIZE, SORT_COLUMNS, AlertCache, Queue, dismissal_note, in_scope, queue_page,
 )
 from redline.vocabulary import ACTIVITY_CLASSES, CONFIDENCE_LEVELS, DISTURBANCE_TYPES, STATUSES, STEP_RESULTS
 
@@ -56,6 +58,12 @@ _CHIP_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 #: argon2 verifications at once (each takes 64 MiB and ~0.2 s): a burst of logins queues instead
 #: of taking the machine's memory
 LOGIN_SLOTS = 4
+#: pages (the queue, an alert, the queue's map, and the API's equivalent reads) made at once: the
+#: rest wait their turn. Making a page is Python work under the GIL, so two at once take as long
+#: as one after the other; a decision's write transaction, meanwhile, takes the GIL back after
+#: each SQLite statement, and the more threads compete for it the longer it holds the register's
+#: write lock (measured: 1 ms with one page thread, 19 ms median with six; benchmarks/README.md §8)
+PAGE_SLOTS = 1
 #: OWASP HTTP Headers / Clickjacking Defense / Content Security Policy cheat sheets. ``img-src
 #: data:`` for the SVG icons inside Bootstrap's CSS; no inline script or style anywhere.
 SECURITY_HEADERS = {
@@ -146,10 +154,20 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
     sessions = SessionStore(secret, idle_timeout_s=idle_timeout_s)
     limiter = LoginLimiter()
     cache = AlertCache(reg)
-    assignments = Assignments(reg)
     geometries = _Geometries(reg)
     cookie = cookie_name(secure_cookies)
     login_slots = threading.BoundedSemaphore(LOGIN_SLOTS)
+    page_slots = threading.BoundedSemaphore(PAGE_SLOTS)
+
+    def one_page_at_a_time(handler: Any) -> Any:
+        """``handler`` (a page route, sync: it runs in the thread pool) waits for a page slot
+        (:data:`PAGE_SLOTS`)."""
+        @functools.wraps(handler)
+        def slotted(*args: Any, **kwargs: Any) -> Any:
+            with page_slots:
+                return handler(*args, **kwargs)
+        return slotted
+
     t = translator(lang)
     zones_geojson = _zone_geometries(out)
 
@@ -256,17 +274,15 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
 
     # -- the queue ----------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)
+    @one_page_at_a_time
     def queue(request: Request) -> Response:
         who = logged_in(request)
         if who is None:
             return to_login(request)
         s, user = who
-        frame = with_assignments(cache.frame(), assignments.held())
-        q = queue_page(frame, user, request.query_params, t)
-        rows = q.page_rows().to_dict("records")
-        scoped = in_scope(frame, user)
+        q = queue_page(cache.state(), user, request.query_params, t)
         can_assign = user.role in reg.policy().assign_roles
-        ctx = {"q": q, "rows": rows, "qs": _queue_qs(q), "zones": sorted(scoped["zone_id"].unique()), "counties": sorted(scoped["admin_id"].unique()),
+        ctx = {"q": q, "rows": q.page_rows(), "qs": _queue_qs(q), "zones": q.zones, "counties": q.counties,
                "can_assign": can_assign, "exports": list(EXPORTS), "assignees": [u.name for u in reg.users() if not u.disabled] if can_assign else [],
                "sort_link": lambda col: _queue_qs(q, sort=col, order="asc" if q.sort == col and q.order == "desc" else "desc", page=1),
                "page_link": lambda n: _queue_qs(q, page=n), "status_link": lambda st: _queue_qs(q, status=st, page=1)}
@@ -274,6 +290,7 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
 
     # -- one alert ----------------------------------------------------------------------------
     @app.get("/alerts/{alert_id}", response_class=HTMLResponse)
+    @one_page_at_a_time
     def alert_page(request: Request, alert_id: str) -> Response:
         who = logged_in(request)
         if who is None:
@@ -282,10 +299,12 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         a = visible_alert(user, alert_id)
         if a is None:
             return error(request, 404, t("not_found"), alert_id, session=s, user=user)
-        held = assignments.held()
-        q = queue_page(with_assignments(cache.frame(), held), user, request.query_params, t)
-        ids = list(q.rows["alert_id"])
-        i = ids.index(alert_id) if alert_id in ids else None
+        state = cache.state()
+        held = state.held
+        q = queue_page(state, user, request.query_params, t)
+        ids = q.ids
+        at = np.flatnonzero(ids == alert_id)
+        i = int(at[0]) if len(at) else None
         prev_id = ids[i - 1] if i is not None and i > 0 else None
         next_id = ids[i + 1] if i is not None and i + 1 < len(ids) else None
         history = reg.history(alert_id).to_dict("records")
@@ -364,6 +383,7 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
 
     # -- the filtered set: map and downloads ---------------------------------------------------
     @app.get("/map.geojson")
+    @one_page_at_a_time
     def queue_map(request: Request) -> Response:
         """The queue's filtered alerts (every page) as GeoJSON for the queue's map: id, status,
         type, zone, first date and outline (EPSG:4326)."""
@@ -371,8 +391,8 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         if who is None:
             return to_login(request)
         _, user = who
-        q = queue_page(with_assignments(cache.frame(), assignments.held()), user, request.query_params, t)
-        g = _with_geometry(q.rows[["alert_id", "status", "disturbance_type", "zone_id", "first_detected"]], geometries.series())
+        q = queue_page(cache.state(), user, request.query_params, t)
+        g = _with_geometry(q.frame.take(q.positions)[["alert_id", "status", "disturbance_type", "zone_id", "first_detected"]], geometries.series())
         g = g.assign(status_label=[label("status", v, lang) for v in g["status"]], type_label=[label("type", v, lang) for v in g["disturbance_type"]])
         return Response(g.to_json(drop_id=True, ensure_ascii=False), media_type="application/geo+json")
 
@@ -387,7 +407,7 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         if name not in EXPORTS:
             return error(request, 404, t("not_found"), name[:80], session=s, user=user)
         fmt, full = EXPORTS[name]
-        q = queue_page(with_assignments(cache.frame(), assignments.held()), user, request.query_params, t)
+        q = queue_page(cache.state(), user, request.query_params, t)
         alerts = _with_geometry(q.rows, geometries.series())
         stem = f"redline-{dt.date.today().isoformat()}-{name}"
         with tempfile.TemporaryDirectory(prefix="redline-export-") as tmp:
@@ -415,12 +435,12 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
             return to_login(request)
         s, user = who
         queue_qs = urlencode(parse_qsl(str(form.get("q", "")))[:20])
-        frame = with_assignments(cache.frame(), assignments.held())
+        state = cache.state()
         if form.get("scope") == "filtered":
-            ids = list(queue_page(frame, user, dict(parse_qsl(queue_qs)), t).rows["alert_id"])
+            ids = queue_page(state, user, dict(parse_qsl(queue_qs)), t).ids.tolist()
         else:
             ids = [str(v) for v in form.getlist("ids")][:10_000]
-            visible = set(in_scope(frame, user)["alert_id"])
+            visible = set(in_scope(state.frame, user)["alert_id"])
             if any(i not in visible for i in ids):  # out of scope or no such alert: the same answer
                 return error(request, 404, t("not_found"), next(i for i in ids if i not in visible)[:80], session=s, user=user)
         one = form.get("from") == "alert" and len(ids) == 1
@@ -441,9 +461,9 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         s.flash.append(("ok", f"{len(rows)} {t('alerts_shown')} → {to or t('unassigned')}"))
         return RedirectResponse(back, status_code=303)
 
-    app.include_router(api_router(reg, secret=secret, sessions=sessions, session_user=logged_in, alerts=cache, assignments=assignments,
-                                  reasons=reasons, translate=t))
-    app.include_router(field_router(reg, photos, alerts=cache.frame, assigned=assignments.held, logged_in=logged_in, session_of=session_of,
+    app.include_router(api_router(reg, secret=secret, sessions=sessions, session_user=logged_in, alerts=cache, reasons=reasons, translate=t,
+                                  page_slots=page_slots))
+    app.include_router(field_router(reg, photos, alerts=cache.state, logged_in=logged_in, session_of=session_of,
                                     csrf_ok=sessions.csrf_ok, page=page, error=error, to_login=to_login, visible_alert=visible_alert, t=t))
     return app
 

@@ -46,6 +46,7 @@ from redline.errors import NotPermitted, RegisterError
 from redline.register import Register
 from redline.register.photos import MAX_PHOTO_BYTES, MAX_PHOTOS, FieldFinding, Photo, PhotoError, PhotoStore, PhotoTooLarge, default_photo_folder
 from redline.register.users import User
+from redline.serve.review import AlertState
 from redline.vocabulary import FIELD_RESULTS
 
 __all__ = ["field_router", "photo_store", "OPEN_STATUSES", "MAX_REQUEST_BYTES", "EARTH_RADIUS_KM", "distance_km", "geo_uri", "osm_url"]
@@ -129,10 +130,11 @@ def _where(row: Mapping[str, Any]) -> tuple[float, float] | None:
     return (lat, lon) if math.isfinite(lat) and math.isfinite(lon) else None
 
 
-def _mine(frame: pd.DataFrame, held: Mapping[str, str], user: User) -> pd.DataFrame:
-    """The field checks of ``user``: the alerts of ``frame`` that ``held`` (alert → user) gives
-    them, in their scope and open (:data:`OPEN_STATUSES`)."""
-    mine = frame[frame["alert_id"].map(held) == user.name]
+def _mine(alerts: AlertState, user: User) -> pd.DataFrame:
+    """The field checks of ``user``: the alerts that ``alerts.held`` (alert → user) gives them,
+    in their scope and open (:data:`OPEN_STATUSES`); a new frame."""
+    rows = sorted(alerts.row_of[a] for a, to in alerts.held.items() if to == user.name and a in alerts.row_of)
+    mine = alerts.frame.take(rows)
     mine = mine[[user.in_scope(a, z) for a, z in zip(mine["admin_id"], mine["zone_id"])]] if len(mine) else mine
     return mine[mine["status"].isin(OPEN_STATUSES)]
 
@@ -150,13 +152,13 @@ def _findings(history: pd.DataFrame) -> list[dict[str, Any]]:
     return out[::-1]
 
 
-def field_router(reg: Register, photos: PhotoStore, *, alerts: Callable[[], pd.DataFrame], assigned: Callable[[], Mapping[str, str]],
+def field_router(reg: Register, photos: PhotoStore, *, alerts: Callable[[], AlertState],
                  logged_in: Callable[[Request], tuple[Any, User] | None], session_of: Callable[[Request], Any],
                  csrf_ok: Callable[[Any, str | None], bool], page: Callable[..., HTMLResponse], error: Callable[..., HTMLResponse],
                  to_login: Callable[[Request], Response], visible_alert: Callable[[User, str], dict[str, Any] | None],
                  t: Callable[[str], str]) -> APIRouter:
     """The field pages (module docstring) on the app factory's helpers: ``alerts`` the register's
-    alerts without geometry and ``assigned`` who holds each alert (both cached), ``logged_in`` the session and user of a request,
+    alerts without geometry and who holds each (:meth:`redline.serve.review.AlertCache.state`, cached), ``logged_in`` the session and user of a request,
     ``session_of`` its session, ``csrf_ok`` the CSRF check, ``page`` / ``error`` the page
     renderers, ``to_login`` the redirect to the login, ``visible_alert`` an alert the user may
     see (None: 404), ``t`` the page text."""
@@ -168,7 +170,7 @@ def field_router(reg: Register, photos: PhotoStore, *, alerts: Callable[[], pd.D
         if who is None:
             return to_login(request)
         s, user = who
-        rows = _mine(alerts(), assigned(), user).copy()
+        rows = _mine(alerts(), user).copy()
         problems = []
         try:
             here = _position(request.query_params)
