@@ -9,8 +9,8 @@ the footprint from ``zones.geojson``, the grid, data types and no-data of each r
 COG itself. It declares the projection (v2.0.0), raster (v1.1.0), file (v2.1.0) and processing
 (v1.2.0) extensions. :func:`write_catalog` then adds the catalogue's own files to the manifest
 and signs it again, so ``redline verify`` covers them; the manifest, in turn, carries no
-checksum in the catalogue (it cannot hold its own). May import :mod:`redline.outputs` and
-:mod:`redline.provenance`; the scan and ``redline map`` call it last.
+checksum in the catalogue (it cannot hold its own). May import :mod:`redline.outputs`,
+:mod:`redline.provenance` and :mod:`redline.errors`; the scan and ``redline map`` call it last.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pystac
 import rasterio
@@ -38,7 +38,9 @@ from pystac.extensions.raster import DataType, RasterBand, RasterExtension, Samp
 
 from redline import outputs, provenance
 from redline.errors import OutputsError, RedlineInputError
-from redline.register.keys import SigningKey
+
+if TYPE_CHECKING:
+    from redline.register.keys import SigningKey
 
 __all__ = ["write_catalog", "catalog_files", "serve_catalog", "COG", "PROCESSING_SCHEMA"]
 
@@ -107,6 +109,10 @@ def write_catalog(out: Path, *, key: SigningKey) -> list[Path]:
     manifest = provenance.read_manifest(out)
     if not manifest.get("scan_id"):
         raise OutputsError(f"{out / outputs.MANIFEST_JSON}: not a scan's manifest (no scan_id); a STAC catalogue is written for scans only")
+    resolved = (manifest.get("config") or {}).get("resolved") or {}
+    for window in ("baseline", "monitor"):
+        if not {"start", "end"} <= set(resolved.get(window) or {}):
+            raise OutputsError(f"{out / outputs.MANIFEST_JSON}: no config.resolved.{window} start and end; run the scan again to write its STAC catalogue")
     old = catalog_files(out)
     for f in old:
         f.unlink()
@@ -131,8 +137,8 @@ def write_catalog(out: Path, *, key: SigningKey) -> list[Path]:
 
 
 def catalog_files(out: Path) -> list[Path]:
-    """The files of ``OUT``'s STAC catalogue as they are: ``catalog.json`` and the Item files it
-    links that lie in ``out`` (empty without a catalogue)."""
+    """The files of ``OUT``'s STAC catalogue as they are: ``catalog.json`` and the STAC Item
+    files it links that lie in ``out`` (empty without a catalogue)."""
     root = Path(out) / outputs.CATALOG_JSON
     if not root.is_file():
         return []
@@ -146,9 +152,18 @@ def catalog_files(out: Path) -> list[Path]:
         href = link.get("href", "") if isinstance(link, dict) else ""
         if link.get("rel") == "item" and "://" not in href and not href.startswith("/"):
             p = (root.parent / href).resolve()
-            if p.is_file() and p.is_relative_to(base):
+            if p.is_file() and p.is_relative_to(base) and _is_stac_item(p):
                 items.append(Path(out) / p.relative_to(base))
     return [root, *items]
+
+
+def _is_stac_item(path: Path) -> bool:
+    """True for a STAC Item's JSON file (never an output a damaged catalogue links as an item)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(doc, dict) and doc.get("type") == "Feature" and "stac_version" in doc
 
 
 def _item(out: Path, manifest: dict[str, Any], files: list[Path]) -> pystac.Item:
@@ -235,7 +250,7 @@ def _title(rel: str) -> str:
         return f"figure {stem} ({Path(rel).suffix.lstrip('.').upper()})"
     if parts[0] == outputs.RASTERS_DIR:
         return stem.replace("_", " ")
-    return rel
+    return f"{stem.replace('_', ' ')} ({Path(rel).suffix.lstrip('.').upper()})"
 
 
 def _describe_raster(path: Path, asset: pystac.Asset) -> None:
