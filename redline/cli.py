@@ -482,10 +482,11 @@ def map_cmd(
     online: bool = typer.Option(True, "--online-basemaps/--no-online-basemaps", help="OpenStreetMap as an optional layer (off when the page opens)"),
     tianditu_key: Optional[str] = typer.Option(None, "--tianditu-key", envvar="TIANDITU_KEY", help="adds Tianditu imagery + labels as optional layers"),
 ) -> None:
-    """Re-render the map, figures and report from a finished scan and the register."""
+    """Re-render the map, figures and report from a finished scan and the register (and its STAC catalogue)."""
     import maps
 
-    from redline.provenance import MANIFEST, record_rerender
+    from redline.provenance import MANIFEST, read_manifest, record_rerender
+    from redline.run.catalog import write_catalog
 
     if not (out / outputs.ZONES_GEOJSON).exists():
         raise RedlineInputError(f"{out}: no zones.geojson; give the output folder of a finished scan")
@@ -504,6 +505,8 @@ def map_cmd(
 
         r = Register(reg) if have_register else None
         record_rerender(out, files, f"redline map (register {r.store.describe() if r else reg})", key=key, head=r.head() if r else None)
+        if read_manifest(out).get("scan_id"):  # a scan's folder: its catalogue lists the new files and checksums
+            write_catalog(out, key=key)
     out_console.print(f"map: {files[0].resolve()}")
     report = out / outputs.REPORT_HTML
     if report in files:
@@ -771,12 +774,23 @@ def _payload(row: dict) -> dict:
 
 
 @stac_app.command("serve")
-def stac_serve(folder: Path = typer.Argument(..., help="folder of STAC Items (items.json, collection.json)"), port: Optional[int] = typer.Option(None, "--port")) -> None:
-    """Serve a folder of STAC Items on 127.0.0.1 until Ctrl-C (or ``kill``)."""
+def stac_serve(folder: Path = typer.Argument(..., help="folder of STAC Items (items.json, collection.json), or a scan's output folder"),
+               port: Optional[int] = typer.Option(None, "--port")) -> None:
+    """Serve a folder of STAC Items as a STAC API on 127.0.0.1 until Ctrl-C (or ``kill``); a scan's
+    output folder (catalog.json) is served as it is, a static catalogue for a STAC browser."""
     import signal
     import time
 
-    from pipelines import serve_stac
+    if (folder / outputs.CATALOG_JSON).is_file():
+        from redline.run.catalog import serve_catalog as serve
+
+        what = "STAC catalogue (static; open it in a STAC browser) on"
+    elif (folder / outputs.MANIFEST_JSON).is_file():
+        raise RedlineInputError(f"{folder}: a scan's output folder without {outputs.CATALOG_JSON}; run `redline map {folder}` to write its STAC catalogue")
+    else:
+        from pipelines import serve_stac as serve
+
+        what = "STAC API on"
 
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -786,8 +800,8 @@ def stac_serve(folder: Path = typer.Argument(..., help="folder of STAC Items (it
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     try:  # at any moment, even before the first line is out
-        with serve_stac(folder, port=port) as url:
-            out_console.print(f"STAC API on {url} (Ctrl-C to stop)")
+        with serve(folder, port=port) as url:
+            out_console.print(f"{what} {url} (Ctrl-C to stop)", markup=False)
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:

@@ -25,8 +25,8 @@ from typing import Any
 from redline.outputs import MANIFEST_JSON, PHOTOS_SUFFIX, is_register_url
 from redline.register.keys import SigningKey, verify_signature
 
-__all__ = ["sha256_file", "library_versions", "git_commit", "run_record", "item_records", "write_manifest", "record_rerender", "verify_outputs",
-           "read_manifest", "manifest_signature", "manifest_register", "register_record", "verify_folder", "redact", "MANIFEST"]
+__all__ = ["sha256_file", "library_versions", "git_commit", "run_record", "item_records", "write_manifest", "record_rerender", "record_outputs",
+           "output_files", "verify_outputs", "read_manifest", "manifest_signature", "manifest_register", "register_record", "verify_folder", "redact", "MANIFEST"]
 
 MANIFEST = MANIFEST_JSON
 _LIBS = ("redline", "rasterio", "numpy", "xarray", "dask", "distributed", "odc-stac", "odc-geo", "pystac",
@@ -126,13 +126,21 @@ def _photo_folder(rel: Path, out_dir: Path) -> bool:
     return any(d.name.endswith(PHOTOS_SUFFIX) and (out_dir / d.parent / f"{d.name[: -len(PHOTOS_SUFFIX)]}.gpkg").is_file() for d in rel.parents[:-1])
 
 
+def output_files(out_dir: Path) -> list[Path]:
+    """The output files under ``out_dir`` that the manifest checksums, sorted: every file but the
+    manifest itself, a register's SQLite sidecars and lock (:data:`_SIDECARS`), the map's copies
+    of third-party web libraries (``lib/``) and a register's field photos."""
+    return [p for p in sorted(out_dir.rglob("*"))
+            if (p.is_file() and p.name != MANIFEST and not _SIDECARS.match(p.name) and "lib" not in p.relative_to(out_dir).parts[:1]
+                and not _photo_folder(p.relative_to(out_dir), out_dir))]
+
+
+def _checksum(p: Path) -> dict[str, Any]:
+    return {"sha256": sha256_file(p), "size": p.stat().st_size}
+
+
 def _outputs(out_dir: Path) -> dict[str, dict[str, Any]]:
-    files = {}
-    for p in sorted(out_dir.rglob("*")):
-        if (p.is_file() and p.name != MANIFEST and not _SIDECARS.match(p.name) and "lib" not in p.relative_to(out_dir).parts[:1]
-                and not _photo_folder(p.relative_to(out_dir), out_dir)):
-            files[p.relative_to(out_dir).as_posix()] = {"sha256": sha256_file(p), "size": p.stat().st_size}
-    return files
+    return {p.relative_to(out_dir).as_posix(): _checksum(p) for p in output_files(out_dir)}
 
 
 def _canonical(manifest: dict[str, Any]) -> str:
@@ -165,19 +173,37 @@ def record_rerender(out_dir: Path, files: list[Path], reason: str, *, key: Signi
     """Record in the manifest that ``files`` were rendered again (e.g. the map after a review):
     their new checksums replace the old ones, a ``rerenders`` entry says when, why and at which
     register head, and the manifest is signed again with ``key``."""
-    path = out_dir / MANIFEST
     manifest = read_manifest(out_dir)
-    rels = []
-    for f in files:
-        if f.exists():
-            rel = f.relative_to(out_dir).as_posix()
-            manifest.setdefault("outputs", {})[rel] = {"sha256": sha256_file(f), "size": f.stat().st_size}
-            rels.append(rel)
+    rels = _update_outputs(manifest, out_dir, files)
     manifest.setdefault("rerenders", []).append(
         {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "files": rels, "reason": reason,
          "redline_version": library_versions()["redline"], "register_head": head}
     )
-    _write(path, manifest, key)
+    _write(out_dir / MANIFEST, manifest, key)
+
+
+def record_outputs(out_dir: Path, files: list[Path], *, key: SigningKey, dropped: tuple[str, ...] = ()) -> None:
+    """Add ``files`` (written after the manifest, e.g. the STAC catalogue made from its checksums)
+    to the manifest's checksums, drop the entries ``dropped`` (paths relative to OUT, files
+    removed since), and sign the manifest again with ``key``."""
+    manifest = read_manifest(out_dir)
+    recorded = manifest.setdefault("outputs", {})
+    for rel in dropped:
+        recorded.pop(rel, None)
+    _update_outputs(manifest, out_dir, files)
+    _write(out_dir / MANIFEST, manifest, key)
+
+
+def _update_outputs(manifest: dict[str, Any], out_dir: Path, files: list[Path]) -> list[str]:
+    """Put the checksum and size of each of ``files`` that exists into ``manifest['outputs']``;
+    their paths relative to OUT."""
+    rels = []
+    for f in files:
+        if f.exists():
+            rel = f.relative_to(out_dir).as_posix()
+            manifest.setdefault("outputs", {})[rel] = _checksum(f)
+            rels.append(rel)
+    return rels
 
 
 def read_manifest(out_dir: Path) -> dict[str, Any]:

@@ -190,8 +190,8 @@ def run_scan(
     import maps  # the renderer of the output folder (map.html, figures, report.html)
 
     map_html = maps.render_outputs(out, register=register.path or register.location)[0]
-    write_catalog(out, scan_id, plan.bbox, zones, started)
     record = _manifest(out, plan, tiled, register, stats, failures, scan_id=scan_id, started=started, config_text=config_text)
+    write_catalog(out, key=register.key)  # last: it lists every output with the manifest's checksums, then joins the manifest
     return ScanResult(
         scan_id=scan_id, out_dir=out, alerts=mine, zone_stats=zone_stats, admin_stats=admin_stats,
         n_items=len(plan.items) - len(tiled.skipped), register=register.path or register.location, map_html=map_html, seconds=time.monotonic() - t0,
