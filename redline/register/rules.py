@@ -257,7 +257,7 @@ def assign_refusal(policy: Policy, alert: Mapping[str, Any], *, by: str, user: U
     if team is not None:
         if team.disabled:
             return RegisterError(f"alert {aid}: team {team.name} is disabled; assign to an enabled team or user")
-        if not any(not m.disabled and m.in_scope(alert.get("admin_id"), alert.get("zone_id")) for m in members):
+        if not team.reaches({m.name: m for m in members}, alert.get("admin_id"), alert.get("zone_id")):
             return RegisterError(f"alert {aid} (county {alert.get('admin_id')}, zone {alert.get('zone_id')}) is outside the scope of every "
                                  f"enabled member of team {team.name} ({','.join(team.members)}); assign it to a team with a member of that county or zone")
         return None

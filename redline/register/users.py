@@ -114,6 +114,11 @@ class Team:
         return cls(name=str(row["name"]), members=members, disabled=bool(int(row.get("disabled") or 0)), created=str(row.get("created") or ""),
                    seq=int(row.get("seq") or 0))
 
+    def reaches(self, users: Mapping[str, User], admin_id: object, zone_id: object) -> bool:
+        """True when the team is enabled and one of its enabled members (looked up in ``users``:
+        name → :class:`User`) has an alert of county ``admin_id`` and zone ``zone_id`` in scope."""
+        return not self.disabled and any((u := users.get(m)) is not None and not u.disabled and u.in_scope(admin_id, zone_id) for m in self.members)
+
 
 def check_name(name: str, what: str = "user") -> str:
     """A user (or, ``what="team"``, a team) name as stored: stripped, NFC, 1–64 printable
