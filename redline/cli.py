@@ -25,7 +25,7 @@ alerts_app = typer.Typer(no_args_is_help=True, help="List and review alerts in t
 stac_app = typer.Typer(no_args_is_help=True, help="The embedded STAC API, and scene files turned into STAC Items for it.")
 keys_app = typer.Typer(no_args_is_help=True, help="This installation's signing key, and the keys that may sign a register.")
 register_app = typer.Typer(no_args_is_help=True, help="The alert register as a whole: copy it between a GeoPackage and PostGIS.")
-users_app = typer.Typer(no_args_is_help=True, help="The register's users (review service accounts): add, list, change, disable; the review policy's roles.")
+users_app = typer.Typer(no_args_is_help=True, help="The register's users (review service accounts): add, list, change, disable; their teams; the review policy's roles.")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(stac_app, name="stac")
 app.add_typer(keys_app, name="keys")
@@ -273,7 +273,8 @@ def alerts_list(
     confidence: Optional[str] = _FILTERS["confidence"],
     since: Optional[str] = _FILTERS["since"],
     until: Optional[str] = _FILTERS["until"],
-    assigned: Optional[str] = typer.Option(None, "--assigned", help="only alerts assigned to this user"),
+    assigned: Optional[str] = typer.Option(None, "--assigned", help="only alerts assigned to this user (or to an enabled team of theirs, in their "
+                                                                     "scope: their 'assigned to me'), or to this team"),
     fmt: str = typer.Option("table", "--format", help="table | geojson | csv"),
 ) -> None:
     """List alerts in the register, filtered."""
@@ -282,10 +283,11 @@ def alerts_list(
     reg = _open_register(register, out)
     a = filter_alerts(reg.alerts(), status=status, zone=zone, admin=admin, disturbance_type=dtype,
                       confidence=confidence, since=since, until=until)
-    held = reg.assignments()
+    held = reg.assignments() if assigned is None else reg.assigned_to(assigned)
     a = a.assign(assigned_to=a["alert_id"].map(held))
     if assigned is not None:
-        a = a[a["assigned_to"] == assigned]
+        a = a[a["alert_id"].isin(list(held))]
+    teams = {t.name for t in reg.teams()}
     if fmt == "geojson":
         sys.stdout.write(a.to_json(drop_id=True, ensure_ascii=False) + "\n")
         return
@@ -300,7 +302,7 @@ def alerts_list(
     for r in a.itertuples():
         flag = " (recheck)" if getattr(r, "recheck", 0) else ""
         table.add_row(r.alert_id, r.zone_id, str(r.admin_id), r.disturbance_type, r.first_detected, f"{r.area_m2:.0f}", r.confidence, r.status + flag,
-                      r.assigned_to if isinstance(r.assigned_to, str) else "")
+                      (r.assigned_to + (" (team)" if r.assigned_to in teams else "")) if isinstance(r.assigned_to, str) else "")
     out_console.print(table)
     out_console.print(f"{len(a)} alert(s)")
 
@@ -321,7 +323,8 @@ def alerts_show(
     for col in a.columns:
         if col != "geometry":
             out_console.print(f"{col:18s} {row[col]}", markup=False)
-    out_console.print(f"{'assigned_to':18s} {reg.assignments().get(alert_id, '')}", markup=False)
+    holder = reg.assignments().get(alert_id, "")
+    out_console.print(f"{'assigned_to':18s} {holder}{' (team)' if holder and reg.team(holder) is not None else ''}", markup=False)
     hist = reg.history(alert_id)
     out_console.print(f"history ({len(hist)} step(s)):")
     for h in hist.itertuples():
@@ -406,7 +409,7 @@ def alerts_review(
 @alerts_app.command("assign")
 def alerts_assign(
     alert_ids: list[str] = typer.Argument(None, help="alert ids (none: every alert the filters select)"),
-    to: Optional[str] = typer.Option(None, "--to", help="the user the alerts go to"),
+    to: Optional[str] = typer.Option(None, "--to", help="the user or team the alerts go to"),
     unassign: bool = typer.Option(False, "--unassign", help="take the assignment back instead"),
     by: str = typer.Option(..., "--by", help="the assigning user (a specialist or admin by default)"),
     status: Optional[str] = _FILTERS["status"],
@@ -418,8 +421,9 @@ def alerts_assign(
     lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="seconds to wait for another writer's transaction (never a whole scan)"),
     password_stdin: bool = typer.Option(False, "--password-stdin", help=f"read the password of --by from one line of stdin (else ${PASSWORD_ENV}, else a prompt)"),
 ) -> None:
-    """Assign alerts to a user (one, several, or all a zone/county/status filter selects): one
-    signed `assign` entry per alert, in one transaction. --by authenticates as in `alerts review`."""
+    """Assign alerts to a user or a team (one, several, or all a zone/county/status filter
+    selects): one signed `assign` entry per alert, in one transaction. --by authenticates as in
+    `alerts review`."""
     from redline.register import filter_alerts
 
     if (to is None) == (not unassign):
@@ -436,7 +440,7 @@ def alerts_assign(
     if reg.has_users():
         by = reg.authenticate(by, _read_password(password_stdin, confirm=False, env=True, prompt=f"password of {by}: ")).name
     rows = reg.assign(alert_ids, to=None if unassign else to, by=by, note=note)
-    what = f"assigned to {to}" if not unassign else "unassigned"
+    what = ("assigned to team " if _payload(rows[0]).get("team") else "assigned to ") + str(to) if not unassign else "unassigned"
     out_console.print(f"{len(rows)} alert(s) {what} by {by} (entries seq {rows[0]['seq']}–{rows[-1]['seq']})", markup=False)
 
 
@@ -681,6 +685,52 @@ def users_set(
         raise RedlineInputError("nothing to change; give --role, --counties, --zones or --password")
     pw = _read_password(password_stdin, confirm=True) if password else None
     _change_user(register, out, name, role=role, counties=counties, zones=zones, password=pw)
+
+
+@users_app.command("team-add")
+def users_team_add(
+    name: str = typer.Argument(..., help="team name (unique among users and teams; not redline-…), e.g. 巡护一队"),
+    members: str = typer.Option(..., "--members", help="comma list of the team's users, e.g. wang,zhou"),
+    register: Optional[str] = _REGISTER_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
+) -> None:
+    """Add a team of users that alerts can be assigned to (an admin key signs the entry)."""
+    reg = _open_register(register, out)
+    row = reg.add_team(name, members=members)
+    out_console.print(f"{reg.store.describe()}: {row['note']} (entry seq {row['seq']})", markup=False)
+
+
+@users_app.command("team-set")
+def users_team_set(
+    name: str = typer.Argument(...),
+    members: Optional[str] = typer.Option(None, "--members", help="the new comma list of the team's users (replaces the old one)"),
+    disabled: Optional[bool] = typer.Option(None, "--disable/--enable", help="disable the team (its alerts are nobody's 'assigned to me'), or enable it"),
+    register: Optional[str] = _REGISTER_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
+) -> None:
+    """Change a team's members, or disable / enable it (a signed entry)."""
+    if members is None and disabled is None:
+        raise RedlineInputError("nothing to change; give --members, --disable or --enable")
+    reg = _open_register(register, out)
+    row = reg.update_team(name, members=members, disabled=disabled)
+    out_console.print(f"{reg.store.describe()}: {row['note']} (entry seq {row['seq']})", markup=False)
+
+
+@users_app.command("teams")
+def users_teams(
+    register: Optional[str] = _REGISTER_OPTION,
+    out: Optional[Path] = _OUT_OPTION,
+) -> None:
+    """List the teams: name, members, enabled, created."""
+    reg = _open_register(register, out)
+    teams = reg.teams()
+    table = Table()
+    for c in ("name", "members", "state", "created"):
+        table.add_column(c)
+    for t in teams:
+        table.add_row(t.name, ",".join(t.members), "disabled" if t.disabled else "enabled", t.created)
+    out_console.print(table)
+    out_console.print(f"{len(teams)} team(s)" if teams else "no teams: add one with `redline users team-add NAME --members a,b`")
 
 
 @users_app.command("token")

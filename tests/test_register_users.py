@@ -368,3 +368,90 @@ def test_alerts_assign_cli_assigns_a_zones_alerts_as_an_authenticated_specialist
     lines = res.stdout.strip().splitlines()
     assert res.returncode == 0 and len(lines) == 2 and lines[1].startswith(A1) and lines[1].endswith(",wang")
     assert r.assignments() == {A1: "wang"} and r.history(A1)["by"].tolist() == ["li"]
+
+
+# -- teams ------------------------------------------------------------------------------------
+TEAM = "巡护一队"
+
+
+def test_a_team_holds_a_zones_alerts_for_each_member_within_their_own_scope(reg):
+    entry = reg.add_team(TEAM, members="wang,zhou")  # wang: county 510182; zhou: zone Z3
+    assert entry["kind"] == "team" and entry["key_id"] and json.loads(entry["payload"]) == {"name": TEAM, "members": ["wang", "zhou"], "disabled": False}
+    assert reg.team(TEAM).members == ("wang", "zhou") and [t.name for t in reg.teams()] == [TEAM]
+    rows = reg.assign([A1, A2, A3], to=TEAM, by="li")
+    assert [json.loads(r["payload"]) for r in rows] == [{"to": TEAM, "team": True}] * 3 and rows[0]["note"] == f"assigned to team {TEAM}"
+    assert reg.assignments() == {A1: TEAM, A2: TEAM, A3: TEAM}
+    assert reg.assigned_to("wang") == {A1: TEAM, A2: TEAM} and reg.assigned_to("zhou") == {A3: TEAM}  # each sees the team's alerts of their scope
+    assert reg.assigned_to("li") == {} and reg.assigned_to(TEAM) == {A1: TEAM, A2: TEAM, A3: TEAM}  # li is no member
+    reg.update_team(TEAM, members="zhou")
+    assert reg.assigned_to("wang") == {} and reg.team(TEAM).seq > entry["seq"]
+    reg.update_team(TEAM, disabled=True)
+    assert reg.assigned_to("zhou") == {} and reg.assignments()[A3] == TEAM  # a disabled team keeps its alerts, which are nobody's
+    assert reg.verify().problems == []
+
+
+def test_team_refusals_are_one_line_and_record_nothing(reg):
+    reg.add_team("county-510182", members=["wang"])
+    seq = int(reg.chain()["seq"].max())
+    with pytest.raises(RegisterError, match=r"^alert Z3-20230801-1 \(county 510183, zone Z3\) is outside the scope of every enabled member of team "
+                                            r"county-510182 \(wang\); assign it to a team with a member of that county or zone$"):
+        reg.assign([A1, A3], to="county-510182", by="li")  # A1 alone would do: neither is assigned
+    with pytest.raises(RegisterError, match="is a user's name"):
+        reg.add_team("zhou", members="wang")
+    with pytest.raises(RegisterError, match="is a team's name"):
+        reg.add_user("county-510182", role="reviewer", password=PASSWORD)
+    with pytest.raises(RegisterError, match="team county-510182 exists"):
+        reg.add_team("county-510182", members="zhou")
+    with pytest.raises(RegisterError, match="nobody is not a user of this register"):
+        reg.add_team("t2", members="wang,nobody")
+    with pytest.raises(RegisterError, match="names starting with 'redline-'"):
+        reg.add_team("redline-team", members="wang")
+    assert int(reg.chain()["seq"].max()) == seq and reg.assignments() == {}
+    reg.update_team("county-510182", disabled=True)
+    with pytest.raises(RegisterError, match="^alert Z1-20230501-1: team county-510182 is disabled; assign to an enabled team or user$"):
+        reg.assign([A1], to="county-510182", by="li")
+    reg.update_team("county-510182", disabled=False, members="wang,zhou")
+    reg.disable_user("wang")  # a disabled member covers nothing
+    with pytest.raises(RegisterError, match="outside the scope of every enabled member"):
+        reg.assign([A1], to="county-510182", by="li")
+    assert reg.assignments() == {}
+
+
+def test_an_edited_inserted_or_deleted_teams_row_is_named(reg):
+    reg.add_team("t1", members="wang")
+    reg.add_team("t2", members="zhou")
+    assert reg.verify().problems == []
+    _sql(reg, ("UPDATE teams SET members = ? WHERE name = ?", ("wang,li", "t1")),
+         ("INSERT INTO teams (name, members, disabled, created, seq) VALUES (?, ?, 0, '2024-01-01', 1)", ("t3", "li")),
+         ("DELETE FROM teams WHERE name = ?", ("t2",)))
+    problems = reg.verify().problems
+    assert "teams: team t1: members differ(s) from its signed entry seq" in " ".join(problems)
+    assert "teams: team t3 has no signed team entry (added outside `redline users team-add`)" in problems
+    assert any(p.startswith("teams: team t2, recorded by entry seq") and p.endswith("is missing (deleted)") for p in problems)
+    assert reg.assigned_to("li") == {}  # the forged membership is named; it was never signed
+
+
+def test_teams_cli_add_list_set_and_the_assigned_list_of_a_member(tmp_path, template):
+    r = Register(tmp_path / "register.gpkg")
+    template.copy_to(r)
+
+    def cli(*args, stdin=None):
+        return subprocess.run([sys.executable, "-m", "redline.cli", *args, "--register", str(r.path)], capture_output=True, text=True,
+                              input=stdin, timeout=120)
+
+    res = cli("users", "team-add", TEAM, "--members", "wang,zhou")
+    assert res.returncode == 0 and f"team {TEAM} added: wang, zhou" in res.stdout, res.stderr
+    res = cli("users", "team-add", "wang", "--members", "zhou")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "is a user's name" in res.stderr
+    res = cli("alerts", "assign", "--zone", "Z1", "--to", TEAM, "--by", "li", "--password-stdin", stdin=PASSWORD + "\n")
+    assert res.returncode == 0 and f"1 alert(s) assigned to team {TEAM} by li" in res.stdout, res.stderr
+    lines = cli("alerts", "list", "--assigned", "wang", "--format", "csv").stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith(A1) and lines[1].endswith(f",{TEAM}")  # the team's alert, in wang's scope
+    assert len(cli("alerts", "list", "--assigned", "zhou", "--format", "csv").stdout.strip().splitlines()) == 1  # A1 is outside zhou's zone
+    assert cli("users", "team-set", TEAM, "--disable").returncode == 0
+    res = cli("users", "teams")
+    assert res.returncode == 0 and TEAM in res.stdout and "wang,zhou" in res.stdout and "disabled" in res.stdout
+    assert len(cli("alerts", "list", "--assigned", "wang", "--format", "csv").stdout.strip().splitlines()) == 1
+    res = cli("users", "team-set", TEAM)
+    assert res.returncode == 2 and "nothing to change" in res.stderr
+    assert r.verify().problems == []

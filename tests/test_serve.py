@@ -331,6 +331,32 @@ def test_assignment_is_checked_like_a_decision(site):
     assert Register(site.register).assignments().get(A3) is None and Register(site.register).verify().problems == []
 
 
+TEAM = "巡护一队"
+
+
+def test_a_team_is_assigned_in_the_browser_and_is_each_members_assigned_to_me_in_their_scope(site, browser):
+    res = cli("users", "team-add", TEAM, "--members", "wang,zhou", "--out", site.out)  # while the service runs
+    assert res.returncode == 0, res.stderr
+    v = browser("li")
+    _go(v, f"{site.url}/?zone=Z2")
+    v.driver.find_element(By.CSS_SELECTOR, f"tr[data-alert='{A3}'] input[name=ids]").click()
+    Select(v.driver.find_element(By.ID, "assign-to")).select_by_value(TEAM)
+    _submit(v, "assign-selected")
+    assert _texts(v, "#queue td.assigned") == [f"{TEAM} (小组)"]
+    assert Register(site.register).assignments()[A3] == TEAM
+    v = browser("wang")  # a member: his own alerts and his team's
+    v.driver.find_element(By.ID, "f-mine").click()
+    _submit(v, "apply")
+    assert sorted(r.get_attribute("data-alert") for r in v.driver.find_elements(By.CSS_SELECTOR, "#queue tbody tr")) == [A1, A2, A3]
+    _go(v, f"{site.url}/alerts/{A3}")
+    assert v.driver.find_element(By.CSS_SELECTOR, "#assigned .holder").text == f"{TEAM} (小组)"
+    assert v.console_errors == []
+    for name, expected in (("zhou", [B1, B2]), ("zhao", [])):  # zhou: a member, but A3 lies outside his county; zhao: no member
+        html = http_login(site, name)[0].get("/", params={"mine": "1"}).text
+        assert [i for i in (A1, A2, A3, B1, B2) if f'data-alert="{i}"' in html] == expected, name
+    assert Register(site.register).verify().problems == []
+
+
 # -- the filtered set: map and downloads -------------------------------------------------------
 def test_the_queue_maps_every_alert_of_its_filter(site, browser):
     v = browser("wang")

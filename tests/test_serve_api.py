@@ -313,7 +313,7 @@ def test_the_openapi_schema_lists_the_api(site):
     assert {"201", "400", "401", "403", "404", "409", "422"} <= set(post["responses"])
     assert post["responses"]["409"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ApiError"
     components = schema["components"]
-    assert set(components["schemas"]["Alert"]["properties"]) == {*ALERT_COLUMNS, "assigned_to"}
+    assert set(components["schemas"]["Alert"]["properties"]) == {*ALERT_COLUMNS, "assigned_to", "assigned_team"}
     assert components["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer", "bearerFormat": "rl1 token",
                                                        "description": "`redline users token NAME`: a token for scripts (RFC 6750)"}
     assert components["schemas"]["Decision"]["properties"]["to_status"]["anyOf"][0]["enum"][:2] == ["new", "under_review"]
@@ -367,3 +367,22 @@ def test_a_specialist_assigns_through_the_api_under_the_same_rules(site, token):
     assert res.status_code == 404  # not zhou's county: the same answer as no such alert
     res = li.post("/api/assignments", json={"alert_ids": [A3], "to": None})
     assert res.status_code == 201 and Register(site.register).assignments().get(A3) is None
+
+
+def test_a_team_takes_alerts_through_the_api_and_its_members_see_them_as_mine(site, token):
+    """A team of wang (510182) and zhou (510183): B1 assigned to it is zhou's (with B2, his own)
+    under ``mine``, not wang's (outside his county) nor boss's (no member); a disabled team is 422."""
+    assert cli("users", "team-add", "county-team", "--members", "wang,zhou", "--out", site.out).returncode == 0
+    res = api(site, token("li")).post("/api/assignments", json={"alert_ids": [B1], "to": "county-team"})
+    assert res.status_code == 201 and res.json()[0]["payload"] == '{"team": true, "to": "county-team"}'
+    zhou = api(site, token("zhou"))
+    assert [(a["alert_id"], a["assigned_to"], a["assigned_team"]) for a in zhou.get("/api/alerts", params={"mine": "true", "sort": "alert_id",
+                                                                                                             "order": "asc"}).json()["items"]] == \
+        [(B1, "county-team", True), (B2, "zhou", False)]
+    assert zhou.get(f"/api/alerts/{B1}").json()["assigned_team"] is True
+    for name in ("wang", "boss"):
+        assert B1 not in [a["alert_id"] for a in api(site, token(name)).get("/api/alerts", params={"mine": "true"}).json()["items"]]
+    assert cli("users", "team-set", "county-team", "--disable", "--out", site.out).returncode == 0
+    res = api(site, token("li")).post("/api/assignments", json={"alert_ids": [B2], "to": "county-team"})
+    assert res.status_code == 422 and one_line(res) == f"alert {B2}: team county-team is disabled; assign to an enabled team or user"
+    assert zhou.get("/api/alerts", params={"mine": "true"}).json()["total"] == 1  # B2: a disabled team's alerts are nobody's

@@ -321,3 +321,19 @@ def test_a_photo_with_a_broken_exif_block_is_kept_without_time_or_place():
 def test_a_postgresql_register_needs_a_photo_folder():
     res = cli("serve", "--register", "postgresql://redline@127.0.0.1:1/none")
     assert res.returncode == 2 and "--photos DIR" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_a_teams_field_check_is_on_the_list_of_each_member_who_covers_it(site):
+    """A team of a county reviewer (ma, 510182) and zhou (510183): NEW_ONE (510182) assigned to
+    it by a specialist is on ma's list, marked as the team's; not on zhou's (outside his county)
+    nor on tian's (no member)."""
+    for name, role, counties in (("ma", "reviewer", "510182"), ("li", "specialist", "")):
+        res = cli("users", "add", name, "--role", role, "--counties", counties, "--password-stdin", "--out", site.out, stdin=PASSWORD + "\n")
+        assert res.returncode == 0, res.stderr
+    assert cli("users", "team-add", "外业一队", "--members", "ma,zhou", "--out", site.out).returncode == 0
+    res = cli("alerts", "assign", NEW_ONE, "--to", "外业一队", "--by", "li", "--password-stdin", "--out", site.out, stdin=PASSWORD + "\n")
+    assert res.returncode == 0, res.stderr
+    html = http_login(site, "ma")[0].get("/field").text
+    assert re.findall(r'data-alert="([^"]+)"', html) == [NEW_ONE] and "外业一队 (小组)" in html
+    assert re.findall(r'data-alert="([^"]+)"', http_login(site, "zhou")[0].get("/field").text) == [OTHER]
+    assert NEW_ONE not in http_login(site, "tian")[0].get("/field").text

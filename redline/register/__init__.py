@@ -22,15 +22,20 @@ Layout (schema 3; docs/architecture.md §4.4)
 ``users``           the review service's accounts (:mod:`redline.register.users`): ``name``
                     (unique), ``role``, ``counties``, ``zones``, ``password_hash`` (argon2id),
                     ``disabled``, ``created``, ``seq``; created when missing by the first user.
+``teams``           teams of users that alerts are assigned to: ``name`` (unique; one namespace
+                    with the users), ``members`` (a comma list of user names), ``disabled``,
+                    ``created``, ``seq``; created when missing by the first team.
 
 Entries (``kind``): ``review`` (a decision on one alert: a status, a review step, a class, a
 cause, a legality, or a field check's finding, whose ``payload`` is ``{"field": …}`` with the
 sha256 of each photo (:mod:`redline.register.photos`); scans record their re-checks of
 rectified sites as ``review`` rows by ``redline-scan``), ``key`` (a key allowed to sign; the
 first is the register's own, an admin, self-signed), ``policy`` (the review steps an alert needs before ``confirmed``; admins only),
-``scan`` (a scan's merge: its ``scans`` row and the digest of the seals it wrote) and ``user``
+``scan`` (a scan's merge: its ``scans`` row and the digest of the seals it wrote), ``user``
 (a user added or changed: name, role, scope, disabled, the sha256 of the password hash; admins
-only). The policy names the role of each step (``step_roles``) and whether duties are separated.
+only) and ``team`` (a team added or changed: name, members, disabled; admins only). ``assign``
+(an alert handed to a user, payload ``{"to": name}``, or to a team, ``{"to": name, "team": true}``;
+``{"to": null}`` takes it back) is about one alert, as ``review``. The policy names the role of each step (``step_roles``) and whether duties are separated.
 
 Who may record what (:mod:`redline.register.rules`): a register with users accepts decisions
 only by an enabled user whose role and scope allow them, one review step of an alert per user;
@@ -84,7 +89,10 @@ from redline.register.postgis import PostgisStore
 from redline.register.rules import Actions, Policy, StepRecord, allowed_actions, assign_refusal, refusal
 from redline.outputs import is_register_url
 from redline.register.store import TABLE_COLUMNS, GeoPackageStore, Store, Tx
-from redline.register.users import User, check_name, check_role, dummy_verify, hash_password, parse_codes, password_matches, user_payload
+from redline.register.users import (
+    Team, User, check_name, check_role, dummy_verify, hash_password, holder_names, parse_codes, parse_members, password_matches, team_payload,
+    user_payload,
+)
 from redline.vocabulary import ACTIVITY_CODES, REVIEW_STEPS, STATUSES, STEP_RESULTS, TRANSITIONS
 
 __all__ = [
@@ -108,6 +116,7 @@ __all__ = [
     "SCAN_REVIEWER",
     "Policy",
     "User",
+    "Team",
     "Actions",
     "FieldFinding",
     "AlertChanges",
@@ -131,7 +140,8 @@ _INTEGER = {"n_observations", "recheck"}
 ALERT_TYPES = {c: "REAL" if c in _REAL else "INTEGER" if c in _INTEGER else "TEXT" for c in ALERT_COLUMNS}
 _HISTORY_TYPES = {c: "INTEGER NOT NULL" if c == "seq" else "TEXT" for c in HISTORY_COLUMNS}
 #: History entry kinds about one alert that people write: ``review`` (a decision, step or note) and
-#: ``assign`` (the alert handed to a user; payload ``{"to": name}``, ``null`` takes it back).
+#: ``assign`` (the alert handed to a user, payload ``{"to": name}``, or to a team,
+#: ``{"to": name, "team": true}``; ``null`` takes it back).
 ALERT_KINDS = ("review", "assign")
 SCAN_COLUMNS = ["scan_id", "name", "config_sha256", "started", "finished", "monitor_start", "monitor_end", "n_items", "new", "updated", "unchanged"]
 
@@ -219,7 +229,7 @@ def _sealed(rows: list[Mapping]) -> list[tuple[str, str, str]]:
 
 
 def _holder(payload: str | None) -> str | None:
-    """The user an ``assign`` entry's payload hands its alert to (None: taken back)."""
+    """The user or team an ``assign`` entry's payload hands its alert to (None: taken back)."""
     return (json.loads(payload).get("to") or None) if payload else None
 
 
@@ -397,12 +407,14 @@ class AlertChanges:
     when ``full``, else those changed since the given entry (None: none changed); and
     ``assigned``: when ``full`` who holds each alert now (as :meth:`Register.assignments`), else
     the alerts whose assignment changed since the given entry → their holder now (None: taken
-    back)."""
+    back); ``teams``: when ``full`` every team (as :meth:`Register.teams`), else None (a team
+    changes only with a ``team`` entry, after which the changes are ``full``)."""
 
     head: dict[str, Any] | None
     full: bool
     alerts: pd.DataFrame | None
     assigned: dict[str, str | None] = field(default_factory=dict)
+    teams: tuple[Team, ...] | None = None
 
 
 def _q(name: str) -> str:
@@ -524,13 +536,14 @@ class Register:
         ``review`` entries name, as they are now (an ``assign`` entry changes no alert row), and
         the holders the ``assign`` entries leave. Anything else (a scan, a policy, a key or user
         entry), no ``since``, or a ``since`` that is no longer in the chain (another register, a
-        shortened chain): every alert and every holder (``full``). Nothing changed: ``full``
+        shortened chain): every alert, every holder and every team (``full``). Nothing changed: ``full``
         False, ``alerts`` None, ``assigned`` empty. Every change to an alert comes with a history
         entry (a scan's seal or a decision), so a reader that applies these changes to its copy
         holds what :meth:`alerts` and :meth:`assignments` would read."""
         with self._reading() as tx:
             if tx is None or "review_history" not in self.store.tables(tx):
-                return AlertChanges(head=None, full=True, alerts=self._alert_rows(tx) if tx is not None else _alert_table([], list(ALERT_COLUMNS), objects=True))
+                return AlertChanges(head=None, full=True, alerts=self._alert_rows(tx) if tx is not None else _alert_table([], list(ALERT_COLUMNS), objects=True),
+                                    teams=tuple(self._teams(tx)) if tx is not None else ())
             head = self._head(tx)
             same = head is not None and since is not None and (int(since["seq"]), since["row_hash"]) == (head["seq"], head["row_hash"])
             if same:
@@ -544,7 +557,8 @@ class Register:
                     ids = sorted({str(a) for k, a, _ in later if k != "assign" and not _blank(a)})
                     assigned = {str(a): _holder(p) for k, a, p in later if k == "assign" and not _blank(a)}
                     return AlertChanges(head=head, full=False, alerts=self._alert_rows(tx, ids) if ids else None, assigned=assigned)
-            return AlertChanges(head=head, full=True, alerts=self._alert_rows(tx), assigned=self._assignments(tx) if kinds else {})
+            return AlertChanges(head=head, full=True, alerts=self._alert_rows(tx), assigned=self._assignments(tx) if kinds else {},
+                                teams=tuple(self._teams(tx)))
 
     def alerts(self) -> gpd.GeoDataFrame:
         """All alerts (EPSG:4326); an empty frame with the contract's columns if none."""
@@ -963,13 +977,15 @@ class Register:
             return row
 
     def assign(self, alert_ids: Sequence[str], *, to: str | None, by: str, note: str | None = None, when: dt.datetime | None = None) -> list[dict]:
-        """Hand alerts to user ``to`` (None: take the assignment back): one signed ``assign``
-        entry per alert (payload ``{"to": name}``), all in one transaction: every alert is
-        assigned or none (the first refusal is the one line of the error).
+        """Hand alerts to the user or team ``to`` (None: take the assignment back): one signed
+        ``assign`` entry per alert (payload ``{"to": name}``, and ``"team": true`` for a team),
+        all in one transaction: every alert is assigned or none (the first refusal is the one
+        line of the error).
 
         On a register with users, ``by`` is a user whose role is among the policy's
         ``assign_roles`` (default specialist, admin) with the alerts in scope, and ``to`` an
-        enabled user whose scope covers each alert (:func:`redline.register.rules.assign_refusal`).
+        enabled user whose scope covers each alert, or an enabled team with an enabled member
+        whose scope covers each alert (:func:`redline.register.rules.assign_refusal`).
         The status does not change."""
         ids = list(dict.fromkeys(alert_ids))
         if not ids:
@@ -982,29 +998,54 @@ class Register:
         with self._writing() as tx:
             users_mode, user = self._user_of(tx, by)
             _, assignee = self._user_of(tx, target) if target is not None else (users_mode, None)
+            team_row = self._team_row(tx, target) if target is not None and assignee is None else None
+            team = Team.from_row(team_row) if team_row is not None else None
+            members = [u for u in (self._user_row(tx, m) for m in team.members) if u is not None] if team is not None else []
+            members = [User.from_row(m) for m in members]
             policy = self._policy_entry(tx) or Policy()
+            name = assignee.name if assignee is not None else team.name if team is not None else target
+            payload: dict[str, Any] = {"to": name, "team": True} if team is not None else {"to": name}
             rows = []
             for aid in ids:
                 cur = tx.one('SELECT "status", "admin_id", "zone_id" FROM "alerts" WHERE "alert_id" = ?', (aid,))
                 if cur is None:
                     raise RegisterError(f"{self.store.describe()}: no alert '{aid}'; list them with `redline alerts list`")
                 alert = {"alert_id": aid, "status": cur[0], "admin_id": cur[1], "zone_id": cur[2]}
-                problem = assign_refusal(policy, alert, by=by.strip(), user=user, users_mode=users_mode, to=target, assignee=assignee)
+                problem = assign_refusal(policy, alert, by=by.strip(), user=user, users_mode=users_mode, to=target, assignee=assignee,
+                                         team=team, members=members)
                 if problem is not None:
                     raise problem
-                name = assignee.name if assignee is not None else target
+                default = f"assigned to {'team ' if team is not None else ''}{name}" if name else "assignment taken back"
                 rows.append(self._append(tx, alert_id=aid, by=user.name if user is not None else by.strip(), from_status=cur[0], to_status=cur[0],
-                                         note=note or (f"assigned to {name}" if name else "assignment taken back"), when=when, kind="assign",
-                                         payload={"to": name}))
+                                         note=note or default, when=when, kind="assign", payload=payload))
             return rows
 
     def assignments(self) -> dict[str, str]:
-        """Alert id → the user it is assigned to now (its latest ``assign`` entry; alerts never
-        assigned, or taken back, are absent)."""
+        """Alert id → the user or team it is assigned to now (its latest ``assign`` entry; alerts
+        never assigned, or taken back, are absent). Which holders are teams: :meth:`teams`."""
         with self._reading() as tx:
             if tx is None or "kind" not in self._history_columns(tx):
                 return {}
             return self._assignments(tx)
+
+    def assigned_to(self, name: str) -> dict[str, str]:
+        """The alerts "assigned to" ``name`` (alert id → holder): for a user, those held by the
+        user or by an enabled team they are a member of, within the user's own counties and
+        zones (what the review service's "assigned to me" shows); for a team, those it holds;
+        any other name (the single-user mode's), those held under that name. One snapshot."""
+        with self._reading() as tx:
+            if tx is None or "kind" not in self._history_columns(tx):
+                return {}
+            held = self._assignments(tx)
+            key = unicodedata.normalize("NFC", (name or "").strip())
+            row = self._user_row(tx, key)
+            if row is None:
+                return {a: h for a, h in held.items() if h == key}
+            user = User.from_row(row)
+            names = holder_names(user.name, self._teams(tx))
+            mine = [a for a, h in held.items() if h in names]
+            places = self._alert_rows(tx, mine)[["alert_id", "admin_id", "zone_id"]].itertuples(index=False) if mine else []
+            return {a: held[a] for a, c, z in places if user.in_scope(c, z)}
 
     @staticmethod
     def _assignments(tx: Tx) -> dict[str, str]:
@@ -1105,6 +1146,8 @@ class Register:
                 self.store.create_tables(tx, _HISTORY_TYPES)
             if self._user_row(tx, name) is not None:
                 raise RegisterError(f"user {name} exists; change them with `redline users set {name}` or choose another name")
+            if self._team_row(tx, name) is not None:
+                raise RegisterError(f"{name} is a team's name (users and teams share one namespace); choose another name")
             entry = self._user_entry(tx, name, role, c, z, False, pw_hash, f"user {name} added")
             tx.run(f'INSERT INTO "users" ({", ".join(_q(col) for col, _ in TABLE_COLUMNS["users"])}) VALUES ({", ".join("?" * len(TABLE_COLUMNS["users"]))})',
                    (name, role, ",".join(c), ",".join(z), pw_hash, 0, entry["time"], entry["seq"]))
@@ -1145,12 +1188,87 @@ class Register:
                     note: str) -> dict:
         return self._append(tx, by=self.key.key_id, kind="user", payload=user_payload(name, role, counties, zones, disabled, pw_hash), note=note)
 
+    # -- teams ----------------------------------------------------------------------------------
+    def _team_row(self, tx: Tx, name: str) -> dict[str, Any] | None:
+        cols = [c for c, _ in TABLE_COLUMNS["teams"]]
+        row = tx.one(f'SELECT {", ".join(map(_q, cols))} FROM "teams" WHERE "name" = ?', (name,)) if "teams" in self.store.tables(tx) else None
+        return dict(zip(cols, row)) if row is not None else None
+
+    def _teams(self, tx: Tx) -> list[Team]:
+        df = self._frame(tx, "teams", [c for c, _ in TABLE_COLUMNS["teams"]], order='"name"')
+        return [Team.from_row(r) for r in df.to_dict("records")]
+
+    def teams(self) -> list[Team]:
+        """The register's teams, by name (disabled ones too)."""
+        with self._reading() as tx:
+            return self._teams(tx) if tx is not None else []
+
+    def team(self, name: str) -> Team | None:
+        """The team ``name`` (None: no such team)."""
+        with self._reading() as tx:
+            row = self._team_row(tx, unicodedata.normalize("NFC", (name or "").strip())) if tx is not None else None
+        return Team.from_row(row) if row is not None else None
+
+    def _check_members(self, tx: Tx, team: str, members: tuple[str, ...]) -> None:
+        unknown = [m for m in members if self._user_row(tx, m) is None]
+        if unknown:
+            raise RegisterError(f"team {team}: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a user of this register; "
+                                "members are users (`redline users list`)")
+
+    def add_team(self, name: str, *, members: str | Sequence[str]) -> dict:
+        """Add a team of ``members`` (a comma list or names of existing users, enabled or not):
+        a ``teams`` row and a signed ``team`` entry, by an admin key. Its name may be neither a
+        user's nor another team's (:func:`redline.register.users.check_name`). Returns the entry."""
+        name, names = check_name(name, "team"), parse_members(members)
+        with self._writing() as tx:
+            self._check_signer(tx, self.key, admin=True)
+            if "teams" not in self.store.tables(tx):
+                self.store.create_tables(tx, _HISTORY_TYPES)
+            if self._team_row(tx, name) is not None:
+                raise RegisterError(f"team {name} exists; change it with `redline users team-set {name}` or choose another name")
+            if self._user_row(tx, name) is not None:
+                raise RegisterError(f"{name} is a user's name (users and teams share one namespace); choose another team name")
+            self._check_members(tx, name, names)
+            entry = self._team_entry(tx, name, names, False, f"team {name} added: {', '.join(names)}")
+            tx.run(f'INSERT INTO "teams" ({", ".join(_q(col) for col, _ in TABLE_COLUMNS["teams"])}) VALUES ({", ".join("?" * len(TABLE_COLUMNS["teams"]))})',
+                   (name, ",".join(names), 0, entry["time"], entry["seq"]))
+            return entry
+
+    def update_team(self, name: str, *, members: str | Sequence[str] | None = None, disabled: bool | None = None) -> dict:
+        """Change a team's members (the whole list) or disabled flag (what is given; an admin
+        key): the row and a signed ``team`` entry. Alerts the team holds stay its own; while it
+        is disabled they are nobody's "assigned to me". Returns the entry."""
+        names = parse_members(members) if members is not None else None
+        with self._writing() as tx:
+            self._check_signer(tx, self.key, admin=True)
+            row = self._team_row(tx, unicodedata.normalize("NFC", (name or "").strip()))
+            if row is None:
+                raise RegisterError(f"no team {name!r} in {self.store.describe()}; list them with `redline users teams`")
+            old = Team.from_row(row)
+            new = Team(name=old.name, members=old.members if names is None else names, disabled=old.disabled if disabled is None else bool(disabled),
+                       created=old.created)
+            if names is not None:
+                self._check_members(tx, new.name, names)
+            changed = [w for w, a, b in (("members", old.members, new.members), ("disabled" if new.disabled else "enabled", old.disabled, new.disabled))
+                       if a != b]
+            if not changed:
+                raise RegisterError(f"team {old.name}: nothing to change (the team already has these values)")
+            what = ", ".join(f"members {','.join(new.members)}" if w == "members" else w for w in changed)
+            entry = self._team_entry(tx, new.name, new.members, new.disabled, f"team {new.name}: {what}")
+            tx.run('UPDATE "teams" SET "members" = ?, "disabled" = ?, "seq" = ? WHERE "name" = ?',
+                   (",".join(new.members), int(new.disabled), entry["seq"], new.name))
+            return entry
+
+    def _team_entry(self, tx: Tx, name: str, members: tuple[str, ...], disabled: bool, note: str) -> dict:
+        return self._append(tx, by=self.key.key_id, kind="team", payload=team_payload(name, members, disabled), note=note)
+
     # -- verifying ------------------------------------------------------------------------------
     def verify(self, *, heads: tuple[str, ...] = (), photos: Path | str | None = None) -> Verification:
         """Check everything the register can prove: the hash chain, every signature (by a key
         the register lists, keys and policies by an admin), each alert's scan-owned fields
         against its last seal, no sealed alert missing, the statuses and reviewers' fields
-        where the decisions leave them, the scans table against the signed scan entries, that
+        where the decisions leave them, the scans table against the signed scan entries, the
+        users and teams tables against their latest signed ``user`` / ``team`` entries, that
         each of ``heads`` (row hashes published earlier) is still in the chain, and that every
         photo a field finding names is in the photo folder with its signed sha256 (``photos``;
         default: a GeoPackage's ``<stem>-photos`` folder, :mod:`redline.register.photos`)."""
@@ -1171,7 +1289,7 @@ class Register:
     #: The tables besides ``alerts`` as :meth:`_snapshot` reads them (every column: a copy takes them as they are).
     _SNAPSHOT_TABLES = (("review_history", HISTORY_COLUMNS), ("alert_seals", [c for c, _ in TABLE_COLUMNS["alert_seals"]]),
                         ("signers", [c for c, _ in TABLE_COLUMNS["signers"]]), ("scans", SCAN_COLUMNS), ("meta", ["key", "value"]),
-                        ("users", [c for c, _ in TABLE_COLUMNS["users"]]))
+                        ("users", [c for c, _ in TABLE_COLUMNS["users"]]), ("teams", [c for c, _ in TABLE_COLUMNS["teams"]]))
 
     def _snapshot(self, tx: Tx) -> dict[str, pd.DataFrame]:
         """Every table of the register in one read snapshot: ``alerts`` (a GeoDataFrame), the
@@ -1196,6 +1314,7 @@ class Register:
             self._check_seals(chain, alerts, seals, v)
             self._check_scans(chain, scans, v)
         self._check_users(chain, users, v)
+        self._check_teams(chain, snap["teams"], v)
         v.problems += self._status_matches_history(alerts, chain)
         known = set(chain["row_hash"]) if not chain.empty else set()
         for h in heads:
@@ -1238,7 +1357,7 @@ class Register:
                 v.problems.append(f"{what} has an invalid signature by key {kid} (forged, or edited and re-hashed)")
                 continue
             v.signed += 1
-            if row.get("kind") in ("key", "policy", "user") and role != "admin":
+            if row.get("kind") in ("key", "policy", "user", "team") and role != "admin":
                 v.problems.append(f"{what} changes the {row['kind']} but key {kid} is not an admin")
                 continue
             if row.get("kind") == "key":
@@ -1323,6 +1442,30 @@ class Register:
             elif str(r["seq"]) != str(seq):  # API tokens name the seq: setting it back would revive revoked tokens
                 v.problems.append(f"users: user {name}: seq {r['seq']} is not that of its latest signed entry, {seq} (edited outside `redline users`)")
 
+    @staticmethod
+    def _check_teams(chain: pd.DataFrame, teams: pd.DataFrame, v: Verification) -> None:
+        """The ``teams`` table holds, per name, what its latest signed ``team`` entry recorded
+        (members, disabled) under that entry's seq."""
+        signed: dict[str, tuple[int, dict]] = {}
+        for r in chain.to_dict("records"):
+            if r.get("kind") == "team":
+                p = json.loads(r["payload"])
+                signed[p["name"]] = (int(r["seq"]), p)
+        rows = {str(r["name"]): r for r in teams.to_dict("records")}
+        for name in sorted(set(rows) - set(signed)):
+            v.problems.append(f"teams: team {name} has no signed team entry (added outside `redline users team-add`)")
+        for name in sorted(set(signed) - set(rows)):
+            v.problems.append(f"teams: team {name}, recorded by entry seq {signed[name][0]}, is missing (deleted)")
+        for name in sorted(set(rows) & set(signed)):
+            r, (seq, p) = rows[name], signed[name]
+            # the stored text as it is (a tampered value may not even parse)
+            differ = [k for k, now, then in (("members", str(r["members"] or ""), ",".join(p.get("members") or [])),
+                                             ("disabled", str(r["disabled"]).strip() not in ("0", "", "None"), bool(p.get("disabled")))) if now != then]
+            if differ:
+                v.problems.append(f"teams: team {name}: {', '.join(differ)} differ(s) from its signed entry seq {seq} (edited outside `redline users`)")
+            elif str(r["seq"]) != str(seq):
+                v.problems.append(f"teams: team {name}: seq {r['seq']} is not that of its latest signed entry, {seq} (edited outside `redline users`)")
+
     def verify_history(self) -> list[str]:
         """:meth:`verify`'s problems (empty when intact)."""
         return self.verify().problems
@@ -1376,9 +1519,9 @@ class Register:
             _insert_alerts(tx, destination.store, alerts.to_dict("records"))
             for table, df in tables.items():
                 df = df.astype(object).where(df.notna(), None)
-                if table in ("review_history", "alert_seals", "signers", "users"):
+                if table in ("review_history", "alert_seals", "signers", "users", "teams"):
                     df["seq"] = [int(s) for s in df["seq"]]
-                if table == "users":
+                if table in ("users", "teams"):
                     df["disabled"] = [int(d) for d in df["disabled"]]
                 tx.many(f'INSERT INTO {_q(table)} ({", ".join(map(_q, df.columns))}) VALUES ({", ".join("?" * len(df.columns))})',
                         df.values.tolist())

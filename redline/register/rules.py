@@ -18,7 +18,9 @@ The rules, checked in this order (the first that fails is the one line of the re
 
 **Assignment** (:func:`assign_refusal`): the assigning user is enabled, has the alert in scope and
 holds a role of the policy's ``assign_roles`` (default: specialist or admin: the provincial
-specialist tasks county and field teams); the assignee is an enabled user whose scope covers the alert.
+specialist tasks county and field teams); the assignee is an enabled user whose scope covers the
+alert, or an enabled team (:class:`redline.register.users.Team`) of which at least one enabled
+member's scope covers it (whoever of the team goes, someone may act on the alert).
 
 Rules 1–4 apply only when the register has users (the single-user mode records any name, as
 before users existed). A refusal by rules 1–4 is :class:`redline.errors.NotPermitted` (its
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redline.errors import NotPermitted, RegisterError
-from redline.register.users import User
+from redline.register.users import Team, User
 from redline.vocabulary import REVIEW_STEPS, STEP_ROLES, TRANSITIONS, USER_ROLES
 
 __all__ = ["Policy", "StepRecord", "Actions", "refusal", "allowed_actions", "assign_refusal", "FINAL_STATUS", "ASSIGN_ROLES"]
@@ -243,16 +245,24 @@ def _assigner(policy: Policy, alert: Mapping[str, Any], *, by: str, user: User |
 
 
 def assign_refusal(policy: Policy, alert: Mapping[str, Any], *, by: str, user: User | None, users_mode: bool, to: str | None,
-                   assignee: User | None) -> RegisterError | None:
+                   assignee: User | None, team: Team | None = None, members: Sequence[User] = ()) -> RegisterError | None:
     """Why ``by`` may not assign ``alert`` to ``to`` (None: take the assignment back); None when
-    they may. ``assignee``: the register's user named ``to`` (None: no such user). In the
+    they may. ``assignee``: the register's user named ``to`` (None: no such user); ``team``: the
+    register's team named ``to`` (None: no such team) and ``members`` its member users. In the
     single-user mode any names are recorded."""
     problem = _assigner(policy, alert, by=by, user=user, users_mode=users_mode)
     if problem is not None or to is None or not users_mode:
         return problem
     aid = alert["alert_id"]
+    if team is not None:
+        if team.disabled:
+            return RegisterError(f"alert {aid}: team {team.name} is disabled; assign to an enabled team or user")
+        if not team.reaches({m.name: m for m in members}, alert.get("admin_id"), alert.get("zone_id")):
+            return RegisterError(f"alert {aid} (county {alert.get('admin_id')}, zone {alert.get('zone_id')}) is outside the scope of every "
+                                 f"enabled member of team {team.name} ({','.join(team.members)}); assign it to a team with a member of that county or zone")
+        return None
     if assignee is None:
-        return RegisterError(f"alert {aid}: {to!r} is not a user of this register; assign to one of `redline users list`")
+        return RegisterError(f"alert {aid}: {to!r} is not a user or a team of this register; assign to one of `redline users list` or `redline users teams`")
     if assignee.disabled:
         return RegisterError(f"alert {aid}: user {assignee.name} is disabled; assign to an enabled user")
     if not assignee.in_scope(alert.get("admin_id"), alert.get("zone_id")):

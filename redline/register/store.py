@@ -40,8 +40,9 @@ from redline.errors import RegisterError
 __all__ = ["Store", "GeoPackageStore", "TABLE_COLUMNS", "INDEXES", "table_ddl", "create_indexes", "encode_gpkg_geometry", "decode_gpkg_geometry", "REGISTER_TABLES"]
 
 #: The register's tables besides ``alerts`` (each an attributes table of the GeoPackage). ``users``
-#: came after the first schema-3 registers: it is created when missing, by the first write of a user.
-REGISTER_TABLES = ("review_history", "alert_seals", "signers", "scans", "meta", "users")
+#: and ``teams`` came after the first schema-3 registers: each is created when missing, by the
+#: first write of a user or a team.
+REGISTER_TABLES = ("review_history", "alert_seals", "signers", "scans", "meta", "users", "teams")
 #: Their columns in portable types (TEXT, INTEGER, REAL; each store names them in its dialect);
 #: ``review_history``'s come from the register (``history_columns``).
 TABLE_COLUMNS = {
@@ -53,6 +54,9 @@ TABLE_COLUMNS = {
     # the review service's accounts (redline.register.users); each change is also a signed ``user`` entry
     "users": [("name", "TEXT NOT NULL UNIQUE"), ("role", "TEXT NOT NULL"), ("counties", "TEXT NOT NULL"), ("zones", "TEXT NOT NULL"),
               ("password_hash", "TEXT NOT NULL"), ("disabled", "INTEGER NOT NULL"), ("created", "TEXT NOT NULL"), ("seq", "INTEGER NOT NULL")],
+    # teams of users that alerts are assigned to (``members``: a comma list of user names); each change a signed ``team`` entry
+    "teams": [("name", "TEXT NOT NULL UNIQUE"), ("members", "TEXT NOT NULL"), ("disabled", "INTEGER NOT NULL"), ("created", "TEXT NOT NULL"),
+              ("seq", "INTEGER NOT NULL")],
 }
 #: Indexes of every store: (name, table, columns, unique).
 INDEXES = [
@@ -65,6 +69,7 @@ INDEXES = [
     ("scans_scan_id", "scans", ("scan_id",), True),
     ("meta_key", "meta", ("key",), True),
     ("users_name", "users", ("name",), True),
+    ("teams_name", "teams", ("name",), True),
 ]
 
 

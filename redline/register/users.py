@@ -12,6 +12,14 @@ role, the counties, the zones, the disabled flag and ``password_sha256``: the sh
 stored password hash (never the hash itself), so ``Register.verify`` sees an edited role or
 scope, an inserted or deleted user and a swapped password hash.
 
+A **team** (a field team, a county team: the 绿盾 workflow hands a field check to a team, whoever
+of it goes) is a row of the ``teams`` table (``name`` unique, ``members``: a comma list of user
+names, ``disabled``, ``created``, ``seq``) and, for every change, a signed ``team`` entry by an
+admin key whose payload (:func:`team_payload`) holds the name, the members and the disabled
+flag. Users and teams share one namespace (:func:`check_name`): a team may not take a user's
+name, nor a user a team's. Alerts assigned to an enabled team are "assigned to" each of its
+members (:func:`holder_names`), within the member's own scope.
+
 Passwords are hashed with argon2id, the first choice of the OWASP Password Storage Cheat Sheet,
 through ``argon2-cffi``'s :class:`~argon2.PasswordHasher` with its defaults (RFC 9106 low-memory
 profile: t=3, m=64 MiB, p=4, 16-byte salt). A password is never stored, logged or recorded.
@@ -36,7 +44,7 @@ from redline.vocabulary import USER_ROLES
 
 __all__ = [
     "ROLES", "RESERVED_PREFIX", "MIN_PASSWORD_LENGTH", "User", "check_name", "check_password", "check_role", "parse_codes",
-    "hash_password", "password_matches", "dummy_verify", "user_payload",
+    "hash_password", "password_matches", "dummy_verify", "user_payload", "Team", "parse_members", "team_payload", "holder_names",
 ]
 
 ROLES = tuple(USER_ROLES)
@@ -87,17 +95,65 @@ class User:
         return f"counties {','.join(self.counties) or 'all'}; zones {','.join(self.zones) or 'all'}"
 
 
-def check_name(name: str) -> str:
-    """A user name as stored: stripped, 1–64 printable characters without spaces or commas, not
-    the system's (``redline-scan`` or any ``redline-…``). Raises one-line :class:`RegisterError`."""
+@dataclass(frozen=True)
+class Team:
+    """A team of users: alerts assigned to it are each member's (:func:`holder_names`) while it is
+    enabled. ``members``: user names, in the order given. ``seq``: the seq of its latest signed
+    ``team`` entry."""
+
+    name: str
+    members: tuple[str, ...] = ()
+    disabled: bool = False
+    created: str = ""
+    seq: int = 0
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Team:
+        """A team from a ``teams`` row (a mapping of its columns)."""
+        members = tuple(m for m in (p.strip() for p in str(row.get("members") or "").split(",")) if m)
+        return cls(name=str(row["name"]), members=members, disabled=bool(int(row.get("disabled") or 0)), created=str(row.get("created") or ""),
+                   seq=int(row.get("seq") or 0))
+
+    def reaches(self, users: Mapping[str, User], admin_id: object, zone_id: object) -> bool:
+        """True when the team is enabled and one of its enabled members (looked up in ``users``:
+        name → :class:`User`) has an alert of county ``admin_id`` and zone ``zone_id`` in scope."""
+        return not self.disabled and any((u := users.get(m)) is not None and not u.disabled and u.in_scope(admin_id, zone_id) for m in self.members)
+
+
+def check_name(name: str, what: str = "user") -> str:
+    """A user (or, ``what="team"``, a team) name as stored: stripped, NFC, 1–64 printable
+    characters without spaces or commas, not the system's (``redline-scan`` or any
+    ``redline-…``). Users and teams share this namespace. Raises one-line :class:`RegisterError`."""
     n = unicodedata.normalize("NFC", (name or "").strip())
     if not n:
-        raise RegisterError("the user name is empty; give a name such as wang.gong or 王工")
+        raise RegisterError(f"the {what} name is empty; give a name such as " + ("wang.gong or 王工" if what == "user" else "巡护一队 or field-1"))
     if len(n) > _MAX_NAME or any(c.isspace() or c == "," or not c.isprintable() for c in n):
-        raise RegisterError(f"user name {n!r}: use at most {_MAX_NAME} printable characters without spaces or commas")
+        raise RegisterError(f"{what} name {n!r}: use at most {_MAX_NAME} printable characters without spaces or commas")
     if n.lower().startswith(RESERVED_PREFIX):
-        raise RegisterError(f"user name {n!r}: names starting with {RESERVED_PREFIX!r} are the system's (e.g. redline-scan); choose another")
+        raise RegisterError(f"{what} name {n!r}: names starting with {RESERVED_PREFIX!r} are the system's (e.g. redline-scan); choose another")
     return n
+
+
+def parse_members(text: str | Iterable[str]) -> tuple[str, ...]:
+    """A team's members (a comma list, or names) as a tuple of user names (:func:`check_name`;
+    blanks dropped, order kept, no repeats); one-line :class:`RegisterError` when none is left."""
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    out: list[str] = []
+    for part in parts:
+        if not str(part).strip():
+            continue
+        name = check_name(str(part))
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise RegisterError("--members is empty; give the team's users as a comma list, e.g. --members wang,li")
+    return tuple(out)
+
+
+def holder_names(user: str, teams: Iterable[Team]) -> frozenset[str]:
+    """The holders whose alerts are "assigned to" user ``user``: the user and each enabled team
+    of ``teams`` that has them as a member."""
+    return frozenset({user, *(t.name for t in teams if not t.disabled and user in t.members)})
 
 
 def check_role(role: str) -> str:
@@ -158,3 +214,9 @@ def user_payload(name: str, role: str, counties: Iterable[str], zones: Iterable[
     itself, which enters as its sha256."""
     return {"name": name, "role": role, "counties": ",".join(counties), "zones": ",".join(zones), "disabled": bool(disabled),
             "password_sha256": hashlib.sha256(password_hash.encode()).hexdigest()}
+
+
+def team_payload(name: str, members: Iterable[str], disabled: bool) -> dict[str, Any]:
+    """The signed payload of a ``team`` entry: the team's name, its members (a list of user
+    names) and the disabled flag."""
+    return {"name": name, "members": list(members), "disabled": bool(disabled)}

@@ -141,7 +141,8 @@ class Alert(BaseModel):
     legality: str | None = None
     before_dates: str | None = Field(None, description="dates of the looks in the before chip")
     after_dates: str | None = None
-    assigned_to: str | None = Field(None, description="the user the alert is assigned to (not a register column: its latest assign entry)")
+    assigned_to: str | None = Field(None, description="the user or team the alert is assigned to (not a register column: its latest assign entry)")
+    assigned_team: bool = Field(False, description="true: assigned_to is a team (its enabled members see the alert under mine, in their scope)")
 
 
 class AlertPage(BaseModel):
@@ -174,7 +175,7 @@ class HistoryEntry(BaseModel):
     cause: str | None = None
     legality: str | None = None
     kind: str | None = Field(None, description="review (a decision) | assign (an assignment)")
-    payload: str | None = Field(None, description="JSON of an assign entry (to whom)")
+    payload: str | None = Field(None, description='JSON of an assign entry: {"to": name} for a user, {"to": name, "team": true} for a team'),
     prev_hash: str
     row_hash: str = Field(description="sha256 of the entry's canonical JSON, prev_hash included")
     key_id: str | None = Field(None, description="the signing key")
@@ -238,13 +239,14 @@ class Decision(BaseModel):
 
 
 class Assignment(BaseModel):
-    """Hand alerts to a user (``to``; null takes them back): the given ``alert_ids``, all in one
-    transaction (every one is assigned or none)."""
+    """Hand alerts to a user or a team (``to``; null takes them back): the given ``alert_ids``,
+    all in one transaction (every one is assigned or none)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     alert_ids: list[str] = Field(..., min_length=1, max_length=10_000)
-    to: str | None = Field(..., max_length=64, description="a user whose counties and zones cover each alert; null: take back")
+    to: str | None = Field(..., max_length=64, description="a user whose counties and zones cover each alert, or an enabled team with an enabled "
+                                                          "member whose counties and zones cover each alert; null: take back")
     note: str | None = Field(None, max_length=MAX_TEXT)
 
 
@@ -461,7 +463,7 @@ def api_router(reg: Register, *, secret: bytes, sessions: SessionStore, session_
         until: dt.date | None = Query(None, description="first detected on or before (YYYY-MM-DD)"),
         sort: Literal[SORT_COLUMNS] = Query("first_detected"),
         order: Literal["asc", "desc"] = Query("desc"),
-        mine: bool = Query(False, description="only the alerts assigned to the caller"),
+        mine: bool = Query(False, description="only the alerts assigned to the caller or to an enabled team of theirs"),
         page: int = Query(1, ge=1, description=f"{PAGE_SIZE} alerts a page; past the last, the last"),
     ) -> AlertPage:
         given = {"status": status, "zone": zone, "county": county, "type": type, "confidence": confidence, "since": since, "until": until,
@@ -484,8 +486,10 @@ def api_router(reg: Register, *, secret: bytes, sessions: SessionStore, session_
             raise HTTPException(404, f"no alert {alert_id[:80]!r}")
         actions = Actions(statuses=list(acts.statuses), step=acts.step, annotate=acts.annotate, assign=acts.assign, why_not=dict(acts.why_not),
                           dismiss_reasons=list(reasons) if "dismissed" in acts.statuses else [])
-        return AlertDetail(**_plain(a), assigned_to=alerts.held().get(alert_id), geometry=shapely.geometry.mapping(geometry) if geometry is not None else None, history=history,
-                           actions=actions)
+        state = alerts.state()
+        holder = state.held.get(alert_id)
+        return AlertDetail(**_plain(a), assigned_to=holder, assigned_team=holder in state.teams,
+                           geometry=shapely.geometry.mapping(geometry) if geometry is not None else None, history=history, actions=actions)
 
     @router.post("/api/alerts/{alert_id}/decisions", response_model=HistoryEntry, status_code=201,
                  responses=_errors(400, 401, 403, 404, 409, 422, 429), summary="Record a decision (Register.review by the caller)")
@@ -512,7 +516,7 @@ def api_router(reg: Register, *, secret: bytes, sessions: SessionStore, session_
         return HistoryEntry(**_plain(row))
 
     @router.post("/api/assignments", response_model=list[HistoryEntry], status_code=201, responses=_errors(400, 401, 403, 404, 422, 429),
-                 summary="Assign alerts to a user (Register.assign by the caller)")
+                 summary="Assign alerts to a user or a team (Register.assign by the caller)")
     def assign(body: Assignment, who: _Caller = Depends(writer)) -> list[HistoryEntry]:
         user = who.user
         ids = list(dict.fromkeys(body.alert_ids))
@@ -525,7 +529,7 @@ def api_router(reg: Register, *, secret: bytes, sessions: SessionStore, session_
         except NotPermitted as exc:
             log.warning("API assignment refused: %s: %s", user.name, exc)
             raise _Refused(str(exc), exc.reason) from None
-        except RegisterError as exc:  # the assignee is no user, disabled, or does not cover an alert
+        except RegisterError as exc:  # the assignee is no user or team, disabled, or does not cover an alert
             raise HTTPException(422, str(exc)) from None
         log.info("API assignment: %s assigned %d alert(s) to %s", user.name, len(rows), body.to)
         return [HistoryEntry(**_plain(r)) for r in rows]

@@ -280,10 +280,12 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         if who is None:
             return to_login(request)
         s, user = who
-        q = queue_page(cache.state(), user, request.query_params, t)
+        state = cache.state()
+        q = queue_page(state, user, request.query_params, t)
         can_assign = user.role in reg.policy().assign_roles
         ctx = {"q": q, "rows": q.page_rows(), "qs": _queue_qs(q), "zones": q.zones, "counties": q.counties,
                "can_assign": can_assign, "exports": list(EXPORTS), "assignees": [u.name for u in reg.users() if not u.disabled] if can_assign else [],
+               "team_assignees": [n for n, team in state.teams.items() if not team.disabled] if can_assign else [],
                "sort_link": lambda col: _queue_qs(q, sort=col, order="asc" if q.sort == col and q.order == "desc" else "desc", page=1),
                "page_link": lambda n: _queue_qs(q, page=n), "status_link": lambda st: _queue_qs(q, status=st, page=1)}
         return page(request, "queue.html", ctx, session=s, user=user)
@@ -314,9 +316,12 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         geometry = a.pop("geometry")
         chips = {w: f"/alerts/{alert_id}/chip/{w}" for w in ("before", "after") if _chip_file(out, a, w) is not None}
         actions = reg.allowed_actions(alert_id, user)
-        assignees = [u.name for u in reg.users() if not u.disabled and u.in_scope(a.get("admin_id"), a.get("zone_id"))] if actions.assign else []
+        users = {u.name: u for u in reg.users()} if actions.assign else {}
+        assignees = [u.name for u in users.values() if not u.disabled and u.in_scope(a.get("admin_id"), a.get("zone_id"))]
+        team_assignees = [n for n, team in state.teams.items() if team.reaches(users, a.get("admin_id"), a.get("zone_id"))]
         ctx = {"a": a, "history": history, "actions": actions, "chips": chips, "prev_id": prev_id, "next_id": next_id,
-               "assigned_to": held.get(alert_id), "assignees": assignees,
+               "assigned_to": held.get(alert_id), "assigned_team": held.get(alert_id) in state.teams, "assignees": assignees,
+               "team_assignees": team_assignees,
                "qs": _queue_qs(q), "position": (i + 1 if i is not None else None, len(ids)), "reasons": reasons,
                "geometry": json.dumps(shapely.geometry.mapping(geometry)) if geometry is not None else "",
                "zone_geometry": zones_geojson.get(str(a.get("zone_id")), "")}
@@ -425,7 +430,7 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
     @app.post("/assign", response_class=HTMLResponse)
     async def assign(request: Request) -> Response:
         """Hand the selected alerts (``ids``), or every alert of the queue's current filters
-        (``scope=filtered``), to user ``to`` (empty: take them back); back to where the form was."""
+        (``scope=filtered``), to user or team ``to`` (empty: take them back); back to where the form was."""
         form = await request.form()
         s = session_of(request)
         if not sessions.csrf_ok(s, str(form.get("csrf", ""))):

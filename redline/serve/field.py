@@ -3,8 +3,9 @@ opens each site in a maps app, and the form that records a finding with photos.
 
 Pages (README "Field checks on a phone"):
 
-- ``GET /field``: the alerts assigned to the logged-in user (``Register.assignments()``: alert →
-  user, the latest ``assign`` entry) that are in the user's scope and still open
+- ``GET /field``: the alerts assigned to the logged-in user or to an enabled team of theirs
+  (``Register.assignments()``: alert → user or team, the latest ``assign`` entry;
+  :meth:`redline.serve.review.AlertState.held_by`) that are in the user's scope and still open
   (:data:`OPEN_STATUSES`), sorted by the great-circle
   distance from ``?lat=…&lon=…`` (WGS 84 degrees; ``static/field.js`` fills them from
   ``navigator.geolocation``; without JavaScript a small form sends them), else by first-detected
@@ -131,12 +132,16 @@ def _where(row: Mapping[str, Any]) -> tuple[float, float] | None:
 
 
 def _mine(alerts: AlertState, user: User) -> pd.DataFrame:
-    """The field checks of ``user``: the alerts that ``alerts.held`` (alert → user) gives them,
-    in their scope and open (:data:`OPEN_STATUSES`); a new frame."""
-    rows = sorted(alerts.row_of[a] for a, to in alerts.held.items() if to == user.name and a in alerts.row_of)
+    """The field checks of ``user``: the alerts ``alerts.held`` gives them or an enabled team of
+    theirs (:meth:`AlertState.held_by`), in their scope and open (:data:`OPEN_STATUSES`); a new
+    frame with ``assigned_to`` (the holder) and ``assigned_team`` (True: a team)."""
+    rows = alerts.held_by(user)
+    rows = rows[alerts.scope(user).mask[rows]]
     mine = alerts.frame.take(rows)
-    mine = mine[[user.in_scope(a, z) for a, z in zip(mine["admin_id"], mine["zone_id"])]] if len(mine) else mine
-    return mine[mine["status"].isin(OPEN_STATUSES)]
+    mine = mine[mine["status"].isin(OPEN_STATUSES).to_numpy()]
+    holders = [alerts.held[a] for a in mine["alert_id"].tolist()]
+    return mine.assign(assigned_to=pd.Series(holders, index=mine.index, dtype=object),
+                       assigned_team=pd.Series([h in alerts.teams for h in holders], index=mine.index, dtype=bool))
 
 
 def _findings(history: pd.DataFrame) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import datetime as dt
 import math
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from redline.register import Register
-from redline.register.users import User
+from redline.register.users import Team, User, holder_names
 from redline.vocabulary import CONFIDENCE_LEVELS
 
 __all__ = ["PAGE_SIZE", "SORT_COLUMNS", "QUEUE_FILTERS", "MAX_TEXT", "Queue", "AlertCache", "AlertState", "Scope", "in_scope", "queue_page",
@@ -27,7 +27,8 @@ __all__ = ["PAGE_SIZE", "SORT_COLUMNS", "QUEUE_FILTERS", "MAX_TEXT", "Queue", "A
 PAGE_SIZE = 50
 #: queue columns one may sort by
 SORT_COLUMNS = ("alert_id", "first_detected", "area_m2", "confidence", "status", "zone_id", "admin_id", "disturbance_type")
-#: the queue's filters (query parameters); ``mine``: the alerts assigned to the user
+#: the queue's filters (query parameters); ``mine``: the alerts assigned to the user or to an
+#: enabled team of theirs (:meth:`AlertState.held_by`), within their scope
 QUEUE_FILTERS = ("status", "zone", "county", "type", "confidence", "since", "until", "mine")
 #: longest free text a decision may send (characters): note, explanation, cause, legality
 MAX_TEXT = 4000
@@ -37,13 +38,15 @@ _CONFIDENCE_RANK = {c: i for i, c in enumerate(CONFIDENCE_LEVELS)}
 @dataclass
 class Queue:
     """One page of the queue: the filtered, sorted alerts (``positions``: their rows in
-    ``frame``, the alerts without geometry, in queue order; ``held``: who holds each alert), the
-    filters as given and as applied, counts per status, the zones and counties of the user's
-    scope, and problems with the filters. Nothing is copied from ``frame`` but what is asked for."""
+    ``frame``, the alerts without geometry, in queue order; ``held``: who holds each alert;
+    ``teams``: which holders are teams), the filters as given and as applied, counts per
+    status, the zones and counties of the user's scope, and problems with the filters. Nothing
+    is copied from ``frame`` but what is asked for."""
 
     frame: pd.DataFrame
     positions: np.ndarray
     held: Mapping[str, str]
+    teams: frozenset[str]
     params: dict[str, str]
     counts: dict[str, int]
     total: int
@@ -69,11 +72,12 @@ class Queue:
 
     def page_rows(self) -> list[dict[str, Any]]:
         """The alerts of page :attr:`page` (at most :data:`PAGE_SIZE`), one dict each, with
-        ``assigned_to``."""
+        ``assigned_to`` and ``assigned_team`` (True: the holder is a team)."""
         part = self.frame.take(self.positions[(self.page - 1) * PAGE_SIZE: self.page * PAGE_SIZE])
         rows = [dict(zip(part.columns, r)) for r in part.to_numpy(dtype=object).tolist()]
         for r in rows:
             r["assigned_to"] = self.held.get(r["alert_id"])
+            r["assigned_team"] = r["assigned_to"] in self.teams
         return rows
 
 
@@ -90,24 +94,35 @@ class Scope:
 @dataclass(frozen=True)
 class AlertState:
     """One state of :class:`AlertCache`: the alerts without geometry (``frame``; ``admin_id``
-    and ``zone_id`` as text), who holds each (``held``: alert id → user name), per row the rank
-    of its id (the queue's tie-break), each id's row, and per scope its :class:`Scope` (made
-    when first asked). Never changed once handed out: a request may keep using it while another
-    refreshes the cache. Everything but ``frame`` and ``held`` is shared by the states between
-    two whole reads: decisions and assignments change no id, county or zone."""
+    and ``zone_id`` as text), who holds each (``held``: alert id → user or team name), the
+    register's teams by name (``teams``), per row the rank of its id (the queue's tie-break),
+    each id's row, and per scope its :class:`Scope` (made when first asked). Never changed once
+    handed out: a request may keep using it while another refreshes the cache. Everything but
+    ``frame`` and ``held`` is shared by the states between two whole reads: decisions and
+    assignments change no id, county, zone or team."""
 
     frame: pd.DataFrame
     held: Mapping[str, str]
     id_rank: np.ndarray
     row_of: dict[str, int]
     scopes: dict[tuple[tuple[str, ...], tuple[str, ...]], Scope]
+    teams: Mapping[str, Team] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, frame: pd.DataFrame, held: Mapping[str, str] | None = None) -> AlertState:
-        """The state of ``frame`` (alerts as :meth:`Register.alert_changes` reads them) and ``held``."""
+    def of(cls, frame: pd.DataFrame, held: Mapping[str, str] | None = None, teams: Sequence[Team] = ()) -> AlertState:
+        """The state of ``frame`` (alerts as :meth:`Register.alert_changes` reads them), ``held`` and ``teams``."""
         frame = _queue_columns(frame)
         ids = frame["alert_id"].to_numpy()
-        return cls(frame=frame, held=dict(held or {}), id_rank=_ranks(ids), row_of={a: i for i, a in enumerate(ids.tolist())}, scopes={})
+        return cls(frame=frame, held=dict(held or {}), id_rank=_ranks(ids), row_of={a: i for i, a in enumerate(ids.tolist())}, scopes={},
+                   teams={t.name: t for t in teams})
+
+    def held_by(self, user: User) -> np.ndarray:
+        """The rows (ascending positions into ``frame``) of the alerts "assigned to" ``user``:
+        held by the user or by an enabled team they are a member of
+        (:func:`redline.register.users.holder_names`); the user's scope is not applied. One
+        pass over the holders, as many as there are assigned alerts."""
+        names = holder_names(user.name, self.teams.values())
+        return np.array(sorted(self.row_of[a] for a, to in self.held.items() if to in names and a in self.row_of), dtype=np.int64)
 
     def scope(self, user: User) -> Scope:
         """The rows, zones and counties of the user's scope."""
@@ -162,7 +177,7 @@ class AlertCache:
     (:meth:`Register.alert_changes`: the head, the rows and the holders in one read snapshot):
     after decisions, only the alerts their ``review`` entries name are read again, after
     assignments only the holders their ``assign`` entries name; after anything else (a scan's
-    merge, a policy, a user) every alert and holder. Every change to an alert comes with a
+    merge, a policy, a user or a team) every alert, holder and team. Every change to an alert comes with a
     history entry, so the state is what :meth:`Register.alerts` and
     :meth:`Register.assignments` would read. A refresh makes a new state (pandas copy-on-write:
     only the changed columns are copied); a state handed out is never changed."""
@@ -184,7 +199,7 @@ class AlertCache:
                 else:
                     self._state = current
             if changes.full or self._state is None:
-                self._state = AlertState.of(changes.alerts, changes.assigned)
+                self._state = AlertState.of(changes.alerts, changes.assigned, changes.teams or ())
             self._head = changes.head
             return self._state
 
@@ -194,7 +209,7 @@ class AlertCache:
         return self.state().frame
 
     def held(self) -> Mapping[str, str]:
-        """Alert id → the name of the user it is assigned to (alerts nobody holds are absent)."""
+        """Alert id → the name of the user or team it is assigned to (alerts nobody holds are absent)."""
         return self.state().held
 
 
@@ -258,7 +273,7 @@ def queue_page(alerts: AlertState, user: User, query: Mapping[str, str], t: Any)
     if params["mine"]:
         params["mine"] = "1"
         mine = np.zeros(len(frame), dtype=bool)
-        mine[np.array([alerts.row_of[a] for a, to in alerts.held.items() if to == user.name and a in alerts.row_of], dtype=np.int64)] = True
+        mine[alerts.held_by(user)] = True
         mask &= mine
     for key, col in (("zone", "zone_id"), ("county", "admin_id"), ("type", "disturbance_type"), ("confidence", "confidence")):
         if params[key]:
@@ -289,7 +304,7 @@ def queue_page(alerts: AlertState, user: User, query: Mapping[str, str], t: Any)
         page = min(max(1, int(query.get("page", 1))), pages)
     except ValueError:
         page = 1
-    return Queue(frame=frame, positions=positions, held=alerts.held, params=params, counts=counts, total=total, page=page, pages=pages,
+    return Queue(frame=frame, positions=positions, held=alerts.held, teams=frozenset(alerts.teams), params=params, counts=counts, total=total, page=page, pages=pages,
                  sort=sort, order=order, zones=scope.zones, counties=scope.counties, problems=problems)
 
 
