@@ -8,7 +8,9 @@ pipeline's internals.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from maps._assessment import GRADE_COLOURS, render_grade_shares, render_trends
 from maps._composite import write_composite_png
@@ -27,16 +29,17 @@ __all__ = [
 
 
 def render_outputs(out_dir: Path, *, register: Path | str | None = None, pdf: bool = False, online_basemaps: bool = True,
-                   tianditu_key: str | None = None) -> list[Path]:
+                   tianditu_key: str | None = None, manifest: Mapping[str, Any] | None = None) -> list[Path]:
     """Render everything a reviewer reads from a finished scan and the register: ``map.html``
     (with its base composite), the zone/county figures and ``report.html`` (``report.pdf`` with
     ``pdf``). Per-alert chips and time series are the scan's (they need the scenes) and are only
-    linked. Returns the written files, ``map.html`` first."""
+    linked. ``manifest``: the scan's manifest record when ``manifest.json`` is not written yet
+    (the scan's own rendering), else that file is read. Returns the written files, ``map.html`` first."""
     out_dir = Path(out_dir)
     page = render_map(out_dir, register=register, online_basemaps=online_basemaps, tianditu_key=tianditu_key)
     files = [page]
     if (out_dir / COMPOSITE_PNG).exists():
         files.append(out_dir / COMPOSITE_PNG)
     if (out_dir / "zone_stats.csv").exists():
-        files += render_report(out_dir, register=register, pdf=pdf)
+        files += render_report(out_dir, register=register, pdf=pdf, manifest=manifest)
     return files

@@ -83,8 +83,17 @@ def _section(page: str, start: str, end: str = "</section>") -> str:
     return page[i:page.index(end, i)]
 
 
-def _zone_row(page: str, zone_id: str) -> str:
-    return re.search(rf"<tr[^>]*>(?:(?!</tr>).)*<td>{re.escape(zone_id)}</td>.*?</tr>", page, flags=re.S).group(0)
+def _zone_row(page: str, zone_id: str, table: str = "zone-table") -> str:
+    """The row of ``zone_id`` in the first table of class ``table`` that lists it."""
+    for t in re.findall(rf'<table class="{table}">.*?</table>', page, flags=re.S):
+        found = re.search(rf'<tr[^>]*>(?:(?!</tr>).)*<td class="code">{re.escape(zone_id)}</td>.*?</tr>', t, flags=re.S)
+        if found:
+            return found.group(0)
+    raise AssertionError(f"zone {zone_id} not in a {table} table")
+
+
+def _alert_block(page: str, alert_id: str) -> str:
+    return re.search(rf'<tbody class="alert-block" id="alert-{re.escape(alert_id)}">.*?</tbody>', page, flags=re.S).group(0)
 
 
 def test_report_has_a_section_per_county_with_its_zones_and_alerts(rendered):
@@ -95,12 +104,13 @@ def test_report_has_a_section_per_county_with_its_zones_and_alerts(rendered):
     for admin_id, zones in stats.groupby("admin_id"):
         section = _section(page, f'id="county-{admin_id}"')
         assert set(re.findall(r'<article class="zone" id="zone-([^"]+)">', section)) == {safe_name(z) for z in zones["zone_id"]}
-        alert_ids = set(re.findall(r'<tr class="alert" id="alert-([^"]+)">', section))
+        alert_ids = set(re.findall(r'<tbody class="alert-block" id="alert-([^"]+)">', section))
         assert alert_ids == {alert_id_of(i) for i, (_, _, zone) in enumerate(ALERTS) if zone in set(zones["zone_id"])}
     z1 = stats.set_index("zone_id").loc["Z1"]
-    row = _zone_row(page, "Z1")
-    for value in (f"{z1.ndvi_baseline:.3f}", f"{z1.ndvi_monitor:.3f}", f"{z1.ndvi_change:+.3f}", f"{z1.area_km2:,.3f}"):
-        assert f'<td class="num">{value}</td>' in row
+    row, index_row = _zone_row(page, "Z1"), _zone_row(page, "Z1", "zone-index")
+    assert f'<td class="num">{z1.area_km2:,.3f}</td>' in row
+    for value in (f"{z1.ndvi_baseline:.3f}", f"{z1.ndvi_monitor:.3f}", f"{z1.ndvi_change:+.3f}"):
+        assert f'<td class="num">{value}</td>' in index_row
     # the 0.49 drop on alert 0's 8 000 m² shows in the 1 km² zone's mean, on top of the −0.01 everywhere
     assert z1.ndvi_change == pytest.approx(-0.01 - 0.49 * 8000 / 1e6, abs=3e-4)
     assert "龙门山水源涵养生态保护红线" in row and "都江堰市" in page and "彭州市" in page
@@ -139,12 +149,12 @@ def test_every_link_is_a_local_file(report_dir):
 
 def test_alert_rows_show_the_chips_and_figure_that_exist(rendered):
     page = (rendered / "report.html").read_text(encoding="utf-8")
-    first = re.search(rf'<tr class="alert" id="alert-{alert_id_of(0)}">.*?</tr>', page, flags=re.S).group(0)
+    first = _alert_block(page, alert_id_of(0))
     for rel in (f"chips/{alert_id_of(0)}_before.png", f"chips/{alert_id_of(0)}_after.png", f"figures/{alert_id_of(0)}.png"):
         assert f'src="{rel}"' in first
-    second = re.search(rf'<tr class="alert" id="alert-{alert_id_of(1)}">.*?</tr>', page, flags=re.S).group(0)
+    second = _alert_block(page, alert_id_of(1))
     assert "<img" not in second  # no chips were written for it
-    assert "clearing 林地砍伐/植被清除" in first and "0.80" in first  # type label and area in ha
+    assert "clearing 植被清除" in first and "0.80" in first and "high 高" in first  # type and confidence labels, area in ha
 
 
 def test_zone_and_county_figures_in_png_and_svg(report_dir):
@@ -168,9 +178,9 @@ def test_rsei_columns_and_grades_plug_in(report_dir):
     stats.to_csv(report_dir / "zone_stats.csv", index=False)
     assert index_pairs(stats.columns) == ["ndvi", "rsei"]
     page = render_report(report_dir)[0].read_text(encoding="utf-8")
-    assert "<th>RSEI baseline</th>" in page and "<th>rsei_grade 等级</th>" in page
+    assert '<th colspan="3">RSEI</th>' in page and "<th>RSEI grade 等级</th>" in page
     row = _zone_row(page, "Z1")
-    assert '<td class="num">0.610</td><td class="num">0.580</td><td class="num">-0.030</td>' in row
+    assert '<td class="num">0.610</td><td class="num">0.580</td><td class="num">-0.030</td>' in _zone_row(page, "Z1", "zone-index")
     assert f'<span class="badge" style="background:{REPORT_GRADE_COLOURS["良"]}">良</span>' in row
     assert "&lt;i&gt;x&lt;/i&gt;" in page and "<i>x</i>" not in page
 
@@ -187,7 +197,7 @@ def test_zones_without_a_county_are_grouped(report_dir):
 def test_register_review_shows_in_the_report(report_dir):
     reg = write_register(report_dir, "confirmed")
     page = render_report(report_dir, register=reg)[0].read_text(encoding="utf-8")
-    first = re.search(rf'<tr class="alert" id="alert-{alert_id_of(0)}">.*?</tr>', page, flags=re.S).group(0)
+    first = _alert_block(page, alert_id_of(0))
     assert "confirmed 已确认" in first and "王工" in first
     assert "FAR-1" not in page  # the register's alerts of other areas stay out
 
@@ -219,7 +229,7 @@ def test_map_cli_rerenders_map_figures_report_and_pdf_after_a_review(small_scan,
     assert res.returncode == 0, res.stderr
     assert f"report: {(out / 'report.html').resolve()}" in res.stdout.replace("\n", "")
     page = (out / "report.html").read_text(encoding="utf-8")
-    row = re.search(rf'<tr class="alert" id="alert-{re.escape(aid)}">.*?</tr>', page, flags=re.S).group(0)
+    row = _alert_block(page, aid)
     assert "dismissed 已排除" in row and "&lt;b&gt;耕地&lt;/b&gt; 非红线变化" in row
     rerender = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["rerenders"][-1]["files"]
     assert rerender[:3] == ["map.html", "map_composite.png", "report.html"] and "report.pdf" in rerender
