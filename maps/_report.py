@@ -41,13 +41,17 @@ from maps._summary import index_label, index_pairs, render_county_figure, render
 
 log = logging.getLogger(__name__)
 
-__all__ = ["render_report", "print_pdf", "REPORT_HTML", "REPORT_PDF", "REPORT_GRADE_COLOURS", "STEMS_PER_TABLE"]
+__all__ = ["render_report", "print_pdf", "scan_facts", "ScanFacts", "REPORT_HTML", "REPORT_PDF", "REPORT_GRADE_COLOURS", "REPORT_PAGE_MARGINS_MM",
+           "STEMS_PER_TABLE"]
 
 REPORT_HTML = "report.html"
 REPORT_PDF = "report.pdf"
 #: HJ 192-2015 (生态环境状况评价技术规范) grades, best first, with a colour each (the report's
 #: badges; the assessment figures' English RSEI grades are maps.GRADE_COLOURS)
 REPORT_GRADE_COLOURS = {"优": "#1a9850", "良": "#91cf60", "一般": "#fee08b", "较差": "#fc8d59", "差": "#d73027"}
+#: margins of the printed A4 page (CSS ``@page``), mm: top, right, bottom (the page number line),
+#: left; 186 mm of width remain, about 700 CSS px
+REPORT_PAGE_MARGINS_MM = {"top": 14, "right": 12, "bottom": 16, "left": 12}
 #: index pairs per indices table (three columns each: baseline, monitor, change); three pairs
 #: plus the zone's name and code fit an A4 page's 186 mm at the print font size
 STEMS_PER_TABLE = 3
@@ -349,7 +353,7 @@ def render_report(out_dir: Path, *, register: Path | str | None = None, pdf: boo
         })
 
     ctx = {
-        "font_stack": CSS_FONT_STACK, "facts": facts,
+        "font_stack": CSS_FONT_STACK, "facts": facts, "margins": REPORT_PAGE_MARGINS_MM,
         "scan_id": facts.scan_id or "–", "has_manifest": bool(record),
         "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "n_zones": len(zone_stats), "n_alerts": len(alerts), "n_counties": len(counties),
@@ -411,7 +415,7 @@ _TEMPLATE = r"""<!DOCTYPE html>
 <title>生态保护红线遥感监管报告 · Red-line supervision report · {{ scan_id }}</title>
 <style>
   /* A4 (ISO 216: 210 × 297 mm), the paper of Chinese official documents (GB/T 9704-2012 §5.2.1) */
-  @page { size: A4; margin: 14mm 12mm 16mm 12mm;
+  @page { size: A4; margin: {{ margins.top }}mm {{ margins.right }}mm {{ margins.bottom }}mm {{ margins.left }}mm;
           @bottom-left { content: {{ ("redline · " ~ scan_id) | css_string }}; font-size: 8pt; color: #666; }
           @bottom-right { content: counter(page) " / " counter(pages); font-size: 8pt; color: #666; } }
   * { box-sizing: border-box; }
