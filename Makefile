@@ -43,8 +43,8 @@ demo: install fonts
 #                              Debian's default server version and its postgis (Debian 12: postgresql-15,
 #                              postgresql-15-postgis-3); skipped when a /usr/lib/postgresql/<version> has
 #                              its server and its postgis.control is there (test)
-#   poppler-utils              pdftoppm and pdftotext: the report tests render report.pdf's pages to
-#                              PNG and read its first page's text (test)
+#   poppler-utils              pdftoppm, pdftotext, pdfimages: the report tests render report.pdf's pages
+#                              to PNG, read their text and list their images (test)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes apt-get install -y -qq
 fonts: install
@@ -56,8 +56,8 @@ browser:
 	  ( echo "installing Debian's chromium and chromium-driver (page tests in a real browser)" && $(APT_INSTALL) chromium chromium-driver >/dev/null )
 
 poppler:
-	@command -v pdftoppm >/dev/null && command -v pdftotext >/dev/null || \
-	  ( echo "installing Debian's poppler-utils (the PDF report's tests: pdftoppm, pdftotext)" && $(APT_INSTALL) poppler-utils >/dev/null )
+	@command -v pdftoppm >/dev/null && command -v pdftotext >/dev/null && command -v pdfimages >/dev/null || \
+	  ( echo "installing Debian's poppler-utils (the PDF report's tests: pdftoppm, pdftotext, pdfimages)" && $(APT_INSTALL) poppler-utils >/dev/null )
 
 # a Debian server major with both its binaries and the postgis extension files (as tests/pg.py looks)
 postgres:
