@@ -341,14 +341,16 @@ def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: 
       when ``register`` is given: then the register's ``alerts`` layer (same fields, statuses
       authoritative) is used, limited to alerts in this map's zones, and its ``review_history``
       gives each popup the latest review;
-    * ``admin_units.geojson`` (optional) — county polygons, EPSG:4326, ``admin_id, admin_name``;
+    * ``admin_units.geojson`` (optional) — county polygons, EPSG:4326, ``admin_id, admin_name``
+      (the names also name each alert's and zone's county in popups and tooltips);
     * ``rasters/true_colour_monitor.tif`` (optional) — RGB composite (uint8, nodata 0, any CRS),
       warped to EPSG:3857 and written next to the page as ``map_composite.png``, the offline base;
     * ``chips/<alert_id>_before.png``, ``chips/<alert_id>_after.png``,
       ``figures/<alert_id>.png`` (optional) — shown in the alert's popup.
 
     ``online_basemaps`` adds OpenStreetMap, and ``tianditu_key`` Tianditu imagery and labels, as
-    optional layers that are off when the page opens; offline they fail quietly (a note in the
+    optional layers that are off when the page opens; codes (type, status, confidence, change
+    type, activity classes, tier, zone status) are shown by their bilingual vocabulary labels; offline they fail quietly (a note in the
     legend, no dialog, the rest of the map unaffected).
 
     Leaflet, jQuery, Bootstrap and Font Awesome are copied to ``out_dir/lib`` and linked
