@@ -39,7 +39,11 @@ PASSWORD_ENV = "REDLINE_PASSWORD"
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    """Log records as one ``LEVEL logger: message`` line each on stderr (WARNING and up; INFO with
+    ``verbose``): set up for every command, the level raised by those with ``--verbose``."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")  # once: a no-op when set up
+    if verbose:
+        logging.getLogger().setLevel(logging.INFO)
     for noisy in ("distributed", "rasterio", "urllib3", "fiona", "pyogrio"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
@@ -63,6 +67,7 @@ def _version(value: bool) -> None:
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="print the versions of redline, its libraries and the figures' fonts, then exit")) -> None:
     """Remote-sensing supervision of ecological protection red-line zones."""
+    _setup_logging(False)  # every command's warnings as one line each (the figures' font: one line, not one per glyph)
 
 
 def _summary(result) -> None:

@@ -102,11 +102,12 @@ def run_record(*, started: dt.datetime, config_text: str | None, cfg: Any, searc
 
 def item_records(items: list[Any], scalings: list[Any], *, skip: set[str] = frozenset()) -> list[dict[str, Any]]:
     """One manifest record per STAC item used (those in ``skip`` left out): id, collection,
-    datetime, asset hrefs, processing baseline and, per band, the scaling applied
+    platform (STAC common metadata, e.g. ``sentinel-2a``; None when the item has none), datetime, asset hrefs, processing baseline and, per band, the scaling applied
     (``refl = DN · scale + offset``, no-data DN, the asset, where the scaling came from and why;
     ``scalings``: :class:`pipelines.ItemScaling` records)."""
     return [
-        {"id": it.id, "collection": it.collection_id, "datetime": it.datetime.isoformat() if it.datetime else None,
+        {"id": it.id, "collection": it.collection_id, "platform": it.properties.get("platform"),
+         "datetime": it.datetime.isoformat() if it.datetime else None,
          "assets": {k: a.href for k, a in it.assets.items()},
          "processing_baseline": it.properties.get("s2:processing_baseline") or it.properties.get("processing:version"),
          "scaling": {s.band: {"scale": s.scale, "offset": s.offset, "nodata": s.nodata, "asset": s.asset, "source": s.source, "reason": s.reason}

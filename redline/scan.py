@@ -189,8 +189,10 @@ def run_scan(
     _write_area_layers(out, zones, admin, zone_stats, admin_stats)
     import maps  # the renderer of the output folder (map.html, figures, report.html)
 
-    map_html = maps.render_outputs(out, register=register.path or register.location)[0]
-    record = _manifest(out, plan, tiled, register, stats, failures, scan_id=scan_id, started=started, config_text=config_text)
+    record = _manifest_record(out, plan, tiled, register, stats, failures, scan_id=scan_id, started=started, config_text=config_text)
+    # the report's first page is the manifest's (periods, scenes, parameters, chain head): the same as `redline map` renders later
+    map_html = maps.render_outputs(out, register=register.path or register.location, manifest=record)[0]
+    _write_manifest(out, record, register)
     write_catalog(out, key=register.key)  # last: it lists every output with the manifest's checksums, then joins the manifest
     return ScanResult(
         scan_id=scan_id, out_dir=out, alerts=mine, zone_stats=zone_stats, admin_stats=admin_stats,
@@ -275,15 +277,14 @@ def _write_area_layers(out: Path, zones: gpd.GeoDataFrame, admin: gpd.GeoDataFra
         (out / outputs.ADMIN_GEOJSON).write_text(admin_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
 
 
-def _manifest(out: Path, plan: ScanPlan, tiled: Tiled, register: Register, stats: Any, failures: list[dict[str, str]], *, scan_id: str,
-              started: dt.datetime, config_text: str | None) -> dict[str, Any]:
-    """Write ``manifest.json`` (docs/architecture.md §4.5) and return its record; the register is
-    named but not checksummed when it lies inside ``out`` (reviews change it)."""
+def _manifest_record(out: Path, plan: ScanPlan, tiled: Tiled, register: Register, stats: Any, failures: list[dict[str, str]], *, scan_id: str,
+                     started: dt.datetime, config_text: str | None) -> dict[str, Any]:
+    """The record of ``manifest.json`` (docs/architecture.md §4.5) but the outputs' checksums:
+    the report shows it before :func:`_write_manifest` writes it."""
     cfg = plan.cfg
     scalings = list(tiled.scalings.values())
-    reg_rel = (register.path.resolve().relative_to(out.resolve()).as_posix()
-               if register.path is not None and register.path.resolve().is_relative_to(out.resolve()) else None)
-    record: dict[str, Any] = {
+    reg_rel = _register_inside(out, register)
+    return {
         **provenance.run_record(started=started, config_text=config_text, cfg=cfg, search=plan.search, grid=plan.grid),
         "scan_id": scan_id,
         "items": provenance.item_records(plan.items, scalings, skip=set(tiled.skipped)),
@@ -297,8 +298,20 @@ def _manifest(out: Path, plan: ScanPlan, tiled: Tiled, register: Register, stats
         "libraries": provenance.library_versions(),
         "not_checksummed": [reg_rel] if reg_rel else [],
     }
+
+
+def _register_inside(out: Path, register: Register) -> str | None:
+    """The register's path relative to ``out`` when it lies inside it (not checksummed: reviews change it)."""
+    if register.path is not None and register.path.resolve().is_relative_to(out.resolve()):
+        return register.path.resolve().relative_to(out.resolve()).as_posix()
+    return None
+
+
+def _write_manifest(out: Path, record: dict[str, Any], register: Register) -> None:
+    """Write ``manifest.json``: ``record`` (as the report shows it) plus every output's checksum,
+    signed; the register is named but not checksummed when it lies inside ``out``."""
+    reg_rel = _register_inside(out, register)
     provenance.write_manifest(out, record, key=register.key, exclude=(reg_rel,) if reg_rel else ())
-    return record
 
 
 def _notes(record: dict[str, Any]) -> list[str]:
