@@ -87,17 +87,27 @@ class User:
         return f"counties {','.join(self.counties) or 'all'}; zones {','.join(self.zones) or 'all'}"
 
 
-def check_name(name: str) -> str:
+def check_name(name: str, what: str = "user name") -> str:
     """A user name as stored: stripped, 1–64 printable characters without spaces or commas, not
-    the system's (``redline-scan`` or any ``redline-…``). Raises one-line :class:`RegisterError`."""
+    the system's (``redline-scan`` or any ``redline-…``). The one rule for every name the
+    register records: a user's, an assignee's (``--to``) and a reviewer's (``--by``, also in the
+    single-user mode), so no name can carry a line break, a terminal escape code or a fake
+    history line. ``what`` names the value in the message (e.g. ``--by``). Raises one-line
+    :class:`RegisterError`."""
     n = unicodedata.normalize("NFC", (name or "").strip())
     if not n:
-        raise RegisterError("the user name is empty; give a name such as wang.gong or 王工")
+        raise RegisterError(f"the {what} is empty; give a name such as wang.gong or 王工")
     if len(n) > _MAX_NAME or any(c.isspace() or c == "," or not c.isprintable() for c in n):
-        raise RegisterError(f"user name {n!r}: use at most {_MAX_NAME} printable characters without spaces or commas")
+        raise RegisterError(f"{what} {_shown(n)}: use at most {_MAX_NAME} printable characters without spaces or commas")
     if n.lower().startswith(RESERVED_PREFIX):
-        raise RegisterError(f"user name {n!r}: names starting with {RESERVED_PREFIX!r} are the system's (e.g. redline-scan); choose another")
+        raise RegisterError(f"{what} {n!r}: names starting with {RESERVED_PREFIX!r} are the system's (e.g. redline-scan); choose another")
     return n
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    """``value`` quoted for a one-line message (control characters escaped by ``repr``), its
+    first ``limit`` characters and its length when longer."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value)} characters)"
 
 
 def check_role(role: str) -> str:
