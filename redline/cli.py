@@ -469,7 +469,7 @@ def alerts_review(
 @alerts_app.command("assign")
 def alerts_assign(
     alert_ids: list[str] = typer.Argument(None, help="alert ids (none: every alert the filters select)"),
-    to: Optional[str] = typer.Option(None, "--to", help="the user the alerts go to"),
+    to: Optional[str] = typer.Option(None, "--to", help="the user the alerts go to", callback=_name),
     unassign: bool = typer.Option(False, "--unassign", help="take the assignment back instead"),
     by: str = typer.Option(..., "--by", help="the assigning user (a specialist or admin by default)", callback=_name),
     status: Optional[str] = _FILTERS["status"],
@@ -918,7 +918,7 @@ def _usage_error(exc: Exception, args: list[str]) -> int:
     """A usage error as one line naming the option and the value, then the usage line (exit 2).
     A group called without a command (``redline alerts``) shows its help instead."""
     ctx = getattr(exc, "ctx", None)
-    if isinstance(exc, _click_errors.NoArgsIsHelpError):
+    if isinstance(exc, getattr(_click_errors, "NoArgsIsHelpError", ())):  # click ≥ 8.2 (and typer's copy)
         text = exc.format_message()  # typer's rich help has printed itself already; plain click's has not
         if text.strip():
             out_console.print(text, markup=False, highlight=False)
