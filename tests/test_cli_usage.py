@@ -235,6 +235,14 @@ def test_each_mistake_is_one_line_exit_2(case, runs):
         assert "Traceback" not in res.stderr
 
 
+def test_the_config_takes_the_scl_classes_of_the_legend():
+    """The config's SCL rule (kept light to import) and the mask's legend name the same classes."""
+    import indices
+    from redline.config import SCL_CLASS_CODES
+
+    assert set(SCL_CLASS_CODES) == set(indices.SCL_CLASSES)
+
+
 def test_the_far_zones_error_gives_the_distance_to_the_nearest_scene(runs):
     """The zones were moved 300 km east of the scenes' area (1.6 km across): the nearest scene
     footprint is about 300 km away."""
