@@ -30,7 +30,7 @@ from redline import assess, outputs, provenance
 from redline.alerts import ALERT_COLUMNS
 from redline.assess import ei
 from redline.config import ScanConfig
-from redline.errors import RasterError, StacError
+from redline.errors import RasterError, RedlineInputError, StacError
 from redline.register import Register, merge_alerts, of_scan
 from redline.run.catalog import write_catalog
 from redline.run.chips import chips_and_rechecks
@@ -152,6 +152,8 @@ def run_scan(
     t0 = time.monotonic()
     started = dt.datetime.now(dt.timezone.utc)
     out = Path(out)
+    if problem := outputs.out_folder_problem(out):  # a file given as OUT: exit 2 before anything is searched
+        raise RedlineInputError(problem)
     if not cfg.stac.url:
         raise StacError("stac.url is not set; give the STAC API URL (or a profile) in the config")
     scan_id = scan_id_for(cfg)
