@@ -14,8 +14,10 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -206,3 +208,126 @@ def test_gpx_is_gpx_1_1_with_waypoints_before_tracks(out, tmp_path):
     assert tags == ["wpt"] * len(a) + ["trk"] * len(a)
     rings = sum(len(p.interiors) + 1 for g in a.geometry for p in getattr(g, "geoms", [g]))
     assert len(root.findall(f"{ns}trk/{ns}trkseg")) == rings
+
+
+# --------------------------------------------------------------------------- COGs
+
+#: every raster of OUT/rasters and the kind of its band(s)
+RASTER_KINDS = {
+    "disturbance_date": "date", "last_clear": "date",
+    "n_confirm": "count", "nclear_baseline": "count", "nclear_monitor": "count", "n_unsupported_monitor": "count",
+    "unsupported_months": "bits",
+    "observed": "flag", "monitored": "flag",
+    "rsei_grade_baseline": "grade", "rsei_grade_monitor": "grade",
+    "magnitude": "continuous", "ndvi_baseline": "continuous", "ndvi_monitor": "continuous", "ndvi_annual": "continuous",
+    "fvc_baseline": "continuous", "fvc_monitor": "continuous", "rsei_baseline": "continuous", "rsei_monitor": "continuous",
+    "rsei_change": "continuous",
+    "true_colour_monitor": "colour",
+}
+#: kind → (data type, no-data, overview resampling): integers for whatever is counted, dated or
+#: classed; overviews that pick a value that occurs (NEAREST) or the most frequent (MODE) for
+#: them, averages only for continuous values (GDAL, gdaladdo -r)
+KIND_STORAGE = {
+    "date": ("int32", -1, {"NEAREST"}), "count": ("int16", -1, {"NEAREST"}), "bits": ("int16", -1, {"NEAREST"}),
+    "flag": ("uint8", 255, {"NEAREST"}), "grade": ("uint8", 0, {"MODE", "NEAREST"}),
+    "continuous": ("float32", "nan", {"AVERAGE", "BILINEAR"}), "colour": ("uint8", 0, {"AVERAGE", "BILINEAR"}),
+}
+#: RSEI grades 1 差 … 5 优 as the figures colour them (ColorBrewer RdYlGn, 5 classes)
+GRADE_RGB = {1: "#d7191c", 2: "#fdae61", 3: "#ffffbf", 4: "#a6d96a", 5: "#1a9641"}
+
+
+def _gdalinfo(path) -> dict:
+    """``gdalinfo -json`` of Debian's GDAL: what QGIS reads through GDAL (descriptions, units,
+    colour table, category names from the PAM sidecar, metadata)."""
+    # as a desktop GIS opens a local file: the scan sets GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR in
+    # this process (pipelines.set_gdal_env, for COGs over HTTP), which hides every sidecar file
+    env = {k: v for k, v in os.environ.items() if k != "GDAL_DISABLE_READDIR_ON_OPEN"}
+    res = subprocess.run([_tool("gdalinfo"), "-json", str(path)], capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_every_raster_is_a_valid_cog_of_a_known_kind(out):
+    from rio_cogeo.cogeo import cog_validate
+
+    tifs = sorted((out / "rasters").glob("*.tif"))
+    assert sorted(p.stem for p in tifs) == sorted(RASTER_KINDS)  # one raster per concept, none unclassified
+    for path in tifs:
+        valid, errors, warnings = cog_validate(str(path), strict=True, quiet=True)
+        assert valid and errors == [] and warnings == [], (path.name, errors, warnings)
+
+
+@pytest.mark.parametrize("stem", sorted(RASTER_KINDS))
+def test_each_band_has_its_kinds_type_nodata_description_unit_and_resampling(out, small_config, stem):
+    import numpy as np
+    import rasterio
+
+    dtype, nodata, resampling = KIND_STORAGE[RASTER_KINDS[stem]]
+    path = out / "rasters" / f"{stem}.tif"
+    info = _gdalinfo(path)
+    with rasterio.open(path) as src:
+        assert set(src.dtypes) == {dtype}, src.dtypes
+        assert (np.isnan(src.nodata) if nodata == "nan" else src.nodata == nodata), src.nodata
+        assert src.tags()["OVERVIEW_RESAMPLING"] in resampling
+        values = src.read(masked=True).compressed()
+    for band in info["bands"]:
+        assert band.get("description", "").strip() and band.get("unit", "").strip(), (stem, band.get("description"), band.get("unit"))
+    kind = RASTER_KINDS[stem]
+    if kind == "flag":
+        assert set(np.unique(values)) <= {0, 1} and values.size
+    elif kind == "grade":
+        assert set(np.unique(values)) <= {1, 2, 3, 4, 5} and values.size
+    elif kind == "count":
+        assert values.min() >= 0
+    elif kind == "date":
+        first = (small_config.baseline.start - dt.date(1970, 1, 1)).days
+        last = (small_config.monitor.end - dt.date(1970, 1, 1)).days
+        assert values.size and first <= values.min() and values.max() <= last, (values.min(), values.max(), first, last)
+    if kind == "date":
+        assert info["bands"][0]["unit"] == "days since 1970-01-01"
+
+
+@pytest.mark.parametrize("stem", ["rsei_grade_baseline", "rsei_grade_monitor"])
+def test_grade_rasters_carry_a_colour_table_and_category_names_gdal_reads(out, stem):
+    band = _gdalinfo(out / "rasters" / f"{stem}.tif")["bands"][0]
+    assert band["colorInterpretation"] == "Palette"
+    entries = band["colorTable"]["entries"]
+    for code, colour in GRADE_RGB.items():
+        assert entries[code] == [int(colour[i:i + 2], 16) for i in (1, 3, 5)] + [255], code
+    assert entries[0][3] == 0  # no grade: transparent
+    assert band["categories"][:6] == ["无 none", "差 poor", "较差 fair", "一般 moderate", "良 good", "优 excellent"]
+
+
+@pytest.mark.parametrize("stem", ["last_clear", "nclear_monitor", "rsei_grade_monitor", "observed"])
+def test_overviews_of_categorical_rasters_hold_only_values_that_occur(out, tmp_path, stem):
+    """The demo's rasters are smaller than a COG block (no overviews), so each is tiled 4 × 4 into
+    a 640 px raster of the same values and written by the scan's COG writer: every value of its
+    overviews occurs at full resolution. GDAL's default overview resampling (CUBIC, what the
+    scan used before) invents values there — the control that this check can fail."""
+    import numpy as np
+    import rasterio
+    import rasterio.shutil
+
+    from redline.cogs import COGS, write_cog
+
+    with rasterio.open(out / "rasters" / f"{stem}.tif") as src:
+        profile, data = src.profile, np.tile(src.read(1), (4, 4))
+    big = tmp_path / "big.tif"
+    profile.update(driver="GTiff", width=data.shape[1], height=data.shape[0], tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(big, "w", **profile) as dst:
+        dst.write(data, 1)
+    real = set(np.unique(data)) - {profile["nodata"]}
+    cog = write_cog(big, tmp_path / "cog.tif", COGS[stem])
+    default = tmp_path / "default.tif"
+    rasterio.shutil.copy(big, default, driver="COG", compress="DEFLATE", blocksize=256)
+
+    def overview_values(path) -> set:
+        with rasterio.open(path) as src:
+            factors = src.overviews(1)
+            assert factors, path
+            ov = src.read(1, out_shape=(src.height // factors[-1], src.width // factors[-1]))
+            return set(np.unique(ov)) - {src.nodata}
+
+    assert overview_values(cog) <= real
+    if stem == "last_clear":  # dates far apart side by side: a cubic mix of them is a day no pixel saw
+        assert not overview_values(default) <= real
