@@ -59,7 +59,7 @@ def to_geojson(frame: gpd.GeoDataFrame, *, id_column: str) -> str:
     collection = out.to_geo_dict(na="null", drop_id=False)
     for feature in collection["features"]:  # numpy integers are not JSON numbers
         feature["id"] = int(feature["id"]) if isinstance(feature["id"], np.integer) else feature["id"]
-    return json.dumps(collection, ensure_ascii=False, default=str)
+    return json.dumps(collection, ensure_ascii=False)
 
 
 def write_geojson(frame: gpd.GeoDataFrame, path: Path, *, id_column: str) -> Path:
