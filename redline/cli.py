@@ -356,7 +356,9 @@ def alerts_list(
         a = a[a["alert_id"].isin(list(held))]
     teams = {t.name for t in reg.teams()}
     if fmt == "geojson":
-        sys.stdout.write(a.to_json(drop_id=True, ensure_ascii=False) + "\n")
+        from redline.geojson import to_geojson
+
+        sys.stdout.write(to_geojson(a, id_column="alert_id") + "\n")
         return
     if fmt == "csv":
         sys.stdout.write(a.drop(columns="geometry").to_csv(index=False))

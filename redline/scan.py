@@ -31,6 +31,7 @@ from redline.alerts import ALERT_COLUMNS
 from redline.assess import ei
 from redline.config import ScanConfig
 from redline.errors import RasterError, RedlineInputError, StacError
+from redline.geojson import write_geojson
 from redline.register import Register, merge_alerts, of_scan
 from redline.run.catalog import write_catalog
 from redline.run.chips import chips_and_rechecks
@@ -263,20 +264,21 @@ def _merge(plan: ScanPlan, tiled: Tiled, mosaic: Mosaic, register: Register, sca
 
 def _write_alerts(out: Path, merged: gpd.GeoDataFrame, scan_id: str, zones: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """This scan's alerts (sorted by id, with the 管控分区 tier of their zone; None without a tier
-    field) as ``alerts.geojson``, EPSG:4326."""
+    field) as ``alerts.geojson``, EPSG:4326, feature ids = alert ids (:mod:`redline.geojson`)."""
     mine = merged[of_scan(merged, scan_id)].copy().sort_values("alert_id").reset_index(drop=True)
     mine["zone_tier"] = mine["zone_id"].map(dict(zip(zones["zone_id"], zones["tier"])))
-    (out / outputs.ALERTS_GEOJSON).write_text(mine.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
+    write_geojson(mine, out / outputs.ALERTS_GEOJSON, id_column="alert_id")
     return mine
 
 
 def _write_area_layers(out: Path, zones: gpd.GeoDataFrame, admin: gpd.GeoDataFrame | None, zone_stats: pd.DataFrame, admin_stats: pd.DataFrame) -> None:
-    """``zones.geojson`` and ``admin_units.geojson``: the areas with their statistics, EPSG:4326."""
+    """``zones.geojson`` and ``admin_units.geojson``: the areas with their statistics, EPSG:4326,
+    feature ids = zone ids / county codes (:mod:`redline.geojson`)."""
     zones_out = zones.to_crs(4326).merge(zone_stats.drop(columns=["zone_name", "category", "admin_id", "tier"], errors="ignore"), on="zone_id")
-    (out / outputs.ZONES_GEOJSON).write_text(zones_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
+    write_geojson(zones_out, out / outputs.ZONES_GEOJSON, id_column="zone_id")
     if admin is not None:
         admin_out = admin.to_crs(4326).merge(admin_stats.drop(columns=["admin_name"]), on="admin_id", how="left")
-        (out / outputs.ADMIN_GEOJSON).write_text(admin_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
+        write_geojson(admin_out, out / outputs.ADMIN_GEOJSON, id_column="admin_id")
 
 
 def _manifest_record(out: Path, plan: ScanPlan, tiled: Tiled, register: Register, stats: Any, failures: list[dict[str, str]], *, scan_id: str,
