@@ -71,7 +71,7 @@ postgres:
 	echo "installing Debian's postgresql and postgresql-postgis (register tests on a throw-away PostGIS server)" && \
 	$(APT_INSTALL) postgresql postgresql-postgis >/dev/null
 
-# the readers of the outputs in tests/test_outputs_formats.py, each installed only when missing
+# the readers of the outputs in tests/test_conformance.py, each installed only when missing
 readers:
 	@command -v gpsbabel >/dev/null || \
 	  ( echo "installing Debian's gpsbabel (GPX/KML exports read back in tests)" && $(APT_INSTALL) gpsbabel >/dev/null )
