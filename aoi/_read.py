@@ -63,7 +63,22 @@ def _read_layer(path: Path, layer: str | None, what: str) -> gpd.GeoDataFrame:
         raise ZonesError(f"{path}: the {what} layer{' ' + repr(layer) if layer else ''} has no features; check {what}.layer")
     if gdf.crs is None:
         raise ZonesError(f"{path}: the {what} layer has no CRS; define it (e.g. EPSG:4490 for CGCS2000) in the file")
+    _check_degrees(gdf, path, what)
     return gdf
+
+
+def _check_degrees(gdf: gpd.GeoDataFrame, path: Path, what: str) -> None:
+    """A layer labelled with a geographic CRS must hold longitudes and latitudes: -180 to 360
+    (some data count longitudes 0-360) and -90 to 90 degrees (EPSG's axis bounds). Coordinates
+    beyond them are projected metres under a wrong label (an export that dropped the .prj, a
+    CRS set instead of transformed), and would send the search to no scene at all."""
+    if not gdf.crs.is_geographic:
+        return
+    w, s, e, n = gdf.geometry.dropna().total_bounds
+    if w < -180 or e > 360 or s < -90 or n > 90:
+        raise ZonesError(f"{path}: the {what} layer says {gdf.crs.to_string()} (longitude/latitude, degrees) but its coordinates reach "
+                         f"x {w:.0f} to {e:.0f}, y {s:.0f} to {n:.0f}: they are projected coordinates (metres?); set the CRS the layer "
+                         "was drawn in (e.g. its UTM or CGCS2000 Gauss-Krüger zone) in the file")
 
 
 def _read_with_encoding(path: Path, layer: str | None, what: str) -> gpd.GeoDataFrame:
@@ -93,7 +108,10 @@ def _field(gdf: gpd.GeoDataFrame, path: Path, field: str | None, key: str) -> pd
 def _polygons_only(gdf: gpd.GeoDataFrame, path: Path, ids: pd.Series, what: str) -> gpd.GeoDataFrame:
     """Repair invalid geometries (make_valid, keep the polygonal part) and reject non-polygons."""
     geom = gdf.geometry
-    bad_type = ~geom.geom_type.isin(["Polygon", "MultiPolygon"]) & geom.notna()
+    null = geom.isna()
+    if null.any():
+        raise ZonesError(f"{path}: {what} '{ids[null.idxmax()]}' has no geometry (null); draw its outline or remove it")
+    bad_type = ~geom.geom_type.isin(["Polygon", "MultiPolygon"])
     if bad_type.any():
         first = bad_type.idxmax()
         raise ZonesError(

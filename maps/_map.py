@@ -31,6 +31,8 @@ from maps._style import (
     UNCATEGORISED,
     StatusStyle,
     category_colours,
+    category_label,
+    code_label,
     esc,
     legend_html,
 )
@@ -62,8 +64,6 @@ SIMPLIFY_DEG = 2e-5
 #: panes keep the drawing order fixed when layers are toggled: alerts over counties over zones over the image
 _PANES = {"composite": 250, "zones": 410, "admin": 420, "alerts": 430}
 _UNKNOWN_STATUS = StatusStyle("#333333", 2, None, "unknown")
-_TIER_LABELS = {"core": "core 核心保护区", "general": "general 一般控制区", "buffer": "buffer 缓冲区", "experimental": "experimental 实验区"}
-_ZONE_STATUS = {"not_observed": "not observed 未有效观测", "alerts": "alerts 有预警", "no_alert": "no alert 无预警"}
 
 
 def _pane(key: str) -> str:
@@ -158,20 +158,40 @@ def _img(rel: str, caption: str, width: int = 160) -> str:
             f'<img src="{src}" width="{width}" alt="{esc(caption)}"></a><figcaption style="font-size:11px">{esc(caption)}</figcaption></figure>')
 
 
-def _popup_html(a: Mapping[str, Any], out_dir: Path, review: Mapping[str, Any] | None) -> str:
-    """An alert's popup: a table of its fields and any chips/figure found next to the page."""
+def county_text(admin_id: object, names: Mapping[str, str]) -> str:
+    """A county as shown: its name and code, ``"都江堰市 (510181)"`` (the code alone when the
+    counties file has no name for it; '–' when missing)."""
+    if is_missing(admin_id):
+        return "–"
+    code = display_text(admin_id)
+    name = names.get(code)
+    return f"{name} ({code})" if name else code
+
+
+def county_names(admin: gpd.GeoDataFrame | pd.DataFrame | None) -> dict[str, str]:
+    """``admin_id`` → ``admin_name`` of a counties table (``admin_units.geojson``); empty without one."""
+    if admin is None or "admin_id" not in admin or "admin_name" not in admin:
+        return {}
+    return {display_text(k): str(v) for k, v in zip(admin["admin_id"], admin["admin_name"]) if not is_missing(k) and not is_missing(v)}
+
+
+def _popup_html(a: Mapping[str, Any], out_dir: Path, review: Mapping[str, Any] | None, counties: Mapping[str, str] | None = None) -> str:
+    """An alert's popup: a table of its fields, codes shown by their bilingual labels (the
+    vocabulary's, as the review service shows them), the county by name, and any chips/figure
+    found next to the page. Field names follow the review service's (redline/serve/i18n.py)."""
     area = a.get("area_m2")
     area_txt = "–" if is_missing(area) else f"{float(area):,.0f} m² ({float(area) / 1e4:,.2f} ha)"
     lon, lat = a.get("centroid_lon"), a.get("centroid_lat")
     rows: list[tuple[str, str]] = [
         ("alert 预警编号", display_text(a.get("alert_id"))),
         ("zone 红线区", f"{display_text(a.get('zone_name'))} ({display_text(a.get('zone_id'))})"),
-        ("type 类型", display_text(a.get("disturbance_type"))),
+        ("county 行政区", county_text(a.get("admin_id"), counties or {})),
+        ("type 变化类型", code_label("type", a.get("disturbance_type"))),
         ("first detected 首次发现", display_text(a.get("first_detected"))),
         ("last observed 最近观测", display_text(a.get("last_observed"))),
         ("area 面积", area_txt),
-        ("confidence 置信度", display_text(a.get("confidence"))),
-        ("status 状态", display_text(a.get("status"))),
+        ("confidence 置信度", code_label("confidence", a.get("confidence"))),
+        ("status 核查状态", code_label("status", a.get("status"))),
     ]
     if not is_missing(a.get("magnitude")):
         rows.append(("magnitude 变化幅度", f"{float(a['magnitude']):.3f}"))
@@ -179,11 +199,17 @@ def _popup_html(a: Mapping[str, Any], out_dir: Path, review: Mapping[str, Any] |
         rows.append(("observations 观测次数", display_text(int(a["n_observations"]))))
     if not (is_missing(lon) or is_missing(lat)):
         rows.append(("centroid 中心点", f"{float(lon):.5f}, {float(lat):.5f}"))
-    if not is_missing(a.get("admin_id")):
-        rows.append(("county 行政区", display_text(a.get("admin_id"))))
-    for key, label in (("change_type", "change 变化类型"), ("activity_class", "activity 人类活动"), ("activity_candidates", "candidates 候选类型")):
-        if not is_missing(a.get(key)):
+    if not is_missing(a.get("zone_tier")) and str(a.get("zone_tier")).strip():
+        rows.append(("zone tier 管控分区", code_label("tier", a.get("zone_tier"))))
+    for key, kind, label in (("change_type", "change", "change type 变化类型"), ("activity_class", "activity", "activity class 人类活动类型"),
+                             ("activity_candidates", "activity", "activity candidates 候选活动类型")):
+        if not is_missing(a.get(key)) and str(a.get(key)).strip():
+            rows.append((label, code_label(kind, a.get(key))))
+    for key, label in (("cause", "cause 变化原因"), ("legality", "legality 合法性说明")):
+        if not is_missing(a.get(key)) and str(a.get(key)).strip():
             rows.append((label, display_text(a.get(key))))
+    if not is_missing(a.get("recheck")) and int(a["recheck"]):
+        rows.append(("recheck 需复核", "yes 是"))
     if review:
         rows.append(("last review 最近审核", f"{display_text(review.get('time'))} · {display_text(review.get('by'))}"))
         if not is_missing(review.get("note")):
@@ -202,6 +228,11 @@ def _popup_html(a: Mapping[str, Any], out_dir: Path, review: Mapping[str, Any] |
     return f"<div class='redline-popup' style='font-size:12px'><table>{table}</table>{''.join(images)}</div>"
 
 
+def alert_tooltip(a: Mapping[str, Any]) -> str:
+    """An alert's hover text: id · type · status, codes by their bilingual labels (escaped HTML)."""
+    return " · ".join(esc(t) for t in (display_text(a.get("alert_id")), code_label("type", a.get("disturbance_type")), code_label("status", a.get("status"))))
+
+
 def _alert_style(a: Mapping[str, Any]) -> dict[str, Any]:
     fill = TYPE_STYLE.get(str(a.get("disturbance_type")), TYPE_STYLE["other"]).colour
     s = STATUS_STYLE.get(str(a.get("status")), _UNKNOWN_STATUS)
@@ -211,14 +242,16 @@ def _alert_style(a: Mapping[str, Any]) -> dict[str, Any]:
     return style
 
 
-def _zone_tooltip(z: Mapping[str, Any]) -> str:
-    lines = [f"<b>{esc(display_text(z.get('zone_name')))}</b>", f"{esc(display_text(z.get('zone_id')))} · {esc(display_text(z.get('category')))}"]
+def _zone_tooltip(z: Mapping[str, Any], counties: Mapping[str, str] | None = None) -> str:
+    lines = [f"<b>{esc(display_text(z.get('zone_name')))}</b>", f"{esc(display_text(z.get('zone_id')))} · {esc(category_label(z.get('category')))}"]
+    if not is_missing(z.get("admin_id")):
+        lines.append(f"county 行政区 {esc(county_text(z.get('admin_id'), counties or {}))}")
     if not is_missing(z.get("area_km2")):
         lines.append(f"area 面积 {float(z['area_km2']):,.2f} km²")
     if not is_missing(z.get("alerts_total")):
         lines.append(f"alerts 预警 {int(z['alerts_total'])}")
     if not is_missing(z.get("tier")):
-        lines.append(f"tier 管控分区 {esc(_TIER_LABELS.get(str(z['tier']), str(z['tier'])))}")
+        lines.append(f"tier 管控分区 {esc(code_label('tier', z['tier']))}")
     if not is_missing(z.get("valid_obs_fraction")):
         lines.append(f"observed 有效观测 {100 * float(z['valid_obs_fraction']):.0f} %")
     if not is_missing(z.get("clear_obs_monitor")):
@@ -231,7 +264,7 @@ def _zone_tooltip(z: Mapping[str, Any]) -> str:
         months = "" if is_missing(z.get("unsupported_months")) or not str(z.get("unsupported_months")) else f"; not months 月份 {esc(display_text(z.get('unsupported_months')))}"
         lines.append(f"judged by the baseline 基准期可判读 {100 * (1 - float(z['unsupported_fraction'])):.0f} %{months}")
     if not is_missing(z.get("status")):
-        lines.append(esc(_ZONE_STATUS.get(str(z["status"]), str(z["status"]))))
+        lines.append(esc(code_label("zone_status", z["status"])))
     return "<br>".join(lines)
 
 
@@ -308,14 +341,16 @@ def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: 
       when ``register`` is given: then the register's ``alerts`` layer (same fields, statuses
       authoritative) is used, limited to alerts in this map's zones, and its ``review_history``
       gives each popup the latest review;
-    * ``admin_units.geojson`` (optional) — county polygons, EPSG:4326, ``admin_id, admin_name``;
+    * ``admin_units.geojson`` (optional) — county polygons, EPSG:4326, ``admin_id, admin_name``
+      (the names also name each alert's and zone's county in popups and tooltips);
     * ``rasters/true_colour_monitor.tif`` (optional) — RGB composite (uint8, nodata 0, any CRS),
       warped to EPSG:3857 and written next to the page as ``map_composite.png``, the offline base;
     * ``chips/<alert_id>_before.png``, ``chips/<alert_id>_after.png``,
       ``figures/<alert_id>.png`` (optional) — shown in the alert's popup.
 
     ``online_basemaps`` adds OpenStreetMap, and ``tianditu_key`` Tianditu imagery and labels, as
-    optional layers that are off when the page opens; offline they fail quietly (a note in the
+    optional layers that are off when the page opens; codes (type, status, confidence, change
+    type, activity classes, tier, zone status) are shown by their bilingual vocabulary labels; offline they fail quietly (a note in the
     legend, no dialog, the rest of the map unaffected).
 
     Leaflet, jQuery, Bootstrap and Font Awesome are copied to ``out_dir/lib`` and linked
@@ -333,6 +368,7 @@ def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: 
     zone_ids = {str(z) for z in zones["zone_id"]} if "zone_id" in zones else set()
     alerts = read_alerts(out_dir, register, zone_ids)
     reviews = latest_reviews(register) if register is not None else {}
+    counties = county_names(admin)
     assets = copy_assets(out_dir)
 
     m = folium.Map(tiles=None, control_scale=True)
@@ -366,7 +402,7 @@ def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: 
             style.update(dashArray=NOT_OBSERVED_DASH, fillColor=NOT_OBSERVED_FILL, className=NOT_OBSERVED_CLASS)  # the class's CSS hatches the fill
             has_not_observed = True
         gj = folium.GeoJson(_display_geometry(z["geometry"], True), style_function=lambda _f, s=style: s, pane=_pane("zones"))
-        folium.Tooltip(_zone_tooltip(z), sticky=True).add_to(gj)
+        folium.Tooltip(_zone_tooltip(z, counties), sticky=True).add_to(gj)
         gj.add_to(fg_zones)
 
     fg_admin = None
@@ -388,8 +424,8 @@ def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: 
             log.warning("alert %s: unknown status %r drawn with a plain outline", a.get("alert_id"), a.get("status"))
         gj = folium.GeoJson(_display_geometry(a["geometry"], False), style_function=lambda _f, s=_alert_style(a): s, pane=_pane("alerts"))
         review = reviews.get(str(a.get("alert_id")))
-        folium.Popup(_popup_html(a, out_dir, review), max_width=460).add_to(gj)
-        folium.Tooltip(f"{esc(display_text(a.get('alert_id')))} · {esc(display_text(a.get('disturbance_type')))} · {esc(display_text(a.get('status')))}").add_to(gj)
+        folium.Popup(_popup_html(a, out_dir, review, counties), max_width=460).add_to(gj)
+        folium.Tooltip(alert_tooltip(a)).add_to(gj)
         gj.add_to(fg_alerts)
 
     folium.LayerControl(collapsed=False).add_to(m)

@@ -7,6 +7,10 @@ import html
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
+from redline.vocabulary import (
+    ACTIVITY_CLASSES, CHANGE_TYPES, CONFIDENCE_LABELS, DISTURBANCE_LABELS, DISTURBANCE_TYPES, STATUS_LABELS, STATUSES,
+)
+
 
 class TypeStyle(NamedTuple):
     """Fill of an alert polygon by ``disturbance_type``."""
@@ -25,26 +29,47 @@ class StatusStyle(NamedTuple):
     label: str
 
 
-#: alert fill colour by disturbance type (stable order = legend order)
-TYPE_STYLE: dict[str, TypeStyle] = {
-    "clearing": TypeStyle("#ffd92f", "clearing 林地砍伐/植被清除"),
-    "construction": TypeStyle("#e7298a", "construction 建设占用"),
-    "mining": TypeStyle("#a6761d", "mining 采矿采石"),
-    "fire": TypeStyle("#d95f02", "fire 火烧迹地"),
-    "water_loss": TypeStyle("#1f78b4", "water loss 水域减少"),
-    "other": TypeStyle("#9e9e9e", "other 其他"),
+def bilingual(pair: tuple[str, str]) -> str:
+    """A (Chinese, English) label of :mod:`redline.vocabulary` as the map and report show it,
+    English first: ``("新发现", "new")`` → ``"new 新发现"``."""
+    zh, en = pair
+    return f"{en} {zh}"
+
+
+#: alert fill colour by disturbance type (stable order = legend order); labels are the
+#: vocabulary's (the review service and the ledger use the same words)
+_TYPE_COLOURS = {"clearing": "#ffd92f", "construction": "#e7298a", "mining": "#a6761d", "fire": "#d95f02", "water_loss": "#1f78b4",
+                 "other": "#9e9e9e"}
+TYPE_STYLE: dict[str, TypeStyle] = {k: TypeStyle(_TYPE_COLOURS[k], bilingual(DISTURBANCE_LABELS[k])) for k in DISTURBANCE_TYPES}
+#: alert outline by review status (stable order = the review workflow): colour, weight, dash
+_STATUS_LINES = {
+    "new": ("#ff0000", 4, None), "under_review": ("#ff9900", 3, None), "field_check": ("#7b3294", 3, None), "confirmed": ("#000000", 3, None),
+    "dismissed": ("#808080", 2, "4 4"), "rectifying": ("#0571b0", 3, "6 3"), "rectified": ("#1a9850", 3, None), "recovered": ("#66bd63", 2, "2 4"),
 }
-#: alert outline by review status (stable order = the review workflow)
-STATUS_STYLE: dict[str, StatusStyle] = {
-    "new": StatusStyle("#ff0000", 4, None, "new 新发现"),
-    "under_review": StatusStyle("#ff9900", 3, None, "under review 审核中"),
-    "field_check": StatusStyle("#7b3294", 3, None, "field check 实地核查"),
-    "confirmed": StatusStyle("#000000", 3, None, "confirmed 已确认"),
-    "dismissed": StatusStyle("#808080", 2, "4 4", "dismissed 已排除"),
-    "rectifying": StatusStyle("#0571b0", 3, "6 3", "rectifying 整改中"),
-    "rectified": StatusStyle("#1a9850", 3, None, "rectified 已整改销号"),
-    "recovered": StatusStyle("#66bd63", 2, "2 4", "recovered 已恢复"),
+STATUS_STYLE: dict[str, StatusStyle] = {k: StatusStyle(*_STATUS_LINES[k], bilingual(STATUS_LABELS[k])) for k in STATUSES}
+#: zone tiers (管控分区) of a zones file's ``tier_field``: code → (Chinese, English)
+TIER_LABELS: dict[str, tuple[str, str]] = {"core": ("核心保护区", "core"), "general": ("一般控制区", "general"), "buffer": ("缓冲区", "buffer"),
+                                           "experimental": ("实验区", "experimental")}
+#: a zone's observation status (zone_stats ``status``): code → (Chinese, English)
+ZONE_STATUS_LABELS: dict[str, tuple[str, str]] = {"not_observed": ("未有效观测", "not observed"), "alerts": ("有预警", "alerts"),
+                                                  "no_alert": ("无预警", "no alert")}
+_CODE_LABELS: dict[str, Mapping[str, tuple[str, str]]] = {
+    "type": DISTURBANCE_LABELS, "status": STATUS_LABELS, "confidence": CONFIDENCE_LABELS, "change": CHANGE_TYPES, "activity": ACTIVITY_CLASSES,
+    "tier": TIER_LABELS, "zone_status": ZONE_STATUS_LABELS,
 }
+
+
+def code_label(kind: str, code: object) -> str:
+    """The bilingual label (English first, :func:`bilingual`) of a supervision code: ``kind`` is
+    one of type, status, confidence, change, activity, tier, zone_status. A comma-separated
+    list of codes (``activity_candidates``) gives its labels joined by "; "; an unknown code is
+    shown as it is, a missing one as '–'."""
+    if code is None or (isinstance(code, float) and code != code) or not str(code).strip():
+        return "–"
+    labels = _CODE_LABELS[kind]
+    return "; ".join(bilingual(labels[c]) if c in labels else c for c in (p.strip() for p in str(code).split(",")) if c)
+
+
 #: zone colour by ``category`` for the categories of the national red-line guidelines
 #: (ecological function, then ecological sensitivity); English labels for the legend
 CATEGORY_STYLE: dict[str, tuple[str, str]] = {
@@ -96,6 +121,15 @@ def category_colours(categories: Iterable[object]) -> dict[str, str]:
             out[cat] = EXTRA_CATEGORY_COLOURS[extra % len(EXTRA_CATEGORY_COLOURS)]
             extra += 1
     return out
+
+
+def category_label(category: object) -> str:
+    """A zone category as shown: the input text, then the English name of a guideline category
+    (``"水源涵养 water conservation"``); '–' when missing."""
+    if category is None or (isinstance(category, float) and category != category) or not str(category).strip():
+        return "–"
+    cat = str(category)
+    return f"{cat} {CATEGORY_STYLE[cat][1]}" if cat in CATEGORY_STYLE else cat
 
 
 def _swatch(css: str) -> str:

@@ -70,6 +70,7 @@ def search_items(
     max_cloud_cover: float | None = None,
     limit: int = 100,
     timeout: float | None = None,
+    max_items: int | None = None,
 ) -> SearchResult:
     """Search a STAC API for scenes.
 
@@ -89,6 +90,8 @@ def search_items(
         implement ``query``/``filter`` may silently return nothing when asked).
     timeout
         Read timeout of one HTTP request, seconds (default 60); timeouts are retried twice.
+    max_items
+        Stop after this many items (None: every item the search matches).
 
     Returns
     -------
@@ -117,7 +120,7 @@ def search_items(
         notes.append("the API does not conform to the query extension: eo:cloud_cover filtered on the client")
         log.info("%s: %s", url, notes[-1])
     try:
-        found, failures = parse_items(client.search(method="POST", **params).items_as_dicts(), root=client)
+        found, failures = parse_items(client.search(method="POST", max_items=max_items, **params).items_as_dicts(), root=client)
     except (APIError, requests.RequestException) as exc:
         raise StacError(f"stac.url {url}: search failed ({_first_line(exc)}); check the API and the search parameters") from None
     n_before = len(found)

@@ -1,24 +1,29 @@
 """The ``redline`` command line (docs/architecture.md §4.1). The only place that configures
 logging and prints; every :class:`~redline.errors.RedlineInputError` becomes one line on
-stderr, exit 2."""
+stderr, exit 2, and every usage error (an unknown command or option, a missing argument, a
+value an option does not take) one line and the usage line, exit 2."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import os
+import re
 import sys
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from redline import outputs
 from redline.errors import RedlineError, RedlineInputError, ScanFault
-from redline.vocabulary import ACTIVITY_CODES, DISTURBANCE_TYPES, REVIEW_STEPS, STATUSES, USER_ROLES
+from redline.vocabulary import ACTIVITY_CODES, CONFIDENCE_LEVELS, DISTURBANCE_TYPES, REVIEW_STEPS, STATUSES, USER_ROLES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Remote-sensing supervision of ecological protection red-line zones.")
 alerts_app = typer.Typer(no_args_is_help=True, help="List and review alerts in the register.")
@@ -36,10 +41,65 @@ out_console = Console(soft_wrap=True)  # no hard wraps in piped output (cron log
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 #: The environment variable `redline alerts review` reads a user's password from (after --password-stdin).
 PASSWORD_ENV = "REDLINE_PASSWORD"
+#: click's exceptions as typer raises them: typer ≥ 0.24 ships its own copy of click
+#: (``typer._click``), older typer raises click's own; the module of typer's BadParameter is the one.
+_click_errors = sys.modules[typer.BadParameter.__module__]
+
+
+# --- option values, checked as they are parsed (a bad one is a usage error: one line + usage) --
+def _choice(values: Iterable[str], what: str) -> Callable[[Optional[str]], Optional[str]]:
+    """A callback that takes one of ``values`` (the vocabulary's codes) and refuses any other,
+    naming them all."""
+    allowed = tuple(values)
+
+    def check(value: Optional[str]) -> Optional[str]:
+        if value is None or value in allowed:
+            return value
+        raise typer.BadParameter(f"{value!r} is not {what}; use one of {', '.join(allowed)}")
+
+    return check
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _date(value: Optional[str]) -> Optional[str]:
+    """A calendar date written YYYY-MM-DD (ISO 8601 extended format), as that text; anything
+    else (``yesterday``, ``31/12/2023``, ``2023-13-01``) is refused instead of being compared as text."""
+    if value is None:
+        return None
+    if _ISO_DATE.fullmatch(value.strip()):
+        try:
+            return dt.date.fromisoformat(value.strip()).isoformat()
+        except ValueError as exc:
+            raise typer.BadParameter(f"{value!r} is not a date ({exc}); write YYYY-MM-DD, e.g. 2023-12-31") from None
+    raise typer.BadParameter(f"{value!r} is not a date; write YYYY-MM-DD, e.g. 2023-12-31")
+
+
+def _name(value: Optional[str]) -> Optional[str]:
+    """A name the register records (``--by``): the one rule of :func:`redline.register.users.check_name`."""
+    if value is None:
+        return None
+    from redline.errors import RegisterError
+    from redline.register.users import check_name
+
+    try:
+        return check_name(value, "name")
+    except RegisterError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _dates_in_order(since: Optional[str], until: Optional[str]) -> None:
+    if since is not None and until is not None and since > until:
+        raise RedlineInputError(f"--since {since} is after --until {until}: no alert can match; swap them")
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    """Log records as one ``LEVEL logger: message`` line each on stderr (WARNING and up; INFO with
+    ``verbose``): set up for every command, the level raised by those with ``--verbose``."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")  # once: a no-op when set up
+    if verbose:
+        logging.getLogger().setLevel(logging.INFO)
     for noisy in ("distributed", "rasterio", "urllib3", "fiona", "pyogrio"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
@@ -63,6 +123,7 @@ def _version(value: bool) -> None:
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="print the versions of redline, its libraries and the figures' fonts, then exit")) -> None:
     """Remote-sensing supervision of ecological protection red-line zones."""
+    _setup_logging(False)  # every command's warnings as one line each (the figures' font: one line, not one per glyph)
 
 
 def _summary(result) -> None:
@@ -107,7 +168,7 @@ def scan(
     out: Path = typer.Option(Path("out"), "--out", help="output folder"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://host:8786 of an existing Dask scheduler"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
-    lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="seconds to wait for another scan holding the register"),
+    lock_timeout: float = typer.Option(30.0, "--lock-timeout", min=0, help="seconds (0 or more) to wait for another scan holding the register"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar on stderr (default: when it is a terminal)"),
 ) -> None:
     """Run a scan: search, load, detect, register, assess, map."""
@@ -158,7 +219,7 @@ def _demo_scenes_dir(scenes: Optional[Path]) -> Path:
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", help="output folder"),
     scenes: Optional[Path] = typer.Option(None, "--scenes", help="where the bundled demo scenes are built and cached (default ~/.cache/redline/demo-scenes)"),
-    preset: str = typer.Option("demo", "--preset", help="demo | small"),
+    preset: str = typer.Option("demo", "--preset", help="demo | small", callback=_choice(("demo", "small"), "a demo preset")),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Serve the bundled demo scenes on an embedded STAC API and scan them."""
@@ -170,6 +231,8 @@ def demo(
     from redline.register.keys import create_key, default_key_path
 
     _setup_logging(verbose)
+    if problem := outputs.out_folder_problem(out):  # before the scenes are built
+        raise RedlineInputError(problem)
     if not default_key_path().exists():  # the demo signs its register like any scan: a first run makes the key
         k = create_key()
         out_console.print(f"created signing key {k.key_id} at {k.path} (mode 600; `redline keys show`)", markup=False)
@@ -237,28 +300,30 @@ def validate(config: Path = typer.Argument(..., help="scan.yml")) -> None:
     out_console.print(f"{config}: ok ({len(zones)} zones, STAC {'reachable' if cfg.stac.url else 'not set'})")
 
 
-def _register_path(register: Optional[Path], out: Optional[Path]) -> Path:
-    return Path(outputs.default_register(out, register))
-
-
 def _open_register(register: Optional[str], out: Optional[Path], lock_timeout: float = 30.0):
+    """The register of ``--register``, else of the scan folder ``--out``, else of the working
+    folder when it is a scan's output folder, else of ``out`` (:func:`redline.outputs.find_register`)."""
     from redline.register import Register
-    if outputs.is_register_url(register):
-        return Register(register, lock_timeout=lock_timeout)
-    reg_path = _register_path(Path(register) if register is not None else None, out)
-    if not reg_path.exists():
-        raise RedlineInputError(f"{reg_path}: no register there; give --register or --out of a finished scan")
-    return Register(reg_path, lock_timeout=lock_timeout)
+
+    from redline.provenance import find_register
+
+    location = find_register(out, register)
+    if not outputs.is_register_url(location) and not Path(location).exists():
+        raise RedlineInputError(f"{location}: no register there; give --register, or --out of a finished scan, or run the command in a scan's output folder")
+    return Register(location, lock_timeout=lock_timeout)
 
 
+_STATUS_CHOICE = _choice(STATUSES, "a status")
+_LOCK_TIMEOUT_HELP = "seconds (0 or more) to wait for another writer's transaction (never a whole scan)"
+_BY_HELP = "reviewer's name: at most 64 printable characters without spaces or commas (a user's name on a register with users)"
 _FILTERS = dict(
-    status=typer.Option(None, "--status", help="new | under_review | field_check | confirmed | dismissed | rectifying | rectified | recovered"),
+    status=typer.Option(None, "--status", help=" | ".join(STATUSES), callback=_STATUS_CHOICE),
     zone=typer.Option(None, "--zone", help="zone id"),
     admin=typer.Option(None, "--admin", help="admin unit (county) code"),
-    dtype=typer.Option(None, "--type", help="clearing | construction | mining | fire | water_loss | other"),
-    confidence=typer.Option(None, "--confidence", help="low | nominal | high"),
-    since=typer.Option(None, "--since", help="first detected on or after YYYY-MM-DD"),
-    until=typer.Option(None, "--until", help="first detected on or before YYYY-MM-DD"),
+    dtype=typer.Option(None, "--type", help=" | ".join(DISTURBANCE_TYPES), callback=_choice(DISTURBANCE_TYPES, "a disturbance type")),
+    confidence=typer.Option(None, "--confidence", help=" | ".join(CONFIDENCE_LEVELS), callback=_choice(CONFIDENCE_LEVELS, "a confidence level")),
+    since=typer.Option(None, "--since", help="first detected on or after YYYY-MM-DD", callback=_date),
+    until=typer.Option(None, "--until", help="first detected on or before YYYY-MM-DD", callback=_date),
 )
 
 
@@ -275,11 +340,13 @@ def alerts_list(
     until: Optional[str] = _FILTERS["until"],
     assigned: Optional[str] = typer.Option(None, "--assigned", help="only alerts assigned to this user (or to an enabled team of theirs, in their "
                                                                      "scope: their 'assigned to me'), or to this team"),
-    fmt: str = typer.Option("table", "--format", help="table | geojson | csv"),
+    fmt: str = typer.Option("table", "--format", help="table | geojson | csv", callback=_choice(("table", "geojson", "csv"), "a list format")),
+    wide: bool = typer.Option(False, "--wide", help="one line per alert, however wide (default: the table fits the terminal, long values wrap)"),
 ) -> None:
-    """List alerts in the register, filtered."""
+    """List alerts in the register, filtered (default: the register of the scan folder you are in)."""
     from redline.register import filter_alerts
 
+    _dates_in_order(since, until)
     reg = _open_register(register, out)
     a = filter_alerts(reg.alerts(), status=status, zone=zone, admin=admin, disturbance_type=dtype,
                       confidence=confidence, since=since, until=until)
@@ -289,21 +356,25 @@ def alerts_list(
         a = a[a["alert_id"].isin(list(held))]
     teams = {t.name for t in reg.teams()}
     if fmt == "geojson":
-        sys.stdout.write(a.to_json(drop_id=True, ensure_ascii=False) + "\n")
+        from redline.geojson import to_geojson
+
+        sys.stdout.write(to_geojson(a, id_column="alert_id") + "\n")
         return
     if fmt == "csv":
         sys.stdout.write(a.drop(columns="geometry").to_csv(index=False))
         return
-    if fmt != "table":
-        raise RedlineInputError(f"--format {fmt!r} is not supported; use table, geojson or csv")
-    table = Table()
-    for c in ("alert_id", "zone_id", "admin_id", "disturbance_type", "first_detected", "area_m2", "confidence", "status", "assigned_to"):
-        table.add_column(c)
+    wide = wide or not out_console.is_terminal  # piped (grep, less, a log): one line per alert
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+    # an alert id is never cut: its column is as wide as the longest id; on a narrow terminal the
+    # other values wrap inside their cells, whole (--wide: one line per alert, however wide)
+    table.add_column("alert_id", no_wrap=True, min_width=max([len("alert_id"), *map(len, a["alert_id"])]))
+    for c in ("zone_id", "admin_id", "disturbance_type", "first_detected", "area_m2", "confidence", "status", "assigned_to"):
+        table.add_column(c, overflow="fold", no_wrap=wide, justify="right" if c == "area_m2" else "left")
     for r in a.itertuples():
         flag = " (recheck)" if getattr(r, "recheck", 0) else ""
         table.add_row(r.alert_id, r.zone_id, str(r.admin_id), r.disturbance_type, r.first_detected, f"{r.area_m2:.0f}", r.confidence, r.status + flag,
-                      (r.assigned_to + (" (team)" if r.assigned_to in teams else "")) if isinstance(r.assigned_to, str) else "")
-    out_console.print(table)
+                      (r.assigned_to + (" (team)" if r.assigned_to in teams else "")) if isinstance(r.assigned_to, str) else "", style=None)
+    (Console(soft_wrap=True, width=100_000) if wide else out_console).print(table)
     out_console.print(f"{len(a)} alert(s)")
 
 
@@ -335,7 +406,7 @@ def alerts_show(
 def alerts_export(
     dest: Path = typer.Option(..., "--to", help="file to write"),
     fmt: str = typer.Option("geojson", "--format", help="gpx | kml | geojson | csv; with --ledger: csv | xlsx"),
-    lang: str = typer.Option("en", "--lang", help="en | zh (CSV/XLSX headers and values)"),
+    lang: str = typer.Option("en", "--lang", help="en | zh (CSV/XLSX headers and values)", callback=_choice(("en", "zh"), "a language")),
     ledger: bool = typer.Option(False, "--ledger", help="the full 台账: one row per alert with classes, review steps, rectification"),
     register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL"),
     out: Optional[Path] = typer.Option(None, "--out"),
@@ -354,8 +425,7 @@ def alerts_export(
     formats = LEDGER_FORMATS if ledger else FORMATS
     if fmt not in formats:
         raise RedlineInputError(f"--format {fmt!r} is not supported{' with --ledger' if ledger else ''}; use one of {', '.join(formats)}")
-    if lang not in ("en", "zh"):
-        raise RedlineInputError(f"--lang {lang!r} is not supported; use en or zh")
+    _dates_in_order(since, until)
     reg = _open_register(register, out)
     a = filter_alerts(reg.alerts(), status=status, zone=zone, admin=admin, disturbance_type=dtype,
                       confidence=confidence, since=since, until=until)
@@ -378,8 +448,8 @@ def _export_ledger(reg, alerts, dest: Path, fmt: str, lang: str, out: Optional[P
 @alerts_app.command("review")
 def alerts_review(
     alert_id: str = typer.Argument(...),
-    by: str = typer.Option(..., "--by", help="reviewer's name"),
-    status: Optional[str] = typer.Option(None, "--status", help=f"new status: {' | '.join(STATUSES)}"),
+    by: str = typer.Option(..., "--by", help=_BY_HELP, callback=_name),
+    status: Optional[str] = typer.Option(None, "--status", help=f"new status: {' | '.join(STATUSES)}", callback=_STATUS_CHOICE),
     step: Optional[str] = typer.Option(None, "--step", help="review step done: " + " | ".join(f"{k} ({zh})" for k, (zh, _) in REVIEW_STEPS.items())),
     result: Optional[str] = typer.Option(None, "--result", help="result of --step: pass (default) | fail"),
     activity_class: Optional[str] = typer.Option(None, "--class", help=f"human-activity class: {' | '.join(ACTIVITY_CODES)}"),
@@ -388,7 +458,7 @@ def alerts_review(
     note: Optional[str] = typer.Option(None, "--note"),
     register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL"),
     out: Optional[Path] = typer.Option(None, "--out"),
-    lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="seconds to wait for another writer's transaction (never a whole scan)"),
+    lock_timeout: float = typer.Option(30.0, "--lock-timeout", min=0, help=_LOCK_TIMEOUT_HELP),
     password_stdin: bool = typer.Option(False, "--password-stdin", help=f"read the password of --by from one line of stdin (else ${PASSWORD_ENV}, else a prompt)"),
 ) -> None:
     """Record a review decision, step, activity class or finding (one signed, hash-chained history entry).
@@ -409,16 +479,16 @@ def alerts_review(
 @alerts_app.command("assign")
 def alerts_assign(
     alert_ids: list[str] = typer.Argument(None, help="alert ids (none: every alert the filters select)"),
-    to: Optional[str] = typer.Option(None, "--to", help="the user or team the alerts go to"),
+    to: Optional[str] = typer.Option(None, "--to", help="the user or team the alerts go to", callback=_name),
     unassign: bool = typer.Option(False, "--unassign", help="take the assignment back instead"),
-    by: str = typer.Option(..., "--by", help="the assigning user (a specialist or admin by default)"),
+    by: str = typer.Option(..., "--by", help="the assigning user (a specialist or admin by default)", callback=_name),
     status: Optional[str] = _FILTERS["status"],
     zone: Optional[str] = _FILTERS["zone"],
     admin: Optional[str] = _FILTERS["admin"],
     note: Optional[str] = typer.Option(None, "--note"),
     register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL"),
     out: Optional[Path] = typer.Option(None, "--out"),
-    lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="seconds to wait for another writer's transaction (never a whole scan)"),
+    lock_timeout: float = typer.Option(30.0, "--lock-timeout", min=0, help=_LOCK_TIMEOUT_HELP),
     password_stdin: bool = typer.Option(False, "--password-stdin", help=f"read the password of --by from one line of stdin (else ${PASSWORD_ENV}, else a prompt)"),
 ) -> None:
     """Assign alerts to a user or a team (one, several, or all a zone/county/status filter
@@ -448,7 +518,7 @@ def alerts_assign(
 def diff(
     out_a: Path = typer.Argument(..., help="output folder of the earlier scan"),
     out_b: Path = typer.Argument(..., help="output folder of the later scan (same config)"),
-    fmt: str = typer.Option("table", "--format", help="table | json"),
+    fmt: str = typer.Option("table", "--format", help="table | json", callback=_choice(("table", "json"), "a diff format")),
 ) -> None:
     """Alerts added, withdrawn and changed between two scans, with the items, processing
     baselines and parameters each used."""
@@ -456,8 +526,6 @@ def diff(
 
     from redline.register.diff import diff_scans
 
-    if fmt not in ("table", "json"):
-        raise RedlineInputError(f"--format {fmt!r} is not supported; use table or json")
     d = diff_scans(out_a, out_b)
     if fmt == "json":
         sys.stdout.write(json.dumps(d.as_dict(), ensure_ascii=False, indent=1, default=str) + "\n")
@@ -489,14 +557,14 @@ def map_cmd(
     """Re-render the map, figures and report from a finished scan and the register (and its STAC catalogue)."""
     import maps
 
-    from redline.provenance import MANIFEST, read_manifest, record_rerender
+    from redline.provenance import MANIFEST, find_register, read_manifest, record_rerender
     from redline.run.catalog import write_catalog
 
     if not (out / outputs.ZONES_GEOJSON).exists():
         raise RedlineInputError(f"{out}: no zones.geojson; give the output folder of a finished scan")
     if tianditu_key is not None and not tianditu_key.isalnum():
         raise RedlineInputError(f"--tianditu-key {tianditu_key!r}: expected letters and digits only (the tk of a Tianditu key)")
-    reg = outputs.default_register(out, register)
+    reg = find_register(out, register)
     have_register = isinstance(reg, str) or reg.exists()  # a URL, or a file that is there
     key = None
     if (out / MANIFEST).exists():  # the manifest is signed again: no key, nothing rendered
@@ -568,7 +636,8 @@ def keys_trust(
     public_key: str = typer.Argument(..., help="the other installation's public key (64 hex digits, from its `redline keys show`)"),
     register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL"),
     out: Optional[Path] = typer.Option(None, "--out"),
-    role: str = typer.Option("signer", "--role", help="signer | admin (admins add keys and change the review policy)"),
+    role: str = typer.Option("signer", "--role", help="signer | admin (admins add keys and change the review policy)",
+                             callback=_choice(("signer", "admin"), "a key role")),
 ) -> None:
     """Let another installation's key sign this register (an admin's key signs the entry)."""
     reg = _open_register(register, out)
@@ -784,7 +853,7 @@ def serve(
     register: Optional[str] = typer.Option(None, "--register", help="register file or postgresql:// URL (default OUT/register.gpkg)"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on; keep 127.0.0.1 behind a TLS reverse proxy"),
     port: int = typer.Option(8000, "--port", help="TCP port"),
-    lang: str = typer.Option("zh", "--lang", help="zh | en: the language of the pages"),
+    lang: str = typer.Option("zh", "--lang", help="zh | en: the language of the pages", callback=_choice(("zh", "en"), "a language")),
     secure_cookies: bool = typer.Option(False, "--secure-cookies", help="mark the session cookie Secure (when the proxy serves HTTPS)"),
     idle_minutes: float = typer.Option(30.0, "--idle-timeout", help="minutes of inactivity after which a session ends"),
     dismiss_reasons: Optional[Path] = typer.Option(None, "--dismiss-reasons", help="UTF-8 file, one dismissal reason a line (default: the built-in list)"),
@@ -799,8 +868,6 @@ def serve(
         raise RedlineInputError("give a scan's output folder (OUT) or --register")
     if out is not None and not out.is_dir():
         raise RedlineInputError(f"{out}: not a folder; give a scan's output folder or --register")
-    if lang not in ("zh", "en"):
-        raise RedlineInputError(f"--lang {lang!r} is not supported; use zh or en")
     reasons = None
     if dismiss_reasons is not None:
         try:
@@ -904,11 +971,47 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _default_showwarning = warnings.showwarning
 
 
+def _given(args: list[str], param: object) -> Optional[str]:
+    """The value given on the command line for option ``param`` (``--opt VALUE`` or
+    ``--opt=VALUE``, the last one), or None."""
+    opts = [o for o in getattr(param, "opts", []) if o.startswith("-")]
+    value = None
+    for i, arg in enumerate(args):
+        for opt in opts:
+            if arg == opt and i + 1 < len(args):
+                value = args[i + 1]
+            elif arg.startswith(opt + "="):
+                value = arg[len(opt) + 1:]
+    return value
+
+
+def _usage_error(exc: Exception, args: list[str]) -> int:
+    """A usage error as one line naming the option and the value, then the usage line (exit 2).
+    A group called without a command (``redline alerts``) shows its help instead."""
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, getattr(_click_errors, "NoArgsIsHelpError", ())):  # click ≥ 8.2 (and typer's copy)
+        text = exc.format_message()  # typer's rich help has printed itself already; plain click's has not
+        if text.strip():
+            out_console.print(text, markup=False, highlight=False)
+        return exc.exit_code
+    message = _one_line(exc.format_message())
+    param = getattr(exc, "param", None)
+    if isinstance(exc, _click_errors.BadParameter) and not isinstance(exc, _click_errors.MissingParameter) and param is not None:
+        value = _given(args, param)
+        if value is not None and repr(value) not in message:
+            message += f" (got {_one_line(repr(value))[:80]})"
+    err_console.print(f"error: {message}", markup=False)
+    if ctx is not None:
+        err_console.print(f"{_one_line(ctx.get_usage())}; see '{ctx.command_path} --help'", markup=False)
+    return exc.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning redline's errors into one line and an exit code."""
     warnings.showwarning = _show_warning
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        rc = app(args=argv, standalone_mode=False)  # click returns typer.Exit codes here
+        rc = app(args=args, prog_name="redline", standalone_mode=False)  # click returns typer.Exit codes here
     except RedlineInputError as exc:
         err_console.print(f"error: {_one_line(exc)}", markup=False)
         return 2
@@ -922,18 +1025,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except typer.Exit as exc:
         return exc.exit_code
-    except KeyboardInterrupt:
+    except _click_errors.UsageError as exc:  # unknown command or option, missing argument, a value an option refuses
+        return _usage_error(exc, args)
+    except _click_errors.ClickException as exc:  # e.g. a file option that cannot be opened
+        err_console.print(f"error: {_one_line(exc.format_message())}", markup=False)
+        return exc.exit_code
+    except (KeyboardInterrupt, typer.Abort):  # Ctrl-C, also at a prompt
         err_console.print("interrupted")
         return 130
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return 2
-        if isinstance(exc, click.exceptions.Abort):
-            return 130
-        raise
     return rc if isinstance(rc, int) else 0
 
 

@@ -39,6 +39,11 @@ PROFILES = ("embedded", "earth-search", "planetary-computer", "landsat", "generi
 
 _Strict = ConfigDict(extra="forbid", frozen=True)
 
+#: The Sentinel-2 L2A Scene Classification (SCL) classes, 0-11 (ESA Sentinel-2 L2A Product
+#: Specification, S2-PDGS-MPC-L2A-PDD, table "SCL"; the legend: ``indices.SCL_CLASSES``, not
+#: imported here to keep the config light to import).
+SCL_CLASS_CODES = range(0, 12)
+
 
 class StacConfig(BaseModel):
     """Where scenes come from. ``url`` and ``collections`` default to the profile's
@@ -124,6 +129,17 @@ class DetectionConfig(BaseModel):
     mask_dilation_m: float = Field(0.0, ge=0, le=500, description="grow the cloud/shadow mask by this distance, m")
     scl_mask_classes: list[int] = Field(default_factory=lambda: [0, 1, 3, 8, 9, 10, 11])
     min_baseline_obs: int = Field(12, ge=4, description="clear baseline observations a pixel needs to be monitored")
+
+    @field_validator("scl_mask_classes")
+    @classmethod
+    def _scl_classes(cls, value: list[int]) -> list[int]:
+        # ESA Sentinel-2 L2A Product Specification (S2-PDGS-MPC-L2A-PDD), table "SCL": classes 0-11
+        # (indices.SCL_CLASSES); another number masks nothing and would pass unnoticed
+        wrong = [c for c in value if c not in SCL_CLASS_CODES]
+        if wrong:
+            raise ValueError(f"{wrong[0]} is not a Sentinel-2 SCL class; use classes 0-11 (0 no data, 1 saturated, 3 cloud shadow, "
+                             "8/9 cloud medium/high, 10 cirrus, 11 snow; README: config reference)")
+        return value
 
     @property
     def model_terms(self) -> int:
@@ -242,7 +258,8 @@ class ScanConfig(BaseModel):
     def _windows(self) -> "ScanConfig":
         if self.monitor.start <= self.baseline.end:
             raise ValueError(
-                f"monitor.start {self.monitor.start} must be after baseline.end {self.baseline.end}"
+                f"the monitor window {self.monitor.start} to {self.monitor.end} overlaps the baseline window {self.baseline.start} to "
+                f"{self.baseline.end}: monitor.start {self.monitor.start} must be after baseline.end {self.baseline.end}; move one of them"
             )
         return self
 
@@ -276,6 +293,9 @@ def _one_line(path: Path, err: ValidationError, raw: dict[str, Any]) -> str:
         return f"{path}: unknown key '{key}'; remove it or check its spelling (see README, config reference)"
     if kind == "missing":
         return f"{path}: missing required key '{key}'; add it (see README, config reference)"
+    msg = e["msg"].removeprefix("Value error, ")
+    if kind == "value_error" and not e["loc"]:  # a rule across sections names its keys and values itself
+        return f"{path}: {msg}"
     value = raw
     for part in e["loc"]:
         if isinstance(value, dict) and part in value:
@@ -285,7 +305,8 @@ def _one_line(path: Path, err: ValidationError, raw: dict[str, Any]) -> str:
         else:
             value = e.get("input")
             break
-    msg = e["msg"].removeprefix("Value error, ")
+    if kind == "value_error" and isinstance(value, dict):  # a section's own rule (e.g. a window's end before its start)
+        return f"{path}: {key}: {msg}"
     return f"{path}: {key} = {value!r}: {msg}"
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 __all__ = [
     "ADMIN_GEOJSON", "ADMIN_STATS_CSV", "ALERTS_GEOJSON", "ASSESSMENT_GPKG", "ASSESSMENT_JSON", "CATALOG_JSON", "CHIPS_DIR", "FIGURES_DIR",
     "MANIFEST_JSON", "MAP_HTML", "NDVI_ANNUAL_CSV", "RASTERS_DIR", "REGISTER_GPKG", "REPORT_HTML", "TILES_DIR", "ZONES_GEOJSON",
-    "ZONE_STATS_CSV", "PHOTOS_SUFFIX", "default_register", "is_register_url", "register_location",
+    "ZONE_STATS_CSV", "PHOTOS_SUFFIX", "default_register", "is_register_url", "out_folder_problem", "register_location",
 ]
 
 ALERTS_GEOJSON = "alerts.geojson"  # this scan's alerts, EPSG:4326
@@ -55,3 +55,17 @@ def default_register(out: Path | str | None, configured: Path | str | None = Non
     if configured is not None:
         return register_location(configured)
     return Path(out if out is not None else "out") / REGISTER_GPKG
+
+
+def out_folder_problem(out: Path | str, option: str = "--out") -> str | None:
+    """Why ``out`` cannot be a run's output folder, as one line, or None: a path that is a file,
+    or lies under one (the run makes the folder itself; callers raise the line as a
+    :class:`~redline.errors.RedlineInputError`)."""
+    out = Path(out)
+    for p in (out, *out.parents):
+        if p.exists():
+            if p.is_dir():
+                return None
+            where = "is a file" if p == out else f"lies under {p}, which is a file"
+            return f"{option} {out}: {where}, not a folder; give a folder (it is made when missing)"
+    return None

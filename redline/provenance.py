@@ -22,11 +22,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from redline.outputs import MANIFEST_JSON, PHOTOS_SUFFIX, is_register_url
+from redline.outputs import MANIFEST_JSON, PHOTOS_SUFFIX, REGISTER_GPKG, is_register_url, register_location
 from redline.register.keys import SigningKey, verify_signature
 
 __all__ = ["sha256_file", "library_versions", "git_commit", "run_record", "item_records", "write_manifest", "record_rerender", "record_outputs",
-           "output_files", "verify_outputs", "read_manifest", "manifest_signature", "manifest_register", "register_record", "verify_folder", "redact", "MANIFEST"]
+           "output_files", "verify_outputs", "read_manifest", "manifest_signature", "manifest_register", "find_register", "register_record", "verify_folder",
+           "redact", "MANIFEST"]
 
 MANIFEST = MANIFEST_JSON
 _LIBS = ("redline", "rasterio", "numpy", "xarray", "dask", "distributed", "odc-stac", "odc-geo", "pystac",
@@ -102,11 +103,12 @@ def run_record(*, started: dt.datetime, config_text: str | None, cfg: Any, searc
 
 def item_records(items: list[Any], scalings: list[Any], *, skip: set[str] = frozenset()) -> list[dict[str, Any]]:
     """One manifest record per STAC item used (those in ``skip`` left out): id, collection,
-    datetime, asset hrefs, processing baseline and, per band, the scaling applied
+    platform (STAC common metadata, e.g. ``sentinel-2a``; None when the item has none), datetime, asset hrefs, processing baseline and, per band, the scaling applied
     (``refl = DN · scale + offset``, no-data DN, the asset, where the scaling came from and why;
     ``scalings``: :class:`pipelines.ItemScaling` records)."""
     return [
-        {"id": it.id, "collection": it.collection_id, "datetime": it.datetime.isoformat() if it.datetime else None,
+        {"id": it.id, "collection": it.collection_id, "platform": it.properties.get("platform"),
+         "datetime": it.datetime.isoformat() if it.datetime else None,
          "assets": {k: a.href for k, a in it.assets.items()},
          "processing_baseline": it.properties.get("s2:processing_baseline") or it.properties.get("processing:version"),
          "scaling": {s.band: {"scale": s.scale, "offset": s.offset, "nodata": s.nodata, "asset": s.asset, "source": s.source, "reason": s.reason}
@@ -225,7 +227,27 @@ def read_manifest(out_dir: Path) -> dict[str, Any]:
         raise RedlineInputError(f"{path}: not a readable manifest ({exc}); restore it from a backup or run the scan again") from None
     if not isinstance(manifest, dict):
         raise RedlineInputError(f"{path}: not a manifest (a JSON object was expected); restore it from a backup or run the scan again")
+    problem = _shape_problem(manifest)
+    if problem:
+        raise RedlineInputError(f"{path}: {problem}; restore it from a backup or run the scan again")
     return manifest
+
+
+def _shape_problem(manifest: dict[str, Any]) -> str | None:
+    """What makes a manifest unreadable by :func:`verify_folder` and :func:`record_rerender`
+    (None: nothing): ``outputs`` a mapping of files to ``{"sha256", "size"}``, ``register`` a
+    mapping or null, ``rerenders`` a list."""
+    outputs = manifest.get("outputs", {})
+    if not isinstance(outputs, dict):
+        return f"'outputs' is a {type(outputs).__name__}, not a mapping of files to checksums"
+    for rel, meta in outputs.items():
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+            return f"'outputs' entry {rel!r} has no sha256"
+    if not isinstance(manifest.get("register") or {}, dict):
+        return f"'register' is a {type(manifest['register']).__name__}, not a record of the register (path, head)"
+    if not isinstance(manifest.get("rerenders", []), list):
+        return "'rerenders' is not a list"
+    return None
 
 
 def manifest_signature(manifest: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -287,9 +309,13 @@ def verify_folder(out_dir: Path, *, register: str | None = None, heads: tuple[st
     its chain, and that every field photo its history names is intact in ``photos`` (default:
     the GeoPackage register's ``<stem>-photos`` folder). A register that is named but missing is
     a problem, never a skip."""
+    from redline.errors import RedlineInputError
     from redline.register import Register
 
     manifest = read_manifest(out_dir)
+    if register is None and "register" not in manifest and manifest.get("kind") != "assessment":
+        raise RedlineInputError(f"{out_dir / MANIFEST}: no 'register' record, which a scan's manifest always has (removed, or the file is damaged); "
+                                "restore it from a backup, or name the register to check with --register")
     problems = verify_outputs(out_dir)
     n_out = len(manifest.get("outputs", {}))
     checked = [f"outputs: {n_out - sum(1 for p in problems if not p.endswith('(added after the scan)'))}/{n_out} match the manifest"]
@@ -302,6 +328,8 @@ def verify_folder(out_dir: Path, *, register: str | None = None, heads: tuple[st
     elif not is_register_url(location) and not Path(location).exists():
         problems.append(f"register {location}: missing (named by {MANIFEST}); restore it or give --register")
         v = None
+    elif not is_register_url(location) and Path(location).is_file() and Path(location).stat().st_size == 0:
+        raise RedlineInputError(f"register {location}: an empty file (0 bytes), not a register; restore it from a backup or give --register")
     else:
         v = Register(location).verify(heads=tuple(dict.fromkeys([*recorded, *heads])), photos=photos)
         problems += v.problems
@@ -318,6 +346,30 @@ def verify_folder(out_dir: Path, *, register: str | None = None, heads: tuple[st
     else:
         checked.append(f"{MANIFEST}: signature valid (key {signer}" + (", a signer of the register)" if v is not None else "; no register to check the key against)"))
     return problems, checked
+
+
+def find_register(out: Path | str | None, configured: Path | str | None = None, *, cwd: Path | None = None) -> Path | str:
+    """The register a command reads or reviews (``redline alerts``, ``users``, ``keys trust``,
+    ``serve``, ``map``): ``configured`` (``--register``) when given; else the one the manifest of
+    the scan folder names (``--out``, else the working folder ``cwd`` when it is a scan's output
+    folder, holding a manifest or a register, else ``out``), so a register the config put
+    elsewhere is found too; else that folder's ``register.gpkg``. A manifest that cannot be
+    read names nothing here (``redline verify`` says what is wrong with it)."""
+    from redline.errors import RedlineInputError
+
+    if configured is not None:
+        return register_location(configured)
+    here = Path.cwd() if cwd is None else cwd
+    in_scan_folder = (here / MANIFEST).is_file() or (here / REGISTER_GPKG).is_file()
+    folder = Path(out) if out is not None else (here if in_scan_folder else Path("out"))
+    if (folder / MANIFEST).is_file():
+        try:
+            named = manifest_register(folder, read_manifest(folder))
+        except RedlineInputError:
+            named = None
+        if named is not None:
+            return register_location(named)
+    return folder / REGISTER_GPKG
 
 
 def register_record(out_dir: Path, location: str | Path, **extra: Any) -> dict[str, Any]:

@@ -30,7 +30,8 @@ from redline import assess, outputs, provenance
 from redline.alerts import ALERT_COLUMNS
 from redline.assess import ei
 from redline.config import ScanConfig
-from redline.errors import RasterError, StacError
+from redline.errors import RasterError, RedlineInputError, StacError
+from redline.geojson import write_geojson
 from redline.register import Register, merge_alerts, of_scan
 from redline.run.catalog import write_catalog
 from redline.run.chips import chips_and_rechecks
@@ -152,6 +153,8 @@ def run_scan(
     t0 = time.monotonic()
     started = dt.datetime.now(dt.timezone.utc)
     out = Path(out)
+    if problem := outputs.out_folder_problem(out):  # a file given as OUT: exit 2 before anything is searched
+        raise RedlineInputError(problem)
     if not cfg.stac.url:
         raise StacError("stac.url is not set; give the STAC API URL (or a profile) in the config")
     scan_id = scan_id_for(cfg)
@@ -189,8 +192,10 @@ def run_scan(
     _write_area_layers(out, zones, admin, zone_stats, admin_stats)
     import maps  # the renderer of the output folder (map.html, figures, report.html)
 
-    map_html = maps.render_outputs(out, register=register.path or register.location)[0]
-    record = _manifest(out, plan, tiled, register, stats, failures, scan_id=scan_id, started=started, config_text=config_text)
+    record = _manifest_record(out, plan, tiled, register, stats, failures, scan_id=scan_id, started=started, config_text=config_text)
+    # the report's first page is the manifest's (periods, scenes, parameters, chain head): the same as `redline map` renders later
+    map_html = maps.render_outputs(out, register=register.path or register.location, manifest=record)[0]
+    _write_manifest(out, record, register)
     write_catalog(out, key=register.key)  # last: it lists every output with the manifest's checksums, then joins the manifest
     return ScanResult(
         scan_id=scan_id, out_dir=out, alerts=mine, zone_stats=zone_stats, admin_stats=admin_stats,
@@ -259,31 +264,31 @@ def _merge(plan: ScanPlan, tiled: Tiled, mosaic: Mosaic, register: Register, sca
 
 def _write_alerts(out: Path, merged: gpd.GeoDataFrame, scan_id: str, zones: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """This scan's alerts (sorted by id, with the 管控分区 tier of their zone; None without a tier
-    field) as ``alerts.geojson``, EPSG:4326."""
+    field) as ``alerts.geojson``, EPSG:4326, feature ids = alert ids (:mod:`redline.geojson`)."""
     mine = merged[of_scan(merged, scan_id)].copy().sort_values("alert_id").reset_index(drop=True)
     mine["zone_tier"] = mine["zone_id"].map(dict(zip(zones["zone_id"], zones["tier"])))
-    (out / outputs.ALERTS_GEOJSON).write_text(mine.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
+    write_geojson(mine, out / outputs.ALERTS_GEOJSON, id_column="alert_id")
     return mine
 
 
 def _write_area_layers(out: Path, zones: gpd.GeoDataFrame, admin: gpd.GeoDataFrame | None, zone_stats: pd.DataFrame, admin_stats: pd.DataFrame) -> None:
-    """``zones.geojson`` and ``admin_units.geojson``: the areas with their statistics, EPSG:4326."""
+    """``zones.geojson`` and ``admin_units.geojson``: the areas with their statistics, EPSG:4326,
+    feature ids = zone ids / county codes (:mod:`redline.geojson`)."""
     zones_out = zones.to_crs(4326).merge(zone_stats.drop(columns=["zone_name", "category", "admin_id", "tier"], errors="ignore"), on="zone_id")
-    (out / outputs.ZONES_GEOJSON).write_text(zones_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
+    write_geojson(zones_out, out / outputs.ZONES_GEOJSON, id_column="zone_id")
     if admin is not None:
         admin_out = admin.to_crs(4326).merge(admin_stats.drop(columns=["admin_name"]), on="admin_id", how="left")
-        (out / outputs.ADMIN_GEOJSON).write_text(admin_out.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
+        write_geojson(admin_out, out / outputs.ADMIN_GEOJSON, id_column="admin_id")
 
 
-def _manifest(out: Path, plan: ScanPlan, tiled: Tiled, register: Register, stats: Any, failures: list[dict[str, str]], *, scan_id: str,
-              started: dt.datetime, config_text: str | None) -> dict[str, Any]:
-    """Write ``manifest.json`` (docs/architecture.md §4.5) and return its record; the register is
-    named but not checksummed when it lies inside ``out`` (reviews change it)."""
+def _manifest_record(out: Path, plan: ScanPlan, tiled: Tiled, register: Register, stats: Any, failures: list[dict[str, str]], *, scan_id: str,
+                     started: dt.datetime, config_text: str | None) -> dict[str, Any]:
+    """The record of ``manifest.json`` (docs/architecture.md §4.5) but the outputs' checksums:
+    the report shows it before :func:`_write_manifest` writes it."""
     cfg = plan.cfg
     scalings = list(tiled.scalings.values())
-    reg_rel = (register.path.resolve().relative_to(out.resolve()).as_posix()
-               if register.path is not None and register.path.resolve().is_relative_to(out.resolve()) else None)
-    record: dict[str, Any] = {
+    reg_rel = _register_inside(out, register)
+    return {
         **provenance.run_record(started=started, config_text=config_text, cfg=cfg, search=plan.search, grid=plan.grid),
         "scan_id": scan_id,
         "items": provenance.item_records(plan.items, scalings, skip=set(tiled.skipped)),
@@ -297,8 +302,20 @@ def _manifest(out: Path, plan: ScanPlan, tiled: Tiled, register: Register, stats
         "libraries": provenance.library_versions(),
         "not_checksummed": [reg_rel] if reg_rel else [],
     }
+
+
+def _register_inside(out: Path, register: Register) -> str | None:
+    """The register's path relative to ``out`` when it lies inside it (not checksummed: reviews change it)."""
+    if register.path is not None and register.path.resolve().is_relative_to(out.resolve()):
+        return register.path.resolve().relative_to(out.resolve()).as_posix()
+    return None
+
+
+def _write_manifest(out: Path, record: dict[str, Any], register: Register) -> None:
+    """Write ``manifest.json``: ``record`` (as the report shows it) plus every output's checksum,
+    signed; the register is named but not checksummed when it lies inside ``out``."""
+    reg_rel = _register_inside(out, register)
     provenance.write_manifest(out, record, key=register.key, exclude=(reg_rel,) if reg_rel else ())
-    return record
 
 
 def _notes(record: dict[str, Any]) -> list[str]:

@@ -34,11 +34,12 @@ import numpy as np
 import pandas as pd
 import rasterio
 import rasterio.features
-import rasterio.shutil
 import rasterio.windows
 import shapely
 from odc.geo.geobox import GeoBox
 from rasterio.windows import Window
+
+from redline.cogs import CogSpec, write_cog
 
 __all__ = ["Tile", "plan_tiles", "Mosaic"]
 
@@ -231,12 +232,10 @@ class Mosaic:
         with rasterio.open(self.path(stem)) as src:
             return src.read(band, window=window)
 
-    def to_cog(self, stem: str, dst: Path) -> Path:
-        """Copy a written stem to a deflate-compressed COG (GDAL streams it block by block)."""
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        with rasterio.Env(GDAL_CACHEMAX=128):
-            rasterio.shutil.copy(self.path(stem), dst, driver="COG", compress="DEFLATE", blocksize=self.BLOCK)
-        return dst
+    def to_cog(self, stem: str, dst: Path, spec: CogSpec) -> Path:
+        """Copy a written stem to the COG ``dst`` with the band metadata, overview resampling and
+        legend of ``spec`` (:func:`redline.cogs.write_cog`; GDAL streams it block by block)."""
+        return write_cog(self.path(stem), dst, spec, blocksize=self.BLOCK)
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -117,10 +117,12 @@ def _visit(driver: webdriver.Chrome, url: str, blocked: list[str], *, settle_s: 
         raise
 
 
-def open_page(path: Path, *, settle_s: float = 0.5, timeout_s: float = 30.0) -> PageVisit:
+def open_page(path: Path, *, settle_s: float = 0.5, timeout_s: float = 30.0, window: tuple[int, int] = (WIDTH, HEIGHT)) -> PageVisit:
     """Open a local HTML file in headless Chromium with the network cut off; wait for the load
-    event (and ``settle_s`` for scripts run after it)."""
-    return _visit(_chromium(), Path(path).resolve().as_uri(), ["http://*", "https://*", "ws://*", "wss://*"], settle_s=settle_s, timeout_s=timeout_s)
+    event (and ``settle_s`` for scripts run after it). ``window``: the window's size in CSS px
+    (a laptop screen: 1366 × 768)."""
+    return _visit(_chromium(window=window), Path(path).resolve().as_uri(), ["http://*", "https://*", "ws://*", "wss://*"], settle_s=settle_s,
+                  timeout_s=timeout_s)
 
 
 def open_server_page(url: str, *, settle_s: float = 0.2, timeout_s: float = 30.0, window: tuple[int, int] = (WIDTH, HEIGHT)) -> PageVisit:

@@ -24,8 +24,9 @@ GRADE_KEYS = [k for k, _ in GRADES.values()]
 
 
 def _read(path):
+    """Band 1 as float64, NaN at the raster's no-data (flags are uint8 with nodata 255)."""
     with rasterio.open(path) as src:
-        return src.read(1), src.transform, src.crs
+        return src.read(1, masked=True).astype("float64").filled(np.nan), src.transform, src.crs
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import rasterio
 
@@ -91,7 +90,7 @@ def test_a_scan_on_a_real_scheduler_and_two_workers_equals_the_local_run(cluster
         with rasterio.open(folder / "rasters" / f"{stem}.tif") as src:
             return src.read(1), src.transform
 
-    (n_tiled, t1), (n_whole, t2) = read(out, "n_clear_monitor"), read(small_scan.out_dir, "n_clear_monitor")
+    (n_tiled, t1), (n_whole, t2) = read(out, "nclear_monitor"), read(small_scan.out_dir, "nclear_monitor")
     computed = n_tiled >= 0
     assert t1 == t2 and computed.mean() > 0.5 and (n_tiled[computed] == n_whole[computed]).all()
     assert (read(out, "disturbance_date")[0][computed] == read(small_scan.out_dir, "disturbance_date")[0][computed]).all()

@@ -52,7 +52,7 @@ def test_review_then_export_field_checks_as_gpx_and_kml(reg, tmp_path):
     assert len(pyogrio.read_dataframe(gpx, layer="tracks")) == 2
     kml = tmp_path / "fc.kml"
     assert _cli("alerts", "export", "--status", "field_check", "--format", "kml", "--to", str(kml), "--register", str(reg.path)).returncode == 0
-    k = pyogrio.read_dataframe(kml)
+    k = pyogrio.read_dataframe(kml, layer="waypoints")
     assert sorted(k["Name"] if "Name" in k else k["name"]) == ids[:2]
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from maps import CJK_FILES, find_cjk_font_file
@@ -140,3 +142,32 @@ def test_redline_version_names_the_figure_font():
     assert res.returncode == 0, res.stderr
     line = [ln for ln in res.stdout.splitlines() if "figure_font:" in ln]
     assert line and str(font) in line[0], res.stdout
+
+
+def _warning_lines(res: subprocess.CompletedProcess) -> list[str]:
+    """The lines of a command's output (stdout and stderr) that say "warning", as `grep -ci warning` counts them."""
+    return [ln for ln in (res.stdout + res.stderr).splitlines() if "warning" in ln.lower()]
+
+
+@pytest.mark.slow
+def test_redline_map_warns_once_without_a_cjk_font_and_never_with_one(small_scan, tmp_path):
+    """The command line re-renders the figures of a real scan: with the set-up's CJK font no
+    warning line at all; without any CJK font exactly one (not one per glyph and figure)."""
+    font = find_cjk_font_file()
+    assert font is not None, "no CJK font on this machine: `make test` installs Debian's fonts-noto-cjk (target fonts)"
+    out = tmp_path / "out"
+    shutil.copytree(small_scan.out_dir, out)
+    cmd = [sys.executable, "-m", "redline.cli", "map", str(out)]
+    runs = {}
+    nowhere = tmp_path / "no-fonts"
+    nowhere.mkdir()
+    for case, extra in (("font", {}), ("no font", {"HOME": str(nowhere), "XDG_DATA_DIRS": str(nowhere), "XDG_DATA_HOME": str(nowhere),
+                                                   "PATH": str(nowhere)})):
+        (tmp_path / case).mkdir()
+        runs[case] = subprocess.run(cmd, capture_output=True, text=True, env=_env(tmp_path / case, **extra), cwd=ROOT, timeout=600)
+        assert runs[case].returncode == 0, runs[case].stderr[-3000:]
+    assert _warning_lines(runs["font"]) == []
+    (line,) = _warning_lines(runs["no font"])
+    assert "no CJK font found" in line and "fonts-noto-cjk" in line
+    svgs = sorted((out / "figures").glob("county_*.svg"))
+    assert svgs and not any(0x2E80 <= ord(c) <= 0x9FFF for c in svgs[0].read_text(encoding="utf-8"))  # the last run's: Latin labels only

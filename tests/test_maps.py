@@ -126,7 +126,7 @@ def write_register(out: Path, status_of_first: str) -> Path:
 
 
 def _alert_tooltips(page: str) -> set[str]:
-    return set(re.findall(r"<div>\s*(Z-\d{8}-\d · [a-z_]+ · [a-z_]+)\s*</div>", page))
+    return set(re.findall(r"<div>\s*(Z-\d{8}-\d · [a-z_ ]+ \S+ · [a-z_ ]+ \S+)\s*</div>", page))
 
 
 def test_page_loads_only_local_assets(out_dir):
@@ -220,17 +220,60 @@ def test_large_composite_is_averaged_down(out_dir, tmp_path):
     assert matplotlib.image.imread(tmp_path / "small.png").shape[:2] == small.shape
 
 
+def _popups(page: str) -> dict[str, dict[str, str]]:
+    """Every alert popup of a map page: alert id → {field label: value} (HTML unescaped)."""
+    import html
+
+    out = {}
+    for popup in re.findall(r"<div class='redline-popup'.*?</div>", page, flags=re.S):
+        rows = {html.unescape(k): html.unescape(v) for k, v in re.findall(r"<tr><th[^>]*>(.*?)</th><td>(.*?)</td></tr>", popup, flags=re.S)}
+        out[rows["alert 预警编号"]] = rows
+    return out
+
+
+def _bilingual(text: str) -> bool:
+    return bool(re.search(r"[A-Za-z]", text)) and bool(re.search(r"[\u4e00-\u9fff]", text))
+
+
 def test_popups_show_alert_fields_and_chips(out_dir):
     page = render_map(out_dir).read_text(encoding="utf-8")
+    popups = _popups(page)
+    assert set(popups) == {alert_id_of(i) for i in range(len(ALERTS))}
     for i, (kind, status, zone) in enumerate(ALERTS):
-        assert f"{alert_id_of(i)} · {kind} · {status}" in page
-    assert "龙门山水源涵养生态保护红线 (Z1)" in page
-    assert "8,000 m² (0.80 ha)" in page
-    for label in ("first detected 首次发现", "last observed 最近观测", "confidence 置信度", "status 状态", "2023-06-01", "2023-07-01"):
-        assert label in page
+        p = popups[alert_id_of(i)]
+        assert p["type 变化类型"] == TYPE_STYLE[kind].label and p["status 核查状态"] == STATUS_STYLE[status].label
+        assert f"{alert_id_of(i)} · {TYPE_STYLE[kind].label} · {STATUS_STYLE[status].label}" in page  # the hover text
+    first = popups[alert_id_of(0)]
+    assert first["zone 红线区"] == "龙门山水源涵养生态保护红线 (Z1)" and first["area 面积"] == "8,000 m² (0.80 ha)"
+    assert first["county 行政区"] == "彭州市 (510182)"  # the name from admin_units.geojson, not the code alone
+    assert first["confidence 置信度"] == "high 高" and first["type 变化类型"] == "clearing 植被清除" and first["status 核查状态"] == "new 新发现"
+    assert (first["first detected 首次发现"], first["last observed 最近观测"]) == ("2023-06-01", "2023-07-01")
     for rel in (f"chips/{alert_id_of(0)}_before.png", f"chips/{alert_id_of(0)}_after.png", f"figures/{alert_id_of(0)}.png"):
         assert f'<img src="{rel}"' in page
     assert f"chips/{alert_id_of(1)}_before.png" not in page  # only images that exist
+
+
+def test_popups_translate_every_coded_value(out_dir):
+    """Codes (type, status, confidence, change type, activity classes, zone tier) are shown in both
+    languages with the vocabulary's labels (those of the review service and the ledger)."""
+    alerts = gpd.read_file(out_dir / "alerts.geojson")
+    alerts["change_type"] = ["expansion", "new", None, "new"]
+    alerts["activity_candidates"] = ["agriculture,quarry", "", None, "settlement"]
+    alerts["activity_class"] = ["quarry", None, None, None]
+    alerts["zone_tier"] = ["core", None, "general", None]
+    for c in alerts.select_dtypes("datetime").columns:  # GDAL reads the ISO date fields as dates
+        alerts[c] = alerts[c].dt.strftime("%Y-%m-%d")
+    (out_dir / "alerts.geojson").write_text(alerts.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
+    popups = _popups(render_map(out_dir).read_text(encoding="utf-8"))
+    first = popups[alert_id_of(0)]
+    assert first["change type 变化类型"] == "expansion 规模扩大"
+    assert first["activity candidates 候选活动类型"] == "agricultural land 农业用地; quarry 采石场"
+    assert first["activity class 人类活动类型"] == "quarry 采石场" and first["zone tier 管控分区"] == "core 核心保护区"
+    assert "activity candidates 候选活动类型" not in popups[alert_id_of(1)]  # an empty value is left out, not shown as a code
+    coded = ("type 变化类型", "status 核查状态", "confidence 置信度", "change type 变化类型", "activity candidates 候选活动类型",
+             "activity class 人类活动类型", "zone tier 管控分区")
+    shown = [(label, p[label]) for p in popups.values() for label in coded if label in p]
+    assert len(shown) >= 4 * 3 + 8 and all(_bilingual(v) for _, v in shown), shown
 
 
 def test_legend_lists_types_statuses_and_categories(out_dir):
@@ -240,7 +283,7 @@ def test_legend_lists_types_statuses_and_categories(out_dir):
         assert f"data-type='{key}'" in legend and esc(style.label) in legend
     for key, style in STATUS_STYLE.items():
         assert f"data-status='{key}'" in legend and esc(style.label) in legend
-    assert "clearing 林地砍伐" in legend and "(1)" in legend and "construction 建设占用 (0)" in legend
+    assert "clearing 植被清除 (1)" in legend and "construction 建设占用 (0)" in legend
     assert f"水源涵养 {CATEGORY_STYLE['水源涵养'][1]}" in legend and CATEGORY_STYLE["水源涵养"][0] in legend
     assert "not observed" in legend and "county border" in legend
 
@@ -260,8 +303,9 @@ def test_register_status_drives_the_map(out_dir):
     without = render_map(out_dir).read_text(encoding="utf-8")
     reg = write_register(out_dir, "field_check")
     with_reg = render_map(out_dir, register=reg).read_text(encoding="utf-8")
-    assert f"{alert_id_of(0)} · clearing · new" in without
-    assert _alert_tooltips(with_reg) == {f"{alert_id_of(0)} · clearing · field_check"} | (_alert_tooltips(without) - {f"{alert_id_of(0)} · clearing · new"})
+    assert f"{alert_id_of(0)} · clearing 植被清除 · new 新发现" in without
+    assert _alert_tooltips(with_reg) == ({f"{alert_id_of(0)} · clearing 植被清除 · field check 实地核查"}
+                                         | (_alert_tooltips(without) - {f"{alert_id_of(0)} · clearing 植被清除 · new 新发现"}))
     assert "FAR-1" not in with_reg  # the register's alerts of other areas stay off this map
     assert "王工" in with_reg and "已派员核查" in with_reg  # latest review in the popup
     assert "<img src=x" not in with_reg and "&lt;img src=x onerror=alert(2)&gt;" in with_reg
@@ -281,7 +325,7 @@ def test_empty_alerts_and_no_optional_inputs(out_dir):
     assert _alert_tooltips(page) == set()
     assert re.search(r"alertLayer: \w+, zoneLayer: \w+, adminLayer: null, compositeLayer: null, onlineLayers: \[\w+\]\};", page)
     assert "Counties 行政区" not in page and "L.imageOverlay" not in page
-    assert "clearing 林地砍伐/植被清除 (0)" in page
+    assert "clearing 植被清除 (0)" in page
 
 
 def _tile_layers(page: str) -> dict[str, str]:

@@ -200,9 +200,9 @@ def test_allowed_actions_follow_the_same_rules(reg):
 def test_a_register_without_users_keeps_the_single_user_mode(tmp_path):
     r = scanned(tmp_path / "register.gpkg")
     assert not r.has_users()
-    r.review(A1, by="anyone at all", step="self_check")
-    r.review(A1, by="anyone at all", step="specialist_check")  # no separation without users
-    assert r.history()["by"].tolist() == ["anyone at all", "anyone at all"]
+    r.review(A1, by="任何人", step="self_check")
+    r.review(A1, by="任何人", step="specialist_check")  # no separation without users
+    assert r.history()["by"].tolist() == ["任何人", "任何人"]
 
 
 @pytest.mark.parametrize("column, value, named", [

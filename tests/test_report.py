@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import geopandas as gpd
@@ -19,11 +20,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+from PIL import Image
 from rasterio.transform import Affine
 
-from maps import REPORT_GRADE_COLOURS, index_pairs, print_pdf, render_outputs, render_report, safe_name
+from maps import REPORT_GRADE_COLOURS, REPORT_PAGE_MARGINS_MM, STEMS_PER_TABLE, index_label, index_pairs, print_pdf, render_outputs, render_report, safe_name
 from redline import assess
-from tests.test_maps import ALERTS, SCRIPT_NAME, X0, Y0, alert_id_of, make_out_dir, out_dir, write_register  # noqa: F401 (fixture)
+from tests.test_maps import ALERTS, SCRIPT_NAME, X0, Y0, alert_id_of, make_out_dir, write_register
 
 RES = 10.0
 
@@ -40,7 +42,13 @@ def _rc(x: float, y: float) -> tuple[int, int]:
 
 
 @pytest.fixture
-def report_dir(out_dir: Path) -> Path:  # noqa: F811
+def out_dir(tmp_path: Path) -> Path:
+    """The map tests' output folder (tests.test_maps.make_out_dir)."""
+    return make_out_dir(tmp_path / "out")
+
+
+@pytest.fixture
+def report_dir(out_dir: Path) -> Path:
     """The map fixture plus NDVI rasters (a drop under the first alert), an `observed` raster (zone
     Z3 never seen clear) and zone/admin statistics computed from them by redline.assess."""
     return _add_statistics(out_dir)
@@ -83,8 +91,17 @@ def _section(page: str, start: str, end: str = "</section>") -> str:
     return page[i:page.index(end, i)]
 
 
-def _zone_row(page: str, zone_id: str) -> str:
-    return re.search(rf"<tr[^>]*>(?:(?!</tr>).)*<td>{re.escape(zone_id)}</td>.*?</tr>", page, flags=re.S).group(0)
+def _zone_row(page: str, zone_id: str, table: str = "zone-table") -> str:
+    """The row of ``zone_id`` in the first table of class ``table`` that lists it."""
+    for t in re.findall(rf'<table class="{table}">.*?</table>', page, flags=re.S):
+        found = re.search(rf'<tr[^>]*>(?:(?!</tr>).)*<td class="code">{re.escape(zone_id)}</td>.*?</tr>', t, flags=re.S)
+        if found:
+            return found.group(0)
+    raise AssertionError(f"zone {zone_id} not in a {table} table")
+
+
+def _alert_block(page: str, alert_id: str) -> str:
+    return re.search(rf'<tbody class="alert-block" id="alert-{re.escape(alert_id)}">.*?</tbody>', page, flags=re.S).group(0)
 
 
 def test_report_has_a_section_per_county_with_its_zones_and_alerts(rendered):
@@ -95,12 +112,13 @@ def test_report_has_a_section_per_county_with_its_zones_and_alerts(rendered):
     for admin_id, zones in stats.groupby("admin_id"):
         section = _section(page, f'id="county-{admin_id}"')
         assert set(re.findall(r'<article class="zone" id="zone-([^"]+)">', section)) == {safe_name(z) for z in zones["zone_id"]}
-        alert_ids = set(re.findall(r'<tr class="alert" id="alert-([^"]+)">', section))
+        alert_ids = set(re.findall(r'<tbody class="alert-block" id="alert-([^"]+)">', section))
         assert alert_ids == {alert_id_of(i) for i, (_, _, zone) in enumerate(ALERTS) if zone in set(zones["zone_id"])}
     z1 = stats.set_index("zone_id").loc["Z1"]
-    row = _zone_row(page, "Z1")
-    for value in (f"{z1.ndvi_baseline:.3f}", f"{z1.ndvi_monitor:.3f}", f"{z1.ndvi_change:+.3f}", f"{z1.area_km2:,.3f}"):
-        assert f'<td class="num">{value}</td>' in row
+    row, index_row = _zone_row(page, "Z1"), _zone_row(page, "Z1", "zone-index")
+    assert f'<td class="num">{z1.area_km2:,.3f}</td>' in row
+    for value in (f"{z1.ndvi_baseline:.3f}", f"{z1.ndvi_monitor:.3f}", f"{z1.ndvi_change:+.3f}"):
+        assert f'<td class="num">{value}</td>' in index_row
     # the 0.49 drop on alert 0's 8 000 m² shows in the 1 km² zone's mean, on top of the −0.01 everywhere
     assert z1.ndvi_change == pytest.approx(-0.01 - 0.49 * 8000 / 1e6, abs=3e-4)
     assert "龙门山水源涵养生态保护红线" in row and "都江堰市" in page and "彭州市" in page
@@ -139,12 +157,12 @@ def test_every_link_is_a_local_file(report_dir):
 
 def test_alert_rows_show_the_chips_and_figure_that_exist(rendered):
     page = (rendered / "report.html").read_text(encoding="utf-8")
-    first = re.search(rf'<tr class="alert" id="alert-{alert_id_of(0)}">.*?</tr>', page, flags=re.S).group(0)
+    first = _alert_block(page, alert_id_of(0))
     for rel in (f"chips/{alert_id_of(0)}_before.png", f"chips/{alert_id_of(0)}_after.png", f"figures/{alert_id_of(0)}.png"):
         assert f'src="{rel}"' in first
-    second = re.search(rf'<tr class="alert" id="alert-{alert_id_of(1)}">.*?</tr>', page, flags=re.S).group(0)
+    second = _alert_block(page, alert_id_of(1))
     assert "<img" not in second  # no chips were written for it
-    assert "clearing 林地砍伐/植被清除" in first and "0.80" in first  # type label and area in ha
+    assert "clearing 植被清除" in first and "0.80" in first and "high 高" in first  # type and confidence labels, area in ha
 
 
 def test_zone_and_county_figures_in_png_and_svg(report_dir):
@@ -168,9 +186,9 @@ def test_rsei_columns_and_grades_plug_in(report_dir):
     stats.to_csv(report_dir / "zone_stats.csv", index=False)
     assert index_pairs(stats.columns) == ["ndvi", "rsei"]
     page = render_report(report_dir)[0].read_text(encoding="utf-8")
-    assert "<th>RSEI baseline</th>" in page and "<th>rsei_grade 等级</th>" in page
+    assert '<th colspan="3">RSEI</th>' in page and "<th>RSEI grade 等级</th>" in page
     row = _zone_row(page, "Z1")
-    assert '<td class="num">0.610</td><td class="num">0.580</td><td class="num">-0.030</td>' in row
+    assert '<td class="num">0.610</td><td class="num">0.580</td><td class="num">-0.030</td>' in _zone_row(page, "Z1", "zone-index")
     assert f'<span class="badge" style="background:{REPORT_GRADE_COLOURS["良"]}">良</span>' in row
     assert "&lt;i&gt;x&lt;/i&gt;" in page and "<i>x</i>" not in page
 
@@ -187,7 +205,7 @@ def test_zones_without_a_county_are_grouped(report_dir):
 def test_register_review_shows_in_the_report(report_dir):
     reg = write_register(report_dir, "confirmed")
     page = render_report(report_dir, register=reg)[0].read_text(encoding="utf-8")
-    first = re.search(rf'<tr class="alert" id="alert-{alert_id_of(0)}">.*?</tr>', page, flags=re.S).group(0)
+    first = _alert_block(page, alert_id_of(0))
     assert "confirmed 已确认" in first and "王工" in first
     assert "FAR-1" not in page  # the register's alerts of other areas stay out
 
@@ -219,7 +237,7 @@ def test_map_cli_rerenders_map_figures_report_and_pdf_after_a_review(small_scan,
     assert res.returncode == 0, res.stderr
     assert f"report: {(out / 'report.html').resolve()}" in res.stdout.replace("\n", "")
     page = (out / "report.html").read_text(encoding="utf-8")
-    row = re.search(rf'<tr class="alert" id="alert-{re.escape(aid)}">.*?</tr>', page, flags=re.S).group(0)
+    row = _alert_block(page, aid)
     assert "dismissed 已排除" in row and "&lt;b&gt;耕地&lt;/b&gt; 非红线变化" in row
     rerender = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["rerenders"][-1]["files"]
     assert rerender[:3] == ["map.html", "map_composite.png", "report.html"] and "report.pdf" in rerender
@@ -282,3 +300,196 @@ def test_a_broken_raster_costs_only_that_figure(report_dir, caplog):
     page = render_report(report_dir)[0].read_text(encoding="utf-8")
     assert "trend figure not drawn" in caplog.text
     assert page.count('<article class="zone"') == 3 and "zone_Z1.png" not in page
+
+
+# --- the printed report (A4) and its width on a screen --------------------------------------
+#: ISO 216 A4, 210 × 297 mm, in PDF points (1/72 in)
+A4_PT = (210 / 25.4 * 72, 297 / 25.4 * 72)
+#: resolution the pages are rendered at to look for ink, dots per inch
+PAGE_DPI = 100
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    assert path, f"{name} not found: run `make test` (it installs Debian's poppler-utils, target poppler)"
+    return path
+
+
+def _media_boxes(pdf: bytes) -> list[tuple[float, float]]:
+    """(width, height) in points of every ``/MediaBox`` of the PDF (one per page)."""
+    boxes = re.findall(rb"/MediaBox\s*\[\s*([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s*\]", pdf)
+    return [(float(x1) - float(x0), float(y1) - float(y0)) for x0, y0, x1, y1 in boxes]
+
+
+def _page_text(pdf: Path, *, layout: bool = True) -> list[str]:
+    """The text of each page (pdftotext: the layout kept, or in reading order)."""
+    res = subprocess.run([_tool("pdftotext"), *(["-layout"] if layout else []), str(pdf), "-"], capture_output=True, text=True, check=True)
+    return res.stdout.split("\f")[:-1]
+
+
+def _ink_past_the_margins(pdf: Path, folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Render every page (pdftoppm, :data:`PAGE_DPI`) and return, per page that has ink beyond its
+    side margins less 1 mm (where Chromium cuts what does not fit), (leftmost, rightmost ink
+    column, page width) in px. The footer line (page number, in the bottom margin, right-aligned
+    to the margin) is left out; a page's own content stops 2 mm short of the right margin."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run([_tool("pdftoppm"), "-r", str(PAGE_DPI), "-png", str(pdf), str(folder / "page")], check=True, capture_output=True)
+    mm = PAGE_DPI / 25.4
+    bad, pages = {}, sorted(folder.glob("page-*.png"))
+    assert pages, "pdftoppm wrote no page"
+    for png in pages:
+        ink = np.asarray(Image.open(png).convert("L")) < 245
+        body = ink[round(REPORT_PAGE_MARGINS_MM["top"] * mm): ink.shape[0] - round(REPORT_PAGE_MARGINS_MM["bottom"] * mm)]
+        cols = np.flatnonzero(body.any(axis=0))
+        assert cols.size, f"{png.name} is blank"
+        right_cut = ink.shape[1] - REPORT_PAGE_MARGINS_MM["right"] * mm
+        if cols.max() >= right_cut - 1 * mm or cols.min() < (REPORT_PAGE_MARGINS_MM["left"] - 1) * mm:
+            bad[png.name] = (int(cols.min()), int(cols.max()), ink.shape[1])
+    return bad
+
+
+@pytest.fixture(scope="module")
+def printed(small_scan, tmp_path_factory) -> Path:
+    """A copy of the scan's output re-rendered with ``redline map OUT --pdf`` (nothing reviewed
+    since the scan): report.html and report.pdf."""
+    out = tmp_path_factory.mktemp("printed") / "out"
+    shutil.copytree(small_scan.out_dir, out)
+    res = subprocess.run([sys.executable, "-m", "redline.cli", "map", str(out), "--pdf"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and (out / "report.pdf").is_file(), res.stderr[-3000:]
+    return out
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_pdf_is_a4_and_no_page_is_cut_at_its_edges(printed, small_scan, tmp_path):
+    pdf = (printed / "report.pdf").read_bytes()
+    boxes = _media_boxes(pdf)
+    n_pages = len(re.findall(rb"/Type\s*/Page\b", pdf))
+    assert len(boxes) == n_pages >= 2 + len(small_scan.admin_stats)  # the first page, the summary, a page per county at least
+    for w, h in boxes:
+        assert abs(w - A4_PT[0]) < 1 and abs(h - A4_PT[1]) < 1, (w, h)  # 595 × 842 pt, not US Letter's 612 × 792
+    assert _ink_past_the_margins(printed / "report.pdf", tmp_path / "pages") == {}
+    print(f"report.pdf: {n_pages} A4 pages of {boxes[0][0]:.1f} × {boxes[0][1]:.1f} pt")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_margin_check_finds_a_table_too_wide_for_the_page(printed, tmp_path):
+    """The check above fails on a page whose content is cut: a table wider than A4, printed with
+    the report's own style."""
+    page = (printed / "report.html").read_text(encoding="utf-8")
+    wide = "<table><tr>" + "".join(f"<td class='num'>{i:,}.000</td>" for i in range(1000, 1040)) + "</tr></table>"
+    (tmp_path / "wide.html").write_text(page.replace('<section id="map">', wide + '<section id="map">', 1), encoding="utf-8")
+    assert print_pdf(tmp_path / "wide.html", tmp_path / "wide.pdf") is not None
+    cut = _ink_past_the_margins(tmp_path / "wide.pdf", tmp_path / "pages")
+    assert "page-01.png" in cut or "page-1.png" in cut, cut
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_first_page_names_the_scan_its_periods_scenes_parameters_and_chain_head(printed, small_scan):
+    first = _page_text(printed / "report.pdf")[0]
+    flat, solid = " ".join(first.split()), "".join(first.split())
+    manifest = json.loads((printed / "manifest.json").read_text(encoding="utf-8"))
+    cfg = manifest["config"]["resolved"]
+    assert f"scan 监测批次 {small_scan.scan_id}" in flat and small_scan.scan_id != printed.name  # the scan's id, not the folder's name
+    assert f"baseline period 基准期 {cfg['baseline']['start']} – {cfg['baseline']['end']}" in flat
+    assert f"monitor period 监测期 {cfg['monitor']['start']} – {cfg['monitor']['end']}" in flat
+    head = manifest["register"]["head"]
+    assert f"seq {head['seq']}" in flat and head["row_hash"] in solid and "now 当前" not in flat  # no review since the scan
+    assert f"scenes used 使用影像 {small_scan.n_items}" in flat and len(manifest["items"]) == small_scan.n_items
+    # scenes per collection and platform, in each window, counted here from the manifest's items
+    for (collection, platform), days in pd.DataFrame(manifest["items"]).assign(day=lambda d: d["datetime"].str[:10]).groupby(
+            ["collection", "platform"])["day"]:
+        in_base = int(days.between(cfg["baseline"]["start"], cfg["baseline"]["end"]).sum())
+        in_mon = int(days.between(cfg["monitor"]["start"], cfg["monitor"]["end"]).sum())
+        assert re.search(rf"{re.escape(collection)}\s+{re.escape(platform)}\s+{len(days)}\s+{in_base}\s+{in_mon}\s+{days.min()}\s+{days.max()}", first), first
+    assert set(Counter(i["platform"] for i in manifest["items"])) <= {"sentinel-2a", "sentinel-2b", "sentinel-2c"}
+    det = cfg["detection"]
+    assert f"resolution 分辨率 {cfg['resolution']} m" in flat and ", ".join(det["indices"]) in flat
+    assert f"|z| ≥ {det['z_threshold']:g} σ on {det['consecutive']} consecutive" in flat and f"{det['min_area_m2']:,.0f} m²" in flat
+    assert manifest["config"]["sha256"] in solid
+
+
+def _images_per_page(pdf: Path) -> dict[int, Counter]:
+    """Page number → Counter of the (width, height) in px of the images drawn on it (pdfimages)."""
+    res = subprocess.run([_tool("pdfimages"), "-list", str(pdf)], capture_output=True, text=True, check=True)
+    pages: dict[int, Counter] = {}
+    for line in res.stdout.splitlines()[2:]:
+        f = line.split()
+        pages.setdefault(int(f[0]), Counter())[(int(f[3]), int(f[4]))] += 1
+    return pages
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_no_alert_is_cut_by_a_page_break(printed, small_scan):
+    """Each alert's block (its fields, before/after chips and time series) is on one page: the
+    page that names an alert also holds its three images, and every alert is on one page."""
+    images = _images_per_page(printed / "report.pdf")
+    on_pages = []
+    for page, text in enumerate(_page_text(printed / "report.pdf", layout=False), start=1):
+        # pdftotext drops the hyphen where an id wraps at one ("…-HX-0004-" / "20230420-1")
+        solid = "".join(text.split()).replace("-", "")
+        ids = [a for a in small_scan.alerts["alert_id"] if a.replace("-", "") in solid]
+        wanted = Counter(Image.open(printed / rel).size for a in ids for rel in (f"chips/{a}_before.png", f"chips/{a}_after.png", f"figures/{a}.png"))
+        assert not wanted - images.get(page, Counter()), (page, ids, images.get(page))
+        on_pages += ids
+    assert sorted(on_pages) == sorted(small_scan.alerts["alert_id"])
+
+
+@pytest.mark.slow
+def test_scan_and_map_write_the_same_report(printed, small_scan):
+    """The report the scan wrote and the one `redline map` wrote again from its manifest differ
+    by the time they were made only."""
+    def content(path: Path) -> str:
+        return re.sub(r"generated 生成于 [0-9T:+-]+", "", path.read_text(encoding="utf-8"))
+
+    scanned, mapped = content(small_scan.out_dir / "report.html"), content(printed / "report.html")
+    assert f'<b id="scan-id">{small_scan.scan_id}</b>' in scanned and 'id="baseline">2022-01-01 – 2022-12-31' in scanned
+    assert scanned == mapped
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("long_name", [None, "W" * 160], ids=["as-scanned", "unbreakable-name"])
+def test_report_fits_a_1366_px_laptop_screen(printed, tmp_path, long_name):
+    from tests.browser import open_page
+
+    out = printed
+    if long_name:  # a zone name with no place to break, in every table, title and figure
+        out = tmp_path / "out"
+        shutil.copytree(printed, out)
+        stats = pd.read_csv(out / "zone_stats.csv", dtype={"zone_id": str, "admin_id": str})
+        stats.loc[0, "zone_name"] = long_name
+        stats.to_csv(out / "zone_stats.csv", index=False)
+        render_report(out)
+    v = open_page(out / "report.html", window=(1366, 768))
+    try:
+        js = v.driver.execute_script
+        inner, scroll = js("return window.innerWidth"), js("return document.documentElement.scrollWidth")
+        assert inner == 1366 and scroll <= inner, (scroll, inner)
+        past = js("return Array.from(document.body.querySelectorAll('*')).filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)"
+                  ".map(e => e.tagName + '.' + e.className)")
+        assert past == []
+        cramped = js("return Array.from(document.querySelectorAll('table')).filter(t => t.scrollWidth > t.clientWidth + 1).map(t => t.id || t.className)")
+        assert cramped == []
+        n_tables = js("return document.querySelectorAll('table').length")
+        print(f"report.html at 1366 px: scrollWidth {scroll} px, {n_tables} tables")
+    finally:
+        v.driver.quit()
+
+
+def test_wide_index_tables_are_split(report_dir):
+    stats = pd.read_csv(report_dir / "zone_stats.csv")
+    for k, stem in enumerate(("rsei", "nbr", "mndwi", "evi", "savi", "ndwi")):
+        stats[f"{stem}_baseline"], stats[f"{stem}_monitor"] = 0.1 * k, 0.1 * k + 0.01
+    stats.to_csv(report_dir / "zone_stats.csv", index=False)
+    page = render_report(report_dir)[0].read_text(encoding="utf-8")
+    stems = index_pairs(stats.columns)
+    assert len(stems) > 2 * STEMS_PER_TABLE
+    tables = re.findall(r'<table class="zone-index">.*?</table>', _section(page, 'id="county-510181"'), flags=re.S)
+    # every index in one of them, at most STEMS_PER_TABLE each, in order
+    heads = [re.findall(r'<th colspan="3">([^<]+)</th>', t) for t in tables]
+    assert [h for group in heads for h in group] == [index_label(s) for s in stems]
+    assert len(tables) == -(-len(stems) // STEMS_PER_TABLE) and max(map(len, heads)) == STEMS_PER_TABLE

@@ -123,15 +123,16 @@ def test_zone_under_cloud_all_window_is_not_observed_and_has_no_alert(scan):
 
 def test_zones_report_the_share_of_looks_the_baseline_could_not_judge(scan):
     """unsupported_fraction: the zone's clear monitor looks without seasonal support (detector
-    fields n_mon_unsupported / n_mon_clear, summed over its pixels), checked against the written
-    rasters read back with rasterio; unsupported_months lists months; none for a zone never seen."""
+    field n_mon_unsupported over the clear monitor looks nclear_monitor, summed over its pixels),
+    checked against the written rasters read back with rasterio; unsupported_months lists
+    months; none for a zone never seen."""
     import rasterio.mask
 
     result, _ = scan
     zs = result.zone_stats.set_index("zone_id")
     zones = gpd.read_file(result.out_dir / "zones.geojson").set_index("zone_id")
     rdir = result.out_dir / "rasters"
-    with rasterio.open(rdir / "n_unsupported_monitor.tif") as u, rasterio.open(rdir / "n_clear_monitor.tif") as c:
+    with rasterio.open(rdir / "n_unsupported_monitor.tif") as u, rasterio.open(rdir / "nclear_monitor.tif") as c:
         for zid in zs.index.drop(OVERCAST):
             geom = [zones.to_crs(u.crs).geometry[zid]]
             un, _ = rasterio.mask.mask(u, geom, crop=True, filled=False, indexes=1)

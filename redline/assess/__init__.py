@@ -44,6 +44,7 @@ from exactextract import exact_extract
 from redline.assess import rsei as _rsei
 from redline import outputs
 from redline.assess import trends as _trends
+from redline.cogs import COGS, CogSpec
 from redline.tiles import Mosaic, Tile
 from redline.vocabulary import DISTURBANCE_TYPES, STATUSES
 
@@ -318,15 +319,15 @@ def support_columns(polys: gpd.GeoDataFrame, key: str, rasters: dict[str, Path])
     """Which monitor looks the detector's baseline could not judge (:mod:`redline.detect`: no
     clear baseline look on both sides of their day of year): ``unsupported_fraction``, the share of
     the polygon's clear monitor looks (coverage-weighted sums of ``n_unsupported_monitor`` over
-    ``n_clear_monitor``), and ``unsupported_months``, the months (``"10,11,12"``) in which at
+    ``nclear_monitor``), and ``unsupported_months``, the months (``"10,11,12"``) in which at
     least :data:`UNSUPPORTED_MONTH_SHARE` of its area had such a look. NaN/None without the
     detection rasters (``redline assess`` alone)."""
     out = polys[[key]].copy()
-    if not all(k in rasters for k in ("n_unsupported_monitor", "n_clear_monitor", "unsupported_months")):
+    if not all(k in rasters for k in ("n_unsupported_monitor", "nclear_monitor", "unsupported_months")):
         return out.assign(unsupported_fraction=np.nan, unsupported_months=None)
-    sums = exact_extract([str(rasters["n_unsupported_monitor"]), str(rasters["n_clear_monitor"])], polys[[key, "geometry"]], ["sum"],
+    sums = exact_extract([str(rasters["n_unsupported_monitor"]), str(rasters["nclear_monitor"])], polys[[key, "geometry"]], ["sum"],
                          include_cols=[key], output="pandas")
-    unsup, clear = sums["n_unsupported_monitor_sum"].astype(float), sums["n_clear_monitor_sum"].astype(float)
+    unsup, clear = sums["n_unsupported_monitor_sum"].astype(float), sums["nclear_monitor_sum"].astype(float)
     sums["unsupported_fraction"] = np.where(clear > 0, (unsup / clear.where(clear > 0)).round(3), np.nan)
     bits = exact_extract(str(rasters["unsupported_months"]), polys[[key, "geometry"]], ["unique", "frac"], include_cols=[key], output="pandas")
     months = []
@@ -481,9 +482,23 @@ def _tier_columns(out: pd.DataFrame, zones: gpd.GeoDataFrame, alerts: pd.DataFra
 # --------------------------------------------------------------------------- the writer
 
 
-def _assessment_rasters(out: Path, mosaic: Mosaic, years: list[int], *, basic: bool, min_baseline_obs: int) -> tuple[dict[str, Path], dict[str, Any]]:
+def _grade_legend(colours: dict[str, str]) -> tuple[tuple[str, ...], dict[int, tuple[int, int, int, int]]]:
+    """Category names of the RSEI grade codes 0 (none) … 5 (``差 poor`` …) and their RGBA
+    colours from ``colours`` (grade key → ``#rrggbb``; code 0 transparent)."""
+    names = ("无 none", *(f"{zh} {key}" for key, zh in _rsei.GRADES.values()))
+    rgba = {0: (0, 0, 0, 0)}
+    for code, (key, _) in _rsei.GRADES.items():
+        hexa = colours[key].lstrip("#")
+        rgba[code] = (int(hexa[0:2], 16), int(hexa[2:4], 16), int(hexa[4:6], 16), 255)
+    return names, rgba
+
+
+def _assessment_rasters(out: Path, mosaic: Mosaic, years: list[int], *, basic: bool, min_baseline_obs: int,
+                        grade_colours: dict[str, str]) -> tuple[dict[str, Path], dict[str, Any]]:
     """Write the assessment COGs from the inputs written tile by tile into ``mosaic`` (stems
-    ``in_<variable>`` of :func:`lazy_inputs`); return paths and what was used.
+    ``in_<variable>`` of :func:`lazy_inputs`); return paths and what was used. Each COG has the
+    type, no-data and metadata of its :data:`redline.cogs.COGS` spec; grades carry the colours
+    ``grade_colours`` (grade key → ``#rrggbb``) and the grade names.
 
     Per-pixel outputs are derived block by block. The region-wide parameters — FVC's NDVI
     end-members and RSEI's normalisation and PC1 — are fitted in streaming passes over the
@@ -499,21 +514,21 @@ def _assessment_rasters(out: Path, mosaic: Mosaic, years: list[int], *, basic: b
     def read(stem: str, w: Any, band: int = 1) -> np.ndarray:
         return mosaic.read(f"in_{stem}", w, band).astype("float32")
 
-
-    def derive(stem: str, fn: Callable[[Any], np.ndarray], desc: str, nodata: float | int | None = np.nan) -> None:
+    def derive(stem: str, fn: Callable[[Any], np.ndarray], spec: CogSpec | None = None) -> None:
+        spec = spec or COGS[stem]
         for w in blocks:
-            mosaic.put_window(stem, w, fn(w), nodata=nodata, description=desc)
-        paths[stem] = mosaic.to_cog(stem, rdir / f"{stem}.tif")
+            mosaic.put_window(stem, w, spec.encode(fn(w)), nodata=spec.kind.nodata, description=spec.description)
+        paths[stem] = mosaic.to_cog(stem, rdir / f"{stem}.tif", spec)
 
-    def copy(stem_in: str, stem: str) -> None:
-        paths[stem] = mosaic.to_cog(f"in_{stem_in}", rdir / f"{stem}.tif")
+    def copy(stem_in: str, stem: str) -> None:  # float32 inputs kept as they are
+        paths[stem] = mosaic.to_cog(f"in_{stem_in}", rdir / f"{stem}.tif", COGS[stem])
 
     for p in PERIODS:
         soil, veg = fvc_end_members(land_ndvi(mosaic, p, blocks))
         info["fvc_end_members"][p] = {"ndvi_soil": round(soil, 4), "ndvi_veg": round(veg, 4)}
         if basic or p == "baseline":
             derive(f"fvc_{p}", lambda w, p=p, soil=soil, veg=veg: fvc_from(read(f"NDVI_{p}", w), soil, veg),
-                   f"fractional vegetation cover, NDVI soil {soil:.3f} / veg {veg:.3f}")
+                   COGS[f"fvc_{p}"].described(f"fractional vegetation cover of the {p} window (0-1), NDVI soil {soil:.3f} / veg {veg:.3f}"))
         if basic:
             copy(f"NDVI_{p}", f"ndvi_{p}")
 
@@ -524,12 +539,13 @@ def _assessment_rasters(out: Path, mosaic: Mosaic, years: list[int], *, basic: b
         return fn
 
     if basic:
-        derive("observed", at_least("nclear_monitor", 1), "1 if seen clear at least once in the monitor window")
+        derive("observed", at_least("nclear_monitor", 1))
     for p in PERIODS:
-        copy(f"nclear_{p}", f"nclear_{p}")
+        derive(f"nclear_{p}", lambda w, p=p: read(f"nclear_{p}", w))
     if "in_last_clear" in mosaic.meta:
-        copy("last_clear", "last_clear")
-    derive("monitored", at_least("nclear_baseline", min_baseline_obs), f"1 if the baseline window had at least {min_baseline_obs} clear observations (enough for the detector)")
+        derive("last_clear", lambda w: read("last_clear", w))
+    derive("monitored", at_least("nclear_baseline", min_baseline_obs),
+           COGS["monitored"].described(f"1 if the baseline window had at least {min_baseline_obs} clear observations (enough for the detector)"))
     names = tuple(n for n in _rsei.COMPONENTS if all(f"in_{n}_{p}" in mosaic.meta for p in PERIODS))
 
     def fit_blocks() -> Iterable[tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]]:
@@ -545,14 +561,13 @@ def _assessment_rasters(out: Path, mosaic: Mosaic, years: list[int], *, basic: b
         r = _rsei.apply_rsei(fit, p, {n: read(f"{n}_{p}", w) for n in fit.names}, read(f"MNDWI_{p}", w))
         return np.clip(r, 0.0, 1.0)
 
+    legend = _grade_legend(grade_colours)
     for p in PERIODS:  # RSEI once per block; grades and change read it back from the mosaic
-        derive(f"rsei_{p}", lambda w, p=p: rsei_of(p, w), f"{variant}; {p} window; 0 (worst) – 1 (best); water masked")
-        derive(f"rsei_grade_{p}", lambda w, p=p: _rsei.grade(mosaic.read(f"rsei_{p}", w)),
-               "RSEI grade 1 差 poor, 2 较差 fair, 3 一般 moderate, 4 良 good, 5 优 excellent; 0 none", nodata=0)
-    derive("rsei_change", lambda w: (mosaic.read("rsei_monitor", w) - mosaic.read("rsei_baseline", w)).astype("float32"),
-           "RSEI monitor − baseline (pooled scale)")
+        derive(f"rsei_{p}", lambda w, p=p: rsei_of(p, w), COGS[f"rsei_{p}"].described(f"{variant}; {p} window; 0 (worst) – 1 (best); water masked"))
+        derive(f"rsei_grade_{p}", lambda w, p=p: _rsei.grade(mosaic.read(f"rsei_{p}", w)), COGS[f"rsei_grade_{p}"].with_legend(*legend))
+    derive("rsei_change", lambda w: (mosaic.read("rsei_monitor", w) - mosaic.read("rsei_baseline", w)).astype("float32"))
     if years:
-        paths["ndvi_annual"] = mosaic.to_cog("in_ndvi_annual", rdir / "ndvi_annual.tif")
+        paths["ndvi_annual"] = mosaic.to_cog("in_ndvi_annual", rdir / "ndvi_annual.tif", COGS["ndvi_annual"])
     info["rsei"] = {"variant": variant, "components": list(fit.names), "loadings_pc1": fit.loadings, "pc1_variance_share": fit.pc1_share,
                     "pooled": True, "grades": {str(c): {"key": k, "name": n} for c, (k, n) in _rsei.GRADES.items()},
                     "grade_edges": list(_rsei.GRADE_EDGES), "water_mask": f"period-mean MNDWI > {_rsei.WATER_MNDWI}",
@@ -624,10 +639,11 @@ def write_assessment(
     import maps
 
     basic = rasters is None
-    paths, info = _assessment_rasters(out, inputs, years, basic=basic, min_baseline_obs=cfg.detection.min_baseline_obs)
+    paths, info = _assessment_rasters(out, inputs, years, basic=basic, min_baseline_obs=cfg.detection.min_baseline_obs,
+                                      grade_colours=maps.GRADE_COLOURS)
     if not basic:
         paths = {**{k: rasters[k] for k in ("ndvi_baseline", "ndvi_monitor", "fvc_monitor", "observed")},
-                 **{k: rasters[k] for k in ("n_clear_monitor", "n_unsupported_monitor", "unsupported_months") if k in rasters}, **paths}
+                 **{k: rasters[k] for k in ("n_unsupported_monitor", "unsupported_months") if k in rasters}, **paths}
     info["wetness"] = {"coefficients": (attrs or {}).get("wetness_coefficients"), "reference": (attrs or {}).get("wetness_reference")}
     variant = info["rsei"]["variant"] + f"; tasselled-cap wetness {info['wetness']['coefficients']} ({info['wetness']['reference']})"
     zones_utm = zones.to_crs(utm)

@@ -361,6 +361,16 @@ class Verification:
         return {k: role for k, (_, role) in self.keys.items()}
 
 
+def _same_file(fh: Any, path: Path) -> bool:
+    """True when the open file ``fh`` is still the file at ``path`` (same device and inode)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fh.fileno())
+    return (own.st_dev, own.st_ino) == (st.st_dev, st.st_ino)
+
+
 def _empty_alerts() -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame({c: pd.Series(dtype="object") for c in ALERT_COLUMNS}, geometry=[], crs="EPSG:4326")
 
@@ -689,25 +699,33 @@ class Register:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")
-        try:
-            fh = open(lock_path, "a+")
-        except OSError as exc:
-            raise RegisterError(f"{self.path}: cannot create the lock file {lock_path} ({exc.strerror}); check folder permissions") from None
         deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fh = open(lock_path, "a+")
+            except OSError as exc:
+                raise RegisterError(f"{self.path}: cannot create the lock file {lock_path} ({exc.strerror}); check folder permissions") from None
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                if time.monotonic() > deadline:
+                    raise RegisterError(
+                        f"{self.path}: the register is locked by another scan (waited {timeout:.0f} s); "
+                        "wait for it to finish or use another register"
+                    ) from None
+                time.sleep(0.2)
+                continue
+            if _same_file(fh, lock_path):
+                break
+            fh.close()  # the holder removed the file as it let go: lock the one at the path now
         try:
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise RegisterError(
-                            f"{self.path}: the register is locked by another scan (waited {timeout:.0f} s); "
-                            "wait for it to finish or use another register"
-                        ) from None
-                    time.sleep(0.2)
             yield
         finally:
+            # no lock file is left in OUT: removed while still held, so a waiter that opened it
+            # sees it gone (_same_file) and locks a new one (flock(2) locks the open file, not the name)
+            with contextlib.suppress(OSError):
+                lock_path.unlink()
             with contextlib.suppress(OSError):
                 fcntl.flock(fh, fcntl.LOCK_UN)
             fh.close()
@@ -943,8 +961,7 @@ class Register:
         """
         if to_status is not None and to_status not in STATUSES:
             raise RegisterError(f"--status {to_status!r} is not a status; use one of {', '.join(STATUSES)}")
-        if not by or not by.strip():
-            raise RegisterError("--by is empty; give the reviewer's name")
+        by = check_name(by, "--by")  # the one rule for names (redline.register.users): no line breaks, escapes, floods
         if activity_class is not None and activity_class not in ACTIVITY_CODES:
             raise RegisterError(f"--class {activity_class!r} is not an activity class; use one of {', '.join(ACTIVITY_CODES)}")
         if result is not None and step is None:
@@ -990,9 +1007,8 @@ class Register:
         ids = list(dict.fromkeys(alert_ids))
         if not ids:
             raise RegisterError("no alert to assign; give alert ids (or a filter that matches some)")
-        if not by or not by.strip():
-            raise RegisterError("--by is empty; give the assigning user's name")
-        target = check_name(to) if to is not None else None
+        by = check_name(by, "--by")
+        target = check_name(to, "--to") if to is not None else None
         if not self.store.exists():
             raise RegisterError(f"{self.store.describe()}: no register there yet; run a scan first or give --register")
         with self._writing() as tx:
@@ -1219,7 +1235,7 @@ class Register:
         """Add a team of ``members`` (a comma list or names of existing users, enabled or not):
         a ``teams`` row and a signed ``team`` entry, by an admin key. Its name may be neither a
         user's nor another team's (:func:`redline.register.users.check_name`). Returns the entry."""
-        name, names = check_name(name, "team"), parse_members(members)
+        name, names = check_name(name, "team name"), parse_members(members)
         with self._writing() as tx:
             self._check_signer(tx, self.key, admin=True)
             if "teams" not in self.store.tables(tx):

@@ -1,11 +1,17 @@
 """Field-check exports of alerts for UAV and ground teams (卫星普查 → 无人机详查 → 地面核查).
 
-- ``geojson``: alert polygons with their fields (EPSG:4326).
+- ``geojson``: alert polygons with their fields (EPSG:4326), RFC 7946 (:mod:`redline.geojson`:
+  feature id = alert id, right-hand rings, 7 decimals).
 - ``gpx`` (GPX 1.1): a waypoint at each alert centroid (name = alert id, description = zone,
-  type, area, date) and the alert outline as a track.
-- ``kml`` (KML 2.2): a Placemark per alert holding its centroid and its polygon.
+  type, area, date) and the alert outline as a track (one segment per ring).
+- ``kml`` (KML 2.2): folder ``waypoints`` with one Placemark holding a Point at each alert
+  centroid (name = alert id: GPS receivers and gpsbabel read these as waypoints, which they do
+  not for a Point inside a MultiGeometry), and folder ``outlines`` with one Placemark per alert
+  holding its polygon(s), holes as inner boundaries.
 - ``csv``: one row per alert in the column order of a problem ledger (问题台账), with English or
   Chinese (``lang="zh"``) headers, UTF-8 with BOM so spreadsheet programs show Chinese text.
+
+Coordinates are WGS 84 longitude/latitude with 7 decimals (about 1 cm) in every format.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 
+from redline.geojson import rfc7946_geometries, write_geojson
 from redline.vocabulary import DISTURBANCE_LABELS, STATUS_LABELS
 
 __all__ = ["FORMATS", "LEDGER_COLUMNS", "LEDGER_FORMATS", "MU_M2", "MEDIA_TYPES", "export_alerts", "ledger_table", "write_ledger", "ledger_context"]
@@ -55,11 +62,20 @@ def _description(a: pd.Series) -> str:
     return f"zone {a['zone_id']} {a['zone_name'] or ''}; {a['disturbance_type']}; {float(a['area_m2']):.0f} m2; first {a['first_detected']}"
 
 
-def _rings(geom: shapely.Geometry) -> list[list[tuple[float, float]]]:
-    return [list(p.exterior.coords) for p in getattr(geom, "geoms", [geom])]
+def _polygons(geom: shapely.Geometry | None) -> list[shapely.Polygon]:
+    """The polygons of an outline (none for a missing geometry)."""
+    if geom is None or geom.is_empty:
+        return []
+    return [p for p in getattr(geom, "geoms", [geom]) if isinstance(p, shapely.Polygon)]
+
+
+def _coords(ring: shapely.LinearRing) -> list[tuple[float, float]]:
+    return [(x, y) for x, y, *_ in ring.coords]
 
 
 def _write_gpx(a: gpd.GeoDataFrame, points: gpd.GeoDataFrame, path: Path) -> None:
+    """GPX 1.1 (topografix.com/GPX/1/1): every ``wpt`` before every ``trk``, as the schema's
+    sequence requires."""
     ns = "http://www.topografix.com/GPX/1/1"
     root = ET.Element("gpx", {"version": "1.1", "creator": "redline", "xmlns": ns})
     for p in points.itertuples():
@@ -70,32 +86,51 @@ def _write_gpx(a: gpd.GeoDataFrame, points: gpd.GeoDataFrame, path: Path) -> Non
         trk = ET.SubElement(root, "trk")
         ET.SubElement(trk, "name").text = row["alert_id"]
         ET.SubElement(trk, "desc").text = p.desc
-        for ring in _rings(row.geometry):
-            seg = ET.SubElement(trk, "trkseg")
-            for x, y in ring:
-                ET.SubElement(seg, "trkpt", {"lat": f"{y:.7f}", "lon": f"{x:.7f}"})
+        for poly in _polygons(row.geometry):
+            for ring in (poly.exterior, *poly.interiors):
+                seg = ET.SubElement(trk, "trkseg")
+                for x, y in _coords(ring):
+                    ET.SubElement(seg, "trkpt", {"lat": f"{y:.7f}", "lon": f"{x:.7f}"})
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
+def _kml_ring(parent: ET.Element, boundary: str, ring: shapely.LinearRing) -> None:
+    lr = ET.SubElement(ET.SubElement(parent, boundary), "LinearRing")
+    ET.SubElement(lr, "coordinates").text = " ".join(f"{x:.7f},{y:.7f}" for x, y in _coords(ring))
+
+
 def _write_kml(a: gpd.GeoDataFrame, points: gpd.GeoDataFrame, path: Path) -> None:
+    """KML 2.2 (OGC 07-147r2): a folder of one Point Placemark per alert (the waypoints), then a
+    folder of one Placemark per alert with its polygons (outer boundary counter-clockwise, holes
+    as inner boundaries, as KML's LinearRing asks, §10.8 / Google's KML reference)."""
     ns = "http://www.opengis.net/kml/2.2"
     root = ET.Element("kml", {"xmlns": ns})
     doc = ET.SubElement(root, "Document")
     ET.SubElement(doc, "name").text = "redline alerts"
+    waypoints = ET.SubElement(doc, "Folder")
+    ET.SubElement(waypoints, "name").text = "waypoints"
+    outlines = ET.SubElement(doc, "Folder")
+    ET.SubElement(outlines, "name").text = "outlines"
     for (_, row), p in zip(a.iterrows(), points.itertuples()):
-        pm = ET.SubElement(doc, "Placemark")
+        pm = ET.SubElement(waypoints, "Placemark")
         ET.SubElement(pm, "name").text = row["alert_id"]
         ET.SubElement(pm, "description").text = p.desc
         ext = ET.SubElement(pm, "ExtendedData")
         for field in ("zone_id", "zone_name", "disturbance_type", "area_m2", "first_detected", "status"):
             data = ET.SubElement(ext, "Data", {"name": field})
             ET.SubElement(data, "value").text = "" if row[field] is None else str(row[field])
-        multi = ET.SubElement(pm, "MultiGeometry")
-        ET.SubElement(ET.SubElement(multi, "Point"), "coordinates").text = f"{p.geometry.x:.7f},{p.geometry.y:.7f}"
-        for ring in _rings(row.geometry):
-            poly = ET.SubElement(multi, "Polygon")
-            lr = ET.SubElement(ET.SubElement(poly, "outerBoundaryIs"), "LinearRing")
-            ET.SubElement(lr, "coordinates").text = " ".join(f"{x:.7f},{y:.7f}" for x, y in ring)
+        ET.SubElement(ET.SubElement(pm, "Point"), "coordinates").text = f"{p.geometry.x:.7f},{p.geometry.y:.7f}"
+        polygons = _polygons(row.geometry)
+        if not polygons:
+            continue
+        outline = ET.SubElement(outlines, "Placemark")
+        ET.SubElement(outline, "name").text = row["alert_id"]
+        holder = ET.SubElement(outline, "MultiGeometry") if len(polygons) > 1 else outline
+        for poly in polygons:
+            kp = ET.SubElement(holder, "Polygon")
+            _kml_ring(kp, "outerBoundaryIs", poly.exterior)
+            for hole in poly.interiors:
+                _kml_ring(kp, "innerBoundaryIs", hole)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
@@ -105,13 +140,14 @@ def export_alerts(alerts: gpd.GeoDataFrame, path: Path, fmt: str, *, lang: str =
         raise ValueError(f"--format {fmt!r} is not supported; use one of {', '.join(FORMATS)}")
     path = Path(path)
     path.unlink(missing_ok=True)
-    a = alerts.to_crs(4326).sort_values("alert_id").reset_index(drop=True)
+    a = alerts.sort_values("alert_id").reset_index(drop=True)
+    a = a.set_geometry(rfc7946_geometries(a.geometry))
     points = gpd.GeoDataFrame(
         {"name": a["alert_id"], "desc": a.apply(_description, axis=1) if len(a) else []},
         geometry=gpd.points_from_xy(a["centroid_lon"], a["centroid_lat"]), crs=4326,
     )
     if fmt == "geojson":
-        path.write_text(a.to_json(drop_id=True, ensure_ascii=False), encoding="utf-8")
+        write_geojson(a, path, id_column="alert_id")
     elif fmt == "gpx":
         _write_gpx(a, points, path)
     elif fmt == "kml":

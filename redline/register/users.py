@@ -120,18 +120,27 @@ class Team:
         return not self.disabled and any((u := users.get(m)) is not None and not u.disabled and u.in_scope(admin_id, zone_id) for m in self.members)
 
 
-def check_name(name: str, what: str = "user") -> str:
-    """A user (or, ``what="team"``, a team) name as stored: stripped, NFC, 1–64 printable
-    characters without spaces or commas, not the system's (``redline-scan`` or any
-    ``redline-…``). Users and teams share this namespace. Raises one-line :class:`RegisterError`."""
+def check_name(name: str, what: str = "user name") -> str:
+    """A user (or team: users and teams share this namespace) name as stored: stripped, 1–64 printable characters without spaces or commas, not
+    the system's (``redline-scan`` or any ``redline-…``). The one rule for every name the
+    register records: a user's, an assignee's (``--to``) and a reviewer's (``--by``, also in the
+    single-user mode), so no name can carry a line break, a terminal escape code or a fake
+    history line. ``what`` names the value in the message (e.g. ``--by``). Raises one-line
+    :class:`RegisterError`."""
     n = unicodedata.normalize("NFC", (name or "").strip())
     if not n:
-        raise RegisterError(f"the {what} name is empty; give a name such as " + ("wang.gong or 王工" if what == "user" else "巡护一队 or field-1"))
+        raise RegisterError(f"the {what} is empty; give a name such as " + ("巡护一队 or field-1" if "team" in what else "wang.gong or 王工"))
     if len(n) > _MAX_NAME or any(c.isspace() or c == "," or not c.isprintable() for c in n):
-        raise RegisterError(f"{what} name {n!r}: use at most {_MAX_NAME} printable characters without spaces or commas")
+        raise RegisterError(f"{what} {_shown(n)}: use at most {_MAX_NAME} printable characters without spaces or commas")
     if n.lower().startswith(RESERVED_PREFIX):
-        raise RegisterError(f"{what} name {n!r}: names starting with {RESERVED_PREFIX!r} are the system's (e.g. redline-scan); choose another")
+        raise RegisterError(f"{what} {n!r}: names starting with {RESERVED_PREFIX!r} are the system's (e.g. redline-scan); choose another")
     return n
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    """``value`` quoted for a one-line message (control characters escaped by ``repr``), its
+    first ``limit`` characters and its length when longer."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value)} characters)"
 
 
 def parse_members(text: str | Iterable[str]) -> tuple[str, ...]:

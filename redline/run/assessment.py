@@ -19,6 +19,7 @@ import pipelines
 from redline import assess, outputs, provenance
 from redline.assess import ei
 from redline import bands as bandplan
+from redline.errors import RedlineInputError
 from redline.config import ScanConfig
 from redline.register import Register
 from redline.register.keys import load_key
@@ -42,6 +43,8 @@ def run_assessment(cfg: ScanConfig, out: Path, *, scheduler: str | None = None, 
     t0 = time.monotonic()
     started = dt.datetime.now(dt.timezone.utc)
     out = Path(out)
+    if problem := outputs.out_folder_problem(out):
+        raise RedlineInputError(problem)
     key = load_key()  # the manifest is signed: no key, nothing done (exit 2)
     zones, admin = read_areas(cfg)
     ei.check_inputs(cfg.assess)

@@ -66,6 +66,7 @@ _MEDIA_TYPES = {
     ".json": pystac.MediaType.JSON, ".html": pystac.MediaType.HTML, ".pdf": "application/pdf", ".png": pystac.MediaType.PNG,
     ".svg": "image/svg+xml", ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     ".gpx": "application/gpx+xml", ".kml": pystac.MediaType.KML, ".kmz": "application/vnd.google-earth.kmz",
+    ".xml": pystac.MediaType.XML,  # a COG's GDAL sidecar (``.tif.aux.xml``: a grade raster's category names)
 }
 #: Titles of the output folder's named files (redline.outputs)
 _TITLES = {
@@ -228,7 +229,7 @@ def _roles(rel: str) -> list[str]:
         return ["graphic", "chip"]
     if parts[0] == outputs.FIGURES_DIR:
         return ["graphic", "figure"]
-    if rel in (outputs.MANIFEST_JSON, outputs.ASSESSMENT_JSON):
+    if rel in (outputs.MANIFEST_JSON, outputs.ASSESSMENT_JSON) or rel.endswith(".aux.xml"):
         return ["metadata"]
     if suffix in (".png", ".jpg") and len(parts) == 1:  # the map's base composite: the whole area, for people
         return ["overview"]

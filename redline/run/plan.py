@@ -66,11 +66,41 @@ def find_scenes(cfg: ScanConfig, zones: gpd.GeoDataFrame) -> pipelines.SearchRes
         datetime=f"{cfg.baseline.start}/{cfg.monitor.end}", max_cloud_cover=cfg.stac.max_cloud_cover, timeout=cfg.stac.timeout_s,
     )
     if not search.items:
+        w, s, e, n = aoi.zones_bbox_4326(zones)
         raise StacError(
             f"stac: the search on {cfg.stac.url} found no scenes for collections {cfg.stac.collections} between "
-            f"{cfg.baseline.start} and {cfg.monitor.end} over the zones; check the window, the zones and max_cloud_cover"
+            f"{cfg.baseline.start} and {cfg.monitor.end} over the zones ({zones.crs.to_string()}; lon {w:.4f} to {e:.4f}, lat {s:.4f} to {n:.4f}); "
+            f"{_nearest_scene(cfg, zones)}; check the window, the zones and their CRS, and max_cloud_cover"
         )
     return search
+
+
+#: Scenes a failed search looks at, anywhere, to say how far the zones are from the nearest one
+#: (ten pages of 100: a few seconds even on a large API).
+_NEAREST_PROBE = 1000
+
+
+def _nearest_scene(cfg: ScanConfig, zones: gpd.GeoDataFrame) -> str:
+    """How far the zones lie from the nearest scene of the same collections and window found
+    anywhere (the first :data:`_NEAREST_PROBE`), as a phrase for the no-scenes error: zones far
+    away or in a wrong CRS show as hundreds of kilometres. Distances in km on an azimuthal
+    equidistant projection centred on the zones (exact from the centre)."""
+    try:
+        anywhere = pipelines.search_items(
+            cfg.stac.url, collections=cfg.stac.collections, bbox=(-180.0, -90.0, 180.0, 90.0), datetime=f"{cfg.baseline.start}/{cfg.monitor.end}",
+            max_cloud_cover=cfg.stac.max_cloud_cover, timeout=cfg.stac.timeout_s, max_items=_NEAREST_PROBE,
+        )
+    except StacError:
+        return "the API could not be searched beyond the zones"
+    if not anywhere.items:
+        return "the API has no scene of these collections in that window anywhere"
+    centre = zones.to_crs(4326).union_all().centroid
+    local = f"+proj=aeqd +lat_0={centre.y:.6f} +lon_0={centre.x:.6f} +datum=WGS84 +units=m"
+    footprints = gpd.GeoSeries([shapely.geometry.shape(it.geometry) for it in anywhere.items], crs=4326).to_crs(local)
+    distance = footprints.distance(zones.to_crs(local).union_all())
+    near = int(distance.values.argmin())
+    of = f"the first {len(anywhere.items)}" if len(anywhere.items) >= _NEAREST_PROBE else f"the {len(anywhere.items)}"
+    return f"the nearest of {of} scenes in that window ({anywhere.items[near].id}) lies {distance.iloc[near] / 1000:,.0f} km from the zones"
 
 
 def margin_px(cfg: ScanConfig) -> int:

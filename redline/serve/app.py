@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from redline.outputs import ZONES_GEOJSON
 from redline.errors import NotPermitted, RegisterError
+from redline.geojson import to_geojson
 from redline.register import Register
 from redline.register.export import MEDIA_TYPES, export_alerts, ledger_context, ledger_table, write_ledger
 from redline.register.users import User
@@ -399,7 +400,7 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         q = queue_page(cache.state(), user, request.query_params, t)
         g = _with_geometry(q.frame.take(q.positions)[["alert_id", "status", "disturbance_type", "zone_id", "first_detected"]], geometries.series())
         g = g.assign(status_label=[label("status", v, lang) for v in g["status"]], type_label=[label("type", v, lang) for v in g["disturbance_type"]])
-        return Response(g.to_json(drop_id=True, ensure_ascii=False), media_type="application/geo+json")
+        return Response(to_geojson(g, id_column="alert_id"), media_type="application/geo+json")
 
     @app.get("/export/{name}")
     def export(request: Request, name: str) -> Response:
