@@ -204,7 +204,8 @@ def run_scan(
             with timings.stage("outputs"):
                 with timings.output("tables"):
                     mine = _write_alerts(out, merged, scan_id, zones)
-                zone_stats, admin_stats = assessed.result()  # a failed COG or assessment raises here, the register committed
+                zone_stats, admin_stats, failed = assessed.result()  # a failed COG or assessment raises here, the register committed
+                failures += failed
 
     with timings.stage("outputs"):
         mosaic.remove()
@@ -265,17 +266,25 @@ def _this_scan(merged: gpd.GeoDataFrame, scan_id: str, zones: gpd.GeoDataFrame) 
 
 
 def _cogs_and_assessment(out: Path, plan: ScanPlan, tiled: Tiled, mosaic: Mosaic, zones: gpd.GeoDataFrame, admin: gpd.GeoDataFrame | None,
-                         mine: gpd.GeoDataFrame, timings: Timings) -> tuple[pd.DataFrame, pd.DataFrame]:
+                         mine: gpd.GeoDataFrame, timings: Timings) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, str]]]:
     """The COGs from the mosaics, then the assessment (its rasters, ``zone_stats.csv``,
     ``admin_stats.csv``, figures) of this scan's alerts ``mine`` (their statuses after the
-    re-checks; the chips' paths are not read): the scan runs this on a worker thread."""
+    re-checks; the chips' paths are not read): the scan runs this on a worker thread. Returns
+    the statistics and the failure of the assessment's figures, if any (kind ``output``)."""
+    failed: list[dict[str, str]] = []
+
+    def figure_failed(exc: Exception) -> None:
+        log.error("assessment figures not written: %s", exc)
+        failed.append({"kind": "output", "id": "assessment figures", "reason": f"not written: {' '.join(str(exc).split())[:300]}"})
+
     with timings.output("cogs"):
         raster_paths = write_rasters(out, mosaic)
     with timings.output("assessment"):
-        return assess.write_assessment(
+        zone_stats, admin_stats = assess.write_assessment(
             out, cfg=plan.cfg, zones=zones, admin=admin, utm=plan.utm, geobox=plan.grid, inputs=mosaic, years=tiled.years, alerts=mine,
-            rasters=raster_paths, attrs=tiled.attrs,
+            rasters=raster_paths, attrs=tiled.attrs, figure_failed=figure_failed,
         )
+    return zone_stats, admin_stats, failed
 
 
 def _output(failures: list[dict[str, str]], timings: Timings, kind: str, writer: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

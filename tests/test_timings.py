@@ -58,11 +58,13 @@ def test_console_line_names_every_stage(small_scan):
 
 
 def test_failing_output_writer_is_reported_and_keeps_the_register(small_scenes, stac_url, small_scan, tmp_path):
-    """A ``figures`` file where the figures folder goes: the chips' time series and the report
-    cannot be written. The scan exits 1 naming them, and the register, tables, rasters, map,
+    """A ``figures`` file where the figures folder goes: the chips' time series, the assessment's
+    figures and the report cannot be written. The scan exits 1 naming them, and the register, tables, rasters, map,
     manifest and catalogue are written as ever."""
     raw = yaml.safe_load(Path(small_scenes.config).read_text(encoding="utf-8"))
     raw["stac"]["url"] = stac_url
+    here = Path(small_scenes.config).parent  # the build's paths are relative to its config
+    raw["zones"]["path"], raw["admin_units"]["path"] = str(here / raw["zones"]["path"]), str(here / raw["admin_units"]["path"])
     cfg = tmp_path / "scan.yml"
     cfg.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     out = tmp_path / "out"
@@ -71,9 +73,9 @@ def test_failing_output_writer_is_reported_and_keeps_the_register(small_scenes, 
     res = subprocess.run([*CLI, "scan", str(cfg), "--out", str(out)], capture_output=True, text=True, timeout=900)
     assert res.returncode == 1, res.stderr[-3000:]
     failed = [ln for ln in res.stderr.splitlines() if ln.startswith("failed: ")]
-    assert [ln.split(":")[1].strip() for ln in failed] == ["output chips", "output report"], res.stderr[-3000:]
+    assert [ln.split(":")[1].strip() for ln in failed] == ["output chips", "output assessment figures", "output report"], res.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    assert [(f["kind"], f["id"]) for f in manifest["failures"]] == [("output", "chips"), ("output", "report")]
+    assert [(f["kind"], f["id"]) for f in manifest["failures"]] == [("output", "chips"), ("output", "assessment figures"), ("output", "report")]
     # the register holds the scan: the same alerts as the fixture's scan of the same scenes
     reg = Register(out / "register.gpkg")
     alerts = reg.alerts()
@@ -81,7 +83,7 @@ def test_failing_output_writer_is_reported_and_keeps_the_register(small_scenes, 
     assert len(small_scan.alerts) > 0
     assert (alerts["chip_before"].isna() | (alerts["chip_before"] == "")).all()  # the chips were not finished: no paths
     assert reg.verify_history() == []
-    for rel in ("alerts.geojson", "zone_stats.csv", "admin_stats.csv", "rasters/disturbance_date.tif", "map.html", "catalog.json"):
+    for rel in ("alerts.geojson", "zone_stats.csv", "admin_stats.csv", "assessment.json", "rasters/disturbance_date.tif", "map.html", "catalog.json"):
         assert (out / rel).is_file(), rel
     assert not (out / "report.html").exists()
     assert len(gpd.read_file(out / "alerts.geojson")) == len(small_scan.alerts)
