@@ -158,12 +158,12 @@ def _summary(result) -> None:
     for note in getattr(result, "notes", []):  # bands the scenes lack, scenes scanned without a mask (redline.bands)
         out_console.print(note, markup=False)
     out_console.print(f"register: {result.register}")
+    if result.map_html is not None:
+        out_console.print(f"map: {result.map_html.resolve()}")
     if getattr(result, "timings", None):  # the manifest's per-stage wall times (redline.run.timings)
         from redline.run.timings import Timings
 
-        out_console.print(Timings.line_of(result.timings), markup=False)
-    if result.map_html is not None:
-        out_console.print(f"map: {result.map_html.resolve()}")
+        out_console.print(Timings.line_of(result.timings), markup=False, soft_wrap=True)  # one line, greppable
 
 
 @app.command()
