@@ -21,11 +21,19 @@ On one generated COG stack, in the same run:
   where the scan's time goes.
 
 Prints the ratios scan / read-limit (the issue's target: ≤ 1.5), compute step / read-limit and
-load / read-limit.
+load / read-limit, and the scan's per-stage timings (the manifest's ``timings``).
+
+``--baseline-tree DIR`` (e.g. ``/work/main``, a checkout of an earlier commit) also times the
+whole scan of that tree's redline against this one's, each in a process of its own on the same
+build and STAC API, alternating ``--runs`` times (issue 25: the outputs before and after).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,8 +71,45 @@ def read_limit(items, bounds: tuple[float, float, float, float], threads: int) -
     return time.perf_counter() - t0, n
 
 
+def _scan_json(build, out: Path) -> None:
+    """``--scan-json``: one scan of ``build`` into ``out`` with the redline first on the path;
+    prints its wall seconds (call to return) and the manifest's ``timings`` as one JSON line."""
+    with pipelines.serve_stac(build.root) as url:
+        cfg = load_config(build.config, overrides={"stac": {"url": url}})
+        t0 = time.perf_counter()
+        run_scan(cfg, out)
+        seconds = time.perf_counter() - t0
+    timings = json.loads((out / "manifest.json").read_text(encoding="utf-8")).get("timings")
+    print("SCAN-JSON " + json.dumps({"seconds": seconds, "timings": timings}))
+
+
+def _scan_in(tree: Path, argv: list[str]) -> dict:
+    """One ``--scan-json`` run of this script in a process whose redline is ``tree``'s."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(Path(__file__).parent)])}
+    with tempfile.TemporaryDirectory(prefix="redline-bench-") as tmp:
+        res = subprocess.run([sys.executable, __file__, *argv, "--scan-json", str(Path(tmp) / "out")], env=env, capture_output=True, text=True,
+                             check=True)
+    return json.loads(next(ln for ln in res.stdout.splitlines() if ln.startswith("SCAN-JSON "))[len("SCAN-JSON "):])
+
+
+def _timings_table(timings: dict | None) -> str:
+    """The manifest's ``timings`` as two lines (stages, then outputs by kind), seconds."""
+    if not timings:
+        return "  (no timings in this tree's manifest)"
+    return ("  stages: " + ", ".join(f"{k} {v:.2f}" for k, v in timings["stages"].items()) + f" (wall {timings['wall_s']:.2f})\n"
+            "  outputs by kind (side by side): " + ", ".join(f"{k} {v:.2f}" for k, v in timings["outputs"].items()))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args, build, items, cfg, zones, geobox = _bench.setup(argv, __doc__.splitlines()[0])
+    own = argparse.ArgumentParser(add_help=False)
+    own.add_argument("--baseline-tree", type=Path, default=None, help="time this tree's whole scan too, alternating with this one's")
+    own.add_argument("--runs", type=int, default=2, help="alternations of baseline / this tree with --baseline-tree")
+    own.add_argument("--scan-json", type=Path, default=None, help=argparse.SUPPRESS)
+    opts, rest = own.parse_known_args(sys.argv[1:] if argv is None else argv)
+    args, build, items, cfg, zones, geobox = _bench.setup(rest, __doc__.splitlines()[0])
+    if opts.scan_json is not None:
+        _scan_json(build, opts.scan_json)
+        return 0
     b = geobox.boundingbox
     bounds = (b.left, b.bottom, b.right, b.top)
     threads = cfg.dask.workers * cfg.dask.threads_per_worker
@@ -77,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         result = run_scan(cfg, Path(tmp) / "out")
         scan_s = time.perf_counter() - t0
+        timings = json.loads((Path(tmp) / "out" / "manifest.json").read_text(encoding="utf-8")).get("timings")
     with pipelines.dask_client(None, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, processes=cfg.dask.processes):
         plan = ScanPlan.build(cfg, zones, None, None, items=items)
         with tempfile.TemporaryDirectory(prefix="redline-bench-") as tmp:
@@ -97,6 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load alone (odc-stac, scaling, mask): {load_s:.1f} s")
     print(f"RATIO compute step / read-limit = {compute_s / limit_s:.1f}")
     print(f"RATIO load / read-limit = {load_s / limit_s:.1f}")
+    print("the scan's timings (manifest):")
+    print(_timings_table(timings))
+    if opts.baseline_tree is not None:
+        here = Path(__file__).resolve().parent.parent
+        for k in range(opts.runs):
+            for name, tree in (("baseline", opts.baseline_tree), ("this tree", here)):
+                run = _scan_in(tree, rest)
+                print(f"run {k + 1} {name} ({tree}): whole scan {run['seconds']:.1f} s, RATIO scan / read-limit = {run['seconds'] / limit_s:.1f}")
+                print(_timings_table(run["timings"]))
+        print(f"load average now: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return 0
 
 

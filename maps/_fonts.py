@@ -125,6 +125,8 @@ def find_cjk_font_file() -> Path | None:
 
 
 _lock = threading.Lock()
+#: held while a figure is made or saved (:func:`figure_fonts`; re-entrant: saving nests in making)
+FIGURES_LOCK = threading.RLock()
 _state: dict[str, object] = {}
 
 
@@ -177,7 +179,9 @@ def figure_fonts() -> Iterator[None]:
     viewer's fonts like the pages."""
     font = cjk_font()
     families = [LATIN_FAMILY, *([font.family] if font else [])]
-    with matplotlib.rc_context({"font.family": families, "svg.fonttype": "none"}):
+    # one thread draws at a time: rc_context and pyplot's figure list are process-wide (matplotlib's
+    # "Thread safety" FAQ: not thread-safe); the scan draws figures next to other outputs
+    with FIGURES_LOCK, matplotlib.rc_context({"font.family": families, "svg.fonttype": "none"}):
         yield
 
 

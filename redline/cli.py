@@ -160,6 +160,10 @@ def _summary(result) -> None:
     out_console.print(f"register: {result.register}")
     if result.map_html is not None:
         out_console.print(f"map: {result.map_html.resolve()}")
+    if getattr(result, "timings", None):  # the manifest's per-stage wall times (redline.run.timings)
+        from redline.run.timings import Timings
+
+        out_console.print(Timings.line_of(result.timings), markup=False, soft_wrap=True)  # one line, greppable
 
 
 @app.command()
@@ -1016,7 +1020,7 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"error: {_one_line(exc)}", markup=False)
         return 2
     except ScanFault as exc:
-        for failure in exc.failures:  # one line per failed scene or zone, then the summary
+        for failure in exc.failures:  # one line per failed scene, zone or output, then the summary
             err_console.print(f"failed: {_one_line(failure)}", markup=False)
         err_console.print(f"scan finished with failures: {len(exc.failures)} scene(s)/zone(s) left out, the rest was scanned (see manifest.json 'failures')", markup=False)
         return 1

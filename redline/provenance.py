@@ -196,6 +196,17 @@ def record_outputs(out_dir: Path, files: list[Path], *, key: SigningKey, dropped
     _write(out_dir / MANIFEST, manifest, key)
 
 
+def record_timings(out_dir: Path, timings: dict[str, Any], *, key: SigningKey) -> dict[str, Any]:
+    """Put the scan's per-stage wall times (``timings``: ``wall_s``, ``stages``, ``outputs``, in
+    seconds; :meth:`redline.run.timings.Timings.record`) into the manifest as ``timings`` and sign
+    it again with ``key``: last of all, so that the manifest and the catalogue are timed too.
+    Returns ``timings``."""
+    manifest = read_manifest(out_dir)
+    manifest["timings"] = timings
+    _write(out_dir / MANIFEST, manifest, key)
+    return timings
+
+
 def _update_outputs(manifest: dict[str, Any], out_dir: Path, files: list[Path]) -> list[str]:
     """Put the checksum and size of each of ``files`` that exists into ``manifest['outputs']``;
     their paths relative to OUT."""

@@ -16,6 +16,8 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +36,12 @@ from redline.errors import RasterError, RedlineInputError, StacError
 from redline.geojson import write_geojson
 from redline.register import Register, merge_alerts, of_scan
 from redline.run.catalog import write_catalog
-from redline.run.chips import chips_and_rechecks
+from redline.run.chips import alert_products, rechecks, with_products
 from redline.run.plan import ScanPlan, check_windows, checked_plan, find_scenes, probe_scenes, read_areas
 from redline.run.rasters import write_rasters
 from redline.run.stitch import stitch_split_zones
 from redline.run.tileloop import Tiled, run_tiles
+from redline.run.timings import Timings
 from redline.tiles import Mosaic
 
 __all__ = ["ScanResult", "run_scan", "scan_id_for"]
@@ -62,6 +65,7 @@ class ScanResult:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # console lines: bands the scenes lack, scenes without a mask (redline.bands)
     up_to_date: bool = False  # nothing new since the scan already in ``out_dir``: nothing was redone
+    timings: dict[str, Any] | None = None  # the manifest's ``timings`` (redline.run.timings.Timings.record); None when up to date
 
 
 def scan_id_for(cfg: ScanConfig) -> str:
@@ -151,6 +155,7 @@ def run_scan(
     ``ScanResult.failures`` and the manifest's ``failures`` (docs/architecture.md §5); the rest is scanned.
     """
     t0 = time.monotonic()
+    timings = Timings()
     started = dt.datetime.now(dt.timezone.utc)
     out = Path(out)
     if problem := outputs.out_folder_problem(out):  # a file given as OUT: exit 2 before anything is searched
@@ -158,15 +163,17 @@ def run_scan(
     if not cfg.stac.url:
         raise StacError("stac.url is not set; give the STAC API URL (or a profile) in the config")
     scan_id = scan_id_for(cfg)
-    zones, admin = read_areas(cfg)
-    ei.check_inputs(cfg.assess)  # bad EI inputs (assess.*) fail before anything is searched or computed
-    search = find_scenes(cfg, zones)
+    with timings.stage("search"):
+        zones, admin = read_areas(cfg)
+        ei.check_inputs(cfg.assess)  # bad EI inputs (assess.*) fail before anything is searched or computed
+        search = find_scenes(cfg, zones)
     log.info("%d scenes found (%d before the cloud filter)", len(search.items), search.n_before_cloud_filter)
     previous = _up_to_date(out, cfg, config_text, search.items, t0)
     if previous is not None:
         log.info("%s is up to date: same config and the same %d scenes as its last scan; nothing redone", out, len(search.items))
         return previous
-    plan = checked_plan(cfg, zones, admin, search)  # bad input: exit 2 before anything is written
+    with timings.stage("probe"):
+        plan = checked_plan(cfg, zones, admin, search)  # bad input: exit 2 before anything is written
     zones = plan.zones  # less those outside every scene (failures)
     profile = pipelines.get_profile(cfg.stac.profile)
     register = Register(outputs.default_register(out, cfg.register_path), lock_timeout=lock_timeout)
@@ -176,31 +183,50 @@ def run_scan(
         env=profile.gdal_env
     ):
         out.mkdir(parents=True, exist_ok=True)
-        plan, tiled, mosaic = _compute(plan, out, scan_id, profile, progress)
+        with timings.stage("read+compute"):
+            plan, tiled, mosaic = _compute(plan, out, scan_id, profile, progress)
+        timings.carve("read+compute", tiled.seconds)  # the tile loop's main thread on computed tiles: mosaics, polygons
         failures = _failures_after(plan, tiled)
-        raster_paths = write_rasters(out, mosaic)
-        merged, stats, run = _merge(plan, tiled, mosaic, register, scan_id, started, config_text)
-        merged, rechecks = chips_and_rechecks(out, plan, merged, register.history(), scan_id)
-        register.commit_scan(merged, scan=run, decisions=rechecks, review_steps=tuple(cfg.review.steps))  # one transaction
+        with timings.stage("alerts"):
+            merged, stats, run = _merge(plan, tiled, mosaic, register, scan_id, started, config_text)
+        with timings.stage("rechecks"):
+            merged, decisions, jobs = rechecks(plan, merged, register.history(), scan_id)
+        # the outputs side by side: COGs then the assessment (its statistics read the COGs) on a
+        # worker thread while this thread draws the chips (their own small read of the scenes),
+        # commits the register and writes the alert layers; the figures take turns (maps' lock)
+        with ThreadPoolExecutor(1, thread_name_prefix="redline-outputs") as pool:
+            assessed = pool.submit(_cogs_and_assessment, out, plan, tiled, mosaic, zones, admin, _this_scan(merged, scan_id, zones), timings)
+            with timings.stage("outputs"):
+                products = _output(failures, timings, "chips", alert_products, out, jobs, cfg)
+            merged = with_products(merged, scan_id, products or {})
+            with timings.stage("register"):
+                register.commit_scan(merged, scan=run, decisions=decisions, review_steps=tuple(cfg.review.steps))  # one transaction
+            with timings.stage("outputs"):
+                with timings.output("tables"):
+                    mine = _write_alerts(out, merged, scan_id, zones)
+                zone_stats, admin_stats, failed = assessed.result()  # a failed COG or assessment raises here, the register committed
+                failures += failed
 
-    mine = _write_alerts(out, merged, scan_id, zones)
-    zone_stats, admin_stats = assess.write_assessment(
-        out, cfg=cfg, zones=zones, admin=admin, utm=plan.utm, geobox=plan.grid, inputs=mosaic, years=tiled.years, alerts=mine,
-        rasters=raster_paths, attrs=tiled.attrs,
-    )
-    mosaic.remove()
-    _write_area_layers(out, zones, admin, zone_stats, admin_stats)
-    import maps  # the renderer of the output folder (map.html, figures, report.html)
+    with timings.stage("outputs"):
+        mosaic.remove()
+        with timings.output("tables"):
+            _write_area_layers(out, zones, admin, zone_stats, admin_stats)
+        import maps  # the renderer of the output folder (map.html, figures, report.html)
 
-    record = _manifest_record(out, plan, tiled, register, stats, failures, scan_id=scan_id, started=started, config_text=config_text)
-    # the report's first page is the manifest's (periods, scenes, parameters, chain head): the same as `redline map` renders later
-    map_html = maps.render_outputs(out, register=register.path or register.location, manifest=record)[0]
-    _write_manifest(out, record, register)
-    write_catalog(out, key=register.key)  # last: it lists every output with the manifest's checksums, then joins the manifest
+        record = _manifest_record(out, plan, tiled, register, stats, failures, scan_id=scan_id, started=started, config_text=config_text)
+        where = register.path or register.location
+        map_html = _output(failures, timings, "map", maps.render_map, out, register=where)
+        # the report's first page is the manifest's (periods, scenes, parameters, chain head): the same as `redline map` renders later
+        _output(failures, timings, "report", maps.render_report, out, register=where, manifest=record)
+        with timings.output("manifest"):
+            _write_manifest(out, record, register)
+        with timings.output("catalogue"):
+            write_catalog(out, key=register.key)  # last: it lists every output with the manifest's checksums, then joins the manifest
+    timed = provenance.record_timings(out, timings.record(), key=register.key)
     return ScanResult(
         scan_id=scan_id, out_dir=out, alerts=mine, zone_stats=zone_stats, admin_stats=admin_stats,
         n_items=len(plan.items) - len(tiled.skipped), register=register.path or register.location, map_html=map_html, seconds=time.monotonic() - t0,
-        failures=[f"{f['kind']} {f['id']}: {f['reason']}" for f in failures], notes=_notes(record),
+        failures=[f"{f['kind']} {f['id']}: {f['reason']}" for f in failures], notes=_notes(record), timings=timed,
     )
 
 
@@ -230,6 +256,49 @@ def _compute(plan: ScanPlan, out: Path, scan_id: str, profile: pipelines.Profile
                                                           for f in bad])
             check_windows(cfg, plan.items, "readable", [f for f in plan.failures if f["kind"] == "scene"])
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _this_scan(merged: gpd.GeoDataFrame, scan_id: str, zones: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """This scan's alerts (sorted by id) with the 管控分区 tier of their zone (None without a tier field)."""
+    mine = merged[of_scan(merged, scan_id)].copy().sort_values("alert_id").reset_index(drop=True)
+    mine["zone_tier"] = mine["zone_id"].map(dict(zip(zones["zone_id"], zones["tier"])))
+    return mine
+
+
+def _cogs_and_assessment(out: Path, plan: ScanPlan, tiled: Tiled, mosaic: Mosaic, zones: gpd.GeoDataFrame, admin: gpd.GeoDataFrame | None,
+                         mine: gpd.GeoDataFrame, timings: Timings) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, str]]]:
+    """The COGs from the mosaics, then the assessment (its rasters, ``zone_stats.csv``,
+    ``admin_stats.csv``, figures) of this scan's alerts ``mine`` (their statuses after the
+    re-checks; the chips' paths are not read): the scan runs this on a worker thread. Returns
+    the statistics and the failure of the assessment's figures, if any (kind ``output``)."""
+    failed: list[dict[str, str]] = []
+
+    def figure_failed(exc: Exception) -> None:
+        log.error("assessment figures not written: %s", exc)
+        failed.append({"kind": "output", "id": "assessment figures", "reason": f"not written: {' '.join(str(exc).split())[:300]}"})
+
+    with timings.output("cogs"):
+        raster_paths = write_rasters(out, mosaic)
+    with timings.output("assessment"):
+        zone_stats, admin_stats = assess.write_assessment(
+            out, cfg=plan.cfg, zones=zones, admin=admin, utm=plan.utm, geobox=plan.grid, inputs=mosaic, years=tiled.years, alerts=mine,
+            rasters=raster_paths, attrs=tiled.attrs, figure_failed=figure_failed,
+        )
+    return zone_stats, admin_stats, failed
+
+
+def _output(failures: list[dict[str, str]], timings: Timings, kind: str, writer: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``writer(*args, **kwargs)`` timed as output ``kind``; when it fails (an unwritable folder,
+    a full disk, a figure that cannot be drawn) the failure is logged and listed in ``failures``
+    (kind ``output``: the scan exits 1) and None returned: the register and the other outputs
+    are still written (docs/architecture.md §5)."""
+    with timings.output(kind):
+        try:
+            return writer(*args, **kwargs)
+        except (OSError, ValueError, RuntimeError, RasterError) as exc:
+            log.error("%s not written: %s", kind, exc)
+            failures.append({"kind": "output", "id": kind, "reason": f"not written: {' '.join(str(exc).split())[:300]}"})
+            return None
 
 
 def _failures_after(plan: ScanPlan, tiled: Tiled) -> list[dict[str, str]]:
@@ -265,8 +334,7 @@ def _merge(plan: ScanPlan, tiled: Tiled, mosaic: Mosaic, register: Register, sca
 def _write_alerts(out: Path, merged: gpd.GeoDataFrame, scan_id: str, zones: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """This scan's alerts (sorted by id, with the 管控分区 tier of their zone; None without a tier
     field) as ``alerts.geojson``, EPSG:4326, feature ids = alert ids (:mod:`redline.geojson`)."""
-    mine = merged[of_scan(merged, scan_id)].copy().sort_values("alert_id").reset_index(drop=True)
-    mine["zone_tier"] = mine["zone_id"].map(dict(zip(zones["zone_id"], zones["tier"])))
+    mine = _this_scan(merged, scan_id, zones)
     write_geojson(mine, out / outputs.ALERTS_GEOJSON, id_column="alert_id")
     return mine
 

@@ -626,10 +626,13 @@ def write_assessment(
     alerts: gpd.GeoDataFrame,
     rasters: dict[str, Path] | None = None,
     attrs: dict[str, Any] | None = None,
+    figure_failed: Callable[[Exception], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Write the assessment: rasters, ``zone_stats.csv``, ``admin_stats.csv``, ``assessment.gpkg``
     (layers ``zone_stats``, ``admin_stats`` with geometry in EPSG:4326, ``ndvi_annual`` as a
     table), ``assessment.json`` (methods and parameters) and the figures in ``figures/``.
+    ``figure_failed``: called with the error when the figures cannot be written (an unwritable
+    ``figures/``), the rest written all the same (the scan lists it as a failure); None: raised.
 
     ``inputs`` holds the computed variables of :func:`lazy_inputs`, written tile by tile
     (:func:`write_inputs`); ``rasters`` the scan's
@@ -673,13 +676,18 @@ def write_assessment(
     annual.to_csv(out / outputs.NDVI_ANNUAL_CSV, index=False, encoding="utf-8")
 
     figs = out / outputs.FIGURES_DIR
-    maps.render_grade_shares(figs / "rsei_grades_by_zone.png", zone_stats, periods=PERIODS, title=info["rsei"]["variant"])
-    adm = annual[annual["unit_type"] == "admin"].rename(columns={"unit_id": "admin_id"})
-    names = admin_stats.set_index("admin_id")["admin_name"].to_dict()
-    maps.render_trends(figs / "ndvi_trends_by_county.png", adm, names=names, trends=admin_stats.set_index("admin_id"))
-    zon = annual[annual["unit_type"] == "zone"].rename(columns={"unit_id": "admin_id"})  # same lines, one per zone
-    maps.render_trends(figs / "ndvi_trends_by_zone.png", zon, trends=zone_stats.set_index("zone_id").rename_axis("admin_id"),
-                       title="annual growing-season NDVI per red-line zone")
+    try:
+        maps.render_grade_shares(figs / "rsei_grades_by_zone.png", zone_stats, periods=PERIODS, title=info["rsei"]["variant"])
+        adm = annual[annual["unit_type"] == "admin"].rename(columns={"unit_id": "admin_id"})
+        names = admin_stats.set_index("admin_id")["admin_name"].to_dict()
+        maps.render_trends(figs / "ndvi_trends_by_county.png", adm, names=names, trends=admin_stats.set_index("admin_id"))
+        zon = annual[annual["unit_type"] == "zone"].rename(columns={"unit_id": "admin_id"})  # same lines, one per zone
+        maps.render_trends(figs / "ndvi_trends_by_zone.png", zon, trends=zone_stats.set_index("zone_id").rename_axis("admin_id"),
+                           title="annual growing-season NDVI per red-line zone")
+    except (OSError, ValueError, RuntimeError) as exc:
+        if figure_failed is None:
+            raise
+        figure_failed(exc)
     info["trends"] = {"years": years, "min_years": _trends.MIN_YEARS, "alpha": _trends.ALPHA,
                       "method": "Theil–Sen slope (scipy.stats.theilslopes), Mann–Kendall via Kendall's tau (scipy.stats.kendalltau)"}
     info["growing_season_months"] = list(_rsei.GROWING_SEASON_MONTHS)

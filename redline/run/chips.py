@@ -27,7 +27,7 @@ from redline.run.graph import items_over, monitor_median, tile_graph
 from redline.run.plan import ScanPlan
 from redline.tiles import Tile
 
-__all__ = ["CHIP_CHUNK", "CHIP_MARGIN_M", "alert_products", "chips_and_rechecks"]
+__all__ = ["CHIP_CHUNK", "CHIP_MARGIN_M", "alert_products", "chips_and_rechecks", "rechecks", "with_products"]
 
 
 #: Margin around an alert in its chips, metres.
@@ -161,7 +161,20 @@ def chips_and_rechecks(out: Path, plan: ScanPlan, merged: gpd.GeoDataFrame, hist
     vegetation come back? :func:`redline.alerts.rectify.recheck_rectified`), then the chips and
     figures of this scan's alerts, their paths and dates set on ``merged``. Returns ``merged``
     and the re-checks' decisions (``alert_id, from_status, to_status, note, by``) for
-    :meth:`redline.register.Register.commit_scan` to record."""
+    :meth:`redline.register.Register.commit_scan` to record. The scan runs the two halves
+    (:func:`rechecks`, then :func:`alert_products` and :func:`with_products`) apart, the chips
+    alongside the COGs and the assessment."""
+    merged, decisions, jobs = rechecks(plan, merged, history, scan_id)
+    return with_products(merged, scan_id, alert_products(out, jobs, plan.cfg)), decisions
+
+
+def rechecks(plan: ScanPlan, merged: gpd.GeoDataFrame, history: pd.DataFrame,
+             scan_id: str) -> tuple[gpd.GeoDataFrame, list[dict], list[tuple[gpd.GeoDataFrame, xr.Dataset, xr.DataArray, GeoBox]]]:
+    """Per tile, small windows around its alerts: the rectified sites re-checked (整改销号: has
+    vegetation come back? :func:`redline.alerts.rectify.recheck_rectified`). Returns ``merged``
+    with their new statuses, the re-checks' decisions (``alert_id, from_status, to_status, note,
+    by``) for :meth:`redline.register.Register.commit_scan` to record, and the jobs of
+    :func:`alert_products` (per tile, this scan's alerts with the tile's lazy stack)."""
     cfg = plan.cfg
     n_before = len(history)
     mine_mask = of_scan(merged, scan_id)
@@ -183,9 +196,13 @@ def chips_and_rechecks(out: Path, plan: ScanPlan, merged: gpd.GeoDataFrame, hist
             merged, history, g.stack, gb, baseline=(str(cfg.baseline.start), str(cfg.baseline.end)), scan_id=scan_id,
             harmonics=cfg.detection.harmonics, trend=cfg.detection.trend, alert_ids=set(merged.loc[in_tile, "alert_id"]),
         )
-    products = alert_products(out, jobs, cfg)
-    for i in merged.index[mine_mask]:
+    return merged, history.iloc[n_before:].to_dict("records"), jobs
+
+
+def with_products(merged: gpd.GeoDataFrame, scan_id: str, products: dict[str, tuple[str, str, str | None, str | None]]) -> gpd.GeoDataFrame:
+    """``merged`` with the chips' paths and dates of :func:`alert_products` set on this scan's alerts."""
+    for i in merged.index[of_scan(merged, scan_id)]:
         aid = merged.at[i, "alert_id"]
         if aid in products:
             merged.at[i, "chip_before"], merged.at[i, "chip_after"], merged.at[i, "before_dates"], merged.at[i, "after_dates"] = products[aid]
-    return merged, history.iloc[n_before:].to_dict("records")
+    return merged

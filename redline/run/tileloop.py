@@ -10,6 +10,7 @@ on its own zones; the orchestrators (:func:`redline.scan.run_scan`,
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,9 @@ class Tiled:
     years: list[int] = field(default_factory=list)
     attrs: dict[str, Any] = field(default_factory=dict)
     empty_tiles: list[Tile] = field(default_factory=list)
+    #: main-thread wall seconds spent on the computed tiles: ``mosaics`` (writing them into the
+    #: mosaics) and ``polygons`` (their alerts); the cluster computes the next tiles meanwhile
+    seconds: dict[str, float] = field(default_factory=lambda: {"mosaics": 0.0, "polygons": 0.0})
 
 
 def run_tiles(plan: ScanPlan, mosaic: Mosaic, *, progress: bool | None, scan_id: str | None = None, check_assets: bool = False) -> Tiled:
@@ -71,12 +75,14 @@ def run_tiles(plan: ScanPlan, mosaic: Mosaic, *, progress: bool | None, scan_id:
 
     results = pipelines.compute_tiles(runnable, graph, scenes=[len(tile_items[t.id]) for t in runnable], show=progress, in_flight=cfg.tiling.in_flight)
     for tile, computed in results:
+        t = time.perf_counter()
         extra_np, clear_np = computed[-2], computed[-1]
         got.years = assess.write_inputs(mosaic, tile, extra_np)
         got.attrs = dict(extra_np.attrs)
         counts = pd.Series(clear_np.values.astype(int), index=pd.DatetimeIndex(clear_np["time"].values).normalize())
         got.clear_px = got.clear_px.add(counts.groupby(level=0).sum(), fill_value=0).astype(int)
         if scan_id is None:
+            got.seconds["mosaics"] += time.perf_counter() - t
             continue
         det_np, comp_np = computed[0], computed[1]
         fields = {k: det_np[k].values for k in FIELDS}
@@ -85,12 +91,15 @@ def run_tiles(plan: ScanPlan, mosaic: Mosaic, *, progress: bool | None, scan_id:
         if tile.split_ids:  # the fields a patch crossing a cut is stitched from (redline.run.stitch)
             for k in STITCH_FIELDS:
                 mosaic.put(f"f_{k}", tile, fields[k].astype("float32"), nodata=np.nan)
+        got.seconds["mosaics"] += time.perf_counter() - t
+        t = time.perf_counter()
         # pieces of split zones keep every patch (the unit applies to the stitched patch)
         got.found.append(alerts_from_fields(
             fields, tile.geobox(grid).transform, utm, tile.zones(zones_utm, grid), min_area_m2=cfg.detection.min_area_m2,
             unit_exempt=set(tile.split_ids), consecutive=cfg.detection.consecutive, z_threshold=cfg.detection.z_threshold,
             scan_id=scan_id, baseline={"NDVI": extra_np["NDVI_baseline"].values, "MNDWI": extra_np["MNDWI_baseline"].values},
         ))
+        got.seconds["polygons"] += time.perf_counter() - t
         log.info("tile %s: %d zone(s), %d piece(s) of split zones, %d scene(s), %d alert(s)",
                  tile.id, len(tile.zone_ids), len(tile.split_ids), len(tile_items[tile.id]), len(got.found[-1]))
     return got
