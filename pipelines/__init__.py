@@ -26,6 +26,7 @@
 from pipelines._bands import REFLECTANCE_BANDS, BandInfo, MaskInfo, ParsedItem, parse_item
 from pipelines._cluster import dask_client, glibc_library, set_gdal_env, trim_memory
 from pipelines._files import replaced_folder
+from pipelines._io import IoStats, cluster_io_stats, io_stats, reset_cluster_io_stats, reset_io_stats
 from pipelines._import import LAYOUTS, ImportResult, import_folder
 from pipelines._load import ItemScaling, MaskRules, SeriesLoad, load_reflectance, load_series, local_href_patch, solar_day
 from pipelines._native import CoarseGrid, coarse_grid
@@ -36,6 +37,11 @@ from pipelines._search import SearchResult, open_client, search_items
 from pipelines._server import serve_stac
 
 __all__ = [
+    "IoStats",
+    "cluster_io_stats",
+    "io_stats",
+    "reset_cluster_io_stats",
+    "reset_io_stats",
     "serve_stac",
     "import_folder",
     "replaced_folder",

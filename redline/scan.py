@@ -166,6 +166,7 @@ def run_scan(
     if previous is not None:
         log.info("%s is up to date: same config and the same %d scenes as its last scan; nothing redone", out, len(search.items))
         return previous
+    pipelines.reset_io_stats()  # this scan's raster requests and bytes (the probe's first), for the manifest
     plan = checked_plan(cfg, zones, admin, search)  # bad input: exit 2 before anything is written
     zones = plan.zones  # less those outside every scene (failures)
     profile = pipelines.get_profile(cfg.stac.profile)
@@ -176,12 +177,16 @@ def run_scan(
         env=profile.gdal_env
     ):
         out.mkdir(parents=True, exist_ok=True)
+        pipelines.reset_cluster_io_stats()  # the workers' counters (this process keeps the probe's)
         plan, tiled, mosaic = _compute(plan, out, scan_id, profile, progress)
         failures = _failures_after(plan, tiled)
         raster_paths = write_rasters(out, mosaic)
         merged, stats, run = _merge(plan, tiled, mosaic, register, scan_id, started, config_text)
         merged, rechecks = chips_and_rechecks(out, plan, merged, register.history(), scan_id)
         register.commit_scan(merged, scan=run, decisions=rechecks, review_steps=tuple(cfg.review.steps))  # one transaction
+        io = pipelines.cluster_io_stats()
+        if io.retries:  # throttling (429) or server errors GDAL retried with back-off: reported, not hidden
+            log.warning("%d remote read request(s) were retried after HTTP 429/5xx (the server throttled or failed); manifest.json io.retries", io.retries)
 
     mine = _write_alerts(out, merged, scan_id, zones)
     zone_stats, admin_stats = assess.write_assessment(
@@ -193,6 +198,7 @@ def run_scan(
     import maps  # the renderer of the output folder (map.html, figures, report.html)
 
     record = _manifest_record(out, plan, tiled, register, stats, failures, scan_id=scan_id, started=started, config_text=config_text)
+    record["io"] = {"concurrency": cfg.io.concurrency, **io.record()}  # requests, bytes fetched and decoded (pipelines._io)
     # the report's first page is the manifest's (periods, scenes, parameters, chain head): the same as `redline map` renders later
     map_html = maps.render_outputs(out, register=register.path or register.location, manifest=record)[0]
     _write_manifest(out, record, register)
