@@ -156,10 +156,12 @@ class RangeServer:
         self._httpd.server_close()
 
 
-def items_over_http(build_root: Path | str, out_dir: Path | str, base_url: str | None, *, every: int = 1) -> Path:
+def items_over_http(build_root: Path | str, out_dir: Path | str, base_url: str | None, *, every: int = 1, query: str = "") -> Path:
     """A copy of a demo build's STAC documents (``items.json``, ``collection.json``) in ``out_dir``
     whose asset hrefs point at ``base_url + "/files/<path under build_root>"`` instead of the local
-    files (``None``: the local hrefs kept); ``every``: keep one scene in ``every`` (a sparser revisit). Returns ``out_dir``."""
+    files (``None``: the local hrefs kept); ``every``: keep one scene in ``every`` (a sparser revisit);
+    ``query``: appended to each URL as ``?query`` (other URLs for the same files: a process's
+    GDAL /vsicurl/ cache does not serve one run from the previous one's reads). Returns ``out_dir``."""
     root, out = Path(build_root).resolve(), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     items = json.loads((root / "items.json").read_text(encoding="utf-8"))
@@ -168,7 +170,7 @@ def items_over_http(build_root: Path | str, out_dir: Path | str, base_url: str |
         for a in f["assets"].values():
             href = a["href"].removeprefix("file://")
             if base_url and Path(href).is_absolute() and Path(href).resolve().is_relative_to(root):
-                a["href"] = f"{base_url}/files/{Path(href).resolve().relative_to(root).as_posix()}"
+                a["href"] = f"{base_url}/files/{Path(href).resolve().relative_to(root).as_posix()}" + (f"?{query}" if query else "")
     (out / "items.json").write_text(json.dumps(items), encoding="utf-8")
     (out / "collection.json").write_text((root / "collection.json").read_text(encoding="utf-8"), encoding="utf-8")
     return out

@@ -11,9 +11,12 @@ the compute threads; local files keep odc-stac's Dask reads (the page cache has 
 
 Counting (per process, summed over the cluster by :func:`cluster_io_stats`): requests made and
 bytes fetched come from GDAL's own network statistics (``CPL_VSIL_NETWORK_STATS_ENABLED``,
-``VSINetworkStatsGetAsSerializedJSON``, GDAL ≥ 3.2: every HTTP/S3 request the /vsicurl/ family
-sends, with the bytes it received), read through ``ctypes`` from the GDAL library rasterio
-loaded; bytes decoded are the bytes of the DN arrays our read tasks return (pixels × bytes per
+``VSINetworkStatsGetAsSerializedJSON``, GDAL ≥ 3.2: the HTTP/S3 requests of the /vsicurl/
+family, with the bytes they received), read through ``ctypes`` from the GDAL library rasterio
+loaded. GDAL counts a read of several non-adjacent ranges, which it sends as parallel requests
+(``GDAL_HTTP_MULTIRANGE=PARALLEL``, its default and the fastest at latency), as one request:
+the count is exact for bytes and a lower bound for requests (1,287 against the server's 1,716
+in benchmarks/README.md, "Latency"); ``SERIAL`` would make it exact at one round trip per range. bytes decoded are the bytes of the DN arrays our read tasks return (pixels × bytes per
 value on the tile's grid, after the warp), counted where they are made; retries are GDAL's
 "HTTP error code: 429 … Retrying again in 1.0 secs" warnings, which rasterio logs on its
 ``rasterio._env`` logger, counted by a handler that prints nothing (:func:`count_retries`).

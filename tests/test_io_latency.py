@@ -83,8 +83,9 @@ def test_a_throttling_server_is_retried_and_the_retries_reported(throttled_scan)
     assert srv.statuses[429] == THROTTLED + 3
     # every 429 but the refused asset's last was retried by GDAL, and the manifest says so
     assert io["retries"] == THROTTLED + 2
-    # the requests the scan counted are the requests the server answered, retried ones included
-    assert io["requests"] == srv.requests
+    # the requests the scan counted are those the server answered, retried ones included (GDAL
+    # counts a read of several ranges sent in parallel once: at most the server's count)
+    assert 0.5 * srv.requests <= io["requests"] <= srv.requests
     assert io["concurrency"] == 32
     assert 0 < io["bytes_fetched"] <= srv.bytes_sent
     assert io["bytes_decoded"] > 0
@@ -126,7 +127,7 @@ def test_remote_reads_have_more_requests_in_flight_than_the_compute_threads(smal
     assert seen[None][0] <= compute_threads * 2  # odc-stac's Dask reads: about one request per compute thread
     assert seen[16][0] > compute_threads * 4, seen  # many more in flight than compute threads
     assert seen[16][0] <= 2 * 16 + 2  # bounded by io_concurrency per worker process
-    assert seen[16][2].requests == seen[16][1]  # counted on the worker processes: the server's count
+    assert 0.5 * seen[16][1] <= seen[16][2].requests <= seen[16][1]  # counted on the worker processes (see above)
     assert seen[16][2].bytes_decoded > 0
     assert seen[16][3] == pytest.approx(seen[None][3], rel=1e-6)  # the same pixels either way
 
