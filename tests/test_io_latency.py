@@ -5,7 +5,10 @@ counted in the manifest."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,14 +58,15 @@ def throttled_scan(small_scenes, small_config, small_scan, tmp_path_factory):
             folder = items_over_http(small_scenes.root, tmp / "stac", srv.url)
             with pipelines.serve_stac(folder) as url:
                 cfg = small_config.model_copy(update={"stac": small_config.stac.model_copy(update={"url": url}), "register_path": tmp / "reg.gpkg"})
-                res = run_scan(cfg, tmp / "out")
+                with contextlib.redirect_stderr(io.StringIO()) as err:  # the progress bar (rich, on stderr)
+                    res = run_scan(cfg, tmp / "out", progress=True)
     finally:
         if old is None:
             os.environ.pop("GDAL_HTTP_MAX_RETRY", None)
         else:
             os.environ["GDAL_HTTP_MAX_RETRY"] = old
     manifest = json.loads((tmp / "out" / "manifest.json").read_text(encoding="utf-8"))
-    return res, srv, manifest, refused_id
+    return res, srv, manifest, refused_id, err.getvalue()
 
 
 def _alert_rows(alerts) -> pd.DataFrame:
@@ -77,28 +81,35 @@ def test_a_scan_over_http_finds_the_same_alerts_as_from_local_files(throttled_sc
 
 
 def test_a_throttling_server_is_retried_and_the_retries_reported(throttled_scan):
-    res, srv, manifest, refused_id = throttled_scan
-    io = manifest["io"]
+    res, srv, manifest, refused_id, _ = throttled_scan
+    rec = manifest["io"]
     # the first requests, then the refused asset's three attempts (GDAL_HTTP_MAX_RETRY 2)
     assert srv.statuses[429] == THROTTLED + 3
     # every 429 but the refused asset's last was retried by GDAL, and the manifest says so
-    assert io["retries"] == THROTTLED + 2
+    assert rec["retries"] == THROTTLED + 2
     # the requests the scan counted are those the server answered, retried ones included (GDAL
     # counts a read of several ranges sent in parallel once: at most the server's count)
-    assert 0.5 * srv.requests <= io["requests"] <= srv.requests
-    assert io["concurrency"] == 32
-    assert 0 < io["bytes_fetched"] <= srv.bytes_sent
-    assert io["bytes_decoded"] > 0
+    assert 0.5 * srv.requests <= rec["requests"] <= srv.requests
+    assert rec["concurrency"] == 32
+    assert 0 < rec["bytes_fetched"] <= srv.bytes_sent
+    assert rec["bytes_decoded"] > 0
 
 
 def test_an_asset_refused_past_the_retries_is_a_reported_failure_not_a_dropped_scene(throttled_scan, small_scenes):
-    res, srv, manifest, refused_id = throttled_scan
+    res, srv, manifest, refused_id, _ = throttled_scan
     failed = [f for f in manifest["failures"] if f["id"] == refused_id]
     assert len(failed) == 1 and failed[0]["kind"] == "scene", manifest["failures"]
     assert "429" in failed[0]["reason"], failed[0]
     assert any(line.startswith(f"scene {refused_id}:") for line in res.failures), res.failures
     # every other scene was read
     assert res.n_items == small_scenes.n_scenes - 1
+
+
+def test_the_progress_bar_shows_the_io_rate(throttled_scan):
+    bar = throttled_scan[4]
+    rates = re.findall(r"I/O (\d+\.\d) MB/s, requests\W+(\d+)", bar)
+    assert rates, bar[-2000:]
+    assert float(rates[-1][0]) > 0 and int(rates[-1][1]) > 0
 
 
 def test_remote_reads_have_more_requests_in_flight_than_the_compute_threads(small_scenes, small_config, tmp_path, cluster):
