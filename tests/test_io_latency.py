@@ -106,10 +106,12 @@ def test_an_asset_refused_past_the_retries_is_a_reported_failure_not_a_dropped_s
 
 
 def test_the_progress_bar_shows_the_io_rate(throttled_scan):
-    bar = throttled_scan[4]
+    manifest, bar = throttled_scan[2], throttled_scan[4]
     rates = re.findall(r"I/O (\d+\.\d) MB/s, requests\W+(\d+)", bar)
     assert rates, bar[-2000:]
-    assert float(rates[-1][0]) > 0 and int(rates[-1][1]) > 0
+    # the tile loop's requests (the small set's one-block COGs were all fetched by the probe and
+    # are served from GDAL's cache: none may be left to fetch), at most the scan's
+    assert 0 <= int(rates[-1][1]) <= manifest["io"]["requests"]
 
 
 def test_remote_reads_have_more_requests_in_flight_than_the_compute_threads(small_scenes, small_config, tmp_path, cluster):
