@@ -17,6 +17,10 @@
 - :func:`dask_client` gives a LocalCluster client, or one attached to an existing scheduler;
   :func:`set_gdal_env` applies the scan's GDAL settings in this process, :func:`trim_memory`
   gives freed heap memory back to the OS (glibc) as :func:`compute_tiles` does after each tile.
+- :func:`io_stats` / :func:`cluster_io_stats` (:class:`IoStats`) count a scan's remote requests,
+  bytes fetched and decoded and HTTP retries, per process and over the cluster
+  (:func:`reset_io_stats`, :func:`reset_cluster_io_stats`); remote bands are read with
+  ``io.concurrency`` reads in flight per worker (:mod:`pipelines._io`).
 - :func:`local_href_patch` reads a bare local path a STAC API served as ``http://host/abs/path``
   as the file; :func:`solar_day` is an item's local solar date, as odc-stac groups dates;
   :func:`coarse_grid` is the band's own grid that :func:`load_series` reads a coarser band on
@@ -26,6 +30,7 @@
 from pipelines._bands import REFLECTANCE_BANDS, BandInfo, MaskInfo, ParsedItem, parse_item
 from pipelines._cluster import dask_client, glibc_library, set_gdal_env, trim_memory
 from pipelines._files import replaced_folder
+from pipelines._io import IoStats, cluster_io_stats, io_stats, reset_cluster_io_stats, reset_io_stats
 from pipelines._import import LAYOUTS, ImportResult, import_folder
 from pipelines._load import ItemScaling, MaskRules, SeriesLoad, load_reflectance, load_series, local_href_patch, solar_day
 from pipelines._native import CoarseGrid, coarse_grid
@@ -36,6 +41,11 @@ from pipelines._search import SearchResult, open_client, search_items
 from pipelines._server import serve_stac
 
 __all__ = [
+    "IoStats",
+    "cluster_io_stats",
+    "io_stats",
+    "reset_cluster_io_stats",
+    "reset_io_stats",
     "serve_stac",
     "import_folder",
     "replaced_folder",

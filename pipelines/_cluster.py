@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from distributed import Client, LocalCluster
 from rasterio.errors import NotGeoreferencedWarning
 
+from pipelines._io import count_retries
 from redline.errors import RedlineInputError
 
 log = logging.getLogger(__name__)
@@ -23,12 +24,20 @@ GDAL_ENV = {
     "GDAL_HTTP_MULTIPLEX": "YES",
     "GDAL_CACHEMAX": "256",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff,.TIFF,.jp2,.JP2",
-    "GDAL_HTTP_MAX_RETRY": "3",
+    "GDAL_HTTP_MAX_RETRY": "5",
     "GDAL_HTTP_RETRY_DELAY": "1",
     "GDAL_HTTP_TIMEOUT": "60",
     "GDAL_HTTP_CONNECTTIMEOUT": "10",
     "GDAL_HTTP_RETRY_CODES": "429,500,502,503,504",
     "VSI_CACHE": "TRUE",
+    # issue 25, reads at internet latency (GDAL configuration options, gdal.org/user/configoptions.html):
+    # a bounded /vsicurl/ region cache shared by the opens of one process (the probe's header
+    # bytes serve the scan's reads), GDAL's network statistics on (requests and bytes in
+    # the manifest, pipelines._io), and 429/5xx retried up to 5 times with GDAL's exponential
+    # back-off from 1 s (1+2+4+8+16 s: a server throttling for half a minute) under the
+    # 60 s per-request timeout above (RFC 6585 §4: 429 asks the client to slow down)
+    "CPL_VSIL_CURL_CACHE_SIZE": str(128 * 2**20),
+    "CPL_VSIL_NETWORK_STATS_ENABLED": "YES",
 }
 
 
@@ -37,6 +46,7 @@ def set_gdal_env(extra: dict[str, str] | None = None) -> None:
     set; :func:`dask_client` runs it here and on every worker."""
     for key, value in {**GDAL_ENV, **(extra or {})}.items():
         os.environ.setdefault(key, value)
+    count_retries()
     # odc-loader warps each read into a numpy destination given by its transform; rasterio
     # can still warn that the destination "has no geotransform" (rasterio.warp.reproject; seen
     # on the faulty-scene test's reads): noise on the scan's stderr when the workers are threads

@@ -19,7 +19,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
 import indices
-from pipelines import _native
+from pipelines import _io, _native
 from pipelines._bands import REFLECTANCE_BANDS, MaskInfo, ParsedItem, parse_item
 from pipelines._profiles import Profile
 from redline.errors import LocalHrefWarning, StacError
@@ -322,6 +322,37 @@ def _split_chunks(chunks: tuple[int, ...], edge: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _read_band(items: list[pystac.Item], band: str, geobox: GeoBox, resampling: str, patch: _HrefPatch, concurrency: int) -> np.ndarray:
+    """All dates of ``band`` of ``items`` on ``geobox``, read now: odc-stac's non-Dask load, one
+    scene read per thread of the process's I/O pool (``concurrency`` threads), while this task
+    has left the worker's compute threads (:func:`pipelines._io.seceded`). DN array
+    ``(time, y, x)``, one step per solar day."""
+    with _io.seceded():
+        ds = odc.stac.load(items, bands=[band], geobox=geobox, groupby="solar_day", resampling={"mask": "nearest", "*": resampling},
+                           patch_url=patch, fail_on_error=True, pool=_io.io_pool(concurrency))
+    out = ds[band].values
+    _io.add_decoded(out.nbytes)
+    return out
+
+
+def _remote_read(lazy: xr.Dataset, items: list[pystac.Item], names: list[str], geobox: GeoBox, resampling: str, patch: _HrefPatch,
+                 concurrency: int) -> xr.Dataset:
+    """``lazy`` (odc-stac's Dask load: its dates, coordinates and dtypes) with each band's data
+    from one :func:`_read_band` task instead (named after the band, as odc-stac's, for the
+    progress bar's scene count)."""
+    import dask
+    import dask.array as da
+    from dask.base import tokenize
+
+    out = {}
+    for b in names:
+        key = f"{b}-{tokenize(items, b, geobox, resampling, 'redline-io')}"
+        task = dask.delayed(_read_band, pure=True)(items, b, geobox, resampling, patch, concurrency, dask_key_name=key)
+        arr = da.from_delayed(task, shape=lazy[b].shape, dtype=lazy[b].dtype, name=f"{key}-array")
+        out[b] = lazy[b].copy(data=arr)
+    return xr.Dataset(out, coords=lazy.coords, attrs=lazy.attrs)
+
+
 def load_series(
     items: list[pystac.Item],
     geobox: GeoBox,
@@ -338,6 +369,7 @@ def load_series(
     time_chunk: int = 8,
     read_chunk: int = 2048,
     native: bool = True,
+    io_concurrency: int | None = _io.DEFAULT_CONCURRENCY,
 ) -> SeriesLoad:
     """Load items of one or several collections and sensors lazily onto ``geobox`` as one
     surface-reflectance time series with a clear-sky mask.
@@ -400,6 +432,13 @@ def load_series(
         upsample them per chunk (:mod:`pipelines._native`: bilinear for reflectance with GDAL's
         weights and no-data handling, nearest for masks) instead of warping every scene with
         GDAL; other bands and grids are warped as before. ``False``: warp everything.
+    io_concurrency
+        Remote range requests in flight per worker process (``io.concurrency``): each band
+        of remote scenes (http(s), s3 …) is read by one task that reads all its scenes through
+        the process's I/O thread pool of this many threads, outside the worker's compute
+        threads (:mod:`pipelines._io`); local files keep odc-stac's Dask reads of
+        ``time_chunk`` scenes. ``None``: odc-stac's Dask reads everywhere. Also the threads of
+        the asset check.
     check_assets
         Open each needed asset's header first (threads, GDAL retries/timeouts); an item with
         an asset that cannot be opened (404, timeout, not a raster) is skipped and reported.
@@ -436,7 +475,7 @@ def load_series(
     if check_assets and keep:
         hrefs = [(i, key, asset_href(it, key, profile)) for i, (it, p) in enumerate(keep)
                  for key in [p.bands[b].asset for b in _with_lst(own[it.id], p)] + ([p.mask.asset] if (mask is not None and p.mask) else [])]
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with ThreadPoolExecutor(max_workers=io_concurrency or 8) as pool:
             errors = list(pool.map(lambda h: _check_readable(h[2], patch), hrefs))
         bad: dict[int, str] = {}
         for (i, key, href), err in zip(hrefs, errors):
@@ -476,10 +515,13 @@ def load_series(
         def read(names: list[str], gb: GeoBox) -> xr.Dataset:
             # on a coarse band's own lattice the read is a paste: its resampling only matters
             # where a file does not sit where its proj:transform says
-            return odc.stac.load(
+            lazy = odc.stac.load(
                 norm, bands=names, geobox=gb, chunks={"y": _even(gb.shape.y, read_chunk), "x": _even(gb.shape.x, read_chunk), "time": time_chunk},
                 groupby="solar_day", resampling={"mask": "nearest", "*": resampling}, patch_url=patch, fail_on_error=True,
             )
+            if not io_concurrency or not any(_io.is_remote(it.assets[b].href) for it in norm for b in names):
+                return lazy
+            return _remote_read(lazy, norm, names, gb, resampling, patch, io_concurrency)
 
         if fine:
             # the DN (2 B, the mask 1 B) gathered into all dates per compute chunk before scaling

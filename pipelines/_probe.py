@@ -157,21 +157,23 @@ def _asset_keys(item: pystac.Item, bands: tuple[str, ...], optional: tuple[str, 
     return keys
 
 
-def _check_item(item: pystac.Item, bands: tuple[str, ...], profile: object | None = None, signer=None, read_bbox=None,
-                optional: tuple[str, ...] = ()) -> str | None:
+def _asset_to_check(item: pystac.Item, band: str, key: str, profile: object | None, signer) -> pystac.Asset:
+    """The asset of ``key`` with the href the loader reads (alternate href, signed)."""
     from pipelines._load import asset_href
 
-    keys = _asset_keys(item, bands, optional)
-    if isinstance(keys, str):
-        return keys
+    href = asset_href(item, key, profile)
+    if signer is not None:
+        href = signer(href)
+    asset = item.assets[key].clone()
+    asset.href = href
+    return asset
+
+
+def _item_verdict(keys: dict[str, str], results: dict[str, tuple[str, tuple] | str]) -> str | None:
+    """An item's failure from its assets' checks (:func:`_check_asset`, in band order), or None."""
     grids: dict[str, tuple] = {}
-    for band, key in keys.items():
-        href = asset_href(item, key, profile)
-        if signer is not None:
-            href = signer(href)
-        asset = item.assets[key].clone()
-        asset.href = href
-        res = _check_asset(item, band, asset, read_bbox)
+    for band in keys:
+        res = results[band]
         if isinstance(res, str):
             return res
         grids[band] = res
@@ -185,6 +187,26 @@ def _check_item(item: pystac.Item, bands: tuple[str, ...], profile: object | Non
         if any(abs(x - y) > coarse for x, y in zip(b[1:], ref[1:])):
             return f"band '{band}' covers another extent than band '{ref_band}' (a different grid)"
     return None
+
+
+def _check_items(items: list[pystac.Item], bands: tuple[str, ...], *, threads: int, profile: object | None, signer, read_bbox=None,
+                 optional: tuple[str, ...] = ()) -> list[str | None]:
+    """Each item's failure (or None): every asset of every item checked on one pool of ``threads``
+    (each check is a few sequential round trips to the server: one task per asset, not per item,
+    keeps ``threads`` of them in flight), then each item judged on its assets' grids."""
+    keys = [_asset_keys(it, bands, optional) for it in items]
+    jobs = [(i, band, key) for i, k in enumerate(keys) if not isinstance(k, str) for band, key in k.items()]
+
+    def check(job: tuple[int, str, str]) -> tuple[str, tuple] | str:
+        i, band, key = job
+        return _check_asset(items[i], band, _asset_to_check(items[i], band, key, profile, signer), read_bbox)
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        done = list(pool.map(check, jobs))
+    results: list[dict[str, tuple[str, tuple] | str]] = [{} for _ in items]
+    for (i, band, _), res in zip(jobs, done):
+        results[i][band] = res
+    return [k if isinstance(k, str) else _item_verdict(k, r) for k, r in zip(keys, results)]
 
 
 def probe_items(
@@ -204,7 +226,8 @@ def probe_items(
         The catalogue's profile (alternate hrefs) and href signer (Planetary Computer), as the
         loader uses them, so the check reads what the scan will read.
     threads
-        Assets are opened in parallel threads (HTTP latency, not CPU, is the cost).
+        Assets are opened in parallel threads, one asset per task (HTTP latency, not CPU, is
+        the cost; the scan gives ``io.concurrency``).
     optional
         Those of ``bands`` checked only where an item has them (e.g. ``mask`` when scenes
         without a quality mask are scanned as clear, ``masks: assume-clear``).
@@ -215,8 +238,7 @@ def probe_items(
         Items in their input order, and one :class:`SceneFailure` per scene left out.
     """
     set_gdal_env()
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        reasons = list(pool.map(lambda it: _check_item(it, bands, profile, signer, optional=optional), items))
+    reasons = _check_items(items, bands, threads=threads, profile=profile, signer=signer, optional=optional)
     good, failures = [], []
     for item, reason in zip(items, reasons):
         if reason is None:
@@ -239,6 +261,5 @@ def find_unreadable(
     the scenes that fail are returned, to be left out and reported. Costs one read of the area.
     """
     set_gdal_env()
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        reasons = list(pool.map(lambda it: _check_item(it, bands, profile, signer, read_bbox=bbox_4326, optional=optional), items))
+    reasons = _check_items(items, bands, threads=threads, profile=profile, signer=signer, read_bbox=bbox_4326, optional=optional)
     return [SceneFailure(it.id, r) for it, r in zip(items, reasons) if r is not None]

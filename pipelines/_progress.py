@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipelines._cluster import trim_memory
+from pipelines._io import IoStats
 
 __all__ = ["compute_tiles"]
 
@@ -69,6 +70,7 @@ def compute_tiles(
     read_prefix: str = "mask",
     console: Console | None = None,
     show: bool | None = None,
+    io: Callable[[], IoStats] | None = None,
 ) -> Iterator[tuple[T, tuple]]:
     """Compute each tile's graph (``graph(tile)``: a list of Dask collections) and yield
     ``(tile, computed collections)`` in order, with at most ``in_flight`` tiles submitted to the
@@ -76,7 +78,8 @@ def compute_tiles(
     memory holds at most ``in_flight`` tiles' results. ``scenes[i]`` is the number of scenes
     tile ``i`` reads. With ``show`` (``None``: when the console is a terminal) a bar shows
     tiles done / total, tasks done / total of the tiles submitted so far, and scene reads
-    (one per scene and tile). Without a distributed client the tiles compute one by one with
+    (one per scene and tile); with ``io`` (the scan's I/O counters, :func:`pipelines._io.cluster_io_stats`)
+    also the remote I/O rate (MB/s fetched since the first tile) and the requests made. Without a distributed client the tiles compute one by one with
     ``dask.compute``. Leaving the iterator early cancels the tiles still in flight.
     """
     console = console or Console(stderr=True)
@@ -112,6 +115,15 @@ def compute_tiles(
             t_tiles = bar.add_task("tiles", total=len(tiles))
             t_tasks = bar.add_task("tasks", total=0)
             t_scenes = bar.add_task("scene reads", total=int(sum(scenes)))
+            t_io = bar.add_task("I/O", total=None, visible=io is not None)
+            io_start = (time.monotonic(), io()) if (io is not None and visible) else None
+
+            def show_io() -> None:
+                if io_start is None:
+                    return
+                now = io()
+                rate = (now.bytes_fetched - io_start[1].bytes_fetched) / max(time.monotonic() - io_start[0], 1e-3) / 1e6
+                bar.update(t_io, description=f"I/O {rate:.1f} MB/s, requests", completed=now.requests - io_start[1].requests)
             while todo and len(pending) < in_flight:
                 submit()
             while pending:
@@ -129,6 +141,7 @@ def compute_tiles(
                                 read += scenes[i] * sum(sum(v for s, v in st.get(g, {}).items() if s in _DONE) for g in g_reads) / n_reads
                         bar.update(t_tasks, total=state["tasks"], completed=min(done, state["tasks"]))
                         bar.update(t_scenes, completed=round(read))
+                        show_io()
                     time.sleep(_POLL_S)
                 results = tuple(client.gather(futures))
                 pending.popleft()
@@ -137,6 +150,7 @@ def compute_tiles(
                 bar.update(t_tiles, advance=1)
                 bar.update(t_tasks, total=state["tasks"], completed=state["tasks_done"])
                 bar.update(t_scenes, completed=round(state["reads_done"]))
+                show_io()
                 if todo:
                     submit()  # keep the cluster busy while the caller writes this tile
                 yield tile, results

@@ -174,13 +174,14 @@ def scan(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     lock_timeout: float = typer.Option(30.0, "--lock-timeout", min=0, help="seconds (0 or more) to wait for another scan holding the register"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar on stderr (default: when it is a terminal)"),
+    io_concurrency: Optional[int] = typer.Option(None, "--io-concurrency", help="remote range requests in flight per worker (overrides io.concurrency; 1-256)"),
 ) -> None:
     """Run a scan: search, load, detect, register, assess, map."""
     from redline.config import load_config
     from redline.scan import run_scan
 
     _setup_logging(verbose)
-    cfg = load_config(config)
+    cfg = load_config(config, overrides={"io": {"concurrency": io_concurrency}} if io_concurrency is not None else None)
     text = config.read_text(encoding="utf-8")
     result = run_scan(cfg, out, scheduler=scheduler, config_text=text, lock_timeout=lock_timeout, progress=progress)
     _summary(result)

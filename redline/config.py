@@ -222,6 +222,23 @@ class TilingConfig(BaseModel):
     in_flight: int = Field(1, ge=1, le=64, description="tiles computing on the cluster at once (1: one computes while the previous one is written; 2: two compute, ×2 memory)")
 
 
+class IoConfig(BaseModel):
+    """How the scenes are read (docs/architecture.md §1, "Reads at internet latency")."""
+
+    model_config = _Strict
+    # 32 in flight: an object store answers each range request in 50–150 ms whatever the load
+    # (benchmarks/README.md, "Latency"); 256 is far past what one host's connection pool serves
+    # (curl's default pool is 5 connections per host, HTTP/2 multiplexes ~100 streams, RFC 9113 §6.5.2)
+    concurrency: int = Field(32, description="remote range requests in flight per worker process, independent of the compute threads (1-256)")
+
+    @field_validator("concurrency", mode="after")
+    @classmethod
+    def _sane(cls, v: int) -> int:
+        if not 1 <= v <= 256:
+            raise ValueError("must be 1-256 range requests in flight per worker; use 32 for object storage (the default), fewer for a small server")
+        return v
+
+
 class ScanConfig(BaseModel):
     """A whole scan (docs/architecture.md §4.2)."""
 
@@ -239,6 +256,7 @@ class ScanConfig(BaseModel):
     register_path: Path | str | None = Field(None, alias="register", description="alert register: a GeoPackage path or a postgresql:// URL")
     dask: DaskConfig = Field(default_factory=DaskConfig)
     tiling: TilingConfig = Field(default_factory=TilingConfig)
+    io: IoConfig = Field(default_factory=IoConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     assess: AssessConfig = Field(default_factory=AssessConfig)
     _source: Path | None = PrivateAttr(default=None)  # the file it was read from (load_config), for messages

@@ -172,6 +172,7 @@ def run_scan(
     if previous is not None:
         log.info("%s is up to date: same config and the same %d scenes as its last scan; nothing redone", out, len(search.items))
         return previous
+    pipelines.reset_io_stats()  # this scan's raster requests and bytes (the probe's first), for the manifest
     with timings.stage("probe"):
         plan = checked_plan(cfg, zones, admin, search)  # bad input: exit 2 before anything is written
     zones = plan.zones  # less those outside every scene (failures)
@@ -183,6 +184,7 @@ def run_scan(
         env=profile.gdal_env
     ):
         out.mkdir(parents=True, exist_ok=True)
+        pipelines.reset_cluster_io_stats()  # the workers' counters (this process keeps the probe's)
         with timings.stage("read+compute"):
             plan, tiled, mosaic = _compute(plan, out, scan_id, profile, progress)
         timings.carve("read+compute", tiled.seconds)  # the tile loop's main thread on computed tiles: mosaics, polygons
@@ -201,6 +203,9 @@ def run_scan(
             merged = with_products(merged, scan_id, products or {})
             with timings.stage("register"):
                 register.commit_scan(merged, scan=run, decisions=decisions, review_steps=tuple(cfg.review.steps))  # one transaction
+            io = pipelines.cluster_io_stats()
+            if io.retries:  # throttling (429) or server errors GDAL retried with back-off: reported, not hidden
+                log.warning("%d remote read request(s) were retried after HTTP 429/5xx (the server throttled or failed); manifest.json io.retries", io.retries)
             with timings.stage("outputs"):
                 with timings.output("tables"):
                     mine = _write_alerts(out, merged, scan_id, zones)
@@ -214,6 +219,7 @@ def run_scan(
         import maps  # the renderer of the output folder (map.html, figures, report.html)
 
         record = _manifest_record(out, plan, tiled, register, stats, failures, scan_id=scan_id, started=started, config_text=config_text)
+        record["io"] = {"concurrency": cfg.io.concurrency, **io.record()}  # requests, bytes fetched and decoded (pipelines._io)
         where = register.path or register.location
         map_html = _output(failures, timings, "map", maps.render_map, out, register=where)
         # the report's first page is the manifest's (periods, scenes, parameters, chain head): the same as `redline map` renders later

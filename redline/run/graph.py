@@ -65,6 +65,7 @@ def tile_graph(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox, *, che
     loaded = pipelines.load_series(
         items, geobox, bands=plan.every, optional_bands=plan.optional, profile=pipelines.get_profile(cfg.stac.profile),
         mask=pipelines.MaskRules(scl_classes=tuple(cfg.detection.scl_mask_classes)), check_assets=check_assets, thermal=True,
+        io_concurrency=cfg.io.concurrency,
         **({"chunk": chunk} if chunk else {}),
     )
     ds, scalings = loaded.data, loaded.scalings

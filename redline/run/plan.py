@@ -229,7 +229,7 @@ def probe_scenes(cfg: ScanConfig, items: list[pystac.Item], profile: pipelines.P
     failed: dict[str, pipelines.SceneFailure] = {}
     for coll, need in bandplan.bands_by_collection(items).items():
         members = [it for it in items if (it.collection_id or "") == coll]
-        kw = dict(profile=profile, signer=profile.signer, optional=optional)
+        kw = dict(profile=profile, signer=profile.signer, optional=optional, threads=cfg.io.concurrency)  # HTTP latency, not CPU
         bad = (pipelines.probe_items(members, (*need, "mask", "lst"), **kw)[1] if bbox is None
                else pipelines.find_unreadable(members, (*need, "mask", "lst"), bbox, **kw))
         failed.update({f.item_id: f for f in bad})

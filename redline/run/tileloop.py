@@ -73,7 +73,8 @@ def run_tiles(plan: ScanPlan, mosaic: Mosaic, *, progress: bool | None, scan_id:
         inputs = assess.lazy_inputs(cfg, g.reflectance)
         return [g.detection, g.composite, inputs, clear] if scan_id is not None else [inputs, clear]
 
-    results = pipelines.compute_tiles(runnable, graph, scenes=[len(tile_items[t.id]) for t in runnable], show=progress, in_flight=cfg.tiling.in_flight)
+    results = pipelines.compute_tiles(runnable, graph, scenes=[len(tile_items[t.id]) for t in runnable], show=progress, in_flight=cfg.tiling.in_flight,
+                                      io=pipelines.cluster_io_stats)
     for tile, computed in results:
         t = time.perf_counter()
         extra_np, clear_np = computed[-2], computed[-1]
