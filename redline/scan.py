@@ -29,6 +29,7 @@ import pipelines
 from redline import assess, outputs, provenance
 from redline.alerts import ALERT_COLUMNS
 from redline.assess import ei
+from redline.budget import PeakSampler, cluster_memory_limit
 from redline.config import ScanConfig
 from redline.errors import RasterError, RedlineInputError, StacError
 from redline.geojson import write_geojson
@@ -174,7 +175,9 @@ def run_scan(
     with register.lock(timeout=lock_timeout), pipelines.dask_client(
         scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, processes=cfg.dask.processes,
         env=profile.gdal_env
-    ):
+    ) as client, PeakSampler() as sampler:
+        if (scheduler or cfg.dask.address) and cfg.resources.memory_limit is None and (workers_memory := cluster_memory_limit(client)):
+            plan = plan.with_budget(workers_memory, "cluster")  # the workers' own memory, not this machine's
         out.mkdir(parents=True, exist_ok=True)
         plan, tiled, mosaic = _compute(plan, out, scan_id, profile, progress)
         failures = _failures_after(plan, tiled)
@@ -195,6 +198,7 @@ def run_scan(
     record = _manifest_record(out, plan, tiled, register, stats, failures, scan_id=scan_id, started=started, config_text=config_text)
     # the report's first page is the manifest's (periods, scenes, parameters, chain head): the same as `redline map` renders later
     map_html = maps.render_outputs(out, register=register.path or register.location, manifest=record)[0]
+    record["resources"] = {**(plan.sizing.record() if plan.sizing else {}), **sampler.record()}  # the budget, its tiles and the peak measured
     _write_manifest(out, record, register)
     write_catalog(out, key=register.key)  # last: it lists every output with the manifest's checksums, then joins the manifest
     return ScanResult(
