@@ -117,7 +117,9 @@ def parse_memory_limit(value: str | int | float, *, key: str = "resources.memory
         Not a size, or not positive (one line naming ``key`` and the value).
     """
     try:
-        n = int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else int(parse_bytes(str(value)))
+        if isinstance(value, bool) or not any(ch.isdigit() for ch in str(value)):  # parse_bytes gives 1 B for "" and 1 GB for "GB"
+            raise ValueError(value)
+        n = int(value) if isinstance(value, (int, float)) else int(parse_bytes(str(value)))
     except (ValueError, TypeError):
         raise BudgetError(f"{key} = {value!r} is not a memory size; give e.g. 1GB, 1.5GiB, 800MB or 2e9 (bytes)") from None
     if n <= 0:

@@ -11,6 +11,7 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 import pytest
+import yaml
 
 from redline.budget import BASE_BYTES, MIN_TILE_PX, OUTPUT_BYTES, BudgetError, chunk_for, estimate_peak, parse_memory_limit, size_tiles
 from redline.config import load_config
@@ -76,11 +77,22 @@ def test_config_key_bad_value_is_one_config_line(small_scenes, tmp_path):
     assert cfg.resources.memory_limit_bytes == 1.5 * 2**30
 
 
+def _config(small_scenes, stac_url, folder: Path) -> Path:
+    """The small preset's config with its STAC URL and absolute paths, in ``folder``."""
+    raw = yaml.safe_load(Path(small_scenes.config).read_text(encoding="utf-8"))
+    root = Path(small_scenes.config).parent
+    raw["stac"]["url"] = stac_url
+    for key in ("zones", "admin_units"):
+        raw[key]["path"] = str(root / raw[key]["path"])
+    path = folder / "scan.yml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return path
+
+
 @pytest.mark.parametrize("value, message", [("lots", "--memory-limit = 'lots' is not a memory size"),
                                             ("100MB", "cannot hold one 64-px tile of 73 dates")])
 def test_cli_bad_memory_limit_exits_2_before_any_read(small_scenes, stac_url, tmp_path, value, message):
-    cfg = tmp_path / "scan.yml"
-    cfg.write_text(Path(small_scenes.config).read_text(encoding="utf-8").replace("url: null", f"url: {stac_url}"), encoding="utf-8")
+    cfg = _config(small_scenes, stac_url, tmp_path)
     proc = subprocess.run([*CLI, "scan", str(cfg), "--out", str(tmp_path / "out"), f"--memory-limit={value}"], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2, proc.stderr
@@ -93,8 +105,7 @@ def test_a_small_budget_tiles_the_scan_and_finds_the_same_alerts(small_scenes, s
     """A budget that fits 64-px tiles of the small preset's 73 dates cuts its 148 × 155 px grid
     into several tiles; the alerts are those of the default (one-tile) scan."""
     budget = estimate_peak(MIN_TILE_PX, MIN_TILE_PX, n_dates=73, n_bands=6, bytes_per_value=2, slots=2) + 10**6
-    cfg = tmp_path / "scan.yml"
-    cfg.write_text(Path(small_scenes.config).read_text(encoding="utf-8").replace("url: null", f"url: {stac_url}"), encoding="utf-8")
+    cfg = _config(small_scenes, stac_url, tmp_path)
     out = tmp_path / "out"
     proc = subprocess.run([*CLI, "scan", str(cfg), "--out", str(out), f"--memory-limit={budget}", "--no-progress"], capture_output=True,
                           text=True, timeout=900)
