@@ -68,11 +68,12 @@ __all__ = ["BudgetError", "Sizing", "estimate_peak", "machine_memory_limit", "pa
 #: and starts spilling at 60 % of a worker's share (distributed.worker.memory.target).
 MACHINE_SHARE = 0.5
 
-#: The default budget's cap per compute slot (worker thread), bytes: tiles beyond it buy no
-#: speed (benchmarks/README.md §5b: time per pixel-date is flat from 64-px chunks up, and a
-#: tile computed in one 320-px chunk was the slowest), so a large machine's memory is left to
-#: others and the peak stays flat whatever the area and the dates. An explicit
-#: ``resources.memory_limit`` is not capped.
+#: The default budget's cap per compute slot (worker thread), bytes: without it a scan on a
+#: large machine takes tiles of ``tiling.max_tile_px`` whatever their series, and its peak grows
+#: with the area and the dates up to that edge (issue 25: 1.2 → 2.6 GiB at ×4 area, → 2.9 GiB at
+#: ×4 dates). With two threads the default is 1.5 GiB, the peak of the issue's 600-px, 39-date
+#: scan with some room; benchmarks/README.md §5b measures the peak it gives and the time per
+#: pixel-date it costs. An explicit ``resources.memory_limit`` is not capped.
 DEFAULT_PER_SLOT = 768 * 2**20
 
 #: RSS of a scan's process before its tile loop (interpreter, libraries, the LocalCluster of
