@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -190,24 +191,29 @@ def main(argv: list[str] | None = None) -> int:
 
 def _budget_series(sizes: list[int], repeat: int) -> int:
     """The memory-budget series: default config, area ×1/×4/×16 (``sizes``) at 37 dates, dates
-    ×4 (146) at the first size, and both largest under ``--memory-limit 1GB``; ``repeat`` rounds,
-    each round running every scan once (so that each scan sees the load of every round)."""
-    runs = {f"area ×{(s // sizes[0]) ** 2}": dict(size=s, revisit=20) for s in sizes}
-    runs["dates ×4"] = dict(size=sizes[0], revisit=5)
-    limited = {f"{k}, 1GB": {**runs[k], "limit": "1GB"} for k in (list(runs)[len(sizes) - 1], "dates ×4")}
-    out: dict[str, list[dict]] = {k: [] for k in [*runs, *limited]}
+    ×4 (146) at the second size (its ×1 is that size's 37-date run), and the dates ×4 and the
+    largest area again under ``--memory-limit 1GB``; ``repeat`` rounds, each running every scan
+    once (so that each scan sees the load of every round)."""
+    area = {f"area ×{(s // sizes[0]) ** 2}": dict(size=s, revisit=20) for s in sizes}
+    dates_base = list(area)[1 if len(sizes) > 1 else 0]
+    dates = {"dates ×4": dict(size=area[dates_base]["size"], revisit=5)}
+    largest = list(area)[-1]
+    limited = {"dates ×4, 1GB": {**dates["dates ×4"], "limit": "1GB"}, f"{largest}, 1GB": {**area[largest], "limit": "1GB"}}
+    order = [*list(area)[:-1], "dates ×4", "dates ×4, 1GB", largest, f"{largest}, 1GB"]
+    every = {**area, **dates, **limited}
+    out: dict[str, list[dict]] = {k: [] for k in order}
     for r in range(repeat):
-        for label, kw in {**runs, **limited}.items():
+        for label in order:
+            kw = every[label]
             out[label].append(measure("small", kw["size"], revisit=kw["revisit"], limit=kw.get("limit")))
-            print(f"  ... round {r + 1}: {label} done ({out[label][-1]['peak_bytes'] / 2**20:.0f} MiB, {out[label][-1]['seconds']:.0f} s; "
-                  f"load average {', '.join(f'{x:.1f}' for x in __import__('os').getloadavg())})", flush=True)
+            res = out[label][-1].get("resources", {})
+            print(f"  ... round {r + 1}: {label} done: {json.dumps({'peak_mib': round(out[label][-1]['peak_bytes'] / 2**20), 'seconds': round(out[label][-1]['seconds'], 1), 'tiles': out[label][-1]['tiles'], 'tile_px': res.get('tile_px'), 'chunk_px': res.get('chunk_px'), 'dates': res.get('n_dates'), 'budget_mib': round(res.get('budget', 0) / 2**20), 'manifest_peak_mib': round(res.get('peak_rss_bytes', 0) / 2**20)})}"
+                  f"; load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     for r in range(repeat):
-        _report(f"round {r + 1}: default config (resources.memory_limit unset), preset small, 20-day revisit:",
-                [(k, out[k][r]) for k in runs])
-        _report(f"round {r + 1}: --memory-limit 1GB (ratios to the default-config ×1):", [("area ×1", out[list(runs)[0]][r]), *((k, out[k][r]) for k in limited)])
-    for k, v in out.items():
-        peaks = [x["peak_bytes"] / 2**20 for x in v]
-        print(f"  {k:14s} peak RSS {min(peaks):.0f}–{max(peaks):.0f} MiB over {len(v)} run(s)")
+        _report(f"round {r + 1}: area, default config (resources.memory_limit unset), preset small, 20-day revisit (37 dates):",
+                [(k, out[k][r]) for k in area])
+        _report(f"round {r + 1}: dates, default config, {area[dates_base]['size']} px:", [(f"{dates_base} (37 dates)", out[dates_base][r]), ("dates ×4", out["dates ×4"][r])])
+        _report(f"round {r + 1}: --memory-limit 1GB (ratios to the default-config area ×1):", [("area ×1", out[list(area)[0]][r]), *((k, out[k][r]) for k in limited)])
     return 0
 
 
