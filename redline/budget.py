@@ -25,7 +25,7 @@ both × ``tiling.in_flight`` (tiles computing at once). The per-pixel outputs (f
 assessment inputs: no dates) are small beside them. The scan's peak is the tile loop's or the
 output phase's (:data:`OUTPUT_BYTES`), the larger.
 
-Measured (2026-12-07, ``small`` preset at 320 px, 73 dates, 6 uint16 bands + the SCL, two
+Measured by ``benchmarks/budget_model.py`` (2026-12-07, ``small`` preset at 320 px, 73 dates, 6 uint16 bands + the SCL, two
 threads; RSS of the tile loop over the RSS before it, 371 MiB, sampled every 0.05 s; load
 average 9–11 from other jobs):
 
@@ -137,8 +137,10 @@ def machine_memory_limit(slots: int = 1) -> int:
 @dataclass(frozen=True)
 class Sizing:
     """A scan's budget and what it chose: ``budget`` (bytes) and where it came from (``source``:
-    ``config``, ``cli``, ``machine``, ``cluster``); the tile edge and compute chunk edge (px);
-    the inputs of the cost model; ``estimate``: the peak it predicts (bytes)."""
+    ``config`` (the config or ``--memory-limit``), ``machine``, ``cluster``); the tile edge
+    (px: a tile's computed window holds at most ``tile_px``² pixels) and compute chunk edge (px);
+    the inputs of the cost model; ``estimate``: the peak it predicts (bytes); once the tiles are
+    planned, the cells' edge and the largest tile's pixels."""
 
     budget: int
     source: str
@@ -150,6 +152,8 @@ class Sizing:
     slots: int
     in_flight: int
     estimate: int
+    cell_px: int = 0  # the grid cells' edge the tiles were planned on (redline.run.plan: ≤ tile_px)
+    largest_tile_px: int = 0  # pixels of the largest tile's computed window (≤ tile_px²)
 
     def record(self) -> dict[str, Any]:
         """The manifest's ``resources`` record (without the measured peak)."""

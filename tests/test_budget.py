@@ -70,6 +70,12 @@ def test_a_budget_below_one_minimal_tile_is_refused():
         size_tiles(500 * 10**6, n_dates=73, n_bands=6, slots=2)
 
 
+def test_assess_refuses_a_bad_memory_limit_too(small_scenes, stac_url, tmp_path):
+    proc = subprocess.run([*CLI, "assess", str(_config(small_scenes, stac_url, tmp_path)), "--out", str(tmp_path / "out"), "--memory-limit", "1.5 parsecs"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --memory-limit = '1.5 parsecs' is not a memory size; give e.g. 1GB, 1.5GiB, 800MB or 2e9 (bytes)"
+
+
 def test_config_key_bad_value_is_one_config_line(small_scenes, tmp_path):
     with pytest.raises(ConfigError, match=r"resources\.memory_limit = '12 parsecs': not a positive memory size"):
         load_config(small_scenes.config, overrides={"resources": {"memory_limit": "12 parsecs"}})

@@ -27,7 +27,7 @@ from odc.geo.geobox import GeoBox
 import aoi
 import pipelines
 from redline import bands as bandplan
-from redline.budget import Sizing, machine_memory_limit, size_tiles
+from redline.budget import MIN_TILE_PX, Sizing, machine_memory_limit, size_tiles
 from redline.config import ScanConfig
 from redline.errors import RasterError, SmallZoneWarning, StacError
 from redline.run.graph import analysis_grid
@@ -142,6 +142,22 @@ def plan_budget(cfg: ScanConfig, items: list[pystac.Item], *, budget: int | None
                       source=source or "config")
 
 
+def _tiles_within(zones_utm: gpd.GeoDataFrame, grid: GeoBox, sizing: Sizing, margin: int) -> tuple[list[Tile], Sizing]:
+    """Tiles whose computed windows hold at most ``sizing.tile_px``² pixels (the area the budget
+    was sized for). :func:`redline.tiles.plan_tiles` gives a zone that fits a cell whole to the
+    cell of its centre, so a tile's window can reach twice the cell's edge: the cells are made
+    smaller until the largest window fits (or the cell is :data:`redline.budget.MIN_TILE_PX`).
+    Returns the tiles and ``sizing`` with the cell edge used and the largest window's pixels."""
+    allowed = sizing.tile_px ** 2
+    edge = sizing.tile_px
+    while True:
+        tiles = plan_tiles(zones_utm, grid, max_px=edge, margin_px=margin)
+        largest = max((t.shape[0] * t.shape[1] for t in tiles), default=0)
+        if largest <= allowed or edge <= MIN_TILE_PX:
+            return tiles, replace(sizing, cell_px=edge, largest_tile_px=largest)
+        edge = max(MIN_TILE_PX, min(edge - 16, int(edge * math.sqrt(allowed / largest)) // 16 * 16))
+
+
 @dataclass(frozen=True)
 class ScanPlan:
     """What a run works on, built once by :meth:`build`.
@@ -188,7 +204,7 @@ class ScanPlan:
         zones_utm = zones.to_crs(utm)
         grid = analysis_grid(zones_utm, cfg.resolution)
         sizing = sizing if sizing is not None else plan_budget(cfg, items)
-        tiles = plan_tiles(zones_utm, grid, max_px=sizing.tile_px, margin_px=margin_px(cfg))
+        tiles, sizing = _tiles_within(zones_utm, grid, sizing, margin_px(cfg))
         return cls(cfg=cfg, zones=zones, admin=admin, search=search, items=items, utm=utm, zones_utm=zones_utm, grid=grid, tiles=tiles,
                    bands=bandplan.plan_bands(items), failures=list(failures or []), sizing=sizing)
 
@@ -196,7 +212,7 @@ class ScanPlan:
         """The same plan with its tiles sized for ``budget`` bytes (e.g. a Dask cluster's workers'
         memory, known once the client is connected)."""
         sizing = plan_budget(self.cfg, self.items, budget=budget, source=source)
-        tiles = plan_tiles(self.zones_utm, self.grid, max_px=sizing.tile_px, margin_px=margin_px(self.cfg))
+        tiles, sizing = _tiles_within(self.zones_utm, self.grid, sizing, margin_px(self.cfg))
         return replace(self, sizing=sizing, tiles=tiles)
 
     @property
@@ -303,5 +319,5 @@ def checked_plan(cfg: ScanConfig, zones: gpd.GeoDataFrame, admin: gpd.GeoDataFra
     plan = ScanPlan.build(cfg, zones, admin, search, items=items, failures=failures, sizing=sizing)
     _warn_small_zones(plan.zones_utm, cfg.resolution)
     log.info("%d zone(s) in %d tile(s) of ≤ %d px, chunks of ≤ %d px (memory budget %d MB, %s)", len(plan.zones_utm), len(plan.tiles),
-             sizing.tile_px, sizing.chunk_px, sizing.budget // 10**6, sizing.source)
+             plan.sizing.tile_px, plan.sizing.chunk_px, plan.sizing.budget // 10**6, plan.sizing.source)
     return plan
