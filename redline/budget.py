@@ -9,9 +9,9 @@ edge whose estimated peak (:func:`estimate_peak`) stays under the budget, from t
 dates, the bands read and their bytes per value; the user's ``tiling.max_tile_px`` stays an
 upper bound.
 
-The cost model of the tile loop: the RSS before it (:data:`BASE_BYTES`), GDAL's block cache
-(:data:`GDAL_CACHE_BYTES`, filled by the reads up to its cap whatever the tile), and per pixel
-and date of a tile:
+The cost model of the tile loop: the RSS before it (:data:`BASE_BYTES`), a constant
+(:data:`FIXED_BYTES`: GDAL's block cache as the reads fill it, per-tile overheads), and per
+pixel and date of the largest tile:
 
 * :data:`TILE_BYTES` × the raw bytes of a pixel-date (``bands × bytes per value`` + the 1-byte
   quality mask): the whole tile's series flows in at once — odc-stac's reads of ``time_chunk``
@@ -42,9 +42,12 @@ tile (px)      chunk (px)       tile px      tile loop (MiB)   B per pixel-date
 Fitted on the multi-chunk runs (rows 2, 3, 5): 129 MB + 42.5 B per pixel-date of the tile +
 31 B per pixel-date of the chunks in progress; it also gives row 4 (262 vs 257 MB). A tile
 computed as a single chunk costs twice as much (rows 1 and 4) and was the slowest, so tiles are
-always cut into chunks of half their edge (:func:`chunk_for`). The constants below take the
-whole GDAL cache for the constant term and ×1.3 on the per-pixel-date terms (the 160-px
-preset's single tile measured 26 % above the fit): the model errs on the safe side.
+always cut into chunks of half their edge (:func:`chunk_for`). Whole scans with those chunks
+(benchmarks/memory.py ``--budget``, same day) put the tile loop at 78–90 B per pixel-date of
+their largest tile (37 dates, 173 k px: 549 MiB over the RSS before the loop; 146 dates, tiles
+of ≤ 83 k px: 905 MiB): the constants below are the fit's ×1.3 for the tile's share (56 B) and
+48 B per pixel-date of the chunks in progress (24 B with chunks of half the tile's edge), 80 B
+in all, which puts the model 12–16 % above those two scans: it errs on the safe side.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from redline.errors import ConfigError
 
 __all__ = ["BudgetError", "Sizing", "estimate_peak", "machine_memory_limit", "parse_memory_limit", "size_tiles", "chunk_for", "PeakSampler",
            "cluster_memory_limit",
-           "BASE_BYTES", "GDAL_CACHE_BYTES", "OUTPUT_BYTES", "DEFAULT_PER_SLOT", "MIN_TILE_PX", "MACHINE_SHARE"]
+           "BASE_BYTES", "FIXED_BYTES", "OUTPUT_BYTES", "DEFAULT_PER_SLOT", "MIN_TILE_PX", "MACHINE_SHARE"]
 
 #: Share of the machine's available memory (psutil ``available``: free + reclaimable cache) a
 #: scan may take when ``resources.memory_limit`` is not set; the rest is left to the system and
@@ -71,18 +74,19 @@ MACHINE_SHARE = 0.5
 #: The default budget's cap per compute slot (worker thread), bytes: without it a scan on a
 #: large machine takes tiles of ``tiling.max_tile_px`` whatever their series, and its peak grows
 #: with the area and the dates up to that edge (issue 25: 1.2 → 2.6 GiB at ×4 area, → 2.9 GiB at
-#: ×4 dates). With two threads the default is 1.5 GiB, the peak of the issue's 600-px, 39-date
-#: scan with some room; benchmarks/README.md §5b measures the peak it gives and the time per
+#: ×4 dates). With two threads the default is 1 GiB, about the peak of a 600-px, 37-date scan in
+#: one tile (921 MiB), so the peak stays there as the area and the dates grow; benchmarks/README.md §5b measures the peak it gives and the time per
 #: pixel-date it costs. An explicit ``resources.memory_limit`` is not capped.
-DEFAULT_PER_SLOT = 768 * 2**20
+DEFAULT_PER_SLOT = 512 * 2**20
 
 #: RSS of a scan's process before its tile loop (interpreter, libraries, the LocalCluster of
 #: threads), bytes: 371 MiB measured (module docstring), rounded up.
 BASE_BYTES = 400 * 2**20
 
-#: GDAL's block cache, bytes: ``GDAL_CACHEMAX`` of :data:`pipelines._cluster.GDAL_ENV` (256 MB),
-#: filled by the reads whatever the tile size.
-GDAL_CACHE_BYTES = 256 * 2**20
+#: The tile loop's constant, bytes: the fit's 129 MB (module docstring): GDAL's block cache as
+#: the reads fill it (``GDAL_CACHEMAX`` 256 MB, :data:`pipelines._cluster.GDAL_ENV`), per-tile
+#: overheads.
+FIXED_BYTES = 128 * 2**20
 
 #: The output phase's peak (chips, assessment, map and report, streaming the mosaics block by
 #: block; it does not grow with the tiles), bytes: 550–672 MiB at ×1 to ×16 area
@@ -92,8 +96,8 @@ OUTPUT_BYTES = 700 * 2**20
 #: Bytes per pixel-date of a tile per raw byte of a pixel-date (42.5 B / 13 B × 1.3).
 TILE_BYTES = 4.3
 
-#: Bytes per pixel-date of the compute chunks in progress (31 B × 1.3).
-CHUNK_BYTES = 40.0
+#: Bytes per pixel-date of the compute chunks in progress (module docstring).
+CHUNK_BYTES = 48.0
 
 #: The smallest tile and chunk edge (px) a budget must fit: below this, a tile's margin (mask
 #: dilation) and per-task overheads dominate.
@@ -157,7 +161,7 @@ class Sizing:
 
     def record(self) -> dict[str, Any]:
         """The manifest's ``resources`` record (without the measured peak)."""
-        return {**asdict(self), "budget_text": format_bytes(self.budget), "base_bytes": BASE_BYTES, "gdal_cache_bytes": GDAL_CACHE_BYTES, "output_bytes": OUTPUT_BYTES,
+        return {**asdict(self), "budget_text": format_bytes(self.budget), "base_bytes": BASE_BYTES, "fixed_bytes": FIXED_BYTES, "output_bytes": OUTPUT_BYTES,
                 "model": {"tile_bytes_per_value": TILE_BYTES, "chunk_bytes_per_pixel_date": CHUNK_BYTES}}
 
 
@@ -170,7 +174,7 @@ def estimate_peak(tile_px: int, chunk_px: int, *, n_dates: int, n_bands: int, by
     tile_area = tile_px * tile_px
     raw = TILE_BYTES * (n_bands * bytes_per_value + 1) * tile_area
     chunks = CHUNK_BYTES * min(slots * chunk_px * chunk_px, tile_area)
-    return int(max(OUTPUT_BYTES, base + GDAL_CACHE_BYTES + in_flight * n_dates * (raw + chunks)))
+    return int(max(OUTPUT_BYTES, base + FIXED_BYTES + in_flight * n_dates * (raw + chunks)))
 
 
 def chunk_for(tile_px: int) -> int:
@@ -198,7 +202,7 @@ def size_tiles(budget: int, *, n_dates: int, n_bands: int, bytes_per_value: int 
     if need > budget:
         raise BudgetError(
             f"resources.memory_limit {format_bytes(budget)} cannot hold one {floor_tile}-px tile of {n_dates} dates × {n_bands} bands "
-            f"(≈ {format_bytes(need)} with the scan's fixed {format_bytes(base + GDAL_CACHE_BYTES)}, redline/budget.py); raise --memory-limit / "
+            f"(≈ {format_bytes(need)} with the scan's fixed {format_bytes(base + FIXED_BYTES)}, redline/budget.py); raise --memory-limit / "
             f"resources.memory_limit to at least {format_bytes(need)} or scan fewer dates")
     tile = floor_tile
     for t in (max_tile_px, *range(max_tile_px // 32 * 32, floor_tile - 1, -32)):
