@@ -83,9 +83,9 @@ def test_config_key_bad_value_is_one_config_line(small_scenes, tmp_path):
     assert cfg.resources.memory_limit_bytes == 1.5 * 2**30
 
 
-def _config(small_scenes, stac_url, folder: Path) -> Path:
-    """The small preset's config with its STAC URL and absolute paths, in ``folder``."""
-    raw = yaml.safe_load(Path(small_scenes.config).read_text(encoding="utf-8"))
+def _config(small_scenes, stac_url, folder: Path, **sections) -> Path:
+    """The small preset's config with its STAC URL, absolute paths and ``sections``, in ``folder``."""
+    raw = {**yaml.safe_load(Path(small_scenes.config).read_text(encoding="utf-8")), **sections}
     root = Path(small_scenes.config).parent
     raw["stac"]["url"] = stac_url
     for key in ("zones", "admin_units"):
@@ -108,10 +108,11 @@ def test_cli_bad_memory_limit_exits_2_before_any_read(small_scenes, stac_url, tm
 
 
 def test_a_small_budget_tiles_the_scan_and_finds_the_same_alerts(small_scenes, stac_url, small_scan, tmp_path):
-    """A budget that fits 64-px tiles of the small preset's 73 dates cuts its 148 × 155 px grid
-    into several tiles; the alerts are those of the default (one-tile) scan."""
-    budget = estimate_peak(MIN_TILE_PX, MIN_TILE_PX, n_dates=73, n_bands=6, bytes_per_value=2, slots=2) + 10**6
-    cfg = _config(small_scenes, stac_url, tmp_path)
+    """A budget that fits four 96-px tiles of the small preset's 73 dates at once
+    (``tiling.in_flight: 4``) cuts its 148 × 155 px grid into several tiles; the alerts are those
+    of the default (one-tile) scan."""
+    budget = estimate_peak(96, chunk_for(96), n_dates=73, n_bands=6, bytes_per_value=2, slots=2, in_flight=4) + 10**6
+    cfg = _config(small_scenes, stac_url, tmp_path, tiling={"in_flight": 4})
     out = tmp_path / "out"
     proc = subprocess.run([*CLI, "scan", str(cfg), "--out", str(out), f"--memory-limit={budget}", "--no-progress"], capture_output=True,
                           text=True, timeout=900)
@@ -119,7 +120,8 @@ def test_a_small_budget_tiles_the_scan_and_finds_the_same_alerts(small_scenes, s
     m, m_one = (json.loads((o / "manifest.json").read_text()) for o in (out, small_scan.out_dir))
     res = m["resources"]
     assert res["budget"] == budget and res["source"] == "config" and res["n_dates"] == 73 and res["n_bands"] == 6
-    assert res["tile_px"] == MIN_TILE_PX and res["chunk_px"] <= MIN_TILE_PX and len(m["tiles"]) > 1 and len(m_one["tiles"]) == 1
+    assert res["tile_px"] == 96 and res["chunk_px"] == 48 and res["in_flight"] == 4 and len(m["tiles"]) > 1 and len(m_one["tiles"]) == 1
+    assert 0 < res["largest_tile_px"] and MIN_TILE_PX <= res["cell_px"] <= 96
     assert res["estimate"] <= budget
     # the peak measured: the CLI's process tree, more than the libraries alone, less than the machine
     assert 200 * 2**20 < res["peak_rss_bytes"] < 24 * 2**30 and res["peak_rss_bytes"] >= res["peak_rss_sampled_bytes"] > 0
