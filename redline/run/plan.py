@@ -27,7 +27,7 @@ from odc.geo.geobox import GeoBox
 import aoi
 import pipelines
 from redline import bands as bandplan
-from redline.budget import MIN_TILE_PX, Sizing, machine_memory_limit, size_tiles
+from redline.budget import MIN_TILE_PX, Sizing, estimate_peak, machine_memory_limit, size_tiles
 from redline.config import ScanConfig
 from redline.errors import RasterError, SmallZoneWarning, StacError
 from redline.run.graph import analysis_grid
@@ -143,19 +143,22 @@ def plan_budget(cfg: ScanConfig, items: list[pystac.Item], *, budget: int | None
 
 
 def _tiles_within(zones_utm: gpd.GeoDataFrame, grid: GeoBox, sizing: Sizing, margin: int) -> tuple[list[Tile], Sizing]:
-    """Tiles whose computed windows hold at most ``sizing.tile_px``² pixels (the area the budget
-    was sized for). :func:`redline.tiles.plan_tiles` gives a zone that fits a cell whole to the
-    cell of its centre, so a tile's window can reach twice the cell's edge: the cells are made
-    smaller until the largest window fits (or the cell is :data:`redline.budget.MIN_TILE_PX`).
-    Returns the tiles and ``sizing`` with the cell edge used and the largest window's pixels."""
-    allowed = sizing.tile_px ** 2
+    """Tiles whose largest computed window fits the budget (:func:`redline.budget.estimate_peak`
+    of a square of its pixels). :func:`redline.tiles.plan_tiles` gives a zone that fits a cell
+    whole to the cell of its centre, so a tile's window can reach twice the cell's edge: when the
+    largest one does not fit, the cells are made smaller until it does (or the cell is
+    :data:`redline.budget.MIN_TILE_PX`). Returns the tiles and ``sizing`` with the cell edge used
+    and the largest window's pixels."""
     edge = sizing.tile_px
     while True:
         tiles = plan_tiles(zones_utm, grid, max_px=edge, margin_px=margin)
         largest = max((t.shape[0] * t.shape[1] for t in tiles), default=0)
-        if largest <= allowed or edge <= MIN_TILE_PX:
+        side = math.isqrt(largest) + 1
+        cost = estimate_peak(side, min(sizing.chunk_px, side), n_dates=sizing.n_dates, n_bands=sizing.n_bands,
+                             bytes_per_value=sizing.bytes_per_value, slots=sizing.slots, in_flight=sizing.in_flight)
+        if cost <= sizing.budget or edge <= MIN_TILE_PX:
             return tiles, replace(sizing, cell_px=edge, largest_tile_px=largest)
-        edge = max(MIN_TILE_PX, min(edge - 16, int(edge * math.sqrt(allowed / largest)) // 16 * 16))
+        edge = max(MIN_TILE_PX, min(edge - 16, int(edge * sizing.tile_px / side) // 16 * 16))
 
 
 @dataclass(frozen=True)
