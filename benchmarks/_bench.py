@@ -30,12 +30,13 @@ def _signing_key() -> None:
 _signing_key()
 
 
-def build(preset: str = "small", seed: int = 20230101, size: int | None = None, cache: Path = CACHE):
-    """A demo build (reused when it exists) under ``cache``: preset, seed and grid edge in px."""
+def build(preset: str = "small", seed: int = 20230101, size: int | None = None, cache: Path = CACHE, revisit_days: int | None = None):
+    """A demo build (reused when it exists) under ``cache``: preset, seed, grid edge in px and
+    days between scenes (default the preset's 10)."""
     from redline.demo import generate_demo
 
-    name = f"{preset}-{seed}" + (f"-{size}px" if size else "")
-    return generate_demo(cache / name, preset=preset, seed=seed, size=size)
+    name = f"{preset}-{seed}" + (f"-{size}px" if size else "") + (f"-{revisit_days}d" if revisit_days else "")
+    return generate_demo(cache / name, preset=preset, seed=seed, size=size, revisit_days=revisit_days)
 
 
 def items_of(build) -> list[pystac.Item]:

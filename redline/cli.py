@@ -166,6 +166,20 @@ def _summary(result) -> None:
         out_console.print(Timings.line_of(result.timings), markup=False, soft_wrap=True)  # one line, greppable
 
 
+_MEMORY_LIMIT_HELP = ("peak memory to size the tiles for, e.g. 1GB, 1.5GiB, 800MB, 2e9 (overrides resources.memory_limit; "
+                      "default half the available memory)")
+
+
+def _memory_override(memory_limit: str | None) -> dict:
+    """The config override of ``--memory-limit`` (checked here, so that the error names the option)."""
+    if memory_limit is None:
+        return {}
+    from redline.budget import parse_memory_limit
+
+    parse_memory_limit(memory_limit, key="--memory-limit")
+    return {"resources": {"memory_limit": memory_limit}}
+
+
 @app.command()
 def scan(
     config: Path = typer.Argument(..., help="scan.yml"),
@@ -175,13 +189,14 @@ def scan(
     lock_timeout: float = typer.Option(30.0, "--lock-timeout", min=0, help="seconds (0 or more) to wait for another scan holding the register"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar on stderr (default: when it is a terminal)"),
     io_concurrency: Optional[int] = typer.Option(None, "--io-concurrency", help="remote range requests in flight per worker (overrides io.concurrency; 1-256)"),
+    memory_limit: Optional[str] = typer.Option(None, "--memory-limit", help=_MEMORY_LIMIT_HELP),
 ) -> None:
     """Run a scan: search, load, detect, register, assess, map."""
     from redline.config import load_config
     from redline.scan import run_scan
 
     _setup_logging(verbose)
-    cfg = load_config(config, overrides={"io": {"concurrency": io_concurrency}} if io_concurrency is not None else None)
+    cfg = load_config(config, overrides={**({"io": {"concurrency": io_concurrency}} if io_concurrency is not None else {}), **_memory_override(memory_limit)} or None)
     text = config.read_text(encoding="utf-8")
     result = run_scan(cfg, out, scheduler=scheduler, config_text=text, lock_timeout=lock_timeout, progress=progress)
     _summary(result)
@@ -195,13 +210,14 @@ def assess(
     out: Path = typer.Option(Path("out"), "--out", help="output folder"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://host:8786 of an existing Dask scheduler"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    memory_limit: Optional[str] = typer.Option(None, "--memory-limit", help=_MEMORY_LIMIT_HELP),
 ) -> None:
     """Assess every zone and county (NDVI, FVC, RSEI, trends) without running detection."""
     from redline.run import run_assessment
     from redline.config import load_config
 
     _setup_logging(verbose)
-    cfg = load_config(config)
+    cfg = load_config(config, overrides=_memory_override(memory_limit))
     zs, adm = run_assessment(cfg, out, scheduler=scheduler, config_text=config.read_text(encoding="utf-8"))
     table = Table(title=f"ecological status of {cfg.name}: RSEI baseline → monitor")
     for c in ("zone", "RSEI base", "RSEI mon", "change", "grade", "NDVI trend"):

@@ -239,6 +239,34 @@ class IoConfig(BaseModel):
         return v
 
 
+class ResourcesConfig(BaseModel):
+    """What the scan may use of the machine (:mod:`redline.budget`)."""
+
+    model_config = _Strict
+    memory_limit: str | int | None = Field(
+        None, description="peak memory the scan sizes its tiles for: bytes or a size such as 1GB, 1.5GiB, 800MB, 2e9; "
+                          "default half the machine's available memory (on a Dask cluster: its workers' memory_limit)")
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _size(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            from redline.budget import parse_memory_limit  # imported here: the config module stays light to import
+
+            try:
+                parse_memory_limit(value)
+            except ConfigError:
+                raise ValueError("not a positive memory size; give e.g. 1GB, 1.5GiB, 800MB or 2e9 (bytes)") from None
+        return value
+
+    @property
+    def memory_limit_bytes(self) -> int | None:
+        """The limit in bytes (None: not set)."""
+        from redline.budget import parse_memory_limit
+
+        return None if self.memory_limit is None else parse_memory_limit(self.memory_limit)
+
+
 class ScanConfig(BaseModel):
     """A whole scan (docs/architecture.md §4.2)."""
 
@@ -257,6 +285,7 @@ class ScanConfig(BaseModel):
     dask: DaskConfig = Field(default_factory=DaskConfig)
     tiling: TilingConfig = Field(default_factory=TilingConfig)
     io: IoConfig = Field(default_factory=IoConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     assess: AssessConfig = Field(default_factory=AssessConfig)
     _source: Path | None = PrivateAttr(default=None)  # the file it was read from (load_config), for messages

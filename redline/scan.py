@@ -31,6 +31,7 @@ import pipelines
 from redline import assess, outputs, provenance
 from redline.alerts import ALERT_COLUMNS
 from redline.assess import ei
+from redline.budget import PeakSampler, cluster_memory_limit
 from redline.config import ScanConfig
 from redline.errors import RasterError, RedlineInputError, StacError
 from redline.geojson import write_geojson
@@ -182,7 +183,9 @@ def run_scan(
     with register.lock(timeout=lock_timeout), pipelines.dask_client(
         scheduler or cfg.dask.address, workers=cfg.dask.workers, threads_per_worker=cfg.dask.threads_per_worker, processes=cfg.dask.processes,
         env=profile.gdal_env
-    ):
+    ) as client, PeakSampler() as sampler:
+        if (scheduler or cfg.dask.address) and cfg.resources.memory_limit is None and (workers_memory := cluster_memory_limit(client)):
+            plan = plan.with_budget(workers_memory, "cluster")  # the workers' own memory, not this machine's
         out.mkdir(parents=True, exist_ok=True)
         pipelines.reset_cluster_io_stats()  # the workers' counters (this process keeps the probe's)
         with timings.stage("read+compute"):
@@ -224,6 +227,7 @@ def run_scan(
         map_html = _output(failures, timings, "map", maps.render_map, out, register=where)
         # the report's first page is the manifest's (periods, scenes, parameters, chain head): the same as `redline map` renders later
         _output(failures, timings, "report", maps.render_report, out, register=where, manifest=record)
+        record["resources"] = {**(plan.sizing.record() if plan.sizing else {}), **sampler.record()}  # the budget, its tiles and the peak measured
         with timings.output("manifest"):
             _write_manifest(out, record, register)
         with timings.output("catalogue"):

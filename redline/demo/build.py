@@ -310,7 +310,7 @@ def _generate(tmp: Path, root: Path, p: Preset, seed: int) -> int:
 
 def generate_demo(
     out_dir: Path | str, *, preset: str = "demo", seed: int = 20230101, size: int | None = None,
-    extra_events: tuple[E.EventRequest, ...] = (), overcast_zones: tuple[str, ...] = (),
+    extra_events: tuple[E.EventRequest, ...] = (), overcast_zones: tuple[str, ...] = (), revisit_days: int | None = None,
 ) -> DemoScenes:
     """Write (or reuse) a deterministic demo build in ``out_dir``.
 
@@ -342,10 +342,15 @@ def generate_demo(
     overcast_zones
         Zone codes (HXBH) kept under thick cloud on every date of the monitor window (a zone
         that cannot be observed); default none, the preset's own scenes.
+    revisit_days
+        Days between scenes instead of the preset's 10 (benchmarks/memory.py scales the dates
+        with it: 20 days halves them, 5 doubles them over the same years).
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown demo preset {preset!r}; use one of: {', '.join(PRESETS)}")
     p = PRESETS[preset] if size is None else replace(PRESETS[preset], size=int(size))
+    if revisit_days is not None:
+        p = replace(p, revisit_days=int(revisit_days))
     if extra_events:
         p = replace(p, events=(*p.events, *extra_events))
     if overcast_zones:
@@ -354,6 +359,8 @@ def generate_demo(
     info = {"preset": preset, "seed": int(seed), "generator_version": GENERATOR_VERSION}
     if size is not None:
         info["size_px"] = int(size)
+    if revisit_days is not None:
+        info["revisit_days"] = int(revisit_days)
     if extra_events:
         info["extra_events"] = [repr(e) for e in extra_events]
     if overcast_zones:

@@ -27,12 +27,13 @@ from odc.geo.geobox import GeoBox
 import aoi
 import pipelines
 from redline import bands as bandplan
+from redline.budget import MIN_TILE_PX, Sizing, estimate_peak, machine_memory_limit, size_tiles
 from redline.config import ScanConfig
 from redline.errors import RasterError, SmallZoneWarning, StacError
 from redline.run.graph import analysis_grid
 from redline.tiles import Tile, plan_tiles
 
-__all__ = ["ScanPlan", "check_windows", "checked_plan", "find_scenes", "margin_px", "probe_scenes", "read_areas"]
+__all__ = ["ScanPlan", "check_windows", "checked_plan", "find_scenes", "margin_px", "plan_budget", "probe_scenes", "read_areas"]
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,58 @@ def margin_px(cfg: ScanConfig) -> int:
     return math.ceil(cfg.detection.mask_dilation_m / cfg.resolution) + 2
 
 
+def _bytes_per_value(items: list[pystac.Item]) -> int:
+    """Bytes of one raw value of the scenes' reflectance bands (the largest declared
+    ``data_type`` of the first scene; 2, uint16, when none is declared)."""
+    import numpy as np
+
+    parsed = pipelines.parse_item(items[0]) if items else None
+    sizes = [np.dtype(b.data_type).itemsize for b in (parsed.bands.values() if parsed else ()) if b.data_type]
+    return max(sizes, default=2)
+
+
+def plan_budget(cfg: ScanConfig, items: list[pystac.Item], *, budget: int | None = None, source: str | None = None) -> Sizing:
+    """The scan's memory budget and the tile and chunk edges it allows (:func:`redline.budget.size_tiles`)
+    for ``items``' solar days, the six reflectance bands (+ the thermal band where a scene has one)
+    and their bytes per value; ``tiling.max_tile_px`` is the upper bound. ``budget`` (bytes)
+    overrides the config's ``resources.memory_limit`` (default: :func:`redline.budget.machine_memory_limit`
+    for the cluster's ``workers × threads_per_worker`` compute slots).
+
+    Raises
+    ------
+    BudgetError
+        The budget cannot hold one minimal tile (exit 2, before any read).
+    """
+    if budget is None:
+        budget = cfg.resources.memory_limit_bytes
+        source = "config" if budget is not None else "machine"
+        budget = budget if budget is not None else machine_memory_limit(cfg.dask.workers * cfg.dask.threads_per_worker)
+    n_dates = len({pipelines.solar_day(it) for it in items})
+    thermal = any(pipelines.parse_item(it).thermal is not None for it in items[:50])
+    return size_tiles(budget, n_dates=n_dates, n_bands=len(pipelines.REFLECTANCE_BANDS) + int(thermal), bytes_per_value=_bytes_per_value(items),
+                      max_tile_px=cfg.tiling.max_tile_px, slots=cfg.dask.workers * cfg.dask.threads_per_worker, in_flight=cfg.tiling.in_flight,
+                      source=source or "config")
+
+
+def _tiles_within(zones_utm: gpd.GeoDataFrame, grid: GeoBox, sizing: Sizing, margin: int) -> tuple[list[Tile], Sizing]:
+    """Tiles whose largest computed window fits the budget (:func:`redline.budget.estimate_peak`
+    of a square of its pixels). :func:`redline.tiles.plan_tiles` gives a zone that fits a cell
+    whole to the cell of its centre, so a tile's window can reach twice the cell's edge: when the
+    largest one does not fit, the cells are made smaller until it does (or the cell is
+    :data:`redline.budget.MIN_TILE_PX`). Returns the tiles and ``sizing`` with the cell edge used
+    and the largest window's pixels."""
+    edge = sizing.tile_px
+    while True:
+        tiles = plan_tiles(zones_utm, grid, max_px=edge, margin_px=margin)
+        largest = max((t.shape[0] * t.shape[1] for t in tiles), default=0)
+        side = math.isqrt(largest) + 1
+        cost = estimate_peak(side, min(sizing.chunk_px, side), n_dates=sizing.n_dates, n_bands=sizing.n_bands,
+                             bytes_per_value=sizing.bytes_per_value, slots=sizing.slots, in_flight=sizing.in_flight)
+        if cost <= sizing.budget or edge <= MIN_TILE_PX:
+            return tiles, replace(sizing, cell_px=edge, largest_tile_px=largest)
+        edge = max(MIN_TILE_PX, min(edge - 16, int(edge * sizing.tile_px / side) // 16 * 16))
+
+
 @dataclass(frozen=True)
 class ScanPlan:
     """What a run works on, built once by :meth:`build`.
@@ -117,7 +170,8 @@ class ScanPlan:
     CRS (UTM zone of the zones, metres); ``zones_utm``: the zones in it; ``grid``: the analysis
     grid; ``tiles``: its processing tiles; ``bands``: which bands the scenes have
     (:func:`redline.bands.plan_bands`); ``failures``: scenes and zones left out so far, as
-    ``{"kind", "id", "reason"}`` records (manifest ``failures``).
+    ``{"kind", "id", "reason"}`` records (manifest ``failures``); ``sizing``: the memory budget
+    and the tile and compute chunk edges it allows (:func:`plan_budget`; manifest ``resources``).
     """
 
     cfg: ScanConfig
@@ -131,12 +185,19 @@ class ScanPlan:
     tiles: list[Tile]
     bands: bandplan.BandPlan
     failures: list[dict[str, str]] = field(default_factory=list)
+    sizing: Sizing | None = None
+
+    @property
+    def chunk_px(self) -> int | None:
+        """Compute chunk edge in pixels the budget allows (None: the load's default)."""
+        return self.sizing.chunk_px if self.sizing is not None else None
 
     @classmethod
     def build(cls, cfg: ScanConfig, zones: gpd.GeoDataFrame, admin: gpd.GeoDataFrame | None, search: pipelines.SearchResult | None, *,
-              items: list[pystac.Item] | None = None, failures: list[dict[str, str]] | None = None) -> ScanPlan:
+              items: list[pystac.Item] | None = None, failures: list[dict[str, str]] | None = None, sizing: Sizing | None = None) -> ScanPlan:
         """The plan of ``zones`` and ``items`` (default: every scene ``search`` found): the UTM
-        grid at ``cfg.resolution`` over the zones and its tiles of at most ``tiling.max_tile_px``."""
+        grid at ``cfg.resolution`` over the zones and its tiles of the edge the memory budget
+        allows (``sizing``, default :func:`plan_budget`; at most ``tiling.max_tile_px``)."""
         if items is None:
             if search is None:
                 raise ValueError("give the search or the items")
@@ -145,9 +206,17 @@ class ScanPlan:
         utm = aoi.utm_crs_for(zones)
         zones_utm = zones.to_crs(utm)
         grid = analysis_grid(zones_utm, cfg.resolution)
-        tiles = plan_tiles(zones_utm, grid, max_px=cfg.tiling.max_tile_px, margin_px=margin_px(cfg))
+        sizing = sizing if sizing is not None else plan_budget(cfg, items)
+        tiles, sizing = _tiles_within(zones_utm, grid, sizing, margin_px(cfg))
         return cls(cfg=cfg, zones=zones, admin=admin, search=search, items=items, utm=utm, zones_utm=zones_utm, grid=grid, tiles=tiles,
-                   bands=bandplan.plan_bands(items), failures=list(failures or []))
+                   bands=bandplan.plan_bands(items), failures=list(failures or []), sizing=sizing)
+
+    def with_budget(self, budget: int, source: str) -> ScanPlan:
+        """The same plan with its tiles sized for ``budget`` bytes (e.g. a Dask cluster's workers'
+        memory, known once the client is connected)."""
+        sizing = plan_budget(self.cfg, self.items, budget=budget, source=source)
+        tiles, sizing = _tiles_within(self.zones_utm, self.grid, sizing, margin_px(self.cfg))
+        return replace(self, sizing=sizing, tiles=tiles)
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
@@ -244,12 +313,14 @@ def checked_plan(cfg: ScanConfig, zones: gpd.GeoDataFrame, admin: gpd.GeoDataFra
     check_windows(cfg, search.items, "found")
     # no red/nir anywhere, no detection index left, scenes without a mask (masks: required): exit 2
     bandplan.check_scenes(bandplan.plan_bands(search.items), masks=cfg.masks, configured=cfg.detection.indices, config=cfg.source)
+    sizing = plan_budget(cfg, search.items)  # a budget too small for one tile: exit 2 before any read
     zones, outside = _zones_in_scenes(zones, search.items)
     failures += outside
     items, unreadable = probe_scenes(cfg, search.items, pipelines.get_profile(cfg.stac.profile))
     failures += [{"kind": "scene", "id": f.item_id, "reason": f.reason} for f in unreadable]
     check_windows(cfg, items, "readable", [f for f in failures if f["kind"] == "scene"])
-    plan = ScanPlan.build(cfg, zones, admin, search, items=items, failures=failures)
+    plan = ScanPlan.build(cfg, zones, admin, search, items=items, failures=failures, sizing=sizing)
     _warn_small_zones(plan.zones_utm, cfg.resolution)
-    log.info("%d zone(s) in %d tile(s) of ≤ %d px", len(plan.zones_utm), len(plan.tiles), cfg.tiling.max_tile_px)
+    log.info("%d zone(s) in %d tile(s) of ≤ %d px, chunks of ≤ %d px (memory budget %d MB, %s)", len(plan.zones_utm), len(plan.tiles),
+             plan.sizing.tile_px, plan.sizing.chunk_px, plan.sizing.budget // 10**6, plan.sizing.source)
     return plan

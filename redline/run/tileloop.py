@@ -64,7 +64,7 @@ def run_tiles(plan: ScanPlan, mosaic: Mosaic, *, progress: bool | None, scan_id:
 
     def graph(tile: Tile) -> list:
         gb = tile.geobox(grid)
-        g = tile_graph(cfg, tile_items[tile.id], gb, check_assets=check_assets, plan=plan.bands)
+        g = tile_graph(cfg, tile_items[tile.id], gb, check_assets=check_assets, plan=plan.bands, chunk=plan.chunk_px)
         for sc in g.scalings:
             got.scalings[(sc.item_id, sc.band)] = sc
         for line in g.skipped:
