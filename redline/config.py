@@ -222,6 +222,15 @@ class TilingConfig(BaseModel):
     in_flight: int = Field(1, ge=1, le=64, description="tiles computing on the cluster at once (1: one computes while the previous one is written; 2: two compute, ×2 memory)")
 
 
+class OutputsConfig(BaseModel):
+    """What the scan renders for reviewers (maps: figures, map, report)."""
+
+    model_config = _Strict
+    zone_figures: Literal["changed", "all", "none"] = Field(
+        "changed", description="per-zone figures drawn by the scan: zones with alerts or a changed RSEI grade (changed), every zone (all) "
+                               "or none; the others are drawn on demand (review service, `redline map OUT --zone-figures all`)")
+
+
 class ScanConfig(BaseModel):
     """A whole scan (docs/architecture.md §4.2)."""
 
@@ -241,6 +250,7 @@ class ScanConfig(BaseModel):
     tiling: TilingConfig = Field(default_factory=TilingConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     assess: AssessConfig = Field(default_factory=AssessConfig)
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig)
     _source: Path | None = PrivateAttr(default=None)  # the file it was read from (load_config), for messages
 
     @property

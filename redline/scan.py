@@ -194,7 +194,7 @@ def run_scan(
 
     record = _manifest_record(out, plan, tiled, register, stats, failures, scan_id=scan_id, started=started, config_text=config_text)
     # the report's first page is the manifest's (periods, scenes, parameters, chain head): the same as `redline map` renders later
-    map_html = maps.render_outputs(out, register=register.path or register.location, manifest=record)[0]
+    map_html = maps.render_outputs(out, register=register.path or register.location, manifest=record, zone_figures=cfg.outputs.zone_figures)[0]
     _write_manifest(out, record, register)
     write_catalog(out, key=register.key)  # last: it lists every output with the manifest's checksums, then joins the manifest
     return ScanResult(
