@@ -1,6 +1,7 @@
 """A scan of the same area as its few zones and as hundreds or thousands of small patches.
 
-Run with ``python benchmarks/zones.py [--size 600] [--patches 400,4000] [--repeat 2]``.
+Run with ``python benchmarks/zones.py [--size 600] [--patches 400,4000] [--repeat 2]
+[--zone-figures changed|all|none]``.
 
 A county's red line is hundreds of small patches, a province's tens of thousands. This cuts the
 demo build's zones (preset ``small`` at ``--size`` px: 3 zones, 10.6 km² at 600 px) along a
@@ -81,24 +82,25 @@ def patch_build(build, n: int) -> Path:
     return out
 
 
-def _one(root: str, out: str) -> None:
-    """Child process: one scan of the folder ``root`` into ``out``; prints a JSON line."""
+def _one(root: str, out: str, zone_figures: str) -> None:
+    """Child process: one scan of the folder ``root`` into ``out`` (``outputs.zone_figures``
+    as given); prints a JSON line."""
     import pipelines
     from redline.config import load_config
     from redline.scan import run_scan
 
     with pipelines.serve_stac(Path(root)) as url:
-        cfg = load_config(Path(root) / "scan.yml", overrides={"stac": {"url": url}})
+        cfg = load_config(Path(root) / "scan.yml", overrides={"stac": {"url": url}, "outputs": {"zone_figures": zone_figures}})
         t0 = time.perf_counter()
         result = run_scan(cfg, Path(out))
         seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "alerts": len(result.alerts), "zones": len(result.zone_stats)}))
 
 
-def scan(root: Path, out: Path) -> dict:
+def scan(root: Path, out: Path, zone_figures: str = "changed") -> dict:
     """One scan in a child process: its JSON line plus the files it wrote."""
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(root), str(out)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(root), str(out), zone_figures]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent)
     if done.returncode != 0:
         raise RuntimeError(f"scan of {root} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
@@ -136,12 +138,13 @@ def map_open_seconds(html: Path, timeout_s: float = 60.0) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--one":
-        _one(sys.argv[2], sys.argv[3])
+        _one(sys.argv[2], sys.argv[3], sys.argv[4])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=600, help="grid edge of the small preset in px")
     ap.add_argument("--patches", default="400,4000", help="patch counts, comma-separated")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--zone-figures", default="changed", help="outputs.zone_figures of the patch scans (the zones' scan: changed)")
     args = ap.parse_args(argv)
     build = _bench.build("small", size=args.size)
     for f in Path(build.root).rglob("*"):  # read once: every run finds the scenes in the page cache
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         for rnd in range(args.repeat):
             base = None
             for label, root in variants:
-                r = scan(root, Path(tmp) / label.replace(" ", "-"))
+                r = scan(root, Path(tmp) / label.replace(" ", "-"), "changed" if label == "zones" else args.zone_figures)
                 r["map_open_s"] = map_open_seconds(Path(tmp) / label.replace(" ", "-") / "map.html")
                 base = base or r["seconds"]
                 r["ratio"] = r["seconds"] / base

@@ -294,10 +294,10 @@ class _ZoneLayer(MacroElement):
 
     _template = Template("""
 {% macro script(this, kwargs) %}
-var {{ this.get_name() }} = L.geoJSON({{ this.data | tojson }}, {
-  pane: {{ this.pane | tojson }},
-  {% if this.canvas %}renderer: L.canvas({pane: {{ this.pane | tojson }}}),{% endif %}
-  style: function (f) { return {{ this.styles | tojson }}[f.properties.s]; },
+var {{ this.get_name() }} = L.geoJSON({{ this.data }}, {
+  pane: {{ this.pane }},
+  {% if this.canvas %}renderer: L.canvas({pane: {{ this.pane }}}),{% endif %}
+  style: function (f) { return {{ this.styles }}[f.properties.s]; },
   onEachFeature: function (f, layer) { layer.bindTooltip(f.properties.t, {sticky: true}); }
 }).addTo({{ this._parent.get_name() }});
 {% endmacro %}
@@ -306,7 +306,13 @@ var {{ this.get_name() }} = L.geoJSON({{ this.data | tojson }}, {
     def __init__(self, data: dict[str, Any], styles: list[dict[str, Any]], pane: str, canvas: bool) -> None:
         super().__init__()
         self._name = "ZoneLayer"
-        self.data, self.styles, self.pane, self.canvas = data, styles, pane, canvas
+        self.data, self.styles, self.pane, self.canvas = _script_json(data), _script_json(styles), _script_json(pane), canvas
+
+
+def _script_json(value: Any) -> str:
+    """``value`` as JSON to write inside a ``<script>``: UTF-8 text as it is (no ``\\u`` escapes),
+    ``</`` written ``<\\/`` so that no string can close the script (JSON allows ``\\/``)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
 
 
 def _zone_features(zones: gpd.GeoDataFrame, styles: list[dict[str, Any]], counties: Mapping[str, str],
