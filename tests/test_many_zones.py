@@ -5,6 +5,7 @@ by the review service, and a bad value of the key refused in one line."""
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -44,8 +45,9 @@ def _patches(zones_path: Path, layer: str, id_field: str, edge: float) -> gpd.Ge
 
 @pytest.fixture(scope="module")
 def patch_scan(small_scenes, stac_url, tmp_path_factory):
-    """A real scan of the small scenes over their zones cut into ~300 patches, with a minimum
-    mapping unit of 1 m² (under one pixel: every disturbed piece inside a patch is an alert)."""
+    """A real scan of the small scenes over their zones cut into ~360 patches, with a minimum
+    mapping unit of 1 m² (under one pixel: every disturbed piece inside a patch is an alert) and
+    no zone figures (``outputs.zone_figures: none``; the choices are tested on the small scan)."""
     from redline.scan import run_scan
 
     base = load_config(small_scenes.config, overrides={"stac": {"url": stac_url}})
@@ -53,7 +55,7 @@ def patch_scan(small_scenes, stac_url, tmp_path_factory):
     pieces = _patches(base.zones.path, base.zones.layer, base.zones.id_field, PATCH_EDGE_M)
     pieces.to_file(folder / "patches.gpkg", layer=base.zones.layer, driver="GPKG")
     cfg = load_config(small_scenes.config, overrides={"stac": {"url": stac_url}, "zones": {"path": str(folder / "patches.gpkg")},
-                                                      "detection": {"min_area_m2": 1.0}})
+                                                      "detection": {"min_area_m2": 1.0}, "outputs": {"zone_figures": "none"}})
     return run_scan(cfg, folder / "out"), pieces
 
 
@@ -87,15 +89,16 @@ def test_patches_hold_the_alerts_of_the_zones_they_were_cut_from(small_scan, pat
             assert (dates[px] >= 0).any(), a.alert_id
 
 
-def test_patch_scan_draws_figures_only_for_changed_zones(patch_scan):
+def test_patch_scan_lists_only_changed_zones_and_draws_none(patch_scan):
     result, _ = patch_scan
     stats = pd.read_csv(result.out_dir / "zone_stats.csv", dtype={"zone_id": str})
-    drawn = {p.name for p in (result.out_dir / "figures").glob("zone_*.png")}
-    want = {maps.zone_figure_name(z) for z in stats.loc[maps.zones_changed(stats), "zone_id"]}
-    assert drawn == want and 0 < len(drawn) < len(stats)
+    assert not list((result.out_dir / "figures").glob("zone_*"))  # zone_figures: none
+    assert len(list((result.out_dir / "figures").glob("county_*.png"))) == stats["admin_id"].nunique()
     page = (result.out_dir / "report.html").read_text(encoding="utf-8")
-    assert "other zone(s) without alerts" in page  # the report counts the zones it does not list
-    assert page.count('<article class="zone"') < len(stats)
+    notable = maps.zones_changed(stats) | (stats["status"] == "not_observed")
+    assert page.count('<article class="zone"') == int(notable.sum()) < len(stats)  # counties of > 50 zones list the changed ones
+    unlisted = [int(n) for n in re.findall(r'<p class="unlisted muted">(\d+) other zone', page)]
+    assert sum(unlisted) == len(stats) - int(notable.sum())  # and count the others
 
 
 @pytest.mark.parametrize("choice", ["none", "changed", "all"])
