@@ -19,27 +19,42 @@ from maps._figures import CHIP_PX, SeriesFigure, render_chip, render_timeseries,
 from maps._map import COMPOSITE_PNG, OSM_URL, TIANDITU_NAME, TIANDITU_URL, render_map
 from maps._report import REPORT_GRADE_COLOURS, REPORT_PAGE_MARGINS_MM, STEMS_PER_TABLE, ScanFacts, print_pdf, render_report, scan_facts
 from maps._style import CATEGORY_STYLE, STATUS_STYLE, TYPE_STYLE, esc
-from maps._summary import index_label, index_pairs, render_county_figure, render_overview, render_zone_figure, safe_name
+from maps._summary import (
+    COUNTY_FIGURE_ZONES,
+    ZONE_FIGURES,
+    index_label,
+    index_pairs,
+    render_county_figure,
+    render_overview,
+    render_zone_figure,
+    safe_name,
+    zone_figure_name,
+    zones_changed,
+)
+from maps._ondemand import zone_figure
 
 __all__ = [
     "render_outputs", "figure_font_name", "find_cjk_font_file", "CJK_FILES", "render_map", "render_report", "print_pdf", "render_chip", "render_timeseries", "SeriesFigure", "true_colour",
     "render_zone_figure", "render_county_figure", "render_overview", "render_grade_shares", "render_trends", "GRADE_COLOURS", "TYPE_STYLE", "STATUS_STYLE", "CATEGORY_STYLE", "esc",
     "REPORT_GRADE_COLOURS", "REPORT_PAGE_MARGINS_MM", "STEMS_PER_TABLE", "ScanFacts", "scan_facts", "CHIP_PX", "write_composite_png", "index_label", "index_pairs", "safe_name", "OSM_URL", "TIANDITU_URL", "TIANDITU_NAME",
+    "ZONE_FIGURES", "COUNTY_FIGURE_ZONES", "zone_figure_name", "zones_changed", "zone_figure",
 ]
 
 
 def render_outputs(out_dir: Path, *, register: Path | str | None = None, pdf: bool = False, online_basemaps: bool = True,
-                   tianditu_key: str | None = None, manifest: Mapping[str, Any] | None = None) -> list[Path]:
+                   tianditu_key: str | None = None, manifest: Mapping[str, Any] | None = None, zone_figures: str = "changed") -> list[Path]:
     """Render everything a reviewer reads from a finished scan and the register: ``map.html``
     (with its base composite), the zone/county figures and ``report.html`` (``report.pdf`` with
     ``pdf``). Per-alert chips and time series are the scan's (they need the scenes) and are only
     linked. ``manifest``: the scan's manifest record when ``manifest.json`` is not written yet
-    (the scan's own rendering), else that file is read. Returns the written files, ``map.html`` first."""
+    (the scan's own rendering), else that file is read. ``zone_figures``: which zones' figures
+    are drawn (:data:`ZONE_FIGURES`; the others on demand, :func:`zone_figure`). Returns the
+    written files, ``map.html`` first."""
     out_dir = Path(out_dir)
     page = render_map(out_dir, register=register, online_basemaps=online_basemaps, tianditu_key=tianditu_key)
     files = [page]
     if (out_dir / COMPOSITE_PNG).exists():
         files.append(out_dir / COMPOSITE_PNG)
     if (out_dir / "zone_stats.csv").exists():
-        files += render_report(out_dir, register=register, pdf=pdf, manifest=manifest)
+        files += render_report(out_dir, register=register, pdf=pdf, manifest=manifest, zone_figures=zone_figures)
     return files

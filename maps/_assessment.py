@@ -18,12 +18,29 @@ from maps._fonts import figure_fonts, plain, save_figure  # noqa: E402
 
 #: RSEI grades from worst to best and their colours (a red–green ramp, ColorBrewer RdYlGn 5).
 GRADE_COLOURS = {"poor": "#d7191c", "fair": "#fdae61", "moderate": "#ffffbf", "good": "#a6d96a", "excellent": "#1a9641"}
+#: units drawn in one assessment figure (a bar pair or a line each): with more zones, those that
+#: changed most (the title says how many of how many); zone_stats.csv and ndvi_annual.csv have all
+FIGURE_UNITS = 40
+
+
+def _most_changed(zone_stats: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` zones with the most alerts, then the largest RSEI change |monitor − baseline|."""
+    alerts = pd.to_numeric(zone_stats.get("alerts_total", pd.Series(0, index=zone_stats.index)), errors="coerce").fillna(0)
+    change = (pd.to_numeric(zone_stats.get("rsei_monitor", np.nan), errors="coerce")
+              - pd.to_numeric(zone_stats.get("rsei_baseline", np.nan), errors="coerce")).abs().fillna(0)
+    order = pd.DataFrame({"a": alerts, "c": change}).sort_values(["a", "c"], ascending=False).index[:n]
+    return zone_stats.loc[sorted(order)]
 
 
 def render_grade_shares(path: Path, zone_stats: pd.DataFrame, *, periods: tuple[str, ...] = ("baseline", "monitor"), title: str = "") -> Path:
     """Horizontal stacked bars: for each zone and period, the area share of each RSEI grade
-    (columns ``rsei_{period}_share_{grade}`` of ``zone_stats``)."""
+    (columns ``rsei_{period}_share_{grade}`` of ``zone_stats``); of more than
+    :data:`FIGURE_UNITS` zones, those with the most alerts, then the largest RSEI change."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    n_all = len(zone_stats)
+    if n_all > FIGURE_UNITS:
+        zone_stats = _most_changed(zone_stats, FIGURE_UNITS)
+        title = f"{title or 'RSEI grades per zone'} · {FIGURE_UNITS} of {n_all} zones (most alerts, largest RSEI change)"
     zones = list(zone_stats["zone_id"])
     n = len(zones)
     with figure_fonts():  # labels' fonts are fixed when they are made
@@ -64,8 +81,18 @@ def render_trends(path: Path, annual: pd.DataFrame, *, names: dict[str, str] | N
     """Lines of annual growing-season NDVI per unit (``annual``: ``admin_id, year, ndvi_gs``; a
     county, or a zone under the same column name), with the Theil–Sen slope and Mann–Kendall p
     in the legend when ``trends`` (indexed by ``admin_id``, columns of
-    :func:`redline.assess.trends.unit_trends`) is given."""
+    :func:`redline.assess.trends.unit_trends`) is given. Of more than :data:`FIGURE_UNITS` units,
+    those with the steepest slopes (the first ones without ``trends``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    units = list(dict.fromkeys(annual["admin_id"]))
+    if len(units) > FIGURE_UNITS:
+        if trends is not None and "ndvi_trend_slope" in trends:
+            slope = pd.to_numeric(trends["ndvi_trend_slope"], errors="coerce").abs().reindex(units).fillna(-1.0)
+            keep = list(slope.sort_values(ascending=False, kind="stable").index[:FIGURE_UNITS])
+        else:
+            keep = units[:FIGURE_UNITS]
+        annual = annual[annual["admin_id"].isin(keep)]
+        title = f"{title} · {FIGURE_UNITS} of {len(units)} (steepest trends)"
     with figure_fonts():  # labels' fonts are fixed when they are made
         fig, ax = plt.subplots(figsize=(6.0, 3.0), dpi=100)
         for aid, g in annual.sort_values("year").groupby("admin_id"):

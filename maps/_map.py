@@ -14,8 +14,12 @@ from urllib.parse import quote
 
 import folium
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import shapely
+from branca.element import MacroElement
 from folium.map import CustomPane
+from jinja2 import Template
 
 from maps._composite import write_composite_png
 from redline.register import Register
@@ -61,6 +65,12 @@ TIANDITU_URL = ("https://t{s}.tianditu.gov.cn/%s_w/wmts?SERVICE=WMTS&REQUEST=Get
 TIANDITU_ATTR = "&copy; 天地图 Tianditu (www.tianditu.gov.cn)"
 #: display simplification of zone and county outlines, in degrees (about 2 m); alerts are exact
 SIMPLIFY_DEG = 2e-5
+#: zones drawn on one canvas instead of one SVG path each from this many zones on (Leaflet's
+#: canvas renderer: thousands of paths stay fast to draw and pan; the not-observed hatching,
+#: an SVG pattern, is then left out: such zones stay grey and dotted)
+CANVAS_ZONES = 500
+#: decimals of the zones' display coordinates (1e-6° ≈ 0.1 m, under the 2 m simplification)
+ZONE_DECIMALS = 6
 #: panes keep the drawing order fixed when layers are toggled: alerts over counties over zones over the image
 _PANES = {"composite": 250, "zones": 410, "admin": 420, "alerts": 430}
 _UNKNOWN_STATUS = StatusStyle("#333333", 2, None, "unknown")
@@ -276,6 +286,62 @@ def _display_geometry(geom: Any, simplify: bool) -> dict[str, Any]:
     return json.loads(json.dumps(geom.__geo_interface__))
 
 
+class _ZoneLayer(MacroElement):
+    """All zones as one Leaflet GeoJSON layer (one feature per zone, its style by index into a
+    short table and its tooltip HTML as properties), on a canvas from :data:`CANVAS_ZONES`
+    zones on: one layer instead of one per zone keeps the page small and quick to open with
+    thousands of zones."""
+
+    _template = Template("""
+{% macro script(this, kwargs) %}
+var {{ this.get_name() }} = L.geoJSON({{ this.data }}, {
+  pane: {{ this.pane }},
+  {% if this.canvas %}renderer: L.canvas({pane: {{ this.pane }}}),{% endif %}
+  style: function (f) { return {{ this.styles }}[f.properties.s]; },
+  onEachFeature: function (f, layer) { layer.bindTooltip(f.properties.t, {sticky: true}); }
+}).addTo({{ this._parent.get_name() }});
+{% endmacro %}
+""")
+
+    def __init__(self, data: dict[str, Any], styles: list[dict[str, Any]], pane: str, canvas: bool) -> None:
+        super().__init__()
+        self._name = "ZoneLayer"
+        self.data, self.styles, self.pane, self.canvas = _script_json(data), _script_json(styles), _script_json(pane), canvas
+
+
+def _script_json(value: Any) -> str:
+    """``value`` as JSON to write inside a ``<script>``: UTF-8 text as it is (no ``\\u`` escapes),
+    ``</`` written ``<\\/`` so that no string can close the script (JSON allows ``\\/``)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+
+
+def _zone_features(zones: gpd.GeoDataFrame, styles: list[dict[str, Any]], counties: Mapping[str, str],
+                   categories: Mapping[str, str]) -> tuple[dict[str, Any], bool, bool]:
+    """The zones' GeoJSON FeatureCollection for :class:`_ZoneLayer` (display geometry simplified
+    by :data:`SIMPLIFY_DEG`, coordinates to :data:`ZONE_DECIMALS` decimals), filling ``styles``;
+    with whether any zone is uncategorised and any not observed."""
+    simple = zones.geometry.simplify(SIMPLIFY_DEG, preserve_topology=True)
+    simple = simple.where(~simple.is_empty, zones.geometry)
+    simple = shapely.transform(simple.values, lambda xy: np.round(xy, ZONE_DECIMALS))
+    index: dict[str, int] = {}
+    features = []
+    has_uncategorised = has_not_observed = False
+    for z, geom in zip(zones.drop(columns="geometry").to_dict("records"), simple):
+        cat = None if is_missing(z.get("category")) else str(z["category"])
+        colour = categories.get(cat, UNCATEGORISED[0]) if cat else UNCATEGORISED[0]
+        has_uncategorised |= cat is None or cat not in categories
+        style: dict[str, Any] = {"color": colour, "weight": 2, "opacity": 0.9, "fillColor": colour, "fillOpacity": 0.1}
+        if str(z.get("status")) == "not_observed":  # could not be seen: grey, hatched, dotted (no alert ≠ no change)
+            style.update(dashArray=NOT_OBSERVED_DASH, fillColor=NOT_OBSERVED_FILL, className=NOT_OBSERVED_CLASS)  # the class's CSS hatches the fill
+            has_not_observed = True
+        key = json.dumps(style, sort_keys=True)
+        if key not in index:
+            index[key] = len(styles)
+            styles.append(style)
+        features.append({"type": "Feature", "geometry": json.loads(shapely.to_geojson(geom)), "properties": {"s": index[key], "t": _zone_tooltip(z, counties)}})
+    return {"type": "FeatureCollection", "features": features}, has_uncategorised, has_not_observed
+
+
 def _fit_bounds(*frames: gpd.GeoDataFrame | None, fallback: list[list[float]] | None) -> list[list[float]]:
     """[[south, west], [north, east]] of the first non-empty frame, else ``fallback``, else China."""
     for df in frames:
@@ -325,6 +391,12 @@ _QUIET_TILES_JS = """
 """
 
 
+#: the map's ready state: every layer added (the scripts above ran) and the next frame drawn
+_READY_JS = """
+requestAnimationFrame(function () { requestAnimationFrame(function () { window.redlineMapReady = true; }); });
+"""
+
+
 def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: bool = True, tianditu_key: str | None = None) -> Path:
     """Write ``out_dir/map.html``, an interactive map of a finished scan that works offline.
 
@@ -355,8 +427,10 @@ def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: 
 
     Leaflet, jQuery, Bootstrap and Font Awesome are copied to ``out_dir/lib`` and linked
     relatively; the page fetches nothing from the network. Every string from the inputs is
-    HTML-escaped. The page defines ``window.redlineMap = {map, alertLayer, zoneLayer, adminLayer,
-    compositeLayer, onlineLayers}`` (Leaflet objects) for tests. Returns the page's path.
+    HTML-escaped. The zones are one GeoJSON layer (one feature each), on a canvas from
+    :data:`CANVAS_ZONES` zones on. The page defines ``window.redlineMap = {map, alertLayer,
+    zoneLayer, adminLayer, compositeLayer, onlineLayers}`` (Leaflet objects) for tests, and
+    ``window.redlineMapReady = true`` once its layers are drawn. Returns the page's path.
     """
     out_dir = Path(out_dir)
     zones_path = out_dir / "zones.geojson"
@@ -392,18 +466,10 @@ def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: 
 
     categories = category_colours(zones["category"] if "category" in zones else [])
     fg_zones = folium.FeatureGroup(name=ZONES_NAME, show=True).add_to(m)
-    has_uncategorised = has_not_observed = False
-    for z in zones.to_dict("records"):
-        cat = None if is_missing(z.get("category")) else str(z["category"])
-        colour = categories.get(cat, UNCATEGORISED[0]) if cat else UNCATEGORISED[0]
-        has_uncategorised |= cat is None or cat not in categories
-        style: dict[str, Any] = {"color": colour, "weight": 2, "opacity": 0.9, "fillColor": colour, "fillOpacity": 0.1}
-        if str(z.get("status")) == "not_observed":  # could not be seen: grey, hatched, dotted (no alert ≠ no change)
-            style.update(dashArray=NOT_OBSERVED_DASH, fillColor=NOT_OBSERVED_FILL, className=NOT_OBSERVED_CLASS)  # the class's CSS hatches the fill
-            has_not_observed = True
-        gj = folium.GeoJson(_display_geometry(z["geometry"], True), style_function=lambda _f, s=style: s, pane=_pane("zones"))
-        folium.Tooltip(_zone_tooltip(z, counties), sticky=True).add_to(gj)
-        gj.add_to(fg_zones)
+    zone_styles: list[dict[str, Any]] = []
+    zone_data, has_uncategorised, has_not_observed = _zone_features(zones, zone_styles, counties, categories)
+    zone_layer = _ZoneLayer(zone_data, zone_styles, _pane("zones"), canvas=len(zones) >= CANVAS_ZONES)
+    zone_layer.add_to(fg_zones)
 
     fg_admin = None
     if admin is not None:
@@ -438,11 +504,11 @@ def render_map(out_dir: Path, *, register: Path | None = None, online_basemaps: 
         has_uncategorised=has_uncategorised, has_not_observed=has_not_observed,
     )))
     hook = "window.redlineMap = {map: %s, alertLayer: %s, zoneLayer: %s, adminLayer: %s, compositeLayer: %s, onlineLayers: [%s]};" % (
-        m.get_name(), fg_alerts.get_name(), fg_zones.get_name(),
+        m.get_name(), fg_alerts.get_name(), zone_layer.get_name(),
         fg_admin.get_name() if fg_admin is not None else "null",
         composite_layer.get_name() if composite_layer is not None else "null",
         ", ".join(layer.get_name() for layer in online),
-    ) + _QUIET_TILES_JS
+    ) + _QUIET_TILES_JS + _READY_JS
     page = _finish_page(root.render(), hook)
     path = out_dir / MAP_HTML
     path.write_text(page, encoding="utf-8")

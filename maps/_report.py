@@ -37,7 +37,18 @@ from maps._fonts import CSS_FONT_STACK
 from redline.register import Register
 from maps._map import COMPOSITE_PNG, MAP_HTML, county_names, display_text, is_missing, latest_reviews, read_alerts, read_layer, relative_file
 from maps._style import STATUS_STYLE, TYPE_STYLE, category_label, code_label
-from maps._summary import index_label, index_pairs, render_county_figure, render_overview, render_zone_figure, safe_name
+from maps._summary import (
+    FIGURE_DIR,
+    ZONE_FIGURES,
+    index_label,
+    index_pairs,
+    render_county_figure,
+    render_overview,
+    render_zone_figure,
+    safe_name,
+    zone_figure_name,
+    zones_changed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -260,8 +271,14 @@ def _stem_groups(stems: list[str]) -> list[tuple[list[str], int, int]]:
             for i in range(0, len(stems), STEMS_PER_TABLE)]
 
 
+#: a county with more zones than this lists in the report only its zones with alerts, a changed
+#: RSEI grade or not observed (:func:`maps.zones_changed`) and counts the others (all of them
+#: are in zone_stats.csv): the PDF stays a report, not thousands of pages
+REPORT_ZONES_ALL = 50
+
+
 def render_report(out_dir: Path, *, register: Path | str | None = None, pdf: bool = False,
-                  manifest: Mapping[str, Any] | None = None) -> list[Path]:
+                  manifest: Mapping[str, Any] | None = None, zone_figures: str = "changed") -> list[Path]:
     """Write ``out_dir/report.html`` and the figures it shows; with ``pdf``, also ``report.pdf``
     (A4, :func:`print_pdf`).
 
@@ -272,12 +289,18 @@ def render_report(out_dir: Path, *, register: Path | str | None = None, pdf: boo
     parameters, provenance, the register's chain head at the scan), the rasters
     ``rasters/<x>_{baseline,monitor}.tif`` and the alerts (the register's, statuses
     authoritative, when ``register`` is given; else ``alerts.geojson``) with their chips and
-    figures. Writes ``figures/overview.{png,svg}``, ``figures/zone_<id>.{png,svg}`` per zone and
-    ``figures/county_<id>.{png,svg}`` per admin unit (areas in km² and ha, indices unitless).
+    figures. Writes ``figures/overview.{png,svg}``, ``figures/county_<id>.{png,svg}`` per admin
+    unit and ``figures/zone_<id>.{png,svg}`` per zone as ``zone_figures`` says
+    (:data:`maps.ZONE_FIGURES`: ``changed`` the zones with alerts or a changed RSEI grade,
+    ``all``, ``none``); a zone figure already in ``figures/`` is shown too (areas in km² and ha,
+    indices unitless). A county of more than :data:`REPORT_ZONES_ALL` zones lists only its
+    changed or not observed zones and counts the others.
     ``map.html`` is embedded (iframe, screen only) and linked when it exists. Returns the
     written files, the page first.
     """
     out_dir = Path(out_dir)
+    if zone_figures not in ZONE_FIGURES:
+        raise ValueError(f"zone figures {zone_figures!r}: use one of {', '.join(ZONE_FIGURES)}")
     for req in ("zones.geojson", "zone_stats.csv"):
         if not (out_dir / req).exists():
             raise FileNotFoundError(f"{out_dir / req} not found; render_report needs a finished scan's output folder")
@@ -310,6 +333,9 @@ def render_report(out_dir: Path, *, register: Path | str | None = None, pdf: boo
     agrades = _grade_columns(admin_stats.columns)
     alert_key = alerts["zone_id"].astype(str) if "zone_id" in alerts else pd.Series([], dtype=str)
     zone_stats["admin_id"] = zone_stats["admin_id"].fillna(_NO_ADMIN)
+    changed = zones_changed(zone_stats)
+    notable = changed | (zone_stats["status"] == "not_observed" if "status" in zone_stats else False)
+    n_figures = 0
     counties = []
     admin_rows = {str(r["admin_id"]): r for _, r in admin_stats.iterrows()} if not admin_stats.empty else {}
     for admin_id, zrows in zone_stats.groupby("admin_id", sort=True):
@@ -318,15 +344,25 @@ def render_report(out_dir: Path, *, register: Path | str | None = None, pdf: boo
         chart = render_county_figure(out_dir, arow, zrows)
         written += chart
         zone_blocks = []
+        listed = zrows if len(zrows) <= REPORT_ZONES_ALL else zrows[notable.loc[zrows.index]]
         for _, z in zrows.sort_values("zone_id").iterrows():
             zid = str(z["zone_id"])
+            draw = zone_figures == "all" or (zone_figures == "changed" and bool(changed.loc[z.name]))
+            if z.name not in listed.index and not draw:
+                continue
             za = alerts[alert_key.values == zid].sort_values("alert_id") if not alerts.empty else alerts
-            try:
-                fig = render_zone_figure(out_dir, z, geoms.get(zid), za)
-            except (ValueError, OSError, RasterioError) as exc:  # one zone's figure must not cost the report
-                log.warning("zone %s: trend figure not drawn (%s)", zid, exc)
-                fig = []
-            written += fig
+            fig = []
+            if draw:
+                try:
+                    fig = render_zone_figure(out_dir, z, geoms.get(zid), za)
+                    n_figures += 1
+                except (ValueError, OSError, RasterioError) as exc:  # one zone's figure must not cost the report
+                    log.warning("zone %s: trend figure not drawn (%s)", zid, exc)
+                written += fig
+            elif (out_dir / FIGURE_DIR / zone_figure_name(zid)).is_file():  # drawn before (e.g. --zone-figures all)
+                fig = [out_dir / FIGURE_DIR / zone_figure_name(zid)]
+            if z.name not in listed.index:
+                continue
             zone_blocks.append({
                 "anchor": f"zone-{safe_name(zid)}", "row": _zone_row(z, stems, zgrades), "figure": _relative(out_dir, fig),
                 "alerts": [_alert_row(a, out_dir, reviews.get(str(a.get("alert_id")))) for a in za.to_dict("records")],
@@ -349,7 +385,7 @@ def render_report(out_dir: Path, *, register: Path | str | None = None, pdf: boo
                     f"{_num(arow.get('ei'), '.1f')} {display_text(arow.get('ei_grade'))}" if not is_missing(arow.get("ei"))
                     else f"– (missing 缺: {display_text(arow.get('ei_missing'))})"),
             },
-            "chart": _relative(out_dir, chart), "zones": zone_blocks,
+            "chart": _relative(out_dir, chart), "zones": zone_blocks, "n_unlisted": len(zrows) - len(listed),
         })
 
     ctx = {
@@ -364,12 +400,14 @@ def render_report(out_dir: Path, *, register: Path | str | None = None, pdf: boo
         "map": MAP_HTML if (out_dir / MAP_HTML).exists() else None,
         "overview": _relative(out_dir, overview), "counties": counties,
         "has_ei": any(c["summary"]["ei"] is not None for c in counties),
+        "zone_figures": zone_figures,
     }
     page = _ENV.get_template("report").render(**ctx)
     path = out_dir / REPORT_HTML
     path.write_text(page, encoding="utf-8")
     written.insert(0, path)
-    log.info("report: %s (%d counties, %d zones, %d alerts)", path, len(counties), len(zone_stats), len(alerts))
+    log.info("report: %s (%d counties, %d zones, %d alerts, %d zone figures drawn: %s)", path, len(counties), len(zone_stats), len(alerts),
+             n_figures, zone_figures)
     if pdf:
         printed = print_pdf(path, out_dir / REPORT_PDF)
         if printed is not None:
@@ -533,7 +571,8 @@ _TEMPLATE = r"""<!DOCTYPE html>
 <section class="county" id="{{ c.anchor }}">
 <h2>{{ c.admin_name }} <span class="muted">{{ c.admin_id }}</span></h2>
 {% if c.chart %}<figure><img class="fig" src="{{ c.chart }}" alt="county summary chart 县级汇总图"><figcaption><a href="{{ c.chart | replace('.png', '.svg') }}">SVG</a></figcaption></figure>{% endif %}
-<p class="caption">Zones 红线区</p>
+<p class="caption">Zones 红线区{% if c.n_unlisted %} ({{ c.zones | length }} listed: alerts, a changed RSEI grade or not observed 有预警、RSEI 等级变化或未有效观测)
+</p><p class="unlisted muted">{{ c.n_unlisted }} other zone(s) without alerts, grade change or observation gap are not listed 其余 {{ c.n_unlisted }} 个红线区无预警、无等级变化，未逐一列出: see <code>zone_stats.csv</code> and <code>zones.geojson</code>.{% endif %}</p>
 <table class="zone-table">
 <thead><tr><th>zone 红线区</th><th>code 编号</th><th>category 类型</th><th>tier 管控分区</th><th class="num">area 面积 km²</th><th class="num">alerts 预警</th><th class="num">disturbed 扰动 ha</th>{% if show_fvc %}<th class="num">FVC</th>{% endif %}<th>status 状态</th>{% for g in zone_grades %}<th>{{ g }}</th>{% endfor %}</tr></thead>
 <tbody>
@@ -567,7 +606,8 @@ _TEMPLATE = r"""<!DOCTYPE html>
 {% for z in c.zones %}
 <article class="zone" id="{{ z.anchor }}">
 <h3 class="zone-title"><span class="zone-name">{{ z.row.zone_name }}</span> <span class="muted">{{ z.row.zone_id }} · {{ z.row.category }}</span></h3>
-{% if z.figure %}<figure><img class="fig" src="{{ z.figure }}" alt="zone trend 指数变化"><figcaption>Index means of both periods and per-pixel spread; NDVI change with alerts outlined. <a href="{{ z.figure | replace('.png', '.svg') }}">SVG</a></figcaption></figure>{% endif %}
+{% if z.figure %}<figure><img class="fig" src="{{ z.figure }}" alt="zone trend 指数变化"><figcaption>Index means of both periods and per-pixel spread; NDVI change with alerts outlined. <a href="{{ z.figure | replace('.png', '.svg') }}">SVG</a></figcaption></figure>
+{% else %}<p class="muted no-zone-figure">Zone figure not drawn (outputs.zone_figures: {{ zone_figures }}) 未绘制红线区图: <code>redline map OUT --zone-figures all</code> draws every zone's, the review service draws it when the zone is opened.</p>{% endif %}
 {% if z.alerts %}
 <table class="alert-table">
 <thead><tr><th>alert 预警编号</th><th>type 变化类型</th><th>first detected 首次发现 / last observed 最近观测</th><th class="num">area 面积 ha</th><th>confidence 置信度</th><th>status 核查状态</th></tr></thead>

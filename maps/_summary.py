@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import rasterio  # noqa: E402
 import rasterio.mask  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
@@ -33,9 +34,16 @@ from maps._style import TYPE_STYLE, category_colours  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-__all__ = ["index_pairs", "index_label", "safe_name", "render_zone_figure", "render_county_figure", "render_overview", "FIGURE_DIR"]
+__all__ = ["index_pairs", "index_label", "safe_name", "render_zone_figure", "render_county_figure", "render_overview", "FIGURE_DIR",
+           "ZONE_FIGURES", "COUNTY_FIGURE_ZONES", "zones_changed", "zone_figure_name"]
 
 FIGURE_DIR = "figures"
+#: ``outputs.zone_figures``: which zones get their figure drawn with the outputs (the others are
+#: drawn on demand: the review service, ``redline map OUT --zone-figures all``)
+ZONE_FIGURES = ("changed", "all", "none")
+#: zones drawn in a county's figure (one bar row each): the county's zones with the most alerts,
+#: then the most disturbed area; the title says how many of how many
+COUNTY_FIGURE_ZONES = 40
 #: stacked-bar order of alert types (the register's ``disturbance_type`` values)
 _TYPES = tuple(TYPE_STYLE)
 _INDEX_LABEL = {"ndvi": "NDVI", "rsei": "RSEI", "fvc": "FVC", "nbr": "NBR", "mndwi": "MNDWI"}
@@ -64,6 +72,24 @@ def index_label(stem: str) -> str:
     return _INDEX_LABEL.get(stem, stem.upper())
 
 
+def zones_changed(zone_stats: pd.DataFrame) -> pd.Series:
+    """True for the zones of ``zone_stats`` (``zone_stats.csv`` rows) that have alerts
+    (``alerts_total`` > 0) or whose RSEI grade differs between the periods
+    (``rsei_grade_baseline`` ≠ ``rsei_grade_monitor``, both known): the ``changed`` choice of
+    ``outputs.zone_figures``, and the zones the report lists one by one."""
+    alerts = pd.to_numeric(zone_stats["alerts_total"], errors="coerce").fillna(0) > 0 if "alerts_total" in zone_stats \
+        else pd.Series(False, index=zone_stats.index)
+    if {"rsei_grade_baseline", "rsei_grade_monitor"} <= set(zone_stats.columns):
+        b, m = zone_stats["rsei_grade_baseline"], zone_stats["rsei_grade_monitor"]
+        alerts |= b.notna() & m.notna() & (b.astype(str) != m.astype(str))
+    return alerts
+
+
+def zone_figure_name(zone_id: object) -> str:
+    """A zone figure's PNG file name (``zone_<safe id>.png``; the SVG twin beside it)."""
+    return f"zone_{safe_name(zone_id)}.png"
+
+
 def _save(fig: plt.Figure, png: Path) -> list[Path]:
     """Lay out and write ``png`` and its SVG twin, labels fitted to the installed fonts."""
     try:
@@ -74,16 +100,20 @@ def _save(fig: plt.Figure, png: Path) -> list[Path]:
 
 def _draw(ax, geoms, *, edge: str, fill: str | None = None, lw: float = 1.0, ls: str = "-") -> None:
     """Outline (and fill) polygons on an axes with plain matplotlib (no geopandas ``plot``, whose
-    per-call redraw dominates the render time)."""
+    per-call redraw dominates the render time): every outline in one line collection, so that
+    thousands of zones are one artist, not one line each."""
+    rings = []
     for geom in geoms:
         for poly in getattr(geom, "geoms", [geom]):
             if poly.geom_type != "Polygon" or poly.is_empty:
                 continue
             for ring in (poly.exterior, *poly.interiors):
-                x, y = ring.xy
+                xy = np.asarray(ring.coords)[:, :2]
                 if fill is not None and ring is poly.exterior:
-                    ax.fill(x, y, color=fill, lw=0)
-                ax.plot(x, y, color=edge, lw=lw, ls=ls)
+                    ax.fill(xy[:, 0], xy[:, 1], color=fill, lw=0)
+                rings.append(xy)
+    if rings:
+        ax.add_collection(LineCollection(rings, colors=edge, linewidths=lw, linestyles=ls))
 
 
 def _zone_pixels(raster: Path, geom_4326) -> np.ndarray:
@@ -114,13 +144,14 @@ def _change_window(out_dir: Path, stem: str, geom_4326, margin_m: float = 60.0):
         return diff, (l, r, bt, t), b.crs
 
 
-def render_zone_figure(out_dir: Path, zone: pd.Series, geom_4326, alerts: gpd.GeoDataFrame) -> list[Path]:
+def render_zone_figure(out_dir: Path, zone: pd.Series, geom_4326, alerts: gpd.GeoDataFrame, *, dest: Path | None = None) -> list[Path]:
     """``figures/zone_<id>.png`` and ``.svg``: the zone's index trend from the baseline to the
     monitor period (zonal means from ``zone_stats``, per-pixel spread from the rasters) and a map
     of the NDVI change (monitor − baseline growing-season mean) with the zone's alerts outlined.
 
     ``zone`` is a ``zone_stats.csv`` row; ``geom_4326`` its polygon (EPSG:4326); ``alerts`` the
-    zone's alerts (EPSG:4326, ``disturbance_type``).
+    zone's alerts (EPSG:4326, ``disturbance_type``). ``dest``: the folder written to instead of
+    ``out_dir/figures`` (the review service's cache of figures drawn on demand).
     """
     stems = index_pairs(zone.index)
     change = _change_window(out_dir, "ndvi", geom_4326) if geom_4326 is not None else None
@@ -170,14 +201,21 @@ def render_zone_figure(out_dir: Path, zone: pd.Series, geom_4326, alerts: gpd.Ge
             cax.set_ylabel("")
             cax.set_xlabel(f"{crs.to_string()} (m)", fontsize=6)
             fig.colorbar(im, ax=cax, shrink=0.8)
-        return _save(fig, out_dir / FIGURE_DIR / f"zone_{safe_name(zone['zone_id'])}.png")
+        return _save(fig, (dest or out_dir / FIGURE_DIR) / zone_figure_name(zone["zone_id"]))
 
 
 def render_county_figure(out_dir: Path, admin: pd.Series, zones: pd.DataFrame) -> list[Path]:
     """``figures/county_<admin_id>.png`` and ``.svg``: per zone of the county, alerts stacked by
     type, disturbed area (ha) and the index means of both periods (NDVI, plus any other index
     pair present), with zones not observed marked. ``admin`` is an ``admin_stats.csv`` row and
-    ``zones`` its ``zone_stats.csv`` rows."""
+    ``zones`` its ``zone_stats.csv`` rows. A county of more than :data:`COUNTY_FIGURE_ZONES`
+    zones shows that many: those with the most alerts, then the most disturbed area (the title
+    says so); its table in ``zone_stats.csv`` has them all."""
+    n_all = len(zones)
+    if n_all > COUNTY_FIGURE_ZONES:
+        rank = zones.assign(_a=pd.to_numeric(zones.get("alerts_total", 0), errors="coerce").fillna(0),
+                            _d=pd.to_numeric(zones.get("disturbed_area_m2", 0), errors="coerce").fillna(0))
+        zones = rank.sort_values(["_a", "_d", "zone_id"], ascending=[False, False, True]).head(COUNTY_FIGURE_ZONES).drop(columns=["_a", "_d"])
     zones = zones.sort_values("zone_id").reset_index(drop=True)
     labels = [plain(f"{z}{' *' if s == 'not_observed' else ''}") for z, s in zip(zones["zone_id"].astype(str), zones.get("status", pd.Series([""] * len(zones))))]
     y = np.arange(len(zones))
@@ -210,7 +248,8 @@ def render_county_figure(out_dir: Path, admin: pd.Series, zones: pd.DataFrame) -
         total = int(admin.get("alerts_total", 0) or 0)
         name = admin.get("admin_name")
         name = "" if pd.isna(name) else str(name)
-        fig.suptitle(plain(f"{name} ({admin['admin_id']})") + f" · {len(zones)} zones 红线区 · {total} alerts 预警"
+        shown = f"{n_all} zones 红线区" if n_all == len(zones) else f"{len(zones)} of {n_all} zones 红线区 (most alerts 预警最多)"
+        fig.suptitle(plain(f"{name} ({admin['admin_id']})") + f" · {shown} · {total} alerts 预警"
                      + ("   * not observed 未有效观测" if any(l.endswith(" *") for l in labels) else ""), fontsize=10)
         return _save(fig, out_dir / FIGURE_DIR / f"county_{safe_name(admin['admin_id'])}.png")
 

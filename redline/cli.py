@@ -574,6 +574,8 @@ def map_cmd(
     pdf: bool = typer.Option(False, "--pdf", help="also print report.pdf with the installed chromium"),
     online: bool = typer.Option(True, "--online-basemaps/--no-online-basemaps", help="OpenStreetMap as an optional layer (off when the page opens)"),
     tianditu_key: Optional[str] = typer.Option(None, "--tianditu-key", envvar="TIANDITU_KEY", help="adds Tianditu imagery + labels as optional layers"),
+    zone_figures: str = typer.Option("changed", "--zone-figures", callback=_choice(("changed", "all", "none"), "a zone-figures choice"),
+                                     help="zone figures drawn: changed (alerts or a changed RSEI grade), all, none"),
 ) -> None:
     """Re-render the map, figures and report from a finished scan and the register (and its STAC catalogue)."""
     import maps
@@ -592,7 +594,8 @@ def map_cmd(
         from redline.register.keys import load_key
 
         key = load_key()
-    files = maps.render_outputs(out, register=reg if have_register else None, pdf=pdf, online_basemaps=online, tianditu_key=tianditu_key)
+    files = maps.render_outputs(out, register=reg if have_register else None, pdf=pdf, online_basemaps=online, tianditu_key=tianditu_key,
+                                zone_figures=zone_figures)
     if key is not None:
         from redline.register import Register
 
@@ -883,6 +886,7 @@ def serve(
                                           "register; required for a postgresql:// register)"),
 ) -> None:
     """The review service: reviewers, specialists and acceptance officers decide on alerts in a browser."""
+    import maps
     from redline.serve import create_app, run
 
     if out is None and register is None:
@@ -899,7 +903,7 @@ def serve(
             raise RedlineInputError(f"--dismiss-reasons {dismiss_reasons}: no reason in it; write one reason a line")
     reg = _open_register(register, out)
     application = create_app(reg.location, out, lang=lang, secure_cookies=secure_cookies, idle_timeout_s=idle_minutes * 60,
-                             dismiss_reasons=reasons, photos_dir=photos)
+                             dismiss_reasons=reasons, photos_dir=photos, draw_zone_figure=maps.zone_figure)
     out_console.print(f"review service for {reg.store.describe()} on http://{host}:{port}/ (Ctrl-C to stop)", markup=False)
     run(application, host=host, port=port, forwarded_allow_ips=forwarded_allow_ips)
 

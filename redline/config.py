@@ -267,6 +267,15 @@ class ResourcesConfig(BaseModel):
         return None if self.memory_limit is None else parse_memory_limit(self.memory_limit)
 
 
+class OutputsConfig(BaseModel):
+    """What the scan renders for reviewers (maps: figures, map, report)."""
+
+    model_config = _Strict
+    zone_figures: Literal["changed", "all", "none"] = Field(
+        "changed", description="per-zone figures drawn by the scan: zones with alerts or a changed RSEI grade (changed), every zone (all) "
+                               "or none; the others are drawn on demand (review service, `redline map OUT --zone-figures all`)")
+
+
 class ScanConfig(BaseModel):
     """A whole scan (docs/architecture.md §4.2)."""
 
@@ -288,6 +297,7 @@ class ScanConfig(BaseModel):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     assess: AssessConfig = Field(default_factory=AssessConfig)
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig)
     _source: Path | None = PrivateAttr(default=None)  # the file it was read from (load_config), for messages
 
     @property

@@ -226,7 +226,7 @@ def run_scan(
         where = register.path or register.location
         map_html = _output(failures, timings, "map", maps.render_map, out, register=where)
         # the report's first page is the manifest's (periods, scenes, parameters, chain head): the same as `redline map` renders later
-        _output(failures, timings, "report", maps.render_report, out, register=where, manifest=record)
+        _output(failures, timings, "report", maps.render_report, out, register=where, manifest=record, zone_figures=cfg.outputs.zone_figures)
         record["resources"] = {**(plan.sizing.record() if plan.sizing else {}), **sampler.record()}  # the budget, its tiles and the peak measured
         with timings.output("manifest"):
             _write_manifest(out, record, register)

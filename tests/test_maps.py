@@ -188,9 +188,10 @@ def test_layers_hook_and_bounds(out_dir):
     for var in hook.groups():
         assert f"var {var} = " in page
     assert page.rstrip().endswith("</script>\n</html>")
-    # each alert / zone / county is one child layer of its group (what alertLayer.getLayers() counts)
+    # each alert / county is one child layer of its group (what alertLayer.getLayers() counts); the
+    # zones are one GeoJSON layer of one feature each (SVG paths for a few zones, not a canvas)
     assert page.count(f".addTo({hook.group(2)});") == 4
-    assert page.count(f".addTo({hook.group(3)});") == 3
+    assert len(_zone_layer(page, hook.group(3))[0]["features"]) == 3 and "L.canvas" not in page
     assert page.count(f".addTo({hook.group(4)});") == 2
     # fitted to the zones: south-west and north-east corners in degrees
     zones = gpd.read_file(out_dir / "zones.geojson")
@@ -288,9 +289,16 @@ def test_legend_lists_types_statuses_and_categories(out_dir):
     assert "not observed" in legend and "county border" in legend
 
 
+def _zone_layer(page: str, var: str | None = None) -> tuple[dict, list[dict]]:
+    """The zone layer's FeatureCollection and its style table, as the page holds them."""
+    var = var or re.search(r"zoneLayer: (\w+)", page).group(1)
+    m = re.search(rf"var {var} = L\.geoJSON\((.*?), \{{\n.*?return (\[.*?\])\[f\.properties\.s\];", page, flags=re.S)
+    return json.loads(m.group(1)), json.loads(m.group(2))
+
+
 def test_styles_follow_type_and_status(out_dir):
     page = render_map(out_dir).read_text(encoding="utf-8")
-    styles = [json.loads(s) for s in re.findall(r"return (\{.*?\});", page)]
+    styles = [json.loads(s) for s in re.findall(r"return (\{.*?\});", page)] + _zone_layer(page)[1]
     alert_styles = {(s["fillColor"], s["color"], s["weight"], s.get("dashArray")) for s in styles if s.get("fillOpacity") == 0.55}
     assert alert_styles == {(TYPE_STYLE[k].colour, STATUS_STYLE[st].colour, STATUS_STYLE[st].weight, STATUS_STYLE[st].dash) for k, st, _ in ALERTS}
     assert STATUS_STYLE["dismissed"].dash and not STATUS_STYLE["new"].dash and STATUS_STYLE["new"].weight > STATUS_STYLE["under_review"].weight
@@ -352,3 +360,20 @@ def test_tianditu_needs_a_key_and_no_online_layer_on_request(out_dir):
     assert _tile_layers(offline) == {} and "http://" not in offline and "https://" not in offline
     with pytest.raises(ValueError, match="tianditu key"):
         render_map(out_dir, tianditu_key="x\"};alert(1)//")
+
+
+def test_thousands_of_zones_are_one_canvas_layer(out_dir):
+    """1,000 zones (a grid of 40 m squares cut from the three): one GeoJSON layer on a canvas,
+    each zone a feature with its tooltip, a few hundred bytes per zone."""
+    zones = gpd.read_file(out_dir / "zones.geojson")
+    w, s, e, n = zones.total_bounds
+    cells = [shapely.box(w + i * (e - w) / 40, s + j * (n - s) / 25, w + (i + 1) * (e - w) / 40, s + (j + 1) * (n - s) / 25)
+             for i in range(40) for j in range(25)]
+    many = gpd.GeoDataFrame({"zone_id": [f"P{k:04d}" for k in range(len(cells))], "zone_name": "patch", "category": "水源涵养",
+                             "admin_id": "510182", "alerts_total": 0}, geometry=cells, crs=4326)
+    (out_dir / "zones.geojson").write_text(many.to_json(ensure_ascii=False, drop_id=True), encoding="utf-8")
+    page = render_map(out_dir).read_text(encoding="utf-8")
+    data, styles = _zone_layer(page)
+    assert len(data["features"]) == 1000 and "L.canvas" in page and len(styles) == 1
+    assert data["features"][7]["properties"]["t"].startswith("<b>patch</b><br>P0007")
+    assert len(page.encode()) < 1000 * 600 + 200_000

@@ -58,7 +58,7 @@ def report_dir(out_dir: Path) -> Path:
 def rendered(tmp_path_factory) -> Path:
     """``report_dir`` rendered once, for the tests that only read the page and figures."""
     out = _add_statistics(make_out_dir(tmp_path_factory.mktemp("report") / "out"))
-    render_report(out)
+    render_report(out, zone_figures="all")
     return out
 
 
@@ -166,7 +166,7 @@ def test_alert_rows_show_the_chips_and_figure_that_exist(rendered):
 
 
 def test_zone_and_county_figures_in_png_and_svg(report_dir):
-    files = render_report(report_dir)
+    files = render_report(report_dir, zone_figures="all")
     names = {p.name for p in files}
     for stem in ("overview", "zone_Z1", "zone_Z2", "zone_Z3", "county_510181", "county_510182"):
         assert {f"{stem}.png", f"{stem}.svg"} <= names, stem
@@ -174,7 +174,7 @@ def test_zone_and_county_figures_in_png_and_svg(report_dir):
     with_change = matplotlib.image.imread(report_dir / "figures/zone_Z1.png")
     for stem in ("ndvi_baseline", "ndvi_monitor"):
         (report_dir / "rasters" / f"{stem}.tif").unlink()
-    render_report(report_dir)
+    render_report(report_dir, zone_figures="all")
     trend_only = matplotlib.image.imread(report_dir / "figures/zone_Z1.png")
     assert with_change.shape[1] > 1.5 * trend_only.shape[1]  # the NDVI-change map panel needs the rasters
 
@@ -233,7 +233,7 @@ def test_map_cli_rerenders_map_figures_report_and_pdf_after_a_review(small_scan,
     aid = sorted(small_scan.alerts["alert_id"])[0]
     run = lambda *a: subprocess.run([sys.executable, "-m", "redline.cli", *a], capture_output=True, text=True)  # noqa: E731
     assert run("alerts", "review", aid, "--status", "dismissed", "--by", "李工", "--note", "<b>耕地</b> 非红线变化", "--register", str(reg)).returncode == 0
-    res = run("map", str(out), "--register", str(reg), "--pdf")
+    res = run("map", str(out), "--register", str(reg), "--pdf", "--zone-figures", "all")
     assert res.returncode == 0, res.stderr
     assert f"report: {(out / 'report.html').resolve()}" in res.stdout.replace("\n", "")
     page = (out / "report.html").read_text(encoding="utf-8")

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 import logging
+import os
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -129,14 +131,18 @@ def _local_next(target: str | None) -> str:
 
 def create_app(register_location: str | Path, out_dir: str | Path | None = None, *, secret: bytes | None = None, lang: str = "zh",
                secure_cookies: bool = False, idle_timeout_s: float = IDLE_TIMEOUT_S, dismiss_reasons: Sequence[str] | None = None,
-               register: Register | None = None, photos_dir: str | Path | None = None) -> FastAPI:
+               register: Register | None = None, photos_dir: str | Path | None = None, figure_cache: str | Path | None = None,
+               draw_zone_figure: Callable[..., Path | None] | None = None) -> FastAPI:
     """The review service for the register at ``register_location`` (a GeoPackage or a
     ``postgresql://`` URL); ``out_dir``: the scan's output folder whose chips the alert pages
     show. ``secret``: the session secret (default: ``serve_secret`` next to the signing key,
     made on first use). ``secure_cookies``: behind TLS. ``dismiss_reasons``: the reasons a
     dismissal chooses from (default :data:`redline.serve.i18n.DISMISS_REASONS`). ``photos_dir``:
     the field photos' folder (default: the GeoPackage's ``<stem>-photos``; required for a
-    ``postgresql://`` register; :mod:`redline.serve.field`).
+    ``postgresql://`` register; :mod:`redline.serve.field`). ``draw_zone_figure``: a zone's
+    figure, ``draw_zone_figure(out_dir, zone_id, cache=folder) -> PNG path | None`` (the CLI
+    passes :func:`maps.zone_figure`: the scan's, else drawn when first opened into
+    ``figure_cache``, default :func:`_figure_cache`); None: alert pages show no zone figure.
 
     Refuses (one-line :class:`RegisterError`) a register without users, a missing signing key,
     or one the register does not list."""
@@ -171,6 +177,9 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
 
     t = translator(lang)
     zones_geojson = _zone_geometries(out)
+    zone_admin = _zone_admins(out) if draw_zone_figure is not None else {}
+    figure_cache = _figure_cache(out) if figure_cache is None and out is not None else figure_cache
+    figure_lock = threading.Lock()
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined)
     env.globals.update(t=t, lang=lang, label=lambda kind, code: label(kind, code, lang), statuses=STATUSES, types=DISTURBANCE_TYPES,
@@ -325,8 +334,25 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
                "team_assignees": team_assignees,
                "qs": _queue_qs(q), "position": (i + 1 if i is not None else None, len(ids)), "reasons": reasons,
                "geometry": json.dumps(shapely.geometry.mapping(geometry)) if geometry is not None else "",
-               "zone_geometry": zones_geojson.get(str(a.get("zone_id")), "")}
+               "zone_geometry": zones_geojson.get(str(a.get("zone_id")), ""),
+               "zone_figure": f"/zones/{quote(str(a.get('zone_id')), safe='')}/figure" if str(a.get("zone_id")) in zone_admin else None}
         return page(request, "alert.html", ctx, session=s, user=user)
+
+    @app.get("/zones/{zone_id}/figure")
+    def zone_figure(request: Request, zone_id: str) -> Response:
+        """A zone's figure (PNG): the one the scan drew, else drawn now into the service's cache
+        (:func:`maps.zone_figure`; scans draw only the zones that changed, outputs.zone_figures)."""
+        who = logged_in(request)
+        if who is None:
+            return to_login(request)
+        s, user = who
+        if zone_id not in zone_admin or not user.in_scope(zone_admin[zone_id], zone_id):
+            return error(request, 404, t("not_found"), zone_id, session=s, user=user)
+        with figure_lock:  # pyplot is not thread-safe; a figure takes about a second
+            png = draw_zone_figure(out, zone_id, cache=figure_cache)
+        if png is None:
+            return error(request, 404, t("not_found"), zone_id, session=s, user=user)
+        return FileResponse(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/alerts/{alert_id}/chip/{which}")
     def chip(request: Request, alert_id: str, which: str) -> Response:
@@ -515,6 +541,27 @@ def _chip_file(out: Path | None, alert: Mapping[str, Any] | None, which: str) ->
     if not f.is_relative_to(out) or f.suffix.lower() not in _CHIP_SUFFIXES or not f.is_file():
         return None
     return f
+
+
+def _zone_admins(out: Path | None) -> dict[str, str]:
+    """Zone id → its county code, from OUT's ``zone_stats.csv``; empty without it (no zone figures)."""
+    f = out / "zone_stats.csv" if out is not None else None
+    if f is None or not f.is_file():
+        return {}
+    stats = pd.read_csv(f, dtype={"zone_id": str, "admin_id": str}, usecols=lambda c: c in ("zone_id", "admin_id"))
+    return dict(zip(stats["zone_id"], stats["admin_id"] if "admin_id" in stats else [None] * len(stats)))
+
+
+def _figure_cache(out: Path) -> Path:
+    """The folder the service draws zone figures into: under ``$XDG_CACHE_HOME`` (default
+    ``~/.cache``) ``redline/zone-figures/<key>``, the key a hash of OUT's path and of its
+    ``zone_stats.csv``'s size and time (a new scan into OUT gets new figures). Not inside OUT,
+    whose files the manifest checksums."""
+    stats = out / "zone_stats.csv"
+    st = stats.stat() if stats.is_file() else None
+    key = hashlib.sha256(f"{out}|{st.st_size if st else 0}|{st.st_mtime_ns if st else 0}".encode()).hexdigest()[:16]
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "redline" / "zone-figures" / key
 
 
 def _zone_geometries(out: Path | None) -> dict[str, str]:

@@ -53,6 +53,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "before": ("变化前", "before"),
     "after": ("变化后", "after"),
     "no_chip": ("无影像切片", "no chip"),
+    "zone_figure": ("红线区指数变化", "Zone indices"),
     "map": ("位置", "Location"),
     "history": ("核查记录", "Review history"),
     "no_history": ("尚无核查记录", "No decision yet"),
