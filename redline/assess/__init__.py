@@ -89,7 +89,7 @@ _GRADE_KEYS = [key for key, _ in _rsei.GRADES.values()]
 #: raster block once for all the polygons over it, where "feature-sequential" (its default) reads
 #: the blocks under each polygon in turn, again for each neighbour; same values (exactextract's
 #: documentation, ``exact_extract(strategy=…)``), ×4–8 faster with 4,000 small zones
-#: (benchmarks/README.md §9)
+#: (benchmarks/README.md §10)
 EXACT_STRATEGY = "raster-sequential"
 
 
