@@ -134,19 +134,30 @@ def add_decoded(nbytes: int) -> None:
 
 
 class _RetryCounter(logging.Handler):
-    """Counts GDAL's HTTP retry warnings as rasterio logs them; prints nothing."""
+    """Counts GDAL's HTTP retry warnings as rasterio logs them, then hands each record on to the
+    ``rasterio`` logger's handlers only when that logger's level lets it through (the CLI sets
+    ``rasterio`` to ERROR: the warnings are counted, not printed)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         if "Retrying again" in record.getMessage():
             with _COUNTS_LOCK:
                 _COUNTS["retries"] += 1
+        parent = logging.getLogger("rasterio")
+        if record.levelno >= parent.getEffectiveLevel():
+            parent.handle(record)
 
 
 def count_retries() -> None:
-    """Count this process's HTTP retries (once per process; :func:`pipelines.set_gdal_env` calls it)."""
+    """Count this process's HTTP retries (once per process; :func:`pipelines.set_gdal_env` calls it).
+
+    ``rasterio._env`` gets its own level (WARNING) and stops propagating: a quieter level set
+    on ``rasterio`` (the CLI's logging set-up) would otherwise drop the retry warnings before any
+    handler saw them; :class:`_RetryCounter` forwards what the parent's level admits."""
     logger = logging.getLogger("rasterio._env")
     if not any(isinstance(h, _RetryCounter) for h in logger.handlers):
         logger.addHandler(_RetryCounter(logging.WARNING))
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
 
 
 def _gdal() -> ctypes.CDLL | None:
