@@ -199,6 +199,12 @@ def run_scan(
         # the outputs side by side: COGs then the assessment (its statistics read the COGs) on a
         # worker thread while this thread draws the chips (their own small read of the scenes),
         # commits the register and writes the alert layers; the figures take turns (maps' lock)
+        # matplotlib loaded before the threads start: it reads its style library under
+        # warnings.catch_warnings, which is process-wide, so a rasterio warning raised meanwhile
+        # on the other thread was caught there and logged as "WARNING matplotlib.style: In
+        # fast.mplstyle: …" (seen in a fresh clone's make demo)
+        import maps  # the renderer of the output folder (map.html, figures, report.html)
+
         with ThreadPoolExecutor(1, thread_name_prefix="redline-outputs") as pool:
             assessed = pool.submit(_cogs_and_assessment, out, plan, tiled, mosaic, zones, admin, _this_scan(merged, scan_id, zones), timings)
             with timings.stage("outputs"):
@@ -219,7 +225,6 @@ def run_scan(
         mosaic.remove()
         with timings.output("tables"):
             _write_area_layers(out, zones, admin, zone_stats, admin_stats)
-        import maps  # the renderer of the output folder (map.html, figures, report.html)
 
         record = _manifest_record(out, plan, tiled, register, stats, failures, scan_id=scan_id, started=started, config_text=config_text)
         record["io"] = {"concurrency": cfg.io.concurrency, **io.record()}  # requests, bytes fetched and decoded (pipelines._io)
