@@ -15,9 +15,9 @@ from typing import Any
 from maps._assessment import GRADE_COLOURS, render_grade_shares, render_trends
 from maps._composite import write_composite_png
 from maps._fonts import CJK_FILES, figure_font_name, find_cjk_font_file
-from maps._figures import CHIP_PX, SeriesFigure, render_chip, render_timeseries, true_colour
+from maps._figures import CHIP_PX, CHIP_TITLE_PX, SeriesFigure, render_chip, render_timeseries, true_colour
 from maps._map import COMPOSITE_PNG, OSM_URL, TIANDITU_NAME, TIANDITU_URL, render_map
-from maps._report import REPORT_GRADE_COLOURS, REPORT_PAGE_MARGINS_MM, STEMS_PER_TABLE, ScanFacts, print_pdf, render_report, scan_facts
+from maps._report import PARALLEL_ZONE_FIGURES, REPORT_GRADE_COLOURS, REPORT_PAGE_MARGINS_MM, STEMS_PER_TABLE, ScanFacts, draw_zone_figures, print_pdf, render_report, scan_facts
 from maps._style import CATEGORY_STYLE, STATUS_STYLE, TYPE_STYLE, esc
 from maps._summary import (
     COUNTY_FIGURE_ZONES,
@@ -36,7 +36,7 @@ from maps._ondemand import zone_figure
 __all__ = [
     "render_outputs", "figure_font_name", "find_cjk_font_file", "CJK_FILES", "render_map", "render_report", "print_pdf", "render_chip", "render_timeseries", "SeriesFigure", "true_colour",
     "render_zone_figure", "render_county_figure", "render_overview", "render_grade_shares", "render_trends", "GRADE_COLOURS", "TYPE_STYLE", "STATUS_STYLE", "CATEGORY_STYLE", "esc",
-    "REPORT_GRADE_COLOURS", "REPORT_PAGE_MARGINS_MM", "STEMS_PER_TABLE", "ScanFacts", "scan_facts", "CHIP_PX", "write_composite_png", "index_label", "index_pairs", "safe_name", "OSM_URL", "TIANDITU_URL", "TIANDITU_NAME",
+    "PARALLEL_ZONE_FIGURES", "draw_zone_figures", "REPORT_GRADE_COLOURS", "REPORT_PAGE_MARGINS_MM", "STEMS_PER_TABLE", "ScanFacts", "scan_facts", "CHIP_PX", "CHIP_TITLE_PX", "write_composite_png", "index_label", "index_pairs", "safe_name", "OSM_URL", "TIANDITU_URL", "TIANDITU_NAME",
     "ZONE_FIGURES", "COUNTY_FIGURE_ZONES", "zone_figure_name", "zones_changed", "zone_figure",
 ]
 

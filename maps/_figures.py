@@ -25,7 +25,7 @@ GAMMA = 1.6
 CHIP_PX = 216
 #: Chip width at least, px (the matplotlib figure's 2.4 in at 100 dpi), and its title band's height.
 CHIP_MIN_WIDTH = 240
-_CHIP_TITLE_PX = 16
+CHIP_TITLE_PX = 16
 #: Alert outline colour of the chips (RGB).
 OUTLINE = (255, 42, 42)
 #: Axes position of the time-series figures (fractions of the 6.0 × 2.6 in figure).
@@ -53,7 +53,7 @@ def render_chip(path: Path, rgb: np.ndarray, outline_xy: list[np.ndarray], title
     img = Image.fromarray(np.round(true_colour(rgb) * 255).astype("uint8"), "RGB").resize((w * k, h * k), Image.NEAREST)
     # the size depends on the window only, not on the title: an alert's before and after chips
     # are the same size (a title too long for the width is drawn smaller)
-    width, band = max(w * k, CHIP_MIN_WIDTH), _CHIP_TITLE_PX
+    width, band = max(w * k, CHIP_MIN_WIDTH), CHIP_TITLE_PX
     canvas = Image.new("RGB", (width, h * k + band), "white")
     x0 = (width - w * k) // 2
     canvas.paste(img, (x0, band))

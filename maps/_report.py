@@ -31,8 +31,9 @@ from urllib.parse import quote
 import jinja2
 import markupsafe
 import pandas as pd
-from rasterio.errors import RasterioError
 
+from maps._figure_worker import COMMAND as FIGURE_WORKER
+from maps._figure_worker import draw_jobs
 from maps._fonts import CSS_FONT_STACK
 from redline.register import Register
 from maps._map import COMPOSITE_PNG, MAP_HTML, county_names, display_text, is_missing, latest_reviews, read_alerts, read_layer, relative_file
@@ -44,7 +45,6 @@ from maps._summary import (
     index_pairs,
     render_county_figure,
     render_overview,
-    render_zone_figure,
     safe_name,
     zone_figure_name,
     zones_changed,
@@ -277,8 +277,63 @@ def _stem_groups(stems: list[str]) -> list[tuple[list[str], int, int]]:
 REPORT_ZONES_ALL = 50
 
 
+#: Zone figures are drawn in worker processes from this many on: each process first imports
+#: matplotlib, the fonts and the readers (~2 s of CPU), a figure then takes ~0.35 s (PNG + SVG;
+#: benchmarks/README.md §10), so below this one process is as fast.
+PARALLEL_ZONE_FIGURES = 12
+
+
+def draw_zone_figures(out_dir: Path, todo: list[tuple[str, pd.Series, Any, Any]], *, workers: int | None = None) -> dict[str, list[Path]]:
+    """Draw the figures of ``todo`` (``zone_id, zone_stats row, polygon (EPSG:4326) or None,
+    its alerts``) into ``out_dir/figures``; from :data:`PARALLEL_ZONE_FIGURES` zones on, split
+    among ``workers`` child processes (default: the cores this process may use;
+    :mod:`maps._figure_worker`). matplotlib draws in one thread per process, so
+    processes are what puts a second core to work. A child that fails leaves its zones to this
+    process. Returns zone_id → the files written (none where the figure failed, with a warning)."""
+    if not workers:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    jobs = [(Path(out_dir), z, g, za) for _, z, g, za in todo]
+    if workers > 1 and len(jobs) >= PARALLEL_ZONE_FIGURES:
+        results = _draw_in_processes(jobs, min(workers, len(jobs)))
+    else:
+        results = draw_jobs(jobs)
+    out = {}
+    for (zid, *_), (paths, why) in zip(todo, results):
+        if why is not None:
+            log.warning("zone %s: trend figure not drawn (%s)", zid, why)
+        out[zid] = paths
+    return out
+
+
+def _draw_in_processes(jobs: list[tuple[Path, pd.Series, Any, Any]], workers: int) -> list[tuple[list[Path], str | None]]:
+    """:func:`maps._figure_worker.draw_jobs` of every ``workers``-th job in each of ``workers``
+    child processes at once (this interpreter, this ``sys.path``), in job order."""
+    import pickle
+    import sys
+
+    results: list[tuple[list[Path], str | None] | None] = [None] * len(jobs)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    with tempfile.TemporaryDirectory(prefix="redline-figures-") as tmp:
+        procs = []
+        for k in range(workers):
+            src, dst = Path(tmp) / f"jobs{k}.pkl", Path(tmp) / f"done{k}.pkl"
+            src.write_bytes(pickle.dumps(jobs[k::workers]))
+            procs.append((k, dst, subprocess.Popen([sys.executable, *FIGURE_WORKER, str(src), str(dst)], env=env,
+                                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)))
+        for k, dst, proc in procs:
+            share = jobs[k::workers]
+            if proc.wait() == 0 and dst.is_file():
+                got = pickle.loads(dst.read_bytes())
+            else:
+                log.warning("zone figures: a drawing process exited with %s; its %d zone(s) are drawn here", proc.returncode, len(share))
+                got = draw_jobs(share)
+            for i, r in zip(range(k, len(jobs), workers), got):
+                results[i] = r
+    return [r for r in results if r is not None]
+
+
 def render_report(out_dir: Path, *, register: Path | str | None = None, pdf: bool = False,
-                  manifest: Mapping[str, Any] | None = None, zone_figures: str = "changed") -> list[Path]:
+                  manifest: Mapping[str, Any] | None = None, zone_figures: str = "changed", workers: int | None = None) -> list[Path]:
     """Write ``out_dir/report.html`` and the figures it shows; with ``pdf``, also ``report.pdf``
     (A4, :func:`print_pdf`).
 
@@ -295,8 +350,9 @@ def render_report(out_dir: Path, *, register: Path | str | None = None, pdf: boo
     ``all``, ``none``); a zone figure already in ``figures/`` is shown too (areas in km² and ha,
     indices unitless). A county of more than :data:`REPORT_ZONES_ALL` zones lists only its
     changed or not observed zones and counts the others.
-    ``map.html`` is embedded (iframe, screen only) and linked when it exists. Returns the
-    written files, the page first.
+    ``map.html`` is embedded (iframe, screen only) and linked when it exists. ``workers``:
+    processes drawing the zone figures (:func:`draw_zone_figures`; default: the cores this
+    process may use). Returns the written files, the page first.
     """
     out_dir = Path(out_dir)
     if zone_figures not in ZONE_FIGURES:
@@ -335,10 +391,21 @@ def render_report(out_dir: Path, *, register: Path | str | None = None, pdf: boo
     zone_stats["admin_id"] = zone_stats["admin_id"].fillna(_NO_ADMIN)
     changed = zones_changed(zone_stats)
     notable = changed | (zone_stats["status"] == "not_observed" if "status" in zone_stats else False)
-    n_figures = 0
     counties = []
     admin_rows = {str(r["admin_id"]): r for _, r in admin_stats.iterrows()} if not admin_stats.empty else {}
-    for admin_id, zrows in zone_stats.groupby("admin_id", sort=True):
+    by_county = list(zone_stats.groupby("admin_id", sort=True))
+    # the zones whose figure is drawn, all first: in worker processes when there are many
+    # (draw_zone_figures), then the county sections that show them
+    todo = []
+    for _, zrows in by_county:
+        for _, z in zrows.iterrows():
+            zid = str(z["zone_id"])
+            if zone_figures == "all" or (zone_figures == "changed" and bool(changed.loc[z.name])):
+                za = alerts[alert_key.values == zid].sort_values("alert_id") if not alerts.empty else alerts
+                todo.append((zid, z, geoms.get(zid), za))
+    drawn = draw_zone_figures(out_dir, todo, workers=workers)
+    n_figures = sum(1 for paths in drawn.values() if paths)
+    for admin_id, zrows in by_county:
         arow = admin_rows.get(str(admin_id), pd.Series({"admin_id": admin_id, "admin_name": names.get(str(admin_id)),
                                                         "alerts_total": int(zrows["alerts_total"].sum())}))
         chart = render_county_figure(out_dir, arow, zrows)
@@ -347,22 +414,16 @@ def render_report(out_dir: Path, *, register: Path | str | None = None, pdf: boo
         listed = zrows if len(zrows) <= REPORT_ZONES_ALL else zrows[notable.loc[zrows.index]]
         for _, z in zrows.sort_values("zone_id").iterrows():
             zid = str(z["zone_id"])
-            draw = zone_figures == "all" or (zone_figures == "changed" and bool(changed.loc[z.name]))
-            if z.name not in listed.index and not draw:
-                continue
-            za = alerts[alert_key.values == zid].sort_values("alert_id") if not alerts.empty else alerts
-            fig = []
-            if draw:
-                try:
-                    fig = render_zone_figure(out_dir, z, geoms.get(zid), za)
-                    n_figures += 1
-                except (ValueError, OSError, RasterioError) as exc:  # one zone's figure must not cost the report
-                    log.warning("zone %s: trend figure not drawn (%s)", zid, exc)
+            if zid in drawn:
+                fig = drawn[zid]
                 written += fig
             elif (out_dir / FIGURE_DIR / zone_figure_name(zid)).is_file():  # drawn before (e.g. --zone-figures all)
                 fig = [out_dir / FIGURE_DIR / zone_figure_name(zid)]
+            else:
+                fig = []
             if z.name not in listed.index:
                 continue
+            za = alerts[alert_key.values == zid].sort_values("alert_id") if not alerts.empty else alerts
             zone_blocks.append({
                 "anchor": f"zone-{safe_name(zid)}", "row": _zone_row(z, stems, zgrades), "figure": _relative(out_dir, fig),
                 "alerts": [_alert_row(a, out_dir, reviews.get(str(a.get("alert_id")))) for a in za.to_dict("records")],

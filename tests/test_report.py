@@ -493,3 +493,28 @@ def test_wide_index_tables_are_split(report_dir):
     heads = [re.findall(r'<th colspan="3">([^<]+)</th>', t) for t in tables]
     assert [h for group in heads for h in group] == [index_label(s) for s in stems]
     assert len(tables) == -(-len(stems) // STEMS_PER_TABLE) and max(map(len, heads)) == STEMS_PER_TABLE
+
+
+def test_many_zone_figures_drawn_in_processes_equal_those_drawn_here(report_dir):
+    """From PARALLEL_ZONE_FIGURES zones on the figures are drawn in worker processes (spawned):
+    the same files, pixel for pixel, as drawn one by one in this process."""
+    from maps import PARALLEL_ZONE_FIGURES, draw_zone_figures
+
+    stats = pd.read_csv(report_dir / "zone_stats.csv")
+    zones = gpd.read_file(report_dir / "zones.geojson").set_index("zone_id")
+    todo = []
+    for k in range(-(-PARALLEL_ZONE_FIGURES // len(stats))):
+        for _, z in stats.iterrows():
+            z = z.copy()
+            geom = zones.geometry[z["zone_id"]]
+            z["zone_id"] = f"{z['zone_id']}-{k}"
+            todo.append((z["zone_id"], z, geom, zones.iloc[:0]))
+    assert len(todo) >= PARALLEL_ZONE_FIGURES
+    parallel = draw_zone_figures(report_dir, todo, workers=2)
+    assert sorted(parallel) == sorted(t[0] for t in todo) and all(len(p) == 2 for p in parallel.values())
+    pixels = {zid: matplotlib.image.imread(paths[0]) for zid, paths in parallel.items()}
+    serial = draw_zone_figures(report_dir, todo, workers=1)
+    assert serial == parallel
+    for zid, paths in serial.items():
+        np.testing.assert_array_equal(matplotlib.image.imread(paths[0]), pixels[zid])
+    assert all(np.ptp(p) > 0.5 for p in pixels.values())  # drawn, not blank

@@ -106,6 +106,28 @@ def test_mosaic_blocks_cover_each_core_once_and_streamed_statistics_equal_in_mem
         np.testing.assert_allclose(piece, ref, atol=1e-6, equal_nan=True)
 
 
+def test_chip_groups_fit_the_window_limit_and_hold_each_alert_once():
+    """Alerts spread over a 2 km grid: one group when the limit holds their whole window, cut
+    along the longer side until each window fits, never an alert in two groups or none."""
+    from redline.run.chips import chip_window, chip_groups
+
+    crs = "EPSG:32648"
+    grid = GeoBox.from_bbox((400_000, 3_398_000, 402_000, 3_400_000), crs=crs, resolution=10)  # 200 x 200 px
+    rng = np.random.default_rng(3)
+    xs, ys = rng.uniform(400_100, 401_900, 40), rng.uniform(3_398_100, 3_399_900, 40)
+    alerts = gpd.GeoDataFrame({"alert_id": [f"a{i}" for i in range(40)]}, geometry=[shapely.box(x, y, x + 30, y + 20) for x, y in zip(xs, ys)], crs=crs)
+    assert [g.tolist() for g in chip_groups(alerts, grid, 10.0, 200 * 200)] == [list(range(40))]
+    for limit in (100 * 100, 60 * 60, 1):
+        groups = chip_groups(alerts, grid, 10.0, limit)
+        assert sorted(i for g in groups for i in g) == list(range(40))
+        for g in groups:
+            h, w = chip_window(alerts.iloc[g], grid, 10.0).shape
+            assert h * w <= limit or len(g) == 1
+        assert 1 < len(groups) <= 40
+    assert len(chip_groups(alerts, grid, 10.0, 1)) == 40
+    assert chip_groups(alerts.iloc[:0], grid, 10.0, 100) == []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("max_px, n_tiles, n_split", [(96, 3, 0), (64, 7, 3)])
 def test_tiled_scan_equals_the_one_tile_scan(small_config, small_scan, tmp_path, max_px, n_tiles, n_split):
@@ -130,6 +152,16 @@ def test_tiled_scan_equals_the_one_tile_scan(small_config, small_scan, tmp_path,
     assert len(a) == len(b) > 0
     pd.testing.assert_frame_equal(a[cols], b[cols])
     np.testing.assert_allclose(a["area_m2"], b["area_m2"], rtol=1e-9)
+    # the same chips (below their title band, which names the alert): their windows are grouped
+    # by the memory budget, not by the tiles
+    from PIL import Image
+
+    from maps import CHIP_TITLE_PX
+
+    for ra, rb in zip(a.itertuples(), b.itertuples()):
+        for col in ("chip_before", "chip_after"):
+            pa, pb = (np.asarray(Image.open(d / getattr(r, col))) for d, r in ((one.out_dir, ra), (tmp_path / "out", rb)))
+            np.testing.assert_array_equal(pa[CHIP_TITLE_PX:], pb[CHIP_TITLE_PX:])
     # the same zone and county statistics (region-wide FVC/RSEI fits stream over the same pixels)
     num = [c for c in one.zone_stats.columns if pd.api.types.is_numeric_dtype(one.zone_stats[c])]
     za, zb = (x.sort_values("zone_id").reset_index(drop=True) for x in (one.zone_stats, tiled.zone_stats))

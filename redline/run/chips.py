@@ -1,7 +1,8 @@
 """The reviewer's pictures of each alert and the re-check of rectified sites: small windows.
 
-After the tile loop, :func:`chips_and_rechecks` reads, per tile, only the window around that
-tile's alerts (with :data:`CHIP_MARGIN_M` around each): rectified sites are re-checked
+After the tile loop, :func:`chips_and_rechecks` reads only the windows around the alerts (with
+:data:`CHIP_MARGIN_M` around each), grouped by :func:`chip_groups` into as few windows as the
+memory budget allows, whatever the processing tiles: rectified sites are re-checked
 (:func:`redline.alerts.rectify.recheck_rectified`) and :func:`alert_products` draws each new
 alert's before/after chips (PNG, the grid's UTM CRS) and its index time-series figure through
 ``maps``. This room may import ``maps`` (the renderer), redline's science modules (detect,
@@ -27,7 +28,7 @@ from redline.run.graph import items_over, monitor_median, tile_graph
 from redline.run.plan import ScanPlan
 from redline.tiles import Tile
 
-__all__ = ["CHIP_CHUNK", "CHIP_MARGIN_M", "alert_products", "chips_and_rechecks", "rechecks", "with_products"]
+__all__ = ["CHIP_CHUNK", "CHIP_MARGIN_M", "alert_products", "chip_groups", "chip_window", "chips_and_rechecks", "rechecks", "with_products"]
 
 
 #: Margin around an alert in its chips, metres.
@@ -123,9 +124,9 @@ def alert_products(out: Path, jobs: list[tuple[gpd.GeoDataFrame, xr.Dataset, xr.
 
 
 def _tile_of(alerts: gpd.GeoDataFrame, tiles: list[Tile], grid: GeoBox) -> np.ndarray:
-    """Per alert, the id of the tile that makes its chips and re-check: the tile of its zone,
-    or for a split zone the tile whose cell holds the alert's representative point ('' when
-    the zone is in no tile: an alert of the register outside this scan's zones)."""
+    """Per alert, the id of the tile of its zone, or for a split zone the tile whose cell holds
+    the alert's representative point ('' when the zone is in no tile: an alert of the register
+    outside this scan's zones, which is neither re-checked nor drawn)."""
     if alerts.empty:
         return np.array([], dtype=object)
     whole = {z: t.id for t in tiles for z in t.zone_ids}
@@ -143,7 +144,7 @@ def _tile_of(alerts: gpd.GeoDataFrame, tiles: list[Tile], grid: GeoBox) -> np.nd
     return np.array(out, dtype=object)
 
 
-def _chip_geobox(alerts_utm: gpd.GeoDataFrame, grid: GeoBox, resolution: float) -> GeoBox:
+def chip_window(alerts_utm: gpd.GeoDataFrame, grid: GeoBox, resolution: float) -> GeoBox:
     """The grid window around ``alerts_utm`` (in the grid's CRS) with the chip margin beyond
     each: the chips show the same context as on the whole grid, and only this window is read."""
     pad = int(np.ceil(CHIP_MARGIN_M / resolution)) + 1
@@ -153,6 +154,33 @@ def _chip_geobox(alerts_utm: gpd.GeoDataFrame, grid: GeoBox, resolution: float) 
     c1, r1 = inv * (x1, y0)
     h, w = grid.shape
     return grid[max(int(np.floor(r0)) - pad, 0):min(int(np.ceil(r1)) + pad, h), max(int(np.floor(c0)) - pad, 0):min(int(np.ceil(c1)) + pad, w)]
+
+
+def chip_groups(alerts_utm: gpd.GeoDataFrame, grid: GeoBox, resolution: float, max_px: int) -> list[np.ndarray]:
+    """The alerts (grid CRS, metres) in groups whose chip window (:func:`chip_window`) holds at
+    most ``max_px`` pixels (the budget's largest tile, :attr:`redline.budget.Sizing.largest_tile_px`):
+    one group, one read of its window's series, whatever the processing tiles. A group too large
+    is cut in two at the median of its alerts' centres along its window's longer side, until
+    each fits or holds one alert. Returns positional indices into ``alerts_utm``, in a stable
+    order."""
+    if alerts_utm.empty:
+        return []
+    centres = alerts_utm.geometry.bounds
+    cx = ((centres["minx"] + centres["maxx"]) / 2).to_numpy()
+    cy = ((centres["miny"] + centres["maxy"]) / 2).to_numpy()
+    out: list[np.ndarray] = []
+    todo = [np.arange(len(alerts_utm))]
+    while todo:
+        idx = todo.pop()
+        h, w = chip_window(alerts_utm.iloc[idx], grid, resolution).shape
+        if h * w <= max_px or len(idx) == 1:
+            out.append(idx)
+            continue
+        key = cx[idx] if w >= h else cy[idx]
+        order = idx[np.argsort(key, kind="stable")]
+        half = len(order) // 2
+        todo += [order[half:], order[:half]]
+    return sorted(out, key=lambda a: int(a.min()))
 
 
 def chips_and_rechecks(out: Path, plan: ScanPlan, merged: gpd.GeoDataFrame, history: pd.DataFrame,
@@ -170,31 +198,35 @@ def chips_and_rechecks(out: Path, plan: ScanPlan, merged: gpd.GeoDataFrame, hist
 
 def rechecks(plan: ScanPlan, merged: gpd.GeoDataFrame, history: pd.DataFrame,
              scan_id: str) -> tuple[gpd.GeoDataFrame, list[dict], list[tuple[gpd.GeoDataFrame, xr.Dataset, xr.DataArray, GeoBox]]]:
-    """Per tile, small windows around its alerts: the rectified sites re-checked (整改销号: has
+    """Small windows around this scan's alerts and the register's rectified sites (in this scan's
+    zones), grouped by :func:`chip_groups`: the rectified sites re-checked (整改销号: has
     vegetation come back? :func:`redline.alerts.rectify.recheck_rectified`). Returns ``merged``
     with their new statuses, the re-checks' decisions (``alert_id, from_status, to_status, note,
     by``) for :meth:`redline.register.Register.commit_scan` to record, and the jobs of
-    :func:`alert_products` (per tile, this scan's alerts with the tile's lazy stack)."""
+    :func:`alert_products` (per window, this scan's alerts in it with the window's lazy stack)."""
     cfg = plan.cfg
     n_before = len(history)
     mine_mask = of_scan(merged, scan_id)
-    owner = _tile_of(merged, plan.tiles, plan.grid)
+    wanted = (mine_mask | (merged["status"] == "rectified").values) & (_tile_of(merged, plan.tiles, plan.grid) != "")
+    todo = merged.loc[wanted]
     jobs = []
-    for tile in plan.tiles:
-        in_tile = owner == tile.id
-        mine_idx = merged.index[mine_mask & in_tile]
-        rectified = (merged["status"] == "rectified").values & in_tile
-        if not len(mine_idx) and not rectified.any():
-            continue
-        gb = _chip_geobox(merged.loc[in_tile].to_crs(plan.utm), plan.grid, cfg.resolution)
+    if todo.empty:
+        return merged, [], jobs
+    todo_utm = todo.to_crs(plan.utm)
+    # a window the size of the largest processing tile fits the memory budget (its chunks are smaller)
+    max_px = plan.sizing.largest_tile_px if plan.sizing is not None and plan.sizing.largest_tile_px else plan.grid.shape[0] * plan.grid.shape[1]
+    for group in chip_groups(todo_utm, plan.grid, cfg.resolution, max_px):
+        members = todo.index[group]
+        gb = chip_window(todo_utm.iloc[group], plan.grid, cfg.resolution)
         tile_items = items_over(plan.items, gb)
         if not tile_items:
             continue
         g = tile_graph(cfg, tile_items, gb, check_assets=False, chunk=CHIP_CHUNK, plan=plan.bands)
-        jobs.append((merged.loc[mine_idx].to_crs(plan.utm), g.reflectance, g.stack, gb))
+        mine = members[of_scan(merged.loc[members], scan_id)]
+        jobs.append((merged.loc[mine].to_crs(plan.utm), g.reflectance, g.stack, gb))
         merged, history, _ = recheck_rectified(
             merged, history, g.stack, gb, baseline=(str(cfg.baseline.start), str(cfg.baseline.end)), scan_id=scan_id,
-            harmonics=cfg.detection.harmonics, trend=cfg.detection.trend, alert_ids=set(merged.loc[in_tile, "alert_id"]),
+            harmonics=cfg.detection.harmonics, trend=cfg.detection.trend, alert_ids=set(merged.loc[members, "alert_id"]),
         )
     return merged, history.iloc[n_before:].to_dict("records"), jobs
 
