@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 from rasterio.errors import RasterioError
 
+from maps._summary import render_zone_figure
+
 __all__ = ["COMMAND", "draw_jobs", "main"]
 
 #: The child's command after the interpreter: :func:`main` called by name (``python -m`` would
@@ -27,8 +29,6 @@ def draw_jobs(jobs: list[tuple[Path, pd.Series, Any, Any]]) -> list[tuple[list[P
     """Per job (``out_dir, zone_stats row, polygon (EPSG:4326) or None, the zone's alerts``),
     the files :func:`maps.render_zone_figure` wrote, or none and why: one zone's figure must not
     cost the report (unreadable rasters, a degenerate polygon)."""
-    from maps._summary import render_zone_figure
-
     out = []
     for out_dir, zone, geom, alerts in jobs:
         try:

@@ -311,7 +311,7 @@ def _draw_in_processes(jobs: list[tuple[Path, pd.Series, Any, Any]], workers: in
     import pickle
     import sys
 
-    results: list[tuple[list[Path], str | None] | None] = [None] * len(jobs)
+    results: list[tuple[list[Path], str | None]] = [([], None)] * len(jobs)  # every slot is set below
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     with tempfile.TemporaryDirectory(prefix="redline-figures-") as tmp:
         procs = []
@@ -329,7 +329,7 @@ def _draw_in_processes(jobs: list[tuple[Path, pd.Series, Any, Any]], workers: in
                 got = draw_jobs(share)
             for i, r in zip(range(k, len(jobs), workers), got):
                 results[i] = r
-    return [r for r in results if r is not None]
+    return results
 
 
 def render_report(out_dir: Path, *, register: Path | str | None = None, pdf: bool = False,
@@ -396,13 +396,16 @@ def render_report(out_dir: Path, *, register: Path | str | None = None, pdf: boo
     by_county = list(zone_stats.groupby("admin_id", sort=True))
     # the zones whose figure is drawn, all first: in worker processes when there are many
     # (draw_zone_figures), then the county sections that show them
-    todo = []
-    for _, zrows in by_county:
-        for _, z in zrows.iterrows():
-            zid = str(z["zone_id"])
-            if zone_figures == "all" or (zone_figures == "changed" and bool(changed.loc[z.name])):
-                za = alerts[alert_key.values == zid].sort_values("alert_id") if not alerts.empty else alerts
-                todo.append((zid, z, geoms.get(zid), za))
+    zone_alerts: dict[str, pd.DataFrame] = {}
+
+    def alerts_of(zid: str) -> pd.DataFrame:
+        if zid not in zone_alerts:
+            zone_alerts[zid] = alerts[alert_key.values == zid].sort_values("alert_id") if not alerts.empty else alerts
+        return zone_alerts[zid]
+
+    todo = [(str(z["zone_id"]), z, geoms.get(str(z["zone_id"])), alerts_of(str(z["zone_id"])))
+            for _, zrows in by_county for _, z in zrows.iterrows()
+            if zone_figures == "all" or (zone_figures == "changed" and bool(changed.loc[z.name]))]
     drawn = draw_zone_figures(out_dir, todo, workers=workers)
     n_figures = sum(1 for paths in drawn.values() if paths)
     for admin_id, zrows in by_county:
@@ -423,7 +426,7 @@ def render_report(out_dir: Path, *, register: Path | str | None = None, pdf: boo
                 fig = []
             if z.name not in listed.index:
                 continue
-            za = alerts[alert_key.values == zid].sort_values("alert_id") if not alerts.empty else alerts
+            za = alerts_of(zid)
             zone_blocks.append({
                 "anchor": f"zone-{safe_name(zid)}", "row": _zone_row(z, stems, zgrades), "figure": _relative(out_dir, fig),
                 "alerts": [_alert_row(a, out_dir, reviews.get(str(a.get("alert_id")))) for a in za.to_dict("records")],

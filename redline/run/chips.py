@@ -185,7 +185,7 @@ def chip_groups(alerts_utm: gpd.GeoDataFrame, grid: GeoBox, resolution: float, m
 
 def chips_and_rechecks(out: Path, plan: ScanPlan, merged: gpd.GeoDataFrame, history: pd.DataFrame,
                         scan_id: str) -> tuple[gpd.GeoDataFrame, list[dict]]:
-    """Per tile, small windows around its alerts: the rectified sites re-checked (整改销号: has
+    """Small windows around the alerts (:func:`chip_groups`): the rectified sites re-checked (整改销号: has
     vegetation come back? :func:`redline.alerts.rectify.recheck_rectified`), then the chips and
     figures of this scan's alerts, their paths and dates set on ``merged``. Returns ``merged``
     and the re-checks' decisions (``alert_id, from_status, to_status, note, by``) for
