@@ -30,6 +30,7 @@ from maps._summary import (
     safe_name,
     zone_figure_name,
     zones_changed,
+    RSEI_NO_OBVIOUS_CHANGE,
 )
 from maps._ondemand import zone_figure
 
@@ -37,7 +38,7 @@ __all__ = [
     "render_outputs", "figure_font_name", "find_cjk_font_file", "CJK_FILES", "render_map", "render_report", "print_pdf", "render_chip", "render_timeseries", "SeriesFigure", "true_colour",
     "render_zone_figure", "render_county_figure", "render_overview", "render_grade_shares", "render_trends", "GRADE_COLOURS", "TYPE_STYLE", "STATUS_STYLE", "CATEGORY_STYLE", "esc",
     "PARALLEL_ZONE_FIGURES", "draw_zone_figures", "REPORT_GRADE_COLOURS", "REPORT_PAGE_MARGINS_MM", "STEMS_PER_TABLE", "ScanFacts", "scan_facts", "CHIP_PX", "CHIP_TITLE_PX", "write_composite_png", "index_label", "index_pairs", "safe_name", "OSM_URL", "TIANDITU_URL", "TIANDITU_NAME",
-    "ZONE_FIGURES", "COUNTY_FIGURE_ZONES", "zone_figure_name", "zones_changed", "zone_figure",
+    "ZONE_FIGURES", "COUNTY_FIGURE_ZONES", "zone_figure_name", "zones_changed", "RSEI_NO_OBVIOUS_CHANGE", "zone_figure",
 ]
 
 

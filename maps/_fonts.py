@@ -35,6 +35,7 @@ import matplotlib
 import matplotlib.font_manager as fm
 from matplotlib import cbook
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
 from matplotlib.ft2font import FT2Font
 from matplotlib.text import Text
 from matplotlib.ticker import FixedFormatter, FuncFormatter
@@ -271,19 +272,33 @@ def _report_dropped(chars: set[str]) -> None:
     log.warning("figure labels: %d character(s) without a glyph in the figure fonts left out (%s)", len(chars), sample)
 
 
-def save_figure(fig: Figure, paths: Iterable[Path], *, tight: bool = False) -> list[Path]:
+def save_figure(fig: Figure, paths: Iterable[Path], *, tight: bool = False, fix: Iterable[Legend] = ()) -> list[Path]:
     """Fit the labels (:func:`fit_text`), lay out (``tight``) and save ``fig`` to each path (PNG,
     SVG, PDF by suffix), in the figures' rc context (fonts; SVG text kept as text, and without a
-    timestamp so that re-renders compare). Returns the paths."""
+    timestamp so that re-renders compare). The legends in ``fix`` (placed ``loc="best"``) are
+    pinned where the layout put them, so that each file's draw does not search for the best place
+    again (the search measures every artist of the axes: ~0.03 s a draw). Returns the paths."""
     out = [Path(p) for p in paths]
     with figure_fonts():
         fit_text(fig)
         if tight:
             fig.tight_layout()
+        for legend in fix:
+            _pin(legend)
         for p in out:
             p.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(p, metadata={"Date": None} if p.suffix == ".svg" else None)
     return out
+
+
+def _pin(legend: Legend) -> None:
+    """Pin ``legend`` at the place its current location puts it: its frame's lower-left corner, in
+    the fraction of the axes it belongs to, becomes its ``loc``. That fraction is the same at any
+    dpi, so the PNG and the SVG put it where the layout did."""
+    fig = legend.get_figure(root=True)
+    box = legend.get_window_extent(fig.canvas.get_renderer())
+    x0, y0 = legend.axes.transAxes.inverted().transform((box.x0, box.y0))
+    legend.set_loc((float(x0), float(y0)))
 
 
 def plain(text: object) -> str:

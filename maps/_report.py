@@ -346,7 +346,7 @@ def render_report(out_dir: Path, *, register: Path | str | None = None, pdf: boo
     authoritative, when ``register`` is given; else ``alerts.geojson``) with their chips and
     figures. Writes ``figures/overview.{png,svg}``, ``figures/county_<id>.{png,svg}`` per admin
     unit and ``figures/zone_<id>.{png,svg}`` per zone as ``zone_figures`` says
-    (:data:`maps.ZONE_FIGURES`: ``changed`` the zones with alerts or a changed RSEI grade,
+    (:data:`maps.ZONE_FIGURES`: ``changed`` the zones with alerts or a changed RSEI grade (:func:`maps.zones_changed`),
     ``all``, ``none``); a zone figure already in ``figures/`` is shown too (areas in km² and ha,
     indices unitless). A county of more than :data:`REPORT_ZONES_ALL` zones lists only its
     changed or not observed zones and counts the others.
@@ -636,7 +636,7 @@ _TEMPLATE = r"""<!DOCTYPE html>
 <h2>{{ c.admin_name }} <span class="muted">{{ c.admin_id }}</span></h2>
 {% if c.chart %}<figure><img class="fig" src="{{ c.chart }}" alt="county summary chart 县级汇总图"><figcaption><a href="{{ c.chart | replace('.png', '.svg') }}">SVG</a></figcaption></figure>{% endif %}
 <p class="caption">Zones 红线区{% if c.n_unlisted %} ({{ c.zones | length }} listed: alerts, a changed RSEI grade or not observed 有预警、RSEI 等级变化或未有效观测)
-</p><p class="unlisted muted">{{ c.n_unlisted }} other zone(s) without alerts, grade change or observation gap are not listed 其余 {{ c.n_unlisted }} 个红线区无预警、无等级变化，未逐一列出: see <code>zone_stats.csv</code> and <code>zones.geojson</code>.{% endif %}</p>
+</p><p class="unlisted muted">{{ c.n_unlisted }} other zone(s) without alerts, grade change (RSEI ≥ 0.01) or observation gap are not listed 其余 {{ c.n_unlisted }} 个红线区无预警、无等级变化，未逐一列出: see <code>zone_stats.csv</code> and <code>zones.geojson</code>.{% endif %}</p>
 <table class="zone-table">
 <thead><tr><th>zone 红线区</th><th>code 编号</th><th>category 类型</th><th>tier 管控分区</th><th class="num">area 面积 km²</th><th class="num">alerts 预警</th><th class="num">disturbed 扰动 ha</th>{% if show_fvc %}<th class="num">FVC</th>{% endif %}<th>status 状态</th>{% for g in zone_grades %}<th>{{ g }}</th>{% endfor %}</tr></thead>
 <tbody>

@@ -35,7 +35,8 @@ from maps._style import TYPE_STYLE, category_colours  # noqa: E402
 log = logging.getLogger(__name__)
 
 __all__ = ["index_pairs", "index_label", "safe_name", "render_zone_figure", "render_county_figure", "render_overview", "FIGURE_DIR",
-           "ZONE_FIGURES", "COUNTY_FIGURE_ZONES", "zones_changed", "zone_figure_name"]
+           "ZONE_FIGURES", "COUNTY_FIGURE_ZONES", "zones_changed", "zone_figure_name",
+           "RSEI_NO_OBVIOUS_CHANGE"]
 
 FIGURE_DIR = "figures"
 #: ``outputs.zone_figures``: which zones get their figure drawn with the outputs (the others are
@@ -72,17 +73,35 @@ def index_label(stem: str) -> str:
     return _INDEX_LABEL.get(stem, stem.upper())
 
 
+#: A zone's RSEI (0–1) counts as changed only when its zonal mean moved by at least this much:
+#: HJ 192-2015 《生态环境状况评价技术规范》 grades the change of its 0–100 ecological index as
+#: 无明显变化 (no obvious change) below |ΔEI| = 1, 略微 1–3, 明显 3–8, 显著 ≥ 8 (the classes of the
+#: national 生态环境状况公报); RSEI is graded on 0–1 in the same five 20-point steps (Xu 2013), so
+#: 1 point is 0.01. A grade boundary crossed by less (0.800 → 0.799) is noise, not a change.
+RSEI_NO_OBVIOUS_CHANGE = 0.01
+
+
 def zones_changed(zone_stats: pd.DataFrame) -> pd.Series:
     """True for the zones of ``zone_stats`` (``zone_stats.csv`` rows) that have alerts
     (``alerts_total`` > 0) or whose RSEI grade differs between the periods
-    (``rsei_grade_baseline`` ≠ ``rsei_grade_monitor``, both known): the ``changed`` choice of
-    ``outputs.zone_figures``, and the zones the report lists one by one."""
-    alerts = pd.to_numeric(zone_stats["alerts_total"], errors="coerce").fillna(0) > 0 if "alerts_total" in zone_stats \
+    (``rsei_grade_baseline`` ≠ ``rsei_grade_monitor``, both known) by a change of at least
+    :data:`RSEI_NO_OBVIOUS_CHANGE` in the zonal mean RSEI (``rsei_change``, else monitor −
+    baseline): the ``changed`` choice of ``outputs.zone_figures``, and the zones the report lists
+    one by one."""
+    changed = pd.to_numeric(zone_stats["alerts_total"], errors="coerce").fillna(0) > 0 if "alerts_total" in zone_stats \
         else pd.Series(False, index=zone_stats.index)
     if {"rsei_grade_baseline", "rsei_grade_monitor"} <= set(zone_stats.columns):
         b, m = zone_stats["rsei_grade_baseline"], zone_stats["rsei_grade_monitor"]
-        alerts |= b.notna() & m.notna() & (b.astype(str) != m.astype(str))
-    return alerts
+        graded = b.notna() & m.notna() & (b.astype(str) != m.astype(str))
+        if "rsei_change" in zone_stats:
+            delta = pd.to_numeric(zone_stats["rsei_change"], errors="coerce")
+        elif {"rsei_baseline", "rsei_monitor"} <= set(zone_stats.columns):
+            delta = pd.to_numeric(zone_stats["rsei_monitor"], errors="coerce") - pd.to_numeric(zone_stats["rsei_baseline"], errors="coerce")
+        else:
+            delta = pd.Series(np.inf, index=zone_stats.index)  # grades without their means: the grades decide
+        # compared in whole hundredths of the 0–1 scale: 0.80 − 0.79 is 0.0100000002 in float
+        changed |= graded & ((delta.abs() * 100).round(6) >= RSEI_NO_OBVIOUS_CHANGE * 100)
+    return changed
 
 
 def zone_figure_name(zone_id: object) -> str:
@@ -91,9 +110,10 @@ def zone_figure_name(zone_id: object) -> str:
 
 
 def _save(fig: plt.Figure, png: Path) -> list[Path]:
-    """Lay out and write ``png`` and its SVG twin, labels fitted to the installed fonts."""
+    """Lay out and write ``png`` and its SVG twin, labels fitted to the installed fonts; the
+    legends placed ``best`` are placed once (:func:`maps._fonts.save_figure`)."""
     try:
-        return save_figure(fig, [png, png.with_suffix(".svg")], tight=True)
+        return save_figure(fig, [png, png.with_suffix(".svg")], tight=True, fix=[a.get_legend() for a in fig.axes if a.get_legend() is not None])
     finally:
         plt.close(fig)
 
@@ -177,7 +197,7 @@ def render_zone_figure(out_dir: Path, zone: pd.Series, geom_4326, alerts: gpd.Ge
         ax.set_ylabel("zonal mean (growing season)")
         obs = zone.get("valid_obs_fraction")
         obs_txt = f" · observed 有效观测 {100 * float(obs):.0f} %" if pd.notna(obs) else ""
-        ax.set_title(plain(f"{zone.get('zone_name', '')} ({zone['zone_id']})") + obs_txt, fontsize=8)
+        ax.set_title(plain(f"{zone.get('zone_name', '')} ({zone['zone_id']})") + obs_txt, fontsize=8, y=1.0)  # y given: no search for ticks above the axes at each draw (there are none)
         if ax.get_legend_handles_labels()[0]:  # a zone never seen in the monitor window may have nothing to label
             ax.legend(fontsize=7, loc="best")
         if str(zone.get("status")) == "not_observed":
@@ -194,7 +214,7 @@ def render_zone_figure(out_dir: Path, zone: pd.Series, geom_4326, alerts: gpd.Ge
                     _draw(cax, [geom], edge=TYPE_STYLE[kind].colour, lw=1.6)
             cax.set_xlim(extent[0], extent[1])
             cax.set_ylim(extent[2], extent[3])
-            cax.set_title("NDVI change 变化 (monitor − baseline)", fontsize=8)
+            cax.set_title("NDVI change 变化 (monitor − baseline)", fontsize=8, y=1.0)
             cax.tick_params(labelsize=6)
             cax.xaxis.set_major_locator(MaxNLocator(4))  # metre ticks of 7 digits: four fit without overlapping
             cax.ticklabel_format(useOffset=False, style="plain")

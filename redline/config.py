@@ -272,7 +272,7 @@ class OutputsConfig(BaseModel):
 
     model_config = _Strict
     zone_figures: Literal["changed", "all", "none"] = Field(
-        "changed", description="per-zone figures drawn by the scan: zones with alerts or a changed RSEI grade (changed), every zone (all) "
+        "changed", description="per-zone figures drawn by the scan: zones with alerts or a changed RSEI grade, the zonal mean moved by ≥ 0.01 (changed), every zone (all) "
                                "or none; the others are drawn on demand (review service, `redline map OUT --zone-figures all`)")
 
 

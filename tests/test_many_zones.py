@@ -101,6 +101,24 @@ def test_patch_scan_lists_only_changed_zones_and_draws_none(patch_scan):
     assert sum(unlisted) == len(stats) - int(notable.sum())  # and count the others
 
 
+def test_a_grade_boundary_crossed_by_noise_is_not_a_changed_zone():
+    """A zone is changed by its alerts, or by a grade change of at least HJ 192-2015's one point
+    (0.01 RSEI); a boundary crossed by 0.001, or a large change within one grade, is not."""
+    stats = pd.DataFrame({
+        "zone_id": ["noise", "one-point", "alerts", "within-grade", "unknown", "down"],
+        "alerts_total": [0, 0, 2, 0, 0, 0],
+        "rsei_baseline": [0.800, 0.80, 0.70, 0.61, np.nan, 0.41],
+        "rsei_monitor": [0.799, 0.79, 0.70, 0.79, 0.5, 0.05],
+        "rsei_grade_baseline": ["优", "优", "良", "良", None, "一般"],
+        "rsei_grade_monitor": ["良", "良", "良", "良", "一般", "差"],
+    })
+    stats["rsei_change"] = stats["rsei_monitor"] - stats["rsei_baseline"]
+    assert maps.RSEI_NO_OBVIOUS_CHANGE == 0.01
+    expect = [False, True, True, False, False, True]
+    assert maps.zones_changed(stats).tolist() == expect
+    assert maps.zones_changed(stats.drop(columns="rsei_change")).tolist() == expect  # from the two means
+
+
 @pytest.mark.parametrize("choice", ["none", "changed", "all"])
 def test_zone_figures_choice_draws_what_it_says(small_scan, tmp_path, choice):
     out = tmp_path / "out"
@@ -163,3 +181,38 @@ def test_bad_zone_figures_value_is_one_line_exit_2(small_scenes, tmp_path):
     assert len(lines) == 1 and "outputs.zone_figures" in lines[0] and "'some'" in lines[0] and "changed" in lines[0], res.stderr
     res = subprocess.run([sys.executable, "-m", "redline.cli", "map", str(tmp_path), "--zone-figures", "every"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "every" in res.stderr and "changed, all, none" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("n_zones", [1, 3, 120])
+def test_grade_shares_figure_keeps_its_legend_under_the_axis_whatever_the_zones(tmp_path, n_zones):
+    """The grade legend sits a fixed distance under the x label: laid out without matplotlib's
+    "tight layout not applied" warning, inside the image, close under the last bar."""
+    import warnings
+
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    grades = list(maps.GRADE_COLOURS)
+    rows = []
+    for k in range(n_zones):
+        row = {"zone_id": f"Z{k:04d}", "alerts_total": int(k % 7 == 0), "rsei_baseline": 0.5, "rsei_monitor": 0.5 + 0.001 * k}
+        for p in ("baseline", "monitor"):
+            shares = rng.dirichlet(np.ones(len(grades)))
+            row.update({f"rsei_{p}_share_{g}": float(s) for g, s in zip(grades, shares)})
+        rows.append(row)
+    path = tmp_path / "grades.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        maps.render_grade_shares(path, pd.DataFrame(rows))
+    img = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    poor = np.array([0xD7, 0x19, 0x1C])
+    # the legend's "poor" swatch: the only pure poor-red pixels a figure of random shares may lack elsewhere
+    # are in the legend; find the lowest row holding that colour and check it is near the image bottom
+    hits = np.where((np.abs(img - poor).sum(axis=2) < 6).any(axis=1))[0]
+    assert hits.size and img.shape[0] - hits.max() < 60, (img.shape, hits.max() if hits.size else None)
+    # and the bars reach down close to the axis: no blank band of more than 0.5 in (50 px) above the tick labels
+    frame = np.where((img[:, :, :] < 40).all(axis=2).sum(axis=1) > 0.5 * img.shape[1])[0]  # the axes' top and bottom spines
+    bottom_spine = frame.max()
+    coloured = np.where((np.abs(img[:bottom_spine] - poor).sum(axis=2) < 6).any(axis=1)
+                        | (np.abs(img[:bottom_spine] - np.array([0x1A, 0x96, 0x41])).sum(axis=2) < 6).any(axis=1))[0]
+    assert bottom_spine - coloured.max() < 50
