@@ -84,6 +84,9 @@ __all__ = [
     "nanmedian_last",
     "chunk_kernel",
     "detect",
+    "fit_baseline",
+    "monitor",
+    "model_channels",
     "design_matrix",
     "decimal_year",
     "baseline_model",
@@ -422,46 +425,54 @@ def _solve_inplace(A: np.ndarray, B: np.ndarray) -> None:
 
 
 @numba.njit(**_STEP)
-def _clear_looks(y: np.ndarray, present: np.ndarray, in_base: np.ndarray, in_mon: np.ndarray, gs: np.ndarray, days: np.ndarray,
-                 W: np.ndarray, Wm: np.ndarray, o: np.ndarray) -> tuple[int, int]:
-    """Clear looks and counts of one pixel (``y``: var × time): marks its clear baseline looks
-    (``W``) and clear monitor looks (``Wm``) — a look is clear where every ``present`` variable is
-    finite — and writes n_base_clear, n_mon_clear, last_clear and the growing-season (``gs``) NDVI
-    means of both windows into its output row ``o``. Returns (clear baseline, clear monitor looks)."""
+def _clear_window(y: np.ndarray, present: np.ndarray, window: np.ndarray, gs: np.ndarray, W: np.ndarray) -> tuple[int, float, int, int]:
+    """Clear looks of one pixel (``y``: var × time) in ``window``: marks them in ``W`` — a look
+    is clear where every ``present`` variable is finite — and returns (their number, the sum and
+    number of their growing-season (``gs``) NDVI values, the index of the last, or −1)."""
     nv, nt = y.shape
-    n_base = 0
-    n_mon = 0
+    n = 0
     last = -1
-    gs_b = 0.0
-    gs_bn = 0
-    gs_m = 0.0
-    gs_mn = 0
+    gs_sum = 0.0
+    gs_n = 0
     for t in range(nt):
         total = 0.0  # finite iff every present variable is: NaN (or ±inf) propagates through the sum
         for v in range(nv):
             if present[v]:
                 total += y[v, t]
-        c = np.isfinite(total)
-        W[t] = c and in_base[t]
-        Wm[t] = c and in_mon[t]
+        W[t] = np.isfinite(total) and window[t]
         if W[t]:
-            n_base += 1
-            if gs[t]:
-                gs_b += y[_V_NDVI, t]
-                gs_bn += 1
-        if Wm[t]:
-            n_mon += 1
+            n += 1
             last = t
             if gs[t]:
-                gs_m += y[_V_NDVI, t]
-                gs_mn += 1
+                gs_sum += y[_V_NDVI, t]
+                gs_n += 1
+    return n, gs_sum, gs_n, last
+
+
+@numba.njit(**_STEP)
+def _clear_looks(y: np.ndarray, present: np.ndarray, in_base: np.ndarray, in_mon: np.ndarray, gs: np.ndarray, days: np.ndarray,
+                 W: np.ndarray, Wm: np.ndarray, o: np.ndarray) -> tuple[int, int]:
+    """Clear looks and counts of one pixel (``y``: var × time): marks its clear baseline looks
+    (``W``) and clear monitor looks (``Wm``) (:func:`_clear_window`) and writes n_base_clear,
+    n_mon_clear, last_clear and the growing-season NDVI means of both windows into its output row
+    ``o``. Returns (clear baseline, clear monitor looks)."""
+    n_base, gs_b, gs_bn, _ = _clear_window(y, present, in_base, gs, W)
     o[_F_NBASE] = n_base
+    o[_F_GS_BASE] = gs_b / gs_bn  # NaN where none (0/0)
+    return n_base, _monitor_counts(y, present, in_mon, gs, days, Wm, o)
+
+
+@numba.njit(**_STEP)
+def _monitor_counts(y: np.ndarray, present: np.ndarray, in_mon: np.ndarray, gs: np.ndarray, days: np.ndarray, Wm: np.ndarray,
+                    o: np.ndarray) -> int:
+    """The clear monitor looks of one pixel into ``Wm`` (:func:`_clear_window`); n_mon_clear,
+    last_clear and the monitor's growing-season NDVI mean into ``o``. Returns their number."""
+    n_mon, gs_m, gs_mn, last = _clear_window(y, present, in_mon, gs, Wm)
     o[_F_NMON] = n_mon
     if last >= 0:
         o[_F_LAST_CLEAR] = days[last]
-    o[_F_GS_BASE] = gs_b / gs_bn  # NaN where none (0/0)
     o[_F_GS_MON] = gs_m / gs_mn
-    return n_base, n_mon
+    return n_mon
 
 
 @numba.njit(**_STEP)
@@ -844,6 +855,42 @@ def _pre_post(o: np.ndarray, y: np.ndarray, X: np.ndarray, beta: np.ndarray, fir
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def _monitor_pixel(o: np.ndarray, y: np.ndarray, X: np.ndarray, beta: np.ndarray, resid: np.ndarray, sigma: np.ndarray, water: bool,
+                   W: np.ndarray, Wm: np.ndarray, mon_t: np.ndarray, near_ptr: np.ndarray, near_idx: np.ndarray, near_side: np.ndarray,
+                   month: np.ndarray, days: np.ndarray, det: np.ndarray, mndwi_det: bool, z_threshold: float, z_weak: float,
+                   z_strong: float, consecutive: int, Wj: np.ndarray, anom: np.ndarray, weak_anom: np.ndarray, strong: np.ndarray,
+                   burn_look: np.ndarray, severe: np.ndarray, never: np.ndarray, zsum: np.ndarray, dsum: np.ndarray, buf: np.ndarray) -> None:
+    """The monitor half of one monitored pixel, from its baseline model (``beta``, ``sigma``,
+    ``water`` and its clear baseline looks ``W``) and its clear monitor looks ``Wm`` with their
+    residuals ``resid``: each look judged, the anomalies confirmed or withdrawn (else the weak
+    ones), and the disturbance's record, into its output row ``o``. The per-look arrays from
+    ``Wj`` on are scratch."""
+    unsupported, unsup_months = _judge_looks(W, Wm, near_ptr, near_idx, near_side, month, resid, sigma, det, water, mndwi_det,
+                                             z_threshold, z_weak, z_strong, Wj, anom, weak_anom, strong, burn_look, severe)
+    o[_F_UNSUP] = unsupported
+    o[_F_UNSUP_MONTHS] = unsup_months
+    # confirmation and withdrawal: the anomalies, else the weak ones
+    first, burn, _ = _confirm(mon_t, Wj, anom, burn_look, severe, strong, y[_V_NDVI], resid[_V_NDVI], sigma[_V_NDVI], days,
+                              consecutive, z_threshold)
+    weak = False
+    if first < 0:
+        first_w = _weakly_disturbed(mon_t, Wj, weak_anom, burn_look, severe, never, y[_V_NDVI], resid[_V_NDVI], sigma[_V_NDVI],
+                                    days, consecutive, z_weak)
+        if first_w >= 0:
+            first, burn, weak = first_w, False, True
+            for t in range(Wm.shape[0]):
+                anom[t] = weak_anom[t]  # the confirming looks are the weak ones
+    dist = first >= 0
+    o[_F_DIST] = 1.0 if dist else 0.0
+    o[_F_SIGMA] = sigma[_V_NDVI]
+    o[_F_BURN] = 1.0 if (dist and burn) else 0.0
+    o[_F_WEAK] = 1.0 if weak else 0.0
+    if dist:
+        _disturbance_record(o, first, days, Wj, Wm, anom, resid, sigma, det, zsum, dsum)
+        _pre_post(o, y, X, beta, first, Wm, buf)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _detect_block(
     block: np.ndarray,
     out: np.ndarray,
@@ -929,33 +976,140 @@ def _detect_block(
             _residuals(y, XT, beta, resid_vars, fit, resid)
             _robust_spread(resid, W, need, n_base, P, buf, sigma)
             water = _baseline_water(y, W, n_base)
-            unsupported, unsup_months = _judge_looks(W, Wm, near_ptr, near_idx, near_side, month, resid, sigma, det, water, mndwi_det,
-                                                     z_threshold, z_weak, z_strong, Wj, anom, weak_anom, strong, burn_look, severe)
-            o[_F_UNSUP] = unsupported
-            o[_F_UNSUP_MONTHS] = unsup_months
-
-            # confirmation and withdrawal: the anomalies, else the weak ones
-            first, burn, _ = _confirm(mon_t, Wj, anom, burn_look, severe, strong, y[_V_NDVI], resid[_V_NDVI], sigma[_V_NDVI], days,
-                                      consecutive, z_threshold)
-            weak = False
-            if first < 0:
-                first_w = _weakly_disturbed(mon_t, Wj, weak_anom, burn_look, severe, never, y[_V_NDVI], resid[_V_NDVI], sigma[_V_NDVI],
-                                            days, consecutive, z_weak)
-                if first_w >= 0:
-                    first, burn, weak = first_w, False, True
-                    for t in range(nt):
-                        anom[t] = weak_anom[t]  # the confirming looks are the weak ones
-            dist = first >= 0
-            o[_F_DIST] = 1.0 if dist else 0.0
-            o[_F_SIGMA] = sigma[_V_NDVI]
-            o[_F_BURN] = 1.0 if (dist and burn) else 0.0
-            o[_F_WEAK] = 1.0 if weak else 0.0
-            if dist:
-                _disturbance_record(o, first, days, Wj, Wm, anom, resid, sigma, det, zsum, dsum)
-                _pre_post(o, y, X, beta, first, Wm, buf)
+            _monitor_pixel(o, y, X, beta, resid, sigma, water, W, Wm, mon_t, near_ptr, near_idx, near_side, month, days, det, mndwi_det,
+                           z_threshold, z_weak, z_strong, consecutive, Wj, anom, weak_anom, strong, burn_look, severe, never, zsum, dsum, buf)
         for f in range(nf):
             for ix in range(nx):
                 out[f, iy, ix] = orow[ix, f]
+
+
+@numba.njit(**_STEP)
+def _model_layout(nv: int, P: int) -> tuple[int, int, int, int, int]:
+    """Channel offsets of a baseline model (:func:`fit_baseline`): β (var × P, row-major), σ
+    (var), water, n_base, the baseline's growing-season NDVI mean; and the channel count."""
+    sig = nv * P
+    return sig, sig + nv, sig + nv + 1, sig + nv + 2, sig + nv + 3
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _fit_block(block: np.ndarray, model: np.ndarray, X: np.ndarray, gs: np.ndarray, det: np.ndarray, min_obs: int,
+               present: np.ndarray) -> None:
+    """The baseline half of :func:`_detect_block`: block (var, time, y, x) float32 of baseline
+    looks only (NaN = unclear) → ``model`` (channel, y, x) float64 (:func:`_model_layout`; β, σ
+    and water NaN where fewer than ``min_obs`` clear looks). The same steps in the same order, so
+    the monitor half (:func:`_monitor_block`) continues exactly where :func:`_detect_block` would."""
+    nv, nt, ny, nx = block.shape
+    P = X.shape[1]
+    c_sig, c_water, c_nbase, c_gs, _ = _model_layout(nv, P)
+    need = np.zeros(nv, dtype=np.bool_)
+    need[_V_NDVI] = True
+    need[_V_NBR] = True
+    for v in det:
+        need[v] = True
+    XT = np.ascontiguousarray(X.T)
+    y = np.empty((nv, nt))
+    A = np.empty((P, P))
+    beta = np.empty((nv, P))
+    fit = np.empty(nt)
+    resid = np.empty((nv, nt))
+    sigma = np.empty(nv)
+    buf = np.empty(nt)
+    W = np.zeros(nt, dtype=np.bool_)
+    every = np.ones(nt, dtype=np.bool_)
+    for iy in range(ny):
+        for ix in range(nx):
+            for v in range(nv):
+                for t in range(nt):
+                    y[v, t] = block[v, t, iy, ix]
+            n_base, gs_b, gs_bn, _ = _clear_window(y, present, every, gs, W)
+            model[c_nbase, iy, ix] = n_base
+            model[c_gs, iy, ix] = gs_b / gs_bn
+            if n_base < min_obs:
+                for c in range(c_nbase):
+                    model[c, iy, ix] = np.nan
+                continue
+            _fit_baseline(y, X, W, A, beta)
+            _residuals(y, XT, beta, need, fit, resid)
+            _robust_spread(resid, W, need, n_base, P, buf, sigma)
+            for v in range(nv):
+                for i in range(P):
+                    model[v * P + i, iy, ix] = beta[v, i]
+                model[c_sig + v, iy, ix] = sigma[v]
+            model[c_water, iy, ix] = 1.0 if _baseline_water(y, W, n_base) else 0.0
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _monitor_block(block: np.ndarray, model: np.ndarray, clear: np.ndarray, out: np.ndarray, X: np.ndarray, days: np.ndarray,
+                   gs: np.ndarray, in_mon: np.ndarray, near_ptr: np.ndarray, near_idx: np.ndarray, near_side: np.ndarray, month: np.ndarray,
+                   det: np.ndarray, z_threshold: float, consecutive: int, min_obs: int, present: np.ndarray) -> None:
+    """The monitor half of :func:`_detect_block`: block (var, M, y, x) float32 of monitor looks,
+    the baseline ``model`` and ``clear`` looks (B, y, x) of :func:`_fit_block` → ``out`` (field,
+    y, x) float32. The dates (``X``, ``days``, ``gs``, ``in_mon``, the seasonal support,
+    ``month``) run over the B baseline dates, then the M monitor dates."""
+    nv, nm, ny, nx = block.shape
+    nb = clear.shape[0]
+    nt = nb + nm
+    nf = out.shape[0]
+    P = X.shape[1]
+    c_sig, c_water, c_nbase, c_gs, _ = _model_layout(nv, P)
+    resid_vars = np.zeros(nv, dtype=np.bool_)
+    resid_vars[_V_NDVI] = True
+    resid_vars[_V_NBR] = True
+    resid_vars[_V_MNDWI] = True
+    resid_vars[_V_ALB] = True
+    for v in det:
+        resid_vars[v] = True
+    mndwi_det = False
+    for v in det:
+        mndwi_det = mndwi_det or v == _V_MNDWI
+    z_weak = WEAK_Z_FACTOR * z_threshold
+    z_strong = PROVISIONAL_Z_FACTOR * z_threshold
+    mon_t = np.flatnonzero(in_mon)
+    XT = np.ascontiguousarray(X.T)
+    y = np.full((nv, nt), np.nan)  # the baseline dates stay NaN: their looks are in the model
+    o = np.empty(nf, dtype=np.float32)
+    beta = np.empty((nv, P))
+    fit = np.empty(nt)
+    resid = np.empty((nv, nt))
+    sigma = np.empty(nv)
+    buf = np.empty(nt)
+    zsum = np.empty(nv)
+    dsum = np.empty(nv)
+    W = np.zeros(nt, dtype=np.bool_)
+    Wm = np.zeros(nt, dtype=np.bool_)
+    Wj = np.zeros(nt, dtype=np.bool_)
+    anom = np.zeros(nt, dtype=np.bool_)
+    weak_anom = np.zeros(nt, dtype=np.bool_)
+    strong = np.zeros(nt, dtype=np.bool_)
+    burn_look = np.zeros(nt, dtype=np.bool_)
+    severe = np.zeros(nt, dtype=np.bool_)
+    never = np.zeros(nt, dtype=np.bool_)
+    for iy in range(ny):
+        for ix in range(nx):
+            for v in range(nv):
+                for t in range(nm):
+                    y[v, nb + t] = block[v, t, iy, ix]
+            for t in range(nb):
+                W[t] = clear[t, iy, ix]
+            o[:] = np.nan
+            n_base = int(model[c_nbase, iy, ix])
+            o[_F_NBASE] = n_base
+            o[_F_GS_BASE] = model[c_gs, iy, ix]
+            n_mon = _monitor_counts(y, present, in_mon, gs, days, Wm, o)
+            o[_F_DIST] = 0.0
+            if n_base < min_obs:
+                _unmonitored(o, n_mon, Wm, month)
+            else:
+                for v in range(nv):
+                    for i in range(P):
+                        beta[v, i] = model[v * P + i, iy, ix]
+                    sigma[v] = model[c_sig + v, iy, ix]
+                _residuals(y, XT, beta, resid_vars, fit, resid)
+                _monitor_pixel(o, y, X, beta, resid, sigma, model[c_water, iy, ix] > 0.5, W, Wm, mon_t, near_ptr, near_idx, near_side,
+                               month, days, det, mndwi_det, z_threshold, z_weak, z_strong, consecutive, Wj, anom, weak_anom, strong,
+                               burn_look, severe, never, zsum, dsum, buf)
+            for f in range(nf):
+                out[f, iy, ix] = o[f]
 
 
 def season_support(doys: np.ndarray, in_base: np.ndarray, window: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1080,6 +1234,135 @@ def detect(
         lambda block: kernel(block)[:, None], chunks=((len(FIELDS),), (1,), *stack.data.chunks[2:]), dtype=np.float32,
         meta=np.empty((0,) * (len(spatial) + 2), dtype=np.float32),
     )[:, 0]
+    coords = {k: c for k, c in stack.coords.items() if set(c.dims) <= set(spatial)}
+    result = xr.DataArray(data, dims=("field", *spatial), coords={**coords, "field": list(FIELDS)})
+    return result.to_dataset(dim="field")
+
+
+def model_channels(harmonics: int = 2, trend: bool = False) -> list[str]:
+    """The channel names of a baseline model (:func:`fit_baseline`): ``beta_<var>_<term>`` (the
+    terms of :func:`design_matrix`: ``c``, [``trend``,] ``cos1``, ``sin1`` …), ``sigma_<var>``,
+    ``water``, ``n_base``, ``ndvi_base_gs``."""
+    terms = ["c", *(["trend"] if trend else []), *[f"{f}{k}" for k in range(1, harmonics + 1) for f in ("cos", "sin")]]
+    return [f"beta_{v}_{k}" for v in STACK_VARS for k in terms] + [f"sigma_{v}" for v in STACK_VARS] + ["water", "n_base", "ndvi_base_gs"]
+
+
+def _windows(times: np.ndarray, window: tuple[np.datetime64 | str, np.datetime64 | str]) -> np.ndarray:
+    """Whether each date (datetime64) lies in the inclusive ``window``."""
+    days = times.astype("datetime64[D]")
+    w0, w1 = (np.datetime64(str(d)[:10], "D") for d in window)
+    return (days >= w0) & (days <= w1)
+
+
+def _detection_vars(indices: tuple[str, ...], present: tuple[str, ...] | None) -> tuple[tuple[int, ...], tuple[bool, ...]]:
+    """The detection variables' positions in :data:`STACK_VARS` and the present-variable flags,
+    checked as :func:`detect` checks them."""
+    unknown = [i for i in indices if i not in MIN_DROP]
+    if unknown:
+        raise ValueError(f"detection index {unknown[0]} is not supported; use NDVI, MNDWI or NBR")
+    present = tuple(STACK_VARS) if present is None else tuple(present)
+    if "NDVI" not in present or any(i not in present for i in indices):
+        raise ValueError(f"detection indices {', '.join(indices)} and NDVI must be among the present variables ({', '.join(present)})")
+    return tuple(STACK_VARS.index(i) for i in indices), tuple(v in present for v in STACK_VARS)
+
+
+def fit_baseline(
+    stack: xr.DataArray,
+    *,
+    indices: tuple[str, ...] = ("NDVI", "MNDWI", "NBR"),
+    harmonics: int = 2,
+    trend: bool = False,
+    min_baseline_obs: int = 12,
+    present: tuple[str, ...] | None = None,
+) -> xr.Dataset:
+    """The baseline half of :func:`detect`, lazily: the per-pixel seasonal model of every stack
+    variable fitted on the clear looks of ``stack`` (var, time, y, x) float32, which holds the
+    baseline window's dates only (NaN = unclear).
+
+    Returns a Dataset on the stack's grid (same CRS and coordinates): ``model`` (channel, y, x)
+    float64 — :func:`model_channels`: harmonic coefficients β per variable and term (index units;
+    t in decimal years, the trend term centred on the baseline dates' mean ``attrs["t0"]``), the
+    floored robust spread σ (index units), baseline water (1/0), the clear baseline looks and
+    their growing-season NDVI mean; β, σ and water NaN where fewer than ``min_baseline_obs`` —
+    and ``clear`` (time, y, x) bool, the clear baseline looks (the seasonal-support test needs
+    them). With :func:`monitor` on the monitor window's looks it gives :func:`detect`'s fields
+    exactly (the same compiled steps in the same order). Dask-backed, one task per spatial chunk.
+    """
+    det, present_v = _detection_vars(indices, present)
+    spatial = [d for d in stack.dims if d not in ("var", "time")]
+    stack = stack.transpose("var", "time", *spatial).chunk({"var": -1, "time": -1})
+    times = stack["time"].values
+    t = decimal_year(times)
+    t0 = float(t.mean()) if len(t) else 0.0
+    X = np.ascontiguousarray(design_matrix(t, harmonics, trend, t0=t0), dtype="float64")
+    gs = np.isin(pd.DatetimeIndex(times).month.values, GROWING_SEASON_MONTHS)
+    names = model_channels(harmonics, trend)
+
+    def one(block: np.ndarray) -> np.ndarray:
+        model = np.empty((len(names),) + block.shape[2:], dtype="float64")
+        _fit_block(block.astype("float32", copy=False), model, X, gs, np.array(det, dtype=np.int64), int(min_baseline_obs),
+                   np.asarray(present_v, dtype=bool))
+        return model[:, None]
+
+    data = stack.data.map_blocks(one, chunks=((len(names),), (1,), *stack.data.chunks[2:]), dtype=np.float64,
+                                 meta=np.empty((0,) * (len(spatial) + 2), dtype=np.float64))[:, 0]
+    finite = stack.sel(var=[v for v, p in zip(STACK_VARS, present_v) if p]).notnull().all("var")
+    coords = {k: c for k, c in stack.coords.items() if set(c.dims) <= set(spatial)}
+    attrs = {"t0": t0, "harmonics": int(harmonics), "trend": bool(trend), "indices": list(indices), "min_baseline_obs": int(min_baseline_obs),
+             "present": [v for v, p in zip(STACK_VARS, present_v) if p]}
+    return xr.Dataset({"model": xr.DataArray(data, dims=("channel", *spatial), coords={**coords, "channel": names}),
+                       "clear": finite.drop_vars("var", errors="ignore")}, attrs=attrs)
+
+
+def monitor(
+    model: xr.Dataset,
+    stack: xr.DataArray,
+    *,
+    monitor: tuple[np.datetime64 | str, np.datetime64 | str],
+    z_threshold: float = 4.0,
+    consecutive: int = 2,
+) -> xr.Dataset:
+    """The monitor half of :func:`detect`, lazily: the looks of ``stack`` (var, time, y, x)
+    float32, the monitor window's dates only (NaN = unclear), judged against a baseline ``model``
+    of :func:`fit_baseline` on the same grid. Returns :func:`detect`'s fields (one (y, x) float32
+    variable per name in :data:`FIELDS`), equal to :func:`detect` over the baseline and monitor
+    looks together. The detection indices, harmonics, trend, minimum baseline looks and present
+    variables are the model's (``model.attrs``)."""
+    a = model.attrs
+    det, present_v = _detection_vars(tuple(a["indices"]), tuple(a["present"]))
+    spatial = [d for d in stack.dims if d not in ("var", "time")]
+    stack = stack.transpose("var", "time", *spatial).chunk({"var": -1, "time": -1})
+    base_times = model["clear"]["time"].values
+    mon_times = stack["time"].values
+    if len(base_times) and len(mon_times) and mon_times.min() <= base_times.max():
+        raise ValueError(f"monitor looks from {str(mon_times.min())[:10]} are not after the baseline's last date {str(base_times.max())[:10]}")
+    times = np.concatenate([base_times, mon_times])
+    X = np.ascontiguousarray(design_matrix(decimal_year(times), int(a["harmonics"]), bool(a["trend"]), t0=float(a["t0"])), dtype="float64")
+    in_base = np.arange(len(times)) < len(base_times)
+    in_mon = ~in_base & _windows(times, monitor)
+    index = pd.DatetimeIndex(times)
+    support = season_support(index.day_of_year.values, in_base)
+    days = (times.astype("datetime64[D]") - _EPOCH).astype("float64")
+    months = index.month.values.astype(np.int64)
+    gs = np.isin(months, GROWING_SEASON_MONTHS)
+    import dask.array as da
+
+    chunks = stack.data.chunks[2:]
+    # the model on the looks' spatial chunks (a stored model is read lazily, a computed one wrapped)
+    mod = da.asarray(model["model"].transpose("channel", *spatial).data).rechunk((-1, *chunks))
+    clear = da.asarray(model["clear"].transpose("time", *spatial).data).rechunk((-1, *chunks))
+
+    def one(block: np.ndarray, m: np.ndarray, c: np.ndarray) -> np.ndarray:
+        out = np.empty((len(FIELDS),) + block.shape[2:], dtype="float32")
+        _monitor_block(block.astype("float32", copy=False), m, c, out, X, days, gs, in_mon, *support, months,
+                       np.array(det, dtype=np.int64), float(z_threshold), int(consecutive), int(a["min_baseline_obs"]),
+                       np.asarray(present_v, dtype=bool))
+        return out
+
+    # one task per spatial chunk: the looks, the model and the clear baseline looks of the chunk
+    # (each whole along its first axes) → the fields
+    data = da.blockwise(one, "fyx", stack.data, "vtyx", mod, "cyx", clear, "byx", new_axes={"f": len(FIELDS)}, concatenate=True,
+                        dtype=np.float32, meta=np.empty((0, 0, 0), dtype=np.float32))
     coords = {k: c for k, c in stack.coords.items() if set(c.dims) <= set(spatial)}
     result = xr.DataArray(data, dims=("field", *spatial), coords={**coords, "field": list(FIELDS)})
     return result.to_dataset(dim="field")

@@ -15,7 +15,7 @@ DATA = Path(__file__).parent / "data" / "slovenia" / "ndvi_series.npz"
 MMU_PX = 50  # 5 000 m² at 10 m
 
 
-def _stack() -> tuple[xr.DataArray, np.ndarray]:
+def slovenia_stack() -> tuple[xr.DataArray, np.ndarray]:
     z = np.load(DATA)
     ts = pd.to_datetime([t[:19] for t in z["timestamps"]])
     keep = ~pd.Index(ts.normalize()).duplicated()  # two acquisitions on 2015-12-08
@@ -40,7 +40,7 @@ def test_no_false_alert_patch_over_the_whole_year_leaf_fall_and_snow_included():
     and the snow of late November and December (grassland NDVI 0.0–0.06), which the s2cloudless
     mask leaves. Before the seasonal-support rule: 34 % of the patch disturbed, five patches of
     the mapping unit."""
-    stack, lulc = _stack()
+    stack, lulc = slovenia_stack()
     out = detect(stack, baseline=("2015-07-01", "2016-12-31"), monitor=("2017-01-01", "2017-12-31")).compute()
     disturbed = out["disturbed"].values > 0
     assert (_patches(disturbed) >= MMU_PX).sum() == 0
@@ -56,7 +56,7 @@ def test_no_false_alert_patch_over_the_whole_year_leaf_fall_and_snow_included():
 
 
 def test_no_false_alert_patch_on_the_real_snow_free_season():
-    stack, lulc = _stack()
+    stack, lulc = slovenia_stack()
     out = detect(stack, baseline=("2015-07-01", "2016-12-31"), monitor=("2017-03-15", "2017-10-31")).compute()
     disturbed = out["disturbed"].values > 0
     assert (_patches(disturbed) >= MMU_PX).sum() == 0
@@ -66,7 +66,7 @@ def test_no_false_alert_patch_on_the_real_snow_free_season():
 
 def test_a_real_clearing_pasted_into_the_real_series_is_found():
     """Replace a real forest block's 2017 observations after 1 June by bare-soil NDVI."""
-    stack, lulc = _stack()
+    stack, lulc = slovenia_stack()
     data = stack.values.copy()
     forest = np.argwhere(lulc == 2)
     y0, x0 = forest[len(forest) // 2]
