@@ -452,14 +452,45 @@ def _clear_window(y: np.ndarray, present: np.ndarray, window: np.ndarray, gs: np
 @numba.njit(**_STEP)
 def _clear_looks(y: np.ndarray, present: np.ndarray, in_base: np.ndarray, in_mon: np.ndarray, gs: np.ndarray, days: np.ndarray,
                  W: np.ndarray, Wm: np.ndarray, o: np.ndarray) -> tuple[int, int]:
-    """Clear looks and counts of one pixel (``y``: var × time): marks its clear baseline looks
-    (``W``) and clear monitor looks (``Wm``) (:func:`_clear_window`) and writes n_base_clear,
-    n_mon_clear, last_clear and the growing-season NDVI means of both windows into its output row
-    ``o``. Returns (clear baseline, clear monitor looks)."""
-    n_base, gs_b, gs_bn, _ = _clear_window(y, present, in_base, gs, W)
+    """Clear looks and counts of one pixel (``y``: var × time) in one pass over its dates: marks
+    its clear baseline looks (``W``) and clear monitor looks (``Wm``) as :func:`_clear_window`
+    would for each window, and writes n_base_clear, n_mon_clear, last_clear and the
+    growing-season (``gs``) NDVI means of both windows into its output row ``o``. Returns (clear
+    baseline, clear monitor looks)."""
+    nv, nt = y.shape
+    n_base = 0
+    n_mon = 0
+    last = -1
+    gs_b = 0.0
+    gs_bn = 0
+    gs_m = 0.0
+    gs_mn = 0
+    for t in range(nt):
+        total = 0.0  # finite iff every present variable is: NaN (or ±inf) propagates through the sum
+        for v in range(nv):
+            if present[v]:
+                total += y[v, t]
+        c = np.isfinite(total)
+        W[t] = c and in_base[t]
+        Wm[t] = c and in_mon[t]
+        if W[t]:
+            n_base += 1
+            if gs[t]:
+                gs_b += y[_V_NDVI, t]
+                gs_bn += 1
+        if Wm[t]:
+            n_mon += 1
+            last = t
+            if gs[t]:
+                gs_m += y[_V_NDVI, t]
+                gs_mn += 1
     o[_F_NBASE] = n_base
+    o[_F_NMON] = n_mon
+    if last >= 0:
+        o[_F_LAST_CLEAR] = days[last]
     o[_F_GS_BASE] = gs_b / gs_bn  # NaN where none (0/0)
-    return n_base, _monitor_counts(y, present, in_mon, gs, days, Wm, o)
+    o[_F_GS_MON] = gs_m / gs_mn
+    return n_base, n_mon
 
 
 @numba.njit(**_STEP)
@@ -854,17 +885,21 @@ def _pre_post(o: np.ndarray, y: np.ndarray, X: np.ndarray, beta: np.ndarray, fir
         o[_F_POST + v] = _median_inplace(buf, n)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(**_STEP)
 def _monitor_pixel(o: np.ndarray, y: np.ndarray, X: np.ndarray, beta: np.ndarray, resid: np.ndarray, sigma: np.ndarray, water: bool,
-                   W: np.ndarray, Wm: np.ndarray, mon_t: np.ndarray, near_ptr: np.ndarray, near_idx: np.ndarray, near_side: np.ndarray,
-                   month: np.ndarray, days: np.ndarray, det: np.ndarray, mndwi_det: bool, z_threshold: float, z_weak: float,
-                   z_strong: float, consecutive: int, Wj: np.ndarray, anom: np.ndarray, weak_anom: np.ndarray, strong: np.ndarray,
-                   burn_look: np.ndarray, severe: np.ndarray, never: np.ndarray, zsum: np.ndarray, dsum: np.ndarray, buf: np.ndarray) -> None:
+                   W: np.ndarray, Wm: np.ndarray, mon_t: np.ndarray, support: tuple, month: np.ndarray, days: np.ndarray,
+                   det: np.ndarray, mndwi_det: bool, z: tuple, consecutive: int, looks: tuple, scratch: tuple) -> None:
     """The monitor half of one monitored pixel, from its baseline model (``beta``, ``sigma``,
     ``water`` and its clear baseline looks ``W``) and its clear monitor looks ``Wm`` with their
     residuals ``resid``: each look judged, the anomalies confirmed or withdrawn (else the weak
-    ones), and the disturbance's record, into its output row ``o``. The per-look arrays from
-    ``Wj`` on are scratch."""
+    ones), and the disturbance's record, into its output row ``o``. ``support``: the seasonal
+    support (near_ptr, near_idx, near_side); ``z``: the thresholds (z, weak, strong); ``looks``
+    (Wj, anom, weak_anom, strong, burn_look, severe, never) and ``scratch`` (zsum, dsum, buf):
+    scratch arrays. (Tuples: numba inlines this step only with fewer arguments.)"""
+    near_ptr, near_idx, near_side = support
+    z_threshold, z_weak, z_strong = z
+    Wj, anom, weak_anom, strong, burn_look, severe, never = looks
+    zsum, dsum, buf = scratch
     unsupported, unsup_months = _judge_looks(W, Wm, near_ptr, near_idx, near_side, month, resid, sigma, det, water, mndwi_det,
                                              z_threshold, z_weak, z_strong, Wj, anom, weak_anom, strong, burn_look, severe)
     o[_F_UNSUP] = unsupported
@@ -976,8 +1011,8 @@ def _detect_block(
             _residuals(y, XT, beta, resid_vars, fit, resid)
             _robust_spread(resid, W, need, n_base, P, buf, sigma)
             water = _baseline_water(y, W, n_base)
-            _monitor_pixel(o, y, X, beta, resid, sigma, water, W, Wm, mon_t, near_ptr, near_idx, near_side, month, days, det, mndwi_det,
-                           z_threshold, z_weak, z_strong, consecutive, Wj, anom, weak_anom, strong, burn_look, severe, never, zsum, dsum, buf)
+            _monitor_pixel(o, y, X, beta, resid, sigma, water, W, Wm, mon_t, (near_ptr, near_idx, near_side), month, days, det, mndwi_det,
+                           (z_threshold, z_weak, z_strong), consecutive, (Wj, anom, weak_anom, strong, burn_look, severe, never), (zsum, dsum, buf))
         for f in range(nf):
             for ix in range(nx):
                 out[f, iy, ix] = orow[ix, f]
@@ -1105,9 +1140,9 @@ def _monitor_block(block: np.ndarray, model: np.ndarray, clear: np.ndarray, out:
                         beta[v, i] = model[v * P + i, iy, ix]
                     sigma[v] = model[c_sig + v, iy, ix]
                 _residuals(y, XT, beta, resid_vars, fit, resid)
-                _monitor_pixel(o, y, X, beta, resid, sigma, model[c_water, iy, ix] > 0.5, W, Wm, mon_t, near_ptr, near_idx, near_side,
-                               month, days, det, mndwi_det, z_threshold, z_weak, z_strong, consecutive, Wj, anom, weak_anom, strong,
-                               burn_look, severe, never, zsum, dsum, buf)
+                _monitor_pixel(o, y, X, beta, resid, sigma, model[c_water, iy, ix] > 0.5, W, Wm, mon_t, (near_ptr, near_idx, near_side),
+                               month, days, det, mndwi_det, (z_threshold, z_weak, z_strong), consecutive,
+                               (Wj, anom, weak_anom, strong, burn_look, severe, never), (zsum, dsum, buf))
             for f in range(nf):
                 out[f, iy, ix] = o[f]
 
