@@ -425,21 +425,24 @@ def _solve_inplace(A: np.ndarray, B: np.ndarray) -> None:
 
 
 @numba.njit(**_STEP)
-def _clear_window(y: np.ndarray, present: np.ndarray, window: np.ndarray, gs: np.ndarray, W: np.ndarray) -> tuple[int, float, int, int]:
-    """Clear looks of one pixel (``y``: var × time) in ``window``: marks them in ``W`` — a look
-    is clear where every ``present`` variable is finite — and returns (their number, the sum and
+def _clear(y: np.ndarray, present: np.ndarray, t: int) -> bool:
+    """Whether look t of one pixel (``y``: var × time) is clear: every ``present`` variable finite."""
+    total = 0.0  # finite iff every present variable is: NaN (or ±inf) propagates through the sum
+    for v in range(y.shape[0]):
+        if present[v]:
+            total += y[v, t]
+    return np.isfinite(total)
+
+
+@numba.njit(**_STEP)
+def _count_window(y: np.ndarray, W: np.ndarray, gs: np.ndarray) -> tuple[int, float, int, int]:
+    """The looks marked in ``W`` of one pixel (``y``: var × time): (their number, the sum and
     number of their growing-season (``gs``) NDVI values, the index of the last, or −1)."""
-    nv, nt = y.shape
     n = 0
     last = -1
     gs_sum = 0.0
     gs_n = 0
-    for t in range(nt):
-        total = 0.0  # finite iff every present variable is: NaN (or ±inf) propagates through the sum
-        for v in range(nv):
-            if present[v]:
-                total += y[v, t]
-        W[t] = np.isfinite(total) and window[t]
+    for t in range(W.shape[0]):
         if W[t]:
             n += 1
             last = t
@@ -450,47 +453,41 @@ def _clear_window(y: np.ndarray, present: np.ndarray, window: np.ndarray, gs: np
 
 
 @numba.njit(**_STEP)
-def _clear_looks(y: np.ndarray, present: np.ndarray, in_base: np.ndarray, in_mon: np.ndarray, gs: np.ndarray, days: np.ndarray,
-                 W: np.ndarray, Wm: np.ndarray, o: np.ndarray) -> tuple[int, int]:
-    """Clear looks and counts of one pixel (``y``: var × time) in one pass over its dates: marks
-    its clear baseline looks (``W``) and clear monitor looks (``Wm``) as :func:`_clear_window`
-    would for each window, and writes n_base_clear, n_mon_clear, last_clear and the
-    growing-season (``gs``) NDVI means of both windows into its output row ``o``. Returns (clear
-    baseline, clear monitor looks)."""
-    nv, nt = y.shape
-    n_base = 0
-    n_mon = 0
-    last = -1
-    gs_b = 0.0
-    gs_bn = 0
-    gs_m = 0.0
-    gs_mn = 0
-    for t in range(nt):
-        total = 0.0  # finite iff every present variable is: NaN (or ±inf) propagates through the sum
-        for v in range(nv):
-            if present[v]:
-                total += y[v, t]
-        c = np.isfinite(total)
-        W[t] = c and in_base[t]
-        Wm[t] = c and in_mon[t]
-        if W[t]:
-            n_base += 1
-            if gs[t]:
-                gs_b += y[_V_NDVI, t]
-                gs_bn += 1
-        if Wm[t]:
-            n_mon += 1
-            last = t
-            if gs[t]:
-                gs_m += y[_V_NDVI, t]
-                gs_mn += 1
-    o[_F_NBASE] = n_base
+def _clear_window(y: np.ndarray, present: np.ndarray, window: np.ndarray, gs: np.ndarray, W: np.ndarray) -> tuple[int, float, int, int]:
+    """Clear looks of one pixel (``y``: var × time) in ``window``: marks them in ``W`` (:func:`_clear`)
+    and counts them (:func:`_count_window`)."""
+    for t in range(W.shape[0]):
+        W[t] = _clear(y, present, t) and window[t]
+    return _count_window(y, W, gs)
+
+
+@numba.njit(**_STEP)
+def _monitor_row(o: np.ndarray, counts: tuple[int, float, int, int], days: np.ndarray) -> int:
+    """n_mon_clear, last_clear and the monitor's growing-season NDVI mean from the clear monitor
+    looks' ``counts`` (:func:`_count_window`) into the output row ``o``; returns their number."""
+    n_mon, gs_m, gs_mn, last = counts
     o[_F_NMON] = n_mon
     if last >= 0:
         o[_F_LAST_CLEAR] = days[last]
-    o[_F_GS_BASE] = gs_b / gs_bn  # NaN where none (0/0)
-    o[_F_GS_MON] = gs_m / gs_mn
-    return n_base, n_mon
+    o[_F_GS_MON] = gs_m / gs_mn  # NaN where none (0/0)
+    return n_mon
+
+
+@numba.njit(**_STEP)
+def _clear_looks(y: np.ndarray, present: np.ndarray, in_base: np.ndarray, in_mon: np.ndarray, gs: np.ndarray, days: np.ndarray,
+                 W: np.ndarray, Wm: np.ndarray, o: np.ndarray) -> tuple[int, int]:
+    """Clear looks and counts of one pixel (``y``: var × time): marks its clear baseline looks
+    (``W``) and clear monitor looks (``Wm``), each look tested once (:func:`_clear`), and writes
+    n_base_clear, n_mon_clear, last_clear and the growing-season NDVI means of both windows into
+    its output row ``o``. Returns (clear baseline, clear monitor looks)."""
+    for t in range(W.shape[0]):
+        c = _clear(y, present, t)
+        W[t] = c and in_base[t]
+        Wm[t] = c and in_mon[t]
+    n_base, gs_b, gs_bn, _ = _count_window(y, W, gs)
+    o[_F_NBASE] = n_base
+    o[_F_GS_BASE] = gs_b / gs_bn
+    return n_base, _monitor_row(o, _count_window(y, Wm, gs), days)
 
 
 @numba.njit(**_STEP)
@@ -498,12 +495,7 @@ def _monitor_counts(y: np.ndarray, present: np.ndarray, in_mon: np.ndarray, gs: 
                     o: np.ndarray) -> int:
     """The clear monitor looks of one pixel into ``Wm`` (:func:`_clear_window`); n_mon_clear,
     last_clear and the monitor's growing-season NDVI mean into ``o``. Returns their number."""
-    n_mon, gs_m, gs_mn, last = _clear_window(y, present, in_mon, gs, Wm)
-    o[_F_NMON] = n_mon
-    if last >= 0:
-        o[_F_LAST_CLEAR] = days[last]
-    o[_F_GS_MON] = gs_m / gs_mn
-    return n_mon
+    return _monitor_row(o, _clear_window(y, present, in_mon, gs, Wm), days)
 
 
 @numba.njit(**_STEP)
@@ -886,6 +878,44 @@ def _pre_post(o: np.ndarray, y: np.ndarray, X: np.ndarray, beta: np.ndarray, fir
 
 
 @numba.njit(**_STEP)
+def _block_variables(nv: int, det: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Per variable, whether its robust σ is estimated (``need``: the detection indices, NDVI,
+    and NBR for the provisional looks' second index) and whether its residuals are needed
+    (``need`` and the burn signature's NBR, MNDWI and ALB); and whether MNDWI is a detection
+    index."""
+    need = np.zeros(nv, dtype=np.bool_)
+    need[_V_NDVI] = True
+    need[_V_NBR] = True
+    mndwi_det = False
+    for v in det:
+        need[v] = True
+        mndwi_det = mndwi_det or v == _V_MNDWI
+    resid_vars = need.copy()
+    resid_vars[_V_NBR] = True
+    resid_vars[_V_MNDWI] = True
+    resid_vars[_V_ALB] = True
+    return need, resid_vars, mndwi_det
+
+
+@numba.njit(**_STEP)
+def _fit_scratch(nv: int, nt: int, P: int) -> tuple:
+    """The baseline fit's scratch, allocated once per block: the normal matrix A (P × P), β (var ×
+    P), the fitted series, the residuals (var × time), σ (var) and a median buffer (time)."""
+    return np.empty((P, P)), np.empty((nv, P)), np.empty(nt), np.empty((nv, nt)), np.empty(nv), np.empty(nt)
+
+
+@numba.njit(**_STEP)
+def _look_scratch(nv: int, nt: int) -> tuple:
+    """The monitor half's scratch (:func:`_monitor_pixel`), allocated once per block: the per-look
+    flags (Wj: clear in the monitor window and judged; anom; weak_anom; strong: two indices
+    agree, one at PROVISIONAL_Z_FACTOR × the threshold; burn_look; severe; never: the weak pass
+    has no provisional looks) and the sums and buffer (zsum, dsum, buf)."""
+    looks = (np.zeros(nt, dtype=np.bool_), np.zeros(nt, dtype=np.bool_), np.zeros(nt, dtype=np.bool_), np.zeros(nt, dtype=np.bool_),
+             np.zeros(nt, dtype=np.bool_), np.zeros(nt, dtype=np.bool_), np.zeros(nt, dtype=np.bool_))
+    return looks, (np.empty(nv), np.empty(nv), np.empty(nt))
+
+
+@numba.njit(**_STEP)
 def _monitor_pixel(o: np.ndarray, y: np.ndarray, X: np.ndarray, beta: np.ndarray, resid: np.ndarray, sigma: np.ndarray, water: bool,
                    W: np.ndarray, Wm: np.ndarray, mon_t: np.ndarray, support: tuple, month: np.ndarray, days: np.ndarray,
                    det: np.ndarray, mndwi_det: bool, z: tuple, consecutive: int, looks: tuple, scratch: tuple) -> None:
@@ -952,18 +982,7 @@ def _detect_block(
     nv, nt, ny, nx = block.shape
     nf = out.shape[0]
     P = X.shape[1]
-    need = np.zeros(nv, dtype=np.bool_)  # variables whose robust σ is estimated: detection + NDVI
-    need[_V_NDVI] = True
-    need[_V_NBR] = True  # NBR's spread: the provisional looks' second index
-    for v in det:
-        need[v] = True
-    resid_vars = need.copy()  # variables whose residuals are needed (+ the burn signature's)
-    resid_vars[_V_NBR] = True
-    resid_vars[_V_MNDWI] = True
-    resid_vars[_V_ALB] = True
-    mndwi_det = False
-    for v in det:
-        mndwi_det = mndwi_det or v == _V_MNDWI
+    need, resid_vars, mndwi_det = _block_variables(nv, det)
     z_weak = WEAK_Z_FACTOR * z_threshold
     z_strong = PROVISIONAL_Z_FACTOR * z_threshold
     mon_t = np.flatnonzero(in_mon)
@@ -971,24 +990,10 @@ def _detect_block(
     # scratch, allocated once per block and reused for every pixel
     rows = np.empty((nx, nv, nt))
     orow = np.empty((nx, nf), dtype=np.float32)
-    A = np.empty((P, P))
-    beta = np.empty((nv, P))
-    fit = np.empty(nt)
-    resid = np.empty((nv, nt))
-    sigma = np.empty(nv)
-    buf = np.empty(nt)
-    zsum = np.empty(nv)
-    dsum = np.empty(nv)
-    # per look
+    A, beta, fit, resid, sigma, buf = _fit_scratch(nv, nt, P)
     W = np.zeros(nt, dtype=np.bool_)  # clear in the baseline
     Wm = np.zeros(nt, dtype=np.bool_)  # clear in the monitor window
-    Wj = np.zeros(nt, dtype=np.bool_)  # clear in the monitor window and judged (seasonal support, or strong)
-    anom = np.zeros(nt, dtype=np.bool_)
-    weak_anom = np.zeros(nt, dtype=np.bool_)
-    strong = np.zeros(nt, dtype=np.bool_)  # looks two indices agree on, one at PROVISIONAL_Z_FACTOR × the threshold
-    burn_look = np.zeros(nt, dtype=np.bool_)
-    severe = np.zeros(nt, dtype=np.bool_)
-    never = np.zeros(nt, dtype=np.bool_)  # the weak pass has no provisional looks
+    looks, scratch = _look_scratch(nv, nt)
 
     for iy in range(ny):
         # the row's series, pixel-major in float64: copied along x (contiguous in the block), as
@@ -1012,7 +1017,7 @@ def _detect_block(
             _robust_spread(resid, W, need, n_base, P, buf, sigma)
             water = _baseline_water(y, W, n_base)
             _monitor_pixel(o, y, X, beta, resid, sigma, water, W, Wm, mon_t, (near_ptr, near_idx, near_side), month, days, det, mndwi_det,
-                           (z_threshold, z_weak, z_strong), consecutive, (Wj, anom, weak_anom, strong, burn_look, severe, never), (zsum, dsum, buf))
+                           (z_threshold, z_weak, z_strong), consecutive, looks, scratch)
         for f in range(nf):
             for ix in range(nx):
                 out[f, iy, ix] = orow[ix, f]
@@ -1036,19 +1041,10 @@ def _fit_block(block: np.ndarray, model: np.ndarray, X: np.ndarray, gs: np.ndarr
     nv, nt, ny, nx = block.shape
     P = X.shape[1]
     c_sig, c_water, c_nbase, c_gs, _ = _model_layout(nv, P)
-    need = np.zeros(nv, dtype=np.bool_)
-    need[_V_NDVI] = True
-    need[_V_NBR] = True
-    for v in det:
-        need[v] = True
+    need, _, _ = _block_variables(nv, det)
     XT = np.ascontiguousarray(X.T)
     y = np.empty((nv, nt))
-    A = np.empty((P, P))
-    beta = np.empty((nv, P))
-    fit = np.empty(nt)
-    resid = np.empty((nv, nt))
-    sigma = np.empty(nv)
-    buf = np.empty(nt)
+    A, beta, fit, resid, sigma, buf = _fit_scratch(nv, nt, P)
     W = np.zeros(nt, dtype=np.bool_)
     every = np.ones(nt, dtype=np.bool_)
     for iy in range(ny):
@@ -1087,38 +1083,17 @@ def _monitor_block(block: np.ndarray, model: np.ndarray, clear: np.ndarray, out:
     nf = out.shape[0]
     P = X.shape[1]
     c_sig, c_water, c_nbase, c_gs, _ = _model_layout(nv, P)
-    resid_vars = np.zeros(nv, dtype=np.bool_)
-    resid_vars[_V_NDVI] = True
-    resid_vars[_V_NBR] = True
-    resid_vars[_V_MNDWI] = True
-    resid_vars[_V_ALB] = True
-    for v in det:
-        resid_vars[v] = True
-    mndwi_det = False
-    for v in det:
-        mndwi_det = mndwi_det or v == _V_MNDWI
+    _, resid_vars, mndwi_det = _block_variables(nv, det)
     z_weak = WEAK_Z_FACTOR * z_threshold
     z_strong = PROVISIONAL_Z_FACTOR * z_threshold
     mon_t = np.flatnonzero(in_mon)
     XT = np.ascontiguousarray(X.T)
     y = np.full((nv, nt), np.nan)  # the baseline dates stay NaN: their looks are in the model
     o = np.empty(nf, dtype=np.float32)
-    beta = np.empty((nv, P))
-    fit = np.empty(nt)
-    resid = np.empty((nv, nt))
-    sigma = np.empty(nv)
-    buf = np.empty(nt)
-    zsum = np.empty(nv)
-    dsum = np.empty(nv)
+    _, beta, fit, resid, sigma, _ = _fit_scratch(nv, nt, P)
     W = np.zeros(nt, dtype=np.bool_)
     Wm = np.zeros(nt, dtype=np.bool_)
-    Wj = np.zeros(nt, dtype=np.bool_)
-    anom = np.zeros(nt, dtype=np.bool_)
-    weak_anom = np.zeros(nt, dtype=np.bool_)
-    strong = np.zeros(nt, dtype=np.bool_)
-    burn_look = np.zeros(nt, dtype=np.bool_)
-    severe = np.zeros(nt, dtype=np.bool_)
-    never = np.zeros(nt, dtype=np.bool_)
+    looks, scratch = _look_scratch(nv, nt)
     for iy in range(ny):
         for ix in range(nx):
             for v in range(nv):
@@ -1141,8 +1116,7 @@ def _monitor_block(block: np.ndarray, model: np.ndarray, clear: np.ndarray, out:
                     sigma[v] = model[c_sig + v, iy, ix]
                 _residuals(y, XT, beta, resid_vars, fit, resid)
                 _monitor_pixel(o, y, X, beta, resid, sigma, model[c_water, iy, ix] > 0.5, W, Wm, mon_t, (near_ptr, near_idx, near_side),
-                               month, days, det, mndwi_det, (z_threshold, z_weak, z_strong), consecutive,
-                               (Wj, anom, weak_anom, strong, burn_look, severe, never), (zsum, dsum, buf))
+                               month, days, det, mndwi_det, (z_threshold, z_weak, z_strong), consecutive, looks, scratch)
             for f in range(nf):
                 out[f, iy, ix] = o[f]
 
@@ -1237,12 +1211,7 @@ def detect(
     m0, m1 = (np.datetime64(str(d)[:10], "D") for d in monitor)
     in_base = (times >= b0) & (times <= b1)
     in_mon = (times >= m0) & (times <= m1)
-    unknown = [i for i in indices if i not in MIN_DROP]
-    if unknown:
-        raise ValueError(f"detection index {unknown[0]} is not supported; use NDVI, MNDWI or NBR")
-    present = tuple(STACK_VARS) if present is None else tuple(present)
-    if "NDVI" not in present or any(i not in present for i in indices):
-        raise ValueError(f"detection indices {', '.join(indices)} and NDVI must be among the present variables ({', '.join(present)})")
+    det_vars, present_v = _detection_vars(tuple(indices), present)
     spatial = [d for d in stack.dims if d not in ("var", "time")]
     stack = stack.transpose("var", "time", *spatial).chunk({"var": -1, "time": -1})
     # one kernel call per spatial chunk: (var, time, y, x) → (field, y, x), laid out so that
@@ -1255,13 +1224,13 @@ def detect(
         support=season_support(pd.DatetimeIndex(stack["time"].values).day_of_year.values, in_base),  # once, not per chunk
         in_base=in_base,
         in_mon=in_mon,
-        det_vars=tuple(STACK_VARS.index(i) for i in indices),
+        det_vars=det_vars,
         z_threshold=z_threshold,
         consecutive=consecutive,
         harmonics=harmonics,
         trend=trend,
         min_obs=min_baseline_obs,
-        present=tuple(v in present for v in STACK_VARS),
+        present=present_v,
     )
     # (var, time) → (field, 1) keeps the block structure (no drop_axis, which would make dask
     # concatenate, i.e. copy, every input chunk); the length-1 axis is then sliced off (a view)
