@@ -64,6 +64,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import dask.array as da
 import numba
 import numpy as np
 import pandas as pd
@@ -1024,11 +1025,12 @@ def _detect_block(
 
 
 @numba.njit(**_STEP)
-def _model_layout(nv: int, P: int) -> tuple[int, int, int, int, int]:
-    """Channel offsets of a baseline model (:func:`fit_baseline`): β (var × P, row-major), σ
-    (var), water, n_base, the baseline's growing-season NDVI mean; and the channel count."""
+def _model_layout(nv: int, P: int) -> tuple[int, int, int, int]:
+    """Channel offsets of a baseline model (:func:`fit_baseline`, :func:`model_channels`) after
+    its β (var × P, row-major, from 0): σ (var), water, n_base, the baseline's growing-season
+    NDVI mean."""
     sig = nv * P
-    return sig, sig + nv, sig + nv + 1, sig + nv + 2, sig + nv + 3
+    return sig, sig + nv, sig + nv + 1, sig + nv + 2
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -1040,7 +1042,7 @@ def _fit_block(block: np.ndarray, model: np.ndarray, X: np.ndarray, gs: np.ndarr
     the monitor half (:func:`_monitor_block`) continues exactly where :func:`_detect_block` would."""
     nv, nt, ny, nx = block.shape
     P = X.shape[1]
-    c_sig, c_water, c_nbase, c_gs, _ = _model_layout(nv, P)
+    c_sig, c_water, c_nbase, c_gs = _model_layout(nv, P)
     need, _, _ = _block_variables(nv, det)
     XT = np.ascontiguousarray(X.T)
     y = np.empty((nv, nt))
@@ -1082,7 +1084,7 @@ def _monitor_block(block: np.ndarray, model: np.ndarray, clear: np.ndarray, out:
     nt = nb + nm
     nf = out.shape[0]
     P = X.shape[1]
-    c_sig, c_water, c_nbase, c_gs, _ = _model_layout(nv, P)
+    c_sig, c_water, c_nbase, c_gs = _model_layout(nv, P)
     _, resid_vars, mndwi_det = _block_variables(nv, det)
     z_weak = WEAK_Z_FACTOR * z_threshold
     z_strong = PROVISIONAL_Z_FACTOR * z_threshold
@@ -1207,10 +1209,7 @@ def detect(
         Dask-backed: nothing is computed until the caller asks.
     """
     times = stack["time"].values.astype("datetime64[D]")
-    b0, b1 = (np.datetime64(str(d)[:10], "D") for d in baseline)
-    m0, m1 = (np.datetime64(str(d)[:10], "D") for d in monitor)
-    in_base = (times >= b0) & (times <= b1)
-    in_mon = (times >= m0) & (times <= m1)
+    in_base, in_mon = _windows(times, baseline), _windows(times, monitor)
     det_vars, present_v = _detection_vars(tuple(indices), present)
     spatial = [d for d in stack.dims if d not in ("var", "time")]
     stack = stack.transpose("var", "time", *spatial).chunk({"var": -1, "time": -1})
@@ -1335,6 +1334,8 @@ def monitor(
     a = model.attrs
     det, present_v = _detection_vars(tuple(a["indices"]), tuple(a["present"]))
     spatial = [d for d in stack.dims if d not in ("var", "time")]
+    if len(spatial) != 2:
+        raise ValueError(f"monitor needs looks on a 2-D grid (var, time, y, x); got dimensions {', '.join(map(str, stack.dims))}")
     stack = stack.transpose("var", "time", *spatial).chunk({"var": -1, "time": -1})
     base_times = model["clear"]["time"].values
     mon_times = stack["time"].values
@@ -1349,8 +1350,6 @@ def monitor(
     days = (times.astype("datetime64[D]") - _EPOCH).astype("float64")
     months = index.month.values.astype(np.int64)
     gs = np.isin(months, GROWING_SEASON_MONTHS)
-    import dask.array as da
-
     chunks = stack.data.chunks[2:]
     # the model on the looks' spatial chunks (a stored model is read lazily, a computed one wrapped)
     mod = da.asarray(model["model"].transpose("channel", *spatial).data).rechunk((-1, *chunks))
