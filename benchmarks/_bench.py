@@ -19,12 +19,16 @@ CACHE = Path(__file__).resolve().parent.parent / ".cache" / "bench"
 
 def _signing_key() -> None:
     """Scans sign their register and manifest: the benchmarks sign with a key of their own, in a
-    temporary folder (``$REDLINE_KEY``, inherited by the processes they start), never the user's."""
+    temporary folder (``$REDLINE_KEY``, inherited by the processes they start), never the user's.
+    A benchmark's child process keeps its parent's (``$REDLINE_BENCH_KEY``): a register scanned
+    by several of them is signed by one key."""
     import tempfile
 
-    from redline.register.keys import throwaway_key
+    from redline.register.keys import KEY_ENV, throwaway_key
 
-    throwaway_key(tempfile.mkdtemp(prefix="redline-bench-key-"))
+    if os.environ.get("REDLINE_BENCH_KEY") and os.environ.get(KEY_ENV) == os.environ["REDLINE_BENCH_KEY"]:
+        return
+    os.environ["REDLINE_BENCH_KEY"] = str(throwaway_key(tempfile.mkdtemp(prefix="redline-bench-key-")).path)
 
 
 _signing_key()

@@ -190,6 +190,7 @@ def scan(
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar on stderr (default: when it is a terminal)"),
     io_concurrency: Optional[int] = typer.Option(None, "--io-concurrency", help="remote range requests in flight per worker (overrides io.concurrency; 1-256)"),
     memory_limit: Optional[str] = typer.Option(None, "--memory-limit", help=_MEMORY_LIMIT_HELP),
+    full: bool = typer.Option(False, "--full", help="read and fit every scene, even when the state of the last scan in --out would let this one read only the new ones"),
 ) -> None:
     """Run a scan: search, load, detect, register, assess, map."""
     from redline.config import load_config
@@ -198,7 +199,7 @@ def scan(
     _setup_logging(verbose)
     cfg = load_config(config, overrides={**({"io": {"concurrency": io_concurrency}} if io_concurrency is not None else {}), **_memory_override(memory_limit)} or None)
     text = config.read_text(encoding="utf-8")
-    result = run_scan(cfg, out, scheduler=scheduler, config_text=text, lock_timeout=lock_timeout, progress=progress)
+    result = run_scan(cfg, out, scheduler=scheduler, config_text=text, lock_timeout=lock_timeout, progress=progress, full=full)
     _summary(result)
     if result.failures:
         raise ScanFault(result.failures)

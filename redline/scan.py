@@ -15,10 +15,12 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +40,11 @@ from redline.geojson import write_geojson
 from redline.register import Register, merge_alerts, of_scan
 from redline.run.catalog import write_catalog
 from redline.run.chips import alert_products, rechecks, with_products
-from redline.run.plan import ScanPlan, check_windows, checked_plan, find_scenes, probe_scenes, read_areas
+from redline.run.plan import ScanPlan, check_windows, checked_plan, find_scenes, probe_scenes, read_areas, scan_grid
 from redline.run.rasters import write_rasters
+from redline.run.state import STATE_DIR, State, StateWriter, day_of, read_state
 from redline.run.stitch import stitch_split_zones
-from redline.run.tileloop import Tiled, run_tiles
+from redline.run.tileloop import Resume, Tiled, run_tiles
 from redline.run.timings import Timings
 from redline.tiles import Mosaic
 
@@ -131,7 +134,7 @@ def _up_to_date(out: Path, cfg: ScanConfig, config_text: str | None, items: list
 
 def run_scan(
     cfg: ScanConfig, out: Path, *, scheduler: str | None = None, config_text: str | None = None, lock_timeout: float = 30.0,
-    progress: bool | None = None,
+    progress: bool | None = None, full: bool = False,
 ) -> ScanResult:
     """Run a whole scan and write its outputs (docs/architecture.md §4.3) to ``out``.
 
@@ -151,6 +154,13 @@ def run_scan(
     progress
         Show a progress bar (tasks done / total, scenes read) on stderr while the scenes are
         read and computed; ``None``: only when stderr is a terminal.
+    full
+        Scan every scene even when the state of the previous scan in ``out``
+        (:mod:`redline.run.state`) would let this one read only the new ones.
+
+    A scan whose config, grid, zones, bands and baseline scenes are those of the state in ``out``
+    reads only the scenes of the solar days that are new or changed since (an incremental scan,
+    the same alerts and statistics as a full one); otherwise it is a full scan and says why.
 
     Scenes that cannot be read and zones outside every scene are left out and listed in
     ``ScanResult.failures`` and the manifest's ``failures`` (docs/architecture.md §5); the rest is scanned.
@@ -163,20 +173,27 @@ def run_scan(
         raise RedlineInputError(problem)
     if not cfg.stac.url:
         raise StacError("stac.url is not set; give the STAC API URL (or a profile) in the config")
+    if problem := _state_folder_problem(out / STATE_DIR):
+        raise RedlineInputError(problem)
     scan_id = scan_id_for(cfg)
     with timings.stage("search"):
         zones, admin = read_areas(cfg)
         ei.check_inputs(cfg.assess)  # bad EI inputs (assess.*) fail before anything is searched or computed
         search = find_scenes(cfg, zones)
     log.info("%d scenes found (%d before the cloud filter)", len(search.items), search.n_before_cloud_filter)
-    previous = _up_to_date(out, cfg, config_text, search.items, t0)
+    previous = None if full else _up_to_date(out, cfg, config_text, search.items, t0)
     if previous is not None:
         log.info("%s is up to date: same config and the same %d scenes as its last scan; nothing redone", out, len(search.items))
         return previous
     pipelines.reset_io_stats()  # this scan's raster requests and bytes (the probe's first), for the manifest
-    with timings.stage("probe"):
-        plan = checked_plan(cfg, zones, admin, search)  # bad input: exit 2 before anything is written
+    with timings.stage("state"):
+        stored, why = (None, "--full given") if full else read_state(out, cfg, search.items, scan_grid(cfg, zones))
+        changed = stored.changed_days(search.items) if stored is not None else set()
+    with timings.stage("probe"):  # a rescan checks the assets of the scenes it reads, the others were read before
+        plan = checked_plan(cfg, zones, admin, search, probe={it.id for it in search.items if day_of(it) in changed} if stored else None)
     zones = plan.zones  # less those outside every scene (failures)
+    resume, why = _resume(plan, stored, changed, why)
+    log.info("%s", why if resume is not None else f"full scan: {why}")
     profile = pipelines.get_profile(cfg.stac.profile)
     register = Register(outputs.default_register(out, cfg.register_path), lock_timeout=lock_timeout)
     register.check_writable(review_steps=tuple(cfg.review.steps))  # no key, not a signer, a policy only an admin may set: exit 2
@@ -188,8 +205,9 @@ def run_scan(
             plan = plan.with_budget(workers_memory, "cluster")  # the workers' own memory, not this machine's
         out.mkdir(parents=True, exist_ok=True)
         pipelines.reset_cluster_io_stats()  # the workers' counters (this process keeps the probe's)
+        state = StateWriter(out, plan.cfg, scan_id, plan.grid, plan.items, bands=_bands_record(plan))
         with timings.stage("read+compute"):
-            plan, tiled, mosaic = _compute(plan, out, scan_id, profile, progress)
+            plan, tiled, mosaic = _compute(plan, out, scan_id, profile, progress, state, resume)
         timings.carve("read+compute", tiled.seconds)  # the tile loop's main thread on computed tiles: mosaics, polygons
         failures = _failures_after(plan, tiled)
         with timings.stage("alerts"):
@@ -212,6 +230,10 @@ def run_scan(
             merged = with_products(merged, scan_id, products or {})
             with timings.stage("register"):
                 register.commit_scan(merged, scan=run, decisions=decisions, review_steps=tuple(cfg.review.steps))  # one transaction
+            with timings.stage("state"):  # after the register: a state never runs ahead of the alerts it was judged into
+                state.items = [it for it in plan.items if it.id not in tiled.skipped]  # a scene left out is read again next time
+                state.scalings = list(tiled.scalings.values())
+                state_record = {**state.commit(), **_resume_record(resume, why)}
             io = pipelines.cluster_io_stats()
             if io.retries:  # throttling (429) or server errors GDAL retried with back-off: reported, not hidden
                 log.warning("%d remote read request(s) were retried after HTTP 429/5xx (the server throttled or failed); manifest.json io.retries", io.retries)
@@ -228,6 +250,7 @@ def run_scan(
 
         record = _manifest_record(out, plan, tiled, register, stats, failures, scan_id=scan_id, started=started, config_text=config_text)
         record["io"] = {"concurrency": cfg.io.concurrency, **io.record()}  # requests, bytes fetched and decoded (pipelines._io)
+        record["state"] = state_record  # what the next scan starts from (redline.run.state); its files are in "outputs" too
         where = register.path or register.location
         map_html = _output(failures, timings, "map", maps.render_map, out, register=where)
         # the report's first page is the manifest's (periods, scenes, parameters, chain head): the same as `redline map` renders later
@@ -245,8 +268,53 @@ def run_scan(
     )
 
 
-def _compute(plan: ScanPlan, out: Path, scan_id: str, profile: pipelines.Profile, progress: bool | None) -> tuple[ScanPlan, Tiled, Mosaic]:
-    """The tile loop (:func:`redline.run.tileloop.run_tiles`) into fresh mosaics under ``out``.
+def _bands_record(plan: ScanPlan) -> dict[str, Any]:
+    """What of the scenes' bands a state depends on: a rescan whose scenes bring other bands is a full scan."""
+    return {"every": list(plan.bands.every), "stack_vars": list(plan.bands.stack_vars)}
+
+
+def _resume(plan: ScanPlan, stored: State | None, changed: set[str], why: str) -> tuple[Resume | None, str]:
+    """The rescan from ``stored`` (the scenes of the ``changed`` days read, on the state's tiles)
+    if the plan's zones and bands are the state's; else ``None``. With one line saying which."""
+    if stored is None:
+        return None, why
+    state_zones = sorted({z for t in stored.index["tiles"] for z in (*t["zone_ids"], *t["split_ids"])})
+    if state_zones != sorted(set(plan.zones_utm["zone_id"])):
+        return None, f"the zones the scenes cover changed since the state of scan {stored.scan_id}"
+    if stored.index.get("bands") != _bands_record(plan):
+        return None, f"the scenes' bands changed since the state of scan {stored.scan_id}"
+    items = [it for it in plan.items if day_of(it) in changed]
+    return (Resume(state=stored, days=changed, items=items),
+            f"incremental: {len(items)} new scene(s) on {len(changed)} solar day(s), state from scan {stored.scan_id}")
+
+
+def _resume_record(resume: Resume | None, why: str) -> dict[str, Any]:
+    """The manifest's ``state`` fields saying how this scan started."""
+    if resume is None:
+        return {"incremental": False, "why_full": why}
+    return {"incremental": True, "from_scan": resume.state.scan_id, "new_scenes": sorted(it.id for it in resume.items),
+            "days_read": sorted(resume.days), "note": why}
+
+
+def _state_folder_problem(folder: Path) -> str | None:
+    """One line when the scan could not write its state into ``folder`` (exists, not writable)."""
+    if not folder.exists():
+        return None
+    if not folder.is_dir():
+        return f"{folder} is a file, not the scan state folder; move it away (the scan writes its state there)"
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".write-check-")
+    except OSError as exc:
+        return f"{folder}: the scan state folder is not writable ({exc.strerror}); make it writable or remove it (the next scan is then a full one)"
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def _compute(plan: ScanPlan, out: Path, scan_id: str, profile: pipelines.Profile, progress: bool | None,
+             state: StateWriter, resume: Resume | None) -> tuple[ScanPlan, Tiled, Mosaic]:
+    """The tile loop (:func:`redline.run.tileloop.run_tiles`) into fresh mosaics under ``out``,
+    each tile's state into ``state``.
     A scene that passed the probe but fails to decode in the full read is found by a re-read,
     left out (a failure) and the area scanned again, at most :data:`_READ_RETRIES` times."""
     cfg = plan.cfg
@@ -254,8 +322,18 @@ def _compute(plan: ScanPlan, out: Path, scan_id: str, profile: pipelines.Profile
         mosaic = Mosaic(out / outputs.TILES_DIR, plan.grid, plan.zones_utm)
         mosaic.remove()  # a killed scan's or the failed attempt's mosaics
         try:
-            return plan, run_tiles(plan, mosaic, progress=progress, scan_id=scan_id), mosaic
+            state.abandon()
+            state.tiles.clear()
+            if resume is not None:  # the state's tiles; only the changed days' scenes still in the plan are read
+                plan = replace(plan, tiles=resume.state.tiles())
+                resume = replace(resume, items=[it for it in plan.items if it.id in {r.id for r in resume.items}])
+            tiled = run_tiles(plan, mosaic, progress=progress, scan_id=scan_id, state=state, resume=resume)
+            if resume is not None:  # the scenes not read again keep the scalings recorded when they were
+                for sc in resume.state.scalings():
+                    tiled.scalings.setdefault((sc.item_id, sc.band), sc)
+            return plan, tiled, mosaic
         except Exception as exc:  # noqa: BLE001 - Dask re-raises a worker's rasterio error as a plain Exception
+            state.abandon()
             if not _is_read_error(exc):
                 raise
             bad = [] if attempt == _READ_RETRIES else probe_scenes(cfg, plan.items, profile, plan.bbox)[1]
@@ -402,8 +480,12 @@ def _write_manifest(out: Path, record: dict[str, Any], register: Register) -> No
 
 
 def _notes(record: dict[str, Any]) -> list[str]:
-    """The console lines of a scan's manifest record: bands the scenes lack and what that took
-    away, scenes scanned without a quality mask (:mod:`redline.bands`)."""
-    return [n for n in ((record.get("bands") or {}).get("note"), (record.get("masks") or {}).get("note")) if n]
+    """The console lines of a scan's manifest record: how it started (incremental from a state,
+    or a full scan where a state was there but could not be used, and why), bands the scenes lack
+    and what that took away, scenes scanned without a quality mask (:mod:`redline.bands`)."""
+    st = record.get("state") or {}
+    why = str(st.get("why_full") or "")
+    how = st.get("note") if st.get("incremental") else (f"full scan: {why}" if why and not why.startswith(("no state", "--full")) else None)
+    return [n for n in (how, (record.get("bands") or {}).get("note"), (record.get("masks") or {}).get("note")) if n]
 
 

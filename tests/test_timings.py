@@ -24,7 +24,7 @@ from redline.run.timings import Timings
 CLI = [sys.executable, "-m", "redline.cli"]
 
 #: the scan's steps one after the other (their sum is at most the wall time)
-STAGES = {"search", "probe", "read+compute", "mosaics", "polygons", "alerts", "rechecks", "register", "outputs"}
+STAGES = {"search", "state", "probe", "read+compute", "mosaics", "polygons", "alerts", "rechecks", "register", "outputs"}
 #: the outputs by kind, some side by side
 OUTPUT_KINDS = {"cogs", "assessment", "chips", "tables", "map", "report", "manifest", "catalogue"}
 

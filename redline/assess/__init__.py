@@ -59,6 +59,8 @@ __all__ = [
     "PERIODS",
     "fvc",
     "lazy_inputs",
+    "last_clear_of",
+    "resumed_inputs",
     "zonal_means",
     "grade_shares",
     "annual_means",
@@ -184,12 +186,41 @@ def lazy_inputs(cfg: ScanConfig, refl: xr.Dataset) -> xr.Dataset:
     NDVI over the whole window (``ndvi_annual``, dims year, y, x). Nothing is computed."""
     windows = {p: (str(getattr(cfg, p).start), str(getattr(cfg, p).end)) for p in PERIODS}
     ds = _rsei.period_inputs(refl, windows, sensor=_sensor(cfg))
-    import indices
-
-    ndvi = indices.compute_indices(refl[["red", "nir"]], ["NDVI"])["NDVI"].sel(time=slice(str(cfg.baseline.start), str(cfg.monitor.end)))
+    ndvi = _clear_ndvi(refl.sel(time=slice(str(cfg.baseline.start), str(cfg.monitor.end))))
     ds["ndvi_annual"] = _trends.annual_growing_season_ndvi(ndvi)
     ds["last_clear"] = last_clear_day(ndvi)
     return ds
+
+
+def resumed_inputs(cfg: ScanConfig, stock: xr.Dataset, pre: xr.Dataset) -> xr.Dataset:
+    """:func:`lazy_inputs` of a rescan that starts from a state (:mod:`redline.run.state`): the
+    monitor period's inputs, the annual NDVI of the later years and the last clear day from
+    ``stock`` (the masked reflectance of every look from the state's first kept day on, which
+    holds the whole monitor window and the whole of each year it touches), the baseline
+    period's, the earlier years' annual NDVI and their last clear day from ``pre`` (as stored:
+    ``<name>_baseline``, ``ndvi_annual`` (year, y, x), ``last_clear``). The same values as
+    :func:`lazy_inputs` over every look. Lazy."""
+    window = (str(cfg.monitor.start), str(cfg.monitor.end))
+    ds = _rsei.period_inputs(stock, {"monitor": window}, sensor=_sensor(cfg))
+    for k in pre.data_vars:
+        if str(k).endswith("_baseline"):
+            ds[k] = pre[k]
+    ndvi = _clear_ndvi(stock.sel(time=slice(None, str(cfg.monitor.end))))
+    ds["ndvi_annual"] = xr.concat([pre["ndvi_annual"].astype("float32"), _trends.annual_growing_season_ndvi(ndvi)], dim="year")
+    ds["last_clear"] = np.fmax(pre["last_clear"], last_clear_day(ndvi)).astype("float32")
+    return ds
+
+
+def _clear_ndvi(refl: xr.Dataset) -> xr.DataArray:
+    import indices
+
+    return indices.compute_indices(refl[["red", "nir"]], ["NDVI"])["NDVI"]
+
+
+def last_clear_of(refl: xr.Dataset) -> xr.DataArray:
+    """:func:`last_clear_day` of the looks of ``refl`` (masked reflectance, NaN where not clear),
+    clear where their NDVI is, as :func:`lazy_inputs` counts them. Lazy."""
+    return last_clear_day(_clear_ndvi(refl))
 
 
 def last_clear_day(da: xr.DataArray) -> xr.DataArray:

@@ -33,7 +33,7 @@ from redline.errors import RasterError, SmallZoneWarning, StacError
 from redline.run.graph import analysis_grid
 from redline.tiles import Tile, plan_tiles
 
-__all__ = ["ScanPlan", "check_windows", "checked_plan", "find_scenes", "margin_px", "plan_budget", "probe_scenes", "read_areas"]
+__all__ = ["ScanPlan", "check_windows", "checked_plan", "find_scenes", "margin_px", "plan_budget", "probe_scenes", "read_areas", "scan_grid"]
 
 log = logging.getLogger(__name__)
 
@@ -305,10 +305,18 @@ def probe_scenes(cfg: ScanConfig, items: list[pystac.Item], profile: pipelines.P
     return [it for it in items if it.id not in failed], [failed[it.id] for it in items if it.id in failed]
 
 
-def checked_plan(cfg: ScanConfig, zones: gpd.GeoDataFrame, admin: gpd.GeoDataFrame | None, search: pipelines.SearchResult) -> ScanPlan:
+def scan_grid(cfg: ScanConfig, zones: gpd.GeoDataFrame) -> GeoBox:
+    """The analysis grid of ``zones`` (as :meth:`ScanPlan.build` makes it: their UTM zone, at
+    ``cfg.resolution``), before any scene is probed."""
+    return analysis_grid(zones.to_crs(aoi.utm_crs_for(zones)), cfg.resolution)
+
+
+def checked_plan(cfg: ScanConfig, zones: gpd.GeoDataFrame, admin: gpd.GeoDataFrame | None, search: pipelines.SearchResult, *,
+                 probe: set[str] | None = None) -> ScanPlan:
     """The scan's plan after the checks that need no output: the scenes of both windows, the
     bands and masks (exit 2), the zones outside every scene and the unreadable scenes (left out
-    as failures), then the grid and tiles."""
+    as failures), then the grid and tiles. ``probe``: the ids of the scenes whose assets are
+    checked (default all; a rescan from a state checks only the scenes it reads)."""
     failures = [{"kind": "item", "id": i, "reason": r} for i, r in search.failures]
     check_windows(cfg, search.items, "found")
     # no red/nir anywhere, no detection index left, scenes without a mask (masks: required): exit 2
@@ -316,7 +324,9 @@ def checked_plan(cfg: ScanConfig, zones: gpd.GeoDataFrame, admin: gpd.GeoDataFra
     sizing = plan_budget(cfg, search.items)  # a budget too small for one tile: exit 2 before any read
     zones, outside = _zones_in_scenes(zones, search.items)
     failures += outside
-    items, unreadable = probe_scenes(cfg, search.items, pipelines.get_profile(cfg.stac.profile))
+    _, unreadable = probe_scenes(cfg, [it for it in search.items if probe is None or it.id in probe], pipelines.get_profile(cfg.stac.profile))
+    bad = {f.item_id for f in unreadable}
+    items = [it for it in search.items if it.id not in bad]
     failures += [{"kind": "scene", "id": f.item_id, "reason": f.reason} for f in unreadable]
     check_windows(cfg, items, "readable", [f for f in failures if f["kind"] == "scene"])
     plan = ScanPlan.build(cfg, zones, admin, search, items=items, failures=failures, sizing=sizing)

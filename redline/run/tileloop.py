@@ -17,17 +17,19 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 import pipelines
 from redline import assess
 from redline.alerts import alerts_from_fields
 from redline.detect import FIELDS, STACK_VARS
-from redline.run.graph import items_over, tile_graph
+from redline.run.graph import items_over, resumed_graph, tile_graph
 from redline.run.plan import ScanPlan
 from redline.run.rasters import put_tile_rasters
+from redline.run.state import State, StateWriter, StoredTile, stock_start
 from redline.tiles import Mosaic, Tile
 
-__all__ = ["STITCH_FIELDS", "Tiled", "run_tiles"]
+__all__ = ["STITCH_FIELDS", "Resume", "Tiled", "run_tiles"]
 
 log = logging.getLogger(__name__)
 
@@ -48,39 +50,81 @@ class Tiled:
     seconds: dict[str, float] = field(default_factory=lambda: {"mosaics": 0.0, "polygons": 0.0})
 
 
-def run_tiles(plan: ScanPlan, mosaic: Mosaic, *, progress: bool | None, scan_id: str | None = None, check_assets: bool = False) -> Tiled:
+def run_tiles(plan: ScanPlan, mosaic: Mosaic, *, progress: bool | None, scan_id: str | None = None, check_assets: bool = False,
+              state: StateWriter | None = None, resume: Resume | None = None) -> Tiled:
     """The eager part of a scan (or of ``redline assess``), tile by tile: each tile's graph —
     detection fields, monitor composite, assessment inputs and clear-pixel counts, all from one
     read of its scenes — is computed on the cluster and its core written into ``mosaic``; its
     alerts (found by ``scan_id``) are found on its own zones (``scan_id`` None: the
     assessment only). At most ``tiling.in_flight`` tiles are in memory at once.
     ``check_assets``: check each scene's assets while loading (the scan probed them already).
-    The plan's scenes, tiles and grid; its band plan says which bands every scene has."""
+    The plan's scenes, tiles and grid; its band plan says which bands every scene has.
+    ``state``: also write each tile's baseline model, its looks from
+    :func:`redline.run.state.stock_start` on and the assessment inputs of the looks before it
+    (:class:`redline.run.state.StateWriter`; committed by the caller).
+    ``resume``: a rescan from a state (:class:`Resume`): each tile starts from its stored model
+    and looks and reads only ``plan.items`` of the changed days (``resume.items``); the
+    results are those of a scan over every scene."""
     got = Tiled()
     cfg, items, tiles, grid = plan.cfg, plan.items, plan.tiles, plan.grid
-    tile_items = {t.id: items_over(items, t.geobox(grid)) for t in tiles}
-    runnable = [t for t in tiles if tile_items[t.id]]
-    got.empty_tiles = [t for t in tiles if not tile_items[t.id]]
+    first = stock_start(cfg)
+    if resume is not None:  # every tile of the state computes (its stored looks), reading its new scenes if any
+        tile_items = {t.id: items_over(resume.items, t.geobox(grid)) for t in tiles}
+        runnable, got.empty_tiles = list(tiles), []
+    else:
+        tile_items = {t.id: items_over(items, t.geobox(grid)) for t in tiles}
+        runnable = [t for t in tiles if tile_items[t.id]]
+        got.empty_tiles = [t for t in tiles if not tile_items[t.id]]
+    stored: dict[str, StoredTile] = {}
 
     def graph(tile: Tile) -> list:
         gb = tile.geobox(grid)
-        g = tile_graph(cfg, tile_items[tile.id], gb, check_assets=check_assets, plan=plan.bands, chunk=plan.chunk_px)
+        if resume is not None:
+            st = stored[tile.id] = resume.state.stored(tile.id, resume.days)
+            g = resumed_graph(cfg, st.model, st.kept, tile_items[tile.id], gb, plan=plan.bands, chunk=plan.chunk_px)
+            inputs = assess.resumed_inputs(cfg, g.reflectance, st.pre)
+        else:
+            g = tile_graph(cfg, tile_items[tile.id], gb, check_assets=check_assets, plan=plan.bands, chunk=plan.chunk_px)
+            inputs = assess.lazy_inputs(cfg, g.reflectance)
         for sc in g.scalings:
             got.scalings[(sc.item_id, sc.band)] = sc
         for line in g.skipped:
             got.skipped.setdefault(line.split(":", 1)[0], line.split(":", 1)[-1].strip())
         clear = g.reflectance["red"].notnull().sum(("y", "x"))
-        inputs = assess.lazy_inputs(cfg, g.reflectance)
-        return [g.detection, g.composite, inputs, clear] if scan_id is not None else [inputs, clear]
+        kept = []
+        if state is not None and resume is not None:  # the new state: the same model, the kept and new looks
+            kept = [g.reflectance]
+        elif state is not None:  # what a rescan starts from (redline.run.state): the model, the later looks, the earlier ones' last clear day
+            days = g.reflectance["time"].values.astype("datetime64[D]")
+            kept = [g.model, g.reflectance.isel(time=np.flatnonzero(days >= first)), assess.last_clear_of(g.reflectance.isel(time=np.flatnonzero(days < first)))]
+        return kept + ([g.detection, g.composite, inputs, clear] if scan_id is not None else [inputs, clear])
 
     results = pipelines.compute_tiles(runnable, graph, scenes=[len(tile_items[t.id]) for t in runnable], show=progress, in_flight=cfg.tiling.in_flight,
                                       io=pipelines.cluster_io_stats)
     for tile, computed in results:
         t = time.perf_counter()
-        extra_np, clear_np = computed[-2], computed[-1]
+        if resume is not None:
+            st = stored.pop(tile.id)
+            clear_np = computed[-1]
+            counts = pd.Series(clear_np.values.astype(int), index=pd.DatetimeIndex(clear_np["time"].values))
+            if state is not None:
+                state.put(tile, model=None, stock=computed[0], base=st.base)
+                computed = computed[1:]
+            counts = pd.concat([st.pre_clear, counts])
+        else:
+            clear_np = computed[-1]
+            counts = pd.Series(clear_np.values.astype(int), index=pd.DatetimeIndex(clear_np["time"].values))
+            if state is not None:
+                model, stock, pre_last, computed = computed[0], computed[1], computed[2], computed[3:]
+                state.put(tile, model=model, stock=stock, pre=_pre_stock(computed[-2], pre_last, first),
+                          pre_clear=counts[counts.index.values.astype("datetime64[D]") < first])
+        if state is not None:
+            got.seconds["state"] = got.seconds.get("state", 0.0) + time.perf_counter() - t
+            t = time.perf_counter()
+        extra_np = computed[-2]
         got.years = assess.write_inputs(mosaic, tile, extra_np)
         got.attrs = dict(extra_np.attrs)
-        counts = pd.Series(clear_np.values.astype(int), index=pd.DatetimeIndex(clear_np["time"].values).normalize())
+        counts.index = counts.index.normalize()
         got.clear_px = got.clear_px.add(counts.groupby(level=0).sum(), fill_value=0).astype(int)
         if scan_id is None:
             got.seconds["mosaics"] += time.perf_counter() - t
@@ -104,6 +148,28 @@ def run_tiles(plan: ScanPlan, mosaic: Mosaic, *, progress: bool | None, scan_id:
         log.info("tile %s: %d zone(s), %d piece(s) of split zones, %d scene(s), %d alert(s)",
                  tile.id, len(tile.zone_ids), len(tile.split_ids), len(tile_items[tile.id]), len(got.found[-1]))
     return got
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A rescan from ``state``: ``items``, the scenes of the solar days ``days`` that are new or
+    changed since it (read now; the state's looks of those days are left out)."""
+
+    state: State
+    days: set[str]
+    items: list
+
+
+def _pre_stock(inputs: xr.Dataset, last_clear: xr.DataArray, first: np.datetime64) -> xr.Dataset:
+    """The assessment inputs a rescan cannot compute from the looks a state keeps (those from
+    ``first`` on): the baseline period's, the annual NDVI of the years before ``first``, and
+    ``last_clear`` of the looks before it."""
+    year = int(str(first)[:4])
+    out = {k: inputs[k] for k in inputs.data_vars if str(k).endswith("_baseline")}
+    annual = inputs["ndvi_annual"]
+    out["ndvi_annual"] = annual.isel(year=np.flatnonzero(annual["year"].values < year))
+    out["last_clear"] = last_clear
+    return xr.Dataset(out)
 
 
 #: Per-pixel fields :func:`redline.alerts.alerts_from_fields` reads, written for tiles holding
