@@ -106,4 +106,5 @@ bench: install-bench
 	$(BIN)/python benchmarks/register_decision.py
 	$(BIN)/python benchmarks/serve_load.py
 	$(BIN)/python benchmarks/figures.py
+	$(BIN)/python benchmarks/incremental.py
 	$(BIN)/python benchmarks/detector_vs_nrt.py

@@ -24,7 +24,7 @@ from redline.run.state import INDEX, STATE_DIR, read_state
 from redline.scan import run_scan
 
 
-def _catalogue(src: Path, dst: Path, drop: set[str]) -> Path:
+def catalogue(src: Path, dst: Path, drop: set[str]) -> Path:
     """A copy of the scene set's catalogue (the COGs stay where they are) without ``drop``."""
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copy(src / "collection.json", dst / "collection.json")
@@ -34,17 +34,19 @@ def _catalogue(src: Path, dst: Path, drop: set[str]) -> Path:
     return dst
 
 
-def _scan(scenes, folder: Path, out: Path, **kw):
+def scan_catalogue(scenes, folder: Path, out: Path, *, register: str | None = None, **kw):
     with serve_stac(folder) as url:
         cfg = load_config(scenes.config, overrides={"stac": {"url": url}})
+        if register:
+            cfg = cfg.model_copy(update={"register_path": register})
         return run_scan(cfg, out, config_text=Path(scenes.config).read_text(encoding="utf-8"), **kw)
 
 
-def _manifest(out: Path) -> dict:
+def manifest(out: Path) -> dict:
     return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
 
 
-def _assert_same_answer(a: Path, b: Path, *, history: bool = True) -> None:
+def assert_same_answer(a: Path, b: Path, *, history: bool = True) -> None:
     """Alerts, rasters and zone/county tables of two output folders are the same. ``history``:
     the folders' registers had the same alerts before, so that the alerts' outlines (a union
     with the earlier one), confidence (the highest) and type (the first) are compared too."""
@@ -83,60 +85,56 @@ def increments(small_scenes, tmp_path_factory):
     late = monitor[len(monitor) // 2][1]
     base = tmp_path_factory.mktemp("increments")
     return {
-        "first": _catalogue(src, base / "first", {*last6, late}),
-        "plus1": _catalogue(src, base / "plus1", {*last6[1:], late}),
-        "plus5": _catalogue(src, base / "plus5", {late}),
-        "late": _catalogue(src, base / "late", set()),
+        "first": catalogue(src, base / "first", {*last6, late}),
+        "plus1": catalogue(src, base / "plus1", {*last6[1:], late}),
+        "plus5": catalogue(src, base / "plus5", {late}),
+        "late": catalogue(src, base / "late", set()),
         "ids": {"last6": last6, "late": late},
     }
 
 
 def test_rescans_read_only_the_new_scenes_and_give_the_full_scans_answer(small_scenes, small_scan, increments, tmp_path):
     out = tmp_path / "scheduled"
-    first = _scan(small_scenes, increments["first"], out)
-    m = _manifest(out)
+    first = scan_catalogue(small_scenes, increments["first"], out)
+    m = manifest(out)
     assert m["state"]["incremental"] is False and m["state"]["why_full"].startswith("no state")
     assert (out / STATE_DIR / INDEX).is_file() and m["state"]["tiles"] >= 1
     assert m["outputs"][m["state"]["path"]]["sha256"] == m["state"]["sha256"]  # the state is checksummed with the outputs
     n_first = first.n_items
     base_files = {t["id"]: t["files"]["base"]["sha256"] for t in json.loads((out / STATE_DIR / INDEX).read_text(encoding="utf-8"))["tiles"]}
-    twin = tmp_path / "twin"  # the same folder, register included, rescanned in full
-    shutil.copytree(out, twin)
 
     # one new scene: only it is read (its day), the answer is a full scan's over the same scenes
-    one = _scan(small_scenes, increments["plus1"], out)
-    m = _manifest(out)
+    one = scan_catalogue(small_scenes, increments["plus1"], out)
+    m = manifest(out)
     assert m["state"]["incremental"] is True and m["state"]["new_scenes"] == [increments["ids"]["last6"][0]]
     assert any(n.startswith("incremental: 1 new scene(s)") for n in one.notes)
     assert one.n_items == n_first + 1
     index = json.loads((out / STATE_DIR / INDEX).read_text(encoding="utf-8"))
     assert {t["id"]: t["files"]["base"]["sha256"] for t in index["tiles"]} == base_files  # the baseline files kept as they were
     assert len(list((out / STATE_DIR).iterdir())) == 2  # the index and this state's folder: the previous one is gone
-    _scan(small_scenes, increments["plus1"], twin, full=True)
-    assert _manifest(twin)["state"]["incremental"] is False
-    _assert_same_answer(out, twin)
+    # (its answer against a full scan of the same scenes: tests/test_incremental_cluster.py)
 
     # five more, then a scene older than the state's last look: read alone, judged in its place
-    _scan(small_scenes, increments["plus5"], out)
-    assert _manifest(out)["state"]["new_scenes"] == sorted(increments["ids"]["last6"][1:])
+    scan_catalogue(small_scenes, increments["plus5"], out)
+    assert manifest(out)["state"]["new_scenes"] == sorted(increments["ids"]["last6"][1:])
     twin_late = tmp_path / "twin-late"
     shutil.copytree(out, twin_late)
-    _scan(small_scenes, increments["late"], out)
-    m = _manifest(out)
+    scan_catalogue(small_scenes, increments["late"], out)
+    m = manifest(out)
     assert m["state"]["new_scenes"] == [increments["ids"]["late"]]
     days = sorted(json.loads((out / STATE_DIR / INDEX).read_text(encoding="utf-8"))["days"])
     assert len(m["state"]["days_read"]) == 1 and m["state"]["days_read"][0] < days[-1]  # older than the state's last look
-    _scan(small_scenes, increments["late"], twin_late, full=True)
-    _assert_same_answer(out, twin_late)
+    scan_catalogue(small_scenes, increments["late"], twin_late, full=True)
+    assert_same_answer(out, twin_late)
     # every scene now: the rasters and tables of the session's fresh full scan of the whole set,
     # its alerts' ids and first dates (confidence, type and outline of an alert the register
     # held before are the register's: the highest confidence, the first type, the union)
-    _assert_same_answer(out, small_scan.out_dir, history=False)
+    assert_same_answer(out, small_scan.out_dir, history=False)
 
 
 def test_a_changed_config_or_a_damaged_state_makes_a_full_scan_with_one_line(small_scenes, small_config, increments, tmp_path):
     out = tmp_path / "scheduled"
-    _scan(small_scenes, increments["plus5"], out)
+    scan_catalogue(small_scenes, increments["plus5"], out)
     from redline.run.plan import find_scenes, read_areas, scan_grid
 
     zones, _ = read_areas(small_config)
@@ -166,10 +164,7 @@ def test_a_changed_config_or_a_damaged_state_makes_a_full_scan_with_one_line(sma
     s, why = read_state(out, small_config, items, grid)
     assert s is None and "format 99" in why
     # the scan then is a full one and says why on its console lines; its new state is usable again
-    res = _scan(small_scenes, increments["late"], out)
+    res = scan_catalogue(small_scenes, increments["late"], out)
     assert any(n.startswith("full scan: ") and "format 99" in n for n in res.notes)
-    assert _manifest(out)["state"]["incremental"] is False
+    assert manifest(out)["state"]["incremental"] is False
     assert read_state(out, small_config, items, grid)[0] is not None
-    # --full: a full scan whatever the state
-    _scan(small_scenes, increments["late"], out, full=True)
-    assert _manifest(out)["state"] == {**_manifest(out)["state"], "incremental": False, "why_full": "--full given"}
