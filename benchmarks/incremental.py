@@ -107,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(twin)
                 print(f"  {step}: incremental {inc['seconds']:.1f} s ({len(inc['state'].get('new_scenes', []))} new, peak "
                       f"{inc['peak_rss'] / 2**20:.0f} MiB) vs full {full['seconds']:.1f} s (peak {full['peak_rss'] / 2**20:.0f} MiB): "
-                      f"×{inc['seconds'] / full['seconds']:.3f}; incremental stages: "
-                      + ", ".join(f"{k} {v:.1f}" for k, v in inc["stages"].items() if v >= 0.2), flush=True)
+                      f"×{inc['seconds'] / full['seconds']:.3f}; stages, incremental: "
+                      + ", ".join(f"{k} {v:.1f}" for k, v in inc["stages"].items() if v >= 0.2)
+                      + "; full: " + ", ".join(f"{k} {v:.1f}" for k, v in full["stages"].items() if v >= 0.2), flush=True)
             same = _run(cats["plus5"], out)
             print(f"  nothing new: {same['seconds']:.2f} s (up to date: {same['up_to_date']})", flush=True)
     print(_bench.machine())

@@ -168,3 +168,16 @@ def test_a_changed_config_or_a_damaged_state_makes_a_full_scan_with_one_line(sma
     assert any(n.startswith("full scan: ") and "format 99" in n for n in res.notes)
     assert manifest(out)["state"]["incremental"] is False
     assert read_state(out, small_config, items, grid)[0] is not None
+
+
+def test_a_state_folder_that_cannot_be_written_is_refused_before_anything_is_read(small_config, tmp_path):
+    """`OUT/state` a file (or not writable): one line naming it, exit 2 (RedlineInputError),
+    before the search; nothing written."""
+    from redline.errors import RedlineInputError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / STATE_DIR).write_text("not a folder", encoding="utf-8")
+    with pytest.raises(RedlineInputError, match=r"state is a file, not the scan state folder"):
+        run_scan(small_config, out)
+    assert sorted(p.name for p in out.iterdir()) == [STATE_DIR]

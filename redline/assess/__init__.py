@@ -226,8 +226,13 @@ def last_clear_of(refl: xr.Dataset) -> xr.DataArray:
 def last_clear_day(da: xr.DataArray) -> xr.DataArray:
     """Per pixel, the day of the last clear observation of ``da`` (NaN where not clear), as
     days since 1970-01-01 (float32; exact for whole days), NaN where never clear. Lazy."""
+    if da.sizes.get("time", 0) == 0:
+        return xr.full_like(da.sum("time"), np.nan, dtype="float32")
     days = ((da["time"] - np.datetime64("1970-01-01", "ns")) / np.timedelta64(1, "D")).astype("float64")
-    return xr.where(da.notnull(), np.floor(days), np.nan).max("time", skipna=True).astype("float32")
+    # −∞ where not clear rather than NaN: numpy's nanmax warns on every pixel never seen clear
+    # (from Dask's worker threads, where a warning filter is not thread-safe); the same days
+    last = xr.where(da.notnull(), np.floor(days), -np.inf).max("time")
+    return last.where(np.isfinite(last)).astype("float32")
 
 
 # --------------------------------------------------------------------------- zonal statistics
