@@ -53,6 +53,7 @@ in all, which puts the model 12–16 % above those two scans: it errs on the saf
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -220,18 +221,33 @@ class PeakSampler:
     used as a context manager; also this process's own peak by the kernel's count
     (``resource.getrusage``, ``ru_maxrss``) which no sampling can miss."""
 
-    def __init__(self, interval: float = 0.1) -> None:
+    def __init__(self, interval: float = 0.1, refresh: float = 1.0) -> None:
         import threading
 
         self.interval = interval
+        self.refresh = refresh
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="redline-peak-rss", daemon=True)
         self._proc = psutil.Process(os.getpid())
+        self._children: list[psutil.Process] = []
+        self._found_at = -float("inf")
 
     def sample(self) -> int:
+        """The process tree's RSS now (bytes); the peak updated. The descendants are looked up
+        again every ``refresh`` seconds only: psutil finds them by reading every process's
+        ``/proc`` entry (~5 ms with 90 processes, in Python), which every 0.1 s took ~5 % of a
+        core and of the GIL the scan's worker threads share (benchmarks/README.md §5c, "Where the GIL goes"); each
+        one's RSS is read every ``interval`` (~14 µs)."""
+        now = time.monotonic()
+        if now - self._found_at >= self.refresh:
+            try:
+                self._children = self._proc.children(recursive=True)
+            except psutil.Error:
+                pass
+            self._found_at = now
         total = 0
-        for p in [self._proc, *self._proc.children(recursive=True)]:
+        for p in [self._proc, *self._children]:
             try:
                 total += p.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
