@@ -322,11 +322,10 @@ def _compute(plan: ScanPlan, out: Path, scan_id: str, profile: pipelines.Profile
         mosaic = Mosaic(out / outputs.TILES_DIR, plan.grid, plan.zones_utm)
         mosaic.remove()  # a killed scan's or the failed attempt's mosaics
         try:
-            state.abandon()
-            state.tiles.clear()
             if resume is not None:  # the state's tiles; only the changed days' scenes still in the plan are read
                 plan = replace(plan, tiles=resume.state.tiles())
-                resume = replace(resume, items=[it for it in plan.items if it.id in {r.id for r in resume.items}])
+                reread = {it.id for it in resume.items}
+                resume = replace(resume, items=[it for it in plan.items if it.id in reread])
             tiled = run_tiles(plan, mosaic, progress=progress, scan_id=scan_id, state=state, resume=resume)
             if resume is not None:  # the scenes not read again keep the scalings recorded when they were
                 for sc in resume.state.scalings():

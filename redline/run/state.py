@@ -54,6 +54,7 @@ from odc.geo.geobox import GeoBox
 
 import pipelines
 from redline.config import ScanConfig
+from redline.provenance import sha256_file
 from redline.tiles import Tile
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "INDEX", "STATE_DIR", "State", "StateWriter", "StoredTile", "config_digest", "day_of", "item_fingerprint", "read_state",
@@ -84,16 +85,6 @@ def stock_start(cfg: ScanConfig) -> np.datetime64:
     return np.datetime64(f"{first.year:04d}-01-01", "D")
 
 
-def _file_sha256(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def config_digest(cfg: ScanConfig) -> str:
     """sha256 of what in ``cfg`` changes a scan's answer for the dates it has seen: the baseline
     window, the monitor start, resolution, masks, detection and assessment settings, the STAC
@@ -105,7 +96,7 @@ def config_digest(cfg: ScanConfig) -> str:
     d["stac"] = {"collections": sorted(cfg.stac.collections), "profile": cfg.stac.profile}
     files = {"zones": cfg.zones.path, "admin_units": cfg.admin_units.path if cfg.admin_units else None,
              **{k: getattr(cfg.assess, k) for k in ("land_cover", "rivers", "county_table")}}
-    d["files"] = {k: _file_sha256(Path(p)) if p else None for k, p in files.items()}
+    d["files"] = {k: sha256_file(Path(p)) if p else None for k, p in files.items()}
     for part in ("zones", "admin_units"):
         if d.get(part):
             d[part].pop("path", None)
@@ -246,7 +237,7 @@ class StateWriter:
         ds.to_netcdf(tmp, engine="h5netcdf", encoding=enc)
         os.replace(tmp, self.folder / name)
         path = self.folder / name
-        return {"file": f"{self.token}/{name}", "sha256": _file_sha256(path), "size": path.stat().st_size}
+        return {"file": f"{self.token}/{name}", "sha256": sha256_file(path), "size": path.stat().st_size}
 
     def _keep(self, name: str, src: Path, record: dict[str, Any]) -> dict[str, Any]:
         """The previous state's file ``src`` (record ``record``) as ``name`` of this one: a hard
@@ -312,13 +303,15 @@ class StateWriter:
         for old in self.root.iterdir():  # the previous state's tile folders, and partial ones of killed scans
             if old.is_dir() and old.name != self.token:
                 shutil.rmtree(old, ignore_errors=True)
-        return {"path": f"{STATE_DIR}/{INDEX}", "sha256": _file_sha256(self.root / INDEX), "format_version": FORMAT_VERSION,
+        return {"path": f"{STATE_DIR}/{INDEX}", "sha256": sha256_file(self.root / INDEX), "format_version": FORMAT_VERSION,
                 "tiles": len(self.tiles), "bytes": sum(r["size"] for t in self.tiles for r in t["files"].values()),
                 "baseline_bytes": sum(t["files"]["base"]["size"] for t in self.tiles), "days": len(index["days"])}
 
     def abandon(self) -> None:
-        """Remove what this writer wrote (the scan failed before :meth:`commit`)."""
+        """Remove what this writer wrote (the scan, or this attempt at its tile loop, failed
+        before :meth:`commit`); the writer can start again."""
         shutil.rmtree(self.folder, ignore_errors=True)
+        self.tiles.clear()
 
 
 def read_state(out: Path, cfg: ScanConfig, items: list[pystac.Item], grid: GeoBox) -> tuple[State | None, str]:
@@ -354,7 +347,7 @@ def read_state(out: Path, cfg: ScanConfig, items: list[pystac.Item], grid: GeoBo
         for t in index["tiles"]:
             for rec in t["files"].values():
                 f = root / rec["file"]
-                if not f.is_file() or f.stat().st_size != rec["size"] or _file_sha256(f) != rec["sha256"]:
+                if not f.is_file() or f.stat().st_size != rec["size"] or sha256_file(f) != rec["sha256"]:
                     return None, f"state file {f} is missing, truncated or altered (sha256 differs from {path})"
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return None, f"{path} cannot be read ({type(exc).__name__}: {exc})"

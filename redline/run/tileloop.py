@@ -17,6 +17,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pystac
 import xarray as xr
 
 import pipelines
@@ -103,21 +104,18 @@ def run_tiles(plan: ScanPlan, mosaic: Mosaic, *, progress: bool | None, scan_id:
                                       io=pipelines.cluster_io_stats)
     for tile, computed in results:
         t = time.perf_counter()
+        clear_np = computed[-1]
+        counts = pd.Series(clear_np.values.astype(int), index=pd.DatetimeIndex(clear_np["time"].values))
         if resume is not None:
             st = stored.pop(tile.id)
-            clear_np = computed[-1]
-            counts = pd.Series(clear_np.values.astype(int), index=pd.DatetimeIndex(clear_np["time"].values))
             if state is not None:
                 state.put(tile, model=None, stock=computed[0], base=st.base)
                 computed = computed[1:]
             counts = pd.concat([st.pre_clear, counts])
-        else:
-            clear_np = computed[-1]
-            counts = pd.Series(clear_np.values.astype(int), index=pd.DatetimeIndex(clear_np["time"].values))
-            if state is not None:
-                model, stock, pre_last, computed = computed[0], computed[1], computed[2], computed[3:]
-                state.put(tile, model=model, stock=stock, pre=_pre_stock(computed[-2], pre_last, first),
-                          pre_clear=counts[counts.index.values.astype("datetime64[D]") < first])
+        elif state is not None:
+            model, stock, pre_last, computed = computed[0], computed[1], computed[2], computed[3:]
+            state.put(tile, model=model, stock=stock, pre=_pre_stock(computed[-2], pre_last, first),
+                      pre_clear=counts[counts.index.values.astype("datetime64[D]") < first])
         if state is not None:
             got.seconds["state"] = got.seconds.get("state", 0.0) + time.perf_counter() - t
             t = time.perf_counter()
@@ -157,7 +155,7 @@ class Resume:
 
     state: State
     days: set[str]
-    items: list
+    items: list[pystac.Item]
 
 
 def _pre_stock(inputs: xr.Dataset, last_clear: xr.DataArray, first: np.datetime64) -> xr.Dataset:
