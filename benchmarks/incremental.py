@@ -1,7 +1,7 @@
 """Scheduled scans from a state (issue 26): a rescan after 1 and after 5 new scenes, and with
 nothing new, against a full scan over the same scenes; the state's size; the peak memory.
 
-Run with ``python benchmarks/incremental.py [--size 600] [--max-cloud 71] [--repeat 1]``.
+Run with ``python benchmarks/incremental.py [--size 600] [--max-cloud 71] [--repeat 1] [--delay 0.08]``.
 
 On one demo build (default: the ``small`` preset at 600 × 600 px, the scenes of at most 71 %
 cloud: 39 dates of 7 assets, local COGs behind the embedded STAC API, default configuration) the
@@ -13,6 +13,10 @@ cron job's scan is, after the imports):
    was, the full rescan (``--full``) — same scenes, same register before;
 2. the five other scenes: the same pair;
 3. nothing new: the rescan of the same folder (the up-to-date path).
+
+``--delay D``: the scenes' assets behind :class:`rangeserver.RangeServer` on loopback, each range
+request answered after D seconds (an object store across the internet: 50–150 ms, issue 25),
+as the scheduled scans of Earth Search or Planetary Computer read them.
 
 Prints per scan the wall time, the state's size (bytes, per million pixels of the grid and per
 detection index) and the peak RSS the manifest recorded, then the ratios incremental / full.
@@ -30,6 +34,7 @@ import time
 from pathlib import Path
 
 import _bench
+from rangeserver import RangeServer, items_over_http
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,13 +54,17 @@ def _one(catalogue: str, out: str, full: str) -> None:
         seconds = time.perf_counter() - t0
     m = json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))
     print(json.dumps({"seconds": seconds, "up_to_date": res.up_to_date, "state": m.get("state"), "peak_rss": m["resources"].get("peak_rss_bytes"),
-                      "grid": m.get("grid", {}), "stages": (m.get("timings") or {}).get("stages", {}), "n_items": res.n_items}))
+                      "grid": m.get("grid", {}), "stages": (m.get("timings") or {}).get("stages", {}),
+                      "outputs": (m.get("timings") or {}).get("outputs", {}), "n_items": res.n_items}))
 
 
-def _catalogue(build, dst: Path, drop: set[str], max_cloud: float) -> Path:
+def _catalogue(build, dst: Path, drop: set[str], max_cloud: float, url: str | None = None) -> Path:
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copy(Path(build.root) / "collection.json", dst / "collection.json")
-    fc = json.loads(Path(build.items).read_text(encoding="utf-8"))
+    if url:  # the assets over HTTP (rangeserver.RangeServer)
+        fc = json.loads((items_over_http(build.root, Path(f"{dst}.http"), url) / "items.json").read_text(encoding="utf-8"))
+    else:
+        fc = json.loads(Path(build.items).read_text(encoding="utf-8"))
     fc["features"] = [f for f in fc["features"] if f["id"] not in drop]
     (dst / "items.json").write_text(json.dumps(fc), encoding="utf-8")
     Path(f"{dst}.build.json").write_text(json.dumps({"config": str(build.config), "max_cloud": max_cloud}), encoding="utf-8")
@@ -78,17 +87,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=600, help="grid edge of the small preset in px")
     ap.add_argument("--max-cloud", type=float, default=71, help="stac.max_cloud_cover (71: 39 of the small preset's 73 dates)")
     ap.add_argument("--repeat", type=int, default=1, help="rounds of the whole sequence")
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds before each range request is answered (0: local files)")
     args = ap.parse_args(argv)
     build = _bench.build("small", size=args.size)
     print(_bench.machine(), flush=True)
     fc = json.loads(Path(build.items).read_text(encoding="utf-8"))
     kept = sorted((f["properties"]["datetime"], f["id"]) for f in fc["features"] if f["properties"].get("eo:cloud_cover", 0) <= args.max_cloud)
     last6 = [i for _, i in kept[-6:]]
-    with tempfile.TemporaryDirectory(prefix="redline-bench-incremental-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="redline-bench-incremental-") as tmp, RangeServer(build.root, delay=args.delay) as srv:
         t = Path(tmp)
-        cats = {"first": _catalogue(build, t / "c-first", set(last6), args.max_cloud),
-                "plus1": _catalogue(build, t / "c-plus1", set(last6[1:]), args.max_cloud),
-                "plus5": _catalogue(build, t / "c-plus5", set(), args.max_cloud)}
+        url = srv.url if args.delay > 0 else None
+        print(f"assets: {'over HTTP, ' + format(args.delay * 1000, '.0f') + ' ms per request' if url else 'local files'}", flush=True)
+        cats = {"first": _catalogue(build, t / "c-first", set(last6), args.max_cloud, url),
+                "plus1": _catalogue(build, t / "c-plus1", set(last6[1:]), args.max_cloud, url),
+                "plus5": _catalogue(build, t / "c-plus5", set(), args.max_cloud, url)}
         for rnd in range(args.repeat):
             out = t / f"scheduled-{rnd}"
             first = _run(cats["first"], out)
@@ -109,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"{inc['peak_rss'] / 2**20:.0f} MiB) vs full {full['seconds']:.1f} s (peak {full['peak_rss'] / 2**20:.0f} MiB): "
                       f"×{inc['seconds'] / full['seconds']:.3f}; stages, incremental: "
                       + ", ".join(f"{k} {v:.1f}" for k, v in inc["stages"].items() if v >= 0.2)
-                      + "; full: " + ", ".join(f"{k} {v:.1f}" for k, v in full["stages"].items() if v >= 0.2), flush=True)
+                      + " (outputs by kind: " + ", ".join(f"{k} {v:.1f}" for k, v in inc["outputs"].items() if v >= 0.2) + ")"
+                      + "; full: " + ", ".join(f"{k} {v:.1f}" for k, v in full["stages"].items() if v >= 0.2)
+                      + " (outputs by kind: " + ", ".join(f"{k} {v:.1f}" for k, v in full["outputs"].items() if v >= 0.2) + ")", flush=True)
             same = _run(cats["plus5"], out)
             print(f"  nothing new: {same['seconds']:.2f} s (up to date: {same['up_to_date']})", flush=True)
     print(_bench.machine())

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pystac
 import rasterio
@@ -39,10 +40,10 @@ from redline.errors import RasterError, RedlineInputError, StacError
 from redline.geojson import write_geojson
 from redline.register import Register, merge_alerts, of_scan
 from redline.run.catalog import write_catalog
-from redline.run.chips import alert_products, rechecks, with_products
+from redline.run.chips import ChipBook, alert_products, drawn_before, products_from_looks, rechecks, with_products
 from redline.run.plan import ScanPlan, check_windows, checked_plan, find_scenes, probe_scenes, read_areas, scan_grid
 from redline.run.rasters import write_rasters
-from redline.run.state import STATE_DIR, State, StateWriter, day_of, read_state
+from redline.run.state import STATE_DIR, State, StateWriter, day_of, read_state, stock_start
 from redline.run.stitch import stitch_split_zones
 from redline.run.tileloop import Resume, Tiled, run_tiles
 from redline.run.timings import Timings
@@ -213,7 +214,10 @@ def run_scan(
         with timings.stage("alerts"):
             merged, stats, run = _merge(plan, tiled, mosaic, register, scan_id, started, config_text)
         with timings.stage("rechecks"):
-            merged, decisions, jobs = rechecks(plan, merged, register.history(), scan_id)
+            # a rescan draws the chips of the alerts it had drawn before from its state, reading no scene (redline.run.chips)
+            records, series = resume.state.alerts() if resume is not None else ({}, {})
+            drawn = drawn_before(merged, scan_id, plan.grid, plan.utm, records, resume.days, out) if resume is not None else set()
+            merged, decisions, jobs = rechecks(plan, merged, register.history(), scan_id, skip=drawn)
         # the outputs side by side: COGs then the assessment (its statistics read the COGs) on a
         # worker thread while this thread draws the chips (their own small read of the scenes),
         # commits the register and writes the alert layers; the figures take turns (maps' lock)
@@ -225,15 +229,18 @@ def run_scan(
 
         with ThreadPoolExecutor(1, thread_name_prefix="redline-outputs") as pool:
             assessed = pool.submit(_cogs_and_assessment, out, plan, tiled, mosaic, zones, admin, _this_scan(merged, scan_id, zones), timings)
+            book = ChipBook(plan.grid, stock_start(plan.cfg), [(t["id"], tuple(t["window"])) for t in state.tiles])
             with timings.stage("outputs"):
-                products = _output(failures, timings, "chips", alert_products, out, jobs, cfg)
+                products = _output(failures, timings, "chips", _chips, out, plan, jobs, merged, drawn, records, series, state, book)
             merged = with_products(merged, scan_id, products or {})
             with timings.stage("register"):
                 register.commit_scan(merged, scan=run, decisions=decisions, review_steps=tuple(cfg.review.steps))  # one transaction
             with timings.stage("state"):  # after the register: a state never runs ahead of the alerts it was judged into
                 state.items = [it for it in plan.items if it.id not in tiled.skipped]  # a scene left out is read again next time
                 state.scalings = list(tiled.scalings.values())
-                state_record = {**state.commit(), **_resume_record(resume, why)}
+                state.alerts, state.alert_series = book.records, book.series
+                state_record = {**state.commit(), **_resume_record(resume, why),
+                                "chips": {"read": len(products or {}) - len(drawn & set(products or {})), "from_state": len(drawn & set(products or {}))}}
             io = pipelines.cluster_io_stats()
             if io.retries:  # throttling (429) or server errors GDAL retried with back-off: reported, not hidden
                 log.warning("%d remote read request(s) were retried after HTTP 429/5xx (the server throttled or failed); manifest.json io.retries", io.retries)
@@ -377,6 +384,20 @@ def _cogs_and_assessment(out: Path, plan: ScanPlan, tiled: Tiled, mosaic: Mosaic
             rasters=raster_paths, attrs=tiled.attrs, figure_failed=figure_failed,
         )
     return zone_stats, admin_stats, failed
+
+
+def _chips(out: Path, plan: ScanPlan, jobs: list, merged: gpd.GeoDataFrame, drawn: set[str], records: dict[str, dict],
+           series: dict[str, tuple[np.ndarray, np.ndarray]], state: StateWriter, book: ChipBook) -> dict[str, tuple[str, str, str | None, str | None]]:
+    """The chips and figures of this scan's alerts: read from their windows of the scenes
+    (``jobs``, :func:`redline.run.chips.alert_products`), or, for those a rescan had drawn
+    before (``drawn``), from the state's records and the new state's looks; ``book`` gets
+    each one's record for the next state."""
+    products = alert_products(out, jobs, plan.cfg, book=book)
+    log.info("chips: %d alert(s) drawn from their windows of the scenes, %d from the state", len(products), len(drawn))
+    if drawn:
+        looks = {t["id"]: state.looks_file(t["id"]) for t in state.tiles}
+        products |= products_from_looks(out, plan.cfg, plan, merged[merged["alert_id"].isin(list(drawn))], records, series, looks, book=book)
+    return products
 
 
 def _output(failures: list[dict[str, str]], timings: Timings, kind: str, writer: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

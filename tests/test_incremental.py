@@ -58,6 +58,12 @@ def assert_same_answer(a: Path, b: Path, *, history: bool = True) -> None:
     pd.testing.assert_frame_equal(ka, kb)
     if history:
         assert all(x.equals(y) for x, y in zip(fa.sort_values("alert_id").geometry, fb.sort_values("alert_id").geometry))
+        # the reviewer's pictures: before/after chips and series figures, pixel for pixel (a
+        # rescan draws those of the alerts it had drawn from its state, redline.run.chips)
+        pictures = sorted(p.relative_to(a).as_posix() for p in [*(a / "chips").glob("*.png"), *(a / "figures").glob("*-*-*.png")])
+        assert len(pictures) >= 3 * len(fa)
+        assert pictures == sorted(p.relative_to(b).as_posix() for p in [*(b / "chips").glob("*.png"), *(b / "figures").glob("*-*-*.png")])
+        assert [p for p in pictures if (a / p).read_bytes() != (b / p).read_bytes()] == []
     for name in ("zone_stats.csv", "admin_stats.csv", "ndvi_annual.csv"):
         ta, tb = pd.read_csv(a / name), pd.read_csv(b / name)
         if not history:  # what the register's alerts count (their union areas, their first types) left out
@@ -108,6 +114,7 @@ def test_rescans_read_only_the_new_scenes_and_give_the_full_scans_answer(small_s
     m = manifest(out)
     assert m["state"]["incremental"] is True and m["state"]["new_scenes"] == [increments["ids"]["last6"][0]]
     assert any(n.startswith("incremental: 1 new scene(s)") for n in one.notes)
+    assert m["state"]["chips"]["from_state"] >= 1  # alerts drawn before: their chips from the state, no scene read for them
     assert one.n_items == n_first + 1
     index = json.loads((out / STATE_DIR / INDEX).read_text(encoding="utf-8"))
     assert {t["id"]: t["files"]["base"]["sha256"] for t in index["tiles"]} == base_files  # the baseline files kept as they were

@@ -20,7 +20,7 @@ from redline import bands as bandplan
 from redline.config import ScanConfig
 from redline.detect import STACK_VARS, fit_baseline, monitor, nanmedian_last, stack_indices
 
-__all__ = ["TileGraph", "analysis_grid", "items_over", "masked_reflectance", "monitor_median", "resumed_graph", "tile_graph"]
+__all__ = ["TileGraph", "analysis_grid", "index_stack", "items_over", "masked_reflectance", "monitor_median", "resumed_graph", "tile_graph"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def masked_reflectance(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox
     return refl, loaded.scalings, loaded.skipped
 
 
-def _stack(refl: xr.Dataset, plan: bandplan.BandPlan) -> xr.DataArray:
+def index_stack(refl: xr.Dataset, plan: bandplan.BandPlan) -> xr.DataArray:
     """The detector's input (:data:`redline.detect.STACK_VARS` × time) from masked reflectance."""
     names = ["NDVI", "MNDWI", "NBR", "BI", "NDBI"]
     idx = indices.compute_indices(refl, [n for n in names if n in plan.stack_vars])
@@ -114,7 +114,7 @@ def tile_graph(cfg: ScanConfig, items: list[pystac.Item], geobox: GeoBox, *, che
     them are NaN and out of detection (:mod:`redline.bands`)."""
     plan = plan if plan is not None else bandplan.plan_bands(items)
     refl, scalings, skipped = masked_reflectance(cfg, items, geobox, check_assets=check_assets, chunk=chunk, plan=plan)
-    stack = _stack(refl, plan)
+    stack = index_stack(refl, plan)
     # the detector in its two halves (the same fields as redline.detect.detect, bit for bit): the
     # baseline model, which a scan keeps in its state (redline.run.state), and the looks after it
     d = cfg.detection
@@ -149,7 +149,7 @@ def resumed_graph(cfg: ScanConfig, model: xr.Dataset, kept: xr.Dataset, items: l
             refl = refl.assign(lst=xr.full_like(refl["red"], np.nan))
         new = new.assign_coords(y=refl["y"], x=refl["x"])  # the same grid: the stored coordinates, to the bit
         refl = xr.concat([refl, new[list(refl.data_vars)]], dim="time").sortby("time").chunk(chunks)
-    stack = _stack(refl, plan)
+    stack = index_stack(refl, plan)
     d = cfg.detection
     det = monitor(model, _after_baseline(cfg, stack), monitor=(cfg.monitor.start, cfg.monitor.end), z_threshold=d.z_threshold,
                   consecutive=d.consecutive)

@@ -23,6 +23,15 @@ and the looks file ``refl_<band>`` (time, y, x) float32 — the masked reflectan
 clear; ``lst`` in Kelvin) of every look from :func:`stock_start` on, with its solar ``day``: the
 monitor looks and the rest of the calendar year the monitor begins in, which the monitor
 period's assessment inputs and the annual growing-season NDVI of those years are computed from.
+Its HDF5 chunks are all looks of :data:`LOOKS_CHUNK` px squares, so that the chips of a rescan
+read their windows only.
+
+The alerts' chips (:mod:`redline.run.chips`): per alert drawn, the index's record (its tile, the
+chip window and centre pixel on the grid, ``first_detected``, the figure's index, the before
+chip and its dates) and, in ``alerts.nc``, the figure index at its centre pixel on every look
+before :func:`stock_start` (``series``, ``seen`` on (alert, pre_time)). A rescan redraws an
+alert whose record still holds from these and the looks file, reading no scene; the before
+chip, made of looks a new scene does not change, is kept.
 
 The index names what produced the state: the format and its version (:data:`FORMAT`,
 :data:`FORMAT_VERSION`), redline's version, :func:`config_digest` (the config that changes the
@@ -68,7 +77,11 @@ INDEX = "state.json"
 #: What the index calls itself, and the version of its layout: a state of another version is
 #: refused (a full scan rewrites it), never read as if it were this one.
 FORMAT = "redline-scan-state"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the looks file in spatial HDF5 chunks; the alerts' chip records and series
+
+#: HDF5 chunk edge (px) of the looks file: a chip window (an alert with its margin, ~40-80 px)
+#: reads and inflates a few chunks of every look, not the tile's whole band.
+LOOKS_CHUNK = 128
 
 #: Property keys whose value says which processing made a scene's pixels: a reprocessed baseline
 #: scene (another ESA processing baseline, another Landsat collection processing) invalidates
@@ -183,6 +196,18 @@ class State:
         pre_clear = pd.Series(base["pre_clear_px"].values.astype(int), index=pd.DatetimeIndex(base["pre_time"].values))
         return StoredTile(model=model, kept=kept, pre=pre, pre_clear=pre_clear, base=(base_path, rec["files"]["base"]))
 
+    def alerts(self) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """The alerts' chip records (alert id → record, :mod:`redline.run.chips`) and their
+        series before :func:`stock_start` (alert id → (times datetime64[ns], float32 values))."""
+        part = self.index.get("alerts") or {}
+        records = {r["alert_id"]: {k: v for k, v in r.items() if k != "alert_id"} for r in part.get("records", [])}
+        if not part.get("series"):
+            return records, {}
+        with xr.open_dataset(self.root / part["series"]["file"], engine="h5netcdf") as ds:
+            ids, times = [str(a) for a in ds["alert"].values], ds["pre_time"].values
+            series, seen = ds["series"].values, ds["seen"].values.astype(bool)
+        return records, {a: (times[seen[k]], series[k, seen[k]]) for k, a in enumerate(ids)}
+
 
 @dataclass(frozen=True)
 class StoredTile:
@@ -212,6 +237,10 @@ class StateWriter:
     tiles: list[dict[str, Any]] = field(default_factory=list)
     bands: dict[str, Any] = field(default_factory=dict)  # the scenes' band plan record (a rescan with other bands is a full scan)
     scalings: list[pipelines.ItemScaling] = field(default_factory=list)
+    #: alert id → its chips' record (:mod:`redline.run.chips`: tile, window, centre, first_detected, var, before chip)
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: alert id → (times before :func:`stock_start`, datetime64[ns]; the figure index at its centre on them)
+    alert_series: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -230,9 +259,19 @@ class StateWriter:
                                   for it in self.items if it.datetime is not None}
         return [self._days_by_time.get(np.datetime64(t, "ns"), str(t)[:10]) for t in times]
 
-    def _write(self, name: str, ds: xr.Dataset) -> dict[str, Any]:
-        """Write ``ds`` as ``name`` in this state's folder (temporary name, renamed); its record."""
-        enc = {v: {"zlib": True, "complevel": 1, "shuffle": True, "chunksizes": ds[v].shape} for v in ds.data_vars if ds[v].size}
+    def looks_file(self, tile_id: str) -> tuple[Path, tuple[int, int, int, int]]:
+        """The looks file this writer wrote for tile ``tile_id`` (before :meth:`commit` too) and
+        the tile's window (r0, r1, c0, c1, px of the grid)."""
+        rec = next(t for t in self.tiles if t["id"] == tile_id)
+        return self.root / rec["files"]["looks"]["file"], tuple(rec["window"])
+
+    def _write(self, name: str, ds: xr.Dataset, chunk: int | None = None) -> dict[str, Any]:
+        """Write ``ds`` as ``name`` in this state's folder (temporary name, renamed); its record.
+        ``chunk``: HDF5 chunks of that edge on the last two dimensions (else one per variable)."""
+        def chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+            return shape if chunk is None or len(shape) < 2 else (*shape[:-2], *(min(chunk, n) for n in shape[-2:]))
+
+        enc = {v: {"zlib": True, "complevel": 1, "shuffle": True, "chunksizes": chunks(ds[v].shape)} for v in ds.data_vars if ds[v].size}
         tmp = self.folder / f".{name}.partial"
         ds.to_netcdf(tmp, engine="h5netcdf", encoding=enc)
         os.replace(tmp, self.folder / name)
@@ -280,7 +319,7 @@ class StateWriter:
                            attrs={"format": FORMAT, "format_version": FORMAT_VERSION, "tile": tile.id, "stock_start": str(stock_start(self.cfg))})
         looks = looks.drop_vars([c for c in looks.coords if c not in ("y", "x", "time")])
         looks = looks.assign_coords(day=("time", self._day_of(looks["time"].values)))
-        looks_rec = self._write(f"tile-{tile.id}-looks.nc", looks)
+        looks_rec = self._write(f"tile-{tile.id}-looks.nc", looks, chunk=LOOKS_CHUNK)
         self.tiles.append({"id": tile.id, "files": {"base": base_rec, "looks": looks_rec},
                            "zone_ids": list(tile.zone_ids), "core": list(tile.core), "window": list(tile.window),
                            "split_ids": list(tile.split_ids), "cell": list(tile.cell)})
@@ -295,7 +334,7 @@ class StateWriter:
                  "baseline": [str(self.cfg.baseline.start), str(self.cfg.baseline.end)], "stock_start": str(stock_start(self.cfg)),
                  "grid": _grid_record(self.grid), "bands": self.bands, "days": _days(self.items),
                  "scalings": [asdict(sc) for sc in sorted(self.scalings, key=lambda sc: (sc.item_id, sc.band))],
-                 "tiles": sorted(self.tiles, key=lambda t: t["id"])}
+                 "tiles": sorted(self.tiles, key=lambda t: t["id"]), "alerts": self._alerts_record()}
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".{INDEX}.partial"
         tmp.write_text(json.dumps(index, indent=1), encoding="utf-8")
@@ -306,6 +345,26 @@ class StateWriter:
         return {"path": f"{STATE_DIR}/{INDEX}", "sha256": sha256_file(self.root / INDEX), "format_version": FORMAT_VERSION,
                 "tiles": len(self.tiles), "bytes": sum(r["size"] for t in self.tiles for r in t["files"].values()),
                 "baseline_bytes": sum(t["files"]["base"]["size"] for t in self.tiles), "days": len(index["days"])}
+
+    def _alerts_record(self) -> dict[str, Any]:
+        """Write ``alerts.nc`` (the figure index at each alert's centre before :func:`stock_start`:
+        ``series`` float32 and ``seen`` uint8 on (alert, pre_time), NaN/0 where the alert's chip
+        window had no scene); the index's ``alerts``: the records and that file's record."""
+        ids = sorted(a for a in self.alerts if a in self.alert_series)
+        if not ids:
+            return {"records": [], "series": None}
+        times = np.unique(np.concatenate([self.alert_series[a][0].astype("datetime64[ns]") for a in ids] + [np.array([], "datetime64[ns]")]))
+        series = np.full((len(ids), len(times)), np.nan, dtype="float32")
+        seen = np.zeros((len(ids), len(times)), dtype="uint8")
+        for k, a in enumerate(ids):
+            t, v = self.alert_series[a]
+            at = np.searchsorted(times, t.astype("datetime64[ns]"))
+            series[k, at], seen[k, at] = v, 1
+        ds = xr.Dataset({"series": (("alert", "pre_time"), series), "seen": (("alert", "pre_time"), seen)},
+                        coords={"alert": np.array(ids, dtype=object), "pre_time": times},
+                        attrs={"format": FORMAT, "format_version": FORMAT_VERSION, "stock_start": str(stock_start(self.cfg))})
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return {"records": [{"alert_id": a, **self.alerts[a]} for a in ids], "series": self._write("alerts.nc", ds)}
 
     def abandon(self) -> None:
         """Remove what this writer wrote (the scan, or this attempt at its tile loop, failed
@@ -344,7 +403,8 @@ def read_state(out: Path, cfg: ScanConfig, items: list[pystac.Item], grid: GeoBo
                         "reprocessed" if set(was) == set(has) else "changed")
                 ids = sorted(set(was) ^ set(has)) or sorted(k for k in has if has[k] != was.get(k))
                 return None, f"baseline scene(s) of {day} {what} since the state of scan {index['scan_id']} ({', '.join(ids[:3])})"
-        for t in index["tiles"]:
+        series = (index.get("alerts") or {}).get("series")
+        for t in index["tiles"] + ([{"files": {"series": series}}] if series else []):
             for rec in t["files"].values():
                 f = root / rec["file"]
                 if not f.is_file() or f.stat().st_size != rec["size"] or sha256_file(f) != rec["sha256"]:
