@@ -395,7 +395,7 @@ def _chips(out: Path, plan: ScanPlan, jobs: list, merged: gpd.GeoDataFrame, draw
     products = alert_products(out, jobs, plan.cfg, book=book)
     log.info("chips: %d alert(s) drawn from their windows of the scenes, %d from the state", len(products), len(drawn))
     if drawn:
-        looks = {t["id"]: state.looks_file(t["id"]) for t in state.tiles}
+        looks = {t["id"]: state.looks_files(t["id"]) for t in state.tiles}
         products |= products_from_looks(out, plan.cfg, plan, merged[merged["alert_id"].isin(list(drawn))], records, series, looks, book=book)
     return products
 

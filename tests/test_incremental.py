@@ -24,12 +24,16 @@ from redline.run.state import INDEX, STATE_DIR, read_state
 from redline.scan import run_scan
 
 
-def catalogue(src: Path, dst: Path, drop: set[str]) -> Path:
-    """A copy of the scene set's catalogue (the COGs stay where they are) without ``drop``."""
+def catalogue(src: Path, dst: Path, drop: set[str], reprocessed: set[str] = frozenset()) -> Path:
+    """A copy of the scene set's catalogue (the COGs stay where they are) without ``drop``, the
+    scenes ``reprocessed`` with another processing baseline (the same pixels)."""
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copy(src / "collection.json", dst / "collection.json")
     fc = json.loads((src / "items.json").read_text(encoding="utf-8"))
     fc["features"] = [f for f in fc["features"] if f["id"] not in drop]
+    for f in fc["features"]:
+        if f["id"] in reprocessed:
+            f["properties"]["s2:processing_baseline"] = "98.76"
     (dst / "items.json").write_text(json.dumps(fc), encoding="utf-8")
     return dst
 
@@ -82,24 +86,30 @@ def assert_same_answer(a: Path, b: Path, *, history: bool = True) -> None:
 @pytest.fixture(scope="module")
 def increments(small_scenes, tmp_path_factory):
     """Catalogues of the small scene set: all but the last six monitor scenes and one late
-    scene (a monitor scene in mid-window); + the first of the six; + the other five; + the late
-    one (= every scene)."""
+    scene (a monitor scene in mid-window); + the first of the six; + the other five, an early
+    monitor scene reprocessed; + the late one (= every scene, that one still reprocessed)."""
     src = Path(small_scenes.root)
     fc = json.loads((src / "items.json").read_text(encoding="utf-8"))
     monitor = sorted((f["properties"]["datetime"], f["id"]) for f in fc["features"] if f["properties"]["datetime"] >= "2023")
     last6 = [i for _, i in monitor[-6:]]
     late = monitor[len(monitor) // 2][1]
+    again = monitor[2][1]
     base = tmp_path_factory.mktemp("increments")
     return {
         "first": catalogue(src, base / "first", {*last6, late}),
         "plus1": catalogue(src, base / "plus1", {*last6[1:], late}),
-        "plus5": catalogue(src, base / "plus5", {late}),
-        "late": catalogue(src, base / "late", set()),
-        "ids": {"last6": last6, "late": late},
+        "plus5": catalogue(src, base / "plus5", {late}, {again}),
+        "late": catalogue(src, base / "late", set(), {again}),
+        "ids": {"last6": last6, "late": late, "reprocessed": again},
     }
 
 
-def test_rescans_read_only_the_new_scenes_and_give_the_full_scans_answer(small_scenes, small_scan, increments, tmp_path):
+def looks_files(out: Path) -> dict[str, list[dict]]:
+    """Tile id → its looks files' records in the state's index."""
+    return {t["id"]: t["files"]["looks"] for t in json.loads((out / STATE_DIR / INDEX).read_text(encoding="utf-8"))["tiles"]}
+
+
+def test_rescans_read_only_the_new_scenes_and_give_the_full_scans_answer(small_scenes, small_scan, increments, tmp_path, monkeypatch):
     out = tmp_path / "scheduled"
     first = scan_catalogue(small_scenes, increments["first"], out)
     m = manifest(out)
@@ -108,6 +118,7 @@ def test_rescans_read_only_the_new_scenes_and_give_the_full_scans_answer(small_s
     assert m["outputs"][m["state"]["path"]]["sha256"] == m["state"]["sha256"]  # the state is checksummed with the outputs
     n_first = first.n_items
     base_files = {t["id"]: t["files"]["base"]["sha256"] for t in json.loads((out / STATE_DIR / INDEX).read_text(encoding="utf-8"))["tiles"]}
+    first_files = {t: f[0]["sha256"] for t, f in looks_files(out).items()}
 
     # one new scene: only it is read (its day), the answer is a full scan's over the same scenes
     one = scan_catalogue(small_scenes, increments["plus1"], out)
@@ -119,14 +130,24 @@ def test_rescans_read_only_the_new_scenes_and_give_the_full_scans_answer(small_s
     index = json.loads((out / STATE_DIR / INDEX).read_text(encoding="utf-8"))
     assert {t["id"]: t["files"]["base"]["sha256"] for t in index["tiles"]} == base_files  # the baseline files kept as they were
     assert len(list((out / STATE_DIR).iterdir())) == 2  # the index and this state's folder: the previous one is gone
+    # the looks: the first scan's file kept as it was, and one of the new day's look
+    looks = looks_files(out)
+    assert all(len(f) == 2 and f[1]["days"] == [m["state"]["days_read"][0]] for f in looks.values())
+    assert {t: f[0]["sha256"] for t, f in looks.items()} == first_files
+    plus1_files = {t: f[1]["sha256"] for t, f in looks.items()}
     # (its answer against a full scan of the same scenes: tests/test_incremental_cluster.py)
 
     # five more, then a scene older than the state's last look: read alone, judged in its place
     scan_catalogue(small_scenes, increments["plus5"], out)
-    assert manifest(out)["state"]["new_scenes"] == sorted(increments["ids"]["last6"][1:])
+    assert manifest(out)["state"]["new_scenes"] == sorted([*increments["ids"]["last6"][1:], increments["ids"]["reprocessed"]])
+    # a day of the first scan's looks file reprocessed: that file's other looks go into the new one
+    looks = looks_files(out)
+    assert all(len(f) == 2 and f[0]["sha256"] == plus1_files[t] and len(f[1]["days"]) > 6 for t, f in looks.items())
     twin_late = tmp_path / "twin-late"
     shutil.copytree(out, twin_late)
+    monkeypatch.setattr("redline.run.state.MAX_LOOKS_FILES", 2)  # one file more would be too many: all merged into one
     scan_catalogue(small_scenes, increments["late"], out)
+    assert all(len(f) == 1 for f in looks_files(out).values())
     m = manifest(out)
     assert m["state"]["new_scenes"] == [increments["ids"]["late"]]
     days = sorted(json.loads((out / STATE_DIR / INDEX).read_text(encoding="utf-8"))["days"])
@@ -160,7 +181,7 @@ def test_a_changed_config_or_a_damaged_state_makes_a_full_scan_with_one_line(sma
     s, why = read_state(out, small_config, changed, grid)
     assert s is None and "reprocessed" in why and b.id in why
     # a truncated tile file, then an index from a future format
-    tile = out / STATE_DIR / state.index["tiles"][0]["files"]["looks"]["file"]
+    tile = out / STATE_DIR / state.index["tiles"][0]["files"]["looks"][0]["file"]
     data = tile.read_bytes()
     tile.write_bytes(data[: len(data) // 2])
     s, why = read_state(out, small_config, items, grid)

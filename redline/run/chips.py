@@ -11,6 +11,7 @@ alerts, register helpers) and :mod:`redline.run.graph`; only the scan imports it
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import dask
@@ -234,11 +235,11 @@ def drawn_before(merged: gpd.GeoDataFrame, scan_id: str, grid: GeoBox, utm, reco
 
 
 def products_from_looks(out: Path, cfg: ScanConfig, plan: ScanPlan, alerts: gpd.GeoDataFrame, records: dict[str, dict],
-                        series: dict[str, tuple[np.ndarray, np.ndarray]], looks: dict[str, tuple[Path, tuple[int, int, int, int]]],
+                        series: dict[str, tuple[np.ndarray, np.ndarray]], looks: dict[str, tuple[list[Path], tuple[int, int, int, int]]],
                         book: ChipBook | None = None) -> dict[str, tuple[str, str, str | None, str | None]]:
     """The chips and figures of ``alerts`` (those of :func:`drawn_before`, any CRS) from the
-    state, reading no scene: the before chip kept as it is, the after chip from the looks file of
-    the new state (``looks``: tile id → its looks file and window, :meth:`redline.run.state.StateWriter.looks_file`),
+    state, reading no scene: the before chip kept as it is, the after chip from the looks files of
+    the new state (``looks``: tile id → its looks files and window, :meth:`redline.run.state.StateWriter.looks_files`),
     the figure from the stored ``series`` before the stock start and the looks after it.
     Each tile's alerts in groups of :func:`chip_groups`: one read of each group's window per band.
     Returns what :func:`alert_products` does; ``book`` gets their records again."""
@@ -253,18 +254,22 @@ def products_from_looks(out: Path, cfg: ScanConfig, plan: ScanPlan, alerts: gpd.
     max_px = plan.sizing.largest_tile_px if plan.sizing is not None and plan.sizing.largest_tile_px else plan.grid.shape[0] * plan.grid.shape[1]
     tile_of = np.array([records[a]["tile"] for a in utm["alert_id"]], dtype=object)
     for tile_id in sorted(set(tile_of)):
-        path, (t0, _, u0, _) = looks[tile_id]
+        paths, (t0, _, u0, _) = looks[tile_id]
         here = utm.iloc[np.flatnonzero(tile_of == tile_id)]
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            times = ds["time"].values
+        with ExitStack() as opened:
+            parts = [opened.enter_context(xr.open_dataset(p, engine="h5netcdf")) for p in paths]
+            times = np.concatenate([ds["time"].values for ds in parts])
+            order = np.argsort(times, kind="stable")
+            times = times[order]
             days = times.astype("datetime64[D]")  # as alert_products' (UTC dates of the looks)
-            names = [k[len("refl_"):] for k in ds.data_vars if k.startswith("refl_")]
+            names = [k[len("refl_"):] for k in parts[0].data_vars if k.startswith("refl_")]
             for group in chip_groups(here, plan.grid, cfg.resolution, max_px):
                 members = here.iloc[group]
                 recs = [records[a] for a in members["alert_id"]]
                 g0, g1 = min(r["window"][0] for r in recs), max(r["window"][1] for r in recs)
                 h0, h1 = min(r["window"][2] for r in recs), max(r["window"][3] for r in recs)
-                box = {b: ds[f"refl_{b}"].isel(y=slice(g0 - t0, g1 - t0), x=slice(h0 - u0, h1 - u0)).values for b in names}
+                box = {b: np.concatenate([ds[f"refl_{b}"].isel(y=slice(g0 - t0, g1 - t0), x=slice(h0 - u0, h1 - u0)).values
+                                          for ds in parts])[order] for b in names}
                 for a, rec in zip(members.itertuples(), recs):
                     r0, r1, c0, c1 = rec["window"]
                     win = np.stack([box[b][:, r0 - g0:r1 - g0, c0 - h0:c1 - h0] for b in ("red", "green", "blue")])

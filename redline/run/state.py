@@ -2,7 +2,7 @@
 without reading and fitting the baseline again.
 
 A scan writes, beside its outputs, ``state/`` (:data:`STATE_DIR`): two NetCDF-4 files per
-processing tile in a folder of its own (``<token>/tile-<id>-base.nc`` and ``-looks.nc``, read with
+processing tile in a folder of its own (``<token>/tile-<id>-base.nc`` and ``-looks-<token>.nc``, read with
 xarray's h5netcdf engine, zlib level 1 with shuffle, one HDF5 chunk per variable) and the index
 ``state.json`` (:data:`INDEX`), written last with an atomic rename, which is what makes a state:
 a scan killed half-way leaves the previous state whole. On the tile's computed window of the
@@ -19,12 +19,16 @@ baseline does (a rescan keeps it as it is, by a hard link):
   NDVI of the earlier years), ``pre_last_clear``, the day of the last clear look before it, and
   ``pre_clear_px`` (pre_time), the tile's clear pixels per earlier look;
 
-and the looks file ``refl_<band>`` (time, y, x) float32 — the masked reflectance (NaN where not
+and the looks files ``refl_<band>`` (time, y, x) float32 — the masked reflectance (NaN where not
 clear; ``lst`` in Kelvin) of every look from :func:`stock_start` on, with its solar ``day``: the
 monitor looks and the rest of the calendar year the monitor begins in, which the monitor
 period's assessment inputs and the annual growing-season NDVI of those years are computed from.
-Its HDF5 chunks are all looks of :data:`LOOKS_CHUNK` px squares, so that the chips of a rescan
-read their windows only.
+Each scan writes only the looks it read: a rescan's new file (``tile-<id>-looks-<token>.nc``,
+named by the scan that wrote it) holds the looks of its new days, and the earlier files are
+hard-linked as they are, unless a day in one changed (a late or reprocessed scene: that file's
+other looks go into the new one) or the tile would have more than :data:`MAX_LOOKS_FILES`
+(all are merged into one). HDF5 chunks hold all looks of :data:`LOOKS_CHUNK` px squares, so
+that the chips of a rescan read their windows only.
 
 The alerts' chips (:mod:`redline.run.chips`): per alert drawn, the index's record (its tile, the
 chip window and centre pixel on the grid, ``first_detected``, the figure's index, the before
@@ -77,7 +81,11 @@ INDEX = "state.json"
 #: What the index calls itself, and the version of its layout: a state of another version is
 #: refused (a full scan rewrites it), never read as if it were this one.
 FORMAT = "redline-scan-state"
-FORMAT_VERSION = 2  # 2: the looks file in spatial HDF5 chunks; the alerts' chip records and series
+FORMAT_VERSION = 2  # 2: looks files per scan in spatial HDF5 chunks; the alerts' chip records and series
+
+#: Most looks files a tile keeps: a rescan that would leave more merges them into one (its
+#: write is then all the tile's looks; every rescan before it wrote only its new ones).
+MAX_LOOKS_FILES = 12
 
 #: HDF5 chunk edge (px) of the looks file: a chip window (an alert with its margin, ~40-80 px)
 #: reads and inflates a few chunks of every look, not the tile's whole band.
@@ -186,15 +194,24 @@ class State:
         rec = next(t for t in self.index["tiles"] if t["id"] == tile_id)
         base_path = self.root / rec["files"]["base"]["file"]
         base = xr.open_dataset(base_path, engine="h5netcdf", chunks={})
-        looks = xr.open_dataset(self.root / rec["files"]["looks"]["file"], engine="h5netcdf", chunks={})
         model = xr.Dataset({"model": base["model"], "clear": base["base_clear"].astype(bool).rename(base_time="time")},
                            attrs=json.loads(base.attrs["model_attrs"]))
-        keep = np.flatnonzero(~np.isin(looks["day"].values.astype(str), sorted(drop_days)))
-        kept = xr.Dataset({k[len("refl_"):]: looks[k].isel(time=keep) for k in looks.data_vars if k.startswith("refl_")}).drop_vars("day")
+        parts, clean, clean_times = [], [], []
+        files = rec["files"]["looks"]
+        for f in files:
+            looks = xr.open_dataset(self.root / f["file"], engine="h5netcdf", chunks={})
+            days = looks["day"].values.astype(str)
+            keep = np.flatnonzero(~np.isin(days, sorted(drop_days)))
+            parts.append(xr.Dataset({k[len("refl_"):]: looks[k].isel(time=keep) for k in looks.data_vars if k.startswith("refl_")}).drop_vars("day"))
+            if len(keep) == len(days) and len(files) < MAX_LOOKS_FILES:  # kept as it is by the next state
+                clean.append((self.root / f["file"], f))
+                clean_times.append(looks["time"].values)
+        kept = xr.concat(parts, dim="time").sortby("time") if len(parts) > 1 else parts[0]
         pre = xr.Dataset({k[len("pre_"):]: (base[k].rename(pre_year="year") if "pre_year" in base[k].dims else base[k])
                           for k in base.data_vars if k.startswith("pre_") and k != "pre_clear_px"})
         pre_clear = pd.Series(base["pre_clear_px"].values.astype(int), index=pd.DatetimeIndex(base["pre_time"].values))
-        return StoredTile(model=model, kept=kept, pre=pre, pre_clear=pre_clear, base=(base_path, rec["files"]["base"]))
+        return StoredTile(model=model, kept=kept, pre=pre, pre_clear=pre_clear, base=(base_path, rec["files"]["base"]), looks=clean,
+                          looks_times=np.concatenate(clean_times) if clean_times else np.array([], dtype="datetime64[ns]"))
 
     def alerts(self) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[np.ndarray, np.ndarray]]]:
         """The alerts' chip records (alert id → record, :mod:`redline.run.chips`) and their
@@ -214,13 +231,17 @@ class StoredTile:
     """One tile of a state, as a rescan uses it: the baseline ``model`` (as
     :func:`redline.detect.fit_baseline` returns it), the ``kept`` masked reflectance (time, y, x),
     the assessment inputs of the looks before :func:`stock_start` (``pre``) and their clear-pixel
-    counts per look (``pre_clear``), and where its baseline file is (``base``)."""
+    counts per look (``pre_clear``), where its baseline file is (``base``), and the looks files
+    the next state keeps as they are (``looks``: path and index record; ``looks_times``, the
+    times of their looks: the rescan writes the others)."""
 
     model: xr.Dataset
     kept: xr.Dataset
     pre: xr.Dataset
     pre_clear: pd.Series
     base: tuple[Path, dict[str, Any]]  # the baseline file and its index record (kept by the next state as it is)
+    looks: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    looks_times: np.ndarray = field(default_factory=lambda: np.array([], dtype="datetime64[ns]"))
 
 
 @dataclass
@@ -259,11 +280,12 @@ class StateWriter:
                                   for it in self.items if it.datetime is not None}
         return [self._days_by_time.get(np.datetime64(t, "ns"), str(t)[:10]) for t in times]
 
-    def looks_file(self, tile_id: str) -> tuple[Path, tuple[int, int, int, int]]:
-        """The looks file this writer wrote for tile ``tile_id`` (before :meth:`commit` too) and
-        the tile's window (r0, r1, c0, c1, px of the grid)."""
+    def looks_files(self, tile_id: str) -> tuple[list[Path], tuple[int, int, int, int]]:
+        """The looks files of this writer's state for tile ``tile_id`` (before :meth:`commit`
+        too), together every look from :func:`stock_start` on once, and the tile's window (r0,
+        r1, c0, c1, px of the grid)."""
         rec = next(t for t in self.tiles if t["id"] == tile_id)
-        return self.root / rec["files"]["looks"]["file"], tuple(rec["window"])
+        return [self.root / f["file"] for f in rec["files"]["looks"]], tuple(rec["window"])
 
     def _write(self, name: str, ds: xr.Dataset, chunk: int | None = None) -> dict[str, Any]:
         """Write ``ds`` as ``name`` in this state's folder (temporary name, renamed); its record.
@@ -289,16 +311,18 @@ class StateWriter:
         return {**record, "file": f"{self.token}/{name}"}
 
     def put(self, tile: Tile, *, model: xr.Dataset | None, stock: xr.Dataset, pre: xr.Dataset | None = None,
-            pre_clear: pd.Series | None = None, base: tuple[Path, dict[str, Any]] | None = None) -> None:
+            pre_clear: pd.Series | None = None, base: tuple[Path, dict[str, Any]] | None = None,
+            kept_looks: list[tuple[Path, dict[str, Any]]] = ()) -> None:
         """Write one tile's two files. The baseline file (``tile-<id>-base.nc``): ``model``
         (:func:`redline.detect.fit_baseline`'s result, computed), ``pre`` (the assessment
         inputs of the looks before :func:`stock_start`: ``<name>_baseline`` and ``last_clear``
         on (y, x), ``ndvi_annual`` on (year, y, x)) and ``pre_clear`` (clear pixels of the tile
         per look before it, indexed by time) — or, for a rescan, ``base``: the previous state's
         baseline file and its record, kept as it is (nothing in it changes until the baseline
-        does). The looks file (``tile-<id>-looks.nc``): ``stock``, the masked reflectance from
-        :func:`stock_start` on (computed), with each look's solar day. Each written to a
-        temporary name and renamed."""
+        does). The looks: the previous state's files ``kept_looks`` (path and record, kept as they
+        are) and a new file (``tile-<id>-looks-<token>.nc``) of ``stock``, the masked
+        reflectance of the other looks from :func:`stock_start` on (computed), with each look's
+        solar day; none when ``stock`` has no look. Each written to a temporary name and renamed."""
         self.folder.mkdir(parents=True, exist_ok=True)
         if base is not None:
             base_rec = self._keep(f"tile-{tile.id}-base.nc", *base)
@@ -318,9 +342,12 @@ class StateWriter:
         looks = xr.Dataset({f"refl_{b}": stock[b].astype("float32") for b in stock.data_vars},
                            attrs={"format": FORMAT, "format_version": FORMAT_VERSION, "tile": tile.id, "stock_start": str(stock_start(self.cfg))})
         looks = looks.drop_vars([c for c in looks.coords if c not in ("y", "x", "time")])
-        looks = looks.assign_coords(day=("time", self._day_of(looks["time"].values)))
-        looks_rec = self._write(f"tile-{tile.id}-looks.nc", looks, chunk=LOOKS_CHUNK)
-        self.tiles.append({"id": tile.id, "files": {"base": base_rec, "looks": looks_rec},
+        days = self._day_of(looks["time"].values)
+        looks = looks.assign_coords(day=("time", days))
+        looks_recs = [self._keep(Path(rec["file"]).name, src, rec) for src, rec in kept_looks]
+        if len(days) or not looks_recs:
+            looks_recs.append({**self._write(f"tile-{tile.id}-looks-{self.token}.nc", looks, chunk=LOOKS_CHUNK), "days": sorted(set(days))})
+        self.tiles.append({"id": tile.id, "files": {"base": base_rec, "looks": looks_recs},
                            "zone_ids": list(tile.zone_ids), "core": list(tile.core), "window": list(tile.window),
                            "split_ids": list(tile.split_ids), "cell": list(tile.cell)})
 
@@ -343,7 +370,7 @@ class StateWriter:
             if old.is_dir() and old.name != self.token:
                 shutil.rmtree(old, ignore_errors=True)
         return {"path": f"{STATE_DIR}/{INDEX}", "sha256": sha256_file(self.root / INDEX), "format_version": FORMAT_VERSION,
-                "tiles": len(self.tiles), "bytes": sum(r["size"] for t in self.tiles for r in t["files"].values()),
+                "tiles": len(self.tiles), "bytes": sum(r["size"] for t in self.tiles for r in [t["files"]["base"], *t["files"]["looks"]]),
                 "baseline_bytes": sum(t["files"]["base"]["size"] for t in self.tiles), "days": len(index["days"])}
 
     def _alerts_record(self) -> dict[str, Any]:
@@ -404,11 +431,10 @@ def read_state(out: Path, cfg: ScanConfig, items: list[pystac.Item], grid: GeoBo
                 ids = sorted(set(was) ^ set(has)) or sorted(k for k in has if has[k] != was.get(k))
                 return None, f"baseline scene(s) of {day} {what} since the state of scan {index['scan_id']} ({', '.join(ids[:3])})"
         series = (index.get("alerts") or {}).get("series")
-        for t in index["tiles"] + ([{"files": {"series": series}}] if series else []):
-            for rec in t["files"].values():
-                f = root / rec["file"]
-                if not f.is_file() or f.stat().st_size != rec["size"] or sha256_file(f) != rec["sha256"]:
-                    return None, f"state file {f} is missing, truncated or altered (sha256 differs from {path})"
+        for rec in [r for t in index["tiles"] for r in [t["files"]["base"], *t["files"]["looks"]]] + ([series] if series else []):
+            f = root / rec["file"]
+            if not f.is_file() or f.stat().st_size != rec["size"] or sha256_file(f) != rec["sha256"]:
+                return None, f"state file {f} is missing, truncated or altered (sha256 differs from {path})"
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return None, f"{path} cannot be read ({type(exc).__name__}: {exc})"
     return State(root=root, index=index), f"state of scan {index['scan_id']} ({len(index['days'])} solar days, {len(index['tiles'])} tile(s))"

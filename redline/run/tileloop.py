@@ -93,8 +93,8 @@ def run_tiles(plan: ScanPlan, mosaic: Mosaic, *, progress: bool | None, scan_id:
             got.skipped.setdefault(line.split(":", 1)[0], line.split(":", 1)[-1].strip())
         clear = g.reflectance["red"].notnull().sum(("y", "x"))
         kept = []
-        if state is not None and resume is not None:  # the new state: the same model, the kept and new looks
-            kept = [g.reflectance]
+        if state is not None and resume is not None:  # the new state: the same model, the looks its kept files lack
+            kept = [g.reflectance.isel(time=np.flatnonzero(~np.isin(g.reflectance["time"].values, st.looks_times)))]
         elif state is not None:  # what a rescan starts from (redline.run.state): the model, the later looks, the earlier ones' last clear day
             days = g.reflectance["time"].values.astype("datetime64[D]")
             kept = [g.model, g.reflectance.isel(time=np.flatnonzero(days >= first)), assess.last_clear_of(g.reflectance.isel(time=np.flatnonzero(days < first)))]
@@ -109,7 +109,7 @@ def run_tiles(plan: ScanPlan, mosaic: Mosaic, *, progress: bool | None, scan_id:
         if resume is not None:
             st = stored.pop(tile.id)
             if state is not None:
-                state.put(tile, model=None, stock=computed[0], base=st.base)
+                state.put(tile, model=None, stock=computed[0], base=st.base, kept_looks=st.looks)
                 computed = computed[1:]
             counts = pd.concat([st.pre_clear, counts])
         elif state is not None:
