@@ -84,8 +84,10 @@ FORMAT = "redline-scan-state"
 FORMAT_VERSION = 2  # 2: looks files per scan in spatial HDF5 chunks; the alerts' chip records and series
 
 #: Most looks files a tile keeps: a rescan that would leave more merges them into one (its
-#: write is then all the tile's looks; every rescan before it wrote only its new ones).
-MAX_LOOKS_FILES = 12
+#: write is then all the tile's looks; every rescan before it wrote only its new ones). Each
+#: file costs the rescan's graph ~40 ms of xarray's open (h5py alone: ~1 ms) on the main
+#: thread: 4 bounds it at ~0.2 s per tile, and the merge comes every 4th rescan.
+MAX_LOOKS_FILES = 4
 
 #: HDF5 chunk edge (px) of the looks file: a chip window (an alert with its margin, ~40-80 px)
 #: reads and inflates a few chunks of every look, not the tile's whole band.
@@ -187,10 +189,13 @@ class State:
         return [Tile(id=t["id"], zone_ids=tuple(t["zone_ids"]), core=tuple(t["core"]), window=tuple(t["window"]),
                      split_ids=tuple(t["split_ids"]), cell=tuple(t["cell"])) for t in self.index["tiles"]]
 
-    def stored(self, tile_id: str, drop_days: set[str]) -> StoredTile:
+    def stored(self, tile_id: str, drop_days: set[str], chunk: int | None = None) -> StoredTile:
         """What one tile's rescan starts from, the looks of ``drop_days`` (solar days whose
         scenes changed: they are read again) left out. Lazy: read from the tile's files when
-        computed (one task per variable, in the workers; nothing embedded in the graph)."""
+        computed (in the workers; nothing embedded in the graph): the baseline file one task per
+        variable, the looks in blocks of all looks × ``chunk`` px (the compute chunk, default
+        512, down to a multiple of :data:`LOOKS_CHUNK`: whole HDF5 chunks, one read each)."""
+        edge = max(LOOKS_CHUNK, (chunk or 512) // LOOKS_CHUNK * LOOKS_CHUNK)
         rec = next(t for t in self.index["tiles"] if t["id"] == tile_id)
         base_path = self.root / rec["files"]["base"]["file"]
         base = xr.open_dataset(base_path, engine="h5netcdf", chunks={})
@@ -199,7 +204,7 @@ class State:
         parts, clean, clean_times = [], [], []
         files = rec["files"]["looks"]
         for f in files:
-            looks = xr.open_dataset(self.root / f["file"], engine="h5netcdf", chunks={})
+            looks = xr.open_dataset(self.root / f["file"], engine="h5netcdf", chunks={"time": -1, "y": edge, "x": edge})
             days = looks["day"].values.astype(str)
             keep = np.flatnonzero(~np.isin(days, sorted(drop_days)))
             parts.append(xr.Dataset({k[len("refl_"):]: looks[k].isel(time=keep) for k in looks.data_vars if k.startswith("refl_")}).drop_vars("day"))

@@ -81,7 +81,7 @@ def run_tiles(plan: ScanPlan, mosaic: Mosaic, *, progress: bool | None, scan_id:
     def graph(tile: Tile) -> list:
         gb = tile.geobox(grid)
         if resume is not None:
-            st = stored[tile.id] = resume.state.stored(tile.id, resume.days)
+            st = stored[tile.id] = resume.state.stored(tile.id, resume.days, chunk=plan.chunk_px)
             g = resumed_graph(cfg, st.model, st.kept, tile_items[tile.id], gb, plan=plan.bands, chunk=plan.chunk_px)
             inputs = assess.resumed_inputs(cfg, g.reflectance, st.pre)
         else:
