@@ -239,8 +239,8 @@ def run_scan(
                 state.items = [it for it in plan.items if it.id not in tiled.skipped]  # a scene left out is read again next time
                 state.scalings = list(tiled.scalings.values())
                 state.alerts, state.alert_series = book.records, book.series
-                state_record = {**state.commit(), **_resume_record(resume, why),
-                                "chips": {"read": len(products or {}) - len(drawn & set(products or {})), "from_state": len(drawn & set(products or {}))}}
+                from_state = len(drawn & set(products or {}))
+                state_record = {**state.commit(), **_resume_record(resume, why), "chips": {"read": len(products or {}) - from_state, "from_state": from_state}}
             io = pipelines.cluster_io_stats()
             if io.retries:  # throttling (429) or server errors GDAL retried with back-off: reported, not hidden
                 log.warning("%d remote read request(s) were retried after HTTP 429/5xx (the server throttled or failed); manifest.json io.retries", io.retries)

@@ -270,13 +270,15 @@ def products_from_looks(out: Path, cfg: ScanConfig, plan: ScanPlan, alerts: gpd.
                 h0, h1 = min(r["window"][2] for r in recs), max(r["window"][3] for r in recs)
                 box = {b: np.concatenate([ds[f"refl_{b}"].isel(y=slice(g0 - t0, g1 - t0), x=slice(h0 - u0, h1 - u0)).values
                                           for ds in parts])[order] for b in names}
-                for a, rec in zip(members.itertuples(), recs):
+                # the group's centre pixels as one (time, 1, alert) image: one index stack for all
+                rows = [r["centre"][0] - g0 for r in recs]
+                cols = [r["centre"][1] - h0 for r in recs]
+                centres = xr.Dataset({b: (("time", "y", "x"), box[b][:, rows, cols][:, None, :]) for b in names}, coords={"time": times})
+                at_centres = index_stack(centres, plan.bands)
+                for k, (a, rec) in enumerate(zip(members.itertuples(), recs)):
                     r0, r1, c0, c1 = rec["window"]
                     win = np.stack([box[b][:, r0 - g0:r1 - g0, c0 - h0:c1 - h0] for b in ("red", "green", "blue")])
-                    cr, cc = rec["centre"]
-                    pixel = xr.Dataset({b: (("time", "y", "x"), box[b][:, cr - g0:cr - g0 + 1, cc - h0:cc - h0 + 1]) for b in names},
-                                       coords={"time": times})
-                    post = index_stack(pixel, plan.bands).sel(var=rec["var"]).values[:, 0, 0].astype("float64")
+                    post = at_centres.sel(var=rec["var"]).values[:, 0, k].astype("float64")
                     pre_t, pre_v = series[a.alert_id]
                     all_t = np.concatenate([pre_t.astype("datetime64[ns]"), times.astype("datetime64[ns]")])
                     all_v = np.concatenate([pre_v.astype("float64"), post])
