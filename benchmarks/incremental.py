@@ -1,7 +1,8 @@
 """Scheduled scans from a state (issue 26): a rescan after 1 and after 5 new scenes, and with
 nothing new, against a full scan over the same scenes; the state's size; the peak memory.
 
-Run with ``python benchmarks/incremental.py [--size 600] [--max-cloud 71] [--repeat 1] [--delay 0.08]``.
+Run with ``python benchmarks/incremental.py [--preset small] [--size 600] [--revisit-days 10] [--max-cloud 71]
+[--repeat 1] [--delay 0.08]``.
 
 On one demo build (default: the ``small`` preset at 600 × 600 px, the scenes of at most 71 %
 cloud: 39 dates of 7 assets, local COGs behind the embedded STAC API, default configuration) the
@@ -84,12 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         _one(*sys.argv[2:5])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=600, help="grid edge of the small preset in px")
+    ap.add_argument("--preset", default="small", choices=("small", "demo"),
+                    help="small: 1 baseline year (2022); demo: 2 baseline years (2021-2022); both monitor 2023")
+    ap.add_argument("--size", type=int, default=600, help="grid edge of the preset in px")
+    ap.add_argument("--revisit-days", type=int, default=None, help="days between scenes (the presets': 10; 5: Sentinel-2's two satellites)")
     ap.add_argument("--max-cloud", type=float, default=71, help="stac.max_cloud_cover (71: 39 of the small preset's 73 dates)")
     ap.add_argument("--repeat", type=int, default=1, help="rounds of the whole sequence")
     ap.add_argument("--delay", type=float, default=0.0, help="seconds before each range request is answered (0: local files)")
     args = ap.parse_args(argv)
-    build = _bench.build("small", size=args.size)
+    build = _bench.build(args.preset, size=args.size, revisit_days=args.revisit_days)
     print(_bench.machine(), flush=True)
     fc = json.loads(Path(build.items).read_text(encoding="utf-8"))
     kept = sorted((f["properties"]["datetime"], f["id"]) for f in fc["features"] if f["properties"].get("eo:cloud_cover", 0) <= args.max_cloud)
