@@ -97,3 +97,39 @@ FIELD_RESULTS: dict[str, tuple[str, str]] = {
     "nothing_found": ("未发现人类活动", "no human activity found"),
     "rectified": ("已整改恢复", "already rectified"),
 }
+
+#: The alert register's columns (a scan's alerts, alerts.geojson, the register's ``alerts`` table;
+#: here, beside the other vocabularies, so that the register and its command line need not import
+#: the detector).
+ALERT_COLUMNS = [
+    "alert_id",
+    "zone_id",
+    "zone_name",
+    "admin_id",
+    "area_m2",
+    "centroid_lon",
+    "centroid_lat",
+    "first_detected",
+    "last_observed",
+    "confidence",
+    "disturbance_type",
+    "magnitude",
+    "n_observations",
+    "status",
+    "scan_ids",
+    "chip_before",
+    "chip_after",
+    "recheck",
+    # schema 2 (issue 11): national vocabulary, reviewer's findings, chip dates
+    "activity_candidates",
+    "activity_class",
+    "change_type",
+    "cause",
+    "legality",
+    "before_dates",
+    "after_dates",
+]
+
+#: Defaults of the schema-2 columns for alerts written before they existed (see
+#: :meth:`redline.register.Register.alerts`).
+SCHEMA2_DEFAULTS = {c: None for c in ALERT_COLUMNS[ALERT_COLUMNS.index("activity_candidates"):]}

@@ -83,7 +83,7 @@ from scipy import ndimage
 
 from redline.alerts.activity import NDVI_BARE, activity_candidates, change_type, join_codes
 from redline.detect import MIN_DROP, STACK_VARS
-from redline.vocabulary import CONFIDENCE_LEVELS, DISTURBANCE_TYPES
+from redline.vocabulary import ALERT_COLUMNS, CONFIDENCE_LEVELS, DISTURBANCE_TYPES, SCHEMA2_DEFAULTS  # noqa: F401  (the columns: here for callers)
 
 __all__ = [
     "ALERT_COLUMNS",
@@ -121,38 +121,6 @@ NDVI_VEGETATED = 0.4
 #: :data:`redline.detect.MIN_DROP` (module docstring).
 OTHER_MIN_MAGNITUDE = 2.0
 
-ALERT_COLUMNS = [
-    "alert_id",
-    "zone_id",
-    "zone_name",
-    "admin_id",
-    "area_m2",
-    "centroid_lon",
-    "centroid_lat",
-    "first_detected",
-    "last_observed",
-    "confidence",
-    "disturbance_type",
-    "magnitude",
-    "n_observations",
-    "status",
-    "scan_ids",
-    "chip_before",
-    "chip_after",
-    "recheck",
-    # schema 2 (issue 11): national vocabulary, reviewer's findings, chip dates
-    "activity_candidates",
-    "activity_class",
-    "change_type",
-    "cause",
-    "legality",
-    "before_dates",
-    "after_dates",
-]
-
-#: Defaults of the schema-2 columns for alerts written before they existed (see
-#: :meth:`redline.register.Register.alerts`).
-SCHEMA2_DEFAULTS = {c: None for c in ALERT_COLUMNS[ALERT_COLUMNS.index("activity_candidates"):]}
 
 _EPOCH = dt.date(1970, 1, 1)
 

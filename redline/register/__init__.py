@@ -81,7 +81,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from redline.alerts import ALERT_COLUMNS
+from redline.vocabulary import ALERT_COLUMNS
 from redline.errors import NotPermitted, RegisterError
 from redline.register.keys import SigningKey, key_id_of, load_key, verify_signature
 from redline.register.photos import FieldFinding, default_photo_folder, verify_photos

@@ -29,6 +29,7 @@ This module imports ``argon2-cffi``, :mod:`redline.vocabulary` and :mod:`redline
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -58,9 +59,14 @@ _MAX_NAME = 64
 _CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
 
 _HASHER = PasswordHasher()  # argon2id, RFC 9106 low-memory defaults
-#: verified against when a name is unknown, so a login takes as long for a wrong name as for a
-#: wrong password (no user enumeration by timing; OWASP Authentication Cheat Sheet)
-_DUMMY_HASH = _HASHER.hash("redline: no such user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when a name is unknown, so a login takes as long for a wrong name as for
+    a wrong password (no user enumeration by timing; OWASP Authentication Cheat Sheet). Made on
+    first use: one argon2id hash (~0.13 s) that commands without a login need not pay."""
+    return _HASHER.hash("redline: no such user")
 
 
 @dataclass(frozen=True)
@@ -215,7 +221,7 @@ def password_matches(stored_hash: str, password: str) -> bool:
 
 def dummy_verify(password: str) -> None:
     """Spend the time of one verification, for a name that is not a user (always fails)."""
-    password_matches(_DUMMY_HASH, password or "-")
+    password_matches(_dummy_hash(), password or "-")
 
 
 def user_payload(name: str, role: str, counties: Iterable[str], zones: Iterable[str], disabled: bool, password_hash: str) -> dict[str, Any]:

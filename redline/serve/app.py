@@ -42,7 +42,7 @@ from redline.errors import NotPermitted, RegisterError
 from redline.geojson import to_geojson
 from redline.register import Register
 from redline.register.export import MEDIA_TYPES, export_alerts, ledger_context, ledger_table, write_ledger
-from redline.register.users import User
+from redline.register.users import User, dummy_verify
 from redline.serve.api import api_router
 from redline.serve.auth import IDLE_TIMEOUT_S, LoginLimiter, Session, SessionStore, cookie_name, load_secret, secret_path
 from redline.serve.field import field_router, photo_store
@@ -154,6 +154,7 @@ def create_app(register_location: str | Path, out_dir: str | Path | None = None,
         raise RegisterError(f"{reg.store.describe()}: the register has no users, so no one could log in; add one with "
                             "`redline users add NAME --role admin --register …`")
     reg.check_writable()  # the signing key is there and may sign this register
+    dummy_verify("-")  # the unknown-name hash made now: the first login with a wrong name takes as long as the next ones
     if secret is None:
         secret = load_secret(secret_path(reg.key.path))
     out = Path(out_dir).resolve() if out_dir is not None else None
