@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import pystac
 import rasterio
@@ -118,10 +120,13 @@ def _check_asset(item: pystac.Item, band: str, asset: pystac.Asset, read_bbox: t
             return (crs.to_string() if crs else "", bounds)
     except RasterioError as exc:
         msg = " ".join(str(exc).split())[:200] or exc.__class__.__name__
+        shown = asset.href.split("?", 1)[0]  # never a signed href's token (Planetary Computer's SAS) in a log or the manifest
         if "404" in msg:
-            msg = f"HTTP 404 not found ({asset.href})"
+            msg = f"HTTP 404 not found ({shown})"
         elif "Read failed" in msg or "TIFFRead" in msg or "truncat" in msg.lower():
-            msg = f"cannot read its data, the file is truncated or corrupt ({asset.href})"
+            msg = f"cannot read its data, the file is truncated or corrupt ({shown})"
+        elif _UNREACHABLE.search(msg):
+            msg = f"{msg} ({shown})"
         return f"asset '{band}' cannot be read: {msg}"
 
 
@@ -189,17 +194,45 @@ def _item_verdict(keys: dict[str, str], results: dict[str, tuple[str, tuple] | s
     return None
 
 
+#: curl's words (in GDAL's error) for a host that cannot be reached at all: its name does not
+#: resolve, nothing answers on its port, or the connection times out. Other failures (HTTP 4xx/
+#: 5xx, a bad file) are the asset's own.
+_UNREACHABLE = re.compile(r"CURL error: (Could not resolve|Couldn't resolve|Failed to connect|Could not connect|Couldn't connect|"
+                          r"Connection timed out|Connection refused|Operation timed out|Timeout was reached|Resolving timed out)", re.I)
+
+
+def _host(href: str) -> str | None:
+    """``scheme://netloc`` of a remote href (``s3://bucket`` included); None for a local file."""
+    parts = urlsplit(href)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc and len(parts.scheme) > 1 else None
+
+
 def _check_items(items: list[pystac.Item], bands: tuple[str, ...], *, threads: int, profile: object | None, signer, read_bbox=None,
                  optional: tuple[str, ...] = ()) -> list[str | None]:
     """Each item's failure (or None): every asset of every item checked on one pool of ``threads``
     (each check is a few sequential round trips to the server: one task per asset, not per item,
-    keeps ``threads`` of them in flight), then each item judged on its assets' grids."""
+    keeps ``threads`` of them in flight), then each item judged on its assets' grids.
+
+    A host that cannot be reached (DNS, refused, timed out, after GDAL's retries) fails its assets
+    not yet started with that reason at once, instead of each of them waiting out the same
+    retries (``GDAL_HTTP_MAX_RETRY`` 5: ~30-90 s per asset; a blocked object store would hold a
+    scan of a few hundred assets for many minutes): at most ``threads`` of its assets are tried,
+    at the same time."""
+    from pipelines._load import asset_href
+
     keys = [_asset_keys(it, bands, optional) for it in items]
     jobs = [(i, band, key) for i, k in enumerate(keys) if not isinstance(k, str) for band, key in k.items()]
+    dead: dict[str, str] = {}  # host → the failure that showed it unreachable (set by the pool's threads; dict ops are atomic)
 
     def check(job: tuple[int, str, str]) -> tuple[str, tuple] | str:
         i, band, key = job
-        return _check_asset(items[i], band, _asset_to_check(items[i], band, key, profile, signer), read_bbox)
+        host = _host(asset_href(items[i], key, profile))
+        if host in dead:
+            return f"asset '{band}' not read: its host {host} cannot be reached ({dead[host]})"
+        res = _check_asset(items[i], band, _asset_to_check(items[i], band, key, profile, signer), read_bbox)
+        if host is not None and isinstance(res, str) and _UNREACHABLE.search(res) and dead.setdefault(host, res) == res:
+            log.warning("%s cannot be reached (%s): its other assets are left out without trying each", host, res)
+        return res
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         done = list(pool.map(check, jobs))

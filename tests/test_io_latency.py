@@ -166,3 +166,26 @@ def test_io_concurrency_out_of_range_is_one_line_exit_2(value, small_scenes, tmp
 def test_io_concurrency_default_and_config(small_scenes):
     assert load_config(small_scenes.config).io.concurrency == 32
     assert load_config(small_scenes.config, overrides={"io": {"concurrency": 4}}).io.concurrency == 4
+
+
+def test_a_host_that_cannot_be_reached_fails_its_scenes_at_once_and_names_it(small_scenes, tmp_path, monkeypatch):
+    """Nothing answers where the scenes' object store was (a blocked or dead host): the probe
+    tries as many of its assets as it has threads (each with GDAL's retries, at the same time),
+    then leaves out every other scene on that host at once with one reason naming it, instead of
+    each asset waiting out the same retries; the scenes of another host (here local files) are
+    checked as usual."""
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "1")  # each try: one retry after 1 s of back-off, not 5 over 31 s
+    with RangeServer(small_scenes.root, delay=0) as srv:
+        url = srv.url.rstrip("/")
+    dead = _http_items(small_scenes, tmp_path / "stac", url)[:6]  # the server is gone: its port refuses
+    local = [pystac.Item.from_dict(f) for f in json.loads(Path(small_scenes.items).read_text(encoding="utf-8"))["features"][6:8]]
+    pipelines.set_gdal_env()  # the retries counted (as a scan sets it up)
+    pipelines.reset_io_stats()
+    good, failures = pipelines.probe_items([*dead, *local], ("red", "nir", "mask"), threads=2)
+    assert [it.id for it in good] == [it.id for it in local]
+    assert sorted(f.item_id for f in failures) == sorted(it.id for it in dead)
+    # at most the 2 threads' assets tried (one GDAL retry each), not the dead host's 18
+    assert 1 <= pipelines.io_stats().retries <= 2
+    for f in failures:
+        assert url in f.reason and ("Could not connect" in f.reason or "Failed to connect" in f.reason), f.reason
+        assert "\n" not in f.reason
