@@ -218,18 +218,17 @@ def _check_items(items: list[pystac.Item], bands: tuple[str, ...], *, threads: i
     retries (``GDAL_HTTP_MAX_RETRY`` 5: ~30-90 s per asset; a blocked object store would hold a
     scan of a few hundred assets for many minutes): at most ``threads`` of its assets are tried,
     at the same time."""
-    from pipelines._load import asset_href
-
     keys = [_asset_keys(it, bands, optional) for it in items]
     jobs = [(i, band, key) for i, k in enumerate(keys) if not isinstance(k, str) for band, key in k.items()]
     dead: dict[str, str] = {}  # host → the failure that showed it unreachable (set by the pool's threads; dict ops are atomic)
 
     def check(job: tuple[int, str, str]) -> tuple[str, tuple] | str:
         i, band, key = job
-        host = _host(asset_href(items[i], key, profile))
+        asset = _asset_to_check(items[i], band, key, profile, signer)
+        host = _host(asset.href)
         if host in dead:
             return f"asset '{band}' not read: its host {host} cannot be reached ({dead[host]})"
-        res = _check_asset(items[i], band, _asset_to_check(items[i], band, key, profile, signer), read_bbox)
+        res = _check_asset(items[i], band, asset, read_bbox)
         if host is not None and isinstance(res, str) and _UNREACHABLE.search(res) and dead.setdefault(host, res) == res:
             log.warning("%s cannot be reached (%s): its other assets are left out without trying each", host, res)
         return res

@@ -17,6 +17,7 @@ import rasterio.features
 from redline.vocabulary import DISTURBANCE_TYPES
 from redline.assess.rsei import GRADES
 from tests._reference import coverage_fractions, weighted_mean
+from tests.configs import cli_config
 
 pytestmark = pytest.mark.slow
 
@@ -139,15 +140,7 @@ def test_geopackage_cogs_and_figures(small_scan, zone_stats, admin_stats):
 
 
 def test_assess_command_runs_the_assessment_alone(small_scan, small_scenes, stac_url, zone_stats, tmp_path):
-    import yaml
-
-    raw = yaml.safe_load(small_scenes.config.read_text(encoding="utf-8"))
-    raw["stac"]["url"] = stac_url
-    raw["zones"]["path"] = str(small_scenes.zones)
-    raw["admin_units"]["path"] = str(small_scenes.counties)
-    raw["register"] = str(small_scan.register)
-    cfg = tmp_path / "scan.yml"
-    cfg.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    cfg = cli_config(small_scenes, stac_url, tmp_path, register=str(small_scan.register))
     out = tmp_path / "assess"
     res = subprocess.run([sys.executable, "-m", "redline.cli", "assess", str(cfg), "--out", str(out)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

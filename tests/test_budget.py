@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
 import pytest
-import yaml
 
 from redline.budget import BASE_BYTES, MIN_TILE_PX, OUTPUT_BYTES, BudgetError, chunk_for, estimate_peak, parse_memory_limit, size_tiles
 from redline.config import load_config
 from redline.errors import ConfigError
+from tests.configs import cli_config
 
 CLI = [sys.executable, "-m", "redline.cli"]
 GB = 10**9
@@ -71,7 +70,7 @@ def test_a_budget_below_one_minimal_tile_is_refused():
 
 
 def test_assess_refuses_a_bad_memory_limit_too(small_scenes, stac_url, tmp_path):
-    proc = subprocess.run([*CLI, "assess", str(_config(small_scenes, stac_url, tmp_path)), "--out", str(tmp_path / "out"), "--memory-limit", "1.5 parsecs"],
+    proc = subprocess.run([*CLI, "assess", str(cli_config(small_scenes, stac_url, tmp_path)), "--out", str(tmp_path / "out"), "--memory-limit", "1.5 parsecs"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.strip() == "error: --memory-limit = '1.5 parsecs' is not a memory size; give e.g. 1GB, 1.5GiB, 800MB or 2e9 (bytes)"
 
@@ -83,22 +82,10 @@ def test_config_key_bad_value_is_one_config_line(small_scenes, tmp_path):
     assert cfg.resources.memory_limit_bytes == 1.5 * 2**30
 
 
-def _config(small_scenes, stac_url, folder: Path, **sections) -> Path:
-    """The small preset's config with its STAC URL, absolute paths and ``sections``, in ``folder``."""
-    raw = {**yaml.safe_load(Path(small_scenes.config).read_text(encoding="utf-8")), **sections}
-    root = Path(small_scenes.config).parent
-    raw["stac"]["url"] = stac_url
-    for key in ("zones", "admin_units"):
-        raw[key]["path"] = str(root / raw[key]["path"])
-    path = folder / "scan.yml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    return path
-
-
 @pytest.mark.parametrize("value, message", [("lots", "--memory-limit = 'lots' is not a memory size"),
                                             ("100MB", "cannot hold one 64-px tile of 73 dates")])
 def test_cli_bad_memory_limit_exits_2_before_any_read(small_scenes, stac_url, tmp_path, value, message):
-    cfg = _config(small_scenes, stac_url, tmp_path)
+    cfg = cli_config(small_scenes, stac_url, tmp_path)
     proc = subprocess.run([*CLI, "scan", str(cfg), "--out", str(tmp_path / "out"), f"--memory-limit={value}"], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2, proc.stderr
@@ -113,7 +100,7 @@ def test_a_small_budget_tiles_the_scan_and_finds_the_same_alerts(small_scenes, s
     (``tiling.in_flight: 4``) cuts its 148 × 155 px grid into several tiles; the alerts are those
     of the default (one-tile) scan."""
     budget = estimate_peak(128, chunk_for(128), n_dates=73, n_bands=6, bytes_per_value=2, slots=2, in_flight=4) + 10**6
-    cfg = _config(small_scenes, stac_url, tmp_path, tiling={"in_flight": 4})
+    cfg = cli_config(small_scenes, stac_url, tmp_path, tiling={"in_flight": 4})
     out = tmp_path / "out"
     proc = subprocess.run([*CLI, "scan", str(cfg), "--out", str(out), f"--memory-limit={budget}", "--no-progress"], capture_output=True,
                           text=True, timeout=900)

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from redline.register import Register
 from redline.scan import run_scan
+from tests.configs import cli_config
 
 pytestmark = pytest.mark.slow
 
@@ -20,17 +20,6 @@ pytestmark = pytest.mark.slow
 def _alert_table(reg: Path):
     a = Register(reg).alerts()
     return a.drop(columns="geometry").sort_values("alert_id").reset_index(drop=True), a.geometry.area.round(12).tolist()
-
-
-def _config_file(tmp_path: Path, small_scenes, stac_url: str, register: Path) -> Path:
-    raw = yaml.safe_load(Path(small_scenes.config).read_text(encoding="utf-8"))
-    raw["stac"]["url"] = stac_url
-    raw["zones"]["path"] = str(small_scenes.zones)
-    raw["admin_units"]["path"] = str(small_scenes.counties)
-    raw["register"] = str(register)
-    path = tmp_path / "scan.yml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    return path
 
 
 def test_rerunning_a_scan_changes_no_alert_and_keeps_reviews(small_scan, small_config, tmp_path):
@@ -50,7 +39,7 @@ def test_rerunning_a_scan_changes_no_alert_and_keeps_reviews(small_scan, small_c
 @pytest.mark.parametrize("delay", [4.0, 9.0, 13.0])
 def test_kill_9_mid_scan_leaves_a_consistent_register(small_scan, small_scenes, stac_url, tmp_path, delay):
     reg = tmp_path / "register.gpkg"
-    cfg = _config_file(tmp_path, small_scenes, stac_url, reg)
+    cfg = cli_config(small_scenes, stac_url, tmp_path, register=str(reg))
     proc = subprocess.Popen([sys.executable, "-m", "redline.cli", "scan", str(cfg), "--out", str(tmp_path / "out")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     time.sleep(delay)

@@ -9,29 +9,17 @@ from __future__ import annotations
 
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from pipelines import serve_stac
 from redline.register import Register
+from tests.configs import cli_config
 from tests.serve_site import CLI, add_users, cli, serving
 from tests.test_incremental import increments, manifest, scan_catalogue  # noqa: F401  (increments: fixture)
 
 pytestmark = pytest.mark.slow
-
-
-def scan_config(scenes, stac_url: str, dst: Path) -> Path:
-    """The scene set's scan.yml for the command line: ``stac.url`` set, its paths made absolute."""
-    src = Path(scenes.config)
-    cfg = yaml.safe_load(src.read_text(encoding="utf-8"))
-    cfg["stac"]["url"] = stac_url
-    for section in ("zones", "admin_units"):
-        cfg[section]["path"] = str((src.parent / cfg[section]["path"]).resolve())
-    dst.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
-    return dst
 
 
 def test_reviews_made_while_a_rescan_runs_are_kept(small_scenes, increments, tmp_path):
@@ -49,7 +37,7 @@ def test_reviews_made_while_a_rescan_runs_are_kept(small_scenes, increments, tmp
         assert page["total"] == n_first
         aid = page["items"][0]["alert_id"]
         with serve_stac(increments["plus1"]) as stac:
-            config = scan_config(small_scenes, stac, tmp_path / "plus1.yml")
+            config = cli_config(small_scenes, stac, tmp_path, "plus1.yml")
             rescan = subprocess.Popen([*CLI, "scan", str(config), "--out", str(out), "--no-progress"],  # as cron runs it
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             moved = client.post(f"/api/alerts/{aid}/decisions", json={"to_status": "under_review"})
